@@ -1,0 +1,536 @@
+//! Fitting `(a, q)` without touching every weight for every candidate.
+//!
+//! The group is reduced once to "atoms" sorted by magnitude — each weight on its own for
+//! small groups (a sort), or histogram bins for large ones (one pass) — with prefix sums of
+//! `imp`, `imp·|w|`, `imp·w²` and `imp·sign(w)`. A candidate level set is then scored in
+//! `O(K log atoms)`: one binary search per decision threshold and a few multiply-adds per
+//! level, never a pass over the weights. On top of that scorer the search is a log-spaced
+//! grid, golden-section refinement around the best grid point, and Lloyd steps (the
+//! closed-form best `a` for a fixed assignment), which land exactly on the local optima a grid
+//! alone would miss.
+
+use alloc::vec::Vec;
+
+use super::{Family, ScaleRule};
+use crate::error::{Error, Result};
+use crate::float::math::{exp, ln, powf, powi, sqrt};
+use crate::float::Real;
+
+/// Groups larger than this are summarized by a histogram instead of sorted.
+const EXACT_LIMIT: usize = 8192;
+/// Histogram bins over `[0, max|w|]` for large groups.
+const BINS: usize = 4096;
+/// Grid points for `a`, log-spaced over `[A_LO, A_HI] · max|w|`.
+const A_GRID: usize = 40;
+const A_GRID_INNER: usize = 16;
+const A_LO: f64 = 0.01;
+/// A top level above `max|w|` can pay off: it moves the lower levels onto clusters.
+const A_HI: f64 = 1.5;
+/// Grid points for `q`, log-spaced in `-ln q`.
+const Q_GRID: usize = 64;
+/// Small groups have the most jagged error curves and the cheapest evaluations, so they get
+/// a denser `q` grid.
+const Q_GRID_SMALL: usize = 384;
+/// `atoms × K` at or below which a group counts as small.
+const SMALL_GROUP: usize = 4096;
+/// Local minima of the `q` grid refined by golden section.
+const Q_REFINE: usize = 4;
+const GOLDEN_STEPS: usize = 24;
+const LLOYD_STEPS: usize = 12;
+/// Keep `q^(K-1) >= MIN_RANGE`: smaller levels would vanish in `f32` long before they could
+/// matter to the error.
+const MIN_RANGE: f64 = 1e-12;
+const Q_MAX: f64 = 0.995;
+const Q_MIN: f64 = 0.02;
+
+/// A group reduced to sorted atoms with prefix sums.
+pub(crate) struct GroupStats {
+    /// Representative magnitude of each atom, ascending.
+    x: Vec<f64>,
+    /// Prefix sums, one longer than `x`: Σimp, Σimp·x, Σimp·x², Σimp·sign.
+    p0: Vec<f64>,
+    p1: Vec<f64>,
+    p2: Vec<f64>,
+    ps: Vec<f64>,
+    /// Σimp·w (signed), for the correlation's mean.
+    sum_w: f64,
+    amax: f64,
+}
+
+impl GroupStats {
+    pub fn new<T: Real>(weights: &[T], importance: Option<&[T]>) -> Result<Self> {
+        if weights.is_empty() {
+            return Err(Error::EmptyTensor { rows: 0, cols: 0 });
+        }
+        if let Some(imp) = importance {
+            if imp.len() != weights.len() {
+                return Err(Error::InvalidImportance {
+                    index: imp.len(),
+                    value: f64::NAN,
+                });
+            }
+            if let Some(index) = imp.iter().position(|v| !(v.is_finite() && *v >= T::zero())) {
+                return Err(Error::InvalidImportance {
+                    index,
+                    value: imp[index].widen(),
+                });
+            }
+        }
+        let mut amax = 0.0f64;
+        for (index, w) in weights.iter().enumerate() {
+            let w = w.widen();
+            if !w.is_finite() {
+                return Err(Error::NonFiniteWeight { index, value: w });
+            }
+            amax = amax.max(w.abs());
+        }
+        // An all-zero importance says nothing about which weights matter; treat it as uniform.
+        let importance = importance.filter(|imp| imp.iter().any(|v| *v > T::zero()));
+        let imp_at = |i: usize| importance.map_or(1.0, |imp| imp[i].widen());
+        let sum_w = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| imp_at(i) * w.widen())
+            .sum();
+
+        // Atoms: (magnitude, Σimp, Σimp·x, Σimp·x², Σimp·sign).
+        let mut atoms: Vec<[f64; 5]>;
+        if weights.len() <= EXACT_LIMIT || amax == 0.0 {
+            atoms = weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let (w, imp) = (w.widen(), imp_at(i));
+                    let x = w.abs();
+                    [x, imp, imp * x, imp * x * x, imp * sign(w)]
+                })
+                .collect();
+            atoms.sort_unstable_by(|l, r| l[0].total_cmp(&r[0]));
+        } else {
+            let mut bins = alloc::vec![[0.0f64; 4]; BINS];
+            let scale = BINS as f64 / amax;
+            for (i, w) in weights.iter().enumerate() {
+                let (w, imp) = (w.widen(), imp_at(i));
+                let x = w.abs();
+                let bin = ((x * scale) as usize).min(BINS - 1);
+                let b = &mut bins[bin];
+                b[0] += imp;
+                b[1] += imp * x;
+                b[2] += imp * x * x;
+                b[3] += imp * sign(w);
+            }
+            atoms = bins
+                .iter()
+                .filter(|b| b[0] > 0.0)
+                .map(|b| [b[1] / b[0], b[0], b[1], b[2], b[3]])
+                .collect();
+        }
+        let n = atoms.len();
+        let mut stats = GroupStats {
+            x: Vec::with_capacity(n),
+            p0: Vec::with_capacity(n + 1),
+            p1: Vec::with_capacity(n + 1),
+            p2: Vec::with_capacity(n + 1),
+            ps: Vec::with_capacity(n + 1),
+            sum_w,
+            amax,
+        };
+        let mut acc = [0.0f64; 4];
+        stats.p0.push(0.0);
+        stats.p1.push(0.0);
+        stats.p2.push(0.0);
+        stats.ps.push(0.0);
+        for atom in &atoms {
+            stats.x.push(atom[0]);
+            for (a, v) in acc.iter_mut().zip(&atom[1..]) {
+                *a += v;
+            }
+            stats.p0.push(acc[0]);
+            stats.p1.push(acc[1]);
+            stats.p2.push(acc[2]);
+            stats.ps.push(acc[3]);
+        }
+        Ok(stats)
+    }
+
+    /// Number of atoms with magnitude at most `t` (a tie goes to the smaller magnitude).
+    #[inline]
+    fn split(&self, t: f64) -> usize {
+        self.x.partition_point(|&v| v <= t)
+    }
+
+    fn total(&self, p: &[f64]) -> f64 {
+        p[p.len() - 1]
+    }
+}
+
+fn sign(w: f64) -> f64 {
+    if w > 0.0 {
+        1.0
+    } else if w < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// Sums over an assignment of atoms to levels `a·c_j`, enough to score any objective.
+#[derive(Clone, Copy)]
+struct Assignment {
+    /// Σ c·imp·x
+    cx: f64,
+    /// Σ c²·imp
+    cc: f64,
+    /// Σ c·imp·sign
+    cs: f64,
+}
+
+/// A level family's unit magnitudes for one `q`.
+struct Shape {
+    unit: [f64; 128],
+    k: usize,
+    zero: bool,
+}
+
+impl Shape {
+    fn new(family: &Family, q: f64) -> Self {
+        let mut unit = [0.0; 128];
+        let k = family.unit_magnitudes(q, &mut unit);
+        Shape {
+            unit,
+            k,
+            zero: family.has_zero(),
+        }
+    }
+
+    /// Assigns atoms to the nearest of the magnitudes `a·unit` (and zero).
+    fn assign(&self, stats: &GroupStats, a: f64) -> Assignment {
+        let mut out = Assignment {
+            cx: 0.0,
+            cc: 0.0,
+            cs: 0.0,
+        };
+        let unit = &self.unit[..self.k];
+        // Atoms below the first threshold go to zero (contributing nothing) or to unit[0].
+        let mut lo = if self.zero {
+            stats.split(a * unit[0] * 0.5)
+        } else {
+            0
+        };
+        for (j, &c) in unit.iter().enumerate() {
+            let hi = match unit.get(j + 1) {
+                Some(&next) => stats.split(a * (c + next) * 0.5).max(lo),
+                None => stats.x.len(),
+            };
+            let s0 = stats.p0[hi] - stats.p0[lo];
+            let s1 = stats.p1[hi] - stats.p1[lo];
+            let ss = stats.ps[hi] - stats.ps[lo];
+            out.cx += c * s1;
+            out.cc += c * c * s0;
+            out.cs += c * ss;
+            lo = hi;
+        }
+        out
+    }
+}
+
+/// The quantity a rule minimizes, for scale `a` and an assignment.
+fn score(rule: ScaleRule, stats: &GroupStats, a: f64, s: &Assignment) -> f64 {
+    let s2 = stats.total(&stats.p2);
+    match rule {
+        ScaleRule::Correlation => {
+            let w = stats.total(&stats.p0);
+            let mean_w = stats.sum_w / w;
+            let var_w = s2 / w - mean_w * mean_w;
+            let mean_c = s.cs / w;
+            let var_c = s.cc / w - mean_c * mean_c;
+            if var_w <= 0.0 || var_c <= 0.0 {
+                return 0.0;
+            }
+            // `a` cancels: correlation depends on the assignment only.
+            -(s.cx / w - mean_w * mean_c) / sqrt(var_w * var_c)
+        }
+        _ => s2 - 2.0 * a * s.cx + a * a * s.cc,
+    }
+}
+
+/// Best `(a, score)` for one level shape: a log grid, golden refinement around its best point,
+/// then Lloyd steps from the best point found.
+fn search_a(
+    rule: ScaleRule,
+    stats: &GroupStats,
+    shape: &Shape,
+    grid: usize,
+    lloyd_starts: usize,
+) -> (f64, f64) {
+    let eval = |a: f64| score(rule, stats, a, &shape.assign(stats, a));
+    let ratio = powf(A_HI / A_LO, 1.0 / (grid - 1) as f64);
+    let mut candidates: Vec<(f64, f64)> = (0..grid)
+        .map(|i| {
+            let a = stats.amax * A_LO * powi(ratio, i as i32);
+            (eval(a), a)
+        })
+        .collect();
+    let best_index = candidates
+        .iter()
+        .enumerate()
+        .min_by(|l, r| l.1 .0.total_cmp(&r.1 .0))
+        .map_or(0, |(i, _)| i);
+    let lo = candidates[best_index.saturating_sub(1)].1;
+    let hi = candidates[(best_index + 1).min(grid - 1)].1;
+    let mut best = golden(lo, hi, GOLDEN_STEPS, eval);
+    candidates.sort_unstable_by(|l, r| l.0.total_cmp(&r.0));
+    let mut seeds: Vec<f64> = candidates.iter().take(lloyd_starts).map(|c| c.1).collect();
+    seeds.push(best.1);
+    for a0 in seeds {
+        let mut a = a0;
+        for _ in 0..LLOYD_STEPS {
+            let s = shape.assign(stats, a);
+            if s.cc <= 0.0 {
+                break;
+            }
+            let next = s.cx / s.cc;
+            if !(next.is_finite() && next > 0.0) {
+                break;
+            }
+            let v = eval(next);
+            if v < best.0 {
+                best = (v, next);
+            }
+            if (next - a).abs() <= 1e-12 * a {
+                break;
+            }
+            a = next;
+        }
+    }
+    (best.1, best.0)
+}
+
+/// The exact best `(a, score)` over `a` in `[lo, hi]` for one level shape.
+///
+/// As `a` grows, an atom drops from level `l + 1` to level `l` exactly when `a` passes
+/// `x / μ_l` (`μ_l` the unit midpoint between the two levels). Between such breakpoints the
+/// assignment is fixed, so the MSE is a quadratic in `a` (minimized in closed form) and the
+/// correlation a constant. Sorting the `atoms × K` breakpoints and sweeping them once visits
+/// every piece: `O(atoms·K·log(atoms·K))`, no grid.
+fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64) -> (f64, f64) {
+    let unit = &shape.unit[..shape.k];
+    // Levels as unit magnitudes, ascending, zero included when the family has it.
+    let mut levels: Vec<f64> = Vec::with_capacity(shape.k + 1);
+    if shape.zero {
+        levels.push(0.0);
+    }
+    levels.extend_from_slice(unit);
+    let mids: Vec<f64> = levels.windows(2).map(|p| (p[0] + p[1]) * 0.5).collect();
+    // Events (a, dA, dB, dSig) for atoms whose level changes inside (lo, hi].
+    let mut events: Vec<[f64; 4]> = Vec::new();
+    for i in 0..stats.x.len() {
+        let x = stats.x[i];
+        let s0 = stats.p0[i + 1] - stats.p0[i];
+        let s1 = stats.p1[i + 1] - stats.p1[i];
+        let ss = stats.ps[i + 1] - stats.ps[i];
+        for (l, &mu) in mids.iter().enumerate() {
+            let a = x / mu;
+            if a > lo && a <= hi {
+                let (c_lo, c_hi) = (levels[l], levels[l + 1]);
+                events.push([
+                    a,
+                    (c_lo - c_hi) * s1,
+                    (c_lo * c_lo - c_hi * c_hi) * s0,
+                    (c_lo - c_hi) * ss,
+                ]);
+            }
+        }
+    }
+    events.sort_unstable_by(|l, r| l[0].total_cmp(&r[0]));
+    let start = shape.assign(stats, lo);
+    let mut sums = start;
+    let mut piece_lo = lo;
+    let mut best = (f64::INFINITY, lo);
+    let visit = |sums: &Assignment, from: f64, to: f64, best: &mut (f64, f64)| {
+        let a = match rule {
+            ScaleRule::Correlation => 0.5 * (from + to),
+            _ if sums.cc > 0.0 => (sums.cx / sums.cc).clamp(from, to),
+            _ => from,
+        };
+        let v = score(rule, stats, a, sums);
+        if v < best.0 {
+            *best = (v, a);
+        }
+    };
+    let mut i = 0;
+    while i < events.len() {
+        let a = events[i][0];
+        // The piece before this breakpoint still has the old assignment.
+        visit(&sums, piece_lo, a, &mut best);
+        // Every event at this same `a` applies together.
+        while i < events.len() && events[i][0] == a {
+            sums.cx += events[i][1];
+            sums.cc += events[i][2];
+            sums.cs += events[i][3];
+            i += 1;
+        }
+        piece_lo = a;
+    }
+    visit(&sums, piece_lo, hi, &mut best);
+    (best.1, best.0)
+}
+
+/// Breakpoint sweeps up to this many events; larger groups (which have smooth error curves)
+/// use the grid search.
+const SWEEP_LIMIT: usize = 1 << 16;
+
+/// The best `(a, score)` for one shape: the exact sweep when it is affordable, else the grid.
+fn best_a(
+    rule: ScaleRule,
+    stats: &GroupStats,
+    shape: &Shape,
+    grid: usize,
+    lloyd_starts: usize,
+    sweep_limit: usize,
+) -> (f64, f64) {
+    if stats.x.len() * shape.k <= sweep_limit {
+        sweep_a(rule, stats, shape, stats.amax * A_LO, stats.amax * A_HI)
+    } else {
+        search_a(rule, stats, shape, grid, lloyd_starts)
+    }
+}
+
+/// Golden-section search for the minimum of `f` on `[lo, hi]`, returning the best
+/// `(value, point)` seen (including the ends).
+fn golden(mut lo: f64, mut hi: f64, steps: usize, f: impl Fn(f64) -> f64) -> (f64, f64) {
+    const INV_PHI: f64 = 0.618_033_988_749_894_8;
+    let mut best = (f(lo), lo);
+    let fh = f(hi);
+    if fh < best.0 {
+        best = (fh, hi);
+    }
+    let mut x1 = hi - INV_PHI * (hi - lo);
+    let mut x2 = lo + INV_PHI * (hi - lo);
+    let (mut f1, mut f2) = (f(x1), f(x2));
+    for _ in 0..steps {
+        for (v, x) in [(f1, x1), (f2, x2)] {
+            if v < best.0 {
+                best = (v, x);
+            }
+        }
+        if f1 <= f2 {
+            hi = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = hi - INV_PHI * (hi - lo);
+            f1 = f(x1);
+        } else {
+            lo = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = lo + INV_PHI * (hi - lo);
+            f2 = f(x2);
+        }
+    }
+    for (v, x) in [(f1, x1), (f2, x2)] {
+        if v < best.0 {
+            best = (v, x);
+        }
+    }
+    best
+}
+
+/// The range of `u = -ln q` the search explores for `k` magnitudes.
+fn u_range(k: usize) -> (f64, f64) {
+    let u_lo = -ln(Q_MAX);
+    let u_hi = (-ln(MIN_RANGE) / (k.max(2) - 1) as f64).min(-ln(Q_MIN));
+    (u_lo, u_hi.max(u_lo * 2.0))
+}
+
+/// Best `q` for `inner(q)`: a log grid over `-ln q`, then golden refinement around each of
+/// the best few local minima of the grid. The error is continuous in `q` but, for small
+/// groups, has many shallow valleys; refining several of them keeps the search within a
+/// fraction of a percent of a dense brute-force scan.
+fn search_q(k: usize, points: usize, inner: impl Fn(f64) -> f64) -> f64 {
+    let (u_lo, u_hi) = u_range(k);
+    // Search over ln u, so the grid is dense where q is near 1 and levels are many.
+    let (l_lo, l_hi) = (ln(u_lo), ln(u_hi));
+    let q_of = |l: f64| exp(-exp(l));
+    let step = (l_hi - l_lo) / (points - 1) as f64;
+    let grid: Vec<(f64, f64)> = (0..points)
+        .map(|i| {
+            let l = l_lo + step * i as f64;
+            (inner(q_of(l)), l)
+        })
+        .collect();
+    let mut minima: Vec<usize> = (0..points)
+        .filter(|&i| {
+            let v = grid[i].0;
+            (i == 0 || v <= grid[i - 1].0) && (i + 1 == points || v <= grid[i + 1].0)
+        })
+        .collect();
+    minima.sort_unstable_by(|&l, &r| grid[l].0.total_cmp(&grid[r].0));
+    let mut best = (grid[minima[0]].0, grid[minima[0]].1);
+    for &i in minima.iter().take(Q_REFINE) {
+        let lo = grid[i.saturating_sub(1)].1;
+        let hi = grid[(i + 1).min(points - 1)].1;
+        let refined = golden(lo, hi, GOLDEN_STEPS, |l| inner(q_of(l)));
+        if refined.0 < best.0 {
+            best = refined;
+        }
+    }
+    q_of(best.1)
+}
+
+fn q_points(stats: &GroupStats, k: usize) -> usize {
+    if stats.x.len() * k <= SMALL_GROUP {
+        Q_GRID_SMALL
+    } else {
+        Q_GRID
+    }
+}
+
+/// The `q` used when it does not matter (linear, or fewer than two magnitudes).
+pub(crate) const DEFAULT_Q: f64 = 0.5;
+
+/// Fits `(a, q)` for a family under a (non-fixed) rule.
+pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64, f64) {
+    let amax = stats.amax;
+    if amax == 0.0 {
+        // Every weight is zero: any scale reproduces them with a zero level.
+        return (1.0, DEFAULT_Q);
+    }
+    let k = family.magnitude_count();
+    match rule {
+        ScaleRule::MaxAbs | ScaleRule::Fixed { .. } => {
+            if !family.uses_q() {
+                return (amax, DEFAULT_Q);
+            }
+            let mse_at_max = |q: f64| {
+                let shape = Shape::new(family, q);
+                score(ScaleRule::Mse, stats, amax, &shape.assign(stats, amax))
+            };
+            (amax, search_q(k, q_points(stats, k), mse_at_max))
+        }
+        ScaleRule::Mse | ScaleRule::Correlation => {
+            if !family.uses_q() {
+                let shape = Shape::new(family, DEFAULT_Q);
+                return (
+                    best_a(rule, stats, &shape, A_GRID, 4, SWEEP_LIMIT).0,
+                    DEFAULT_Q,
+                );
+            }
+            let q = search_q(k, q_points(stats, k), |q| {
+                // Inside the q search the sweep is kept to small groups, where the error
+                // curve in `a` is jagged; large groups are smooth enough for the grid.
+                best_a(
+                    rule,
+                    stats,
+                    &Shape::new(family, q),
+                    A_GRID_INNER,
+                    1,
+                    SMALL_GROUP,
+                )
+                .1
+            });
+            let shape = Shape::new(family, q);
+            (best_a(rule, stats, &shape, A_GRID, 4, SWEEP_LIMIT).0, q)
+        }
+    }
+}

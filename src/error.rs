@@ -1,0 +1,85 @@
+//! Every way user input can be wrong, as one error type.
+
+/// The crate's result type.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// What went wrong. Each kind of bad input has its own variant, and each message names the
+/// offending value so that a user can find it without a debugger.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A weight was NaN or infinite.
+    #[error("weight at index {index} is not finite ({value})")]
+    NonFiniteWeight {
+        /// Position of the weight in the input slice.
+        index: usize,
+        /// The offending value, widened to `f64`.
+        value: f64,
+    },
+    /// The tensor has no weights (zero rows or zero columns).
+    #[error("the tensor is empty: {rows} rows x {cols} columns")]
+    EmptyTensor {
+        /// Rows asked for.
+        rows: usize,
+        /// Columns asked for.
+        cols: usize,
+    },
+    /// `bits` was outside `1..=8`.
+    #[error("bits must be in 1..=8, got {0}")]
+    InvalidBits(u8),
+    /// `rows * cols` does not equal the number of weights given (or overflows `usize`).
+    #[error("shape {rows} x {cols} does not match the {len} weights given")]
+    ShapeMismatch {
+        /// Rows asked for.
+        rows: usize,
+        /// Columns asked for.
+        cols: usize,
+        /// Length of the weight slice.
+        len: usize,
+    },
+    /// A per-group granularity with group size 0.
+    #[error("group size must be at least 1, got 0")]
+    ZeroGroupSize,
+    /// Levels handed to [`Codebook::new`](crate::Codebook::new) are not a valid codebook.
+    #[error("invalid codebook levels: {0}")]
+    InvalidCodebook(&'static str),
+    /// Caller-given scale parameters that do not describe a valid level set.
+    #[error("invalid scale parameters a = {a}, q = {q}: {reason}")]
+    InvalidParameters {
+        /// The top magnitude.
+        a: f64,
+        /// The ratio between successive exponential magnitudes.
+        q: f64,
+        /// Which requirement was broken.
+        reason: &'static str,
+    },
+    /// An importance (weighting) value was negative, NaN or infinite, or the importance slice
+    /// has the wrong length.
+    #[error("importance at index {index} is invalid ({value}); importances must be finite and >= 0, one per weight")]
+    InvalidImportance {
+        /// Position of the bad value (or the slice length on a length mismatch).
+        index: usize,
+        /// The offending value (NaN on a length mismatch).
+        value: f64,
+    },
+    /// A caller-provided buffer has the wrong length.
+    #[error("{what} holds {actual} elements but {expected} are needed")]
+    BufferLength {
+        /// Which buffer.
+        what: &'static str,
+        /// The length required.
+        expected: usize,
+        /// The length given.
+        actual: usize,
+    },
+    /// A code does not fit in the bit width, or does not index a level of its codebook.
+    #[error("code {code} at index {index} is out of range for {limit} levels")]
+    CodeOutOfRange {
+        /// Position of the code.
+        index: usize,
+        /// The code.
+        code: u8,
+        /// How many codes are valid.
+        limit: usize,
+    },
+}

@@ -1,0 +1,73 @@
+//! # expquant
+//!
+//! Post-training discretization of neural-network weights to 1–8 bits, with the exponential
+//! levels `±a·q^k` of Malsagov et al. (2020, arXiv 2002.00623) beside ordinary linear ones,
+//! and a C ABI.
+//!
+//! ## Guide
+//! A layer's weights are a `rows × cols` matrix (a conv kernel `[out, in, kh, kw]` is
+//! `out × (in·kh·kw)`). [`quantize`] cuts it into groups ([`Granularity`]: per tensor, per
+//! row, or per `g` weights), fits a codebook to each group ([`ScaleRule`]), encodes every
+//! weight to its nearest level and packs the codes densely ([`pack`]). The resulting
+//! [`QuantizedTensor`] dequantizes, or multiplies a vector without dequantizing.
+//!
+//! ```
+//! use expquant::{metrics, quantize, Config, ScaleRule};
+//!
+//! // A 8 × 32 layer with a bell-shaped spread of weights.
+//! let weights: Vec<f32> = (0..256)
+//!     .map(|i| { let t = (i as f32 * 0.618).fract() - 0.5; t * t * t * 8.0 })
+//!     .collect();
+//!
+//! let exp4 = quantize(&weights, 8, 32, &Config::exponential(4))?;
+//! let lin4 = quantize(&weights, 8, 32, &Config::linear(4))?;
+//! let e = metrics::sqnr_db(&weights, &exp4.dequantize())?;
+//! let l = metrics::sqnr_db(&weights, &lin4.dequantize())?;
+//! println!("4-bit SQNR: exponential {e:.1} dB, linear {l:.1} dB");
+//! assert!(exp4.bits_per_weight() < 4.5);
+//!
+//! // y = W·x straight from the packed codes.
+//! let x = vec![1.0f32; 32];
+//! let mut y = vec![0.0f32; 8];
+//! exp4.gemv(&x, &mut y)?;
+//!
+//! // Fitted scales, per group of 16 weights.
+//! let fitted = quantize(&weights, 8, 32, &Config::exponential(3).per_group(16).scale_rule(ScaleRule::Mse))?;
+//! assert_eq!(fitted.params().len(), 16);
+//! # Ok::<(), expquant::Error>(())
+//! ```
+//!
+//! ## Features
+//! - `std` (default): `std::error::Error` for [`Error`]; implies `alloc`.
+//! - `alloc`: fitting, [`quantize`] and owned tensors. Without it the crate still offers
+//!   codebooks, packing and the decode kernels, with no allocator at all.
+
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+// Without `alloc` the view and decode paths that use these helpers are what remains.
+#![cfg_attr(not(feature = "alloc"), allow(dead_code))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod codebook;
+pub mod discretize;
+pub mod error;
+pub mod float;
+pub mod kernels;
+pub mod layout;
+pub mod metrics;
+pub mod pack;
+#[cfg(feature = "alloc")]
+pub mod tensor;
+
+pub use codebook::Codebook;
+pub use discretize::{Params, ScaleRule, Scheme};
+pub use error::{Error, Result};
+pub use float::Real;
+pub use layout::Granularity;
+#[cfg(feature = "alloc")]
+pub use tensor::{quantize, quantize_weighted, Config, QuantizedTensor};

@@ -1,0 +1,184 @@
+//! The fit is near-optimal: its objective is within 0.5 % of a dense brute-force search.
+mod common;
+
+use common::*;
+use expquant::discretize::Discretizer;
+use expquant::{ScaleRule, Scheme};
+
+const TOLERANCE: f64 = 1.005;
+
+fn cases() -> Vec<(Scheme, u8, bool)> {
+    let mut v = Vec::new();
+    for scheme in [Scheme::Linear, Scheme::Exponential] {
+        for bits in 1..=6u8 {
+            v.push((scheme, bits, true));
+        }
+        v.push((scheme, 3, false));
+        v.push((scheme, 4, false));
+    }
+    v
+}
+
+#[test]
+fn mse_fit_is_within_half_a_percent_of_brute_force() {
+    let mut worst = 0.0f64;
+    let mut failures = Vec::new();
+    for (case, (scheme, bits, zero)) in cases().into_iter().enumerate() {
+        for seed in 0..3u64 {
+            let n = [24, 90, 300][seed as usize];
+            let w: Vec<f64> = weights(seed * 100 + case as u64, n, 0.05)
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
+            let imp = vec![1.0; n];
+            let fitted = discretizer(scheme, bits, ScaleRule::Mse, zero)
+                .fit(&w, None)
+                .unwrap();
+            let fit_err = weighted_sse(&fitted, &w, &imp);
+            let (brute, ba, bq) =
+                brute_force_argmin(scheme, bits, zero, &w, None, 300, 120, |cb| {
+                    weighted_sse(cb, &w, &imp)
+                });
+            let p = discretizer(scheme, bits, ScaleRule::Mse, zero)
+                .fit_params(&w, None)
+                .unwrap();
+            let amax = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let ratio = fit_err / brute;
+            worst = worst.max(ratio);
+            if fit_err > brute * TOLERANCE + 1e-15 {
+                failures.push(format!(
+                    "{scheme:?} {bits} bits zero={zero} n={n}: fit {fit_err:e} vs brute force {brute:e} (ratio {ratio}) brute a/amax={} q={bq}, fit a/amax={} q={}", ba / amax, p.a / amax, p.q
+                ));
+            }
+        }
+    }
+    println!("worst ratio {worst}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn correlation_fit_is_within_half_a_percent_of_brute_force() {
+    let mut failures = Vec::new();
+    for (case, (scheme, bits, zero)) in cases().into_iter().enumerate() {
+        for seed in 0..2u64 {
+            let n = [40, 200][seed as usize];
+            let w: Vec<f64> = weights(seed * 7 + case as u64 + 1000, n, 0.1)
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
+            let imp = vec![1.0; n];
+            let fitted = discretizer(scheme, bits, ScaleRule::Correlation, zero)
+                .fit(&w, None)
+                .unwrap();
+            let fit_corr = correlation(&fitted, &w, &imp);
+            // Brute force minimizes 1 − corr, the quantity whose 0.5 % we bound.
+            let brute = brute_force(scheme, bits, zero, &w, None, 300, 120, |cb| {
+                1.0 - correlation(cb, &w, &imp)
+            });
+            if 1.0 - fit_corr > brute * TOLERANCE + 1e-12 {
+                failures.push(format!(
+                    "{scheme:?} {bits} bits zero={zero} n={n}: 1-corr {} vs brute force {brute}",
+                    1.0 - fit_corr
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn max_abs_q_is_within_half_a_percent_of_brute_force_at_that_a() {
+    let mut failures = Vec::new();
+    for bits in 3..=6u8 {
+        for zero in [true, false] {
+            for seed in 0..3u64 {
+                let n = [30, 150, 600][seed as usize];
+                let w: Vec<f64> = weights(seed + 31 * bits as u64, n, 1.0)
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect();
+                let imp = vec![1.0; n];
+                let d = discretizer(Scheme::Exponential, bits, ScaleRule::MaxAbs, zero);
+                let p = d.fit_params(&w, None).unwrap();
+                let amax = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+                assert_eq!(p.a, amax, "max-abs keeps a = max|w|");
+                let fit_err = weighted_sse(&d.codebook(p).unwrap(), &w, &imp);
+                let brute = brute_force(
+                    Scheme::Exponential,
+                    bits,
+                    zero,
+                    &w,
+                    Some(amax),
+                    1,
+                    4000,
+                    |cb| weighted_sse(cb, &w, &imp),
+                );
+                if fit_err > brute * TOLERANCE + 1e-15 {
+                    failures.push(format!(
+                        "{bits} bits zero={zero} n={n}: {fit_err} vs {brute}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn weighted_mse_fit_beats_max_abs_and_is_near_brute_force() {
+    for (case, (scheme, bits, zero)) in cases().into_iter().enumerate() {
+        let n = 120;
+        let w: Vec<f64> = weights(case as u64 + 77, n, 0.3)
+            .iter()
+            .map(|&x| x as f64)
+            .collect();
+        let mut rng = Rng::new(case as u64);
+        let imp: Vec<f64> = (0..n).map(|_| rng.uniform() * 3.0).collect();
+        let mse = discretizer(scheme, bits, ScaleRule::Mse, zero)
+            .fit(&w, Some(&imp))
+            .unwrap();
+        let max_abs = discretizer(scheme, bits, ScaleRule::MaxAbs, zero)
+            .fit(&w, Some(&imp))
+            .unwrap();
+        let (e_mse, e_max) = (
+            weighted_sse(&mse, &w, &imp),
+            weighted_sse(&max_abs, &w, &imp),
+        );
+        assert!(
+            e_mse <= e_max * (1.0 + 1e-12),
+            "{scheme:?} {bits}: mse fit {e_mse} > max-abs {e_max}"
+        );
+        let brute = brute_force(scheme, bits, zero, &w, None, 300, 120, |cb| {
+            weighted_sse(cb, &w, &imp)
+        });
+        assert!(
+            e_mse <= brute * TOLERANCE + 1e-15,
+            "{scheme:?} {bits}: {e_mse} vs brute {brute}"
+        );
+    }
+}
+
+#[test]
+fn large_groups_take_the_histogram_path_and_stay_near_optimal() {
+    // 50 000 weights exceed the exact-sort limit; the fitted error must still be within
+    // 0.5 % of a brute-force search (coarser here: the group is large).
+    let w: Vec<f64> = weights(5, 50_000, 0.02).iter().map(|&x| x as f64).collect();
+    let imp = vec![1.0; w.len()];
+    for (scheme, bits) in [
+        (Scheme::Linear, 4u8),
+        (Scheme::Exponential, 4),
+        (Scheme::Exponential, 3),
+    ] {
+        let fitted = discretizer(scheme, bits, ScaleRule::Mse, true)
+            .fit(&w, None)
+            .unwrap();
+        let e = weighted_sse(&fitted, &w, &imp);
+        let brute = brute_force(scheme, bits, true, &w, None, 150, 60, |cb| {
+            weighted_sse(cb, &w, &imp)
+        });
+        assert!(
+            e <= brute * TOLERANCE,
+            "{scheme:?} {bits}: {e} vs brute {brute}"
+        );
+    }
+}
