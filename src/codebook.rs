@@ -12,10 +12,11 @@ pub const MAX_LEVELS: usize = 256;
 /// The codebook lives inline (no heap), so firmware can build one on the stack.
 ///
 /// # Encoding rule
-/// [`encode`](Self::encode) returns the level nearest to `x`, measured as `|x - level|` in the
-/// float type itself. Ties go to the level of smaller magnitude ("toward zero"); a tie between
-/// two levels of equal magnitude (`x == 0` between `-c` and `+c`) goes to the negative one.
-/// NaN encodes to code 0.
+/// [`encode`](Self::encode) returns the level nearest to `x` in exact arithmetic: it compares
+/// `x` with the midpoints between neighbouring levels, held in `f64` (exact for `f32` levels;
+/// for `f64` levels a midpoint can round by half an ulp). A tie goes to the level of smaller
+/// magnitude ("toward zero"); a tie between levels of equal magnitude (`x == 0` between `-c`
+/// and `+c`) goes to the negative one. NaN encodes to code 0.
 ///
 /// ```
 /// use expquant::Codebook;
@@ -29,7 +30,7 @@ pub const MAX_LEVELS: usize = 256;
 pub struct Codebook<T: Real> {
     len: usize,
     levels: [T; MAX_LEVELS],
-    thresholds: [T; MAX_LEVELS - 1],
+    thresholds: [f64; MAX_LEVELS - 1],
 }
 
 impl<T: Real> core::fmt::Debug for Codebook<T> {
@@ -67,13 +68,12 @@ impl<T: Real> Codebook<T> {
         let mut cb = Codebook {
             len: levels.len(),
             levels: [T::zero(); MAX_LEVELS],
-            thresholds: [T::zero(); MAX_LEVELS - 1],
+            thresholds: [0.0; MAX_LEVELS - 1],
         };
         cb.levels[..levels.len()].copy_from_slice(levels);
-        let half = T::narrow(0.5);
         for (t, pair) in cb.thresholds.iter_mut().zip(levels.windows(2)) {
-            // Halving each side first cannot overflow, unlike (l0 + l1) / 2 near f32::MAX.
-            *t = pair[0] * half + pair[1] * half;
+            // Halving each side first cannot overflow, unlike (l0 + l1) / 2 near f64::MAX.
+            *t = pair[0].widen() * 0.5 + pair[1].widen() * 0.5;
         }
         Ok(cb)
     }
@@ -87,7 +87,7 @@ impl<T: Real> Codebook<T> {
     /// The `len() - 1` decision thresholds: `thresholds()[i]` lies halfway between level `i`
     /// and level `i + 1`.
     #[inline]
-    pub fn thresholds(&self) -> &[T] {
+    pub fn thresholds(&self) -> &[f64] {
         &self.thresholds[..self.len - 1]
     }
 
@@ -116,36 +116,11 @@ impl<T: Real> Codebook<T> {
     /// The code of the level nearest to `x` (see the type's docs for ties and NaN).
     #[inline]
     pub fn encode(&self, x: T) -> u8 {
-        let thresholds = self.thresholds();
+        let x = x.widen();
         // Crossing a negative threshold on equality moves toward zero; crossing a
         // non-negative one does not. Both predicates fall as t grows, so the count is a
         // partition point.
-        let guess = thresholds.partition_point(|&t| if t < T::zero() { x >= t } else { x > t });
-        // The rounded midpoint can sit an ulp off the true one; settle on the exact float
-        // distances so that encode agrees with a brute-force nearest-level scan.
-        let levels = self.levels();
-        let mut best = guess;
-        if guess > 0 && closer(x, levels[guess - 1], levels[best]) {
-            best = guess - 1;
-        }
-        if guess + 1 < levels.len() && closer(x, levels[guess + 1], levels[best]) {
-            best = guess + 1;
-        }
-        best as u8
+        self.thresholds()
+            .partition_point(|&t| if t < 0.0 { x >= t } else { x > t }) as u8
     }
-}
-
-/// Whether `candidate` beats `current` as the encoding of `x` under the crate's tie rule.
-#[inline]
-pub(crate) fn closer<T: Real>(x: T, candidate: T, current: T) -> bool {
-    let dc = (x - candidate).abs();
-    let dk = (x - current).abs();
-    if dc != dk {
-        return dc < dk;
-    }
-    let (mc, mk) = (candidate.abs(), current.abs());
-    if mc != mk {
-        return mc < mk;
-    }
-    candidate < current
 }

@@ -72,6 +72,16 @@ pub enum Error {
         /// The length given.
         actual: usize,
     },
+    /// A row range that is reversed or reaches past the last row.
+    #[error("row range {start}..{end} does not lie within the {rows} rows")]
+    RowRange {
+        /// First row asked for.
+        start: usize,
+        /// One past the last row asked for.
+        end: usize,
+        /// Rows the tensor has.
+        rows: usize,
+    },
     /// A code does not fit in the bit width, or does not index a level of its codebook.
     #[error("code {code} at index {index} is out of range for {limit} levels")]
     CodeOutOfRange {

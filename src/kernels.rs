@@ -8,8 +8,8 @@ use crate::pack::{self, code_at};
 
 /// Decodes `out.len()` codes of `bits` bits from `packed` through `levels`: `out[i] =
 /// levels[code_i]`. `packed` must hold exactly [`pack::packed_len`]`(out.len(), bits)` bytes,
-/// and every code must index `levels`; otherwise an error is returned and `out` is left in
-/// an unspecified but initialized state. No allocation: this is the firmware decode path.
+/// and every code must index `levels`; otherwise an error is returned and `out` is left
+/// untouched. No allocation: this is the firmware decode path.
 ///
 /// ```
 /// let levels = [-1.0f32, 0.0, 1.0];
@@ -31,13 +31,19 @@ pub fn decode(bits: u8, packed: &[u8], levels: &[f32], out: &mut [f32]) -> Resul
     if levels.is_empty() || levels.len() > 256 {
         return Err(Error::InvalidCodebook("a codebook holds 1 to 256 levels"));
     }
+    // Check every code before writing anything, unless all `2^bits` codes index a level.
+    if levels.len() < 1 << bits {
+        let bad = (0..out.len()).find(|&i| usize::from(code_at(packed, bits, i)) >= levels.len());
+        if let Some(index) = bad {
+            return Err(Error::CodeOutOfRange {
+                index,
+                code: code_at(packed, bits, index),
+                limit: levels.len(),
+            });
+        }
+    }
     for (index, slot) in out.iter_mut().enumerate() {
-        let code = code_at(packed, bits, index);
-        *slot = *levels.get(usize::from(code)).ok_or(Error::CodeOutOfRange {
-            index,
-            code,
-            limit: levels.len(),
-        })?;
+        *slot = levels[usize::from(code_at(packed, bits, index))];
     }
     Ok(())
 }

@@ -14,26 +14,27 @@
 //! ```
 //! use expquant::{metrics, quantize, Config, ScaleRule};
 //!
-//! // A 8 × 32 layer with a bell-shaped spread of weights.
-//! let weights: Vec<f32> = (0..256)
+//! // An 8 × 256 layer with a bell-shaped spread of weights.
+//! let weights: Vec<f32> = (0..2048)
 //!     .map(|i| { let t = (i as f32 * 0.618).fract() - 0.5; t * t * t * 8.0 })
 //!     .collect();
 //!
-//! let exp4 = quantize(&weights, 8, 32, &Config::exponential(4))?;
-//! let lin4 = quantize(&weights, 8, 32, &Config::linear(4))?;
+//! let exp4 = quantize(&weights, 8, 256, &Config::exponential(4))?;
+//! let lin4 = quantize(&weights, 8, 256, &Config::linear(4))?;
 //! let e = metrics::sqnr_db(&weights, &exp4.dequantize())?;
 //! let l = metrics::sqnr_db(&weights, &lin4.dequantize())?;
 //! println!("4-bit SQNR: exponential {e:.1} dB, linear {l:.1} dB");
-//! assert!(exp4.bits_per_weight() < 4.5);
+//! // 4-bit codes plus a 32-bit `a` and `q` per row of 256.
+//! assert_eq!(exp4.bits_per_weight(), 4.25);
 //!
 //! // y = W·x straight from the packed codes.
-//! let x = vec![1.0f32; 32];
+//! let x = vec![1.0f32; 256];
 //! let mut y = vec![0.0f32; 8];
 //! exp4.gemv(&x, &mut y)?;
 //!
 //! // Fitted scales, per group of 16 weights.
-//! let fitted = quantize(&weights, 8, 32, &Config::exponential(3).per_group(16).scale_rule(ScaleRule::Mse))?;
-//! assert_eq!(fitted.params().len(), 16);
+//! let fitted = quantize(&weights, 8, 256, &Config::exponential(3).per_group(64).scale_rule(ScaleRule::Mse))?;
+//! assert_eq!(fitted.params().len(), 32);
 //! # Ok::<(), expquant::Error>(())
 //! ```
 //!

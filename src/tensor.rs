@@ -289,6 +289,13 @@ impl QuantizedTensor {
         })
     }
 
+    /// The codebook of group `group`, or `None` past the last group.
+    pub fn codebook(&self, group: usize) -> Option<Codebook<f32>> {
+        let params = *self.params.get(group)?;
+        // Every stored parameter set built a valid codebook when the tensor was made.
+        self.family.codebook(params).ok()
+    }
+
     /// The packed codes of all rows, `rows × row_bytes` bytes.
     pub fn packed_codes(&self) -> &[u8] {
         &self.packed
@@ -309,12 +316,10 @@ impl QuantizedTensor {
     }
 
     /// Stored bits per weight: packed codes (with row padding) plus 32 bits per stored
-    /// parameter (`a`, and `q` for the exponential family), over `rows × cols`.
+    /// parameter (`a`, and `q` where the family has two or more magnitudes to space), over
+    /// `rows × cols`.
     pub fn bits_per_weight(&self) -> f64 {
-        let params_per_group = match self.family.scheme {
-            Scheme::Linear => 1,
-            Scheme::Exponential => 2,
-        };
+        let params_per_group = 1 + usize::from(self.family.uses_q());
         let bits =
             self.packed.len() as f64 * 8.0 + (self.params.len() * params_per_group * 32) as f64;
         bits / (self.rows * self.cols) as f64
@@ -344,10 +349,10 @@ impl QuantizedTensor {
     pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
         expect_len("gemv input x", self.cols, x.len())?;
         if rows.start > rows.end || rows.end > self.rows {
-            return Err(Error::BufferLength {
-                what: "gemv row range end",
-                expected: self.rows,
-                actual: rows.end,
+            return Err(Error::RowRange {
+                start: rows.start,
+                end: rows.end,
+                rows: self.rows,
             });
         }
         expect_len("gemv output y", rows.len(), y.len())?;

@@ -2,7 +2,6 @@
 mod common;
 
 use common::*;
-use expquant::discretize::Discretizer;
 use expquant::{ScaleRule, Scheme};
 
 const TOLERANCE: f64 = 1.005;

@@ -218,6 +218,43 @@ impl Family {
         }
         let stats = search::GroupStats::new(weights, importance)?;
         let (a, q) = search::fit(self, rule, &stats);
+        // Rounding (a, q) to T can push a level across a weight when the optimum sits at
+        // the edge of an assignment (the correlation jumps there), so score the nearest
+        // representable neighbours with their real levels and keep the best.
+        let nudge = T::epsilon().widen() * 4.0;
+        let a_choices: &[f64] = match rule {
+            ScaleRule::MaxAbs => &[0.0],
+            _ => &[0.0, -nudge, nudge],
+        };
+        let q_choices: &[f64] = if self.uses_q() {
+            &[0.0, -nudge, nudge]
+        } else {
+            &[0.0]
+        };
+        let mut best: Option<(search::Quality, Params<T>)> = None;
+        for &da in a_choices {
+            for &dq in q_choices {
+                let candidate = Params {
+                    a: T::narrow(a * (1.0 + da)),
+                    q: if self.uses_q() {
+                        T::narrow(q * (1.0 + dq))
+                    } else {
+                        one
+                    },
+                };
+                let Ok(codebook) = self.codebook(candidate) else {
+                    continue;
+                };
+                let quality =
+                    search::Quality::of(rule, &stats, codebook.levels(), candidate.a.widen());
+                if best.as_ref().is_none_or(|(b, _)| quality.better_than(b)) {
+                    best = Some((quality, candidate));
+                }
+            }
+        }
+        if let Some((_, p)) = best {
+            return Ok(p);
+        }
         let params = Params {
             a: T::narrow(a),
             q: if self.uses_q() { T::narrow(q) } else { one },

@@ -234,6 +234,48 @@ impl Shape {
     }
 }
 
+/// How good a concrete codebook is for a group under a rule: the rule's score, and the MSE
+/// that breaks ties between equal correlations.
+pub(crate) struct Quality {
+    score: f64,
+    mse: f64,
+}
+
+impl Quality {
+    /// Scores `levels` (a symmetric codebook, ascending, in any float type) whose top
+    /// magnitude is `a`.
+    pub fn of<T: Real>(rule: ScaleRule, stats: &GroupStats, levels: &[T], a: f64) -> Self {
+        let positive: Vec<f64> = levels
+            .iter()
+            .map(|l| l.widen())
+            .filter(|&l| l > 0.0)
+            .collect();
+        let mut unit = [0.0; 128];
+        for (u, m) in unit.iter_mut().zip(&positive) {
+            *u = m / a;
+        }
+        let shape = Shape {
+            unit,
+            k: positive.len(),
+            zero: levels.len() % 2 == 1,
+        };
+        let sums = shape.assign(stats, a);
+        Quality {
+            score: score(rule, stats, a, &sums),
+            mse: score(ScaleRule::Mse, stats, a, &sums),
+        }
+    }
+
+    pub fn better_than(&self, other: &Quality) -> bool {
+        let tie = (self.score - other.score).abs() <= 1e-12 * other.score.abs();
+        if tie {
+            self.mse < other.mse
+        } else {
+            self.score < other.score
+        }
+    }
+}
+
 /// The quantity a rule minimizes, for scale `a` and an assignment.
 fn score(rule: ScaleRule, stats: &GroupStats, a: f64, s: &Assignment) -> f64 {
     let s2 = stats.total(&stats.p2);
@@ -346,16 +388,27 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
     let start = shape.assign(stats, lo);
     let mut sums = start;
     let mut piece_lo = lo;
-    let mut best = (f64::INFINITY, lo);
-    let visit = |sums: &Assignment, from: f64, to: f64, best: &mut (f64, f64)| {
+    // (score, mse, a): equal correlations are common in small groups (the correlation is
+    // flat across many pieces), so ties go to the lower MSE, which also keeps the choice
+    // independent of the weights' overall scale.
+    let mut best = (f64::INFINITY, f64::INFINITY, lo);
+    let visit = |sums: &Assignment, from: f64, to: f64, best: &mut (f64, f64, f64)| {
+        let ls = if sums.cc > 0.0 {
+            sums.cx / sums.cc
+        } else {
+            from
+        };
         let a = match rule {
-            ScaleRule::Correlation => 0.5 * (from + to),
-            _ if sums.cc > 0.0 => (sums.cx / sums.cc).clamp(from, to),
-            _ => from,
+            // `to` already belongs to the next piece, whose assignment (and correlation)
+            // differs; the MSE is continuous there, the correlation is not.
+            ScaleRule::Correlation if !(from..to).contains(&ls) => 0.5 * (from + to),
+            _ => ls.clamp(from, to),
         };
         let v = score(rule, stats, a, sums);
-        if v < best.0 {
-            *best = (v, a);
+        let mse = score(ScaleRule::Mse, stats, a, sums);
+        let tie = (v - best.0).abs() <= 1e-12 * best.0.abs();
+        if (v < best.0 && !tie) || (tie && mse < best.1) {
+            *best = (v, mse, a);
         }
     };
     let mut i = 0;
@@ -373,7 +426,7 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
         piece_lo = a;
     }
     visit(&sums, piece_lo, hi, &mut best);
-    (best.1, best.0)
+    (best.2, best.0)
 }
 
 /// Breakpoint sweeps up to this many events; larger groups (which have smooth error curves)

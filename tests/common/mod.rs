@@ -51,13 +51,17 @@ pub fn weights(seed: u64, n: usize, scale: f64) -> Vec<f32> {
 }
 
 /// The index of the level nearest to `x`, by a scan over every level, with the crate's tie
-/// rule: smaller distance, then smaller magnitude, then the more negative level.
+/// rule: smaller distance, then smaller magnitude, then the more negative level. Distances
+/// are taken in `f64`, which is exact for the `f32` values and the dyadic `f64` values the
+/// tests use.
 pub fn nearest_by_scan<T: expquant::Real>(levels: &[T], x: T) -> usize {
+    let x = x.widen();
     let mut best = 0;
     for (i, &l) in levels.iter().enumerate().skip(1) {
-        let (d, db) = ((x - l).abs(), (x - levels[best]).abs());
-        let (m, mb) = (l.abs(), levels[best].abs());
-        if d < db || (d == db && (m < mb || (m == mb && l < levels[best]))) {
+        let (l, lb) = (l.widen(), levels[best].widen());
+        let (d, db) = ((x - l).abs(), (x - lb).abs());
+        let (m, mb) = (l.abs(), lb.abs());
+        if d < db || (d == db && (m < mb || (m == mb && l < lb))) {
             best = i;
         }
     }
@@ -122,6 +126,7 @@ pub fn discretizer(
 /// Dense brute force over `(a, q)`: the best value of `objective` (lower is better) over an
 /// `a_steps × q_steps` grid, `a` in `(0, 1.5·max|w|]` and `q` in `[0.01, 0.999]` (one `q` when
 /// the family ignores it). `a_fixed` pins `a`.
+#[allow(clippy::too_many_arguments)]
 pub fn brute_force(
     scheme: Scheme,
     bits: u8,
