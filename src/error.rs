@@ -92,4 +92,40 @@ pub enum Error {
         /// How many codes are valid.
         limit: usize,
     },
+    /// Input statistics whose length is neither `cols` nor `rows × cols`.
+    #[error("{what} holds {actual} values; it needs {cols} (shared by all rows) or rows x cols = {rows} x {cols}")]
+    InputStatsLength {
+        /// Which statistic.
+        what: &'static str,
+        /// Its length.
+        actual: usize,
+        /// Columns of the layer.
+        cols: usize,
+        /// Rows of the layer.
+        rows: usize,
+    },
+    /// An input statistic that is NaN or infinite (or a negative mean square).
+    #[error("{what} at index {index} is invalid ({value})")]
+    NonFiniteStatistic {
+        /// Which statistic.
+        what: &'static str,
+        /// Position of the value.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+    /// [`ScaleRule::OutputMse`](crate::ScaleRule::OutputMse) without the inputs' mean squares.
+    #[error("the OutputMse scale rule needs the inputs' mean squares E[x^2]; none were given")]
+    MissingSqMean,
+    /// Arguments of [`relu_moments`](crate::calibrate::relu_moments) that describe no
+    /// distribution.
+    #[error("relu_moments needs finite beta and gamma and clip > 0; got beta = {beta}, gamma = {gamma}, clip = {clip}")]
+    InvalidMomentArguments {
+        /// Mean of the pre-activation.
+        beta: f64,
+        /// Standard deviation of the pre-activation.
+        gamma: f64,
+        /// Upper clip of the activation.
+        clip: f64,
+    },
 }

@@ -54,6 +54,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+pub mod calibrate;
 pub mod codebook;
 pub mod discretize;
 pub mod error;

@@ -4,6 +4,7 @@
 //! is compiled separately into every one of them and each uses only part of it.
 #![allow(dead_code)] // see above: every includer uses a different subset
 
+pub mod calibration;
 pub mod data;
 pub mod format;
 pub mod model;
@@ -110,6 +111,22 @@ pub fn quantize_model(model: &Model, cfg: &Config) -> Result<(Model, f64), expqu
     }
     let total = q.weight_count() as f64;
     Ok((q, bits / total))
+}
+
+/// Quantizes all weight tensors with `cfg` and input statistics `stats` (bias-corrected) and
+/// measures accuracy on `set`.
+pub fn calibrated_accuracy(
+    model: &Model,
+    set: &Dataset,
+    cfg: &Config,
+    stats: &[calibration::LayerStats; 5],
+) -> Result<Evaluation, expquant::Error> {
+    let (q, bits_per_weight) = calibration::quantize_model_calibrated(model, cfg, stats)?;
+    Ok(Evaluation {
+        correct: correct(&q, set),
+        total: set.len(),
+        bits_per_weight,
+    })
 }
 
 /// Quantizes all weight tensors with `cfg` and measures accuracy on `set`.

@@ -41,6 +41,12 @@ pub enum ScaleRule {
     /// The paper's Part II: `a` (and `q`) maximize the importance-weighted Pearson correlation
     /// between `w` and `Q(w)`.
     Correlation,
+    /// `a` (and `q`) minimize `Σ_j E[x_j²]·(w − Q(w))²`, the output error left after bias
+    /// correction; needs the inputs' mean squares, so only
+    /// [`quantize_calibrated`](crate::calibrate::quantize_calibrated) accepts it. In the
+    /// [`Discretizer`] API it is [`Mse`](Self::Mse) with the importance the caller passes,
+    /// which must then be given.
+    OutputMse,
     /// Caller-given parameters (`q` is ignored by the linear family).
     Fixed {
         /// The largest magnitude.
@@ -215,6 +221,9 @@ impl Family {
                 a: T::narrow(a),
                 q: T::narrow(q),
             });
+        }
+        if rule == ScaleRule::OutputMse && importance.is_none() {
+            return Err(Error::MissingSqMean);
         }
         let stats = search::GroupStats::new(weights, importance)?;
         let (a, q) = search::fit(self, rule, &stats);

@@ -86,7 +86,11 @@ impl GroupStats {
         }
         // An all-zero importance says nothing about which weights matter; treat it as uniform.
         let importance = importance.filter(|imp| imp.iter().any(|v| *v > T::zero()));
-        let imp_at = |i: usize| importance.map_or(1.0, |imp| imp[i].widen());
+        // Dividing by the largest importance makes a constant importance exactly 1, so it
+        // fits exactly as the unweighted rule does (and keeps sums well scaled).
+        let imp_max =
+            importance.map_or(1.0, |imp| imp.iter().fold(0.0f64, |m, v| m.max(v.widen())));
+        let imp_at = |i: usize| importance.map_or(1.0, |imp| imp[i].widen() / imp_max);
         let sum_w = weights
             .iter()
             .enumerate()
@@ -561,7 +565,7 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
             };
             (amax, search_q(k, q_points(stats, k), mse_at_max))
         }
-        ScaleRule::Mse | ScaleRule::Correlation => {
+        ScaleRule::Mse | ScaleRule::OutputMse | ScaleRule::Correlation => {
             if !family.uses_q() {
                 let shape = Shape::new(family, DEFAULT_Q);
                 return (
