@@ -239,7 +239,7 @@ pub fn quantize_weighted(
 
 /// A quantized `rows × cols` matrix: one parametric codebook per group and the packed codes.
 ///
-/// Codes are packed row by row (see [`pack`](crate::pack) for the bit order); each row starts on
+/// Codes are packed row by row (see [`pack`] for the bit order); each row starts on
 /// a byte boundary and takes [`row_bytes`](Self::row_bytes) bytes. Codebook `i` belongs to
 /// group `i` in row-major order (per row: row `i`; per group: row `i / groups_per_row`).
 #[derive(Debug, Clone, PartialEq)]
