@@ -40,6 +40,8 @@
 //!
 //! ## Features
 //! - `std` (default): `std::error::Error` for [`Error`]; implies `alloc`.
+//! - `ffi`: the C ABI (`expquant::ffi`), built into `libexpquant` by the `expquant-capi`
+//!   crate; also regenerates `include/expquant.h`. Implies `std`.
 //! - `alloc`: fitting, [`quantize`] and owned tensors. Without it the crate still offers
 //!   codebooks, packing and the decode kernels, with no allocator at all.
 
@@ -59,6 +61,8 @@ pub mod calibrate;
 pub mod codebook;
 pub mod discretize;
 pub mod error;
+#[cfg(feature = "ffi")]
+pub mod ffi;
 pub mod float;
 pub mod kernels;
 pub mod layout;

@@ -1,0 +1,260 @@
+//! `expq_config` and its enums: what to quantize to.
+//!
+//! The C enums are declared here as `#[repr(C)]` Rust enums so that cbindgen writes them
+//! into the header, but the Rust side never receives a value of those types from C: a C
+//! enum can hold any `int`, and an out-of-range value in a Rust enum is undefined
+//! behaviour. Every field and argument that C declares as an enum is received as a `u32`
+//! (the `*_value` aliases below, which cbindgen prints under the enum's name) and converted
+//! with a range check. The compile-time assertions pin what makes that sound: each C enum
+//! has the size and alignment of `u32`, as on every ABI Rust targets without
+//! `-fshort-enums`, and `bool` is one byte.
+
+use crate::discretize::{ScaleRule, Scheme};
+use crate::layout::Granularity;
+use crate::tensor::Config;
+
+use super::{boundary, Failure};
+
+/// The level family.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum expq_scheme {
+    /// Uniformly spaced levels `k·Δ`, `Δ = a / (2^(bits−1) − 1)`.
+    Linear = 0,
+    /// Geometrically spaced magnitudes `±a·q^k`, `0 < q < 1`, plus zero.
+    Exponential = 1,
+}
+
+/// How the scale `a` (and the ratio `q` of the exponential family) of each group is chosen.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum expq_scale_rule {
+    /// `a = max|w|` of the group (for the exponential family `q` then minimizes the squared
+    /// error). The default.
+    MaxAbs = 0,
+    /// `a` (and `q`) minimize the squared error.
+    Mse = 1,
+    /// `a` (and `q`) maximize the correlation between the weights and their quantized values.
+    Correlation = 2,
+    /// The caller's `fixed_a` and `fixed_q` for every group (`fixed_q` is ignored by the
+    /// linear family).
+    Fixed = 3,
+}
+
+/// Which weights share a codebook.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum expq_granularity {
+    /// One codebook for the whole tensor.
+    PerTensor = 0,
+    /// One codebook per row (output channel). The default.
+    PerRow = 1,
+    /// One codebook per `group_size` consecutive weights of a row (the last group of a row is
+    /// shorter when `cols` is not a multiple of `group_size`).
+    PerGroup = 2,
+}
+
+/// An [`expq_scheme`] as received from C: any `u32`, checked before use.
+pub type expq_scheme_value = u32;
+/// An [`expq_scale_rule`] as received from C: any `u32`, checked before use.
+pub type expq_scale_rule_value = u32;
+/// An [`expq_granularity`] as received from C: any `u32`, checked before use.
+pub type expq_granularity_value = u32;
+/// A C `bool` as received from C: any byte, non-zero meaning true.
+pub type expq_bool_value = u8;
+
+const _: () = {
+    assert!(core::mem::size_of::<expq_scheme>() == core::mem::size_of::<u32>());
+    assert!(core::mem::align_of::<expq_scheme>() == core::mem::align_of::<u32>());
+    assert!(core::mem::size_of::<expq_scale_rule>() == core::mem::size_of::<u32>());
+    assert!(core::mem::size_of::<expq_granularity>() == core::mem::size_of::<u32>());
+    assert!(core::mem::size_of::<bool>() == core::mem::size_of::<u8>());
+};
+
+/// What to quantize to. Start from [`expq_config_default`] and change fields.
+///
+/// Fields read as enums are checked: a value outside the enum (say `scheme = 7`) makes
+/// `expq_quantize` fail with `EXPQ_STATUS_INVALID_ARGUMENT`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct expq_config {
+    /// The level family.
+    pub scheme: expq_scheme_value,
+    /// Bits per code, 1 to 8.
+    pub bits: u8,
+    /// How each group's scale is chosen.
+    pub scale_rule: expq_scale_rule_value,
+    /// Which weights share a codebook.
+    pub granularity: expq_granularity_value,
+    /// Weights per group for `EXPQ_GRANULARITY_PER_GROUP` (at least 1); ignored otherwise.
+    pub group_size: usize,
+    /// Whether zero is a level (`2^bits − 1` levels; `2^bits` without). Ignored at 1 bit,
+    /// where the levels are always `{−a, +a}`.
+    pub zero_level: expq_bool_value,
+    /// The scale `a > 0` for `EXPQ_SCALE_RULE_FIXED`; ignored otherwise.
+    pub fixed_a: f64,
+    /// The ratio `0 < q < 1` for `EXPQ_SCALE_RULE_FIXED` with the exponential family;
+    /// ignored otherwise.
+    pub fixed_q: f64,
+}
+
+impl expq_config {
+    /// The Rust [`Config`] this describes, after checking every enum field.
+    pub(crate) fn rust_config(&self) -> Result<Config, Failure> {
+        let scheme = match self.scheme {
+            0 => Scheme::Linear,
+            1 => Scheme::Exponential,
+            value => {
+                return Err(Failure::BadEnum {
+                    what: "config.scheme",
+                    value,
+                    allowed: "an expq_scheme (0 = LINEAR, 1 = EXPONENTIAL)",
+                })
+            }
+        };
+        let rule = match self.scale_rule {
+            0 => ScaleRule::MaxAbs,
+            1 => ScaleRule::Mse,
+            2 => ScaleRule::Correlation,
+            3 => ScaleRule::Fixed {
+                a: self.fixed_a,
+                q: self.fixed_q,
+            },
+            value => {
+                return Err(Failure::BadEnum {
+                    what: "config.scale_rule",
+                    value,
+                    allowed:
+                        "an expq_scale_rule (0 = MAX_ABS, 1 = MSE, 2 = CORRELATION, 3 = FIXED)",
+                })
+            }
+        };
+        let granularity = match self.granularity {
+            0 => Granularity::PerTensor,
+            1 => Granularity::PerRow,
+            2 => Granularity::PerGroup(self.group_size),
+            value => {
+                return Err(Failure::BadEnum {
+                    what: "config.granularity",
+                    value,
+                    allowed: "an expq_granularity (0 = PER_TENSOR, 1 = PER_ROW, 2 = PER_GROUP)",
+                })
+            }
+        };
+        Ok(Config::new(scheme, self.bits)
+            .granularity(granularity)
+            .scale_rule(rule)
+            .zero_level(self.zero_level != 0))
+    }
+
+    /// The C description of a Rust [`Config`] whose zero-level switch is on (as in every
+    /// default configuration).
+    fn from_config(config: &Config) -> Self {
+        let (granularity, group_size) = match config.layout() {
+            Granularity::PerTensor => (expq_granularity::PerTensor, 0),
+            Granularity::PerRow => (expq_granularity::PerRow, 0),
+            Granularity::PerGroup(g) => (expq_granularity::PerGroup, g),
+        };
+        let (scale_rule, fixed_a, fixed_q) = match config.rule() {
+            ScaleRule::Mse => (expq_scale_rule::Mse, 0.0, 0.0),
+            ScaleRule::Correlation => (expq_scale_rule::Correlation, 0.0, 0.0),
+            ScaleRule::Fixed { a, q } => (expq_scale_rule::Fixed, a, q),
+            // `ScaleRule` is non-exhaustive; a rule added later is not expressible in C
+            // until it gets a constant, and is not a default.
+            _ => (expq_scale_rule::MaxAbs, 0.0, 0.0),
+        };
+        let scheme = match config.scheme() {
+            Scheme::Linear => expq_scheme::Linear,
+            Scheme::Exponential => expq_scheme::Exponential,
+        };
+        expq_config {
+            scheme: scheme as u32,
+            bits: config.bits(),
+            scale_rule: scale_rule as u32,
+            granularity: granularity as u32,
+            group_size,
+            // `Config` has no getter for the switch itself (`has_zero_level` is false at one
+            // bit); the Rust default is on, and a unit test checks the two agree.
+            zero_level: 1,
+            fixed_a,
+            fixed_q,
+        }
+    }
+}
+
+/// The default configuration for `scheme` at `bits` bits, the same as the Rust
+/// `Config::new`: per row, `EXPQ_SCALE_RULE_MAX_ABS`, zero level on.
+///
+/// Never fails: a `scheme` outside [`expq_scheme`] or `bits` outside 1..=8 are copied into
+/// the result, and `expq_quantize` reports them.
+#[no_mangle]
+pub extern "C" fn expq_config_default(scheme: expq_scheme_value, bits: u8) -> expq_config {
+    boundary("expq_config_default", || {
+        let mut config = expq_config::from_config(&Config::new(Scheme::Linear, bits));
+        config.scheme = scheme;
+        Ok(config)
+    })
+}
+
+impl super::Fallback for expq_config {
+    /// An invalid configuration (bits 0), so that using it fails.
+    fn fallback(_: super::expq_status) -> Self {
+        let mut config = expq_config::from_config(&Config::new(Scheme::Linear, 0));
+        config.bits = 0;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_the_rust_default() {
+        for (raw, scheme) in [(0, Scheme::Linear), (1, Scheme::Exponential)] {
+            for bits in 0..=9 {
+                let c = expq_config_default(raw, bits);
+                assert_eq!(c.rust_config().unwrap(), Config::new(scheme, bits));
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_enums_are_rejected() {
+        let good = expq_config_default(1, 4);
+        for (field, config) in [
+            ("config.scheme", expq_config { scheme: 7, ..good }),
+            (
+                "config.scale_rule",
+                expq_config {
+                    scale_rule: 4,
+                    ..good
+                },
+            ),
+            (
+                "config.granularity",
+                expq_config {
+                    granularity: u32::MAX,
+                    ..good
+                },
+            ),
+        ] {
+            match config.rust_config() {
+                Err(Failure::BadEnum { what, .. }) => assert_eq!(what, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let config = Config::exponential(3)
+            .per_group(16)
+            .scale_rule(ScaleRule::Fixed { a: 2.0, q: 0.5 })
+            .zero_level(true);
+        assert_eq!(
+            expq_config::from_config(&config).rust_config().unwrap(),
+            config
+        );
+    }
+}

@@ -1,0 +1,536 @@
+//! The C ABI (feature `ffi`): the functions and types that `include/expquant.h` declares.
+//!
+//! This module is a thin skin over the Rust API and nothing else. Each exported function has
+//! the same shape: a panic boundary (`boundary`), one NULL-check line per pointer argument
+//! (`try_ref!`, `try_slice!`, `try_slice_mut!`, `try_out!`), then a short body that calls the
+//! Rust API. The library itself is linked by the `expquant-capi` crate in `capi/`, which
+//! produces `libexpquant.so` and `libexpquant.a`.
+//!
+//! # API conventions (the contract a C user reads)
+//! - Every function that can fail returns an [`expq_status`]; `EXPQ_STATUS_OK` is 0 and the
+//!   numbers are permanent (a retired value stays reserved).
+//! - Outputs go through out-parameters and are written only on success. On failure every
+//!   out-parameter and output buffer is left untouched.
+//! - Every pointer argument is checked: NULL is `EXPQ_STATUS_NULL_POINTER`, also when the
+//!   matching length is 0. A length that the call needs exactly (`out_len`, `x_len`, `y_len`,
+//!   `packed_len`) gives `EXPQ_STATUS_BUFFER_TOO_SMALL` when smaller and
+//!   `EXPQ_STATUS_INVALID_ARGUMENT` when larger. Input and output buffers must not overlap
+//!   (overlap is detected and is `EXPQ_STATUS_INVALID_ARGUMENT`).
+//! - An enum field or argument holding a value outside its enum is
+//!   `EXPQ_STATUS_INVALID_ARGUMENT`: the Rust side reads every C enum as an integer.
+//! - Every failure stores a sentence saying what was wrong in a thread-local buffer, read by
+//!   [`expq_last_error_message`]. A successful call does not clear it.
+//! - A panic never crosses the boundary: it becomes `EXPQ_STATUS_PANIC` (or a zero value from
+//!   the accessors) with the panic message as the last error.
+//! - An `expq_tensor` is created by [`expq_quantize`] and owned by the caller until
+//!   [`expq_tensor_free`]. It is immutable: any number of threads may call the `const
+//!   expq_tensor *` functions on one tensor at the same time; freeing must not race with them.
+//! - Sizes and lengths are `size_t` and count elements, not bytes.
+
+#![allow(non_camel_case_types)]
+
+extern crate std;
+
+use core::fmt;
+use core::mem::{align_of, size_of};
+use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
+use std::string::{String, ToString};
+
+use crate::error::Error;
+
+/// Turns a pointer argument into a shared reference, or returns `Failure::Null` naming it.
+/// The enclosing function's `# Safety` section promises that a non-NULL pointer is valid.
+macro_rules! try_ref {
+    ($ptr:ident) => {
+        // SAFETY: the caller promises (see the function's `# Safety`) that a non-NULL `$ptr`
+        // points to a live, aligned value that nothing mutates for the duration of the call.
+        match unsafe { $ptr.as_ref() } {
+            Some(r) => r,
+            None => return Err($crate::ffi::Failure::Null(stringify!($ptr))),
+        }
+    };
+}
+
+/// Turns a pointer and element count into a slice, checking NULL, alignment and size.
+macro_rules! try_slice {
+    ($ptr:ident, $len:expr) => {
+        // SAFETY: the caller promises that a non-NULL `$ptr` points to `$len` initialized
+        // elements that nothing mutates for the duration of the call.
+        unsafe { $crate::ffi::slice_from($ptr, $len, stringify!($ptr))? }
+    };
+}
+
+/// Turns a pointer and element count into a mutable slice, checking NULL, alignment and size.
+macro_rules! try_slice_mut {
+    ($ptr:ident, $len:expr) => {
+        // SAFETY: the caller promises that a non-NULL `$ptr` points to `$len` writable
+        // elements that nothing else reads or writes for the duration of the call.
+        unsafe { $crate::ffi::slice_from_mut($ptr, $len, stringify!($ptr))? }
+    };
+}
+
+/// Checks that an out-parameter is not NULL; write it with [`write_out`] on success only.
+macro_rules! try_out {
+    ($ptr:ident) => {
+        if $ptr.is_null() {
+            return Err($crate::ffi::Failure::Null(stringify!($ptr)));
+        }
+    };
+}
+
+mod config;
+mod decode;
+mod tensor;
+
+pub use config::*;
+pub use decode::*;
+pub use tensor::*;
+
+/// The most levels a codebook holds (`2^8`): a buffer of this many floats fits the levels of
+/// any group (`expq_tensor_group_levels`).
+pub const EXPQ_MAX_LEVELS: usize = 256;
+const _: () = assert!(EXPQ_MAX_LEVELS == crate::codebook::MAX_LEVELS);
+
+/// The result of every fallible call. `EXPQ_STATUS_OK` is 0; the numbers never change, and a
+/// retired value stays reserved.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum expq_status {
+    /// Success; out-parameters were written.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullPointer = 1,
+    /// An argument was out of range: bits outside 1..=8, an empty or mismatched shape, an
+    /// enum value outside its enum, a group size of 0, a buffer longer than required,
+    /// overlapping buffers, invalid fixed scale parameters.
+    InvalidArgument = 2,
+    /// A weight was NaN or infinite.
+    NonFinite = 3,
+    /// A caller-provided buffer was shorter than required.
+    BufferTooSmall = 4,
+    /// Packed data does not describe valid codes: a code that does not index the levels
+    /// given to `expq_decode`. (Also for stored-format validation, once that exists.)
+    CorruptData = 5,
+    /// Reserved for stored tensors written by an unsupported format version.
+    UnsupportedVersion = 6,
+    /// A panic inside the library was caught at the boundary. Please report it as a bug.
+    Panic = 7,
+}
+
+/// The status that a core [`Error`] maps to. This is the only place that decides it.
+pub(crate) fn status_of(error: &Error) -> expq_status {
+    match error {
+        Error::NonFiniteWeight { .. } => expq_status::NonFinite,
+        Error::BufferLength {
+            expected, actual, ..
+        } if actual < expected => expq_status::BufferTooSmall,
+        Error::CodeOutOfRange { .. } => expq_status::CorruptData,
+        _ => expq_status::InvalidArgument,
+    }
+}
+
+/// Why an exported function failed: a core [`Error`] or a problem only the C side can have.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// A required pointer argument was NULL.
+    Null(&'static str),
+    /// The Rust API rejected the input.
+    Core(Error),
+    /// A C enum value outside its enum.
+    BadEnum {
+        /// Which argument or field.
+        what: &'static str,
+        /// The value given.
+        value: u32,
+        /// The values allowed, as a sentence fragment.
+        allowed: &'static str,
+    },
+    /// A pointer/length pair that cannot be a slice: misaligned, or longer than memory.
+    BadSlice {
+        /// Which argument.
+        what: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An input and an output buffer overlap.
+    Overlap(&'static str, &'static str),
+    /// An index past the end of something.
+    Index {
+        /// What was indexed.
+        what: &'static str,
+        /// The index given.
+        index: usize,
+        /// How many there are.
+        count: usize,
+    },
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Core(error)
+    }
+}
+
+impl Failure {
+    fn status(&self) -> expq_status {
+        match self {
+            Failure::Null(_) => expq_status::NullPointer,
+            Failure::Core(error) => status_of(error),
+            Failure::BadEnum { .. }
+            | Failure::BadSlice { .. }
+            | Failure::Overlap(..)
+            | Failure::Index { .. } => expq_status::InvalidArgument,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Null(what) => write!(f, "argument `{what}` is NULL"),
+            Failure::Core(error) => write!(f, "{error}"),
+            Failure::BadEnum {
+                what,
+                value,
+                allowed,
+            } => write!(f, "`{what}` is {value}, which is not {allowed}"),
+            Failure::BadSlice { what, reason } => write!(f, "argument `{what}` {reason}"),
+            Failure::Overlap(a, b) => write!(f, "buffers `{a}` and `{b}` overlap"),
+            Failure::Index { what, index, count } => {
+                write!(f, "{what} {index} does not exist; there are {count}")
+            }
+        }
+    }
+}
+
+/// What an exported function returns when it fails, given the failure's status.
+pub(crate) trait Fallback {
+    /// The value returned for a failure with `status`.
+    fn fallback(status: expq_status) -> Self;
+}
+
+impl Fallback for expq_status {
+    fn fallback(status: expq_status) -> Self {
+        status
+    }
+}
+
+impl Fallback for usize {
+    fn fallback(_: expq_status) -> Self {
+        0
+    }
+}
+
+impl Fallback for u8 {
+    fn fallback(_: expq_status) -> Self {
+        0
+    }
+}
+
+impl Fallback for f64 {
+    fn fallback(_: expq_status) -> Self {
+        0.0
+    }
+}
+
+impl Fallback for () {
+    fn fallback(_: expq_status) -> Self {}
+}
+
+std::thread_local! {
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn set_last_error(function: &str, message: &str) {
+    // `try_with` fails only while the thread is being torn down; the message is lost then.
+    let _ = LAST_ERROR.try_with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            last.clear();
+            last.push_str(function);
+            last.push_str(": ");
+            last.push_str(message);
+        }
+    });
+}
+
+/// The panic boundary every exported function runs its body in: catches a panic
+/// (`EXPQ_STATUS_PANIC`), turns a [`Failure`] into its status, and records the last error
+/// message, prefixed with the name of the `function`.
+pub(crate) fn boundary<T: Fallback>(
+    function: &'static str,
+    body: impl FnOnce() -> Result<T, Failure>,
+) -> T {
+    // AssertUnwindSafe: a panic can leave behind only a partly written caller buffer (which
+    // the caller must not read after a non-OK status) and no library state: handles are
+    // immutable and the last-error buffer is overwritten below.
+    match panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(failure)) => {
+            set_last_error(function, &failure.to_string());
+            T::fallback(failure.status())
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let message = std::format!("a panic was caught (this is a bug in expquant): {what}");
+            set_last_error(function, &message);
+            T::fallback(expq_status::Panic)
+        }
+    }
+}
+
+/// Checks that `len` elements of `T` at `ptr` could be a Rust slice (besides NULL).
+fn check_extent<T>(ptr: *const T, len: usize, what: &'static str) -> Result<(), Failure> {
+    if ptr.align_offset(align_of::<T>()) != 0 {
+        return Err(Failure::BadSlice {
+            what,
+            reason: "is not aligned for its element type",
+        });
+    }
+    if len > isize::MAX as usize / size_of::<T>().max(1) {
+        return Err(Failure::BadSlice {
+            what,
+            reason: "has a length larger than any object can be",
+        });
+    }
+    Ok(())
+}
+
+/// A shared slice from a C pointer and length.
+///
+/// # Safety
+/// If `ptr` is not NULL it must point to `len` initialized values of `T` that are not
+/// mutated while the returned slice lives.
+pub(crate) unsafe fn slice_from<'a, T>(
+    ptr: *const T,
+    len: usize,
+    what: &'static str,
+) -> Result<&'a [T], Failure> {
+    if ptr.is_null() {
+        return Err(Failure::Null(what));
+    }
+    check_extent(ptr, len, what)?;
+    // SAFETY: `ptr` is non-NULL and aligned, `len * size_of::<T>()` fits in `isize`, and the
+    // caller promises `len` initialized, unaliased-for-writing elements.
+    Ok(unsafe { core::slice::from_raw_parts(ptr, len) })
+}
+
+/// A mutable slice from a C pointer and length.
+///
+/// # Safety
+/// If `ptr` is not NULL it must point to `len` writable values of `T` that nothing else
+/// accesses while the returned slice lives. They may be uninitialized: every element type
+/// used here (`f32`, `u8`, `c_char`) is valid for any bit pattern, and the library only
+/// writes them.
+pub(crate) unsafe fn slice_from_mut<'a, T>(
+    ptr: *mut T,
+    len: usize,
+    what: &'static str,
+) -> Result<&'a mut [T], Failure> {
+    if ptr.is_null() {
+        return Err(Failure::Null(what));
+    }
+    check_extent(ptr.cast_const(), len, what)?;
+    // SAFETY: `ptr` is non-NULL and aligned, the size fits in `isize`, and the caller
+    // promises `len` writable elements that nothing else accesses during the call.
+    Ok(unsafe { core::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// Fails when the memory of `input` and `output` overlaps (an aliasing `&` and `&mut` would
+/// be undefined behaviour, so this is checked on the raw pointers, before `output` exists as
+/// a slice).
+pub(crate) fn check_disjoint<A, B>(
+    input: &[A],
+    output: *const B,
+    output_len: usize,
+    names: (&'static str, &'static str),
+) -> Result<(), Failure> {
+    // Addresses only, never dereferenced.
+    let (a0, b0) = (input.as_ptr() as usize, output as usize);
+    let a1 = a0.saturating_add(core::mem::size_of_val(input));
+    let b1 = b0.saturating_add(output_len.saturating_mul(size_of::<B>()));
+    if a0 < b1 && b0 < a1 {
+        Err(Failure::Overlap(names.0, names.1))
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes an out-parameter that `try_out!` has checked.
+///
+/// # Safety
+/// `ptr` must be non-NULL, aligned and valid for a write of `T`.
+pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T) {
+    // SAFETY: guaranteed by the caller; `write` does not read or drop the old contents,
+    // which may be uninitialized.
+    unsafe { ptr.write(value) }
+}
+
+/// Copies the calling thread's last error message into `buf` and returns its full length in
+/// bytes, not counting the terminating NUL.
+///
+/// At most `cap - 1` bytes are copied and a NUL is always written after them, so a message
+/// longer than the buffer is truncated; a return value `>= cap` means it was. With `buf` NULL
+/// or `cap` 0 nothing is written and only the length is returned (ask for the length, then
+/// allocate `length + 1`). The message is a sentence such as `expq_quantize: bits must be in
+/// 1..=8, got 9`; it is set by every failing call on this thread and not cleared by a
+/// successful one. Returns 0 (and writes `""`) when no call on this thread has failed.
+///
+/// # Safety
+/// If `buf` is not NULL it must be valid for writes of `cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn expq_last_error_message(buf: *mut core::ffi::c_char, cap: usize) -> usize {
+    boundary("expq_last_error_message", || {
+        LAST_ERROR.with(|last| {
+            let last = last.borrow();
+            let bytes = last.as_bytes();
+            if !buf.is_null() && cap > 0 {
+                let n = bytes.len().min(cap - 1);
+                let out = try_slice_mut!(buf, n + 1);
+                for (o, &b) in out.iter_mut().zip(bytes) {
+                    *o = b as core::ffi::c_char;
+                }
+                out[n] = 0;
+            }
+            Ok(bytes.len())
+        })
+    })
+}
+
+/// The library version (the Rust crate's `CARGO_PKG_VERSION`), a static NUL-terminated
+/// string such as `"0.1.0"`. Never NULL; do not free it.
+#[no_mangle]
+pub extern "C" fn expq_version() -> *const core::ffi::c_char {
+    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn last_error() -> String {
+        // SAFETY: NULL with cap 0 asks for the length only.
+        let len = unsafe { expq_last_error_message(core::ptr::null_mut(), 0) };
+        let mut buf = std::vec![0 as core::ffi::c_char; len + 1];
+        // SAFETY: `buf` holds `len + 1` bytes.
+        let again = unsafe { expq_last_error_message(buf.as_mut_ptr(), buf.len()) };
+        assert_eq!(again, len);
+        let bytes: Vec<u8> = buf[..len].iter().map(|&c| c as u8).collect();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_panic_is_caught_and_reported() {
+        let status: expq_status = boundary("expq_test", || -> Result<expq_status, Failure> {
+            panic!("deliberate test panic")
+        });
+        assert_eq!(status, expq_status::Panic);
+        let message = last_error();
+        assert!(
+            message.starts_with("expq_test: a panic was caught"),
+            "{message}"
+        );
+        assert!(message.contains("deliberate test panic"), "{message}");
+        let rows: usize = boundary("expq_test", || -> Result<usize, Failure> {
+            panic!("{}", 42)
+        });
+        assert_eq!(rows, 0);
+        assert!(last_error().contains("42"));
+    }
+
+    #[test]
+    fn errors_map_to_statuses() {
+        let too_small = Error::BufferLength {
+            what: "x",
+            expected: 4,
+            actual: 3,
+        };
+        let too_large = Error::BufferLength {
+            what: "x",
+            expected: 4,
+            actual: 5,
+        };
+        assert_eq!(status_of(&too_small), expq_status::BufferTooSmall);
+        assert_eq!(status_of(&too_large), expq_status::InvalidArgument);
+        assert_eq!(
+            status_of(&Error::InvalidBits(9)),
+            expq_status::InvalidArgument
+        );
+        let nan = Error::NonFiniteWeight {
+            index: 0,
+            value: f64::NAN,
+        };
+        assert_eq!(status_of(&nan), expq_status::NonFinite);
+        let code = Error::CodeOutOfRange {
+            index: 0,
+            code: 3,
+            limit: 3,
+        };
+        assert_eq!(status_of(&code), expq_status::CorruptData);
+    }
+
+    #[test]
+    fn last_error_truncates_and_terminates() {
+        let _: expq_status = boundary("expq_test", || Err(Failure::Null("weights")));
+        let full = last_error();
+        assert_eq!(full, "expq_test: argument `weights` is NULL");
+        let mut small = [0x55 as core::ffi::c_char; 6];
+        // SAFETY: `small` holds 6 bytes.
+        let len = unsafe { expq_last_error_message(small.as_mut_ptr(), small.len()) };
+        assert_eq!(len, full.len());
+        let got: Vec<u8> = small.iter().map(|&c| c as u8).collect();
+        assert_eq!(&got[..], b"expq_\0");
+    }
+
+    #[test]
+    fn version_is_the_crate_version() {
+        // SAFETY: `expq_version` returns a static NUL-terminated string.
+        let v = unsafe { core::ffi::CStr::from_ptr(expq_version()) };
+        assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+
+    /// Every exported function runs inside `boundary` (rustls-ffi's "each export is
+    /// wrapped" check), except `expq_version`, which only returns a static pointer.
+    #[test]
+    fn every_export_is_behind_the_panic_boundary() {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("config.rs"),
+            include_str!("tensor.rs"),
+            include_str!("decode.rs"),
+        ];
+        let mut count = 0;
+        for source in sources {
+            let lines: Vec<&str> = source.lines().collect();
+            for (i, _) in lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| **l == "#[no_mangle]")
+            {
+                let signature = lines[i + 1];
+                let name = signature
+                    .split("fn ")
+                    .nth(1)
+                    .and_then(|s| s.split('(').next())
+                    .unwrap();
+                let body_len = lines[i..].iter().position(|l| *l == "}").unwrap();
+                let body = lines[i..i + body_len].join("\n");
+                count += 1;
+                if name == "expq_version" {
+                    continue;
+                }
+                assert!(
+                    body.contains(&std::format!("boundary(\"{name}\"")),
+                    "{name} does not run its body in boundary(\"{name}\", ..)"
+                );
+            }
+        }
+        assert!(count >= 15, "found only {count} exports");
+    }
+}

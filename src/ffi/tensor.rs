@@ -1,0 +1,272 @@
+//! `expq_tensor`: quantize, inspect, dequantize and multiply.
+
+use crate::tensor::{quantize, QuantizedTensor};
+
+use super::{boundary, check_disjoint, expq_config, expq_status, write_out, Failure};
+
+/// A quantized `rows × cols` matrix, owned by the caller from `expq_quantize` until
+/// `expq_tensor_free`. Opaque: C sees only pointers to it. Immutable, so the `const
+/// expq_tensor *` functions may run on one tensor from several threads at once.
+pub struct expq_tensor {
+    inner: QuantizedTensor,
+}
+
+/// Quantizes a `rows × cols` row-major matrix of `rows * cols` floats at `weights`, as
+/// `config` says, and on success stores a new tensor in `*out` (free it with
+/// `expq_tensor_free`).
+///
+/// Errors: `EXPQ_STATUS_NULL_POINTER` (a NULL argument), `EXPQ_STATUS_INVALID_ARGUMENT`
+/// (bits outside 1..=8, a config enum out of range, zero rows or columns, `rows * cols`
+/// overflowing, group size 0 per group, invalid fixed parameters), `EXPQ_STATUS_NON_FINITE`
+/// (a NaN or infinite weight). `*out` is written only on success.
+///
+/// # Safety
+/// `weights` must point to `rows * cols` floats; `config` to an `expq_config`; `out` to
+/// writable storage for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn expq_quantize(
+    weights: *const f32,
+    rows: usize,
+    cols: usize,
+    config: *const expq_config,
+    out: *mut *mut expq_tensor,
+) -> expq_status {
+    boundary("expq_quantize", || {
+        let config = try_ref!(config);
+        try_out!(out);
+        // On overflow hand the core an empty slice: it reports the shape as not matching.
+        let weights = try_slice!(weights, rows.checked_mul(cols).unwrap_or(0));
+        let config = config.rust_config()?;
+        let inner = quantize(weights, rows, cols, &config)?;
+        let tensor = std::boxed::Box::into_raw(std::boxed::Box::new(expq_tensor { inner }));
+        // SAFETY: `out` is non-NULL (checked above) and the caller promises it is writable.
+        unsafe { write_out(out, tensor) };
+        Ok(expq_status::Ok)
+    })
+}
+
+/// Frees a tensor made by `expq_quantize`. NULL is fine (nothing happens). Pointers from
+/// `expq_tensor_packed_codes` dangle afterwards.
+///
+/// # Safety
+/// `t` must be NULL or a tensor from `expq_quantize` that has not been freed, and no other
+/// thread may be using it.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_free(t: *mut expq_tensor) {
+    boundary("expq_tensor_free", || {
+        if !t.is_null() {
+            // SAFETY: `t` came from `Box::into_raw` in `expq_quantize` and, as the caller
+            // promises, has not been freed, so this is the one owner.
+            drop(unsafe { std::boxed::Box::from_raw(t) });
+        }
+        Ok(())
+    })
+}
+
+/// Rows (output channels) of `t`, or 0 when `t` is NULL.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor from `expq_quantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_rows(t: *const expq_tensor) -> usize {
+    boundary("expq_tensor_rows", || Ok(try_ref!(t).inner.rows()))
+}
+
+/// Columns (inputs per output) of `t`, or 0 when `t` is NULL.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor from `expq_quantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_cols(t: *const expq_tensor) -> usize {
+    boundary("expq_tensor_cols", || Ok(try_ref!(t).inner.cols()))
+}
+
+/// Bits per code of `t` (1 to 8), or 0 when `t` is NULL.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor from `expq_quantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_bits(t: *const expq_tensor) -> u8 {
+    boundary("expq_tensor_bits", || Ok(try_ref!(t).inner.bits()))
+}
+
+/// Stored bits per weight of `t`: the packed codes (with row padding) plus 32 bits per
+/// stored scale parameter (`a`, and `q` where it spaces two or more magnitudes), over
+/// `rows × cols`.
+/// 0.0 when `t` is NULL.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor from `expq_quantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_bits_per_weight(t: *const expq_tensor) -> f64 {
+    boundary("expq_tensor_bits_per_weight", || {
+        Ok(try_ref!(t).inner.bits_per_weight())
+    })
+}
+
+/// Number of groups (codebooks) of `t`: 1 per tensor, `rows` per row, `rows ×
+/// ceil(cols / group_size)` per group. 0 when `t` is NULL.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor from `expq_quantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_group_count(t: *const expq_tensor) -> usize {
+    boundary("expq_tensor_group_count", || {
+        Ok(try_ref!(t).inner.params().len())
+    })
+}
+
+/// Bytes per packed row of `t` (`ceil(cols * bits / 8)`; every row starts on a byte
+/// boundary). 0 when `t` is NULL.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor from `expq_quantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_row_bytes(t: *const expq_tensor) -> usize {
+    boundary("expq_tensor_row_bytes", || {
+        Ok(try_ref!(t).inner.row_bytes())
+    })
+}
+
+/// On success stores in `*codes` a pointer to the packed codes of all rows (`rows ×
+/// row_bytes` bytes, codes LSB-first, see `expq_decode`) and their byte count in `*len`.
+/// The pointer is borrowed from `t` and valid until `expq_tensor_free(t)`.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor; `codes` and `len` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_packed_codes(
+    t: *const expq_tensor,
+    codes: *mut *const u8,
+    len: *mut usize,
+) -> expq_status {
+    boundary("expq_tensor_packed_codes", || {
+        let t = try_ref!(t);
+        try_out!(codes);
+        try_out!(len);
+        let packed = t.inner.packed_codes();
+        // SAFETY: both are non-NULL (checked above) and writable, as the caller promises.
+        unsafe {
+            write_out(codes, packed.as_ptr());
+            write_out(len, packed.len());
+        }
+        Ok(expq_status::Ok)
+    })
+}
+
+/// Writes the levels of group `group` of `t`, ascending (code `c` decodes to `levels[c]`),
+/// into `levels`, which holds `levels_len` floats, and stores their number in `*n_levels`.
+/// At most `EXPQ_MAX_LEVELS` (`2^bits`); a group has `2^bits − 1` with the zero level on. Together
+/// with `expq_tensor_packed_codes` this is what `expq_decode` needs.
+///
+/// Errors: `EXPQ_STATUS_INVALID_ARGUMENT` when `group >= expq_tensor_group_count(t)`,
+/// `EXPQ_STATUS_BUFFER_TOO_SMALL` when `levels_len` is less than the number of levels.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor; `levels` must be writable for `levels_len` floats;
+/// `n_levels` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_group_levels(
+    t: *const expq_tensor,
+    group: usize,
+    levels: *mut f32,
+    levels_len: usize,
+    n_levels: *mut usize,
+) -> expq_status {
+    boundary("expq_tensor_group_levels", || {
+        let t = try_ref!(t);
+        try_out!(n_levels);
+        let out = try_slice_mut!(levels, levels_len);
+        let count = t.inner.params().len();
+        let codebook = t.inner.codebook(group).ok_or(Failure::Index {
+            what: "group",
+            index: group,
+            count,
+        })?;
+        let values = codebook.levels();
+        let out = out
+            .get_mut(..values.len())
+            .ok_or(crate::Error::BufferLength {
+                what: "levels",
+                expected: values.len(),
+                actual: levels_len,
+            })?;
+        out.copy_from_slice(values);
+        // SAFETY: `n_levels` is non-NULL (checked above) and writable, as the caller promises.
+        unsafe { write_out(n_levels, values.len()) };
+        Ok(expq_status::Ok)
+    })
+}
+
+/// Writes the dequantized matrix, row-major, into `out`, which must hold exactly `rows *
+/// cols` floats (`out_len`).
+///
+/// # Safety
+/// `t` must be NULL or a live tensor; `out` must be writable for `out_len` floats.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_dequantize(
+    t: *const expq_tensor,
+    out: *mut f32,
+    out_len: usize,
+) -> expq_status {
+    boundary("expq_tensor_dequantize", || {
+        let t = try_ref!(t);
+        let out = try_slice_mut!(out, out_len);
+        t.inner.dequantize_into(out)?;
+        Ok(expq_status::Ok)
+    })
+}
+
+/// `y = W·x` straight from the packed codes: `x` holds `x_len == cols` floats and `y` gets
+/// `y_len == rows` floats. Each `y[r]` is the sum over `j` of `level(r, j) · x[j]`,
+/// accumulated in `float`; the order of the additions depends on the CPU's instruction set
+/// (the Rust docs of `expquant::kernels` give it), so results can differ from a plain loop
+/// by float rounding. `x` and `y` must not overlap.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor; `x` must point to `x_len` floats, `y` be writable for
+/// `y_len` floats.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_gemv(
+    t: *const expq_tensor,
+    x: *const f32,
+    x_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_tensor_gemv", || {
+        let t = try_ref!(t);
+        let x = try_slice!(x, x_len);
+        check_disjoint(x, y, y_len, ("x", "y"))?;
+        let y = try_slice_mut!(y, y_len);
+        t.inner.gemv(x, y)?;
+        Ok(expq_status::Ok)
+    })
+}
+
+/// `y = W[row_begin..row_end]·x` for a range of rows, so that a runtime can split the rows
+/// of one GEMV over its own threads (each thread its own range and `y`): `x` holds `x_len ==
+/// cols` floats, `y` gets `y_len == row_end − row_begin` floats, and `row_begin <= row_end
+/// <= rows`. The results equal the matching entries of `expq_tensor_gemv` exactly.
+///
+/// # Safety
+/// As `expq_tensor_gemv`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_gemv_rows(
+    t: *const expq_tensor,
+    x: *const f32,
+    x_len: usize,
+    row_begin: usize,
+    row_end: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_tensor_gemv_rows", || {
+        let t = try_ref!(t);
+        let x = try_slice!(x, x_len);
+        check_disjoint(x, y, y_len, ("x", "y"))?;
+        let y = try_slice_mut!(y, y_len);
+        t.inner.gemv_rows(x, row_begin..row_end, y)?;
+        Ok(expq_status::Ok)
+    })
+}
