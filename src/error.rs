@@ -128,4 +128,19 @@ pub enum Error {
         /// Upper clip of the activation.
         clip: f64,
     },
+    /// Stored bytes that are not a valid tensor or container: truncated, altered, or lying
+    /// about their own lengths. The message says which check failed.
+    #[error("corrupt data: {0}")]
+    Corrupt(&'static str),
+    /// Stored bytes of a format version this build does not read.
+    #[error("unsupported format version {found} (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// The version in the data.
+        found: u16,
+        /// The version this build reads.
+        supported: u16,
+    },
+    /// A tensor name that a container cannot store.
+    #[error("invalid tensor name: {0}")]
+    InvalidName(&'static str),
 }

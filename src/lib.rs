@@ -64,17 +64,23 @@ pub mod error;
 #[cfg(feature = "ffi")]
 pub mod ffi;
 pub mod float;
+pub mod format;
 pub mod kernels;
 pub mod layout;
 pub mod metrics;
 pub mod pack;
 #[cfg(feature = "alloc")]
 pub mod tensor;
+pub mod view;
 
 pub use codebook::Codebook;
 pub use discretize::{Params, ScaleRule, Scheme};
 pub use error::{Error, Result};
 pub use float::Real;
+#[cfg(feature = "alloc")]
+pub use format::write_container;
+pub use format::ContainerView;
 pub use layout::Granularity;
 #[cfg(feature = "alloc")]
 pub use tensor::{quantize, quantize_weighted, Config, QuantizedTensor};
+pub use view::QuantizedView;

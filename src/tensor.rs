@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 use crate::kernels;
 use crate::layout::Granularity;
 use crate::pack;
+use crate::format;
+use crate::view::QuantizedView;
 
 /// What to quantize to: level family, bits, granularity, scale rule, zero level.
 ///
@@ -413,5 +415,115 @@ fn expect_len(what: &'static str, expected: usize, actual: usize) -> Result<()> 
             expected,
             actual,
         })
+    }
+}
+
+impl QuantizedTensor {
+    /// A borrowed [`QuantizedView`] of this tensor: the decode and GEMV paths that stored
+    /// bytes use, over this tensor's own buffers.
+    pub fn view(&self) -> QuantizedView<'_> {
+        QuantizedView::from_parts(
+            self.rows,
+            self.cols,
+            self.family,
+            self.config.granularity,
+            format::rule_code(self.config.rule),
+            &self.packed,
+            &self.params,
+        )
+    }
+
+    fn header(&self) -> format::Header {
+        let params_per_group = 1 + usize::from(self.family.uses_q());
+        format::Header {
+            family: self.family,
+            layout: self.config.granularity,
+            rule: format::rule_code(self.config.rule),
+            rows: self.rows,
+            cols: self.cols,
+            groups: self.params.len(),
+            row_bytes: self.row_bytes,
+            codes_len: self.packed.len(),
+            params_per_group,
+            total_len: format::HEADER_LEN
+                + self.packed.len()
+                + self.params.len() * params_per_group * 4,
+        }
+    }
+
+    /// Bytes [`write_into`](Self::write_into) and [`to_bytes`](Self::to_bytes) produce.
+    pub fn serialized_len(&self) -> usize {
+        self.header().total_len
+    }
+
+    /// Serializes into `out` (see [`format`] for the layout), which must hold
+    /// at least [`serialized_len`](Self::serialized_len) bytes; returns the bytes written.
+    pub fn write_into(&self, out: &mut [u8]) -> Result<usize> {
+        let header = self.header();
+        if out.len() < header.total_len {
+            return Err(Error::BufferLength {
+                what: "serialization buffer",
+                expected: header.total_len,
+                actual: out.len(),
+            });
+        }
+        let (head, payload) = out[..header.total_len].split_at_mut(format::HEADER_LEN);
+        let (codes, params) = payload.split_at_mut(self.packed.len());
+        codes.copy_from_slice(&self.packed);
+        let per_group = header.params_per_group;
+        for (chunk, p) in params.chunks_exact_mut(4 * per_group).zip(&self.params) {
+            chunk[..4].copy_from_slice(&p.a.to_le_bytes());
+            if per_group == 2 {
+                chunk[4..8].copy_from_slice(&p.q.to_le_bytes());
+            }
+        }
+        header.write(payload, head);
+        Ok(header.total_len)
+    }
+
+    /// The stored form of this tensor (see [`format`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.serialized_len()];
+        // The buffer has exactly the length write_into asks for.
+        let _ = self.write_into(&mut out);
+        out
+    }
+
+    /// Validates stored bytes and copies them into an owned tensor.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Ok(Self::from_view(&QuantizedView::from_bytes(bytes)?))
+    }
+
+    /// An owned copy of a view.
+    pub fn from_view(view: &QuantizedView<'_>) -> Self {
+        let family = view.family();
+        let params: Vec<Params<f32>> = (0..view.group_count())
+            .filter_map(|g| view.params(g))
+            .collect();
+        let rule = match view.rule_code() {
+            1 => ScaleRule::Mse,
+            2 => ScaleRule::Correlation,
+            3 => ScaleRule::OutputMse,
+            4 => params
+                .first()
+                .map_or(ScaleRule::MaxAbs, |p| ScaleRule::Fixed {
+                    a: f64::from(p.a),
+                    q: f64::from(p.q),
+                }),
+            _ => ScaleRule::MaxAbs,
+        };
+        let config = Config::new(family.scheme, family.bits)
+            .granularity(view.layout())
+            .scale_rule(rule)
+            .zero_level(family.zero_level);
+        QuantizedTensor {
+            rows: view.rows(),
+            cols: view.cols(),
+            config,
+            family,
+            params,
+            packed: view.packed_codes().to_vec(),
+            row_bytes: view.row_bytes(),
+        }
     }
 }

@@ -31,7 +31,7 @@ impl Dataset {
 
     /// Parses records in the `digits.bin` format, rejecting anything out of range.
     pub fn parse(bytes: &[u8]) -> Result<Self, ModelError> {
-        if bytes.len() % RECORD != 0 {
+        if !bytes.len().is_multiple_of(RECORD) {
             return Err(ModelError::Dataset(format!(
                 "length {} is not a multiple of {RECORD}",
                 bytes.len()

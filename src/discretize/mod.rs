@@ -192,6 +192,11 @@ impl Family {
         n
     }
 
+    /// The number of levels.
+    pub fn level_count(&self) -> usize {
+        2 * self.magnitude_count() + usize::from(self.has_zero())
+    }
+
     /// The codebook of parameters `(a, q)` in `T`.
     pub fn codebook<T: Real>(&self, params: Params<T>) -> Result<Codebook<T>> {
         let (a, q) = (params.a.widen(), params.q.widen());

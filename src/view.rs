@@ -1,0 +1,321 @@
+//! [`QuantizedView`]: a quantized tensor borrowed from bytes, validated once, then decoded or
+//! multiplied with no copy and no allocation.
+
+use core::ops::Range;
+
+use crate::codebook::Codebook;
+use crate::discretize::{Family, Params, Scheme};
+use crate::error::{Error, Result};
+use crate::format::{self, corrupt, Header, HEADER_LEN};
+use crate::layout::Granularity;
+use crate::pack::code_at;
+
+/// Where a view's per-group parameters live.
+#[derive(Debug, Clone, Copy)]
+enum ParamStore<'a> {
+    /// Little-endian `f32`s straight from stored bytes (which need not be aligned).
+    Stored { bytes: &'a [u8], per_group: usize },
+    /// An owned tensor's parsed parameters.
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    Parsed(&'a [Params<f32>]),
+}
+
+/// A quantized `rows × cols` matrix borrowed from its stored bytes (see [`format`] for the
+/// layout) or from a [`QuantizedTensor`](crate::QuantizedTensor).
+///
+/// [`from_bytes`](Self::from_bytes) checks everything — magic, version, every length and
+/// the arithmetic on it, bits, layout, checksum, finite parameters with valid levels, codes
+/// that index a level, zero padding — and then never fails on the data again. Nothing is
+/// copied and nothing is allocated, here or in [`dequantize_into`](Self::dequantize_into),
+/// [`gemv`](Self::gemv) and [`gemv_rows`](Self::gemv_rows): firmware can run it from flash.
+///
+/// ```
+/// # #[cfg(feature = "alloc")] {
+/// use expquant::{quantize, Config, QuantizedView};
+/// let weights: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) / 32.0).collect();
+/// let tensor = quantize(&weights, 4, 16, &Config::exponential(4))?;
+/// let bytes = tensor.to_bytes();
+/// let view = QuantizedView::from_bytes(&bytes)?;
+/// let mut out = [0.0f32; 64];
+/// view.dequantize_into(&mut out)?;
+/// assert_eq!(out.to_vec(), tensor.dequantize());
+/// # }
+/// # Ok::<(), expquant::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct QuantizedView<'a> {
+    rows: usize,
+    cols: usize,
+    family: Family,
+    layout: Granularity,
+    rule: u8,
+    row_bytes: usize,
+    codes: &'a [u8],
+    params: ParamStore<'a>,
+}
+
+impl<'a> QuantizedView<'a> {
+    /// Validates `bytes`, which must hold exactly one stored tensor, and borrows it.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self> {
+        let (view, used) = Self::from_prefix(bytes)?;
+        if used != bytes.len() {
+            return corrupt("trailing bytes after the tensor");
+        }
+        Ok(view)
+    }
+
+    /// Validates the tensor at the start of `bytes` and returns it with the number of bytes
+    /// it occupies; anything after it is left alone.
+    pub fn from_prefix(bytes: &'a [u8]) -> Result<(Self, usize)> {
+        let header = Header::parse(bytes)?;
+        let codes = &bytes[HEADER_LEN..HEADER_LEN + header.codes_len];
+        let params = &bytes[HEADER_LEN + header.codes_len..header.total_len];
+        let view = QuantizedView {
+            rows: header.rows,
+            cols: header.cols,
+            family: header.family,
+            layout: header.layout,
+            rule: header.rule,
+            row_bytes: header.row_bytes,
+            codes,
+            params: ParamStore::Stored {
+                bytes: params,
+                per_group: header.params_per_group,
+            },
+        };
+        view.check_params(header.groups)?;
+        view.check_codes()?;
+        Ok((view, header.total_len))
+    }
+
+    /// A view of an owned tensor's buffers (no checks: they were made valid).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn from_parts(
+        rows: usize,
+        cols: usize,
+        family: Family,
+        layout: Granularity,
+        rule: u8,
+        codes: &'a [u8],
+        params: &'a [Params<f32>],
+    ) -> Self {
+        QuantizedView {
+            rows,
+            cols,
+            family,
+            layout,
+            rule,
+            row_bytes: codes.len() / rows.max(1),
+            codes,
+            params: ParamStore::Parsed(params),
+        }
+    }
+
+    fn check_params(&self, groups: usize) -> Result<()> {
+        for group in 0..groups {
+            let p = self.group_params(group);
+            if !(p.a.is_finite() && p.a > 0.0) {
+                return corrupt("a stored scale a is not finite and positive");
+            }
+            if self.family.uses_q() && !(p.q > 0.0 && p.q < 1.0) {
+                return corrupt("a stored ratio q is outside (0, 1)");
+            }
+            // The same construction the encoder used: finite, strictly ascending levels.
+            if self.family.codebook(p).is_err() {
+                return corrupt("stored parameters give levels that are not distinct and finite");
+            }
+        }
+        Ok(())
+    }
+
+    fn check_codes(&self) -> Result<()> {
+        let bits = self.family.bits;
+        let levels = self.family.level_count();
+        let used_bits = self.cols * usize::from(bits);
+        for row in self.codes.chunks_exact(self.row_bytes) {
+            if !used_bits.is_multiple_of(8) && row[self.row_bytes - 1] >> (used_bits % 8) != 0 {
+                return corrupt("padding bits after a row's last code are not zero");
+            }
+            if levels < 1 << bits {
+                // Only the all-ones code can be out of range (zero-level families).
+                if (0..self.cols).any(|i| usize::from(code_at(row, bits, i)) >= levels) {
+                    return corrupt("a code does not index a level");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Parameters of group `group`; the caller guarantees it exists.
+    #[inline]
+    fn group_params(&self, group: usize) -> Params<f32> {
+        match self.params {
+            ParamStore::Stored { bytes, per_group } => {
+                let at = group * per_group * 4;
+                Params {
+                    a: format::read_f32(bytes, at),
+                    q: if per_group == 2 {
+                        format::read_f32(bytes, at + 4)
+                    } else {
+                        1.0
+                    },
+                }
+            }
+            ParamStore::Parsed(params) => params[group],
+        }
+    }
+
+    /// Rows (output channels).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (inputs per output).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bits per code.
+    pub fn bits(&self) -> u8 {
+        self.family.bits
+    }
+
+    /// The level family.
+    pub fn scheme(&self) -> Scheme {
+        self.family.scheme
+    }
+
+    /// Whether zero is a level.
+    pub fn has_zero_level(&self) -> bool {
+        self.family.has_zero()
+    }
+
+    /// Which weights share a codebook.
+    pub fn layout(&self) -> Granularity {
+        self.layout
+    }
+
+    /// The stored code of the scale rule the tensor was fitted with (see [`format`]).
+    pub fn rule_code(&self) -> u8 {
+        self.rule
+    }
+
+    /// Number of groups (codebooks).
+    pub fn group_count(&self) -> usize {
+        // Validated (or constructed) so that this does not overflow.
+        self.layout.group_count(self.rows, self.cols).unwrap_or(0)
+    }
+
+    /// Group `group`'s parameters, or `None` past the last group.
+    pub fn params(&self, group: usize) -> Option<Params<f32>> {
+        (group < self.group_count()).then(|| self.group_params(group))
+    }
+
+    /// Group `group`'s codebook, or `None` past the last group.
+    pub fn codebook(&self, group: usize) -> Option<Codebook<f32>> {
+        self.family.codebook(self.params(group)?).ok()
+    }
+
+    /// The packed codes, `rows × row_bytes` bytes.
+    pub fn packed_codes(&self) -> &'a [u8] {
+        self.codes
+    }
+
+    /// Bytes per packed row.
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    /// Stored bits per weight: codes and parameters, header excluded.
+    pub fn bits_per_weight(&self) -> f64 {
+        let params = self.group_count() * (1 + usize::from(self.family.uses_q())) * 32;
+        (self.codes.len() as f64 * 8.0 + params as f64) / (self.rows * self.cols) as f64
+    }
+
+    pub(crate) fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Writes the dequantized matrix, row-major, into `out` (`rows × cols` values).
+    pub fn dequantize_into(&self, out: &mut [f32]) -> Result<()> {
+        expect_len("dequantize output", self.rows * self.cols, out.len())?;
+        let g = self.layout.group_len(self.cols);
+        let mut table = [0.0f32; 256];
+        let mut loaded = usize::MAX;
+        for (row, out_row) in out.chunks_exact_mut(self.cols).enumerate() {
+            let packed_row = &self.codes[row * self.row_bytes..(row + 1) * self.row_bytes];
+            for (i, chunk) in out_row.chunks_mut(g).enumerate() {
+                let group = self.group_index(row, i);
+                if group != loaded {
+                    self.family
+                        .levels_into(self.group_params(group), &mut table);
+                    loaded = group;
+                }
+                for (j, slot) in chunk.iter_mut().enumerate() {
+                    *slot = table[usize::from(code_at(packed_row, self.family.bits, i * g + j))];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `y = W·x`, with `x.len() == cols` and `y.len() == rows`.
+    pub fn gemv(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        self.gemv_rows(x, 0..self.rows, y)
+    }
+
+    /// `y = W[rows]·x` for a range of rows (so a runtime can split rows over its threads);
+    /// `y.len()` must equal the range's length.
+    pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
+        expect_len("gemv input x", self.cols, x.len())?;
+        if rows.start > rows.end || rows.end > self.rows {
+            return Err(Error::RowRange {
+                start: rows.start,
+                end: rows.end,
+                rows: self.rows,
+            });
+        }
+        expect_len("gemv output y", rows.len(), y.len())?;
+        let g = self.layout.group_len(self.cols);
+        let mut table = [0.0f32; 256];
+        let mut loaded = usize::MAX;
+        for (row, out) in rows.zip(y.iter_mut()) {
+            let packed_row = &self.codes[row * self.row_bytes..(row + 1) * self.row_bytes];
+            let mut acc = 0.0f32;
+            for (i, x_chunk) in x.chunks(g).enumerate() {
+                let group = self.group_index(row, i);
+                if group != loaded {
+                    self.family
+                        .levels_into(self.group_params(group), &mut table);
+                    loaded = group;
+                }
+                for (j, &xj) in x_chunk.iter().enumerate() {
+                    acc +=
+                        table[usize::from(code_at(packed_row, self.family.bits, i * g + j))] * xj;
+                }
+            }
+            *out = acc;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn group_index(&self, row: usize, group_in_row: usize) -> usize {
+        match self.layout {
+            Granularity::PerTensor => 0,
+            layout => layout.first_group_of_row(row, self.cols) + group_in_row,
+        }
+    }
+}
+
+fn expect_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::BufferLength {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
