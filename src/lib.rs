@@ -84,3 +84,8 @@ pub use layout::Granularity;
 #[cfg(feature = "alloc")]
 pub use tensor::{quantize, quantize_weighted, Config, QuantizedTensor};
 pub use view::QuantizedView;
+
+/// The README's Rust examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -7,10 +7,10 @@ use core::ops::Range;
 use crate::codebook::Codebook;
 use crate::discretize::{Family, Params, ScaleRule, Scheme};
 use crate::error::{Error, Result};
+use crate::format;
 use crate::kernels;
 use crate::layout::Granularity;
 use crate::pack;
-use crate::format;
 use crate::view::QuantizedView;
 
 /// What to quantize to: level family, bits, granularity, scale rule, zero level.

@@ -59,7 +59,10 @@ fn serialization_round_trips_exactly() {
         t.gemv(&x, &mut y_tensor).unwrap();
         // Same codes and levels; the owned tensor may sum in another order (SIMD).
         for (v, t) in y_view.iter().zip(&y_tensor) {
-            assert!((v - t).abs() <= 1e-5 * (1.0 + t.abs()), "{config:?}: {v} vs {t}");
+            assert!(
+                (v - t).abs() <= 1e-5 * (1.0 + t.abs()),
+                "{config:?}: {v} vs {t}"
+            );
         }
         let mut part = vec![0.0; 3];
         view.gemv_rows(&x, 2..5, &mut part).unwrap();

@@ -32,11 +32,15 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn views_decode_and_multiply_without_allocating() {
     let (rows, cols) = (16, 40);
-    let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 700.0).collect();
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 700.0)
+        .collect();
     let configs = [
         Config::exponential(4),
         Config::linear(3).per_tensor(),
-        Config::exponential(5).per_group(16).scale_rule(ScaleRule::Mse),
+        Config::exponential(5)
+            .per_group(16)
+            .scale_rule(ScaleRule::Mse),
         Config::linear(8).zero_level(false),
     ];
     for config in configs {
@@ -52,7 +56,11 @@ fn views_decode_and_multiply_without_allocating() {
         view.dequantize_into(&mut out).unwrap();
         view.gemv(&x, &mut y).unwrap();
         view.gemv_rows(&x, 3..9, &mut y[..6]).unwrap();
-        let from_container = ContainerView::from_bytes(&container).unwrap().get("w").unwrap().unwrap();
+        let from_container = ContainerView::from_bytes(&container)
+            .unwrap()
+            .get("w")
+            .unwrap()
+            .unwrap();
         from_container.gemv(&x, &mut y).unwrap();
         let after = ALLOCATIONS.load(Ordering::SeqCst);
         assert_eq!(after, before, "{config:?}: {} allocations", after - before);
