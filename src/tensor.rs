@@ -213,6 +213,9 @@ pub fn quantize_weighted(
     let mut packed = vec![0u8; rows * row_bytes];
     let mut codes = vec![0u8; cols];
     let g = layout.group_len(cols);
+    // The vectorized encoder gives exactly `Codebook::encode`'s codes (see `kernels::Encoder`).
+    let isa = kernels::Isa::detect();
+    let encoders: Vec<kernels::Encoder> = codebooks.iter().map(kernels::Encoder::new).collect();
     for (row, out) in packed.chunks_exact_mut(row_bytes.max(1)).enumerate() {
         let row_weights = &weights[row * cols..(row + 1) * cols];
         let first = if layout == Granularity::PerTensor {
@@ -221,10 +224,7 @@ pub fn quantize_weighted(
             Some(layout.first_group_of_row(row, cols))
         };
         for (i, (chunk, code_chunk)) in row_weights.chunks(g).zip(codes.chunks_mut(g)).enumerate() {
-            let codebook = &codebooks[first.map_or(0, |f| f + i)];
-            for (c, &w) in code_chunk.iter_mut().zip(chunk) {
-                *c = codebook.encode(w);
-            }
+            encoders[first.map_or(0, |f| f + i)].encode_unchecked(isa, chunk, code_chunk);
         }
         pack::pack_unchecked(&codes, family.bits, out);
     }
@@ -359,18 +359,24 @@ impl QuantizedTensor {
         }
         expect_len("gemv output y", rows.len(), y.len())?;
         let g = self.config.granularity.group_len(self.cols);
-        let mut table = [0.0f32; 256];
+        // `x` is prepared once (permuted to the SIMD lane layout where that pays) and shared
+        // by every row; W is never materialized.
+        let plan = kernels::DotPlan::new(kernels::Isa::detect(), self.bits(), x, g);
+        let mut table = kernels::Table::new();
         let mut loaded = usize::MAX;
         for (row, out) in rows.zip(y.iter_mut()) {
             let packed_row = &self.packed[row * self.row_bytes..(row + 1) * self.row_bytes];
             let mut acc = 0.0;
-            for (i, x_chunk) in x.chunks(g).enumerate() {
+            let mut start = 0;
+            for i in 0..self.cols.div_ceil(g) {
                 let group = self.group_index(row, i);
                 if group != loaded {
-                    self.family.levels_into(self.params[group], &mut table);
+                    table.len = self.family.levels_into(self.params[group], &mut table.v);
                     loaded = group;
                 }
-                acc += kernels::dot_span(self.bits(), packed_row, i * g, &table, x_chunk);
+                let len = g.min(self.cols - start);
+                acc += plan.dot(packed_row, start, len, &table);
+                start += len;
             }
             *out = acc;
         }
@@ -390,17 +396,18 @@ impl QuantizedTensor {
 
     fn write_rows(&self, rows: Range<usize>, out: &mut [f32]) {
         let g = self.config.granularity.group_len(self.cols);
-        let mut table = [0.0f32; 256];
+        let isa = kernels::Isa::detect();
+        let mut table = kernels::Table::new();
         let mut loaded = usize::MAX;
         for (row, out_row) in rows.zip(out.chunks_exact_mut(self.cols)) {
             let packed_row = &self.packed[row * self.row_bytes..(row + 1) * self.row_bytes];
             for (i, chunk) in out_row.chunks_mut(g).enumerate() {
                 let group = self.group_index(row, i);
                 if group != loaded {
-                    self.family.levels_into(self.params[group], &mut table);
+                    table.len = self.family.levels_into(self.params[group], &mut table.v);
                     loaded = group;
                 }
-                kernels::decode_span(self.bits(), packed_row, i * g, &table, chunk);
+                kernels::decode_span(isa, self.bits(), packed_row, i * g, &table, chunk);
             }
         }
     }

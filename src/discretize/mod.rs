@@ -230,7 +230,7 @@ impl Family {
         if rule == ScaleRule::OutputMse && importance.is_none() {
             return Err(Error::MissingSqMean);
         }
-        let stats = search::GroupStats::new(weights, importance)?;
+        let stats = search::GroupStats::for_rule(rule, weights, importance)?;
         let (a, q) = search::fit(self, rule, &stats);
         // Rounding (a, q) to T can push a level across a weight when the optimum sits at
         // the edge of an assignment (the correlation jumps there), so score the nearest

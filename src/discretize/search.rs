@@ -20,6 +20,12 @@ use crate::float::Real;
 const EXACT_LIMIT: usize = 8192;
 /// Histogram bins over `[0, max|w|]` for large groups.
 const BINS: usize = 4096;
+/// Under [`ScaleRule::MaxAbs`] only `q` is searched, at a fixed `a`, and the error curve of a
+/// group this large is smooth at the scale of a bin: a histogram (one pass, no sort) scores it
+/// as well as the sorted weights do.
+const MAX_ABS_EXACT_LIMIT: usize = 1024;
+/// Fewest bins of a max-abs histogram; otherwise about eight weights per bin.
+const MIN_BINS: usize = 256;
 /// Grid points for `a`, log-spaced over `[A_LO, A_HI] · max|w|`.
 const A_GRID: usize = 40;
 const A_GRID_INNER: usize = 16;
@@ -55,10 +61,33 @@ pub(crate) struct GroupStats {
     /// Σimp·w (signed), for the correlation's mean.
     sum_w: f64,
     amax: f64,
+    /// Bins per unit magnitude when the atoms are histogram bins (all kept, empty or not).
+    bin_scale: Option<f64>,
 }
 
 impl GroupStats {
-    pub fn new<T: Real>(weights: &[T], importance: Option<&[T]>) -> Result<Self> {
+    /// The statistics `rule` needs: max-abs fits (which only search `q` at `a = max|w|`)
+    /// use a histogram from `MAX_ABS_EXACT_LIMIT` weights on, other rules from `EXACT_LIMIT`.
+    pub fn for_rule<T: Real>(
+        rule: ScaleRule,
+        weights: &[T],
+        importance: Option<&[T]>,
+    ) -> Result<Self> {
+        match rule {
+            ScaleRule::MaxAbs | ScaleRule::Fixed { .. } => {
+                let bins = (weights.len() / 8).clamp(MIN_BINS, BINS);
+                Self::build(weights, importance, MAX_ABS_EXACT_LIMIT, bins)
+            }
+            _ => Self::build(weights, importance, EXACT_LIMIT, BINS),
+        }
+    }
+
+    fn build<T: Real>(
+        weights: &[T],
+        importance: Option<&[T]>,
+        exact_limit: usize,
+        bins_wanted: usize,
+    ) -> Result<Self> {
         if weights.is_empty() {
             return Err(Error::EmptyTensor { rows: 0, cols: 0 });
         }
@@ -76,14 +105,7 @@ impl GroupStats {
                 });
             }
         }
-        let mut amax = 0.0f64;
-        for (index, w) in weights.iter().enumerate() {
-            let w = w.widen();
-            if !w.is_finite() {
-                return Err(Error::NonFiniteWeight { index, value: w });
-            }
-            amax = amax.max(w.abs());
-        }
+        let amax = max_abs_finite(weights)?;
         // An all-zero importance says nothing about which weights matter; treat it as uniform.
         let importance = importance.filter(|imp| imp.iter().any(|v| *v > T::zero()));
         // Dividing by the largest importance makes a constant importance exactly 1, so it
@@ -91,15 +113,19 @@ impl GroupStats {
         let imp_max =
             importance.map_or(1.0, |imp| imp.iter().fold(0.0f64, |m, v| m.max(v.widen())));
         let imp_at = |i: usize| importance.map_or(1.0, |imp| imp[i].widen() / imp_max);
-        let sum_w = weights
-            .iter()
-            .enumerate()
-            .map(|(i, w)| imp_at(i) * w.widen())
-            .sum();
+        let sum_w = match importance {
+            None => sum_unweighted(weights),
+            Some(_) => weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| imp_at(i) * w.widen())
+                .sum(),
+        };
 
         // Atoms: (magnitude, Σimp, Σimp·x, Σimp·x², Σimp·sign).
         let mut atoms: Vec<[f64; 5]>;
-        if weights.len() <= EXACT_LIMIT || amax == 0.0 {
+        let mut bin_scale = None;
+        if weights.len() <= exact_limit || amax == 0.0 {
             atoms = weights
                 .iter()
                 .enumerate()
@@ -111,23 +137,40 @@ impl GroupStats {
                 .collect();
             atoms.sort_unstable_by(|l, r| l[0].total_cmp(&r[0]));
         } else {
-            let mut bins = alloc::vec![[0.0f64; 4]; BINS];
-            let scale = BINS as f64 / amax;
-            for (i, w) in weights.iter().enumerate() {
-                let (w, imp) = (w.widen(), imp_at(i));
-                let x = w.abs();
-                let bin = ((x * scale) as usize).min(BINS - 1);
-                let b = &mut bins[bin];
-                b[0] += imp;
-                b[1] += imp * x;
-                b[2] += imp * x * x;
-                b[3] += imp * sign(w);
+            let nb = bins_wanted;
+            let mut bins = alloc::vec![[0.0f64; 4]; nb];
+            let scale = nb as f64 / amax;
+            if importance.is_none() {
+                histogram_unweighted(weights, scale, &mut bins);
+            } else {
+                for (i, w) in weights.iter().enumerate() {
+                    let (w, imp) = (w.widen(), imp_at(i));
+                    let x = w.abs();
+                    let bin = ((x * scale) as usize).min(nb - 1);
+                    let b = &mut bins[bin];
+                    b[0] += imp;
+                    b[1] += imp * x;
+                    b[2] += imp * x * x;
+                    b[3] += imp * sign(w);
+                }
             }
+            // Empty bins stay (at their centre, with no weight) so that an atom's index is its
+            // bin's: `split` is then one multiplication instead of a binary search.
             atoms = bins
                 .iter()
-                .filter(|b| b[0] > 0.0)
-                .map(|b| [b[1] / b[0], b[0], b[1], b[2], b[3]])
+                .enumerate()
+                .map(|(j, b)| {
+                    let lo = j as f64 / scale;
+                    let hi = (j + 1) as f64 / scale;
+                    let x = if b[0] > 0.0 {
+                        (b[1] / b[0]).clamp(lo, hi)
+                    } else {
+                        0.5 * (lo + hi)
+                    };
+                    [x, b[0], b[1], b[2], b[3]]
+                })
                 .collect();
+            bin_scale = Some(scale);
         }
         let n = atoms.len();
         let mut stats = GroupStats {
@@ -138,6 +181,7 @@ impl GroupStats {
             ps: Vec::with_capacity(n + 1),
             sum_w,
             amax,
+            bin_scale,
         };
         let mut acc = [0.0f64; 4];
         stats.p0.push(0.0);
@@ -160,12 +204,96 @@ impl GroupStats {
     /// Number of atoms with magnitude at most `t` (a tie goes to the smaller magnitude).
     #[inline]
     fn split(&self, t: f64) -> usize {
-        self.x.partition_point(|&v| v <= t)
+        match self.bin_scale {
+            Some(scale) if t >= 0.0 => {
+                let j = ((t * scale) as usize).min(self.x.len() - 1);
+                // Every earlier bin lies wholly below `t`; only bin `j` needs a comparison.
+                j + usize::from(self.x[j] <= t)
+            }
+            _ => self.x.partition_point(|&v| v <= t),
+        }
     }
 
     fn total(&self, p: &[f64]) -> f64 {
         p[p.len() - 1]
     }
+}
+
+/// `max|w|`, or the first non-finite weight as an error. Eight independent lanes and a
+/// deferred finiteness check let the compiler vectorize the pass.
+fn max_abs_finite<T: Real>(weights: &[T]) -> Result<f64> {
+    let mut lanes = [T::zero(); 8];
+    let mut finite = true;
+    let mut chunks = weights.chunks_exact(8);
+    for c in &mut chunks {
+        for (m, &w) in lanes.iter_mut().zip(c) {
+            finite &= w.is_finite();
+            *m = m.max(w.abs());
+        }
+    }
+    for &w in chunks.remainder() {
+        finite &= w.is_finite();
+        lanes[0] = lanes[0].max(w.abs());
+    }
+    if !finite {
+        let index = weights.iter().position(|w| !w.is_finite()).unwrap_or(0);
+        return Err(Error::NonFiniteWeight {
+            index,
+            value: weights[index].widen(),
+        });
+    }
+    Ok(lanes.iter().fold(0.0f64, |m, l| m.max(l.widen())))
+}
+
+/// `Σw` in `f64` over eight independent partial sums.
+fn sum_unweighted<T: Real>(weights: &[T]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut chunks = weights.chunks_exact(8);
+    for c in &mut chunks {
+        for (s, &w) in lanes.iter_mut().zip(c) {
+            *s += w.widen();
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|w| w.widen()).sum();
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// The histogram of an unweighted group: two interleaved copies, so that runs of weights in
+/// the same bin do not serialize on one memory location, and a branch-free sign.
+fn histogram_unweighted<T: Real>(weights: &[T], scale: f64, bins: &mut [[f64; 4]]) {
+    let nb = bins.len();
+    if weights.len() < 16 * nb {
+        // Few weights per bin: collisions are rare and a second copy costs more than it saves.
+        for &w in weights {
+            add_to_bins(bins, w, scale);
+        }
+        return;
+    }
+    let mut second = alloc::vec![[0.0f64; 4]; nb];
+    let mut pairs = weights.chunks_exact(2);
+    for p in &mut pairs {
+        add_to_bins(bins, p[0], scale);
+        add_to_bins(&mut second, p[1], scale);
+    }
+    for &w in pairs.remainder() {
+        add_to_bins(bins, w, scale);
+    }
+    for (b, s) in bins.iter_mut().zip(&second) {
+        for k in 0..4 {
+            b[k] += s[k];
+        }
+    }
+}
+
+#[inline(always)]
+fn add_to_bins<T: Real>(bins: &mut [[f64; 4]], w: T, scale: f64) {
+    let w = w.widen();
+    let x = w.abs();
+    let b = &mut bins[((x * scale) as usize).min(bins.len() - 1)];
+    b[0] += 1.0;
+    b[1] += x;
+    b[2] += x * x;
+    b[3] += f64::from(i8::from(w > 0.0) - i8::from(w < 0.0));
 }
 
 fn sign(w: f64) -> f64 {
@@ -197,14 +325,16 @@ struct Shape {
 }
 
 impl Shape {
+    #[inline]
     fn new(family: &Family, q: f64) -> Self {
-        let mut unit = [0.0; 128];
-        let k = family.unit_magnitudes(q, &mut unit);
-        Shape {
-            unit,
-            k,
+        // Built in place: a 1 KiB array returned through a local costs a copy per `q`.
+        let mut shape = Shape {
+            unit: [0.0; 128],
+            k: 0,
             zero: family.has_zero(),
-        }
+        };
+        shape.k = family.unit_magnitudes(q, &mut shape.unit);
+        shape
     }
 
     /// Assigns atoms to the nearest of the magnitudes `a·unit` (and zero).
@@ -536,7 +666,8 @@ fn search_q(k: usize, points: usize, inner: impl Fn(f64) -> f64) -> f64 {
 }
 
 fn q_points(stats: &GroupStats, k: usize) -> usize {
-    if stats.x.len() * k <= SMALL_GROUP {
+    // Histogram groups are large and smooth in `q`; the dense grid is for jagged small ones.
+    if stats.bin_scale.is_none() && stats.x.len() * k <= SMALL_GROUP {
         Q_GRID_SMALL
     } else {
         Q_GRID

@@ -1,0 +1,220 @@
+//! Packing, dequantization and GEMV on packed codes, each beside its baseline in the same run:
+//! the `bitpacking` crate, the scalar reference kernels, a hand-vectorized f32 GEMV, and a
+//! plain read of a buffer larger than the last-level cache (the machine's read bandwidth).
+use std::hint::black_box;
+
+use bitpacking::{BitPacker, BitPacker8x};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use expquant::kernels::{self, Isa};
+use expquant::{pack, quantize, Config};
+
+mod common;
+
+/// Sum of a large buffer, eight vector accumulators: the read-bandwidth yardstick.
+fn read_sum(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 64];
+    let mut chunks = v.chunks_exact(64);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+fn read_bandwidth(c: &mut Criterion) {
+    let buf = common::weights(9, 64 << 20, 1.0); // 256 MiB
+    let mut g = c.benchmark_group("read_bandwidth");
+    g.throughput(Throughput::Bytes((buf.len() * 4) as u64));
+    g.bench_function("sum_256MiB", |b| b.iter(|| read_sum(black_box(&buf))));
+    g.finish();
+}
+
+fn pack_unpack(c: &mut Criterion) {
+    // 1 M codes: in cache for both libraries (bitpacking writes 4 MiB of u32).
+    let n = 1 << 20;
+    let packer = BitPacker8x::new();
+    for bits in 1..=8u8 {
+        let codes: Vec<u8> = common::weights(bits as u64, n, 1.0)
+            .iter()
+            .map(|x| ((x.abs() * 997.0) as u32 % (1 << bits)) as u8)
+            .collect();
+        let ints: Vec<u32> = codes.iter().map(|&c| u32::from(c)).collect();
+        let packed = pack::pack_to_vec(&codes, bits).unwrap();
+        let mut bp_packed = vec![0u8; n * bits as usize / 8];
+        let step = BitPacker8x::BLOCK_LEN * bits as usize / 8;
+        for (i, block) in ints.chunks_exact(BitPacker8x::BLOCK_LEN).enumerate() {
+            packer.compress(block, &mut bp_packed[i * step..(i + 1) * step], bits);
+        }
+
+        let mut g = c.benchmark_group(format!("unpack/{bits}bit"));
+        g.throughput(Throughput::Elements(n as u64));
+        let mut out = vec![0u8; n];
+        g.bench_function("expquant", |b| {
+            b.iter(|| pack::unpack(black_box(&packed), bits, &mut out).unwrap())
+        });
+        g.bench_function("expquant_scalar_reference", |b| {
+            b.iter(|| pack::scalar::unpack(black_box(&packed), bits, &mut out).unwrap())
+        });
+        let mut out32 = vec![0u32; n];
+        g.bench_function("bitpacking_8x", |b| {
+            b.iter(|| {
+                for (i, block) in out32.chunks_exact_mut(BitPacker8x::BLOCK_LEN).enumerate() {
+                    packer.decompress(&bp_packed[i * step..(i + 1) * step], block, bits);
+                }
+            })
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group(format!("pack/{bits}bit"));
+        g.throughput(Throughput::Elements(n as u64));
+        let mut out = vec![0u8; packed.len()];
+        g.bench_function("expquant", |b| {
+            b.iter(|| pack::pack(black_box(&codes), bits, &mut out).unwrap())
+        });
+        g.bench_function("expquant_scalar_reference", |b| {
+            b.iter(|| pack::scalar::pack(black_box(&codes), bits, &mut out).unwrap())
+        });
+        let mut out = vec![0u8; bp_packed.len()];
+        g.bench_function("bitpacking_8x", |b| {
+            b.iter(|| {
+                for (i, block) in ints.chunks_exact(BitPacker8x::BLOCK_LEN).enumerate() {
+                    packer.compress(block, &mut out[i * step..(i + 1) * step], bits);
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
+fn dequantize(c: &mut Criterion) {
+    // 4 M weights: 2 MiB of codes in, 16 MiB of f32 out.
+    let (rows, cols) = (1024, 4096);
+    let w = common::weights(3, rows * cols, 0.05);
+    let q = quantize(&w, rows, cols, &Config::exponential(4)).unwrap();
+    let mut out = vec![0.0f32; rows * cols];
+    let mut g = c.benchmark_group("dequantize/4bit_per_row_4M");
+    g.throughput(Throughput::Elements((rows * cols) as u64));
+    g.bench_function("expquant", |b| {
+        b.iter(|| q.dequantize_into(&mut out).unwrap())
+    });
+    let levels: Vec<Vec<f32>> = q.codebooks().map(|cb| cb.levels().to_vec()).collect();
+    let rb = q.row_bytes();
+    for isa in [Isa::Scalar, Isa::Swar, Isa::Avx2, Isa::Avx512] {
+        if !isa.is_available() {
+            continue;
+        }
+        g.bench_function(format!("kernels_decode_{isa:?}"), |b| {
+            b.iter(|| {
+                for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+                    let p = &q.packed_codes()[r * rb..(r + 1) * rb];
+                    kernels::decode_with(isa, 4, p, &levels[r], o).unwrap();
+                }
+            })
+        });
+    }
+    g.bench_function("baseline_memcpy_f32", |b| {
+        b.iter(|| out.copy_from_slice(black_box(&w)))
+    });
+    g.finish();
+}
+
+/// The f32 GEMV baseline: four rows at a time share each load of `x`, two 16-wide
+/// accumulators per row (AVX-512 FMA; AVX2 FMA with 8-wide ones; plain loop elsewhere).
+fn gemv_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if Isa::Avx512.is_available() && cols.is_multiple_of(32) && rows.is_multiple_of(4) {
+            // SAFETY: AVX-512 F was detected; the shapes are checked above.
+            return unsafe { simd::gemv_avx512(w, rows, cols, x, y) };
+        }
+    }
+    for (r, yr) in y.iter_mut().enumerate() {
+        *yr = w[r * cols..(r + 1) * cols]
+            .iter()
+            .zip(x)
+            .map(|(a, b)| a * b)
+            .sum();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// AVX-512 F and FMA; `cols % 32 == 0`, `rows % 4 == 0`, `w.len() == rows·cols`.
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn gemv_avx512(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+        assert!(w.len() == rows * cols && x.len() == cols && y.len() == rows);
+        for r in (0..rows).step_by(4) {
+            // SAFETY: rows r..r+4 and columns j..j+32 are inside `w` and `x` (asserted shapes).
+            unsafe {
+                let p = w.as_ptr().add(r * cols);
+                let mut acc = [_mm512_setzero_ps(); 8];
+                for j in (0..cols).step_by(32) {
+                    let x0 = _mm512_loadu_ps(x.as_ptr().add(j));
+                    let x1 = _mm512_loadu_ps(x.as_ptr().add(j + 16));
+                    for k in 0..4 {
+                        let row = p.add(k * cols + j);
+                        acc[2 * k] = _mm512_fmadd_ps(_mm512_loadu_ps(row), x0, acc[2 * k]);
+                        acc[2 * k + 1] =
+                            _mm512_fmadd_ps(_mm512_loadu_ps(row.add(16)), x1, acc[2 * k + 1]);
+                    }
+                }
+                for k in 0..4 {
+                    y[r + k] = _mm512_reduce_add_ps(_mm512_add_ps(acc[2 * k], acc[2 * k + 1]));
+                }
+            }
+        }
+    }
+}
+
+fn gemv(c: &mut Criterion) {
+    for (rows, cols, widths) in [
+        (1024, 1024, &[2u8, 4, 8][..]),
+        (16384, 8192, &[2u8, 4, 8][..]),
+    ] {
+        let mut w = common::weights(5, rows * cols, 0.05);
+        let x = common::weights(6, cols, 1.0);
+        let qs: Vec<_> = widths
+            .iter()
+            .map(|&bits| quantize(&w, rows, cols, &Config::exponential(bits)).unwrap())
+            .collect();
+        // The dense baseline multiplies the 4-bit tensor's dequantized values (its time does
+        // not depend on them); the source weights' buffer is reused to hold them.
+        qs[1].dequantize_into(&mut w).unwrap();
+        let mut y = vec![0.0f32; rows];
+        let mut g = c.benchmark_group(format!("gemv/{rows}x{cols}"));
+        g.throughput(Throughput::Elements((rows * cols) as u64));
+        g.bench_function("baseline_f32_avx512", |b| {
+            b.iter(|| gemv_f32(black_box(&w), rows, cols, &x, &mut y))
+        });
+        for (q, bits) in qs.iter().zip(widths) {
+            g.bench_function(format!("expquant_{bits}bit_per_row"), |b| {
+                b.iter(|| q.gemv(black_box(&x), &mut y).unwrap())
+            });
+        }
+        if rows * cols <= 1 << 20 {
+            let q = &qs[1];
+            let levels: Vec<Vec<f32>> = q.codebooks().map(|cb| cb.levels().to_vec()).collect();
+            let rb = q.row_bytes();
+            g.bench_function("expquant_4bit_scalar_reference", |b| {
+                b.iter(|| {
+                    for (r, yr) in y.iter_mut().enumerate() {
+                        let p = &q.packed_codes()[r * rb..(r + 1) * rb];
+                        *yr = kernels::dot_with(Isa::Scalar, 4, p, &levels[r], &x).unwrap();
+                    }
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = read_bandwidth, pack_unpack, dequantize, gemv
+}
+criterion_main!(benches);

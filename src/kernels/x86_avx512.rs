@@ -1,0 +1,280 @@
+//! AVX-512 (F, BW, VL, with AVX2 and FMA) kernels.
+//!
+//! Every function here is `unsafe` for one reason only: the caller must have checked that the
+//! CPU has these features ([`Isa::Avx512`](super::Isa) detected). Slice bounds are checked
+//! by the loop conditions next to each raw load or store.
+
+use core::arch::x86_64::*;
+
+/// `out[i] = table[codes[i]]` for codes below `levels`.
+///
+/// # Safety
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `codes.len() == out.len()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub(super) unsafe fn lut(codes: &[u8], table: &[f32; 256], levels: usize, out: &mut [f32]) {
+    let n = codes.len().min(out.len());
+    let mut i = 0;
+    // SAFETY: every load reads 16 bytes at `i + 16 <= n`, every store writes 16 floats at
+    // `i + 16 <= n`; a gather reads `table` at a u8 index, below its 256 entries.
+    unsafe {
+        let c = codes.as_ptr();
+        let o = out.as_mut_ptr();
+        if levels <= 16 {
+            let t0 = _mm512_loadu_ps(table.as_ptr());
+            while i + 16 <= n {
+                let idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(c.add(i).cast()));
+                _mm512_storeu_ps(o.add(i), _mm512_permutexvar_ps(idx, t0));
+                i += 16;
+            }
+        } else if levels <= 32 {
+            let t0 = _mm512_loadu_ps(table.as_ptr());
+            let t1 = _mm512_loadu_ps(table.as_ptr().add(16));
+            while i + 16 <= n {
+                let idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(c.add(i).cast()));
+                _mm512_storeu_ps(o.add(i), _mm512_permutex2var_ps(t0, idx, t1));
+                i += 16;
+            }
+        } else {
+            while i + 16 <= n {
+                let idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(c.add(i).cast()));
+                _mm512_storeu_ps(o.add(i), _mm512_i32gather_ps::<4>(idx, table.as_ptr()));
+                i += 16;
+            }
+        }
+    }
+    for (slot, &code) in out[i..n].iter_mut().zip(&codes[i..n]) {
+        *slot = table[usize::from(code)];
+    }
+}
+
+/// `Σ table[codes[i]] · x[i]` for codes below `levels`.
+///
+/// # Safety
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `codes.len() == x.len()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub(super) unsafe fn lut_dot(codes: &[u8], table: &[f32; 256], levels: usize, x: &[f32]) -> f32 {
+    let n = codes.len().min(x.len());
+    let mut i = 0;
+    // SAFETY: loads of 16 codes and 16 floats at `i + 16 <= n`; gathers index `table` by u8.
+    let mut acc = unsafe {
+        let c = codes.as_ptr();
+        let xp = x.as_ptr();
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let t0 = _mm512_loadu_ps(table.as_ptr());
+        let t1 = _mm512_loadu_ps(table.as_ptr().add(16));
+        let look = |idx: __m512i| -> __m512 {
+            if levels <= 16 {
+                _mm512_permutexvar_ps(idx, t0)
+            } else if levels <= 32 {
+                _mm512_permutex2var_ps(t0, idx, t1)
+            } else {
+                _mm512_i32gather_ps::<4>(idx, table.as_ptr())
+            }
+        };
+        while i + 32 <= n {
+            let i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(c.add(i).cast()));
+            let i1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(c.add(i + 16).cast()));
+            acc0 = _mm512_fmadd_ps(look(i0), _mm512_loadu_ps(xp.add(i)), acc0);
+            acc1 = _mm512_fmadd_ps(look(i1), _mm512_loadu_ps(xp.add(i + 16)), acc1);
+            i += 32;
+        }
+        while i + 16 <= n {
+            let i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(c.add(i).cast()));
+            acc0 = _mm512_fmadd_ps(look(i0), _mm512_loadu_ps(xp.add(i)), acc0);
+            i += 16;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    };
+    for (&code, &xi) in codes[i..n].iter().zip(&x[i..n]) {
+        acc += table[usize::from(code)] * xi;
+    }
+    acc
+}
+
+/// Splits 16 packed bytes into their 32 nibbles, in stream order (low nibble first).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+fn nibbles(v: __m128i) -> (__m128i, __m128i) {
+    let mask = _mm_set1_epi8(0x0f);
+    let lo = _mm_and_si128(v, mask);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
+    (_mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi))
+}
+
+/// 4-bit decode straight from packed bytes: `out[i] = table[nibble i of bytes]`.
+///
+/// # Safety
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `bytes.len() >= out.len().div_ceil(2)`;
+/// the table holds at most 16 levels.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub(super) unsafe fn decode4(bytes: &[u8], table: &[f32; 256], out: &mut [f32]) {
+    let n = out.len().min(bytes.len() * 2);
+    let mut i = 0;
+    // SAFETY: each step reads bytes `i/2 .. i/2 + 16` (inside since `i + 32 <= n <= 2·len`)
+    // and writes floats `i .. i + 32` (inside since `i + 32 <= n`).
+    unsafe {
+        let t = _mm512_loadu_ps(table.as_ptr());
+        let b = bytes.as_ptr();
+        let o = out.as_mut_ptr();
+        while i + 32 <= n {
+            let (a, c) = nibbles(_mm_loadu_si128(b.add(i / 2).cast()));
+            _mm512_storeu_ps(o.add(i), _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(a), t));
+            _mm512_storeu_ps(
+                o.add(i + 16),
+                _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(c), t),
+            );
+            i += 32;
+        }
+    }
+    for (k, slot) in out.iter_mut().enumerate().take(n).skip(i) {
+        *slot = table[usize::from((bytes[k / 2] >> ((k % 2) * 4)) & 0x0f)];
+    }
+}
+
+/// 4-bit dot product straight from packed bytes: `Σ table[nibble i] · x[i]`.
+///
+/// # Safety
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `bytes.len() >= x.len().div_ceil(2)`; the
+/// table holds at most 16 levels.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub(super) unsafe fn dot4(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+    let n = x.len().min(bytes.len() * 2);
+    let mut i = 0;
+    // SAFETY: each step reads bytes `i/2 .. i/2 + 16` and floats `i .. i + 32`, inside
+    // because `i + 32 <= n`.
+    let mut acc = unsafe {
+        let t = _mm512_loadu_ps(table.as_ptr());
+        let b = bytes.as_ptr();
+        let xp = x.as_ptr();
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        while i + 32 <= n {
+            let (a, c) = nibbles(_mm_loadu_si128(b.add(i / 2).cast()));
+            let wa = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(a), t);
+            let wc = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(c), t);
+            acc0 = _mm512_fmadd_ps(wa, _mm512_loadu_ps(xp.add(i)), acc0);
+            acc1 = _mm512_fmadd_ps(wc, _mm512_loadu_ps(xp.add(i + 16)), acc1);
+            i += 32;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    };
+    for (k, &xk) in x.iter().enumerate().take(n).skip(i) {
+        acc += table[usize::from((bytes[k / 2] >> ((k % 2) * 4)) & 0x0f)] * xk;
+    }
+    acc
+}
+
+/// Codes per 64-byte block of the lane-permuted layout at `BITS` bits.
+pub(super) const fn perm_block(bits: u32) -> usize {
+    512 / bits as usize
+}
+
+/// Dot product of whole 64-byte blocks of `BITS`-bit codes (`BITS` in 1, 2, 4) with an `x`
+/// already permuted to match: in block `b`, 32-bit lane `l` holds codes `l·C .. l·C + C`
+/// (`C = 32 / BITS`), and `xp[b·16·C + m·16 + l]` is the `x` of code `l·C + m`. Shifting the
+/// whole block right by `BITS` then brings code `m + 1` of every lane into its low bits, which
+/// is all `vpermps` reads, so a block costs one load and one shift, permute and FMA per 16
+/// codes. `t16[i]` must be `table[i mod 2^BITS]`.
+///
+/// # Safety
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `bytes.len() == 64·blocks` and
+/// `xp.len() == perm_block(BITS)·blocks`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub(super) unsafe fn dot_perm<const BITS: u32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -> f32 {
+    let per_lane = (32 / BITS) as usize;
+    let blocks = (bytes.len() / 64).min(xp.len() / perm_block(BITS));
+    // SAFETY: block `b` reads bytes `64b .. 64b + 64` and floats `b·16·C .. (b+1)·16·C`,
+    // inside both slices for `b < blocks`.
+    unsafe {
+        let t = _mm512_loadu_ps(t16.as_ptr());
+        // Four named accumulators (not an array indexed by `m % 4`, which the compiler may
+        // keep in memory) hide the FMA latency.
+        let (mut a0, mut a1, mut a2, mut a3) = (
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+        );
+        for b in 0..blocks {
+            let mut v = _mm512_loadu_si512(bytes.as_ptr().add(64 * b).cast());
+            let mut xb = xp.as_ptr().add(b * 16 * per_lane);
+            // `per_lane` (8, 16 or 32) is a multiple of 4.
+            for _ in 0..per_lane / 4 {
+                a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, t), _mm512_loadu_ps(xb), a0);
+                let v1 = _mm512_srli_epi32::<BITS>(v);
+                a1 = _mm512_fmadd_ps(
+                    _mm512_permutexvar_ps(v1, t),
+                    _mm512_loadu_ps(xb.add(16)),
+                    a1,
+                );
+                let v2 = _mm512_srli_epi32::<BITS>(v1);
+                a2 = _mm512_fmadd_ps(
+                    _mm512_permutexvar_ps(v2, t),
+                    _mm512_loadu_ps(xb.add(32)),
+                    a2,
+                );
+                let v3 = _mm512_srli_epi32::<BITS>(v2);
+                a3 = _mm512_fmadd_ps(
+                    _mm512_permutexvar_ps(v3, t),
+                    _mm512_loadu_ps(xb.add(48)),
+                    a3,
+                );
+                v = _mm512_srli_epi32::<BITS>(v3);
+                xb = xb.add(64);
+            }
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)))
+    }
+}
+
+/// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}` (see
+/// [`Encoder`](super::Encoder)).
+///
+/// # Safety
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `x.len() == out.len()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub(super) unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
+    let n = x.len().min(out.len());
+    let mut i = 0;
+    // SAFETY: each step reads floats `i .. i + 64` and writes bytes `i .. i + 64`, inside
+    // because `i + 64 <= n`; the tail loop does the same 16 at a time.
+    unsafe {
+        let one = _mm512_set1_epi32(1);
+        let xp = x.as_ptr();
+        let o = out.as_mut_ptr();
+        while i + 64 <= n {
+            let xs = [
+                _mm512_loadu_ps(xp.add(i)),
+                _mm512_loadu_ps(xp.add(i + 16)),
+                _mm512_loadu_ps(xp.add(i + 32)),
+                _mm512_loadu_ps(xp.add(i + 48)),
+            ];
+            let mut acc = [_mm512_setzero_si512(); 4];
+            for &c in cuts {
+                let cv = _mm512_set1_ps(c);
+                for k in 0..4 {
+                    let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(xs[k], cv);
+                    acc[k] = _mm512_mask_add_epi32(acc[k], m, acc[k], one);
+                }
+            }
+            for (k, a) in acc.iter().enumerate() {
+                _mm_storeu_si128(o.add(i + 16 * k).cast(), _mm512_cvtepi32_epi8(*a));
+            }
+            i += 64;
+        }
+        while i + 16 <= n {
+            let xs = _mm512_loadu_ps(xp.add(i));
+            let mut acc = _mm512_setzero_si512();
+            for &c in cuts {
+                let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(xs, _mm512_set1_ps(c));
+                acc = _mm512_mask_add_epi32(acc, m, acc, one);
+            }
+            _mm_storeu_si128(o.add(i).cast(), _mm512_cvtepi32_epi8(acc));
+            i += 16;
+        }
+    }
+    for (slot, &xi) in out[i..n].iter_mut().zip(&x[i..n]) {
+        *slot = cuts.iter().filter(|&&c| xi > c).count() as u8;
+    }
+}

@@ -1,0 +1,265 @@
+//! Every fast path against its scalar reference: packing byte for byte, decoding and encoding
+//! bit for bit, dot products and GEMV within a stated `f32` summation tolerance. The tests
+//! first check that this machine runs the SIMD paths they compare, so a fast path no test
+//! reaches shows up as a failure, not as a silent pass.
+mod common;
+
+use common::Rng;
+use expquant::kernels::{self, Encoder, Isa};
+use expquant::pack::{self, packed_len};
+use expquant::{quantize, Codebook, Config};
+
+/// The paths to compare with the reference on this machine.
+fn fast_paths() -> Vec<Isa> {
+    [Isa::Swar, Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .filter(|i| i.is_available())
+        .collect()
+}
+
+#[test]
+fn the_simd_paths_run_here() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx512 = ["avx512f", "avx512bw", "avx512vl", "avx2", "fma"];
+        let has = |f: &str| match f {
+            "avx512f" => is_x86_feature_detected!("avx512f"),
+            "avx512bw" => is_x86_feature_detected!("avx512bw"),
+            "avx512vl" => is_x86_feature_detected!("avx512vl"),
+            "avx2" => is_x86_feature_detected!("avx2"),
+            _ => is_x86_feature_detected!("fma"),
+        };
+        let expected = if avx512.iter().all(|f| has(f)) {
+            Isa::Avx512
+        } else if has("avx2") && has("fma") {
+            Isa::Avx2
+        } else {
+            Isa::Swar
+        };
+        assert_eq!(Isa::detect(), expected);
+        println!("detected {:?}", Isa::detect());
+    }
+    assert!(Isa::detect() >= Isa::Swar);
+}
+
+fn random_codes(rng: &mut Rng, n: usize, bits: u8) -> Vec<u8> {
+    (0..n)
+        .map(|_| (rng.next_u64() % (1u64 << bits)) as u8)
+        .collect()
+}
+
+fn lengths() -> impl Iterator<Item = usize> {
+    (0..=130).chain([255, 256, 257, 511, 1000, 4099])
+}
+
+#[test]
+fn pack_and_unpack_match_the_scalar_reference_byte_for_byte() {
+    let mut rng = Rng::new(1);
+    for bits in 1..=8u8 {
+        for n in lengths() {
+            let codes = random_codes(&mut rng, n, bits);
+            let len = packed_len(n, bits).unwrap();
+            let (mut fast, mut reference) = (vec![0u8; len], vec![0u8; len]);
+            pack::pack(&codes, bits, &mut fast).unwrap();
+            pack::scalar::pack(&codes, bits, &mut reference).unwrap();
+            assert_eq!(fast, reference, "pack bits={bits} n={n}");
+            // Unpack arbitrary bytes (stray bits in the last byte included).
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+            pack::unpack(&bytes, bits, &mut a).unwrap();
+            pack::scalar::unpack(&bytes, bits, &mut b).unwrap();
+            assert_eq!(a, b, "unpack bits={bits} n={n}");
+        }
+    }
+}
+
+fn random_levels(rng: &mut Rng, count: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..count).map(|_| rng.normal() as f32).collect();
+    v.sort_by(f32::total_cmp);
+    v.dedup();
+    v
+}
+
+#[test]
+fn decode_matches_the_reference_bit_for_bit_on_every_path() {
+    let mut rng = Rng::new(2);
+    for bits in 1..=8u8 {
+        for full in [false, true] {
+            let count = (1usize << bits) - usize::from(!full && bits > 1);
+            let levels = random_levels(&mut rng, count);
+            for n in lengths() {
+                let codes: Vec<u8> = (0..n)
+                    .map(|_| (rng.next_u64() % levels.len() as u64) as u8)
+                    .collect();
+                let packed = pack::pack_to_vec(&codes, bits).unwrap();
+                let mut reference = vec![0.0f32; n];
+                kernels::decode_with(Isa::Scalar, bits, &packed, &levels, &mut reference).unwrap();
+                for isa in fast_paths() {
+                    let mut out = vec![f32::NAN; n];
+                    kernels::decode_with(isa, bits, &packed, &levels, &mut out).unwrap();
+                    assert!(
+                        out.iter()
+                            .zip(&reference)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{isa:?} bits={bits} n={n}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The bound of the module docs: `1e-5 · Σ|w_j x_j|`.
+fn close(a: f32, b: f32, magnitude: f64) -> bool {
+    (f64::from(a) - f64::from(b)).abs() <= 1e-5 * magnitude + 1e-30
+}
+
+#[test]
+fn dot_products_match_the_reference_within_summation_error() {
+    let mut rng = Rng::new(3);
+    for bits in 1..=8u8 {
+        let levels = random_levels(&mut rng, (1usize << bits) - usize::from(bits > 1));
+        for n in lengths().chain([2048, 8192 + 40]) {
+            let codes: Vec<u8> = (0..n)
+                .map(|_| (rng.next_u64() % levels.len() as u64) as u8)
+                .collect();
+            let packed = pack::pack_to_vec(&codes, bits).unwrap();
+            let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+            let magnitude: f64 = codes
+                .iter()
+                .zip(&x)
+                .map(|(&c, &xi)| f64::from(levels[c as usize] * xi).abs())
+                .sum();
+            let reference = kernels::dot_with(Isa::Scalar, bits, &packed, &levels, &x).unwrap();
+            for isa in fast_paths() {
+                let fast = kernels::dot_with(isa, bits, &packed, &levels, &x).unwrap();
+                assert!(
+                    close(fast, reference, magnitude),
+                    "{isa:?} bits={bits} n={n}: {fast} vs {reference}"
+                );
+            }
+        }
+    }
+}
+
+/// `f32` values next to `x`, `x` itself included.
+fn around(x: f32) -> [f32; 3] {
+    let up = if x == 0.0 {
+        f32::from_bits(1)
+    } else if x > 0.0 {
+        f32::from_bits(x.to_bits() + 1)
+    } else {
+        f32::from_bits(x.to_bits() - 1)
+    };
+    let down = -{
+        let y = -x;
+        if y == 0.0 {
+            f32::from_bits(1)
+        } else if y > 0.0 {
+            f32::from_bits(y.to_bits() + 1)
+        } else {
+            f32::from_bits(y.to_bits() - 1)
+        }
+    };
+    [down, x, up]
+}
+
+#[test]
+fn encoding_gives_exactly_the_codebook_codes_on_every_path() {
+    let mut rng = Rng::new(4);
+    let mut cases = 0usize;
+    for round in 0..40 {
+        let bits = 1 + (round % 8) as u8;
+        let count = (1usize << bits) - usize::from(round % 3 == 0 && bits > 1);
+        let mut levels = random_levels(&mut rng, count);
+        if round % 2 == 0 {
+            // Symmetric sets with a zero level, as the families make them: ties at ±t and 0.
+            let half: Vec<f32> = levels
+                .iter()
+                .map(|l| l.abs())
+                .filter(|&l| l > 0.0)
+                .take(count / 2)
+                .collect();
+            let mut sym: Vec<f32> = half
+                .iter()
+                .map(|l| -l)
+                .chain([0.0])
+                .chain(half.iter().copied())
+                .collect();
+            sym.sort_by(f32::total_cmp);
+            sym.dedup();
+            levels = sym;
+        }
+        let cb = Codebook::new(&levels).unwrap();
+        let mut x: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            f32::MAX,
+            -f32::MAX,
+            f32::from_bits(1),
+            -f32::from_bits(1),
+        ];
+        for &t in cb.thresholds() {
+            x.extend(around(t as f32));
+        }
+        for &l in &levels {
+            x.extend(around(l));
+        }
+        x.extend((0..300).map(|_| rng.normal() as f32 * 1.5));
+        let reference: Vec<u8> = x.iter().map(|&w| cb.encode(w)).collect();
+        let enc = Encoder::new(&cb);
+        for (i, &w) in x.iter().enumerate() {
+            assert_eq!(enc.encode_one(w), reference[i], "x={w:e} levels={levels:?}");
+        }
+        for isa in [Isa::Scalar].into_iter().chain(fast_paths()) {
+            let mut out = vec![0u8; x.len()];
+            enc.encode_with(isa, &x, &mut out).unwrap();
+            for (i, (&a, &b)) in out.iter().zip(&reference).enumerate() {
+                assert_eq!(a, b, "{isa:?} x={:e} levels={levels:?}", x[i]);
+            }
+            cases += out.len();
+        }
+    }
+    assert!(cases > 10_000);
+}
+
+#[test]
+fn gemv_matches_a_dense_product_for_every_layout_and_width() {
+    let mut rng = Rng::new(5);
+    for bits in 1..=8u8 {
+        for (rows, cols) in [(3, 1024), (5, 1000), (2, 4096 + 7)] {
+            let w: Vec<f32> = (0..rows * cols).map(|_| rng.normal() as f32).collect();
+            let x: Vec<f32> = (0..cols).map(|_| rng.normal() as f32).collect();
+            for config in [
+                Config::exponential(bits).per_tensor(),
+                Config::exponential(bits).per_row(),
+                Config::linear(bits).per_group(32),
+                Config::exponential(bits).per_group(128),
+                Config::exponential(bits).per_group(33),
+            ] {
+                let q = quantize(&w, rows, cols, &config).unwrap();
+                let dense = q.dequantize();
+                let mut y = vec![0.0f32; rows];
+                q.gemv(&x, &mut y).unwrap();
+                for r in 0..rows {
+                    let row = &dense[r * cols..(r + 1) * cols];
+                    let exact: f64 = row
+                        .iter()
+                        .zip(&x)
+                        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                        .sum();
+                    let magnitude: f64 = row
+                        .iter()
+                        .zip(&x)
+                        .map(|(&a, &b)| f64::from(a * b).abs())
+                        .sum();
+                    assert!(
+                        (f64::from(y[r]) - exact).abs() <= 1e-5 * magnitude + 1e-30,
+                        "{config:?} {rows}x{cols} row {r}: {} vs {exact}",
+                        y[r]
+                    );
+                }
+            }
+        }
+    }
+}
