@@ -330,15 +330,14 @@ impl QuantizedTensor {
     /// The dequantized matrix, row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.rows * self.cols];
-        self.write_rows(0..self.rows, &mut out);
+        // The buffer has exactly the length the view checks for.
+        let _ = self.view().dequantize_into(&mut out);
         out
     }
 
     /// Dequantizes into `out`, which must hold `rows × cols` values.
     pub fn dequantize_into(&self, out: &mut [f32]) -> Result<()> {
-        expect_len("dequantize output", self.rows * self.cols, out.len())?;
-        self.write_rows(0..self.rows, out);
-        Ok(())
+        self.view().dequantize_into(out)
     }
 
     /// `y = W·x`, with `x.len() == cols` and `y.len() == rows`.
@@ -349,79 +348,20 @@ impl QuantizedTensor {
     /// `y = W[rows]·x` for a range of rows, so a runtime can split rows over its threads;
     /// `y.len()` must equal the range's length.
     pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
-        expect_len("gemv input x", self.cols, x.len())?;
-        if rows.start > rows.end || rows.end > self.rows {
-            return Err(Error::RowRange {
-                start: rows.start,
-                end: rows.end,
-                rows: self.rows,
-            });
-        }
-        expect_len("gemv output y", rows.len(), y.len())?;
-        let g = self.config.granularity.group_len(self.cols);
+        let view = self.view();
+        view.check_gemv(x, &rows, y)?;
         // `x` is prepared once (permuted to the SIMD lane layout where that pays) and shared
         // by every row; W is never materialized.
+        let g = self.config.granularity.group_len(self.cols);
         let plan = kernels::DotPlan::new(kernels::Isa::detect(), self.bits(), x, g);
-        let mut table = kernels::Table::new();
-        let mut loaded = usize::MAX;
-        for (row, out) in rows.zip(y.iter_mut()) {
-            let packed_row = &self.packed[row * self.row_bytes..(row + 1) * self.row_bytes];
-            let mut acc = 0.0;
-            let mut start = 0;
-            for i in 0..self.cols.div_ceil(g) {
-                let group = self.group_index(row, i);
-                if group != loaded {
-                    table.len = self.family.levels_into(self.params[group], &mut table.v);
-                    loaded = group;
-                }
-                let len = g.min(self.cols - start);
-                acc += plan.dot(packed_row, start, len, &table);
-                start += len;
-            }
-            *out = acc;
-        }
+        view.gemv_with(rows, y, |packed_row, start, len, table| {
+            plan.dot(packed_row, start, len, table)
+        });
         Ok(())
-    }
-
-    fn group_index(&self, row: usize, group_in_row: usize) -> usize {
-        match self.config.granularity {
-            Granularity::PerTensor => 0,
-            layout => layout.first_group_of_row(row, self.cols) + group_in_row,
-        }
     }
 
     fn packed_rows(&self) -> impl Iterator<Item = &[u8]> {
         self.packed.chunks_exact(self.row_bytes.max(1))
-    }
-
-    fn write_rows(&self, rows: Range<usize>, out: &mut [f32]) {
-        let g = self.config.granularity.group_len(self.cols);
-        let isa = kernels::Isa::detect();
-        let mut table = kernels::Table::new();
-        let mut loaded = usize::MAX;
-        for (row, out_row) in rows.zip(out.chunks_exact_mut(self.cols)) {
-            let packed_row = &self.packed[row * self.row_bytes..(row + 1) * self.row_bytes];
-            for (i, chunk) in out_row.chunks_mut(g).enumerate() {
-                let group = self.group_index(row, i);
-                if group != loaded {
-                    table.len = self.family.levels_into(self.params[group], &mut table.v);
-                    loaded = group;
-                }
-                kernels::decode_span(isa, self.bits(), packed_row, i * g, &table, chunk);
-            }
-        }
-    }
-}
-
-fn expect_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(Error::BufferLength {
-            what,
-            expected,
-            actual,
-        })
     }
 }
 

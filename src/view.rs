@@ -7,6 +7,7 @@ use crate::codebook::Codebook;
 use crate::discretize::{Family, Params, Scheme};
 use crate::error::{Error, Result};
 use crate::format::{self, corrupt, Header, HEADER_LEN};
+use crate::kernels;
 use crate::layout::Granularity;
 use crate::pack::code_at;
 
@@ -239,21 +240,22 @@ impl<'a> QuantizedView<'a> {
     /// Writes the dequantized matrix, row-major, into `out` (`rows × cols` values).
     pub fn dequantize_into(&self, out: &mut [f32]) -> Result<()> {
         expect_len("dequantize output", self.rows * self.cols, out.len())?;
+        let isa = kernels::Isa::detect();
+        let bits = self.family.bits;
         let g = self.layout.group_len(self.cols);
-        let mut table = [0.0f32; 256];
+        let mut table = kernels::Table::new();
         let mut loaded = usize::MAX;
         for (row, out_row) in out.chunks_exact_mut(self.cols).enumerate() {
             let packed_row = &self.codes[row * self.row_bytes..(row + 1) * self.row_bytes];
             for (i, chunk) in out_row.chunks_mut(g).enumerate() {
                 let group = self.group_index(row, i);
                 if group != loaded {
-                    self.family
-                        .levels_into(self.group_params(group), &mut table);
+                    table.len = self
+                        .family
+                        .levels_into(self.group_params(group), &mut table.v);
                     loaded = group;
                 }
-                for (j, slot) in chunk.iter_mut().enumerate() {
-                    *slot = table[usize::from(code_at(packed_row, self.family.bits, i * g + j))];
-                }
+                kernels::decode_span(isa, bits, packed_row, i * g, &table, chunk);
             }
         }
         Ok(())
@@ -267,6 +269,17 @@ impl<'a> QuantizedView<'a> {
     /// `y = W[rows]·x` for a range of rows (so a runtime can split rows over its threads);
     /// `y.len()` must equal the range's length.
     pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
+        self.check_gemv(x, &rows, y)?;
+        let isa = kernels::Isa::detect();
+        let bits = self.family.bits;
+        self.gemv_with(rows, y, |packed_row, start, len, table| {
+            kernels::dot_span(isa, bits, packed_row, start, table, &x[start..start + len])
+        });
+        Ok(())
+    }
+
+    /// Checks the shapes of a GEMV call.
+    pub(crate) fn check_gemv(&self, x: &[f32], rows: &Range<usize>, y: &[f32]) -> Result<()> {
         expect_len("gemv input x", self.cols, x.len())?;
         if rows.start > rows.end || rows.end > self.rows {
             return Err(Error::RowRange {
@@ -275,28 +288,40 @@ impl<'a> QuantizedView<'a> {
                 rows: self.rows,
             });
         }
-        expect_len("gemv output y", rows.len(), y.len())?;
+        expect_len("gemv output y", rows.len(), y.len())
+    }
+
+    /// The GEMV loop over rows and groups, with the per-group dot product supplied: the view
+    /// uses the allocation-free kernel, an owned tensor one that prepares `x` once per call.
+    /// `dot(packed_row, start, len, table)` sums `table[code j]·x[j]` for `j` in
+    /// `start..start + len`. Shapes are checked by [`check_gemv`](Self::check_gemv).
+    pub(crate) fn gemv_with(
+        &self,
+        rows: Range<usize>,
+        y: &mut [f32],
+        dot: impl Fn(&[u8], usize, usize, &kernels::Table) -> f32,
+    ) {
         let g = self.layout.group_len(self.cols);
-        let mut table = [0.0f32; 256];
+        let mut table = kernels::Table::new();
         let mut loaded = usize::MAX;
         for (row, out) in rows.zip(y.iter_mut()) {
             let packed_row = &self.codes[row * self.row_bytes..(row + 1) * self.row_bytes];
             let mut acc = 0.0f32;
-            for (i, x_chunk) in x.chunks(g).enumerate() {
+            let mut start = 0;
+            for i in 0..self.cols.div_ceil(g) {
                 let group = self.group_index(row, i);
                 if group != loaded {
-                    self.family
-                        .levels_into(self.group_params(group), &mut table);
+                    table.len = self
+                        .family
+                        .levels_into(self.group_params(group), &mut table.v);
                     loaded = group;
                 }
-                for (j, &xj) in x_chunk.iter().enumerate() {
-                    acc +=
-                        table[usize::from(code_at(packed_row, self.family.bits, i * g + j))] * xj;
-                }
+                let len = g.min(self.cols - start);
+                acc += dot(packed_row, start, len, &table);
+                start += len;
             }
             *out = acc;
         }
-        Ok(())
     }
 
     #[inline]
