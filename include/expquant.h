@@ -63,7 +63,7 @@ typedef enum expq_status {
      */
     EXPQ_STATUS_INVALID_ARGUMENT = 2,
     /**
-     * A weight was NaN or infinite.
+     * A weight or an input statistic was NaN or infinite.
      */
     EXPQ_STATUS_NON_FINITE = 3,
     /**
@@ -71,12 +71,13 @@ typedef enum expq_status {
      */
     EXPQ_STATUS_BUFFER_TOO_SMALL = 4,
     /**
-     * Packed data does not describe valid codes: a code that does not index the levels
-     * given to `expq_decode`. (Also for stored-format validation, once that exists.)
+     * Data does not describe a valid tensor: a code that does not index the levels given to
+     * `expq_decode`, or stored bytes (`expq_tensor_deserialize`, `expq_view_init`) that are
+     * truncated, altered (checksum), or inconsistent; the message says which check failed.
      */
     EXPQ_STATUS_CORRUPT_DATA = 5,
     /**
-     * Reserved for stored tensors written by an unsupported format version.
+     * Stored bytes written in a format version this build does not read.
      */
     EXPQ_STATUS_UNSUPPORTED_VERSION = 6,
     /**
@@ -117,10 +118,18 @@ typedef enum expq_scale_rule {
      */
     EXPQ_SCALE_RULE_CORRELATION = 2,
     /**
+     * `a` (and `q`) minimize the output error that remains after bias correction,
+     * `Σ_j E[x_j²]·(w_j − Q(w_j))²`. Needs the inputs' mean squares, so only
+     * `expq_quantize_calibrated` with `input_sq_mean` accepts it; `expq_quantize` (and
+     * `expq_quantize_calibrated` without `input_sq_mean`) return
+     * `EXPQ_STATUS_INVALID_ARGUMENT`.
+     */
+    EXPQ_SCALE_RULE_OUTPUT_MSE = 3,
+    /**
      * The caller's `fixed_a` and `fixed_q` for every group (`fixed_q` is ignored by the
      * linear family).
      */
-    EXPQ_SCALE_RULE_FIXED = 3,
+    EXPQ_SCALE_RULE_FIXED = 4,
 } expq_scale_rule;
 
 /**
@@ -143,9 +152,10 @@ typedef enum expq_granularity {
 } expq_granularity;
 
 /**
- * A quantized `rows × cols` matrix, owned by the caller from `expq_quantize` until
- * `expq_tensor_free`. Opaque: C sees only pointers to it. Immutable, so the `const
- * expq_tensor *` functions may run on one tensor from several threads at once.
+ * A quantized `rows × cols` matrix, owned by the caller from `expq_quantize`,
+ * `expq_quantize_calibrated` or `expq_tensor_deserialize` until `expq_tensor_free`. Opaque:
+ * C sees only pointers to it. Immutable, so the `const expq_tensor *` functions may run on
+ * one tensor from several threads at once.
  */
 typedef struct expq_tensor expq_tensor;
 
@@ -191,6 +201,70 @@ typedef struct expq_config {
      */
     double fixed_q;
 } expq_config;
+
+/**
+ * A stored tensor borrowed in place: `expq_view_init` validates the bytes once and fills
+ * this caller-owned struct; `expq_view_dequantize` and `expq_view_gemv` then decode and
+ * multiply straight from the bytes, without copying, allocating or validating again.
+ *
+ * The fields are private to the library: do not read or modify them (use the
+ * `expq_view_*` functions). The struct owns nothing and is never freed; it may be copied,
+ * and it may live on the stack or in static memory (firmware: bytes in flash, view in RAM).
+ * It borrows the buffer given to `expq_view_init`, which must stay alive and unchanged while
+ * the view is used. A zeroed struct is "not initialized": the functions reject it with
+ * `EXPQ_STATUS_INVALID_ARGUMENT`.
+ *
+ * The functions trust what `expq_view_init` stored; each call redoes only O(1) length
+ * arithmetic. Changed fields or a changed buffer break the contract like a freed pointer: a
+ * changed buffer pointer or length is undefined behaviour, other changes give wrong results
+ * or `EXPQ_STATUS_CORRUPT_DATA`.
+ */
+typedef struct expq_view {
+    /**
+     * Private: the first byte of the validated tensor.
+     */
+    const uint8_t *data;
+    /**
+     * Private: its length in bytes.
+     */
+    size_t len;
+    /**
+     * Private: rows.
+     */
+    size_t rows;
+    /**
+     * Private: columns.
+     */
+    size_t cols;
+    /**
+     * Private: weights per group (per-group layout), else 0.
+     */
+    size_t group_size;
+    /**
+     * Private: the scheme.
+     */
+    uint8_t scheme;
+    /**
+     * Private: bits per code.
+     */
+    uint8_t bits;
+    /**
+     * Private: the zero-level flag.
+     */
+    uint8_t zero_level;
+    /**
+     * Private: the granularity.
+     */
+    uint8_t granularity;
+    /**
+     * Private: the stored scale-rule code.
+     */
+    uint8_t rule;
+    /**
+     * Private: zero.
+     */
+    uint8_t _reserved[3];
+} expq_view;
 
 #ifdef __cplusplus
 extern "C" {
@@ -274,12 +348,13 @@ enum expq_status expq_quantize(const float *weights,
                                struct expq_tensor **out);
 
 /**
- * Frees a tensor made by `expq_quantize`. NULL is fine (nothing happens). Pointers from
+ * Frees a tensor made by `expq_quantize`, `expq_quantize_calibrated` or
+ * `expq_tensor_deserialize`. NULL is fine (nothing happens). Pointers from
  * `expq_tensor_packed_codes` dangle afterwards.
  *
  * # Safety
- * `t` must be NULL or a tensor from `expq_quantize` that has not been freed, and no other
- * thread may be using it.
+ * `t` must be NULL or a tensor from one of those functions that has not been freed, and no
+ * other thread may be using it.
  */
 void expq_tensor_free(struct expq_tensor *t);
 
@@ -287,7 +362,7 @@ void expq_tensor_free(struct expq_tensor *t);
  * Rows (output channels) of `t`, or 0 when `t` is NULL.
  *
  * # Safety
- * `t` must be NULL or a live tensor from `expq_quantize`.
+ * `t` must be NULL or a live tensor (not yet freed).
  */
 size_t expq_tensor_rows(const struct expq_tensor *t);
 
@@ -295,7 +370,7 @@ size_t expq_tensor_rows(const struct expq_tensor *t);
  * Columns (inputs per output) of `t`, or 0 when `t` is NULL.
  *
  * # Safety
- * `t` must be NULL or a live tensor from `expq_quantize`.
+ * `t` must be NULL or a live tensor (not yet freed).
  */
 size_t expq_tensor_cols(const struct expq_tensor *t);
 
@@ -303,7 +378,7 @@ size_t expq_tensor_cols(const struct expq_tensor *t);
  * Bits per code of `t` (1 to 8), or 0 when `t` is NULL.
  *
  * # Safety
- * `t` must be NULL or a live tensor from `expq_quantize`.
+ * `t` must be NULL or a live tensor (not yet freed).
  */
 uint8_t expq_tensor_bits(const struct expq_tensor *t);
 
@@ -314,7 +389,7 @@ uint8_t expq_tensor_bits(const struct expq_tensor *t);
  * 0.0 when `t` is NULL.
  *
  * # Safety
- * `t` must be NULL or a live tensor from `expq_quantize`.
+ * `t` must be NULL or a live tensor (not yet freed).
  */
 double expq_tensor_bits_per_weight(const struct expq_tensor *t);
 
@@ -323,7 +398,7 @@ double expq_tensor_bits_per_weight(const struct expq_tensor *t);
  * ceil(cols / group_size)` per group. 0 when `t` is NULL.
  *
  * # Safety
- * `t` must be NULL or a live tensor from `expq_quantize`.
+ * `t` must be NULL or a live tensor (not yet freed).
  */
 size_t expq_tensor_group_count(const struct expq_tensor *t);
 
@@ -332,7 +407,7 @@ size_t expq_tensor_group_count(const struct expq_tensor *t);
  * boundary). 0 when `t` is NULL.
  *
  * # Safety
- * `t` must be NULL or a live tensor from `expq_quantize`.
+ * `t` must be NULL or a live tensor (not yet freed).
  */
 size_t expq_tensor_row_bytes(const struct expq_tensor *t);
 
@@ -409,6 +484,204 @@ enum expq_status expq_tensor_gemv_rows(const struct expq_tensor *t,
                                        size_t row_end,
                                        float *y,
                                        size_t y_len);
+
+/**
+ * Quantizes a `rows × cols` row-major matrix of `rows * cols` floats at `weights` as
+ * `config` says, using the layer's input statistics, and on success stores a new tensor in
+ * `*out` (free it with `expq_tensor_free`) and writes the per-row bias correction
+ * `bias_correction[r] = −Σ_j (Q[r,j] − W[r,j])·input_mean[j]` (accumulated in double), which
+ * the caller adds to the layer's bias (a layer without a bias gets one).
+ *
+ * Statistics: `input_mean` holds `E[x_j]`, and `input_sq_mean` (optional: NULL, and then
+ * `input_sq_mean_len` is ignored) holds `E[x_j²]`. Each holds either `cols` values shared by
+ * every row (dense layers, ordinary convolutions) or `rows * cols` values, one row of
+ * statistics per output row (grouped and depthwise convolutions).
+ * `EXPQ_SCALE_RULE_OUTPUT_MSE` fits each group's scale to `Σ_j E[x_j²]·(W − Q)²` and needs
+ * `input_sq_mean`; other rules give the same tensor as `expq_quantize` plus the correction.
+ * `bias_len` must be `rows`.
+ *
+ * Errors: everything `expq_quantize` reports, and `EXPQ_STATUS_INVALID_ARGUMENT` (a
+ * statistic whose length is neither `cols` nor `rows * cols`, a negative mean square,
+ * `EXPQ_SCALE_RULE_OUTPUT_MSE` without `input_sq_mean`, `bias_len > rows`, overlapping
+ * buffers), `EXPQ_STATUS_NON_FINITE` (a NaN or infinite statistic),
+ * `EXPQ_STATUS_BUFFER_TOO_SMALL` (`bias_len < rows`). `bias_correction` and `*out` are
+ * written only on success.
+ *
+ * # Safety
+ * `weights` must point to `rows * cols` floats; `config` to an `expq_config`; `input_mean`
+ * to `input_mean_len` floats; `input_sq_mean` be NULL or point to `input_sq_mean_len`
+ * floats; `bias_correction` be writable for `bias_len` floats; `out` writable for one
+ * pointer.
+ */
+enum expq_status expq_quantize_calibrated(const float *weights,
+                                          size_t rows,
+                                          size_t cols,
+                                          const struct expq_config *config,
+                                          const float *input_mean,
+                                          size_t input_mean_len,
+                                          const float *input_sq_mean,
+                                          size_t input_sq_mean_len,
+                                          float *bias_correction,
+                                          size_t bias_len,
+                                          struct expq_tensor **out);
+
+/**
+ * Data-free input statistics: on success stores in `*mean` and `*sq_mean` the mean `E[y]`
+ * and mean square `E[y²]` of `y = min(max(z, 0), clip)` for `z ~ N(beta, gamma²)` — a
+ * BatchNorm output (shift `beta`, scale `gamma`) followed by ReLU (`clip = INFINITY`) or
+ * ReLU6 (`clip = 6`) — in closed form, computed in double. Feed them per input channel to
+ * `expq_quantize_calibrated`. `gamma`'s sign is ignored; `gamma = 0` gives the point mass
+ * at `beta` clamped to `[0, clip]`.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`beta` or `gamma` NaN
+ * or infinite, `clip` NaN or `<= 0`). The outputs are written only on success.
+ *
+ * # Safety
+ * `mean` and `sq_mean` must be writable floats.
+ */
+enum expq_status expq_relu_moments(float beta,
+                                   float gamma,
+                                   float clip,
+                                   float *mean,
+                                   float *sq_mean);
+
+/**
+ * Writes the stored form of `t` (the documented, versioned byte format: header, packed
+ * codes, parameters, CRC-32) into `buf`, which holds `cap` bytes, and on success stores the
+ * number of bytes written in `*written`. The bytes can be loaded back with
+ * `expq_tensor_deserialize` or borrowed in place with `expq_view_init`; they need no
+ * alignment.
+ *
+ * Size query: with `buf` NULL, or `cap` smaller than needed, nothing is written to `buf`,
+ * the needed size is stored in `*written`, and the status is `EXPQ_STATUS_BUFFER_TOO_SMALL`.
+ * This is the one documented exception to "out-parameters are written only on success": ask
+ * with `buf` NULL and `cap` 0, allocate `*written` bytes, then call again.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER` (`t` or `written` NULL),
+ * `EXPQ_STATUS_BUFFER_TOO_SMALL` (as above; `*written` is the needed size).
+ *
+ * # Safety
+ * `t` must be NULL or a live tensor; `buf` must be NULL or writable for `cap` bytes;
+ * `written` must be NULL or writable.
+ */
+enum expq_status expq_tensor_serialize(const struct expq_tensor *t,
+                                       uint8_t *buf,
+                                       size_t cap,
+                                       size_t *written);
+
+/**
+ * Validates `len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
+ * writes it) and on success stores a new tensor holding a copy of them in `*out` (free it
+ * with `expq_tensor_free`). `buf` may be freed afterwards.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_CORRUPT_DATA` (truncated, trailing
+ * bytes, bad magic, checksum mismatch, inconsistent lengths, invalid parameters or codes;
+ * the message says which), `EXPQ_STATUS_UNSUPPORTED_VERSION` (another format version).
+ * `*out` is written only on success.
+ *
+ * # Safety
+ * `buf` must point to `len` readable bytes; `out` must be writable for one pointer.
+ */
+enum expq_status expq_tensor_deserialize(const uint8_t *buf, size_t len, struct expq_tensor **out);
+
+/**
+ * Validates `len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
+ * writes it: magic, version, every length, checksum, parameters, codes) and on success
+ * fills `*out` with a view that borrows them. Allocates nothing and copies nothing; `buf`
+ * needs no alignment, and must stay alive and unchanged while the view is used.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_CORRUPT_DATA` (truncated, trailing bytes,
+ * bad magic, checksum mismatch, inconsistent lengths, invalid parameters or codes; the
+ * message says which), `EXPQ_STATUS_UNSUPPORTED_VERSION` (another format version),
+ * `EXPQ_STATUS_INVALID_ARGUMENT` (`out` lies inside `buf`). `*out` is written only on
+ * success.
+ *
+ * # Safety
+ * `buf` must point to `len` readable bytes; `out` must be writable for one `expq_view`.
+ */
+enum expq_status expq_view_init(const uint8_t *buf, size_t len, struct expq_view *out);
+
+/**
+ * Writes the dequantized matrix, row-major, into `out`, which must hold exactly `rows *
+ * cols` floats (`out_len`). Allocates nothing. The values equal those of the tensor that
+ * was serialized, bit for bit.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`v` not initialized,
+ * `out_len` too long, `out` overlapping the view's buffer), `EXPQ_STATUS_BUFFER_TOO_SMALL`.
+ * `out` is written only on success.
+ *
+ * # Safety
+ * `v` must be NULL or an `expq_view` filled in by `expq_view_init` (or a copy of one, or a
+ * zeroed struct) whose buffer is alive and unchanged; `out` must be writable for `out_len`
+ * floats.
+ */
+enum expq_status expq_view_dequantize(const struct expq_view *v, float *out, size_t out_len);
+
+/**
+ * `y = W·x` straight from the stored codes: `x` holds `x_len == cols` floats and `y` gets
+ * `y_len == rows` floats. Allocates nothing. Each `y[r]` is the sum over `j` of `level(r,
+ * j) · x[j]` accumulated in `float`; the order of the additions can differ from
+ * `expq_tensor_gemv`'s, so the two can differ by float rounding.
+ *
+ * Errors: as `expq_view_dequantize`, for `x` and `y`; `x` and `y` must not overlap each
+ * other or the view's buffer.
+ *
+ * # Safety
+ * `v` as for `expq_view_dequantize`; `x` must point to `x_len` floats, `y` be writable for
+ * `y_len` floats.
+ */
+enum expq_status expq_view_gemv(const struct expq_view *v,
+                                const float *x,
+                                size_t x_len,
+                                float *y,
+                                size_t y_len);
+
+/**
+ * `y = W[row_begin..row_end]·x` for a range of rows, so that a runtime can split one GEMV
+ * over its own threads (each thread its own range and `y`; the view may be shared): `x`
+ * holds `x_len == cols` floats, `y` gets `y_len == row_end − row_begin` floats, and
+ * `row_begin <= row_end <= rows`. The results equal the matching entries of
+ * `expq_view_gemv` exactly.
+ *
+ * Errors: as `expq_view_gemv`, and `EXPQ_STATUS_INVALID_ARGUMENT` for a reversed range or
+ * one past the last row.
+ *
+ * # Safety
+ * As `expq_view_gemv`.
+ */
+enum expq_status expq_view_gemv_rows(const struct expq_view *v,
+                                     const float *x,
+                                     size_t x_len,
+                                     size_t row_begin,
+                                     size_t row_end,
+                                     float *y,
+                                     size_t y_len);
+
+/**
+ * Rows of the viewed tensor, or 0 when `v` is NULL or not initialized.
+ *
+ * # Safety
+ * As `expq_view_dequantize`.
+ */
+size_t expq_view_rows(const struct expq_view *v);
+
+/**
+ * Columns of the viewed tensor, or 0 when `v` is NULL or not initialized.
+ *
+ * # Safety
+ * As `expq_view_dequantize`.
+ */
+size_t expq_view_cols(const struct expq_view *v);
+
+/**
+ * Stored bits per weight of the viewed tensor (codes and parameters, header excluded), the
+ * same as `expq_tensor_bits_per_weight` of the tensor that was serialized; 0.0 when `v` is
+ * NULL or not initialized.
+ *
+ * # Safety
+ * As `expq_view_dequantize`.
+ */
+double expq_view_bits_per_weight(const struct expq_view *v);
 
 #ifdef __cplusplus
 }  // extern "C"

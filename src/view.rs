@@ -112,6 +112,55 @@ impl<'a> QuantizedView<'a> {
         }
     }
 
+    /// Rebuilds in O(1), without validating again, a view of stored `bytes` (one whole
+    /// tensor, header included) that [`from_bytes`](Self::from_bytes) has already accepted,
+    /// from the shape and encoding that view reported. For the C ABI, whose caller-owned
+    /// `expq_view` keeps these numbers next to the buffer pointer so that each call does not
+    /// re-run the checksum, parameter and code checks.
+    ///
+    /// Only the length arithmetic is redone (so numbers that do not fit `bytes` are
+    /// [`Error::Corrupt`] and every later access stays in bounds); the contents are trusted.
+    /// Bytes changed since they were validated, or numbers from another view, give wrong
+    /// values rather than an error.
+    #[cfg(feature = "ffi")]
+    pub(crate) fn from_validated_parts(
+        bytes: &'a [u8],
+        rows: usize,
+        cols: usize,
+        family: Family,
+        layout: Granularity,
+        rule: u8,
+    ) -> Result<Self> {
+        const MISMATCH: Error = Error::Corrupt("view numbers do not describe the buffer");
+        if !(1..=8).contains(&family.bits) || rows == 0 || cols == 0 || layout.validate().is_err() {
+            return Err(MISMATCH);
+        }
+        rows.checked_mul(cols).ok_or(MISMATCH)?;
+        let groups = layout.group_count(rows, cols).ok_or(MISMATCH)?;
+        let per_group = 1 + usize::from(family.uses_q());
+        let row_bytes = crate::pack::packed_len(cols, family.bits).ok_or(MISMATCH)?;
+        let codes_len = rows.checked_mul(row_bytes).ok_or(MISMATCH)?;
+        let params_len = groups.checked_mul(4 * per_group).ok_or(MISMATCH)?;
+        let payload = bytes.get(HEADER_LEN..).ok_or(MISMATCH)?;
+        if codes_len.checked_add(params_len) != Some(payload.len()) {
+            return Err(MISMATCH);
+        }
+        let (codes, params) = payload.split_at(codes_len);
+        Ok(QuantizedView {
+            rows,
+            cols,
+            family,
+            layout,
+            rule,
+            row_bytes,
+            codes,
+            params: ParamStore::Stored {
+                bytes: params,
+                per_group,
+            },
+        })
+    }
+
     fn check_params(&self, groups: usize) -> Result<()> {
         for group in 0..groups {
             let p = self.group_params(group);

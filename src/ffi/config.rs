@@ -36,9 +36,15 @@ pub enum expq_scale_rule {
     Mse = 1,
     /// `a` (and `q`) maximize the correlation between the weights and their quantized values.
     Correlation = 2,
+    /// `a` (and `q`) minimize the output error that remains after bias correction,
+    /// `Σ_j E[x_j²]·(w_j − Q(w_j))²`. Needs the inputs' mean squares, so only
+    /// `expq_quantize_calibrated` with `input_sq_mean` accepts it; `expq_quantize` (and
+    /// `expq_quantize_calibrated` without `input_sq_mean`) return
+    /// `EXPQ_STATUS_INVALID_ARGUMENT`.
+    OutputMse = 3,
     /// The caller's `fixed_a` and `fixed_q` for every group (`fixed_q` is ignored by the
     /// linear family).
-    Fixed = 3,
+    Fixed = 4,
 }
 
 /// Which weights share a codebook.
@@ -116,7 +122,8 @@ impl expq_config {
             0 => ScaleRule::MaxAbs,
             1 => ScaleRule::Mse,
             2 => ScaleRule::Correlation,
-            3 => ScaleRule::Fixed {
+            3 => ScaleRule::OutputMse,
+            4 => ScaleRule::Fixed {
                 a: self.fixed_a,
                 q: self.fixed_q,
             },
@@ -124,8 +131,8 @@ impl expq_config {
                 return Err(Failure::BadEnum {
                     what: "config.scale_rule",
                     value,
-                    allowed:
-                        "an expq_scale_rule (0 = MAX_ABS, 1 = MSE, 2 = CORRELATION, 3 = FIXED)",
+                    allowed: "an expq_scale_rule (0 = MAX_ABS, 1 = MSE, 2 = CORRELATION, \
+                              3 = OUTPUT_MSE, 4 = FIXED)",
                 })
             }
         };
@@ -158,6 +165,7 @@ impl expq_config {
         let (scale_rule, fixed_a, fixed_q) = match config.rule() {
             ScaleRule::Mse => (expq_scale_rule::Mse, 0.0, 0.0),
             ScaleRule::Correlation => (expq_scale_rule::Correlation, 0.0, 0.0),
+            ScaleRule::OutputMse => (expq_scale_rule::OutputMse, 0.0, 0.0),
             ScaleRule::Fixed { a, q } => (expq_scale_rule::Fixed, a, q),
             // `ScaleRule` is non-exhaustive; a rule added later is not expressible in C
             // until it gets a constant, and is not a default.
@@ -227,7 +235,7 @@ mod tests {
             (
                 "config.scale_rule",
                 expq_config {
-                    scale_rule: 4,
+                    scale_rule: 5,
                     ..good
                 },
             ),
@@ -244,6 +252,31 @@ mod tests {
                 other => panic!("{field}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn scale_rule_numbers_are_the_issues() {
+        // Issue 7 fixes OUTPUT_MSE = 3; FIXED moved to 4 before any release.
+        let mut config = expq_config_default(1, 4);
+        for (raw, rule) in [
+            (0, ScaleRule::MaxAbs),
+            (1, ScaleRule::Mse),
+            (2, ScaleRule::Correlation),
+            (3, ScaleRule::OutputMse),
+        ] {
+            config.scale_rule = raw;
+            assert_eq!(config.rust_config().unwrap().rule(), rule);
+            assert_eq!(
+                expq_config::from_config(&config.rust_config().unwrap()),
+                config
+            );
+        }
+        config.scale_rule = expq_scale_rule::Fixed as u32;
+        assert_eq!(config.scale_rule, 4);
+        assert!(matches!(
+            config.rust_config().unwrap().rule(),
+            ScaleRule::Fixed { .. }
+        ));
     }
 
     #[test]

@@ -22,9 +22,11 @@
 //!   [`expq_last_error_message`]. A successful call does not clear it.
 //! - A panic never crosses the boundary: it becomes `EXPQ_STATUS_PANIC` (or a zero value from
 //!   the accessors) with the panic message as the last error.
-//! - An `expq_tensor` is created by [`expq_quantize`] and owned by the caller until
-//!   [`expq_tensor_free`]. It is immutable: any number of threads may call the `const
+//! - An `expq_tensor` is created by [`expq_quantize`], [`expq_quantize_calibrated`] or
+//!   [`expq_tensor_deserialize`] and owned by the caller until [`expq_tensor_free`]. It is immutable: any number of threads may call the `const
 //!   expq_tensor *` functions on one tensor at the same time; freeing must not race with them.
+//! - An [`expq_view`] is a caller-owned struct that borrows a validated byte buffer; it
+//!   owns nothing and is never freed.
 //! - Sizes and lengths are `size_t` and count elements, not bytes.
 
 #![allow(non_camel_case_types)]
@@ -83,8 +85,15 @@ mod config;
 mod decode;
 mod tensor;
 
+// Declared after the modules above (and in a group of their own, which rustfmt keeps in
+// order) so that cbindgen lists their functions after the tensor functions in the header.
+mod calibrate;
+mod storage;
+
+pub use calibrate::*;
 pub use config::*;
 pub use decode::*;
+pub use storage::*;
 pub use tensor::*;
 
 /// The most levels a codebook holds (`2^8`): a buffer of this many floats fits the levels of
@@ -105,14 +114,15 @@ pub enum expq_status {
     /// enum value outside its enum, a group size of 0, a buffer longer than required,
     /// overlapping buffers, invalid fixed scale parameters.
     InvalidArgument = 2,
-    /// A weight was NaN or infinite.
+    /// A weight or an input statistic was NaN or infinite.
     NonFinite = 3,
     /// A caller-provided buffer was shorter than required.
     BufferTooSmall = 4,
-    /// Packed data does not describe valid codes: a code that does not index the levels
-    /// given to `expq_decode`. (Also for stored-format validation, once that exists.)
+    /// Data does not describe a valid tensor: a code that does not index the levels given to
+    /// `expq_decode`, or stored bytes (`expq_tensor_deserialize`, `expq_view_init`) that are
+    /// truncated, altered (checksum), or inconsistent; the message says which check failed.
     CorruptData = 5,
-    /// Reserved for stored tensors written by an unsupported format version.
+    /// Stored bytes written in a format version this build does not read.
     UnsupportedVersion = 6,
     /// A panic inside the library was caught at the boundary. Please report it as a bug.
     Panic = 7,
@@ -122,10 +132,15 @@ pub enum expq_status {
 pub(crate) fn status_of(error: &Error) -> expq_status {
     match error {
         Error::NonFiniteWeight { .. } => expq_status::NonFinite,
+        // The core reports a negative (finite) mean square with the same variant; that is a
+        // bad argument, not a non-finite one.
+        Error::NonFiniteStatistic { value, .. } if !value.is_finite() => expq_status::NonFinite,
         Error::BufferLength {
             expected, actual, ..
         } if actual < expected => expq_status::BufferTooSmall,
-        Error::CodeOutOfRange { .. } => expq_status::CorruptData,
+        Error::CodeOutOfRange { .. } | Error::Corrupt(_) => expq_status::CorruptData,
+        Error::UnsupportedVersion { .. } => expq_status::UnsupportedVersion,
+        // Among them: InputStatsLength, MissingSqMean, InvalidMomentArguments.
         _ => expq_status::InvalidArgument,
     }
 }
@@ -155,6 +170,9 @@ pub(crate) enum Failure {
     },
     /// An input and an output buffer overlap.
     Overlap(&'static str, &'static str),
+    /// An `expq_view` that `expq_view_init` did not fill in (its buffer pointer is NULL),
+    /// such as a zeroed struct.
+    UninitializedView(&'static str),
     /// An index past the end of something.
     Index {
         /// What was indexed.
@@ -180,6 +198,7 @@ impl Failure {
             Failure::BadEnum { .. }
             | Failure::BadSlice { .. }
             | Failure::Overlap(..)
+            | Failure::UninitializedView(_)
             | Failure::Index { .. } => expq_status::InvalidArgument,
         }
     }
@@ -197,6 +216,10 @@ impl fmt::Display for Failure {
             } => write!(f, "`{what}` is {value}, which is not {allowed}"),
             Failure::BadSlice { what, reason } => write!(f, "argument `{what}` {reason}"),
             Failure::Overlap(a, b) => write!(f, "buffers `{a}` and `{b}` overlap"),
+            Failure::UninitializedView(what) => write!(
+                f,
+                "`{what}` was not initialized by expq_view_init (its buffer pointer is NULL)"
+            ),
             Failure::Index { what, index, count } => {
                 write!(f, "{what} {index} does not exist; there are {count}")
             }
@@ -473,6 +496,40 @@ mod tests {
             limit: 3,
         };
         assert_eq!(status_of(&code), expq_status::CorruptData);
+        assert_eq!(
+            status_of(&Error::Corrupt("checksum mismatch")),
+            expq_status::CorruptData
+        );
+        let version = Error::UnsupportedVersion {
+            found: 2,
+            supported: 1,
+        };
+        assert_eq!(status_of(&version), expq_status::UnsupportedVersion);
+        let stat = |value| Error::NonFiniteStatistic {
+            what: "input mean",
+            index: 0,
+            value,
+        };
+        assert_eq!(status_of(&stat(f64::NAN)), expq_status::NonFinite);
+        assert_eq!(status_of(&stat(f64::INFINITY)), expq_status::NonFinite);
+        assert_eq!(status_of(&stat(-1.0)), expq_status::InvalidArgument);
+        let length = Error::InputStatsLength {
+            what: "input mean",
+            actual: 2,
+            cols: 3,
+            rows: 2,
+        };
+        assert_eq!(status_of(&length), expq_status::InvalidArgument);
+        assert_eq!(
+            status_of(&Error::MissingSqMean),
+            expq_status::InvalidArgument
+        );
+        let moments = Error::InvalidMomentArguments {
+            beta: f64::NAN,
+            gamma: 1.0,
+            clip: 6.0,
+        };
+        assert_eq!(status_of(&moments), expq_status::InvalidArgument);
     }
 
     #[test]
@@ -504,6 +561,8 @@ mod tests {
             include_str!("config.rs"),
             include_str!("tensor.rs"),
             include_str!("decode.rs"),
+            include_str!("storage.rs"),
+            include_str!("calibrate.rs"),
         ];
         let mut count = 0;
         for source in sources {
@@ -531,6 +590,6 @@ mod tests {
                 );
             }
         }
-        assert!(count >= 15, "found only {count} exports");
+        assert!(count >= 28, "found only {count} exports");
     }
 }

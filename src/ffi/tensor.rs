@@ -4,11 +4,20 @@ use crate::tensor::{quantize, QuantizedTensor};
 
 use super::{boundary, check_disjoint, expq_config, expq_status, write_out, Failure};
 
-/// A quantized `rows × cols` matrix, owned by the caller from `expq_quantize` until
-/// `expq_tensor_free`. Opaque: C sees only pointers to it. Immutable, so the `const
-/// expq_tensor *` functions may run on one tensor from several threads at once.
+/// A quantized `rows × cols` matrix, owned by the caller from `expq_quantize`,
+/// `expq_quantize_calibrated` or `expq_tensor_deserialize` until `expq_tensor_free`. Opaque:
+/// C sees only pointers to it. Immutable, so the `const expq_tensor *` functions may run on
+/// one tensor from several threads at once.
 pub struct expq_tensor {
-    inner: QuantizedTensor,
+    pub(super) inner: QuantizedTensor,
+}
+
+impl expq_tensor {
+    /// Moves `inner` to the heap and returns the owning pointer that C frees with
+    /// `expq_tensor_free`.
+    pub(super) fn into_raw(inner: QuantizedTensor) -> *mut expq_tensor {
+        std::boxed::Box::into_raw(std::boxed::Box::new(expq_tensor { inner }))
+    }
 }
 
 /// Quantizes a `rows × cols` row-major matrix of `rows * cols` floats at `weights`, as
@@ -38,24 +47,25 @@ pub unsafe extern "C" fn expq_quantize(
         let weights = try_slice!(weights, rows.checked_mul(cols).unwrap_or(0));
         let config = config.rust_config()?;
         let inner = quantize(weights, rows, cols, &config)?;
-        let tensor = std::boxed::Box::into_raw(std::boxed::Box::new(expq_tensor { inner }));
+        let tensor = expq_tensor::into_raw(inner);
         // SAFETY: `out` is non-NULL (checked above) and the caller promises it is writable.
         unsafe { write_out(out, tensor) };
         Ok(expq_status::Ok)
     })
 }
 
-/// Frees a tensor made by `expq_quantize`. NULL is fine (nothing happens). Pointers from
+/// Frees a tensor made by `expq_quantize`, `expq_quantize_calibrated` or
+/// `expq_tensor_deserialize`. NULL is fine (nothing happens). Pointers from
 /// `expq_tensor_packed_codes` dangle afterwards.
 ///
 /// # Safety
-/// `t` must be NULL or a tensor from `expq_quantize` that has not been freed, and no other
-/// thread may be using it.
+/// `t` must be NULL or a tensor from one of those functions that has not been freed, and no
+/// other thread may be using it.
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_free(t: *mut expq_tensor) {
     boundary("expq_tensor_free", || {
         if !t.is_null() {
-            // SAFETY: `t` came from `Box::into_raw` in `expq_quantize` and, as the caller
+            // SAFETY: `t` came from `Box::into_raw` in `expq_tensor::into_raw` and, as the caller
             // promises, has not been freed, so this is the one owner.
             drop(unsafe { std::boxed::Box::from_raw(t) });
         }
@@ -66,7 +76,7 @@ pub unsafe extern "C" fn expq_tensor_free(t: *mut expq_tensor) {
 /// Rows (output channels) of `t`, or 0 when `t` is NULL.
 ///
 /// # Safety
-/// `t` must be NULL or a live tensor from `expq_quantize`.
+/// `t` must be NULL or a live tensor (not yet freed).
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_rows(t: *const expq_tensor) -> usize {
     boundary("expq_tensor_rows", || Ok(try_ref!(t).inner.rows()))
@@ -75,7 +85,7 @@ pub unsafe extern "C" fn expq_tensor_rows(t: *const expq_tensor) -> usize {
 /// Columns (inputs per output) of `t`, or 0 when `t` is NULL.
 ///
 /// # Safety
-/// `t` must be NULL or a live tensor from `expq_quantize`.
+/// `t` must be NULL or a live tensor (not yet freed).
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_cols(t: *const expq_tensor) -> usize {
     boundary("expq_tensor_cols", || Ok(try_ref!(t).inner.cols()))
@@ -84,7 +94,7 @@ pub unsafe extern "C" fn expq_tensor_cols(t: *const expq_tensor) -> usize {
 /// Bits per code of `t` (1 to 8), or 0 when `t` is NULL.
 ///
 /// # Safety
-/// `t` must be NULL or a live tensor from `expq_quantize`.
+/// `t` must be NULL or a live tensor (not yet freed).
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_bits(t: *const expq_tensor) -> u8 {
     boundary("expq_tensor_bits", || Ok(try_ref!(t).inner.bits()))
@@ -96,7 +106,7 @@ pub unsafe extern "C" fn expq_tensor_bits(t: *const expq_tensor) -> u8 {
 /// 0.0 when `t` is NULL.
 ///
 /// # Safety
-/// `t` must be NULL or a live tensor from `expq_quantize`.
+/// `t` must be NULL or a live tensor (not yet freed).
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_bits_per_weight(t: *const expq_tensor) -> f64 {
     boundary("expq_tensor_bits_per_weight", || {
@@ -108,7 +118,7 @@ pub unsafe extern "C" fn expq_tensor_bits_per_weight(t: *const expq_tensor) -> f
 /// ceil(cols / group_size)` per group. 0 when `t` is NULL.
 ///
 /// # Safety
-/// `t` must be NULL or a live tensor from `expq_quantize`.
+/// `t` must be NULL or a live tensor (not yet freed).
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_group_count(t: *const expq_tensor) -> usize {
     boundary("expq_tensor_group_count", || {
@@ -120,7 +130,7 @@ pub unsafe extern "C" fn expq_tensor_group_count(t: *const expq_tensor) -> usize
 /// boundary). 0 when `t` is NULL.
 ///
 /// # Safety
-/// `t` must be NULL or a live tensor from `expq_quantize`.
+/// `t` must be NULL or a live tensor (not yet freed).
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_row_bytes(t: *const expq_tensor) -> usize {
     boundary("expq_tensor_row_bytes", || {

@@ -1,14 +1,17 @@
 // C++17 test of the expquant C ABI: RAII ownership of expq_tensor, exceptions carrying the
-// last error message, and row-range GEMV split over std::thread workers. Built by
+// last error message, row-range GEMV split over std::thread workers, serialized tensors read
+// through a stack-allocated expq_view, and calibrated quantization. Built by
 // tests/c_abi.rs with `c++ -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude`, linked
 // against the shared and the static library. Exits nonzero on any failure.
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "expquant.h"
@@ -54,6 +57,34 @@ class Tensor {
         check(expq_quantize(w.data(), rows, cols, &config, &raw));
         handle_.reset(raw);
     }
+    // Quantizes with input statistics (sq_mean may be empty) and returns the bias correction.
+    static Tensor calibrated(const std::vector<float>& w, size_t rows, size_t cols,
+                             const expq_config& config, const std::vector<float>& mean,
+                             const std::vector<float>& sq_mean, std::vector<float>& bias) {
+        std::vector<float> correction(rows);
+        expq_tensor* raw = nullptr;
+        check(expq_quantize_calibrated(w.data(), rows, cols, &config, mean.data(), mean.size(),
+                                       sq_mean.empty() ? nullptr : sq_mean.data(), sq_mean.size(),
+                                       correction.data(), correction.size(), &raw));
+        bias = std::move(correction);
+        return Tensor(raw);
+    }
+    static Tensor deserialize(const std::vector<uint8_t>& bytes) {
+        expq_tensor* raw = nullptr;
+        check(expq_tensor_deserialize(bytes.data(), bytes.size(), &raw));
+        return Tensor(raw);
+    }
+    // The stored form: ask for the size, then write.
+    std::vector<uint8_t> serialize() const {
+        size_t need = 0;
+        const expq_status status = expq_tensor_serialize(handle_.get(), nullptr, 0, &need);
+        if (status != EXPQ_STATUS_BUFFER_TOO_SMALL) check(status);
+        std::vector<uint8_t> bytes(need);
+        size_t written = 0;
+        check(expq_tensor_serialize(handle_.get(), bytes.data(), bytes.size(), &written));
+        bytes.resize(written);
+        return bytes;
+    }
     size_t rows() const { return expq_tensor_rows(handle_.get()); }
     size_t cols() const { return expq_tensor_cols(handle_.get()); }
     std::vector<float> dequantize() const {
@@ -72,7 +103,40 @@ class Tensor {
     const expq_tensor* get() const { return handle_.get(); }
 
   private:
+    explicit Tensor(expq_tensor* raw) : handle_(raw) {}
     std::unique_ptr<expq_tensor, TensorDeleter> handle_;
+};
+
+// Stored bytes and the expq_view that borrows them, kept together so that the view cannot
+// outlive its buffer. The view is a plain struct inside this object: no allocation by the
+// library and nothing to free. Not copyable or movable (the view points into bytes_).
+class StoredTensor {
+  public:
+    explicit StoredTensor(std::vector<uint8_t> bytes) : bytes_(std::move(bytes)) {
+        check(expq_view_init(bytes_.data(), bytes_.size(), &view_));
+    }
+    StoredTensor(const StoredTensor&) = delete;
+    StoredTensor& operator=(const StoredTensor&) = delete;
+
+    size_t rows() const { return expq_view_rows(&view_); }
+    size_t cols() const { return expq_view_cols(&view_); }
+    std::vector<float> dequantize() const {
+        std::vector<float> out(rows() * cols());
+        check(expq_view_dequantize(&view_, out.data(), out.size()));
+        return out;
+    }
+    std::vector<float> gemv(const std::vector<float>& x) const {
+        std::vector<float> y(rows());
+        check(expq_view_gemv(&view_, x.data(), x.size(), y.data(), y.size()));
+        return y;
+    }
+    void gemv_rows(const std::vector<float>& x, size_t begin, size_t end, float* y) const {
+        check(expq_view_gemv_rows(&view_, x.data(), x.size(), begin, end, y, end - begin));
+    }
+
+  private:
+    std::vector<uint8_t> bytes_;
+    expq_view view_{};
 };
 
 std::vector<float> seeded(size_t n, unsigned seed) {
@@ -155,12 +219,109 @@ void test_errors_as_exceptions() {
     }
 }
 
+void test_storage_and_view() {
+    const size_t rows = 21, cols = 45;
+    const auto w = seeded(rows * cols, 11);
+    const auto x = seeded(cols, 12);
+    expq_config config = expq_config_default(EXPQ_SCHEME_EXPONENTIAL, 4);
+    config.granularity = EXPQ_GRANULARITY_PER_GROUP;
+    config.group_size = 16;
+    const Tensor t(w, rows, cols, config);
+    const auto deq = t.dequantize();
+    const auto bytes = t.serialize();
+
+    // Deserialized and viewed: the same values, bit for bit.
+    CHECK(Tensor::deserialize(bytes).dequantize() == deq, "deserialized values");
+    const StoredTensor stored(bytes);
+    CHECK(stored.rows() == rows && stored.cols() == cols, "view shape");
+    CHECK(stored.dequantize() == deq, "view values");
+
+    // GEMV from the view: within float rounding of the tensor's, and split over threads
+    // (one shared view, each thread its own rows) exactly equal to the full view GEMV.
+    const auto y = t.gemv(x);
+    const auto yv = stored.gemv(x);
+    for (size_t r = 0; r < rows; ++r) {
+        double mag = 0.0;
+        for (size_t j = 0; j < cols; ++j) mag += std::fabs(double(deq[r * cols + j]) * x[j]);
+        CHECK(std::fabs(yv[r] - y[r]) <= 1e-5 * mag + 1e-7, "view row " + std::to_string(r));
+    }
+    std::vector<float> y2(rows, -1.0f);
+    std::vector<std::thread> workers;
+    for (size_t p = 0; p < 3; ++p) {
+        const size_t begin = rows * p / 3, end = rows * (p + 1) / 3;
+        workers.emplace_back([&, begin, end] { stored.gemv_rows(x, begin, end, y2.data() + begin); });
+    }
+    for (auto& worker : workers) worker.join();
+    CHECK(y2 == yv, "threaded view gemv_rows equals view gemv");
+
+    // A value-initialized view is rejected, not used.
+    const expq_view empty{};
+    float out[1] = {0.0f};
+    CHECK(expq_view_dequantize(&empty, out, 1) == EXPQ_STATUS_INVALID_ARGUMENT,
+          "uninitialized view");
+
+    // Corrupted bytes surface as exceptions with the status and the failed check.
+    auto flipped = bytes;
+    flipped[flipped.size() / 2] ^= 0x04;
+    try {
+        const StoredTensor bad(flipped);
+        CHECK(false, "a flipped byte was accepted");
+    } catch (const Error& e) {
+        CHECK(e.status == EXPQ_STATUS_CORRUPT_DATA, "status");
+        CHECK(std::string(e.what()).find("checksum") != std::string::npos, e.what());
+    }
+    auto future = bytes;
+    future[4] = 2;
+    try {
+        Tensor::deserialize(future);
+        CHECK(false, "format version 2 was accepted");
+    } catch (const Error& e) {
+        CHECK(e.status == EXPQ_STATUS_UNSUPPORTED_VERSION, "status");
+    }
+}
+
+void test_calibrated() {
+    // Data-free statistics: each input channel is a BatchNorm output (beta_j, gamma_j)
+    // through ReLU6.
+    const size_t rows = 9, cols = 24;
+    const auto w = seeded(rows * cols, 21);
+    std::vector<float> mean(cols), sq_mean(cols);
+    for (size_t j = 0; j < cols; ++j) {
+        const float beta = 0.25f * float(j % 7) - 0.5f, gamma = 0.5f + 0.1f * float(j % 3);
+        check(expq_relu_moments(beta, gamma, 6.0f, &mean[j], &sq_mean[j]));
+        CHECK(mean[j] > 0.0f && sq_mean[j] >= mean[j] * mean[j] * 0.999f, "moments");
+    }
+    expq_config config = expq_config_default(EXPQ_SCHEME_EXPONENTIAL, 4);
+    config.scale_rule = EXPQ_SCALE_RULE_OUTPUT_MSE;
+    std::vector<float> bias;
+    const Tensor t = Tensor::calibrated(w, rows, cols, config, mean, sq_mean, bias);
+    const auto q = t.dequantize();
+    for (size_t r = 0; r < rows; ++r) {
+        double shift = 0.0, mag = 0.0;
+        for (size_t j = 0; j < cols; ++j) {
+            const double term = (double(q[r * cols + j]) - w[r * cols + j]) * mean[j];
+            shift += term;
+            mag += std::fabs(term);
+        }
+        CHECK(std::fabs(bias[r] + shift) <= 1e-6 * mag + 1e-7, "correction " + std::to_string(r));
+    }
+    // OUTPUT_MSE without E[x^2] is refused.
+    try {
+        Tensor::calibrated(w, rows, cols, config, mean, {}, bias);
+        CHECK(false, "OUTPUT_MSE without mean squares was accepted");
+    } catch (const Error& e) {
+        CHECK(e.status == EXPQ_STATUS_INVALID_ARGUMENT, "status");
+    }
+}
+
 }  // namespace
 
 int main() {
     try {
         test_dequantize_and_gemv();
         test_errors_as_exceptions();
+        test_storage_and_view();
+        test_calibrated();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "unexpected exception: %s\n", e.what());
         return 1;

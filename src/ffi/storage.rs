@@ -1,0 +1,470 @@
+//! Storage: `expq_tensor_serialize` / `expq_tensor_deserialize`, and `expq_view`, a
+//! validated, zero-copy, allocation-free view of stored bytes in a caller-owned struct.
+//!
+//! The byte format is the one of [`crate::format`] (`FORMAT.md`): a 64-byte header with
+//! magic, version, shape, layout and a CRC-32, then the packed codes, then the per-group
+//! parameters.
+
+use core::mem::{align_of, offset_of, size_of};
+
+use crate::discretize::{Family, Scheme};
+use crate::error::Error;
+use crate::layout::Granularity;
+use crate::tensor::QuantizedTensor;
+use crate::view::QuantizedView;
+
+use super::{boundary, check_disjoint, expq_status, expq_tensor, slice_from, write_out, Failure};
+
+/// Writes the stored form of `t` (the documented, versioned byte format: header, packed
+/// codes, parameters, CRC-32) into `buf`, which holds `cap` bytes, and on success stores the
+/// number of bytes written in `*written`. The bytes can be loaded back with
+/// `expq_tensor_deserialize` or borrowed in place with `expq_view_init`; they need no
+/// alignment.
+///
+/// Size query: with `buf` NULL, or `cap` smaller than needed, nothing is written to `buf`,
+/// the needed size is stored in `*written`, and the status is `EXPQ_STATUS_BUFFER_TOO_SMALL`.
+/// This is the one documented exception to "out-parameters are written only on success": ask
+/// with `buf` NULL and `cap` 0, allocate `*written` bytes, then call again.
+///
+/// Errors: `EXPQ_STATUS_NULL_POINTER` (`t` or `written` NULL),
+/// `EXPQ_STATUS_BUFFER_TOO_SMALL` (as above; `*written` is the needed size).
+///
+/// # Safety
+/// `t` must be NULL or a live tensor; `buf` must be NULL or writable for `cap` bytes;
+/// `written` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_serialize(
+    t: *const expq_tensor,
+    buf: *mut u8,
+    cap: usize,
+    written: *mut usize,
+) -> expq_status {
+    boundary("expq_tensor_serialize", || {
+        let t = try_ref!(t);
+        try_out!(written);
+        let needed = t.inner.serialized_len();
+        if buf.is_null() || cap < needed {
+            // SAFETY: `written` is non-NULL (checked above) and the caller promises it is
+            // writable. Writing it on this failure is the documented size query.
+            unsafe { write_out(written, needed) };
+            return Err(Failure::Core(Error::BufferLength {
+                what: if buf.is_null() { "buf (NULL)" } else { "buf" },
+                expected: needed,
+                actual: if buf.is_null() { 0 } else { cap },
+            }));
+        }
+        let out = try_slice_mut!(buf, needed);
+        let n = t.inner.write_into(out)?;
+        // SAFETY: `written` is non-NULL (checked above) and writable, as the caller promises.
+        unsafe { write_out(written, n) };
+        Ok(expq_status::Ok)
+    })
+}
+
+/// Validates `len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
+/// writes it) and on success stores a new tensor holding a copy of them in `*out` (free it
+/// with `expq_tensor_free`). `buf` may be freed afterwards.
+///
+/// Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_CORRUPT_DATA` (truncated, trailing
+/// bytes, bad magic, checksum mismatch, inconsistent lengths, invalid parameters or codes;
+/// the message says which), `EXPQ_STATUS_UNSUPPORTED_VERSION` (another format version).
+/// `*out` is written only on success.
+///
+/// # Safety
+/// `buf` must point to `len` readable bytes; `out` must be writable for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_deserialize(
+    buf: *const u8,
+    len: usize,
+    out: *mut *mut expq_tensor,
+) -> expq_status {
+    boundary("expq_tensor_deserialize", || {
+        let bytes = try_slice!(buf, len);
+        try_out!(out);
+        let inner = QuantizedTensor::from_bytes(bytes)?;
+        let tensor = expq_tensor::into_raw(inner);
+        // SAFETY: `out` is non-NULL (checked above) and the caller promises it is writable.
+        unsafe { write_out(out, tensor) };
+        Ok(expq_status::Ok)
+    })
+}
+
+/// A stored tensor borrowed in place: `expq_view_init` validates the bytes once and fills
+/// this caller-owned struct; `expq_view_dequantize` and `expq_view_gemv` then decode and
+/// multiply straight from the bytes, without copying, allocating or validating again.
+///
+/// The fields are private to the library: do not read or modify them (use the
+/// `expq_view_*` functions). The struct owns nothing and is never freed; it may be copied,
+/// and it may live on the stack or in static memory (firmware: bytes in flash, view in RAM).
+/// It borrows the buffer given to `expq_view_init`, which must stay alive and unchanged while
+/// the view is used. A zeroed struct is "not initialized": the functions reject it with
+/// `EXPQ_STATUS_INVALID_ARGUMENT`.
+///
+/// The functions trust what `expq_view_init` stored; each call redoes only O(1) length
+/// arithmetic. Changed fields or a changed buffer break the contract like a freed pointer: a
+/// changed buffer pointer or length is undefined behaviour, other changes give wrong results
+/// or `EXPQ_STATUS_CORRUPT_DATA`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct expq_view {
+    /// Private: the first byte of the validated tensor.
+    data: *const u8,
+    /// Private: its length in bytes.
+    len: usize,
+    /// Private: rows.
+    rows: usize,
+    /// Private: columns.
+    cols: usize,
+    /// Private: weights per group (per-group layout), else 0.
+    group_size: usize,
+    /// Private: the scheme.
+    scheme: u8,
+    /// Private: bits per code.
+    bits: u8,
+    /// Private: the zero-level flag.
+    zero_level: u8,
+    /// Private: the granularity.
+    granularity: u8,
+    /// Private: the stored scale-rule code.
+    rule: u8,
+    /// Private: zero.
+    _reserved: [u8; 3],
+}
+
+// The C declaration cbindgen writes must have this layout on every target: five
+// pointer-sized words, then eight bytes.
+const _: () = {
+    assert!(size_of::<*const u8>() == size_of::<usize>());
+    assert!(size_of::<expq_view>() == 5 * size_of::<usize>() + 8);
+    assert!(align_of::<expq_view>() == align_of::<usize>());
+    assert!(offset_of!(expq_view, data) == 0);
+    assert!(offset_of!(expq_view, group_size) == 4 * size_of::<usize>());
+    assert!(offset_of!(expq_view, scheme) == 5 * size_of::<usize>());
+    assert!(offset_of!(expq_view, _reserved) == 5 * size_of::<usize>() + 5);
+};
+
+/// The error for view fields that no `expq_view_init` could have written.
+const TAMPERED: Error = Error::Corrupt("the expq_view fields were modified");
+
+impl expq_view {
+    /// The struct that describes `view`, validated from exactly `bytes`.
+    fn new(bytes: &[u8], view: &QuantizedView<'_>) -> Self {
+        let (granularity, group_size) = match view.layout() {
+            Granularity::PerTensor => (0, 0),
+            Granularity::PerRow => (1, 0),
+            Granularity::PerGroup(g) => (2, g),
+        };
+        expq_view {
+            data: bytes.as_ptr(),
+            len: bytes.len(),
+            rows: view.rows(),
+            cols: view.cols(),
+            group_size,
+            scheme: view.scheme() as u8,
+            bits: view.bits(),
+            zero_level: u8::from(view.family().zero_level),
+            granularity,
+            rule: view.rule_code(),
+            _reserved: [0; 3],
+        }
+    }
+
+    /// The borrowed bytes and the view rebuilt from them in O(1) (no checksum, parameter or
+    /// code checks: `expq_view_init` did those).
+    ///
+    /// # Safety
+    /// `self` must have been written by `expq_view_init` (or copied from such a struct) and
+    /// its buffer must still be alive and unchanged for `'a`.
+    unsafe fn parts<'a>(&self) -> Result<(&'a [u8], QuantizedView<'a>), Failure> {
+        if self.data.is_null() {
+            return Err(Failure::UninitializedView("v"));
+        }
+        // SAFETY: `data` and `len` are those of the buffer `expq_view_init` validated, which
+        // the caller promises is still alive and unchanged.
+        let bytes = unsafe { slice_from(self.data, self.len, "v")? };
+        let scheme = match self.scheme {
+            0 => Scheme::Linear,
+            1 => Scheme::Exponential,
+            _ => return Err(TAMPERED.into()),
+        };
+        let layout = match self.granularity {
+            0 => Granularity::PerTensor,
+            1 => Granularity::PerRow,
+            2 => Granularity::PerGroup(self.group_size),
+            _ => return Err(TAMPERED.into()),
+        };
+        let family = Family {
+            scheme,
+            bits: self.bits,
+            zero_level: self.zero_level != 0,
+        };
+        let view = QuantizedView::from_validated_parts(
+            bytes, self.rows, self.cols, family, layout, self.rule,
+        )?;
+        Ok((bytes, view))
+    }
+}
+
+/// Validates `len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
+/// writes it: magic, version, every length, checksum, parameters, codes) and on success
+/// fills `*out` with a view that borrows them. Allocates nothing and copies nothing; `buf`
+/// needs no alignment, and must stay alive and unchanged while the view is used.
+///
+/// Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_CORRUPT_DATA` (truncated, trailing bytes,
+/// bad magic, checksum mismatch, inconsistent lengths, invalid parameters or codes; the
+/// message says which), `EXPQ_STATUS_UNSUPPORTED_VERSION` (another format version),
+/// `EXPQ_STATUS_INVALID_ARGUMENT` (`out` lies inside `buf`). `*out` is written only on
+/// success.
+///
+/// # Safety
+/// `buf` must point to `len` readable bytes; `out` must be writable for one `expq_view`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_init(
+    buf: *const u8,
+    len: usize,
+    out: *mut expq_view,
+) -> expq_status {
+    boundary("expq_view_init", || {
+        let bytes = try_slice!(buf, len);
+        try_out!(out);
+        check_disjoint(bytes, out, 1, ("buf", "out"))?;
+        let view = QuantizedView::from_bytes(bytes)?;
+        let described = expq_view::new(bytes, &view);
+        // SAFETY: `out` is non-NULL (checked above), outside `buf`, and the caller promises
+        // it is writable.
+        unsafe { write_out(out, described) };
+        Ok(expq_status::Ok)
+    })
+}
+
+/// Writes the dequantized matrix, row-major, into `out`, which must hold exactly `rows *
+/// cols` floats (`out_len`). Allocates nothing. The values equal those of the tensor that
+/// was serialized, bit for bit.
+///
+/// Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`v` not initialized,
+/// `out_len` too long, `out` overlapping the view's buffer), `EXPQ_STATUS_BUFFER_TOO_SMALL`.
+/// `out` is written only on success.
+///
+/// # Safety
+/// `v` must be NULL or an `expq_view` filled in by `expq_view_init` (or a copy of one, or a
+/// zeroed struct) whose buffer is alive and unchanged; `out` must be writable for `out_len`
+/// floats.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_dequantize(
+    v: *const expq_view,
+    out: *mut f32,
+    out_len: usize,
+) -> expq_status {
+    boundary("expq_view_dequantize", || {
+        let v = *try_ref!(v);
+        // SAFETY: the caller promises that `v` came from `expq_view_init` and that its buffer
+        // is alive and unchanged for the duration of the call.
+        let (bytes, view) = unsafe { v.parts()? };
+        check_disjoint(bytes, out, out_len, ("v's buffer", "out"))?;
+        let out = try_slice_mut!(out, out_len);
+        view.dequantize_into(out)?;
+        Ok(expq_status::Ok)
+    })
+}
+
+/// `y = W·x` straight from the stored codes: `x` holds `x_len == cols` floats and `y` gets
+/// `y_len == rows` floats. Allocates nothing. Each `y[r]` is the sum over `j` of `level(r,
+/// j) · x[j]` accumulated in `float`; the order of the additions can differ from
+/// `expq_tensor_gemv`'s, so the two can differ by float rounding.
+///
+/// Errors: as `expq_view_dequantize`, for `x` and `y`; `x` and `y` must not overlap each
+/// other or the view's buffer.
+///
+/// # Safety
+/// `v` as for `expq_view_dequantize`; `x` must point to `x_len` floats, `y` be writable for
+/// `y_len` floats.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_gemv(
+    v: *const expq_view,
+    x: *const f32,
+    x_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_view_gemv", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        let (bytes, view) = unsafe { v.parts()? };
+        let x = try_slice!(x, x_len);
+        check_disjoint(x, y, y_len, ("x", "y"))?;
+        check_disjoint(bytes, y, y_len, ("v's buffer", "y"))?;
+        let y = try_slice_mut!(y, y_len);
+        view.gemv(x, y)?;
+        Ok(expq_status::Ok)
+    })
+}
+
+/// `y = W[row_begin..row_end]·x` for a range of rows, so that a runtime can split one GEMV
+/// over its own threads (each thread its own range and `y`; the view may be shared): `x`
+/// holds `x_len == cols` floats, `y` gets `y_len == row_end − row_begin` floats, and
+/// `row_begin <= row_end <= rows`. The results equal the matching entries of
+/// `expq_view_gemv` exactly.
+///
+/// Errors: as `expq_view_gemv`, and `EXPQ_STATUS_INVALID_ARGUMENT` for a reversed range or
+/// one past the last row.
+///
+/// # Safety
+/// As `expq_view_gemv`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_gemv_rows(
+    v: *const expq_view,
+    x: *const f32,
+    x_len: usize,
+    row_begin: usize,
+    row_end: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_view_gemv_rows", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        let (bytes, view) = unsafe { v.parts()? };
+        let x = try_slice!(x, x_len);
+        check_disjoint(x, y, y_len, ("x", "y"))?;
+        check_disjoint(bytes, y, y_len, ("v's buffer", "y"))?;
+        let y = try_slice_mut!(y, y_len);
+        view.gemv_rows(x, row_begin..row_end, y)?;
+        Ok(expq_status::Ok)
+    })
+}
+
+/// Rows of the viewed tensor, or 0 when `v` is NULL or not initialized.
+///
+/// # Safety
+/// As `expq_view_dequantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_rows(v: *const expq_view) -> usize {
+    boundary("expq_view_rows", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        Ok(unsafe { v.parts()? }.1.rows())
+    })
+}
+
+/// Columns of the viewed tensor, or 0 when `v` is NULL or not initialized.
+///
+/// # Safety
+/// As `expq_view_dequantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_cols(v: *const expq_view) -> usize {
+    boundary("expq_view_cols", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        Ok(unsafe { v.parts()? }.1.cols())
+    })
+}
+
+/// Stored bits per weight of the viewed tensor (codes and parameters, header excluded), the
+/// same as `expq_tensor_bits_per_weight` of the tensor that was serialized; 0.0 when `v` is
+/// NULL or not initialized.
+///
+/// # Safety
+/// As `expq_view_dequantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_bits_per_weight(v: *const expq_view) -> f64 {
+    boundary("expq_view_bits_per_weight", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        Ok(unsafe { v.parts()? }.1.bits_per_weight())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{quantize, Config};
+    use std::vec;
+    use std::vec::Vec;
+
+    fn stored() -> (QuantizedTensor, Vec<u8>) {
+        let weights: Vec<f32> = (0..60)
+            .map(|i| ((i * 37 % 60) as f32 - 29.5) / 17.0)
+            .collect();
+        let tensor = quantize(&weights, 5, 12, &Config::exponential(3).per_group(5)).unwrap();
+        let bytes = tensor.to_bytes();
+        (tensor, bytes)
+    }
+
+    #[test]
+    fn view_round_trips_and_rebuilds_without_validation() {
+        let (tensor, bytes) = stored();
+        let mut v = core::mem::MaybeUninit::<expq_view>::uninit();
+        // SAFETY: `bytes` is a live buffer; `v` is writable.
+        let status = unsafe { expq_view_init(bytes.as_ptr(), bytes.len(), v.as_mut_ptr()) };
+        assert_eq!(status, expq_status::Ok);
+        // SAFETY: written on success.
+        let v = unsafe { v.assume_init() };
+        let mut out = vec![0.0f32; 60];
+        // SAFETY: `v` is initialized over `bytes`; `out` holds 60 floats.
+        let status = unsafe { expq_view_dequantize(&v, out.as_mut_ptr(), out.len()) };
+        assert_eq!(status, expq_status::Ok);
+        assert_eq!(out, tensor.dequantize());
+        // SAFETY: as above.
+        assert_eq!(unsafe { expq_view_rows(&v) }, 5);
+        // SAFETY: as above.
+        let bpw = unsafe { expq_view_bits_per_weight(&v) };
+        assert_eq!(bpw, tensor.bits_per_weight());
+    }
+
+    #[test]
+    fn a_zeroed_or_tampered_view_is_an_error() {
+        let (_, bytes) = stored();
+        // SAFETY: all-zero is a valid bit pattern for every field (a NULL pointer).
+        let zeroed: expq_view = unsafe { core::mem::zeroed() };
+        let mut out = [0.0f32; 60];
+        // SAFETY: the data pointer is NULL, which is rejected before any access.
+        let status = unsafe { expq_view_dequantize(&zeroed, out.as_mut_ptr(), 60) };
+        assert_eq!(status, expq_status::InvalidArgument);
+        // SAFETY: NULL-buffer views are rejected; rows 0.
+        assert_eq!(unsafe { expq_view_rows(&zeroed) }, 0);
+
+        let mut v = core::mem::MaybeUninit::<expq_view>::uninit();
+        // SAFETY: as in the test above.
+        let v = unsafe {
+            assert_eq!(
+                expq_view_init(bytes.as_ptr(), bytes.len(), v.as_mut_ptr()),
+                expq_status::Ok
+            );
+            v.assume_init()
+        };
+        for tampered in [
+            expq_view { rows: 6, ..v },
+            expq_view { bits: 4, ..v },
+            expq_view { bits: 0, ..v },
+            expq_view { group_size: 0, ..v },
+            expq_view {
+                granularity: 9,
+                ..v
+            },
+            expq_view { scheme: 2, ..v },
+        ] {
+            // SAFETY: the buffer fields are untouched, so the buffer is live and unchanged.
+            let status = unsafe { expq_view_dequantize(&tampered, out.as_mut_ptr(), 60) };
+            assert_eq!(status, expq_status::CorruptData, "{tampered:?}");
+        }
+    }
+
+    #[test]
+    fn serialize_reports_the_needed_size() {
+        let (tensor, bytes) = stored();
+        let t = expq_tensor::into_raw(tensor);
+        let mut written = 0usize;
+        // SAFETY: `t` is live; NULL buffer is the size query.
+        let status = unsafe { expq_tensor_serialize(t, core::ptr::null_mut(), 0, &mut written) };
+        assert_eq!(status, expq_status::BufferTooSmall);
+        assert_eq!(written, bytes.len());
+        let mut buf = vec![0u8; written + 3];
+        written = 0;
+        // SAFETY: `buf` holds `buf.len()` bytes.
+        let status = unsafe { expq_tensor_serialize(t, buf.as_mut_ptr(), buf.len(), &mut written) };
+        assert_eq!(status, expq_status::Ok);
+        assert_eq!(&buf[..written], &bytes[..]);
+        // SAFETY: `t` came from `into_raw` and is freed once.
+        unsafe { super::super::expq_tensor_free(t) };
+    }
+}
