@@ -660,15 +660,8 @@ fn calibrated_table(
     Ok(())
 }
 
-/// Prints errors with `Display` (a bare `main() -> Result` would print their `Debug` form).
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cnn::exit_code(run())
 }
 
 fn run() -> Result<(), Box<dyn Error>> {

@@ -285,15 +285,8 @@ fn parse_args() -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// Prints errors with `Display` (a bare `main() -> Result` would print their `Debug` form).
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cnn::exit_code(run())
 }
 
 fn run() -> Result<(), Box<dyn Error>> {

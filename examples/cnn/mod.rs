@@ -45,6 +45,18 @@ impl std::error::Error for ModelError {
     }
 }
 
+/// An example's exit status, printing an error with `Display` (a bare `main() -> Result`
+/// would print its `Debug` form).
+pub fn exit_code(result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Where `train` writes and everything else reads the committed model. Resolved against the
 /// crate root rather than the working directory so `cargo run`/`cargo test` work from anywhere.
 pub fn default_model_path() -> PathBuf {
