@@ -55,18 +55,30 @@ fn expect_len(what: &'static str, expected: Option<usize>, actual: usize) -> Res
 /// Packs `codes` at `bits` bits each into `out`, which must hold exactly
 /// [`packed_len`]`(codes.len(), bits)` bytes. Every code must be below `2^bits`.
 pub fn pack(codes: &[u8], bits: u8, out: &mut [u8]) -> Result<()> {
+    check_pack(codes, bits, out)?;
+    pack_unchecked(codes, bits, out);
+    Ok(())
+}
+
+/// The checks both packers make: bits, output length, and every code below `2^bits`.
+fn check_pack(codes: &[u8], bits: u8, out: &[u8]) -> Result<()> {
     check_bits(bits)?;
     expect_len("packed output", packed_len(codes.len(), bits), out.len())?;
     let limit = 1usize << bits;
-    if let Some(index) = codes.iter().position(|&c| usize::from(c) >= limit) {
-        return Err(Error::CodeOutOfRange {
+    match codes.iter().position(|&c| usize::from(c) >= limit) {
+        Some(index) => Err(Error::CodeOutOfRange {
             index,
             code: codes[index],
             limit,
-        });
+        }),
+        None => Ok(()),
     }
-    pack_unchecked(codes, bits, out);
-    Ok(())
+}
+
+/// The checks both unpackers make: bits and input length.
+fn check_unpack(packed: &[u8], bits: u8, n: usize) -> Result<()> {
+    check_bits(bits)?;
+    expect_len("packed input", packed_len(n, bits), packed.len())
 }
 
 /// [`pack`] into a new vector.
@@ -86,8 +98,7 @@ pub fn pack_to_vec(codes: &[u8], bits: u8) -> Result<alloc::vec::Vec<u8>> {
 /// Unpacks `out.len()` codes of `bits` bits from `packed`, which must hold exactly
 /// [`packed_len`]`(out.len(), bits)` bytes.
 pub fn unpack(packed: &[u8], bits: u8, out: &mut [u8]) -> Result<()> {
-    check_bits(bits)?;
-    expect_len("packed input", packed_len(out.len(), bits), packed.len())?;
+    check_unpack(packed, bits, out.len())?;
     unpack_unchecked(packed, bits, out);
     Ok(())
 }
@@ -95,8 +106,7 @@ pub fn unpack(packed: &[u8], bits: u8, out: &mut [u8]) -> Result<()> {
 /// [`unpack`] into a new vector of `n` codes.
 #[cfg(feature = "alloc")]
 pub fn unpack_to_vec(packed: &[u8], bits: u8, n: usize) -> Result<alloc::vec::Vec<u8>> {
-    check_bits(bits)?;
-    expect_len("packed input", packed_len(n, bits), packed.len())?;
+    check_unpack(packed, bits, n)?;
     let mut out = alloc::vec![0u8; n];
     unpack_unchecked(packed, bits, &mut out);
     Ok(out)
@@ -117,29 +127,19 @@ pub(crate) fn unpack_unchecked(packed: &[u8], bits: u8, out: &mut [u8]) {
 /// The reference packer: a bit accumulator, one code at a time. The fast paths must produce
 /// the same bytes for every width and length; the tests hold them to it.
 pub mod scalar {
-    use super::{check_bits, expect_len, packed_len};
-    use crate::error::{Error, Result};
+    use super::{check_pack, check_unpack};
+    use crate::error::Result;
 
     /// [`pack`](super::pack) on the reference path.
     pub fn pack(codes: &[u8], bits: u8, out: &mut [u8]) -> Result<()> {
-        check_bits(bits)?;
-        expect_len("packed output", packed_len(codes.len(), bits), out.len())?;
-        let limit = 1usize << bits;
-        if let Some(index) = codes.iter().position(|&c| usize::from(c) >= limit) {
-            return Err(Error::CodeOutOfRange {
-                index,
-                code: codes[index],
-                limit,
-            });
-        }
+        check_pack(codes, bits, out)?;
         pack_unchecked(codes, bits, out);
         Ok(())
     }
 
     /// [`unpack`](super::unpack) on the reference path.
     pub fn unpack(packed: &[u8], bits: u8, out: &mut [u8]) -> Result<()> {
-        check_bits(bits)?;
-        expect_len("packed input", packed_len(out.len(), bits), packed.len())?;
+        check_unpack(packed, bits, out.len())?;
         unpack_unchecked(packed, bits, out);
         Ok(())
     }
