@@ -233,17 +233,16 @@ impl Family {
         let stats = search::GroupStats::for_rule(rule, weights, importance)?;
         let (a, q) = search::fit(self, rule, &stats);
         // Rounding (a, q) to T can push a level across a weight when the optimum sits at
-        // the edge of an assignment (the correlation jumps there), so score the nearest
-        // representable neighbours with their real levels and keep the best.
+        // the edge of an assignment. The squared error is continuous there, so that costs
+        // nothing; the correlation jumps, so for it score the nearest representable
+        // neighbours with their real levels and keep the best.
         let nudge = T::epsilon().widen() * 4.0;
-        let a_choices: &[f64] = match rule {
-            ScaleRule::MaxAbs => &[0.0],
-            _ => &[0.0, -nudge, nudge],
-        };
-        let q_choices: &[f64] = if self.uses_q() {
-            &[0.0, -nudge, nudge]
-        } else {
-            &[0.0]
+        let (a_choices, q_choices): (&[f64], &[f64]) = match rule {
+            ScaleRule::Correlation if self.uses_q() => {
+                (&[0.0, -nudge, nudge], &[0.0, -nudge, nudge])
+            }
+            ScaleRule::Correlation => (&[0.0, -nudge, nudge], &[0.0]),
+            _ => (&[0.0], &[0.0]),
         };
         let mut best: Option<(search::Quality, Params<T>)> = None;
         for &da in a_choices {
@@ -274,8 +273,8 @@ impl Family {
             q: if self.uses_q() { T::narrow(q) } else { one },
         };
         // The search keeps q inside a range whose levels stay distinct in f64; a narrower
-        // type can still merge the smallest ones, so fall back to coarser spacing until the
-        // codebook is valid.
+        // type can still flush the smallest ones to zero or merge them, so raise q toward 1
+        // (a narrower dynamic range) until the codebook is valid.
         let mut p = params;
         for _ in 0..64 {
             if self.codebook(p).is_ok() {
