@@ -354,8 +354,9 @@ impl QuantizedTensor {
         // by every row; W is never materialized.
         let g = self.config.granularity.group_len(self.cols);
         let plan = kernels::DotPlan::new(kernels::Isa::detect(), self.bits(), x, g);
-        view.gemv_with(rows, y, |packed_row, start, len, table| {
-            plan.dot(packed_row, start, len, table)
+        // Four rows per pass share each load of the permuted `x` (see `DotPlan::dot_rows`).
+        view.gemv_with::<4>(rows, y, |packed, tables, live, start, len| {
+            plan.dot_rows(packed, tables, live, start, len)
         });
         Ok(())
     }

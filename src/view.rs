@@ -321,8 +321,9 @@ impl<'a> QuantizedView<'a> {
         self.check_gemv(x, &rows, y)?;
         let isa = kernels::Isa::detect();
         let bits = self.family.bits;
-        self.gemv_with(rows, y, |packed_row, start, len, table| {
-            kernels::dot_span(isa, bits, packed_row, start, table, &x[start..start + len])
+        self.gemv_with::<1>(rows, y, |packed, tables, _, start, len| {
+            let x = &x[start..start + len];
+            [kernels::dot_span(isa, bits, packed[0], start, tables[0], x)]
         });
         Ok(())
     }
@@ -340,36 +341,51 @@ impl<'a> QuantizedView<'a> {
         expect_len("gemv output y", rows.len(), y.len())
     }
 
-    /// The GEMV loop over rows and groups, with the per-group dot product supplied: the view
-    /// uses the allocation-free kernel, an owned tensor one that prepares `x` once per call.
-    /// `dot(packed_row, start, len, table)` sums `table[code j]·x[j]` for `j` in
-    /// `start..start + len`. Shapes are checked by [`check_gemv`](Self::check_gemv).
-    pub(crate) fn gemv_with(
+    /// The GEMV loop over rows and groups, `R` rows per pass, with the per-group dot product
+    /// supplied: the view uses the allocation-free kernel one row at a time, an owned tensor
+    /// one that prepares `x` once per call and shares its loads over several rows.
+    /// `dot(rows, tables, live, start, len)` returns, for each `k < live`, the sum of
+    /// `tables[k][code j of rows[k]]·x[j]` for `j` in `start..start + len`; the entries from
+    /// `live` on repeat the last live row (so a kernel may compute them, and must not depend
+    /// on them). Shapes are checked by [`check_gemv`](Self::check_gemv).
+    pub(crate) fn gemv_with<const R: usize>(
         &self,
         rows: Range<usize>,
         y: &mut [f32],
-        dot: impl Fn(&[u8], usize, usize, &kernels::Table) -> f32,
+        dot: impl Fn(&[&[u8]; R], &[&kernels::Table; R], usize, usize, usize) -> [f32; R],
     ) {
         let g = self.layout.group_len(self.cols);
-        let mut table = kernels::Table::new();
-        let mut loaded = usize::MAX;
-        for (row, out) in rows.zip(y.iter_mut()) {
-            let packed_row = &self.codes[row * self.row_bytes..(row + 1) * self.row_bytes];
-            let mut acc = 0.0f32;
+        let mut tables: [kernels::Table; R] = core::array::from_fn(|_| kernels::Table::new());
+        let mut loaded = [usize::MAX; R];
+        for (pass, out) in y.chunks_mut(R).enumerate() {
+            let first = rows.start + pass * R;
+            let live = out.len();
+            let row_of = |k: usize| first + k.min(live - 1);
+            let packed: [&[u8]; R] = core::array::from_fn(|k| {
+                let row = row_of(k);
+                &self.codes[row * self.row_bytes..(row + 1) * self.row_bytes]
+            });
+            let mut acc = [0.0f32; R];
             let mut start = 0;
             for i in 0..self.cols.div_ceil(g) {
-                let group = self.group_index(row, i);
-                if group != loaded {
-                    table.len = self
-                        .family
-                        .levels_into(self.group_params(group), &mut table.v);
-                    loaded = group;
+                for (k, (table, loaded)) in tables.iter_mut().zip(&mut loaded).enumerate() {
+                    let group = self.group_index(row_of(k), i);
+                    if k < live && group != *loaded {
+                        table.len = self
+                            .family
+                            .levels_into(self.group_params(group), &mut table.v);
+                        *loaded = group;
+                    }
                 }
+                let refs: [&kernels::Table; R] = core::array::from_fn(|k| &tables[k.min(live - 1)]);
                 let len = g.min(self.cols - start);
-                acc += dot(packed_row, start, len, &table);
+                let part = dot(&packed, &refs, live, start, len);
+                for (a, p) in acc.iter_mut().zip(part) {
+                    *a += p;
+                }
                 start += len;
             }
-            *out = acc;
+            out.copy_from_slice(&acc[..live]);
         }
     }
 

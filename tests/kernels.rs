@@ -263,3 +263,75 @@ fn gemv_matches_a_dense_product_for_every_layout_and_width() {
         }
     }
 }
+
+/// The batched GEMV kernels (four rows per pass on AVX-512 at 1, 2 and 4 bits; the VBMI
+/// byte-plane table at 8 bits) against the scalar reference, on rows long enough for the
+/// permuted blocks, with spans that start on and off block boundaries.
+#[test]
+fn batched_and_8bit_gemv_kernels_match_the_scalar_reference() {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() == Isa::Avx512 {
+        // These kernels are what the benchmarks measure: make sure they run here.
+        assert!(
+            is_x86_feature_detected!("avx512vbmi"),
+            "8-bit VBMI path not reached"
+        );
+    }
+    let mut rng = Rng::new(9);
+    for bits in [1u8, 2, 4, 8] {
+        for (rows, cols) in [(7, 2048), (4, 4096 + 8), (9, 640)] {
+            let w: Vec<f32> = (0..rows * cols).map(|_| rng.normal() as f32).collect();
+            let x: Vec<f32> = (0..cols).map(|_| rng.normal() as f32).collect();
+            for config in [
+                Config::exponential(bits).per_row(),
+                Config::exponential(bits).per_tensor(),
+                Config::linear(bits).per_group(512),
+                Config::exponential(bits).per_group(96),
+            ] {
+                let q = quantize(&w, rows, cols, &config).unwrap();
+                let mut y = vec![0.0f32; rows];
+                q.gemv(&x, &mut y).unwrap();
+                let bytes = q.to_bytes();
+                let view = expquant::QuantizedView::from_bytes(&bytes).unwrap();
+                let mut y_view = vec![0.0f32; rows];
+                view.gemv(&x, &mut y_view).unwrap();
+                let rb = q.row_bytes();
+                let layout = view.layout();
+                let g = layout.group_len(cols);
+                for r in 0..rows {
+                    let packed = &q.packed_codes()[r * rb..(r + 1) * rb];
+                    let mut codes = vec![0u8; cols];
+                    pack::unpack(packed, bits, &mut codes).unwrap();
+                    let mut reference = 0.0f32;
+                    let mut magnitude = 0.0f64;
+                    for (gi, span) in codes.chunks(g).enumerate() {
+                        let per_row = layout.groups_per_row(cols);
+                        let cb = q.codebook(r * per_row + gi).unwrap();
+                        let levels = cb.levels();
+                        let xs = &x[gi * g..gi * g + span.len()];
+                        let sub = pack::pack_to_vec(span, bits).unwrap();
+                        reference +=
+                            kernels::dot_with(Isa::Scalar, bits, &sub, levels, xs).unwrap();
+                        magnitude += span
+                            .iter()
+                            .zip(xs)
+                            .map(|(&c, &xi)| f64::from(levels[c as usize] * xi).abs())
+                            .sum::<f64>();
+                    }
+                    for (path, got) in [("tensor", y[r]), ("view", y_view[r])] {
+                        assert!(
+                            close(got, reference, magnitude),
+                            "{path} {config:?} {rows}x{cols} row {r}: {got} vs {reference}"
+                        );
+                    }
+                }
+                // Batching rows changes no bits: any row range gives the full GEMV's values.
+                for range in [0..1, 1..4, 2..rows, 3..rows - 1] {
+                    let mut part = vec![0.0f32; range.len()];
+                    q.gemv_rows(&x, range.clone(), &mut part).unwrap();
+                    assert_eq!(part, y[range.clone()], "{config:?} rows {range:?}");
+                }
+            }
+        }
+    }
+}

@@ -191,6 +191,27 @@ fn probe() -> Isa {
     Isa::Swar
 }
 
+/// Whether the CPU has AVX-512 VBMI (byte permutes), which the 8-bit [`Isa::Avx512`] dot
+/// product uses when present. Detected at run time with `std` (cached), from the target
+/// features without it.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_vbmi() -> bool {
+    #[cfg(feature = "std")]
+    {
+        static VBMI: AtomicU8 = AtomicU8::new(0);
+        match VBMI.load(Ordering::Relaxed) {
+            0 => {
+                let has = std::arch::is_x86_feature_detected!("avx512vbmi");
+                VBMI.store(1 + u8::from(has), Ordering::Relaxed);
+                has
+            }
+            v => v == 2,
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    cfg!(target_feature = "avx512vbmi")
+}
+
 /// A codebook's levels as a 256-entry lookup table (entries past `len` are padding), aligned
 /// for vector loads.
 #[derive(Clone)]
@@ -309,6 +330,11 @@ pub(crate) fn dot_span(
             Isa::Avx2 => return acc + unsafe { x86_avx2::dot4(bytes, &table.v, rest) },
             _ => {}
         }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if bits == 8 && isa == Isa::Avx512 && has_vbmi() {
+        // SAFETY: AVX-512 and VBMI were detected; `row` holds the span's bytes.
+        return acc + unsafe { x86_avx512::dot8_vbmi(&row[byte..], &table.v, rest) };
     }
     let mut codes = [0u8; CHUNK];
     for chunk in rest.chunks(CHUNK) {
@@ -454,6 +480,60 @@ impl<'x> DotPlan<'x> {
         }
         #[cfg(not(target_arch = "x86_64"))]
         dot_span(self.isa, self.bits, row, start, table, x)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl DotPlan<'_> {
+    /// [`dot`](Self::dot) for `R` rows over the same span, `rows[k]` with `tables[k]`; only
+    /// the first `live` results are needed. On AVX-512 at 1, 2 and 4 bits the whole blocks
+    /// of all `R` rows go through one kernel that shares each load of the permuted `x`
+    /// (every row is computed then, `live` or not: the caller pads with real rows). A row's
+    /// result never depends on its companions, so batching changes no bits.
+    pub fn dot_rows<const R: usize>(
+        &self,
+        rows: &[&[u8]; R],
+        tables: &[&Table; R],
+        live: usize,
+        start: usize,
+        len: usize,
+    ) -> [f32; R] {
+        let mut out = [0.0f32; R];
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512
+            && self.block > 0
+            && start.is_multiple_of(self.block)
+            && tables.iter().all(|t| t.len <= 16)
+        {
+            let blocks =
+                (len / self.block).min(self.xperm.len().saturating_sub(start) / self.block);
+            let done = blocks * self.block;
+            let bytes_per_block = self.block * usize::from(self.bits) / 8;
+            let b0 = start / self.block * bytes_per_block;
+            let b1 = b0 + blocks * bytes_per_block;
+            let bytes: [&[u8]; R] = core::array::from_fn(|k| &rows[k][b0..b1]);
+            let xp = &self.xperm[start..start + done];
+            let t: [&[f32; 256]; R] = core::array::from_fn(|k| &tables[k].v);
+            // SAFETY (all arms): AVX-512 was detected; every row holds `blocks` blocks of
+            // bytes and `xp` holds `blocks` blocks of floats.
+            out = match self.bits {
+                4 => unsafe { x86_avx512::dot_perm_rows::<4, R>(&bytes, &t, xp) },
+                2 => unsafe { x86_avx512::dot_perm_rows::<2, R>(&bytes, &t, xp) },
+                _ => unsafe { x86_avx512::dot_perm_rows::<1, R>(&bytes, &t, xp) },
+            };
+            if done < len {
+                let x = &self.x[start + done..start + len];
+                for k in 0..live.min(R) {
+                    let (row, table) = (rows[k], tables[k]);
+                    out[k] += dot_span(self.isa, self.bits, row, start + done, table, x);
+                }
+            }
+            return out;
+        }
+        for k in 0..live.min(R) {
+            out[k] = self.dot(rows[k], start, len, tables[k]);
+        }
+        out
     }
 }
 

@@ -228,6 +228,134 @@ pub(super) unsafe fn dot_perm<const BITS: u32>(bytes: &[u8], t16: &[f32; 16], xp
     }
 }
 
+/// [`dot_perm`] for `R` rows at once: every load of the permuted `x` feeds the FMAs of all `R`
+/// rows, each with its own table register and two accumulators (codes `m` even and odd).
+/// A row's result depends only on its own codes, table and `x`, never on the other rows, so a
+/// row gives the same bits whichever rows it is batched with.
+///
+/// `tables[k]` is row `k`'s table (its first `2^BITS` entries are used, repeated to 16 lanes
+/// here with one permute).
+///
+/// # Safety
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; every `rows[k].len() >= 64·blocks` and
+/// `xp.len() >= perm_block(BITS)·blocks`, where `blocks` is the number of whole blocks in `xp`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub(super) unsafe fn dot_perm_rows<const BITS: u32, const R: usize>(
+    rows: &[&[u8]; R],
+    tables: &[&[f32; 256]; R],
+    xp: &[f32],
+) -> [f32; R] {
+    let per_lane = (32 / BITS) as usize;
+    let mut blocks = xp.len() / perm_block(BITS);
+    for row in rows {
+        blocks = blocks.min(row.len() / 64);
+    }
+    // SAFETY: block `b` reads bytes `64b .. 64b + 64` of every row and floats
+    // `b·16·C .. (b+1)·16·C` of `xp`, inside all slices for `b < blocks`.
+    unsafe {
+        // Lane `i` reads entry `i mod 2^BITS`: the index bits above the code are garbage.
+        let wrap = _mm512_and_si512(
+            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+            _mm512_set1_epi32((1 << BITS) - 1),
+        );
+        let t: [__m512; R] = core::array::from_fn(|k| {
+            _mm512_permutexvar_ps(wrap, _mm512_loadu_ps(tables[k].as_ptr()))
+        });
+        let mut a0 = [_mm512_setzero_ps(); R];
+        let mut a1 = [_mm512_setzero_ps(); R];
+        for b in 0..blocks {
+            let mut v: [__m512i; R] =
+                core::array::from_fn(|k| _mm512_loadu_si512(rows[k].as_ptr().add(64 * b).cast()));
+            let mut xb = xp.as_ptr().add(b * 16 * per_lane);
+            // `per_lane` (8, 16 or 32) is even.
+            for _ in 0..per_lane / 2 {
+                let x0 = _mm512_loadu_ps(xb);
+                let x1 = _mm512_loadu_ps(xb.add(16));
+                for k in 0..R {
+                    a0[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v[k], t[k]), x0, a0[k]);
+                    let v1 = _mm512_srli_epi32::<BITS>(v[k]);
+                    a1[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v1, t[k]), x1, a1[k]);
+                    v[k] = _mm512_srli_epi32::<BITS>(v1);
+                }
+                xb = xb.add(32);
+            }
+        }
+        core::array::from_fn(|k| _mm512_reduce_add_ps(_mm512_add_ps(a0[k], a1[k])))
+    }
+}
+
+/// 8-bit dot product through a 256-entry table split into byte planes (AVX-512 VBMI): plane
+/// `p` holds byte `p` of every level (256 bytes, four registers). Per 64 codes, each plane is
+/// two `vpermi2b` over 128 entries and a blend on bit 7 of the code; `vpunpck{l,h}{bw,wd}`
+/// then interleave the four planes back into 64 floats. The codes are first transposed with
+/// one `vpermb` (4×4 blocks of 4 bytes) so that the interleave comes out in stream order.
+///
+/// # Safety
+/// The CPU supports AVX-512 F/BW/VL/VBMI, AVX2 and FMA; `codes.len() >= x.len()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx2,fma")]
+pub(super) unsafe fn dot8_vbmi(codes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+    let n = x.len().min(codes.len());
+    let mut i = 0;
+    let mut planes = [0u8; 1024];
+    // SAFETY: table reads are floats `16j .. 16j + 16 <= 256`, plane writes bytes
+    // `256p + 16j .. + 16 <= 1024`; the main loop reads codes and floats `i .. i + 64 <= n`.
+    let mut acc = unsafe {
+        for j in 0..16 {
+            let v = _mm512_loadu_si512(table.as_ptr().add(16 * j).cast());
+            let dst = planes.as_mut_ptr().add(16 * j);
+            _mm_storeu_si128(dst.cast(), _mm512_cvtepi32_epi8(v));
+            let v8 = _mm512_srli_epi32::<8>(v);
+            _mm_storeu_si128(dst.add(256).cast(), _mm512_cvtepi32_epi8(v8));
+            let v16 = _mm512_srli_epi32::<16>(v);
+            _mm_storeu_si128(dst.add(512).cast(), _mm512_cvtepi32_epi8(v16));
+            let v24 = _mm512_srli_epi32::<24>(v);
+            _mm_storeu_si128(dst.add(768).cast(), _mm512_cvtepi32_epi8(v24));
+        }
+        let pl = |k: usize| _mm512_loadu_si512(planes.as_ptr().add(64 * k).cast());
+        let t: [__m512i; 16] = core::array::from_fn(pl);
+        // Byte `16L + 4k + i` takes code `16k + 4L + i`.
+        let transpose: [u8; 64] = core::array::from_fn(|q| {
+            let (l, k, i) = (q / 16, q / 4 % 4, q % 4);
+            (16 * k + 4 * l + i) as u8
+        });
+        let transpose = _mm512_loadu_si512(transpose.as_ptr().cast());
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let (c, xp) = (codes.as_ptr(), x.as_ptr());
+        while i + 64 <= n {
+            let v = _mm512_permutexvar_epi8(transpose, _mm512_loadu_si512(c.add(i).cast()));
+            let high = _mm512_movepi8_mask(v);
+            let b: [__m512i; 4] = core::array::from_fn(|p| {
+                let lo = _mm512_permutex2var_epi8(t[4 * p], v, t[4 * p + 1]);
+                let hi = _mm512_permutex2var_epi8(t[4 * p + 2], v, t[4 * p + 3]);
+                _mm512_mask_blend_epi8(high, lo, hi)
+            });
+            let w01l = _mm512_unpacklo_epi8(b[0], b[1]);
+            let w01h = _mm512_unpackhi_epi8(b[0], b[1]);
+            let w23l = _mm512_unpacklo_epi8(b[2], b[3]);
+            let w23h = _mm512_unpackhi_epi8(b[2], b[3]);
+            let f = [
+                _mm512_unpacklo_epi16(w01l, w23l),
+                _mm512_unpackhi_epi16(w01l, w23l),
+                _mm512_unpacklo_epi16(w01h, w23h),
+                _mm512_unpackhi_epi16(w01h, w23h),
+            ];
+            for k in 0..4 {
+                let xk = _mm512_loadu_ps(xp.add(i + 16 * k));
+                acc[k] = _mm512_fmadd_ps(_mm512_castsi512_ps(f[k]), xk, acc[k]);
+            }
+            i += 64;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        ))
+    };
+    for (&code, &xi) in codes[i..n].iter().zip(&x[i..n]) {
+        acc += table[usize::from(code)] * xi;
+    }
+    acc
+}
+
 /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}` (see
 /// [`Encoder`](super::Encoder)).
 ///
