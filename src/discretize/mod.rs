@@ -134,6 +134,15 @@ impl Family {
 
     /// Writes the non-zero magnitudes for `a = 1`, ascending, into `out` and returns how many.
     pub fn unit_magnitudes(&self, q: f64, out: &mut [f64; 128]) -> usize {
+        self.for_each_unit(q, |i, c| out[i] = c);
+        self.magnitude_count()
+    }
+
+    /// Calls `f(i, c_i)` for the `K` non-zero magnitudes `c_i` for `a = 1` (index `i`
+    /// ascending with magnitude). The one place their formulas live, so fitting, encoding
+    /// and decoding agree to the bit.
+    #[inline]
+    fn for_each_unit(&self, q: f64, mut f: impl FnMut(usize, f64)) {
         let k = self.magnitude_count();
         match self.scheme {
             Scheme::Linear => {
@@ -143,20 +152,19 @@ impl Family {
                 } else {
                     (0.5, k as f64 - 0.5)
                 };
-                for (i, m) in out[..k].iter_mut().enumerate() {
-                    *m = (i as f64 + offset) / denom;
+                for i in 0..k {
+                    f(i, (i as f64 + offset) / denom);
                 }
             }
             Scheme::Exponential => {
-                // Ascending order: q^(K−1), …, q, 1.
+                // From the top down: 1, q, q², … so the top level is exactly `a`.
                 let mut m = 1.0;
-                for slot in out[..k].iter_mut().rev() {
-                    *slot = m;
+                for i in (0..k).rev() {
+                    f(i, m);
                     m *= q;
                 }
             }
         }
-        k
     }
 
     /// Checks that `(a, q)` describe distinct finite levels in `T`.
@@ -174,22 +182,21 @@ impl Family {
     /// Writes the levels of `(a, q)`, ascending, into `out` and returns how many. Encoding and
     /// every decoding path take their levels from here, so they agree to the bit.
     pub fn levels_into<T: Real>(&self, params: Params<T>, out: &mut [T; 256]) -> usize {
-        let mut unit = [0.0; 128];
-        let k = self.unit_magnitudes(params.q.widen(), &mut unit);
-        let mut n = 0;
-        for &c in unit[..k].iter().rev() {
-            out[n] = -(params.a * T::narrow(c));
-            n += 1;
+        // Written in place (no scratch array): GEMV rebuilds a table per row, so this is on
+        // a hot path.
+        let k = self.magnitude_count();
+        let zero = usize::from(self.has_zero());
+        let positive = k + zero;
+        self.for_each_unit(params.q.widen(), |i, c| {
+            out[positive + i] = params.a * T::narrow(c);
+        });
+        if zero == 1 {
+            out[k] = T::zero();
         }
-        if self.has_zero() {
-            out[n] = T::zero();
-            n += 1;
+        for i in 0..k {
+            out[k - 1 - i] = -out[positive + i];
         }
-        for &c in &unit[..k] {
-            out[n] = params.a * T::narrow(c);
-            n += 1;
-        }
-        n
+        2 * k + zero
     }
 
     /// The number of levels.
