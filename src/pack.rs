@@ -65,14 +65,24 @@ fn check_pack(codes: &[u8], bits: u8, out: &[u8]) -> Result<()> {
     check_bits(bits)?;
     expect_len("packed output", packed_len(codes.len(), bits), out.len())?;
     let limit = 1usize << bits;
-    match codes.iter().position(|&c| usize::from(c) >= limit) {
-        Some(index) => Err(Error::CodeOutOfRange {
-            index,
-            code: codes[index],
-            limit,
-        }),
-        None => Ok(()),
+    if bits == 8 {
+        return Ok(());
     }
+    // An OR over each chunk vectorizes (`position` does not, and cost more than packing);
+    // only a chunk with a code out of range is searched for the first one.
+    const CHUNK: usize = 256;
+    for (c, chunk) in codes.chunks(CHUNK).enumerate() {
+        if usize::from(chunk.iter().fold(0u8, |acc, &code| acc | code)) >= limit {
+            if let Some(i) = chunk.iter().position(|&code| usize::from(code) >= limit) {
+                return Err(Error::CodeOutOfRange {
+                    index: c * CHUNK + i,
+                    code: chunk[i],
+                    limit,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The checks both unpackers make: bits and input length.
@@ -213,9 +223,52 @@ pub mod scalar {
     }
 }
 
-/// Packs on the fast path: eight codes per `u64` (SWAR), so every width, including 3, 5, 6
-/// and 7, moves a word at a time. 8 bits is a copy.
+/// The portable word-at-a-time path, which [`pack`] and [`unpack`] take where no SIMD kernel
+/// runs; public so the tests can hold it to the reference on machines that do have one.
+#[doc(hidden)]
+pub mod swar {
+    use super::{check_pack, check_unpack};
+    use crate::error::Result;
+
+    /// [`pack`](super::pack) on the portable path.
+    pub fn pack(codes: &[u8], bits: u8, out: &mut [u8]) -> Result<()> {
+        check_pack(codes, bits, out)?;
+        super::pack_portable(codes, bits, out);
+        Ok(())
+    }
+
+    /// [`unpack`](super::unpack) on the portable path.
+    pub fn unpack(packed: &[u8], bits: u8, out: &mut [u8]) -> Result<()> {
+        check_unpack(packed, bits, out.len())?;
+        super::unpack_portable(packed, bits, out);
+        Ok(())
+    }
+}
+
+/// Which path [`pack`] and [`unpack`] take on this CPU: `"avx512vbmi"` (AVX-512 VBMI kernels
+/// at widths 1..=7 for pack, all but 4 and 8 for unpack) or `"swar"`. For tests and benches.
+#[doc(hidden)]
+pub fn fast_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::pack_vbmi_available() {
+        return "avx512vbmi";
+    }
+    "swar"
+}
+
+/// Packs on the fast path: the AVX-512 VBMI kernel where the CPU has one, else
+/// [`pack_portable`].
 pub(crate) fn pack_fast(codes: &[u8], bits: u8, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::pack_simd(codes, bits, out) {
+        return;
+    }
+    pack_portable(codes, bits, out);
+}
+
+/// Packs eight codes per `u64` (SWAR), so every width, including 3, 5, 6 and 7, moves a
+/// word at a time. 8 bits is a copy.
+fn pack_portable(codes: &[u8], bits: u8, out: &mut [u8]) {
     match bits {
         1 => pack_words::<1>(codes, out),
         2 => pack_words::<2>(codes, out),
@@ -231,6 +284,15 @@ pub(crate) fn pack_fast(codes: &[u8], bits: u8, out: &mut [u8]) {
 
 /// Unpacks on the fast path (see [`pack_fast`]).
 pub(crate) fn unpack_fast(packed: &[u8], bits: u8, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::unpack_simd(packed, bits, out) {
+        return;
+    }
+    unpack_portable(packed, bits, out);
+}
+
+/// Unpacks eight codes per `u64` (see [`pack_portable`]).
+fn unpack_portable(packed: &[u8], bits: u8, out: &mut [u8]) {
     match bits {
         1 => unpack_words::<1>(packed, out),
         2 => unpack_words::<2>(packed, out),

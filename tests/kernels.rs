@@ -52,23 +52,108 @@ fn lengths() -> impl Iterator<Item = usize> {
     (0..=130).chain([255, 256, 257, 511, 1000, 4099])
 }
 
+/// Every length up to 300 (each tail of the 64-code SIMD step, several times over), then a
+/// few large ones, odd and even.
+fn pack_lengths() -> impl Iterator<Item = usize> {
+    (0..=300).chain([511, 1000, 4099, 65_536, 65_537, 100_003, (1 << 20) + 61])
+}
+
+#[test]
+fn the_simd_pack_path_runs_here() {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() == Isa::Avx512 && is_x86_feature_detected!("avx512vbmi") {
+        assert_eq!(pack::fast_path(), "avx512vbmi");
+        return;
+    }
+    assert_eq!(pack::fast_path(), "swar");
+}
+
+/// `pack::pack` (the SIMD kernel where the CPU has one) and `pack::swar::pack` against the
+/// reference, for every width and length; unpack of random bytes, stray bits in the final
+/// byte included.
 #[test]
 fn pack_and_unpack_match_the_scalar_reference_byte_for_byte() {
     let mut rng = Rng::new(1);
+    type Packer = fn(&[u8], u8, &mut [u8]) -> expquant::Result<()>;
+    let paths: [(&str, Packer, Packer); 2] = [
+        ("fast", pack::pack, pack::unpack),
+        ("swar", pack::swar::pack, pack::swar::unpack),
+    ];
     for bits in 1..=8u8 {
-        for n in lengths() {
+        for n in pack_lengths() {
             let codes = random_codes(&mut rng, n, bits);
             let len = packed_len(n, bits).unwrap();
-            let (mut fast, mut reference) = (vec![0u8; len], vec![0u8; len]);
-            pack::pack(&codes, bits, &mut fast).unwrap();
+            let mut reference = vec![0u8; len];
             pack::scalar::pack(&codes, bits, &mut reference).unwrap();
-            assert_eq!(fast, reference, "pack bits={bits} n={n}");
             // Unpack arbitrary bytes (stray bits in the last byte included).
             let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
-            let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
-            pack::unpack(&bytes, bits, &mut a).unwrap();
-            pack::scalar::unpack(&bytes, bits, &mut b).unwrap();
-            assert_eq!(a, b, "unpack bits={bits} n={n}");
+            let mut unpacked = vec![0u8; n];
+            pack::scalar::unpack(&bytes, bits, &mut unpacked).unwrap();
+            for (name, pack_with, unpack_with) in paths {
+                // Poisoned outputs: every byte must be written.
+                let mut fast = vec![0xa5u8; len];
+                pack_with(&codes, bits, &mut fast).unwrap();
+                assert_eq!(fast, reference, "{name} pack bits={bits} n={n}");
+                let mut a = vec![0xa5u8; n];
+                unpack_with(&bytes, bits, &mut a).unwrap();
+                assert_eq!(a, unpacked, "{name} unpack bits={bits} n={n}");
+                let mut back = vec![0xa5u8; n];
+                unpack_with(&reference, bits, &mut back).unwrap();
+                assert_eq!(back, codes, "{name} round trip bits={bits} n={n}");
+            }
+        }
+    }
+}
+
+/// Subslices at every offset: the kernels make no alignment assumption, and read and write
+/// nothing outside their slices (neighbouring bytes stay as they were).
+#[test]
+fn pack_and_unpack_stay_inside_unaligned_slices() {
+    let mut rng = Rng::new(2);
+    for bits in 1..=8u8 {
+        for n in [1usize, 63, 64, 65, 127, 200, 513] {
+            let codes = random_codes(&mut rng, n + 64, bits);
+            let len = packed_len(n, bits).unwrap();
+            for off in [1usize, 3, 7, 31] {
+                let src = &codes[off..off + n];
+                let mut reference = vec![0u8; len];
+                pack::scalar::pack(src, bits, &mut reference).unwrap();
+                let mut buf = vec![0x5au8; len + 128];
+                pack::pack(src, bits, &mut buf[off..off + len]).unwrap();
+                assert_eq!(&buf[off..off + len], &reference[..], "bits={bits} n={n}");
+                assert!(buf[..off].iter().all(|&b| b == 0x5a));
+                assert!(buf[off + len..].iter().all(|&b| b == 0x5a));
+                let mut outb = vec![0x5au8; n + 128];
+                let mut packed = vec![0u8; len + 64];
+                packed[off..off + len].copy_from_slice(&reference);
+                pack::unpack(&packed[off..off + len], bits, &mut outb[off..off + n]).unwrap();
+                assert_eq!(&outb[off..off + n], src, "bits={bits} n={n}");
+                assert!(outb[..off].iter().all(|&b| b == 0x5a));
+                assert!(outb[off + n..].iter().all(|&b| b == 0x5a));
+            }
+        }
+    }
+}
+
+#[test]
+fn pack_rejects_the_first_code_out_of_range_on_every_path() {
+    for bits in 1..=7u8 {
+        for n in [1usize, 64, 300, 1000] {
+            for bad in [0, n / 2, n - 1] {
+                let mut codes = vec![0u8; n];
+                codes[bad] = 1 << bits;
+                if bad + 1 < n {
+                    codes[n - 1] = 0xff; // a later bad code must not be the one reported
+                }
+                let mut out = vec![0u8; packed_len(n, bits).unwrap()];
+                let fast = pack::pack(&codes, bits, &mut out).unwrap_err();
+                let reference = pack::scalar::pack(&codes, bits, &mut out).unwrap_err();
+                assert_eq!(fast.to_string(), reference.to_string());
+                assert!(
+                    fast.to_string().contains(&format!("{bad}")),
+                    "bits={bits} n={n} bad={bad}: {fast}"
+                );
+            }
         }
     }
 }

@@ -212,6 +212,64 @@ pub(crate) fn has_vbmi() -> bool {
     cfg!(target_feature = "avx512vbmi")
 }
 
+/// Whether [`pack`](crate::pack::pack) and [`unpack`](crate::pack::unpack) run their AVX-512
+/// VBMI kernels on this CPU (AVX-512 F/BW/VL detected, plus VBMI).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn pack_vbmi_available() -> bool {
+    Isa::detect() == Isa::Avx512 && has_vbmi()
+}
+
+/// Packs on the AVX-512 VBMI path at widths 1..=7 if this CPU has it; `false` (nothing
+/// written) otherwise. Lengths and code ranges are checked by the caller.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn pack_simd(codes: &[u8], bits: u8, out: &mut [u8]) -> bool {
+    if !pack_vbmi_available() {
+        return false;
+    }
+    // SAFETY: AVX-512 F/BW and VBMI were detected; the caller checked
+    // `out.len() == packed_len(codes.len(), bits)` and every code below `2^bits`.
+    unsafe {
+        match bits {
+            1 => x86_avx512::pack_vbmi::<1>(codes, out),
+            2 => x86_avx512::pack_vbmi::<2>(codes, out),
+            3 => x86_avx512::pack_vbmi::<3>(codes, out),
+            4 => x86_avx512::pack_vbmi::<4>(codes, out),
+            5 => x86_avx512::pack_vbmi::<5>(codes, out),
+            6 => x86_avx512::pack_vbmi::<6>(codes, out),
+            7 => x86_avx512::pack_vbmi::<7>(codes, out),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Unpacks on the AVX-512 VBMI path at widths 1, 2, 3, 5, 6 and 7 if this CPU has it;
+/// `false` (nothing written) otherwise. At 4 and 8 bits the vectorized reference loops are
+/// already faster than memory. The caller checked the lengths.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn unpack_simd(packed: &[u8], bits: u8, out: &mut [u8]) -> bool {
+    if !pack_vbmi_available() {
+        return false;
+    }
+    // SAFETY: AVX-512 F/BW and VBMI were detected; the caller checked
+    // `packed.len() == packed_len(out.len(), bits)`.
+    unsafe {
+        match bits {
+            1 => x86_avx512::unpack_vbmi::<1>(packed, out),
+            2 => x86_avx512::unpack_vbmi::<2>(packed, out),
+            3 => x86_avx512::unpack_vbmi::<3>(packed, out),
+            5 => x86_avx512::unpack_vbmi::<5>(packed, out),
+            6 => x86_avx512::unpack_vbmi::<6>(packed, out),
+            7 => x86_avx512::unpack_vbmi::<7>(packed, out),
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// A codebook's levels as a 256-entry lookup table (entries past `len` are padding), aligned
 /// for vector loads.
 #[derive(Clone)]

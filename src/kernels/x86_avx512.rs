@@ -406,3 +406,126 @@ pub(super) unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
         *slot = cuts.iter().filter(|&&c| xi > c).count() as u8;
     }
 }
+
+/// Unpacks `out.len()` codes of `B` bits (1..=7) from the LSB-first stream `packed`, 64 codes
+/// per step: one `vpermb` gives every 64-bit lane the `B` bytes holding its eight codes, one
+/// `vpmultishiftqb` moves code `k` of the lane to byte `k` (bit offset `k·B`), one AND keeps
+/// its `B` bits. The last partial step uses masked loads and stores, so nothing outside the
+/// slices is touched and stray bits in the final byte are masked off.
+///
+/// # Safety
+/// The CPU supports AVX-512 F/BW/VBMI; `packed.len() == packed_len(out.len(), B)`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+pub(crate) unsafe fn unpack_vbmi<const B: usize>(packed: &[u8], out: &mut [u8]) {
+    let n = out.len();
+    let step = 8 * B; // packed bytes per 64 codes, at most 56
+    let blocks = n / 64;
+    debug_assert!(packed.len() >= blocks * step);
+    let idx: [u8; 64] = core::array::from_fn(|i| ((i / 8) * B + i % 8) as u8);
+    let ctrl: [u8; 64] = core::array::from_fn(|i| ((i % 8) * B) as u8);
+    // SAFETY: the arrays are 64 bytes; every full load reads `packed[at..at + 64]` only when
+    // `at + 64 <= packed.len()`, otherwise a masked load reads `packed[at..at + step]` or the
+    // remaining bytes, all inside `packed` since `packed.len() >= blocks·step + ⌈rest·B/8⌉`.
+    // Full stores write `out[64i..64i + 64]` for `i < blocks`; the tail store is masked to the
+    // `n − 64·blocks` codes left.
+    unsafe {
+        let idx = _mm512_loadu_si512(idx.as_ptr().cast());
+        let ctrl = _mm512_loadu_si512(ctrl.as_ptr().cast());
+        let mask = _mm512_set1_epi8(((1u16 << B) - 1) as i8);
+        let p = packed.as_ptr();
+        let o = out.as_mut_ptr();
+        let len = packed.len();
+        let step_mask: u64 = (1u64 << step) - 1;
+        let decode = |v: __m512i| {
+            _mm512_and_si512(
+                _mm512_multishift_epi64_epi8(ctrl, _mm512_permutexvar_epi8(idx, v)),
+                mask,
+            )
+        };
+        for i in 0..blocks {
+            let at = i * step;
+            let v = if at + 64 <= len {
+                _mm512_loadu_si512(p.add(at).cast())
+            } else {
+                _mm512_maskz_loadu_epi8(step_mask, p.add(at).cast())
+            };
+            _mm512_storeu_si512(o.add(i * 64).cast(), decode(v));
+        }
+        let rest = n - blocks * 64;
+        if rest > 0 {
+            let at = blocks * step;
+            let bytes = len - at; // ⌈rest·B/8⌉ < 64
+            let v = _mm512_maskz_loadu_epi8((1u64 << bytes) - 1, p.add(at).cast());
+            _mm512_mask_storeu_epi8(o.add(blocks * 64).cast(), (1u64 << rest) - 1, decode(v));
+        }
+    }
+}
+
+/// Packs `codes` (each below `2^B`, `B` in 1..=7) into the LSB-first stream `out`, 64 codes
+/// per step: `vpmaddubsw` joins pairs (`c0 + c1·2^B`), `vpmaddwd` joins those into quads,
+/// two shifts and a ternary-logic OR join the quads of each 64-bit lane into its `8·B` low
+/// bits, and one `vpermb` packs the eight lanes' `B` bytes together. The last partial step
+/// loads with zero masking (zero codes add zero bits, so unused bits stay 0) and stores
+/// only the bytes left.
+///
+/// # Safety
+/// The CPU supports AVX-512 F/BW/VBMI; `out.len() == packed_len(codes.len(), B)` and every
+/// code is below `2^B`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+pub(crate) unsafe fn pack_vbmi<const B: usize>(codes: &[u8], out: &mut [u8]) {
+    let n = codes.len();
+    let step = 8 * B; // packed bytes per 64 codes, at most 56
+    let blocks = n / 64;
+    debug_assert!(out.len() >= blocks * step);
+    // Byte `j·B + k` of the result is byte `k` of lane `j`; the bytes past `8·B` are never
+    // stored from a full step except as scratch the next step overwrites.
+    let idx: [u8; 64] = core::array::from_fn(|i| {
+        if i < step {
+            ((i / B) * 8 + i % B) as u8
+        } else {
+            0
+        }
+    });
+    // SAFETY: `idx` is 64 bytes; loads read `codes[64i..64i + 64]` for `i < blocks` and a
+    // masked load the `rest` codes after them. A full 64-byte store at `at` happens only when
+    // `at + 64 <= out.len()` (its bytes past `at + step` are overwritten by the next steps or
+    // lie in bytes this call writes later), otherwise a masked store writes `step` bytes;
+    // the tail store is masked to `⌈rest·B/8⌉ = out.len() − at` bytes.
+    unsafe {
+        let idx = _mm512_loadu_si512(idx.as_ptr().cast());
+        let pair = _mm512_set1_epi16((1u16 | (1u16 << (B + 8))) as i16);
+        let quad = _mm512_set1_epi32((1u32 | (1u32 << (2 * B + 16))) as i32);
+        let low = _mm512_set1_epi64(0xffff_ffff);
+        let shift = _mm_cvtsi64_si128(4 * B as i64);
+        let c = codes.as_ptr();
+        let o = out.as_mut_ptr();
+        let len = out.len();
+        let encode = |v: __m512i| {
+            // Codes are below 2^7, so they are valid as the signed operand; the multipliers
+            // 1 and 2^B ≤ 128 are the unsigned one. Pair sums stay below 2^14.
+            let p = _mm512_maddubs_epi16(pair, v);
+            // Quads: below 2^28, no overflow in i32.
+            let q = _mm512_madd_epi16(p, quad);
+            let hi = _mm512_sll_epi64(_mm512_srli_epi64::<32>(q), shift);
+            // (q & low) | hi
+            let w = _mm512_ternarylogic_epi64::<0xEA>(q, low, hi);
+            _mm512_permutexvar_epi8(idx, w)
+        };
+        let step_mask: u64 = (1u64 << step) - 1;
+        for i in 0..blocks {
+            let at = i * step;
+            let w = encode(_mm512_loadu_si512(c.add(i * 64).cast()));
+            if at + 64 <= len {
+                _mm512_storeu_si512(o.add(at).cast(), w);
+            } else {
+                _mm512_mask_storeu_epi8(o.add(at).cast(), step_mask, w);
+            }
+        }
+        let rest = n - blocks * 64;
+        if rest > 0 {
+            let at = blocks * step;
+            let v = _mm512_maskz_loadu_epi8((1u64 << rest) - 1, c.add(blocks * 64).cast());
+            _mm512_mask_storeu_epi8(o.add(at).cast(), (1u64 << (len - at)) - 1, encode(v));
+        }
+    }
+}
