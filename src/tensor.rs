@@ -293,9 +293,7 @@ impl QuantizedTensor {
 
     /// The codebook of group `group`, or `None` past the last group.
     pub fn codebook(&self, group: usize) -> Option<Codebook<f32>> {
-        let params = *self.params.get(group)?;
-        // Every stored parameter set built a valid codebook when the tensor was made.
-        self.family.codebook(params).ok()
+        self.view().codebook(group)
     }
 
     /// The packed codes of all rows, `rows × row_bytes` bytes.
@@ -321,10 +319,7 @@ impl QuantizedTensor {
     /// parameter (`a`, and `q` where the family has two or more magnitudes to space), over
     /// `rows × cols`.
     pub fn bits_per_weight(&self) -> f64 {
-        let params_per_group = 1 + usize::from(self.family.uses_q());
-        let bits =
-            self.packed.len() as f64 * 8.0 + (self.params.len() * params_per_group * 32) as f64;
-        bits / (self.rows * self.cols) as f64
+        self.view().bits_per_weight()
     }
 
     /// The dequantized matrix, row-major.
