@@ -14,6 +14,8 @@
 #[cfg(feature = "alloc")]
 mod exponential;
 #[cfg(feature = "alloc")]
+mod lanes;
+#[cfg(feature = "alloc")]
 mod linear;
 #[cfg(feature = "alloc")]
 pub(crate) mod search;
@@ -143,7 +145,21 @@ impl Family {
     /// and decoding agree to the bit.
     #[inline]
     fn for_each_unit(&self, q: f64, mut f: impl FnMut(usize, f64)) {
+        self.for_each_unit_lanes(&[q], |i, c| f(i, c[0]));
+    }
+
+    /// [`for_each_unit`](Self::for_each_unit) for `N` values of `q` at once, in `f64` or
+    /// `f32`: `f(i, c)` gets magnitude `i` of every `q` side by side, so fitting can build many
+    /// candidates' levels with vector arithmetic. Each lane does the same operations in the
+    /// same order as a single `q` would.
+    #[inline(always)]
+    fn for_each_unit_lanes<F: num_traits::Float, const N: usize>(
+        &self,
+        q: &[F; N],
+        mut f: impl FnMut(usize, &[F; N]),
+    ) {
         let k = self.magnitude_count();
+        let real = |v: f64| F::from(v).unwrap_or_else(F::nan);
         match self.scheme {
             Scheme::Linear => {
                 // Zero on: k·Δ with Δ = 1/K. Off: (k + ½)·Δ with Δ = 1/(K − ½).
@@ -153,15 +169,17 @@ impl Family {
                     (0.5, k as f64 - 0.5)
                 };
                 for i in 0..k {
-                    f(i, (i as f64 + offset) / denom);
+                    f(i, &[real(i as f64 + offset) / real(denom); N]);
                 }
             }
             Scheme::Exponential => {
                 // From the top down: 1, q, q², … so the top level is exactly `a`.
-                let mut m = 1.0;
+                let mut m = [F::one(); N];
                 for i in (0..k).rev() {
-                    f(i, m);
-                    m *= q;
+                    f(i, &m);
+                    for (m, &q) in m.iter_mut().zip(q) {
+                        *m = *m * q;
+                    }
                 }
             }
         }
@@ -204,6 +222,23 @@ impl Family {
         2 * self.magnitude_count() + usize::from(self.has_zero())
     }
 
+    /// Whether `(a, q)` give a valid codebook in `T` (what [`codebook`](Self::codebook)
+    /// checks) without building one: fitting checks every group's result, and a codebook
+    /// costs 3 KiB to fill.
+    #[cfg(feature = "alloc")]
+    fn params_valid<T: Real>(&self, params: Params<T>) -> bool {
+        if self
+            .check_params(params.a.widen(), params.q.widen())
+            .is_err()
+        {
+            return false;
+        }
+        let mut levels = [T::zero(); 256];
+        let n = self.levels_into(params, &mut levels);
+        let levels = &levels[..n];
+        levels.iter().all(|l| l.is_finite()) && levels.windows(2).all(|w| w[0] < w[1])
+    }
+
     /// The codebook of parameters `(a, q)` in `T`.
     pub fn codebook<T: Real>(&self, params: Params<T>) -> Result<Codebook<T>> {
         let (a, q) = (params.a.widen(), params.q.widen());
@@ -237,22 +272,35 @@ impl Family {
         if rule == ScaleRule::OutputMse && importance.is_none() {
             return Err(Error::MissingSqMean);
         }
+        if rule == ScaleRule::MaxAbs
+            && self.uses_q()
+            && weights.len() <= lanes::MAX_WEIGHTS
+            && self.magnitude_count() <= lanes::MAX_MAGNITUDES
+        {
+            let amax = search::check_group(weights, importance)?;
+            if amax == 0.0 {
+                return self.valid_params(1.0, search::DEFAULT_Q);
+            }
+            let q = lanes::fit_max_abs(self, weights, importance, amax);
+            return self.valid_params(amax, q);
+        }
         let stats = search::GroupStats::for_rule(rule, weights, importance)?;
         let (a, q) = search::fit(self, rule, &stats);
+        if rule != ScaleRule::Correlation {
+            return self.valid_params(a, q);
+        }
         // Rounding (a, q) to T can push a level across a weight when the optimum sits at
         // the edge of an assignment. The squared error is continuous there, so that costs
         // nothing; the correlation jumps, so for it score the nearest representable
         // neighbours with their real levels and keep the best.
         let nudge = T::epsilon().widen() * 4.0;
-        let (a_choices, q_choices): (&[f64], &[f64]) = match rule {
-            ScaleRule::Correlation if self.uses_q() => {
-                (&[0.0, -nudge, nudge], &[0.0, -nudge, nudge])
-            }
-            ScaleRule::Correlation => (&[0.0, -nudge, nudge], &[0.0]),
-            _ => (&[0.0], &[0.0]),
+        let q_choices: &[f64] = if self.uses_q() {
+            &[0.0, -nudge, nudge]
+        } else {
+            &[0.0]
         };
         let mut best: Option<(search::Quality, Params<T>)> = None;
-        for &da in a_choices {
+        for da in [0.0, -nudge, nudge] {
             for &dq in q_choices {
                 let candidate = Params {
                     a: T::narrow(a * (1.0 + da)),
@@ -272,9 +320,17 @@ impl Family {
                 }
             }
         }
-        if let Some((_, p)) = best {
-            return Ok(p);
+        match best {
+            Some((_, p)) => Ok(p),
+            None => self.valid_params(a, q),
         }
+    }
+
+    /// `(a, q)` in `T`, with `q` raised toward 1 if its levels are not distinct and finite
+    /// in `T`.
+    #[cfg(feature = "alloc")]
+    fn valid_params<T: Real>(&self, a: f64, q: f64) -> Result<Params<T>> {
+        let one = T::one();
         let params = Params {
             a: T::narrow(a),
             q: if self.uses_q() { T::narrow(q) } else { one },
@@ -284,7 +340,7 @@ impl Family {
         // (a narrower dynamic range) until the codebook is valid.
         let mut p = params;
         for _ in 0..64 {
-            if self.codebook(p).is_ok() {
+            if self.params_valid(p) {
                 return Ok(p);
             }
             let qf = p.q.widen();

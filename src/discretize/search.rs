@@ -88,24 +88,7 @@ impl GroupStats {
         exact_limit: usize,
         bins_wanted: usize,
     ) -> Result<Self> {
-        if weights.is_empty() {
-            return Err(Error::EmptyTensor { rows: 0, cols: 0 });
-        }
-        if let Some(imp) = importance {
-            if imp.len() != weights.len() {
-                return Err(Error::InvalidImportance {
-                    index: imp.len(),
-                    value: f64::NAN,
-                });
-            }
-            if let Some(index) = imp.iter().position(|v| !(v.is_finite() && *v >= T::zero())) {
-                return Err(Error::InvalidImportance {
-                    index,
-                    value: imp[index].widen(),
-                });
-            }
-        }
-        let amax = max_abs_finite(weights)?;
+        let amax = check_group(weights, importance)?;
         // An all-zero importance says nothing about which weights matter; treat it as uniform.
         let importance = importance.filter(|imp| imp.iter().any(|v| *v > T::zero()));
         // Dividing by the largest importance makes a constant importance exactly 1, so it
@@ -217,6 +200,30 @@ impl GroupStats {
     fn total(&self, p: &[f64]) -> f64 {
         p[p.len() - 1]
     }
+}
+
+/// Checks a group for fitting and returns `max|w|`: errors on an empty group, an importance
+/// slice of the wrong length or with a negative or non-finite value, or a non-finite weight
+/// (in that order).
+pub(crate) fn check_group<T: Real>(weights: &[T], importance: Option<&[T]>) -> Result<f64> {
+    if weights.is_empty() {
+        return Err(Error::EmptyTensor { rows: 0, cols: 0 });
+    }
+    if let Some(imp) = importance {
+        if imp.len() != weights.len() {
+            return Err(Error::InvalidImportance {
+                index: imp.len(),
+                value: f64::NAN,
+            });
+        }
+        if let Some(index) = imp.iter().position(|v| !(v.is_finite() && *v >= T::zero())) {
+            return Err(Error::InvalidImportance {
+                index,
+                value: imp[index].widen(),
+            });
+        }
+    }
+    max_abs_finite(weights)
 }
 
 /// `max|w|`, or the first non-finite weight as an error. Eight independent lanes and a
@@ -624,7 +631,7 @@ fn golden(mut lo: f64, mut hi: f64, steps: usize, f: impl Fn(f64) -> f64) -> (f6
 }
 
 /// The range of `u = -ln q` the search explores for `k` magnitudes.
-fn u_range(k: usize) -> (f64, f64) {
+pub(crate) fn u_range(k: usize) -> (f64, f64) {
     let u_lo = -ln(Q_MAX);
     let u_hi = (-ln(MIN_RANGE) / (k.max(2) - 1) as f64).min(-ln(Q_MIN));
     (u_lo, u_hi.max(u_lo * 2.0))

@@ -1,0 +1,862 @@
+//! Max-abs fits of small groups: sixteen candidate `q` scored per pass over the weights.
+//!
+//! Under [`ScaleRule::MaxAbs`](super::ScaleRule::MaxAbs) only `q` is fitted, at `a = max|w|`.
+//! For a group of a few dozen weights the sorted-atom scorer in `search` spends nearly all its
+//! time on per-candidate overhead (a binary search per threshold, branches, reductions), and
+//! its jagged error curve needs hundreds of candidates. Here one pass over the group's
+//! magnitudes scores sixteen candidates at once, one per lane: the level of a weight is found
+//! by branch-free threshold compares, which the compiler turns into SIMD selects.
+//!
+//! The search is a fixed coarse grid over `ln(−ln q)` (its level tables built once per family),
+//! then rounds that place new candidates evenly inside the brackets of the best local minima,
+//! narrowing them each round. Every sum is a plain `f32` add in weight order within its lane,
+//! so each instruction set computes the same bits and picks the same `q`.
+
+use alloc::vec::Vec;
+
+use super::search::u_range;
+use super::Family;
+use crate::float::math::exp;
+use crate::float::Real;
+
+/// Candidates scored per pass.
+pub(crate) const LANES: usize = 16;
+/// Groups up to this many weights take this path; larger ones are summarized by a histogram
+/// in `search`, which does not grow with the group.
+pub(crate) const MAX_WEIGHTS: usize = 1024;
+/// Families with up to this many magnitudes take this path (bits ≤ 6): the compares grow
+/// with the level count (bits ≤ 5 here); beyond it the sorted-atom scorer's `O(K log n)` wins.
+pub(crate) const MAX_MAGNITUDES: usize = 16;
+/// Decision thresholds of the largest family here (`K − 1` between magnitudes, one to zero).
+const MAX_CUTS: usize = MAX_MAGNITUDES;
+const _: () = assert!(
+    MAX_CUTS == 16,
+    "score_with dispatches cut counts 4, 8 and 16"
+);
+/// How the search spends its candidates.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Coarse grid points, a multiple of [`LANES`].
+    coarse: usize,
+    /// The grid is uniform in `ln(u + shift)`, `u = −ln q`: nearly logarithmic in `u` where
+    /// levels crowd near `q = 1`, nearly uniform in `u` (which moves every level by the same
+    /// relative amount) elsewhere.
+    shift: f64,
+    /// Refinement rounds: how many of the best brackets each round splits its sixteen lanes
+    /// between. Early rounds keep several valleys alive (small groups have many shallow
+    /// ones); later ones spend every lane on the best.
+    rounds: &'static [usize],
+}
+
+/// Tuned with `search_against_dense_scan` (below): 900 groups of 8–128 weights, 3–5 bits,
+/// three shapes; 2 of them end more than 0.5 % above a 10 000-point scan (worst 1.5 %).
+/// Most coarse grid points and most brackets any plan uses (stack buffers; the grid's local
+/// minima are a bit mask).
+const MAX_COARSE: usize = 128;
+const MAX_KEEP: usize = 8;
+
+const PLAN: Plan = Plan {
+    coarse: 96,
+    shift: 0.1,
+    rounds: &[4, 2, 1],
+};
+
+/// Sixteen candidates' level sets, lane-major so each compare covers all of them.
+#[derive(Clone)]
+struct Batch {
+    q: [f64; LANES],
+    /// The level below the first threshold (zero, or the smallest magnitude).
+    base: [f32; LANES],
+    /// `cut[j]`: the threshold between level `j` and `j + 1`, ascending in `j`.
+    cut: [[f32; LANES]; MAX_CUTS],
+    /// `above[j]`: level `j + 1`, taken by a magnitude above `cut[j]`.
+    above: [[f32; LANES]; MAX_CUTS],
+}
+
+impl Batch {
+    /// A batch whose candidates are yet to be set.
+    fn empty() -> Batch {
+        Batch {
+            q: [0.5; LANES],
+            base: [0.0; LANES],
+            // Thresholds past the family's last one stay +∞ (see `cut_count`).
+            cut: [[f32::INFINITY; LANES]; MAX_CUTS],
+            above: [[0.0; LANES]; MAX_CUTS],
+        }
+    }
+
+    /// Fills the level tables of the candidates `q` (unit scale: the top level is 1).
+    fn set(&mut self, family: &Family, q: [f64; LANES]) {
+        self.q = q;
+        // Scores only rank candidates, so the levels are built in `f32` (sixteen lanes, one
+        // vector): the few ulps they differ from the `f64` codebook's do not matter.
+        let q32 = q.map(|v| v as f32);
+        let offset = usize::from(family.has_zero());
+        let count = offset + family.magnitude_count();
+        // Ascending levels of every lane: zero (if any), then the magnitudes.
+        let mut levels = [[0.0f32; LANES]; MAX_MAGNITUDES + 1];
+        family.for_each_unit_lanes(&q32, |i, m| levels[offset + i] = *m);
+        let levels = &levels[..count];
+        self.base = levels[0];
+        for ((cut, above), pair) in self
+            .cut
+            .iter_mut()
+            .zip(&mut self.above)
+            .zip(levels.windows(2))
+        {
+            *above = pair[1];
+            for ((c, lo), hi) in cut.iter_mut().zip(&pair[0]).zip(&pair[1]) {
+                *c = (lo + hi) * 0.5;
+            }
+        }
+    }
+}
+
+/// Number of thresholds of a family (one between each pair of neighbouring levels), rounded
+/// up to 4, 8 or 16 so that the SIMD kernels can unroll over a constant count. The padding
+/// thresholds are +∞, which no magnitude exceeds.
+fn cut_count(family: &Family) -> usize {
+    (family.magnitude_count() - 1 + usize::from(family.has_zero()))
+        .next_power_of_two()
+        .max(4)
+}
+
+/// `Σ w_i (x_i − level(x_i))²` for each lane's candidate, where `level` is the level nearest
+/// to `x_i` (a magnitude exactly on a threshold may take either neighbour; both are equally
+/// far). With `WEIGHTED == false` every `w_i` is 1 and `w` is not read.
+#[inline(always)]
+fn score_lanes<const WEIGHTED: bool>(
+    batch: &Batch,
+    cuts: usize,
+    x: &[f32],
+    w: &[f32],
+) -> [f32; LANES] {
+    let mut acc = [0.0f32; LANES];
+    let cut = &batch.cut[..cuts];
+    let above = &batch.above[..cuts];
+    for (i, &xi) in x.iter().enumerate() {
+        let mut level = batch.base;
+        for (c, a) in cut.iter().zip(above) {
+            for lane in 0..LANES {
+                level[lane] = if xi > c[lane] { a[lane] } else { level[lane] };
+            }
+        }
+        for lane in 0..LANES {
+            let d = xi - level[lane];
+            // No `mul_add`: fused and unfused rounding differ, and every path must agree.
+            acc[lane] += if WEIGHTED { (d * d) * w[i] } else { d * d };
+        }
+    }
+    acc
+}
+
+fn score_portable(batch: &Batch, cuts: usize, x: &[f32], w: Option<&[f32]>) -> [f32; LANES] {
+    match w {
+        Some(w) => score_lanes::<true>(batch, cuts, x, w),
+        None => score_lanes::<false>(batch, cuts, x, &[]),
+    }
+}
+
+/// [`score_portable`] with AVX-512: one compare and one masked move per threshold cover all
+/// sixteen lanes, with the `CUTS` thresholds and levels held in registers across the whole
+/// group. Bit-identical to [`score_portable`]: the same operations in the same order.
+///
+/// # Safety
+/// The CPU must support AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn score_avx512<const CUTS: usize>(
+    batch: &Batch,
+    x: &[f32],
+    w: Option<&[f32]>,
+) -> [f32; LANES] {
+    use core::arch::x86_64::*;
+    // SAFETY (all loads): every row of `batch` holds `LANES` = 16 floats, and `CUTS` is at
+    // most `MAX_CUTS` (a const assertion in `score_with`'s callers' match).
+    let base = unsafe { _mm512_loadu_ps(batch.base.as_ptr()) };
+    let cut: [__m512; CUTS] =
+        core::array::from_fn(|j| unsafe { _mm512_loadu_ps(batch.cut[j].as_ptr()) });
+    let above: [__m512; CUTS] =
+        core::array::from_fn(|j| unsafe { _mm512_loadu_ps(batch.above[j].as_ptr()) });
+    let mut acc = _mm512_setzero_ps();
+    for (i, &xi) in x.iter().enumerate() {
+        let xv = _mm512_set1_ps(xi);
+        let mut level = base;
+        for j in 0..CUTS {
+            level = _mm512_mask_mov_ps(
+                level,
+                _mm512_cmp_ps_mask::<_CMP_GT_OQ>(xv, cut[j]),
+                above[j],
+            );
+        }
+        let d = _mm512_sub_ps(xv, level);
+        let mut e = _mm512_mul_ps(d, d);
+        if let Some(w) = w {
+            e = _mm512_mul_ps(e, _mm512_set1_ps(w[i]));
+        }
+        acc = _mm512_add_ps(acc, e);
+    }
+    let mut out = [0.0f32; LANES];
+    // SAFETY: `out` holds 16 floats.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
+    out
+}
+
+/// [`score_portable`] with AVX2, as two halves of eight lanes. Bit-identical to it.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn score_avx2(batch: &Batch, cuts: usize, x: &[f32], w: Option<&[f32]>) -> [f32; LANES] {
+    use core::arch::x86_64::*;
+    let mut out = [0.0f32; LANES];
+    for half in 0..2 {
+        let lane0 = half * 8;
+        let mut acc = _mm256_setzero_ps();
+        // SAFETY (all loads): every row of `batch` holds 16 floats, so `lane0 + 8` is in
+        // bounds, and `cuts` is at most `MAX_CUTS`.
+        let base = unsafe { _mm256_loadu_ps(batch.base.as_ptr().add(lane0)) };
+        for (i, &xi) in x.iter().enumerate() {
+            let xv = _mm256_set1_ps(xi);
+            let mut level = base;
+            for j in 0..cuts {
+                let cut = unsafe { _mm256_loadu_ps(batch.cut[j].as_ptr().add(lane0)) };
+                let above = unsafe { _mm256_loadu_ps(batch.above[j].as_ptr().add(lane0)) };
+                let mask = _mm256_cmp_ps::<_CMP_GT_OQ>(xv, cut);
+                level = _mm256_blendv_ps(level, above, mask);
+            }
+            let d = _mm256_sub_ps(xv, level);
+            let mut e = _mm256_mul_ps(d, d);
+            if let Some(w) = w {
+                e = _mm256_mul_ps(e, _mm256_set1_ps(w[i]));
+            }
+            acc = _mm256_add_ps(acc, e);
+        }
+        // SAFETY: `out` holds 16 floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(lane0), acc) };
+    }
+    out
+}
+
+/// Scores a batch on the fastest path the CPU has; every path returns the same bits.
+fn score(batch: &Batch, cuts: usize, x: &[f32], w: Option<&[f32]>) -> [f32; LANES] {
+    score_with(crate::kernels::Isa::detect(), batch, cuts, x, w)
+}
+
+fn score_with(
+    isa: crate::kernels::Isa,
+    batch: &Batch,
+    cuts: usize,
+    x: &[f32],
+    w: Option<&[f32]>,
+) -> [f32; LANES] {
+    use crate::kernels::Isa;
+    match (isa, cuts) {
+        // SAFETY: `Isa::Avx512` is only detected on CPUs with AVX-512 F/BW/VL, AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 4) => unsafe { score_avx512::<4>(batch, x, w) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 8) => unsafe { score_avx512::<8>(batch, x, w) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 16) => unsafe { score_avx512::<16>(batch, x, w) },
+        // SAFETY: `Isa::Avx2` is only detected on CPUs with AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, _) => unsafe { score_avx2(batch, cuts, x, w) },
+        _ => score_portable(batch, cuts, x, w),
+    }
+}
+
+/// Fixed-point scale of the integer kernel: magnitudes in `[0, 1]` become `[0, 32767]`.
+const FIX: f64 = 32767.0;
+
+/// A [`Batch`] in 16-bit fixed point for the coarse grid, each candidate's entry repeated in
+/// two neighbouring lanes so that one step covers two weights: a 512-bit compare then decides
+/// 32 (candidate, weight) pairs, twice the `f32` kernel's 16, and `vpmaddwd` adds the two
+/// weights' squared errors into the candidate's 32-bit lane. Scores are approximate (levels
+/// and thresholds rounded to 1/32767 of `max|w|`), which is all choosing brackets needs;
+/// refinement scores in `f32`.
+#[derive(Clone)]
+struct FixedBatch {
+    base: [i16; 2 * LANES],
+    cut: [[i16; 2 * LANES]; MAX_CUTS],
+    above: [[i16; 2 * LANES]; MAX_CUTS],
+}
+
+impl FixedBatch {
+    fn new(batch: &Batch) -> FixedBatch {
+        // Levels are in [0, 1] (+∞ for padding, which saturates to 32767): adding ½ and
+        // truncating rounds, with no libm call.
+        let fix = |v: f32| (f64::from(v) * FIX + 0.5).clamp(0.0, FIX) as i16;
+        let pair =
+            |row: &[f32; LANES]| -> [i16; 2 * LANES] { core::array::from_fn(|i| fix(row[i / 2])) };
+        FixedBatch {
+            base: pair(&batch.base),
+            // An infinite (padding) threshold saturates to 32767, which no magnitude exceeds.
+            cut: batch.cut.map(|row| pair(&row)),
+            above: batch.above.map(|row| pair(&row)),
+        }
+    }
+}
+
+/// Two magnitudes in fixed point, the first in the low half: one 32-bit broadcast puts them in
+/// alternate 16-bit lanes. An odd count is padded with 1.0, which sits on the top level and
+/// adds nothing.
+fn fixed_pairs(x: &[f32], out: &mut [u32]) {
+    // `x` is in [0, 1], so adding ½ and truncating rounds (no libm call).
+    let fix = |v: f32| (v * FIX as f32 + 0.5) as u32;
+    for (o, p) in out.iter_mut().zip(x.chunks(2)) {
+        let hi = p.get(1).map_or(FIX as u32, |&v| fix(v));
+        *o = fix(p[0]) | (hi << 16);
+    }
+}
+
+/// The integer kernel's reference: per candidate and pair, `d0² + d1²` in `i32` (no overflow:
+/// `|d| ≤ 32767`), converted to `f32` and added in pair order.
+fn score_fixed_portable(batch: &FixedBatch, cuts: usize, pairs: &[u32]) -> [f32; LANES] {
+    let mut acc = [0.0f32; LANES];
+    for &pair in pairs {
+        for (lane, acc) in acc.iter_mut().enumerate() {
+            let mut sum = 0i32;
+            for half in 0..2 {
+                let i = 2 * lane + half;
+                let x = (pair >> (16 * half)) as u16 as i16;
+                let mut level = batch.base[i];
+                for j in 0..cuts {
+                    if x > batch.cut[j][i] {
+                        level = batch.above[j][i];
+                    }
+                }
+                let d = i32::from(x) - i32::from(level);
+                sum += d * d;
+            }
+            *acc += sum as f32;
+        }
+    }
+    acc
+}
+
+/// [`score_fixed_portable`] with AVX-512 BW; bit-identical to it.
+///
+/// # Safety
+/// The CPU must support AVX-512 F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn score_fixed_avx512<const CUTS: usize>(batch: &FixedBatch, pairs: &[u32]) -> [f32; LANES] {
+    use core::arch::x86_64::*;
+    // SAFETY (all loads): every row of `batch` holds 32 `i16`, 64 bytes; `CUTS <= MAX_CUTS`.
+    let load = |row: &[i16; 2 * LANES]| unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+    let base = load(&batch.base);
+    let cut: [__m512i; CUTS] = core::array::from_fn(|j| load(&batch.cut[j]));
+    let above: [__m512i; CUTS] = core::array::from_fn(|j| load(&batch.above[j]));
+    let mut acc = _mm512_setzero_ps();
+    for &pair in pairs {
+        let xv = _mm512_set1_epi32(pair as i32);
+        let mut level = base;
+        for j in 0..CUTS {
+            level = _mm512_mask_mov_epi16(level, _mm512_cmpgt_epi16_mask(xv, cut[j]), above[j]);
+        }
+        let d = _mm512_sub_epi16(xv, level);
+        acc = _mm512_add_ps(acc, _mm512_cvtepi32_ps(_mm512_madd_epi16(d, d)));
+    }
+    let mut out = [0.0f32; LANES];
+    // SAFETY: `out` holds 16 floats.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
+    out
+}
+
+/// [`score_fixed_portable`] with AVX2, as two halves of eight candidates; bit-identical to it.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn score_fixed_avx2(batch: &FixedBatch, cuts: usize, pairs: &[u32]) -> [f32; LANES] {
+    use core::arch::x86_64::*;
+    let mut out = [0.0f32; LANES];
+    for half in 0..2 {
+        // SAFETY (all loads): rows hold 32 `i16`; `16 * half + 16 <= 32`.
+        let load = |row: &[i16; 2 * LANES]| unsafe {
+            _mm256_loadu_si256(row.as_ptr().add(16 * half).cast())
+        };
+        let base = load(&batch.base);
+        let mut acc = _mm256_setzero_ps();
+        for &pair in pairs {
+            let xv = _mm256_set1_epi32(pair as i32);
+            let mut level = base;
+            for j in 0..cuts {
+                let mask = _mm256_cmpgt_epi16(xv, load(&batch.cut[j]));
+                level = _mm256_blendv_epi8(level, load(&batch.above[j]), mask);
+            }
+            let d = _mm256_sub_epi16(xv, level);
+            acc = _mm256_add_ps(acc, _mm256_cvtepi32_ps(_mm256_madd_epi16(d, d)));
+        }
+        // SAFETY: `out` holds 16 floats; this half writes 8 of them.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * half), acc) };
+    }
+    out
+}
+
+fn score_fixed_with(
+    isa: crate::kernels::Isa,
+    batch: &FixedBatch,
+    cuts: usize,
+    pairs: &[u32],
+) -> [f32; LANES] {
+    use crate::kernels::Isa;
+    match (isa, cuts) {
+        // SAFETY: `Isa::Avx512` is only detected on CPUs with AVX-512 F/BW/VL.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 4) => unsafe { score_fixed_avx512::<4>(batch, pairs) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 8) => unsafe { score_fixed_avx512::<8>(batch, pairs) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 16) => unsafe { score_fixed_avx512::<16>(batch, pairs) },
+        // SAFETY: `Isa::Avx2` is only detected on CPUs with AVX2.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, _) => unsafe { score_fixed_avx2(batch, cuts, pairs) },
+        _ => score_fixed_portable(batch, cuts, pairs),
+    }
+}
+
+/// The coarse grid of one family: candidate `q`s and their level tables.
+pub(crate) struct Grid {
+    q: Vec<f64>,
+    batches: Vec<Batch>,
+    fixed: Vec<FixedBatch>,
+}
+
+impl Grid {
+    fn new(family: &Family, plan: &Plan) -> Grid {
+        let (u_lo, u_hi) = u_range(family.magnitude_count());
+        let ln = crate::float::math::ln;
+        let (l_lo, l_hi) = (ln(u_lo + plan.shift), ln(u_hi + plan.shift));
+        let step = (l_hi - l_lo) / (plan.coarse - 1) as f64;
+        let q: Vec<f64> = (0..plan.coarse)
+            .map(|i| exp(-(exp(l_lo + step * i as f64) - plan.shift)))
+            .collect();
+        let batches: Vec<Batch> = q
+            .chunks_exact(LANES)
+            .map(|chunk| {
+                let mut batch = Batch::empty();
+                batch.set(family, chunk.try_into().expect("chunks of LANES"));
+                batch
+            })
+            .collect();
+        let fixed = batches.iter().map(FixedBatch::new).collect();
+        Grid { q, batches, fixed }
+    }
+}
+
+/// Runs `f` with the coarse grid of `family`: built once per family and kept for the process
+/// under `std`, built per call without it.
+fn with_grid<R>(family: &Family, f: impl FnOnce(&Grid) -> R) -> R {
+    #[cfg(feature = "std")]
+    {
+        use std::sync::OnceLock;
+        // One slot per (bits, zero level): the only things a max-abs grid depends on.
+        static GRIDS: [OnceLock<Grid>; 16] = [const { OnceLock::new() }; 16];
+        let slot = usize::from(family.bits - 1) * 2 + usize::from(family.has_zero());
+        f(GRIDS[slot].get_or_init(|| Grid::new(family, &PLAN)))
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        f(&Grid::new(family, &PLAN))
+    }
+}
+
+/// A bracket around a local minimum: its best point and score, and the interval in `q` still
+/// worth searching.
+#[derive(Clone, Copy)]
+struct Bracket {
+    q: f64,
+    score: f32,
+    lo: f64,
+    hi: f64,
+}
+
+/// The `q` in `(0, 1)` that minimizes `Σ w_i (x_i − Q(x_i))²` at unit scale, for magnitudes
+/// `x` already divided by `max|w|` (so in `[0, 1]`) and optional weights `w` (same length).
+///
+/// `family` must use `q` and have at most [`MAX_MAGNITUDES`] magnitudes.
+pub(crate) fn max_abs_q(family: &Family, x: &[f32], w: Option<&[f32]>) -> f64 {
+    debug_assert!(family.uses_q() && family.magnitude_count() <= MAX_MAGNITUDES);
+    with_grid(family, |grid| search(family, grid, PLAN.rounds, x, w))
+}
+
+fn search(family: &Family, grid: &Grid, rounds: &[usize], x: &[f32], w: Option<&[f32]>) -> f64 {
+    let cuts = cut_count(family);
+    let mut scores = [0.0f32; MAX_COARSE];
+    let scores = &mut scores[..grid.q.len()];
+    if w.is_none() {
+        let mut pairs_stack = [0u32; MAX_WEIGHTS.div_ceil(2)];
+        let pairs = &mut pairs_stack[..x.len().div_ceil(2)];
+        fixed_pairs(x, pairs);
+        let isa = crate::kernels::Isa::detect();
+        for (batch, out) in grid.fixed.iter().zip(scores.chunks_exact_mut(LANES)) {
+            out.copy_from_slice(&score_fixed_with(isa, batch, cuts, pairs));
+        }
+    } else {
+        // Importances do not fit the integer kernel's paired sums.
+        for (batch, out) in grid.batches.iter().zip(scores.chunks_exact_mut(LANES)) {
+            out.copy_from_slice(&score(batch, cuts, x, w));
+        }
+    }
+    let (mut brackets, mut kept) = coarse_minima(&grid.q, scores, rounds[0]);
+    // Coarse scores may be approximate: each bracket's centre is scored again, exactly, in the
+    // first round, and only exact scores are compared from then on.
+    for bracket in &mut brackets[..kept] {
+        bracket.score = f32::INFINITY;
+    }
+    let mut batch = Batch::empty();
+    for (round, &keep) in rounds.iter().enumerate() {
+        kept = kept.min(keep);
+        let per = LANES / kept;
+        let with_centre = usize::from(round == 0);
+        // The points split each bracket's interval evenly; spare lanes (when `kept` does not
+        // divide 16) repeat the best point.
+        let parts = per + 1 - with_centre;
+        let mut q = [brackets[0].q; LANES];
+        let inv_parts = 1.0 / parts as f64;
+        for (b, bracket) in brackets[..kept].iter().enumerate() {
+            let step = (bracket.hi - bracket.lo) * inv_parts;
+            for j in 0..per - with_centre {
+                q[b * per + with_centre + j] = bracket.lo + step * (j + 1) as f64;
+            }
+            if with_centre == 1 {
+                q[b * per] = bracket.q;
+            }
+        }
+        batch.set(family, q);
+        let scores = score(&batch, cuts, x, w);
+        for (b, bracket) in brackets[..kept].iter_mut().enumerate() {
+            let step = (bracket.hi - bracket.lo) * inv_parts;
+            // Selects, not branches: which lane wins is unpredictable.
+            let (mut best, mut best_lane) = (bracket.score, usize::MAX);
+            for (lane, &s) in scores.iter().enumerate().skip(b * per).take(per) {
+                let take = s < best;
+                best = if take { s } else { best };
+                best_lane = if take { lane } else { best_lane };
+            }
+            if best_lane != usize::MAX {
+                bracket.score = best;
+                bracket.q = q[best_lane];
+            }
+            // The minimum lies within one step of the best point seen.
+            bracket.lo = (bracket.q - step).max(bracket.lo);
+            bracket.hi = (bracket.q + step).min(bracket.hi);
+        }
+        sort_brackets(&mut brackets[..kept]);
+    }
+    brackets[0].q
+}
+
+/// [`max_abs_q`] for a group of weights (and importances) with `max|w| = amax > 0`, both
+/// already checked (finite weights; finite, non-negative importances of the right length).
+pub(crate) fn fit_max_abs<T: Real>(
+    family: &Family,
+    weights: &[T],
+    importance: Option<&[T]>,
+    amax: f64,
+) -> f64 {
+    // Small groups (the common per-group case) stay on the stack.
+    const STACK: usize = 64;
+    let n = weights.len();
+    let mut x_stack = [0.0f32; STACK];
+    let mut w_stack = [0.0f32; STACK];
+    let (mut x_heap, mut w_heap) = (Vec::new(), Vec::new());
+    let (x, w): (&mut [f32], &mut [f32]) = if n <= STACK {
+        (&mut x_stack[..n], &mut w_stack[..n])
+    } else {
+        x_heap.resize(n, 0.0);
+        w_heap.resize(if importance.is_some() { n } else { 0 }, 0.0);
+        (&mut x_heap, &mut w_heap)
+    };
+    let inv = 1.0 / amax;
+    for (xi, wi) in x.iter_mut().zip(weights) {
+        *xi = (wi.widen().abs() * inv) as f32;
+    }
+    // As in `search`: an all-zero importance says nothing and counts as uniform; dividing by
+    // the largest one keeps a constant importance exactly 1.
+    let importance = importance.filter(|imp| imp.iter().any(|v| *v > T::zero()));
+    let w = importance.map(|imp| {
+        let max = imp.iter().fold(0.0f64, |m, v| m.max(v.widen()));
+        let w = &mut w[..n];
+        for (wi, v) in w.iter_mut().zip(imp) {
+            *wi = (v.widen() / max) as f32;
+        }
+        &*w
+    });
+    max_abs_q(family, x, w)
+}
+
+/// Whether `l` ranks before `r`: lower score, then (a tie) smaller `q`, so the order is fully
+/// determined.
+fn precedes(l: &Bracket, r: &Bracket) -> bool {
+    l.score
+        .total_cmp(&r.score)
+        .then(l.q.total_cmp(&r.q))
+        .is_lt()
+}
+
+/// Best first (see [`precedes`]).
+fn sort_brackets(brackets: &mut [Bracket]) {
+    brackets.sort_unstable_by(|l, r| l.score.total_cmp(&r.score).then(l.q.total_cmp(&r.q)));
+}
+
+/// The local minima of the coarse grid as brackets reaching to the neighbouring grid points,
+/// best first: the first `min(keep, MAX_KEEP, minima)` entries, and that count.
+fn coarse_minima(q: &[f64], scores: &[f32], keep: usize) -> ([Bracket; MAX_KEEP], usize) {
+    let n = q.len();
+    let mut best = [Bracket {
+        q: 0.5,
+        score: f32::INFINITY,
+        lo: 0.5,
+        hi: 0.5,
+    }; MAX_KEEP];
+    let keep = keep.min(MAX_KEEP);
+    let mut kept = 0;
+    // The local minima's indices, gathered without branches (which the jagged scores of small
+    // groups would mispredict); only these few are then ranked.
+    let mut minima = 0u128;
+    for i in 0..n {
+        let s = scores[i];
+        let left = if i > 0 { scores[i - 1] } else { s };
+        let right = if i + 1 < n { scores[i + 1] } else { s };
+        minima |= u128::from(s <= left && s <= right) << i;
+    }
+    while minima != 0 {
+        let i = minima.trailing_zeros() as usize;
+        minima &= minima - 1;
+        let s = scores[i];
+        // `q` falls as the grid index grows.
+        let candidate = Bracket {
+            q: q[i],
+            score: s,
+            hi: q[i.saturating_sub(1)],
+            lo: q[(i + 1).min(n - 1)],
+        };
+        // Insertion into the sorted top `keep`.
+        let mut pos = kept;
+        while pos > 0 && precedes(&candidate, &best[pos - 1]) {
+            pos -= 1;
+        }
+        if pos < keep {
+            kept = (kept + 1).min(keep);
+            best.copy_within(pos..kept - 1, pos + 1);
+            best[pos] = candidate;
+        }
+    }
+    (best, kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discretize::Scheme;
+    use crate::kernels::Isa;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use std::println;
+
+    fn lcg(seed: u64) -> impl FnMut() -> f64 {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// Magnitudes normalized by their maximum, from a mix of shapes (Gaussian-like, heavy
+    /// tails, clusters).
+    fn group(seed: u64, n: usize) -> Vec<f32> {
+        let mut r = lcg(seed);
+        let kind = seed % 3;
+        let raw: Vec<f64> = (0..n)
+            .map(|_| match kind {
+                0 => (0..4).map(|_| r() - 0.5).sum::<f64>(),
+                1 => {
+                    let u = r().max(1e-12);
+                    -u.ln() * if r() < 0.5 { -1.0 } else { 1.0 }
+                }
+                _ => (r() * 4.0).floor() * 0.25 + r() * 0.01,
+            })
+            .collect();
+        let m = raw.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        raw.iter().map(|v| (v.abs() / m) as f32).collect()
+    }
+
+    /// The exact (f64) squared error of `x` against the family's levels at `q`.
+    fn sse(family: &Family, q: f64, x: &[f32]) -> f64 {
+        let mut levels = [0.0f64; 129];
+        let zero = usize::from(family.has_zero());
+        family.for_each_unit(q, |i, c| levels[zero + i] = c);
+        let levels = &levels[..zero + family.magnitude_count()];
+        x.iter()
+            .map(|&v| {
+                let v = f64::from(v);
+                levels
+                    .iter()
+                    .map(|l| (v - l) * (v - l))
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn every_isa_scores_the_same_bits() {
+        // 3, 4 and 5 bits (with and without zero) cover the 4-, 8- and 16-threshold kernels.
+        for bits in 3..=5u8 {
+            for zero in [true, false] {
+                let family = Family::new(Scheme::Exponential, bits, zero).unwrap();
+                let mut q = [0.0; LANES];
+                for (i, v) in q.iter_mut().enumerate() {
+                    *v = 0.3 + 0.04 * i as f64;
+                }
+                let mut batch = Batch::empty();
+                batch.set(&family, q);
+                let cuts = cut_count(&family);
+                for seed in 0..20 {
+                    let x = group(seed, 5 + seed as usize * 13);
+                    let w: Vec<f32> = group(seed + 100, x.len());
+                    for weights in [None, Some(&w[..])] {
+                        let fixed = FixedBatch::new(&batch);
+                        let mut pairs = vec![0u32; x.len().div_ceil(2)];
+                        fixed_pairs(&x, &mut pairs);
+                        let fixed_reference = score_fixed_with(Isa::Scalar, &fixed, cuts, &pairs);
+                        let reference = score_with(Isa::Scalar, &batch, cuts, &x, weights);
+                        for isa in [Isa::Swar, Isa::Avx2, Isa::Avx512] {
+                            if isa.is_available() {
+                                let got = score_with(isa, &batch, cuts, &x, weights);
+                                assert_eq!(
+                                    got.map(f32::to_bits),
+                                    reference.map(f32::to_bits),
+                                    "{isa:?} bits {bits} zero {zero} seed {seed}"
+                                );
+                                let got = score_fixed_with(isa, &fixed, cuts, &pairs);
+                                assert_eq!(
+                                    got.map(f32::to_bits),
+                                    fixed_reference.map(f32::to_bits),
+                                    "fixed point, {isa:?} bits {bits} zero {zero} seed {seed}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scores_are_the_squared_error_to_the_nearest_level() {
+        for bits in 2..=5u8 {
+            for zero in [true, false] {
+                let family = Family::new(Scheme::Exponential, bits, zero).unwrap();
+                let mut q = [0.0; LANES];
+                for (i, v) in q.iter_mut().enumerate() {
+                    *v = 0.05 + 0.06 * i as f64;
+                }
+                let mut batch = Batch::empty();
+                batch.set(&family, q);
+                let x = group(u64::from(bits), 200);
+                let got = score(&batch, cut_count(&family), &x, None);
+                for lane in 0..LANES {
+                    let exact = sse(&family, q[lane], &x);
+                    let tolerance = 1e-5 * exact + 1e-9;
+                    assert!(
+                        (f64::from(got[lane]) - exact).abs() <= tolerance,
+                        "bits {bits} zero {zero} q {}: {} vs {exact}",
+                        q[lane],
+                        got[lane]
+                    );
+                }
+            }
+        }
+    }
+
+    /// Prints how close the search gets to a dense scan; `cargo test --lib lanes -- --ignored
+    /// --nocapture` while tuning the grid and the rounds.
+    #[test]
+    #[ignore]
+    fn search_against_dense_scan() {
+        let plans: &[Plan] = &[
+            PLAN,
+            Plan {
+                coarse: 128,
+                shift: 0.1,
+                rounds: &[4, 2, 1],
+            },
+            Plan {
+                coarse: 112,
+                shift: 0.1,
+                rounds: &[4, 2, 1],
+            },
+            Plan {
+                coarse: 128,
+                shift: 0.1,
+                rounds: &[4, 2],
+            },
+            Plan {
+                coarse: 128,
+                shift: 0.15,
+                rounds: &[4, 2, 1],
+            },
+            Plan {
+                coarse: 128,
+                shift: 0.1,
+                rounds: &[4, 1],
+            },
+        ];
+        let cases: Vec<(Family, Vec<f32>, f64)> = [3u8, 4, 5]
+            .iter()
+            .flat_map(|&bits| [true, false].map(move |zero| (bits, zero)))
+            .flat_map(|(bits, zero)| {
+                let family = Family::new(Scheme::Exponential, bits, zero).unwrap();
+                (0..150u64).map(move |seed| {
+                    let n = [8, 16, 32, 64, 128][seed as usize % 5];
+                    let x = group(seed + 1000 * u64::from(bits), n);
+                    let brute = (1..10000)
+                        .map(|i| sse(&family, 0.02 + 0.975 * i as f64 / 10000.0, &x))
+                        .fold(f64::INFINITY, f64::min);
+                    (family, x, brute)
+                })
+            })
+            .collect();
+        for plan in plans {
+            let mut worst = [0.0f64; 3];
+            let (mut total, mut over) = (0.0, 0);
+            let mut grids = std::collections::HashMap::new();
+            for (i, (family, x, brute)) in cases.iter().enumerate() {
+                let grid = grids
+                    .entry((family.bits, family.zero_level))
+                    .or_insert_with(|| Grid::new(family, plan));
+                let q = search(family, grid, plan.rounds, x, None);
+                let ratio = (sse(family, q, x) + 1e-12) / (brute + 1e-12);
+                let kind = (i % 150) % 3;
+                worst[kind] = worst[kind].max(ratio);
+                if ratio > 1.005 {
+                    println!(
+                        "   bits {} zero {} n {} kind {kind}: {ratio:.4}",
+                        family.bits,
+                        family.zero_level,
+                        x.len()
+                    );
+                }
+                total += ratio;
+                over += usize::from(ratio > 1.005);
+            }
+            let batches = plan.coarse / LANES + plan.rounds.len();
+            println!(
+                "{plan:?} ({batches} batches): worst by kind {worst:.4?}, mean {:.5}, over 0.5 %: {over}/{}",
+                total / cases.len() as f64,
+                cases.len()
+            );
+        }
+    }
+}
