@@ -100,7 +100,7 @@ fn dequantize(c: &mut Criterion) {
     });
     let levels: Vec<Vec<f32>> = q.codebooks().map(|cb| cb.levels().to_vec()).collect();
     let rb = q.row_bytes();
-    for isa in [Isa::Scalar, Isa::Swar, Isa::Avx2, Isa::Avx512] {
+    for isa in [Isa::Scalar, Isa::Swar, Isa::Avx2, Isa::Avx512, Isa::Neon] {
         if !isa.is_available() {
             continue;
         }
@@ -122,6 +122,7 @@ fn dequantize(c: &mut Criterion) {
 /// The f32 GEMV baseline: four rows at a time share each load of `x`, two 16-wide
 /// accumulators per row (AVX-512 FMA; AVX2 FMA with 8-wide ones; plain loop elsewhere).
 fn gemv_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    assert_eq!(y.len(), rows);
     #[cfg(target_arch = "x86_64")]
     {
         if Isa::Avx512.is_available() && cols.is_multiple_of(32) && rows.is_multiple_of(4) {

@@ -11,7 +11,7 @@ use expquant::{quantize, Codebook, Config};
 
 /// The paths to compare with the reference on this machine.
 fn fast_paths() -> Vec<Isa> {
-    [Isa::Swar, Isa::Avx2, Isa::Avx512]
+    [Isa::Swar, Isa::Avx2, Isa::Avx512, Isa::Neon]
         .into_iter()
         .filter(|i| i.is_available())
         .collect()
@@ -39,7 +39,28 @@ fn the_simd_paths_run_here() {
         assert_eq!(Isa::detect(), expected);
         println!("detected {:?}", Isa::detect());
     }
+    // Every AArch64 target with `neon` (all the hosted ones) takes the NEON path.
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    assert_eq!(Isa::detect(), Isa::Neon);
     assert!(Isa::detect() >= Isa::Swar);
+}
+
+/// `Neon` sorts above `Avx2`, but neither is ever available on the other's architecture, and
+/// asking for one there falls back to the portable path rather than running foreign code.
+#[test]
+fn no_path_of_another_architecture_is_available() {
+    assert!(Isa::Scalar.is_available() && Isa::Swar.is_available());
+    if !cfg!(target_arch = "x86_64") {
+        assert!(!Isa::Avx2.is_available() && !Isa::Avx512.is_available());
+    }
+    if !cfg!(target_arch = "aarch64") {
+        assert!(!Isa::Neon.is_available());
+    }
+    let levels = [-1.0f32, 0.0, 1.0];
+    for isa in [Isa::Avx2, Isa::Avx512, Isa::Neon] {
+        let y = kernels::dot_with(isa, 2, &[0b10_01_00_01], &levels, &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(y.unwrap(), 2.0, "{isa:?}");
+    }
 }
 
 fn random_codes(rng: &mut Rng, n: usize, bits: u8) -> Vec<u8> {
@@ -222,6 +243,52 @@ fn dot_products_match_the_reference_within_summation_error() {
                     close(fast, reference, magnitude),
                     "{isa:?} bits={bits} n={n}: {fast} vs {reference}"
                 );
+            }
+        }
+    }
+}
+
+/// Codebooks smaller than their code width allows (an 8-bit stream over 5 levels, a 6-bit one
+/// over 17): the table kernels pick their lookup by the number of levels, not by the width,
+/// so every size around 16, 32 and 64 levels is checked at several widths.
+#[test]
+fn small_codebooks_at_wide_widths_match_the_reference() {
+    let mut rng = Rng::new(6);
+    for bits in [3u8, 5, 6, 7, 8] {
+        for count in [1usize, 2, 5, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 200] {
+            if count > 1 << bits {
+                continue;
+            }
+            let levels = random_levels(&mut rng, count);
+            for n in [0usize, 1, 15, 16, 17, 31, 32, 33, 47, 100, 1000] {
+                let codes: Vec<u8> = (0..n)
+                    .map(|_| (rng.next_u64() % levels.len() as u64) as u8)
+                    .collect();
+                let packed = pack::pack_to_vec(&codes, bits).unwrap();
+                let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+                let mut reference = vec![0.0f32; n];
+                kernels::decode_with(Isa::Scalar, bits, &packed, &levels, &mut reference).unwrap();
+                let dot = kernels::dot_with(Isa::Scalar, bits, &packed, &levels, &x).unwrap();
+                let magnitude: f64 = codes
+                    .iter()
+                    .zip(&x)
+                    .map(|(&c, &xi)| f64::from(levels[c as usize] * xi).abs())
+                    .sum();
+                for isa in fast_paths() {
+                    let mut out = vec![f32::NAN; n];
+                    kernels::decode_with(isa, bits, &packed, &levels, &mut out).unwrap();
+                    assert!(
+                        out.iter()
+                            .zip(&reference)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{isa:?} bits={bits} levels={count} n={n}"
+                    );
+                    let fast = kernels::dot_with(isa, bits, &packed, &levels, &x).unwrap();
+                    assert!(
+                        close(fast, dot, magnitude),
+                        "{isa:?} bits={bits} levels={count} n={n}: {fast} vs {dot}"
+                    );
+                }
             }
         }
     }

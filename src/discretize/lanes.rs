@@ -251,6 +251,7 @@ fn score_with(
     x: &[f32],
     w: Option<&[f32]>,
 ) -> [f32; LANES] {
+    #[cfg(target_arch = "x86_64")]
     use crate::kernels::Isa;
     match (isa, cuts) {
         // SAFETY: `Isa::Avx512` is only detected on CPUs with AVX-512 F/BW/VL, AVX2 and FMA.
@@ -405,6 +406,7 @@ fn score_fixed_with(
     cuts: usize,
     pairs: &[u32],
 ) -> [f32; LANES] {
+    #[cfg(target_arch = "x86_64")]
     use crate::kernels::Isa;
     match (isa, cuts) {
         // SAFETY: `Isa::Avx512` is only detected on CPUs with AVX-512 F/BW/VL.

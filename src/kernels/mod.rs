@@ -5,9 +5,10 @@
 //! Each kernel has a plain scalar reference ([`Isa::Scalar`]: loops over `code_at`, kept as
 //! the definition every faster path is tested against), a portable word-at-a-time path
 //! ([`Isa::Swar`]: codes unpacked eight per `u64`, then a table lookup; `no_std` and every
-//! target), and on x86-64 an AVX2 + FMA and an AVX-512 path, one file per instruction set.
-//! [`Isa::detect`] decides once: with `std`, by runtime detection (cached in an atomic);
-//! without it, by the target features the crate was compiled with.
+//! target), on x86-64 an AVX2 + FMA and an AVX-512 path, and on AArch64 a NEON path, one file
+//! per instruction set. [`Isa::detect`] decides once: with `std`, by runtime detection (cached
+//! in an atomic); without it, by the target features the crate was compiled with. NEON is a
+//! baseline feature of the AArch64 targets that enable it, so there the target decides.
 //!
 //! # Numbers
 //! Decoding and encoding are exact: every path writes the same floats and the same codes.
@@ -21,6 +22,8 @@ use crate::codebook::Codebook;
 use crate::error::{Error, Result};
 use crate::pack::{self, code_at};
 
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod aarch64_neon;
 pub(crate) mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
@@ -113,7 +116,9 @@ fn check_codes(bits: u8, packed: &[u8], n: usize, levels: &[f32]) -> Result<()> 
 }
 
 /// A code path: the scalar reference, the portable word-at-a-time path, or a SIMD
-/// instruction set. Ordered from slowest to fastest.
+/// instruction set. Ordered from slowest to fastest within one architecture (`Scalar < Swar <
+/// Avx2 < Avx512` on x86-64, `Scalar < Swar < Neon` on AArch64); a path of another
+/// architecture is never [available](Isa::is_available), whatever its place in the order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Isa {
     /// The reference loops, one code at a time.
@@ -124,6 +129,8 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512 F, BW and VL (with AVX2 and FMA).
     Avx512,
+    /// AArch64 Advanced SIMD (NEON).
+    Neon,
 }
 
 /// 0 until detection ran, then `1 + Isa as u8`.
@@ -141,13 +148,21 @@ impl Isa {
             2 => Isa::Swar,
             3 => Isa::Avx2,
             4 => Isa::Avx512,
+            5 => Isa::Neon,
             _ => Isa::Scalar,
         }
     }
 
     /// Whether this CPU runs the path.
     pub fn is_available(self) -> bool {
-        self <= Isa::detect()
+        // The order only ranks paths of one architecture: Neon sorts above Avx2, yet an
+        // AArch64 CPU does not run AVX2.
+        let this_arch = match self {
+            Isa::Scalar | Isa::Swar => true,
+            Isa::Avx2 | Isa::Avx512 => cfg!(target_arch = "x86_64"),
+            Isa::Neon => cfg!(all(target_arch = "aarch64", target_feature = "neon")),
+        };
+        this_arch && self <= Isa::detect()
     }
 
     /// `self` if the CPU runs it, else the portable path.
@@ -187,6 +202,10 @@ fn probe() -> Isa {
         if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
             return Isa::Avx2;
         }
+    }
+    // Every AArch64 CPU a `neon` target runs on has it: nothing to detect.
+    if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
+        return Isa::Neon;
     }
     Isa::Swar
 }
@@ -351,6 +370,17 @@ pub(crate) fn decode_span(
             _ => {}
         }
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if isa == Isa::Neon {
+        let (bytes, v) = (&row[byte..], &table.v);
+        // SAFETY (all arms): the target has NEON; `row` holds the span's bytes.
+        match bits {
+            4 => return unsafe { aarch64_neon::decode_packed::<4>(bytes, v, rest) },
+            2 => return unsafe { aarch64_neon::decode_packed::<2>(bytes, v, rest) },
+            1 => return unsafe { aarch64_neon::decode_packed::<1>(bytes, v, rest) },
+            _ => {}
+        }
+    }
     let mut codes = [0u8; CHUNK];
     for chunk in rest.chunks_mut(CHUNK) {
         let nb = pack::packed_len(chunk.len(), bits).unwrap_or(0);
@@ -394,6 +424,17 @@ pub(crate) fn dot_span(
         // SAFETY: AVX-512 and VBMI were detected; `row` holds the span's bytes.
         return acc + unsafe { x86_avx512::dot8_vbmi(&row[byte..], &table.v, rest) };
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if isa == Isa::Neon {
+        let (bytes, v) = (&row[byte..], &table.v);
+        // SAFETY (all arms): the target has NEON; `row` holds the span's bytes.
+        match bits {
+            4 => return acc + unsafe { aarch64_neon::dot_packed::<4>(bytes, v, rest) },
+            2 => return acc + unsafe { aarch64_neon::dot_packed::<2>(bytes, v, rest) },
+            1 => return acc + unsafe { aarch64_neon::dot_packed::<1>(bytes, v, rest) },
+            _ => {}
+        }
+    }
     let mut codes = [0u8; CHUNK];
     for chunk in rest.chunks(CHUNK) {
         let nb = pack::packed_len(chunk.len(), bits).unwrap_or(0);
@@ -413,6 +454,12 @@ fn lut(isa: Isa, codes: &[u8], table: &Table, out: &mut [f32]) {
         // SAFETY: AVX2 and FMA were detected; `codes` and `out` have the same length.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86_avx2::lut(codes, &table.v, table.len, out) },
+        // Past 64 levels the table no longer fits four registers per byte plane.
+        // SAFETY: the target has NEON; at most 64 levels.
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Isa::Neon if table.len <= 64 => unsafe {
+            aarch64_neon::lut(codes, &table.v, table.len, out)
+        },
         _ => {
             for (slot, &c) in out.iter_mut().zip(codes) {
                 *slot = table.v[usize::from(c)];
@@ -429,6 +476,11 @@ fn lut_dot(isa: Isa, codes: &[u8], table: &Table, x: &[f32]) -> f32 {
         // SAFETY: AVX2 and FMA were detected; `codes` and `x` have the same length.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86_avx2::lut_dot(codes, &table.v, table.len, x) },
+        // SAFETY: the target has NEON; at most 64 levels.
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Isa::Neon if table.len <= 64 => unsafe {
+            aarch64_neon::lut_dot(codes, &table.v, table.len, x)
+        },
         _ => {
             // Four partial sums break the add chain without changing the code.
             let mut acc = [0.0f32; 4];
@@ -695,7 +747,10 @@ impl Encoder {
     }
 
     pub(crate) fn encode_unchecked(&self, isa: Isa, x: &[f32], out: &mut [u8]) {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(
+            target_arch = "x86_64",
+            all(target_arch = "aarch64", target_feature = "neon")
+        ))]
         let cuts = &self.cuts[..self.len];
         match isa {
             // SAFETY: AVX-512 was detected; the lengths match.
@@ -704,6 +759,9 @@ impl Encoder {
             // SAFETY: AVX2 and FMA were detected; the lengths match.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 if self.len <= 31 => unsafe { x86_avx2::encode_count(cuts, x, out) },
+            // SAFETY: the target has NEON.
+            #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+            Isa::Neon if self.len <= 31 => unsafe { aarch64_neon::encode_count(cuts, x, out) },
             _ => {
                 for (c, &w) in out.iter_mut().zip(x) {
                     *c = self.encode_one(w);
