@@ -47,6 +47,14 @@ impl<T: Real> PartialEq for Codebook<T> {
     }
 }
 
+/// The decision threshold between neighbouring levels `lo < hi`, in `f64`: the one formula
+/// every encoder derives its cuts from.
+#[inline]
+pub(crate) fn midpoint<T: Real>(lo: T, hi: T) -> f64 {
+    // Halving each side first cannot overflow, unlike (l0 + l1) / 2 near f64::MAX.
+    lo.widen() * 0.5 + hi.widen() * 0.5
+}
+
 impl<T: Real> Codebook<T> {
     /// Builds a codebook from raw levels, checking that there are 1 to 256 of them and that
     /// they are finite and strictly ascending.
@@ -72,8 +80,7 @@ impl<T: Real> Codebook<T> {
         };
         cb.levels[..levels.len()].copy_from_slice(levels);
         for (t, pair) in cb.thresholds.iter_mut().zip(levels.windows(2)) {
-            // Halving each side first cannot overflow, unlike (l0 + l1) / 2 near f64::MAX.
-            *t = pair[0].widen() * 0.5 + pair[1].widen() * 0.5;
+            *t = midpoint(pair[0], pair[1]);
         }
         Ok(cb)
     }

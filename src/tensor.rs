@@ -206,16 +206,15 @@ pub fn quantize_weighted(
             }
         }
     }
-    let codebooks: Vec<Codebook<f32>> = params
-        .iter()
-        .map(|p| family.codebook(*p))
-        .collect::<Result<_>>()?;
     let mut packed = vec![0u8; rows * row_bytes];
     let mut codes = vec![0u8; cols];
     let g = layout.group_len(cols);
     // The vectorized encoder gives exactly `Codebook::encode`'s codes (see `kernels::Encoder`).
     let isa = kernels::Isa::detect();
-    let encoders: Vec<kernels::Encoder> = codebooks.iter().map(kernels::Encoder::new).collect();
+    let encoders: Vec<kernels::Encoder> = params
+        .iter()
+        .map(|p| family.encoder(*p))
+        .collect::<Result<_>>()?;
     for (row, out) in packed.chunks_exact_mut(row_bytes.max(1)).enumerate() {
         let row_weights = &weights[row * cols..(row + 1) * cols];
         let first = if layout == Granularity::PerTensor {

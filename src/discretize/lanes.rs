@@ -24,6 +24,8 @@ pub(crate) const LANES: usize = 16;
 /// Groups up to this many weights take this path; larger ones are summarized by a histogram
 /// in `search`, which does not grow with the group.
 pub(crate) const MAX_WEIGHTS: usize = 1024;
+/// Groups up to this many weights (the common per-group sizes) keep their buffers on the stack.
+const STACK_WEIGHTS: usize = 64;
 /// Families with up to this many magnitudes take this path (bits ≤ 6): the compares grow
 /// with the level count (bits ≤ 5 here); beyond it the sorted-atom scorer's `O(K log n)` wins.
 pub(crate) const MAX_MAGNITUDES: usize = 16;
@@ -93,21 +95,20 @@ impl Batch {
         let q32 = q.map(|v| v as f32);
         let offset = usize::from(family.has_zero());
         let count = offset + family.magnitude_count();
-        // Ascending levels of every lane: zero (if any), then the magnitudes.
-        let mut levels = [[0.0f32; LANES]; MAX_MAGNITUDES + 1];
-        family.for_each_unit_lanes(&q32, |i, m| levels[offset + i] = *m);
-        let levels = &levels[..count];
-        self.base = levels[0];
-        for ((cut, above), pair) in self
-            .cut
-            .iter_mut()
-            .zip(&mut self.above)
-            .zip(levels.windows(2))
-        {
-            *above = pair[1];
-            for ((c, lo), hi) in cut.iter_mut().zip(&pair[0]).zip(&pair[1]) {
-                *c = (lo + hi) * 0.5;
-            }
+        // Level 0 (zero, or the smallest magnitude) is `base`; level `j + 1` is `above[j]`.
+        self.base = [0.0; LANES];
+        family.for_each_unit_lanes(&q32, |i, m| match offset + i {
+            0 => self.base = *m,
+            level => self.above[level - 1] = *m,
+        });
+        for j in 0..count - 1 {
+            let lower = if j == 0 {
+                &self.base
+            } else {
+                &self.above[j - 1]
+            };
+            let cut: [f32; LANES] = core::array::from_fn(|l| (lower[l] + self.above[j][l]) * 0.5);
+            self.cut[j] = cut;
         }
     }
 }
@@ -495,8 +496,17 @@ fn search(family: &Family, grid: &Grid, rounds: &[usize], x: &[f32], w: Option<&
     let mut scores = [0.0f32; MAX_COARSE];
     let scores = &mut scores[..grid.q.len()];
     if w.is_none() {
-        let mut pairs_stack = [0u32; MAX_WEIGHTS.div_ceil(2)];
-        let pairs = &mut pairs_stack[..x.len().div_ceil(2)];
+        // Per-group sizes stay on the stack (zeroing a buffer for the largest group would
+        // cost more than scoring a small one).
+        let mut pairs_stack = [0u32; STACK_WEIGHTS / 2];
+        let mut pairs_heap = Vec::new();
+        let n_pairs = x.len().div_ceil(2);
+        let pairs = if n_pairs <= pairs_stack.len() {
+            &mut pairs_stack[..n_pairs]
+        } else {
+            pairs_heap.resize(n_pairs, 0);
+            &mut pairs_heap[..]
+        };
         fixed_pairs(x, pairs);
         let isa = crate::kernels::Isa::detect();
         for (batch, out) in grid.fixed.iter().zip(scores.chunks_exact_mut(LANES)) {
@@ -565,13 +575,11 @@ pub(crate) fn fit_max_abs<T: Real>(
     importance: Option<&[T]>,
     amax: f64,
 ) -> f64 {
-    // Small groups (the common per-group case) stay on the stack.
-    const STACK: usize = 64;
     let n = weights.len();
-    let mut x_stack = [0.0f32; STACK];
-    let mut w_stack = [0.0f32; STACK];
+    let mut x_stack = [0.0f32; STACK_WEIGHTS];
+    let mut w_stack = [0.0f32; STACK_WEIGHTS];
     let (mut x_heap, mut w_heap) = (Vec::new(), Vec::new());
-    let (x, w): (&mut [f32], &mut [f32]) = if n <= STACK {
+    let (x, w): (&mut [f32], &mut [f32]) = if n <= STACK_WEIGHTS {
         (&mut x_stack[..n], &mut w_stack[..n])
     } else {
         x_heap.resize(n, 0.0);
@@ -624,33 +632,41 @@ fn coarse_minima(q: &[f64], scores: &[f32], keep: usize) -> ([Bracket; MAX_KEEP]
     let mut kept = 0;
     // The local minima's indices, gathered without branches (which the jagged scores of small
     // groups would mispredict); only these few are then ranked.
-    let mut minima = 0u128;
-    for i in 0..n {
-        let s = scores[i];
-        let left = if i > 0 { scores[i - 1] } else { s };
-        let right = if i + 1 < n { scores[i + 1] } else { s };
-        minima |= u128::from(s <= left && s <= right) << i;
-    }
-    while minima != 0 {
-        let i = minima.trailing_zeros() as usize;
-        minima &= minima - 1;
-        let s = scores[i];
-        // `q` falls as the grid index grows.
-        let candidate = Bracket {
-            q: q[i],
-            score: s,
-            hi: q[i.saturating_sub(1)],
-            lo: q[(i + 1).min(n - 1)],
-        };
-        // Insertion into the sorted top `keep`.
-        let mut pos = kept;
-        while pos > 0 && precedes(&candidate, &best[pos - 1]) {
-            pos -= 1;
+    let mut words = [0u64; MAX_COARSE / 64];
+    for (w, word) in words.iter_mut().enumerate() {
+        // Accumulated in a register: or-ing into memory would chain every step on a
+        // store-to-load forward.
+        let mut bits = 0u64;
+        for i in 64 * w..(64 * w + 64).min(n) {
+            let s = scores[i];
+            let left = if i > 0 { scores[i - 1] } else { s };
+            let right = if i + 1 < n { scores[i + 1] } else { s };
+            bits |= u64::from(s <= left && s <= right) << (i - 64 * w);
         }
-        if pos < keep {
-            kept = (kept + 1).min(keep);
-            best.copy_within(pos..kept - 1, pos + 1);
-            best[pos] = candidate;
+        *word = bits;
+    }
+    for (w, mut word) in words.into_iter().enumerate() {
+        while word != 0 {
+            let i = 64 * w + word.trailing_zeros() as usize;
+            word &= word - 1;
+            let s = scores[i];
+            // `q` falls as the grid index grows.
+            let candidate = Bracket {
+                q: q[i],
+                score: s,
+                hi: q[i.saturating_sub(1)],
+                lo: q[(i + 1).min(n - 1)],
+            };
+            // Insertion into the sorted top `keep`.
+            let mut pos = kept;
+            while pos > 0 && precedes(&candidate, &best[pos - 1]) {
+                pos -= 1;
+            }
+            if pos < keep {
+                kept = (kept + 1).min(keep);
+                best.copy_within(pos..kept - 1, pos + 1);
+                best[pos] = candidate;
+            }
         }
     }
     (best, kept)
@@ -790,28 +806,33 @@ mod tests {
         let plans: &[Plan] = &[
             PLAN,
             Plan {
-                coarse: 128,
+                coarse: 96,
                 shift: 0.1,
-                rounds: &[4, 2, 1],
+                rounds: &[4, 1],
             },
             Plan {
-                coarse: 112,
+                coarse: 96,
                 shift: 0.1,
-                rounds: &[4, 2, 1],
+                rounds: &[2, 1],
             },
             Plan {
-                coarse: 128,
+                coarse: 96,
                 shift: 0.1,
                 rounds: &[4, 2],
             },
             Plan {
-                coarse: 128,
-                shift: 0.15,
-                rounds: &[4, 2, 1],
+                coarse: 112,
+                shift: 0.1,
+                rounds: &[4, 1],
             },
             Plan {
                 coarse: 128,
                 shift: 0.1,
+                rounds: &[4, 1],
+            },
+            Plan {
+                coarse: 128,
+                shift: 0.15,
                 rounds: &[4, 1],
             },
         ];

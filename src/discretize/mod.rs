@@ -29,6 +29,14 @@ use crate::codebook::Codebook;
 use crate::error::{Error, Result};
 use crate::float::Real;
 
+/// What [`Codebook::new`] requires of a family's levels (which are ascending by
+/// construction, at most 256 and never empty).
+fn distinct_and_finite<T: Real>(levels: &[T]) -> bool {
+    levels.iter().all(|l| l.is_finite()) && levels.windows(2).all(|w| w[0] < w[1])
+}
+
+const LEVELS_NOT_DISTINCT: &str = "the levels are not distinct and finite in this float type";
+
 /// How the parameters of a level family are chosen for each group.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[non_exhaustive]
@@ -235,8 +243,26 @@ impl Family {
         }
         let mut levels = [T::zero(); 256];
         let n = self.levels_into(params, &mut levels);
+        distinct_and_finite(&levels[..n])
+    }
+
+    /// The encoder of `params`' codebook, with [`codebook`](Self::codebook)'s checks but
+    /// without building the codebook.
+    pub fn encoder(&self, params: Params<f32>) -> Result<crate::kernels::Encoder> {
+        let (a, q) = (params.a.widen(), params.q.widen());
+        self.check_params(a, q)?;
+        let mut levels = [0.0f32; 256];
+        let n = self.levels_into(params, &mut levels);
         let levels = &levels[..n];
-        levels.iter().all(|l| l.is_finite()) && levels.windows(2).all(|w| w[0] < w[1])
+        if distinct_and_finite(levels) {
+            Ok(crate::kernels::Encoder::from_levels(levels))
+        } else {
+            Err(Error::InvalidParameters {
+                a,
+                q,
+                reason: LEVELS_NOT_DISTINCT,
+            })
+        }
     }
 
     /// The codebook of parameters `(a, q)` in `T`.
@@ -248,7 +274,7 @@ impl Family {
         Codebook::new(&levels[..n]).map_err(|_| Error::InvalidParameters {
             a,
             q,
-            reason: "the levels are not distinct and finite in this float type",
+            reason: LEVELS_NOT_DISTINCT,
         })
     }
 

@@ -695,9 +695,25 @@ fn next_down(x: f32) -> f32 {
 impl Encoder {
     /// The encoder of a codebook.
     pub fn new(codebook: &Codebook<f32>) -> Self {
+        Self::from_thresholds(codebook.thresholds().iter().copied())
+    }
+
+    /// The encoder of levels that a [`Codebook`] would accept (1 to 256, finite, strictly
+    /// ascending), without building one: quantizing small groups makes an encoder per group,
+    /// and a codebook costs 3 KiB to fill.
+    pub(crate) fn from_levels(levels: &[f32]) -> Self {
+        debug_assert!(Codebook::new(levels).is_ok());
+        Self::from_thresholds(
+            levels
+                .windows(2)
+                .map(|pair| crate::codebook::midpoint(pair[0], pair[1])),
+        )
+    }
+
+    fn from_thresholds(thresholds: impl Iterator<Item = f64>) -> Self {
         let mut cuts = [f32::INFINITY; 255];
-        let thresholds = codebook.thresholds();
-        for (c, &t) in cuts.iter_mut().zip(thresholds) {
+        let mut len = 0;
+        for (c, t) in cuts.iter_mut().zip(thresholds) {
             let inclusive = t < 0.0;
             let r = t as f32;
             let rw = f64::from(r);
@@ -706,11 +722,9 @@ impl Encoder {
             } else {
                 r
             };
+            len += 1;
         }
-        Encoder {
-            len: thresholds.len(),
-            cuts,
-        }
+        Encoder { len, cuts }
     }
 
     /// The code of one weight (the same as [`Codebook::encode`]).
@@ -768,5 +782,47 @@ impl Encoder {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoder_from_levels_has_the_codebook_encoders_cuts() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 10.0
+        };
+        for len in [1usize, 2, 3, 7, 15, 16, 31, 32, 100, 255, 256] {
+            let mut levels: alloc::vec::Vec<f32> = (0..len).map(|_| next()).collect();
+            levels.sort_by(f32::total_cmp);
+            levels.dedup();
+            // Exact midpoints, ties at zero and huge magnitudes exercise the rounding rule.
+            if levels.len() >= 3 {
+                levels[0] = -f32::MAX;
+                let last = levels.len() - 1;
+                levels[last] = f32::MAX;
+            }
+            let codebook = Codebook::new(&levels).unwrap();
+            let from_codebook = Encoder::new(&codebook);
+            let from_levels = Encoder::from_levels(&levels);
+            assert_eq!(from_levels.len, from_codebook.len);
+            assert_eq!(
+                from_levels.cuts.map(f32::to_bits),
+                from_codebook.cuts.map(f32::to_bits)
+            );
+        }
+        let symmetric = [-1.0f32, -0.25, 0.0, 0.25, 1.0];
+        let from_levels = Encoder::from_levels(&symmetric);
+        let from_codebook = Encoder::new(&Codebook::new(&symmetric).unwrap());
+        assert_eq!(
+            from_levels.cuts.map(f32::to_bits),
+            from_codebook.cuts.map(f32::to_bits)
+        );
     }
 }
