@@ -81,7 +81,7 @@ impl Batch {
         Batch {
             q: [0.5; LANES],
             base: [0.0; LANES],
-            // Thresholds past the family's last one stay +∞ (see `cut_count`).
+            // Rows past the family's `cut_count` are never read; +∞ would also be harmless.
             cut: [[f32::INFINITY; LANES]; MAX_CUTS],
             above: [[0.0; LANES]; MAX_CUTS],
         }
@@ -113,13 +113,11 @@ impl Batch {
     }
 }
 
-/// Number of thresholds of a family (one between each pair of neighbouring levels), rounded
-/// up to 4, 8 or 16 so that the SIMD kernels can unroll over a constant count. The padding
-/// thresholds are +∞, which no magnitude exceeds.
+/// Number of thresholds of a family: one between each pair of neighbouring levels, which is
+/// `2^(bits−1) − 1` (1, 3, 7 or 15 here) with or without the zero level. The SIMD kernels
+/// unroll over these constant counts.
 fn cut_count(family: &Family) -> usize {
-    (family.magnitude_count() - 1 + usize::from(family.has_zero()))
-        .next_power_of_two()
-        .max(4)
+    family.magnitude_count() - 1 + usize::from(family.has_zero())
 }
 
 /// `Σ w_i (x_i − level(x_i))²` for each lane's candidate, where `level` is the level nearest
@@ -257,13 +255,16 @@ fn score_with(
     match (isa, cuts) {
         // SAFETY: `Isa::Avx512` is only detected on CPUs with AVX-512 F/BW/VL, AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 4) => unsafe { score_avx512::<4>(batch, x, w) },
+        (Isa::Avx512, 1) => unsafe { score_avx512::<1>(batch, x, w) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 8) => unsafe { score_avx512::<8>(batch, x, w) },
+        (Isa::Avx512, 3) => unsafe { score_avx512::<3>(batch, x, w) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 16) => unsafe { score_avx512::<16>(batch, x, w) },
+        (Isa::Avx512, 7) => unsafe { score_avx512::<7>(batch, x, w) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 15) => unsafe { score_avx512::<15>(batch, x, w) },
         // SAFETY: `Isa::Avx2` is only detected on CPUs with AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, _) => unsafe { score_avx2(batch, cuts, x, w) },
@@ -289,14 +290,13 @@ struct FixedBatch {
 
 impl FixedBatch {
     fn new(batch: &Batch) -> FixedBatch {
-        // Levels are in [0, 1] (+∞ for padding, which saturates to 32767): adding ½ and
+        // Levels are in [0, 1] (+∞ in unused rows saturates to 32767): adding ½ and
         // truncating rounds, with no libm call.
         let fix = |v: f32| (f64::from(v) * FIX + 0.5).clamp(0.0, FIX) as i16;
         let pair =
             |row: &[f32; LANES]| -> [i16; 2 * LANES] { core::array::from_fn(|i| fix(row[i / 2])) };
         FixedBatch {
             base: pair(&batch.base),
-            // An infinite (padding) threshold saturates to 32767, which no magnitude exceeds.
             cut: batch.cut.map(|row| pair(&row)),
             above: batch.above.map(|row| pair(&row)),
         }
@@ -412,13 +412,16 @@ fn score_fixed_with(
     match (isa, cuts) {
         // SAFETY: `Isa::Avx512` is only detected on CPUs with AVX-512 F/BW/VL.
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 4) => unsafe { score_fixed_avx512::<4>(batch, pairs) },
+        (Isa::Avx512, 1) => unsafe { score_fixed_avx512::<1>(batch, pairs) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 8) => unsafe { score_fixed_avx512::<8>(batch, pairs) },
+        (Isa::Avx512, 3) => unsafe { score_fixed_avx512::<3>(batch, pairs) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 16) => unsafe { score_fixed_avx512::<16>(batch, pairs) },
+        (Isa::Avx512, 7) => unsafe { score_fixed_avx512::<7>(batch, pairs) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 15) => unsafe { score_fixed_avx512::<15>(batch, pairs) },
         // SAFETY: `Isa::Avx2` is only detected on CPUs with AVX2.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, _) => unsafe { score_fixed_avx2(batch, cuts, pairs) },
@@ -632,18 +635,24 @@ fn coarse_minima(q: &[f64], scores: &[f32], keep: usize) -> ([Bracket; MAX_KEEP]
     let mut kept = 0;
     // The local minima's indices, gathered without branches (which the jagged scores of small
     // groups would mispredict); only these few are then ranked.
+    // A byte per point from whole-slice compares (vectorized), then eight bytes to eight bits
+    // with one multiply.
+    let mut flags = [0u8; MAX_COARSE];
+    let interior = scores[1..n - 1]
+        .iter()
+        .zip(&scores[..n - 2])
+        .zip(&scores[2..]);
+    for (f, ((c, l), r)) in flags[1..n - 1].iter_mut().zip(interior) {
+        *f = u8::from(c <= l) & u8::from(c <= r);
+    }
+    flags[0] = u8::from(scores[0] <= scores[1]);
+    flags[n - 1] = u8::from(scores[n - 1] <= scores[n - 2]);
     let mut words = [0u64; MAX_COARSE / 64];
-    for (w, word) in words.iter_mut().enumerate() {
-        // Accumulated in a register: or-ing into memory would chain every step on a
-        // store-to-load forward.
-        let mut bits = 0u64;
-        for i in 64 * w..(64 * w + 64).min(n) {
-            let s = scores[i];
-            let left = if i > 0 { scores[i - 1] } else { s };
-            let right = if i + 1 < n { scores[i + 1] } else { s };
-            bits |= u64::from(s <= left && s <= right) << (i - 64 * w);
-        }
-        *word = bits;
+    for (i, chunk) in flags.chunks_exact(8).enumerate() {
+        let bytes = u64::from_le_bytes(chunk.try_into().expect("chunks of 8"));
+        // Byte k (0 or 1) lands on bit 56 + k; the shift keeps those eight bits.
+        let bits = bytes.wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        words[i / 8] |= bits << (8 * (i % 8));
     }
     for (w, mut word) in words.into_iter().enumerate() {
         while word != 0 {
