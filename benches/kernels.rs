@@ -1,6 +1,8 @@
 //! Packing, dequantization and GEMV on packed codes, each beside its baseline in the same run:
 //! the `bitpacking` crate, the scalar reference kernels, a hand-vectorized f32 GEMV, and a
 //! plain read of a buffer larger than the last-level cache (the machine's read bandwidth).
+//! With `--features parallel` the GEMV cases measure the threaded default path (`parallel`)
+//! beside the single-threaded one (`serial`).
 use std::hint::black_box;
 
 use bitpacking::{BitPacker, BitPacker8x};
@@ -192,8 +194,40 @@ fn gemv(c: &mut Criterion) {
             b.iter(|| gemv_f32(black_box(&w), rows, cols, &x, &mut y))
         });
         for (q, bits) in qs.iter().zip(widths) {
+            #[cfg(not(feature = "parallel"))]
             g.bench_function(format!("expquant_{bits}bit_per_row"), |b| {
                 b.iter(|| q.gemv(black_box(&x), &mut y).unwrap())
+            });
+            // With `parallel`, `gemv` is the threaded default path (from 4 M weights; smaller
+            // matrices stay on the calling thread) and `gemv_rows` the serial one.
+            #[cfg(feature = "parallel")]
+            {
+                g.bench_function(format!("{bits}bit/parallel"), |b| {
+                    b.iter(|| q.gemv(black_box(&x), &mut y).unwrap())
+                });
+                g.bench_function(format!("{bits}bit/serial"), |b| {
+                    b.iter(|| q.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
+                });
+            }
+        }
+        #[cfg(feature = "parallel")]
+        {
+            let q = &qs[1];
+            if rows * cols < 1 << 22 {
+                // What the size threshold avoids: threads forced on a matrix below it.
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                g.bench_function("4bit/forced_threads", |b| {
+                    b.iter(|| q.gemv_with_threads(black_box(&x), &mut y, threads).unwrap())
+                });
+            }
+            // The allocation-free view path (one row per pass) splits rows the same way.
+            let bytes = q.to_bytes();
+            let view = expquant::QuantizedView::from_bytes(&bytes).unwrap();
+            g.bench_function("4bit/view_parallel", |b| {
+                b.iter(|| view.gemv(black_box(&x), &mut y).unwrap())
+            });
+            g.bench_function("4bit/view_serial", |b| {
+                b.iter(|| view.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
             });
         }
         if rows * cols <= 1 << 20 {

@@ -1,8 +1,12 @@
 //! Quantize (fit + encode + pack) throughput, exponential 4-bit, against one plain read pass
-//! over the same weights and the reference encode + pack, measured in the same run.
+//! over the same weights and the reference encode + pack, measured in the same run. With
+//! `--features parallel` the threaded default path (`parallel`) and the single-threaded one
+//! (`serial`) are measured side by side.
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+#[cfg(feature = "parallel")]
+use expquant::tensor::quantize_with_threads;
 use expquant::{pack, quantize, Config};
 
 #[allow(unused_imports)]
@@ -31,9 +35,23 @@ fn quantize_throughput(c: &mut Criterion) {
         let w = &w[..rows * cols];
         let mut g = c.benchmark_group(format!("quantize/{name}"));
         g.throughput(Throughput::Elements(w.len() as u64));
+        #[cfg(not(feature = "parallel"))]
         g.bench_function("expquant", |b| {
             b.iter(|| quantize(black_box(w), rows, cols, &config).unwrap())
         });
+        // With `parallel` the default path splits rows over threads: measure it beside the
+        // serial path in the same run.
+        #[cfg(feature = "parallel")]
+        {
+            g.bench_function("parallel", |b| {
+                b.iter(|| quantize(black_box(w), rows, cols, &config).unwrap())
+            });
+            g.bench_function("serial", |b| {
+                b.iter(|| {
+                    quantize_with_threads(black_box(w), rows, cols, &config, None, 1).unwrap()
+                })
+            });
+        }
         g.bench_function("baseline_read_pass", |b| b.iter(|| max_abs(black_box(w))));
         // The reference path for the encode + pack half: `Codebook::encode` per weight and
         // the scalar packer, with the codebooks already fitted.
@@ -112,10 +130,25 @@ fn whole_models(c: &mut Criterion) {
         let total: usize = layers.iter().map(|l| l.2.len()).sum();
         let mut g = c.benchmark_group(format!("quantize_model/{name}"));
         g.throughput(Throughput::Elements(total as u64));
-        g.bench_with_input(BenchmarkId::new("expquant", total), layers, |b, layers| {
+        // With `parallel`, `parallel` is the default path (layers under 64 K weights stay on
+        // one thread) and `serial` the single-threaded one, in the same run.
+        let path = if cfg!(feature = "parallel") {
+            "parallel"
+        } else {
+            "expquant"
+        };
+        g.bench_with_input(BenchmarkId::new(path, total), layers, |b, layers| {
             b.iter(|| {
                 for (r, k, w) in layers {
                     black_box(quantize(w, *r, *k, &config).unwrap());
+                }
+            })
+        });
+        #[cfg(feature = "parallel")]
+        g.bench_with_input(BenchmarkId::new("serial", total), layers, |b, layers| {
+            b.iter(|| {
+                for (r, k, w) in layers {
+                    black_box(quantize_with_threads(w, *r, *k, &config, None, 1).unwrap());
                 }
             })
         });

@@ -44,6 +44,9 @@
 //!   crate; also regenerates `include/expquant.h`. Implies `std`.
 //! - `alloc`: fitting, [`quantize`] and owned tensors. Without it the crate still offers
 //!   codebooks, packing and the decode kernels, with no allocator at all.
+//! - `parallel`: [`quantize`] (from 64 K weights) and `gemv` (from 4 M weights) split rows
+//!   over `std::thread::scope` threads, with results bit for bit the single-threaded ones.
+//!   Implies `std`; no extra dependency.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -69,6 +72,8 @@ pub mod kernels;
 pub mod layout;
 pub mod metrics;
 pub mod pack;
+#[cfg(feature = "parallel")]
+mod parallel;
 #[cfg(feature = "alloc")]
 pub mod tensor;
 pub mod view;

@@ -160,12 +160,67 @@ pub fn quantize(
 
 /// [`quantize`] with a per-weight importance (same shape as `weights`, finite, `>= 0`) that
 /// weights the error the fit minimizes.
+///
+/// With the `parallel` feature, a tensor of at least 64 K weights is fitted and encoded on
+/// `std::thread::available_parallelism()` threads, each taking a contiguous run of rows; the
+/// result (and the error, if any) is exactly the single-threaded one.
 pub fn quantize_weighted(
     weights: &[f32],
     rows: usize,
     cols: usize,
     config: &Config,
     importance: Option<&[f32]>,
+) -> Result<QuantizedTensor> {
+    #[cfg(feature = "parallel")]
+    let threads =
+        crate::parallel::threads_for(weights.len(), crate::parallel::QUANTIZE_MIN_WEIGHTS);
+    #[cfg(not(feature = "parallel"))]
+    let threads = 1;
+    quantize_on(weights, rows, cols, config, importance, threads)
+}
+
+/// [`quantize_weighted`] on exactly `threads` threads (1: the serial path), whatever the
+/// tensor's size. For the benchmarks and tests that compare the two paths in one build.
+#[cfg(feature = "parallel")]
+#[doc(hidden)]
+pub fn quantize_with_threads(
+    weights: &[f32],
+    rows: usize,
+    cols: usize,
+    config: &Config,
+    importance: Option<&[f32]>,
+    threads: usize,
+) -> Result<QuantizedTensor> {
+    quantize_on(weights, rows, cols, config, importance, threads)
+}
+
+/// Runs `work` over row chunks of `items` (`per_row` items a row, chunks of a multiple of
+/// `align` rows), on up to `threads` threads with the `parallel` feature and as one chunk
+/// without it, so both builds run the same per-row code.
+fn for_row_chunks<T: Send>(
+    items: &mut [T],
+    rows: usize,
+    per_row: usize,
+    align: usize,
+    threads: usize,
+    work: impl Fn(Range<usize>, &mut [T]) -> Result<()> + Sync,
+) -> Result<()> {
+    #[cfg(feature = "parallel")]
+    return crate::parallel::for_each_chunk(items, rows, per_row, align, threads, work);
+    #[cfg(not(feature = "parallel"))]
+    {
+        let _ = (per_row, align, threads);
+        work(0..rows, items)
+    }
+}
+
+fn quantize_on(
+    weights: &[f32],
+    rows: usize,
+    cols: usize,
+    config: &Config,
+    importance: Option<&[f32]>,
+    threads: usize,
 ) -> Result<QuantizedTensor> {
     let family = config.family()?;
     config.granularity.validate()?;
@@ -191,42 +246,51 @@ pub fn quantize_weighted(
         let group_importance = importance.map(|imp| &imp[range.clone()]);
         family.fit(config.rule, &weights[range], group_importance)
     };
-    let mut params = Vec::new();
-    if layout == Granularity::PerTensor {
-        params.push(fit(0..n)?);
-    } else {
-        let g = layout.group_len(cols);
-        for row in 0..rows {
-            let start = row * cols;
-            let mut col = 0;
-            while col < cols {
-                let end = (col + g).min(cols);
-                params.push(fit(start + col..start + end)?);
-                col = end;
-            }
-        }
-    }
-    let mut packed = vec![0u8; rows * row_bytes];
-    let mut codes = vec![0u8; cols];
     let g = layout.group_len(cols);
+    // Fits first, every group in order, then codebooks and codes: a failing fit is reported
+    // before any codebook error, however the rows are split.
+    let per_row = layout.groups_per_row(cols);
+    let params = if layout == Granularity::PerTensor {
+        vec![fit(0..n)?]
+    } else {
+        // Each group's fit reads only its own weights, so rows split freely.
+        let mut params = vec![Params { a: 0.0, q: 0.0 }; rows * per_row];
+        for_row_chunks(&mut params, rows, per_row, 1, threads, |chunk, out| {
+            for (row, slots) in chunk.zip(out.chunks_exact_mut(per_row)) {
+                let start = row * cols;
+                for (i, slot) in slots.iter_mut().enumerate() {
+                    let col = i * g;
+                    *slot = fit(start + col..start + (col + g).min(cols))?;
+                }
+            }
+            Ok(())
+        })?;
+        params
+    };
     // The vectorized encoder gives exactly `Codebook::encode`'s codes (see `kernels::Encoder`).
     let isa = kernels::Isa::detect();
-    let encoders: Vec<kernels::Encoder> = params
-        .iter()
-        .map(|p| family.encoder(*p))
-        .collect::<Result<_>>()?;
-    for (row, out) in packed.chunks_exact_mut(row_bytes.max(1)).enumerate() {
-        let row_weights = &weights[row * cols..(row + 1) * cols];
-        let first = if layout == Granularity::PerTensor {
-            None
-        } else {
-            Some(layout.first_group_of_row(row, cols))
-        };
-        for (i, (chunk, code_chunk)) in row_weights.chunks(g).zip(codes.chunks_mut(g)).enumerate() {
-            encoders[first.map_or(0, |f| f + i)].encode_unchecked(isa, chunk, code_chunk);
+    let encoder = |group: usize| -> Result<kernels::Encoder> { family.encoder(params[group]) };
+    let shared = if layout == Granularity::PerTensor {
+        Some(encoder(0)?)
+    } else {
+        None
+    };
+    let mut packed = vec![0u8; rows * row_bytes];
+    for_row_chunks(&mut packed, rows, row_bytes, 1, threads, |chunk, out| {
+        let mut codes = vec![0u8; cols];
+        for (row, out) in chunk.zip(out.chunks_exact_mut(row_bytes.max(1))) {
+            let row_weights = &weights[row * cols..(row + 1) * cols];
+            for (i, (w, c)) in row_weights.chunks(g).zip(codes.chunks_mut(g)).enumerate() {
+                match &shared {
+                    Some(e) => e.encode_unchecked(isa, w, c),
+                    None => encoder(layout.first_group_of_row(row, cols) + i)?
+                        .encode_unchecked(isa, w, c),
+                }
+            }
+            pack::pack_unchecked(&codes, family.bits, out);
         }
-        pack::pack_unchecked(&codes, family.bits, out);
-    }
+        Ok(())
+    })?;
     Ok(QuantizedTensor {
         rows,
         cols,
@@ -335,24 +399,51 @@ impl QuantizedTensor {
     }
 
     /// `y = W·x`, with `x.len() == cols` and `y.len() == rows`.
+    ///
+    /// With the `parallel` feature, a matrix of at least 4 M weights is split into runs of
+    /// rows over `std::thread::available_parallelism()` threads; every row's result is bit for
+    /// bit the single-threaded one. [`gemv_rows`](Self::gemv_rows) never spawns threads.
     pub fn gemv(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
-        self.gemv_rows(x, 0..self.rows, y)
+        #[cfg(feature = "parallel")]
+        let threads =
+            crate::parallel::threads_for(self.rows * self.cols, crate::parallel::GEMV_MIN_WEIGHTS);
+        #[cfg(not(feature = "parallel"))]
+        let threads = 1;
+        self.gemv_on(x, 0..self.rows, y, threads)
+    }
+
+    /// [`gemv`](Self::gemv) on exactly `threads` threads (1: the serial path), whatever the
+    /// matrix's size. For the benchmarks and tests that compare the two paths in one build.
+    #[cfg(feature = "parallel")]
+    #[doc(hidden)]
+    pub fn gemv_with_threads(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<()> {
+        self.gemv_on(x, 0..self.rows, y, threads)
     }
 
     /// `y = W[rows]·x` for a range of rows, so a runtime can split rows over its threads;
-    /// `y.len()` must equal the range's length.
+    /// `y.len()` must equal the range's length. Runs on the calling thread.
     pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
+        self.gemv_on(x, rows, y, 1)
+    }
+
+    fn gemv_on(&self, x: &[f32], rows: Range<usize>, y: &mut [f32], threads: usize) -> Result<()> {
         let view = self.view();
         view.check_gemv(x, &rows, y)?;
         // `x` is prepared once (permuted to the SIMD lane layout where that pays) and shared
-        // by every row; W is never materialized.
+        // by every row and thread; W is never materialized.
         let g = self.config.granularity.group_len(self.cols);
         let plan = kernels::DotPlan::new(kernels::Isa::detect(), self.bits(), x, g);
         // Four rows per pass share each load of the permuted `x` (see `DotPlan::dot_rows`).
-        view.gemv_with::<4>(rows, y, |packed, tables, live, start, len| {
-            plan.dot_rows(packed, tables, live, start, len)
-        });
-        Ok(())
+        // A row's result does not depend on its pass, but chunks of whole passes keep every
+        // pass exactly as the serial loop forms it anyway.
+        let first = rows.start;
+        for_row_chunks(y, rows.len(), 1, 4, threads, |chunk, y| {
+            let rows = first + chunk.start..first + chunk.end;
+            view.gemv_with::<4>(rows, y, |packed, tables, live, start, len| {
+                plan.dot_rows(packed, tables, live, start, len)
+            });
+            Ok(())
+        })
     }
 
     fn packed_rows(&self) -> impl Iterator<Item = &[u8]> {

@@ -29,6 +29,8 @@ enum ParamStore<'a> {
 /// that index a level, zero padding — and then never fails on the data again. Nothing is
 /// copied and nothing is allocated, here or in [`dequantize_into`](Self::dequantize_into),
 /// [`gemv`](Self::gemv) and [`gemv_rows`](Self::gemv_rows): firmware can run it from flash.
+/// (With the `parallel` feature, `gemv` on a large matrix spawns threads, which the OS and
+/// `std` allocate for; the work on each thread still allocates nothing.)
 ///
 /// ```
 /// # #[cfg(feature = "alloc")] {
@@ -311,12 +313,40 @@ impl<'a> QuantizedView<'a> {
     }
 
     /// `y = W·x`, with `x.len() == cols` and `y.len() == rows`.
+    ///
+    /// With the `parallel` feature, a matrix of at least 4 M weights is split into runs of
+    /// rows over `std::thread::available_parallelism()` threads, each running
+    /// [`gemv_rows`](Self::gemv_rows) on its run; every row's result is bit for bit the
+    /// single-threaded one.
     pub fn gemv(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        #[cfg(feature = "parallel")]
+        {
+            let threads = crate::parallel::threads_for(
+                self.rows * self.cols,
+                crate::parallel::GEMV_MIN_WEIGHTS,
+            );
+            if threads > 1 {
+                return self.gemv_with_threads(x, y, threads);
+            }
+        }
         self.gemv_rows(x, 0..self.rows, y)
     }
 
+    /// [`gemv`](Self::gemv) on exactly `threads` threads (1: the serial path), whatever the
+    /// matrix's size. For the benchmarks and tests that compare the two paths in one build.
+    #[cfg(feature = "parallel")]
+    #[doc(hidden)]
+    pub fn gemv_with_threads(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<()> {
+        self.check_gemv(x, &(0..self.rows), y)?;
+        // Each thread runs the serial kernel on its rows, on its own stack tables: nothing is
+        // shared but the read-only codes, parameters and `x`.
+        crate::parallel::for_each_chunk(y, self.rows, 1, 4, threads, |rows, y| {
+            self.gemv_rows(x, rows, y)
+        })
+    }
+
     /// `y = W[rows]·x` for a range of rows (so a runtime can split rows over its threads);
-    /// `y.len()` must equal the range's length.
+    /// `y.len()` must equal the range's length. Runs on the calling thread.
     pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
         self.check_gemv(x, &rows, y)?;
         let isa = kernels::Isa::detect();
