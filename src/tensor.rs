@@ -269,22 +269,28 @@ fn quantize_on(
     };
     // The vectorized encoder gives exactly `Codebook::encode`'s codes (see `kernels::Encoder`).
     let isa = kernels::Isa::detect();
-    let encoder = |group: usize| -> Result<kernels::Encoder> { family.encoder(params[group]) };
     let shared = if layout == Granularity::PerTensor {
-        Some(encoder(0)?)
+        let mut encoder = kernels::Encoder::empty();
+        family.encoder_into(params[0], &mut encoder)?;
+        Some(encoder)
     } else {
         None
     };
     let mut packed = vec![0u8; rows * row_bytes];
     for_row_chunks(&mut packed, rows, row_bytes, 1, threads, |chunk, out| {
         let mut codes = vec![0u8; cols];
+        // One encoder per thread, refilled for each group.
+        let mut group_encoder = kernels::Encoder::empty();
         for (row, out) in chunk.zip(out.chunks_exact_mut(row_bytes.max(1))) {
             let row_weights = &weights[row * cols..(row + 1) * cols];
             for (i, (w, c)) in row_weights.chunks(g).zip(codes.chunks_mut(g)).enumerate() {
                 match &shared {
                     Some(e) => e.encode_unchecked(isa, w, c),
-                    None => encoder(layout.first_group_of_row(row, cols) + i)?
-                        .encode_unchecked(isa, w, c),
+                    None => {
+                        let group = layout.first_group_of_row(row, cols) + i;
+                        family.encoder_into(params[group], &mut group_encoder)?;
+                        group_encoder.encode_unchecked(isa, w, c);
+                    }
                 }
             }
             pack::pack_unchecked(&codes, family.bits, out);

@@ -246,23 +246,27 @@ impl Family {
         distinct_and_finite(&levels[..n])
     }
 
-    /// The encoder of `params`' codebook, with [`codebook`](Self::codebook)'s checks but
-    /// without building the codebook.
-    pub fn encoder(&self, params: Params<f32>) -> Result<crate::kernels::Encoder> {
+    /// Makes `encoder` the encoder of `params`' codebook, with [`codebook`](Self::codebook)'s
+    /// checks but without building the codebook.
+    pub fn encoder_into(
+        &self,
+        params: Params<f32>,
+        encoder: &mut crate::kernels::Encoder,
+    ) -> Result<()> {
         let (a, q) = (params.a.widen(), params.q.widen());
         self.check_params(a, q)?;
         let mut levels = [0.0f32; 256];
         let n = self.levels_into(params, &mut levels);
         let levels = &levels[..n];
-        if distinct_and_finite(levels) {
-            Ok(crate::kernels::Encoder::from_levels(levels))
-        } else {
-            Err(Error::InvalidParameters {
+        if !distinct_and_finite(levels) {
+            return Err(Error::InvalidParameters {
                 a,
                 q,
                 reason: LEVELS_NOT_DISTINCT,
-            })
+            });
         }
+        encoder.refill(levels);
+        Ok(())
     }
 
     /// The codebook of parameters `(a, q)` in `T`.

@@ -681,6 +681,19 @@ impl core::fmt::Debug for Encoder {
     }
 }
 
+/// The `f32` cut `c` with `x > c` exactly when `x` lies on the upper side of threshold `t`
+/// under the codebook's tie rule (see [`Encoder`]).
+fn strict_cut(t: f64) -> f32 {
+    let inclusive = t < 0.0;
+    let r = t as f32;
+    let rw = f64::from(r);
+    if rw > t || (rw == t && inclusive) {
+        next_down(r)
+    } else {
+        r
+    }
+}
+
 /// The largest `f32` below `x` (`x` finite).
 fn next_down(x: f32) -> f32 {
     if x == 0.0 {
@@ -698,30 +711,48 @@ impl Encoder {
         Self::from_thresholds(codebook.thresholds().iter().copied())
     }
 
+    /// An encoder with no cuts yet (every value gets code 0), to be [`refill`](Self::refill)ed.
+    pub(crate) fn empty() -> Self {
+        Encoder {
+            len: 0,
+            cuts: [f32::INFINITY; 255],
+        }
+    }
+
     /// The encoder of levels that a [`Codebook`] would accept (1 to 256, finite, strictly
-    /// ascending), without building one: quantizing small groups makes an encoder per group,
-    /// and a codebook costs 3 KiB to fill.
-    pub(crate) fn from_levels(levels: &[f32]) -> Self {
+    /// ascending), without building one.
+    #[cfg(test)]
+    fn from_levels(levels: &[f32]) -> Self {
+        let mut encoder = Self::empty();
+        encoder.refill(levels);
+        encoder
+    }
+
+    /// Makes this the encoder of `levels` (as for `from_levels`) in place: quantizing small
+    /// groups needs an encoder per group, and filling a codebook (3 KiB) or moving a fresh
+    /// encoder (1 KiB) for each would cost more than encoding the group.
+    pub(crate) fn refill(&mut self, levels: &[f32]) {
         debug_assert!(Codebook::new(levels).is_ok());
-        Self::from_thresholds(
-            levels
-                .windows(2)
-                .map(|pair| crate::codebook::midpoint(pair[0], pair[1])),
-        )
+        let thresholds = levels
+            .windows(2)
+            .map(|pair| crate::codebook::midpoint(pair[0], pair[1]));
+        let mut len = 0;
+        for (c, t) in self.cuts.iter_mut().zip(thresholds) {
+            *c = strict_cut(t);
+            len += 1;
+        }
+        // The binary search reads past `len`: cuts left from a longer codebook go back to +∞.
+        for c in &mut self.cuts[len..self.len.max(len)] {
+            *c = f32::INFINITY;
+        }
+        self.len = len;
     }
 
     fn from_thresholds(thresholds: impl Iterator<Item = f64>) -> Self {
         let mut cuts = [f32::INFINITY; 255];
         let mut len = 0;
         for (c, t) in cuts.iter_mut().zip(thresholds) {
-            let inclusive = t < 0.0;
-            let r = t as f32;
-            let rw = f64::from(r);
-            *c = if rw > t || (rw == t && inclusive) {
-                next_down(r)
-            } else {
-                r
-            };
+            *c = strict_cut(t);
             len += 1;
         }
         Encoder { len, cuts }
@@ -817,6 +848,13 @@ mod tests {
                 from_codebook.cuts.map(f32::to_bits)
             );
         }
+        // Refilling a long encoder with a short codebook leaves no stale cuts behind.
+        let mut reused = Encoder::from_levels(&[-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]);
+        reused.refill(&[-1.0, 1.0]);
+        assert_eq!(
+            reused.cuts.map(f32::to_bits),
+            Encoder::from_levels(&[-1.0, 1.0]).cuts.map(f32::to_bits)
+        );
         let symmetric = [-1.0f32, -0.25, 0.0, 0.25, 1.0];
         let from_levels = Encoder::from_levels(&symmetric);
         let from_codebook = Encoder::new(&Codebook::new(&symmetric).unwrap());
