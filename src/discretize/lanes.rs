@@ -272,14 +272,19 @@ fn score_with(
     }
 }
 
-/// Fixed-point scale of the integer kernel: magnitudes in `[0, 1]` become `[0, 32767]`.
-const FIX: f64 = 32767.0;
+/// Fixed-point scale of the integer kernel: magnitudes in `[0, 1]` become `[0, 16383]`. One
+/// bit short of `i16`, so that a squared difference is below `2^28` and the 32-bit sum of
+/// [`PAIRS_PER_SUM`] pairs (8 weights) cannot overflow: `8 · 16383² < 2^31`.
+const FIX: f64 = 16383.0;
+/// Pairs whose squared errors are summed in `i32` before one conversion to `f32`.
+const PAIRS_PER_SUM: usize = 4;
+const _: () = assert!((2 * PAIRS_PER_SUM) as f64 * FIX * FIX < i32::MAX as f64);
 
 /// A [`Batch`] in 16-bit fixed point for the coarse grid, each candidate's entry repeated in
 /// two neighbouring lanes so that one step covers two weights: a 512-bit compare then decides
 /// 32 (candidate, weight) pairs, twice the `f32` kernel's 16, and `vpmaddwd` adds the two
 /// weights' squared errors into the candidate's 32-bit lane. Scores are approximate (levels
-/// and thresholds rounded to 1/32767 of `max|w|`), which is all choosing brackets needs;
+/// and thresholds rounded to 1/16383 of `max|w|`), which is all choosing brackets needs;
 /// refinement scores in `f32`.
 #[derive(Clone)]
 struct FixedBatch {
@@ -290,7 +295,7 @@ struct FixedBatch {
 
 impl FixedBatch {
     fn new(batch: &Batch) -> FixedBatch {
-        // Levels are in [0, 1] (+∞ in unused rows saturates to 32767): adding ½ and
+        // Levels are in [0, 1] (+∞ in unused rows clamps to `FIX`): adding ½ and
         // truncating rounds, with no libm call.
         let fix = |v: f32| (f64::from(v) * FIX + 0.5).clamp(0.0, FIX) as i16;
         let pair =
@@ -315,24 +320,27 @@ fn fixed_pairs(x: &[f32], out: &mut [u32]) {
     }
 }
 
-/// The integer kernel's reference: per candidate and pair, `d0² + d1²` in `i32` (no overflow:
-/// `|d| ≤ 32767`), converted to `f32` and added in pair order.
+/// The integer kernel's reference: per candidate, `Σ d²` over each run of
+/// [`PAIRS_PER_SUM`] pairs in `i32` (no overflow, see [`FIX`]), converted to `f32` and added
+/// in order.
 fn score_fixed_portable(batch: &FixedBatch, cuts: usize, pairs: &[u32]) -> [f32; LANES] {
     let mut acc = [0.0f32; LANES];
-    for &pair in pairs {
+    for run in pairs.chunks(PAIRS_PER_SUM) {
         for (lane, acc) in acc.iter_mut().enumerate() {
             let mut sum = 0i32;
-            for half in 0..2 {
-                let i = 2 * lane + half;
-                let x = (pair >> (16 * half)) as u16 as i16;
-                let mut level = batch.base[i];
-                for j in 0..cuts {
-                    if x > batch.cut[j][i] {
-                        level = batch.above[j][i];
+            for &pair in run {
+                for half in 0..2 {
+                    let i = 2 * lane + half;
+                    let x = (pair >> (16 * half)) as u16 as i16;
+                    let mut level = batch.base[i];
+                    for j in 0..cuts {
+                        if x > batch.cut[j][i] {
+                            level = batch.above[j][i];
+                        }
                     }
+                    let d = i32::from(x) - i32::from(level);
+                    sum += d * d;
                 }
-                let d = i32::from(x) - i32::from(level);
-                sum += d * d;
             }
             *acc += sum as f32;
         }
@@ -354,14 +362,18 @@ unsafe fn score_fixed_avx512<const CUTS: usize>(batch: &FixedBatch, pairs: &[u32
     let cut: [__m512i; CUTS] = core::array::from_fn(|j| load(&batch.cut[j]));
     let above: [__m512i; CUTS] = core::array::from_fn(|j| load(&batch.above[j]));
     let mut acc = _mm512_setzero_ps();
-    for &pair in pairs {
-        let xv = _mm512_set1_epi32(pair as i32);
-        let mut level = base;
-        for j in 0..CUTS {
-            level = _mm512_mask_mov_epi16(level, _mm512_cmpgt_epi16_mask(xv, cut[j]), above[j]);
+    for run in pairs.chunks(PAIRS_PER_SUM) {
+        let mut sum = _mm512_setzero_si512();
+        for &pair in run {
+            let xv = _mm512_set1_epi32(pair as i32);
+            let mut level = base;
+            for j in 0..CUTS {
+                level = _mm512_mask_mov_epi16(level, _mm512_cmpgt_epi16_mask(xv, cut[j]), above[j]);
+            }
+            let d = _mm512_sub_epi16(xv, level);
+            sum = _mm512_add_epi32(sum, _mm512_madd_epi16(d, d));
         }
-        let d = _mm512_sub_epi16(xv, level);
-        acc = _mm512_add_ps(acc, _mm512_cvtepi32_ps(_mm512_madd_epi16(d, d)));
+        acc = _mm512_add_ps(acc, _mm512_cvtepi32_ps(sum));
     }
     let mut out = [0.0f32; LANES];
     // SAFETY: `out` holds 16 floats.
@@ -385,15 +397,19 @@ unsafe fn score_fixed_avx2(batch: &FixedBatch, cuts: usize, pairs: &[u32]) -> [f
         };
         let base = load(&batch.base);
         let mut acc = _mm256_setzero_ps();
-        for &pair in pairs {
-            let xv = _mm256_set1_epi32(pair as i32);
-            let mut level = base;
-            for j in 0..cuts {
-                let mask = _mm256_cmpgt_epi16(xv, load(&batch.cut[j]));
-                level = _mm256_blendv_epi8(level, load(&batch.above[j]), mask);
+        for run in pairs.chunks(PAIRS_PER_SUM) {
+            let mut sum = _mm256_setzero_si256();
+            for &pair in run {
+                let xv = _mm256_set1_epi32(pair as i32);
+                let mut level = base;
+                for j in 0..cuts {
+                    let mask = _mm256_cmpgt_epi16(xv, load(&batch.cut[j]));
+                    level = _mm256_blendv_epi8(level, load(&batch.above[j]), mask);
+                }
+                let d = _mm256_sub_epi16(xv, level);
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(d, d));
             }
-            let d = _mm256_sub_epi16(xv, level);
-            acc = _mm256_add_ps(acc, _mm256_cvtepi32_ps(_mm256_madd_epi16(d, d)));
+            acc = _mm256_add_ps(acc, _mm256_cvtepi32_ps(sum));
         }
         // SAFETY: `out` holds 16 floats; this half writes 8 of them.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * half), acc) };
@@ -681,7 +697,8 @@ fn coarse_minima(q: &[f64], scores: &[f32], keep: usize) -> ([Bracket; MAX_KEEP]
     (best, kept)
 }
 
-#[cfg(test)]
+// The tests print and use `std` collections.
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
     use crate::discretize::Scheme;
