@@ -18,8 +18,10 @@ use std::vec::Vec;
 /// small groups), so 64 K weights are 0.3–0.6 ms: below that the spawn eats the gain.
 pub(crate) const QUANTIZE_MIN_WEIGHTS: usize = 1 << 16;
 
-/// A 4-bit GEMV runs at ~20 G weights/s per core in cache, so 4 M weights are ~200 µs: half
-/// of that saved is barely twice a spawn. Smaller matrices stay on the calling thread.
+/// A 2- or 4-bit GEMV runs at ~20 G weights/s per core, so 4 M weights take ~200 µs and two
+/// threads save ~100 µs, just above one spawn: below that, threads cost more than they save
+/// (a 1 M-weight GEMV forced onto two threads measured 2× slower). Wider codes are slower per
+/// weight and gain more.
 pub(crate) const GEMV_MIN_WEIGHTS: usize = 1 << 22;
 
 /// Threads to use for work on `weights` weights: 1 below `min_weights`, else what the OS says
