@@ -288,23 +288,82 @@ const _: () = assert!((2 * PAIRS_PER_SUM) as f64 * FIX * FIX < i32::MAX as f64);
 /// refinement scores in `f32`.
 #[derive(Clone)]
 struct FixedBatch {
-    base: [i16; 2 * LANES],
-    cut: [[i16; 2 * LANES]; MAX_CUTS],
-    above: [[i16; 2 * LANES]; MAX_CUTS],
+    /// Each `u32` holds one candidate's value in both 16-bit halves.
+    base: [u32; LANES],
+    cut: [[u32; LANES]; MAX_CUTS],
+    above: [[u32; LANES]; MAX_CUTS],
 }
 
 impl FixedBatch {
-    fn new(batch: &Batch) -> FixedBatch {
-        // Levels are in [0, 1] (+∞ in unused rows clamps to `FIX`): adding ½ and
-        // truncating rounds, with no libm call.
-        let fix = |v: f32| (f64::from(v) * FIX + 0.5).clamp(0.0, FIX) as i16;
-        let pair =
-            |row: &[f32; LANES]| -> [i16; 2 * LANES] { core::array::from_fn(|i| fix(row[i / 2])) };
+    fn empty() -> FixedBatch {
         FixedBatch {
-            base: pair(&batch.base),
-            cut: batch.cut.map(|row| pair(&row)),
-            above: batch.above.map(|row| pair(&row)),
+            base: [0; LANES],
+            cut: [[0; LANES]; MAX_CUTS],
+            above: [[0; LANES]; MAX_CUTS],
         }
+    }
+
+    fn new(batch: &Batch) -> FixedBatch {
+        let mut fixed = FixedBatch::empty();
+        fixed.set_from(batch, MAX_CUTS);
+        fixed
+    }
+
+    /// Converts the base and the first `cuts` thresholds and levels of `batch`.
+    fn set_from(&mut self, batch: &Batch, cuts: usize) {
+        let isa = crate::kernels::Isa::detect();
+        fixed_rows(
+            isa,
+            core::slice::from_ref(&batch.base),
+            core::slice::from_mut(&mut self.base),
+        );
+        fixed_rows(isa, &batch.cut[..cuts], &mut self.cut[..cuts]);
+        fixed_rows(isa, &batch.above[..cuts], &mut self.above[..cuts]);
+    }
+}
+
+/// One row of levels in fixed point, each value in both halves of its `u32`. Levels are in
+/// [0, 1] (+∞ in unused rows is clamped to `FIX`): adding ½ and truncating rounds.
+fn fixed_row(row: &[f32; LANES]) -> [u32; LANES] {
+    row.map(|v| {
+        let t = (v * FIX as f32 + 0.5).min(FIX as f32) as u32;
+        t | (t << 16)
+    })
+}
+
+/// [`fixed_row`] over rows, with AVX-512 where available (the same operations: multiply, add,
+/// minimum, truncation; so the same bits). Refinement converts a batch per round, and the
+/// scalar float-to-integer conversions would cost more than scoring it.
+fn fixed_rows(isa: crate::kernels::Isa, src: &[[f32; LANES]], dst: &mut [[u32; LANES]]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == crate::kernels::Isa::Avx512 {
+        // SAFETY: AVX-512 F was detected.
+        unsafe { fixed_rows_avx512(src, dst) };
+        return;
+    }
+    let _ = isa;
+    for (s, d) in src.iter().zip(dst) {
+        *d = fixed_row(s);
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fixed_rows_avx512(src: &[[f32; LANES]], dst: &mut [[u32; LANES]]) {
+    use core::arch::x86_64::*;
+    let scale = _mm512_set1_ps(FIX as f32);
+    let half = _mm512_set1_ps(0.5);
+    for (s, d) in src.iter().zip(dst) {
+        // SAFETY: each row is 16 floats / 16 `u32`s, one 512-bit load and store.
+        let v = unsafe { _mm512_loadu_ps(s.as_ptr()) };
+        let t = _mm512_cvttps_epu32(_mm512_min_ps(
+            _mm512_add_ps(_mm512_mul_ps(v, scale), half),
+            scale,
+        ));
+        let pair = _mm512_or_si512(t, _mm512_slli_epi32::<16>(t));
+        unsafe { _mm512_storeu_si512(d.as_mut_ptr().cast(), pair) };
     }
 }
 
@@ -329,13 +388,13 @@ fn score_fixed_portable(batch: &FixedBatch, cuts: usize, pairs: &[u32]) -> [f32;
         for (lane, acc) in acc.iter_mut().enumerate() {
             let mut sum = 0i32;
             for &pair in run {
-                for half in 0..2 {
-                    let i = 2 * lane + half;
-                    let x = (pair >> (16 * half)) as u16 as i16;
-                    let mut level = batch.base[i];
+                let half = |v: u32| v as u16 as i16;
+                for shift in [0, 16] {
+                    let x = (pair >> shift) as u16 as i16;
+                    let mut level = half(batch.base[lane]);
                     for j in 0..cuts {
-                        if x > batch.cut[j][i] {
-                            level = batch.above[j][i];
+                        if x > half(batch.cut[j][lane]) {
+                            level = half(batch.above[j][lane]);
                         }
                     }
                     let d = i32::from(x) - i32::from(level);
@@ -356,8 +415,8 @@ fn score_fixed_portable(batch: &FixedBatch, cuts: usize, pairs: &[u32]) -> [f32;
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn score_fixed_avx512<const CUTS: usize>(batch: &FixedBatch, pairs: &[u32]) -> [f32; LANES] {
     use core::arch::x86_64::*;
-    // SAFETY (all loads): every row of `batch` holds 32 `i16`, 64 bytes; `CUTS <= MAX_CUTS`.
-    let load = |row: &[i16; 2 * LANES]| unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+    // SAFETY (all loads): every row of `batch` holds 16 `u32`, 64 bytes; `CUTS <= MAX_CUTS`.
+    let load = |row: &[u32; LANES]| unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
     let base = load(&batch.base);
     let cut: [__m512i; CUTS] = core::array::from_fn(|j| load(&batch.cut[j]));
     let above: [__m512i; CUTS] = core::array::from_fn(|j| load(&batch.above[j]));
@@ -391,10 +450,9 @@ unsafe fn score_fixed_avx2(batch: &FixedBatch, cuts: usize, pairs: &[u32]) -> [f
     use core::arch::x86_64::*;
     let mut out = [0.0f32; LANES];
     for half in 0..2 {
-        // SAFETY (all loads): rows hold 32 `i16`; `16 * half + 16 <= 32`.
-        let load = |row: &[i16; 2 * LANES]| unsafe {
-            _mm256_loadu_si256(row.as_ptr().add(16 * half).cast())
-        };
+        // SAFETY (all loads): rows hold 16 `u32`; `8 * half + 8 <= 16`.
+        let load =
+            |row: &[u32; LANES]| unsafe { _mm256_loadu_si256(row.as_ptr().add(8 * half).cast()) };
         let base = load(&batch.base);
         let mut acc = _mm256_setzero_ps();
         for run in pairs.chunks(PAIRS_PER_SUM) {
@@ -512,42 +570,51 @@ pub(crate) fn max_abs_q(family: &Family, x: &[f32], w: Option<&[f32]>) -> f64 {
 
 fn search(family: &Family, grid: &Grid, rounds: &[usize], x: &[f32], w: Option<&[f32]>) -> f64 {
     let cuts = cut_count(family);
+    let isa = crate::kernels::Isa::detect();
+    // Per-group sizes stay on the stack (zeroing a buffer for the largest group would cost
+    // more than scoring a small one).
+    let mut pairs_stack = [0u32; STACK_WEIGHTS / 2];
+    let mut pairs_heap = Vec::new();
+    let n_pairs = x.len().div_ceil(2);
+    let pairs = if n_pairs <= pairs_stack.len() {
+        &mut pairs_stack[..n_pairs]
+    } else {
+        pairs_heap.resize(n_pairs, 0);
+        &mut pairs_heap[..]
+    };
+    // Importances do not fit the integer kernel's paired sums: weighted groups score every
+    // candidate in `f32`.
+    let fixed_point = w.is_none();
+    if fixed_point {
+        fixed_pairs(x, pairs);
+    }
+    let pairs = &*pairs;
     let mut scores = [0.0f32; MAX_COARSE];
     let scores = &mut scores[..grid.q.len()];
-    if w.is_none() {
-        // Per-group sizes stay on the stack (zeroing a buffer for the largest group would
-        // cost more than scoring a small one).
-        let mut pairs_stack = [0u32; STACK_WEIGHTS / 2];
-        let mut pairs_heap = Vec::new();
-        let n_pairs = x.len().div_ceil(2);
-        let pairs = if n_pairs <= pairs_stack.len() {
-            &mut pairs_stack[..n_pairs]
+    for (i, out) in scores.chunks_exact_mut(LANES).enumerate() {
+        out.copy_from_slice(&if fixed_point {
+            score_fixed_with(isa, &grid.fixed[i], cuts, pairs)
         } else {
-            pairs_heap.resize(n_pairs, 0);
-            &mut pairs_heap[..]
-        };
-        fixed_pairs(x, pairs);
-        let isa = crate::kernels::Isa::detect();
-        for (batch, out) in grid.fixed.iter().zip(scores.chunks_exact_mut(LANES)) {
-            out.copy_from_slice(&score_fixed_with(isa, batch, cuts, pairs));
-        }
-    } else {
-        // Importances do not fit the integer kernel's paired sums.
-        for (batch, out) in grid.batches.iter().zip(scores.chunks_exact_mut(LANES)) {
-            out.copy_from_slice(&score(batch, cuts, x, w));
-        }
+            score(&grid.batches[i], cuts, x, w)
+        });
     }
     let (mut brackets, mut kept) = coarse_minima(&grid.q, scores, rounds[0]);
-    // Coarse scores may be approximate: each bracket's centre is scored again, exactly, in the
-    // first round, and only exact scores are compared from then on.
-    for bracket in &mut brackets[..kept] {
-        bracket.score = f32::INFINITY;
-    }
+    // Every round but the last narrows the brackets in the coarse grid's units; the last
+    // scores in `f32`, and when that changes the units it scores each bracket's centre again
+    // so that only exact scores are compared.
+    let mut exact = !fixed_point;
     let mut batch = Batch::empty();
+    let mut fixed = FixedBatch::empty();
     for (round, &keep) in rounds.iter().enumerate() {
+        let last = round + 1 == rounds.len();
         kept = kept.min(keep);
         let per = LANES / kept;
-        let with_centre = usize::from(round == 0);
+        let with_centre = usize::from(last && !exact);
+        if with_centre == 1 {
+            for bracket in &mut brackets[..kept] {
+                bracket.score = f32::INFINITY;
+            }
+        }
         // The points split each bracket's interval evenly; spare lanes (when `kept` does not
         // divide 16) repeat the best point.
         let parts = per + 1 - with_centre;
@@ -563,7 +630,13 @@ fn search(family: &Family, grid: &Grid, rounds: &[usize], x: &[f32], w: Option<&
             }
         }
         batch.set(family, q);
-        let scores = score(&batch, cuts, x, w);
+        let scores = if last || exact {
+            exact = true;
+            score(&batch, cuts, x, w)
+        } else {
+            fixed.set_from(&batch, cuts);
+            score_fixed_with(isa, &fixed, cuts, pairs)
+        };
         for (b, bracket) in brackets[..kept].iter_mut().enumerate() {
             let step = (bracket.hi - bracket.lo) * inv_parts;
             // Selects, not branches: which lane wins is unpredictable.
@@ -771,6 +844,9 @@ mod tests {
                     let w: Vec<f32> = group(seed + 100, x.len());
                     for weights in [None, Some(&w[..])] {
                         let fixed = FixedBatch::new(&batch);
+                        let mut portable = [[0u32; LANES]; MAX_CUTS];
+                        fixed_rows(Isa::Scalar, &batch.cut, &mut portable);
+                        assert_eq!(portable, fixed.cut, "fixed-point rows");
                         let mut pairs = vec![0u32; x.len().div_ceil(2)];
                         fixed_pairs(&x, &mut pairs);
                         let fixed_reference = score_fixed_with(Isa::Scalar, &fixed, cuts, &pairs);
