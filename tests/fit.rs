@@ -85,6 +85,28 @@ fn correlation_fit_is_within_half_a_percent_of_brute_force() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The max-abs fit's squared error and the best of a 4 000-point scan of `q` at the same
+/// `a = max|w|` (checking that the fit keeps that `a`).
+fn max_abs_fit_and_scan(bits: u8, zero: bool, w: &[f64]) -> (f64, f64) {
+    let imp = vec![1.0; w.len()];
+    let d = discretizer(Scheme::Exponential, bits, ScaleRule::MaxAbs, zero);
+    let p = d.fit_params(w, None).unwrap();
+    let amax = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    assert_eq!(p.a, amax, "max-abs keeps a = max|w|");
+    let fit_err = weighted_sse(&d.codebook(p).unwrap(), w, &imp);
+    let scan = brute_force(
+        Scheme::Exponential,
+        bits,
+        zero,
+        w,
+        Some(amax),
+        1,
+        4000,
+        |cb| weighted_sse(cb, w, &imp),
+    );
+    (fit_err, scan)
+}
+
 #[test]
 fn max_abs_q_is_within_half_a_percent_of_brute_force_at_that_a() {
     let mut failures = Vec::new();
@@ -96,22 +118,7 @@ fn max_abs_q_is_within_half_a_percent_of_brute_force_at_that_a() {
                     .iter()
                     .map(|&x| x as f64)
                     .collect();
-                let imp = vec![1.0; n];
-                let d = discretizer(Scheme::Exponential, bits, ScaleRule::MaxAbs, zero);
-                let p = d.fit_params(&w, None).unwrap();
-                let amax = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-                assert_eq!(p.a, amax, "max-abs keeps a = max|w|");
-                let fit_err = weighted_sse(&d.codebook(p).unwrap(), &w, &imp);
-                let brute = brute_force(
-                    Scheme::Exponential,
-                    bits,
-                    zero,
-                    &w,
-                    Some(amax),
-                    1,
-                    4000,
-                    |cb| weighted_sse(cb, &w, &imp),
-                );
+                let (fit_err, brute) = max_abs_fit_and_scan(bits, zero, &w);
                 if fit_err > brute * TOLERANCE + 1e-15 {
                     failures.push(format!(
                         "{bits} bits zero={zero} n={n}: {fit_err} vs {brute}"
@@ -198,22 +205,7 @@ fn small_max_abs_groups_are_near_a_dense_scan() {
                     .iter()
                     .map(|&x| x as f64)
                     .collect();
-                let imp = vec![1.0; n];
-                let d = discretizer(Scheme::Exponential, bits, ScaleRule::MaxAbs, zero);
-                let p = d.fit_params(&w, None).unwrap();
-                let amax = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-                assert_eq!(p.a, amax, "max-abs keeps a = max|w|");
-                let fit_err = weighted_sse(&d.codebook(p).unwrap(), &w, &imp);
-                let brute = brute_force(
-                    Scheme::Exponential,
-                    bits,
-                    zero,
-                    &w,
-                    Some(amax),
-                    1,
-                    4000,
-                    |cb| weighted_sse(cb, &w, &imp),
-                );
+                let (fit_err, brute) = max_abs_fit_and_scan(bits, zero, &w);
                 let ratio = (fit_err + 1e-300) / (brute + 1e-300);
                 ratios.push(ratio);
                 if ratio > 1.02 {

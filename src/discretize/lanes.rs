@@ -905,39 +905,20 @@ mod tests {
     #[test]
     #[ignore]
     fn search_against_dense_scan() {
-        let plans: &[Plan] = &[
-            PLAN,
-            Plan {
-                coarse: 96,
-                shift: 0.1,
-                rounds: &[4, 1],
-            },
-            Plan {
-                coarse: 96,
-                shift: 0.1,
-                rounds: &[2, 1],
-            },
-            Plan {
-                coarse: 96,
-                shift: 0.1,
-                rounds: &[4, 2],
-            },
-            Plan {
-                coarse: 112,
-                shift: 0.1,
-                rounds: &[4, 1],
-            },
-            Plan {
-                coarse: 128,
-                shift: 0.1,
-                rounds: &[4, 1],
-            },
-            Plan {
-                coarse: 128,
-                shift: 0.15,
-                rounds: &[4, 1],
-            },
+        // The shipped plan first, then alternatives: (coarse points, shift, rounds).
+        let alternatives: [(usize, f64, &'static [usize]); 4] = [
+            (96, 0.1, &[4, 1]),
+            (96, 0.1, &[4, 2]),
+            (128, 0.1, &[4, 1]),
+            (128, 0.15, &[4, 2, 1]),
         ];
+        let plans: Vec<Plan> = core::iter::once(PLAN)
+            .chain(alternatives.map(|(coarse, shift, rounds)| Plan {
+                coarse,
+                shift,
+                rounds,
+            }))
+            .collect();
         let cases: Vec<(Family, Vec<f32>, f64)> = [3u8, 4, 5]
             .iter()
             .flat_map(|&bits| [true, false].map(move |zero| (bits, zero)))
@@ -953,7 +934,7 @@ mod tests {
                 })
             })
             .collect();
-        for plan in plans {
+        for plan in &plans {
             let mut worst = [0.0f64; 3];
             let (mut total, mut over) = (0.0, 0);
             let mut grids = std::collections::HashMap::new();
