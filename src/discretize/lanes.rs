@@ -63,33 +63,35 @@ const PLAN: Plan = Plan {
     rounds: &[4, 2, 1],
 };
 
-/// Sixteen candidates' level sets, lane-major so each compare covers all of them.
+/// Sixteen candidates' level sets, lane-major so each compare covers all of them: `f32`
+/// values in a [`Batch`], 16-bit fixed point in a [`FixedBatch`].
 #[derive(Clone)]
-struct Batch {
-    q: [f64; LANES],
+struct Tables<T> {
     /// The level below the first threshold (zero, or the smallest magnitude).
-    base: [f32; LANES],
-    /// `cut[j]`: the threshold between level `j` and `j + 1`, ascending in `j`.
-    cut: [[f32; LANES]; MAX_CUTS],
+    base: [T; LANES],
+    /// `cut[j]`: the threshold between level `j` and `j + 1`, ascending in `j`. Rows past the
+    /// family's `cut_count` are never read.
+    cut: [[T; LANES]; MAX_CUTS],
     /// `above[j]`: level `j + 1`, taken by a magnitude above `cut[j]`.
-    above: [[f32; LANES]; MAX_CUTS],
+    above: [[T; LANES]; MAX_CUTS],
 }
 
-impl Batch {
-    /// A batch whose candidates are yet to be set.
-    fn empty() -> Batch {
-        Batch {
-            q: [0.5; LANES],
-            base: [0.0; LANES],
-            // Rows past the family's `cut_count` are never read; +∞ would also be harmless.
-            cut: [[f32::INFINITY; LANES]; MAX_CUTS],
-            above: [[0.0; LANES]; MAX_CUTS],
+impl<T: Copy + Default> Tables<T> {
+    /// Tables whose candidates are yet to be set.
+    fn empty() -> Self {
+        Tables {
+            base: [T::default(); LANES],
+            cut: [[T::default(); LANES]; MAX_CUTS],
+            above: [[T::default(); LANES]; MAX_CUTS],
         }
     }
+}
 
+type Batch = Tables<f32>;
+
+impl Batch {
     /// Fills the level tables of the candidates `q` (unit scale: the top level is 1).
     fn set(&mut self, family: &Family, q: [f64; LANES]) {
-        self.q = q;
         // Scores only rank candidates, so the levels are built in `f32` (sixteen lanes, one
         // vector): the few ulps they differ from the `f64` codebook's do not matter.
         let q32 = q.map(|v| v as f32);
@@ -285,24 +287,10 @@ const _: () = assert!((2 * PAIRS_PER_SUM) as f64 * FIX * FIX < i32::MAX as f64);
 /// 32 (candidate, weight) pairs, twice the `f32` kernel's 16, and `vpmaddwd` adds the two
 /// weights' squared errors into the candidate's 32-bit lane. Scores are approximate (levels
 /// and thresholds rounded to 1/16383 of `max|w|`), which is all choosing brackets needs;
-/// refinement scores in `f32`.
-#[derive(Clone)]
-struct FixedBatch {
-    /// Each `u32` holds one candidate's value in both 16-bit halves.
-    base: [u32; LANES],
-    cut: [[u32; LANES]; MAX_CUTS],
-    above: [[u32; LANES]; MAX_CUTS],
-}
+/// refinement scores in `f32`. Each `u32` holds one candidate's value in both 16-bit halves.
+type FixedBatch = Tables<u32>;
 
 impl FixedBatch {
-    fn empty() -> FixedBatch {
-        FixedBatch {
-            base: [0; LANES],
-            cut: [[0; LANES]; MAX_CUTS],
-            above: [[0; LANES]; MAX_CUTS],
-        }
-    }
-
     fn new(batch: &Batch) -> FixedBatch {
         let mut fixed = FixedBatch::empty();
         fixed.set_from(batch, MAX_CUTS);
