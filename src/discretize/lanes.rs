@@ -556,6 +556,27 @@ pub(crate) fn max_abs_q(family: &Family, x: &[f32], w: Option<&[f32]>) -> f64 {
     with_grid(family, |grid| search(family, grid, PLAN.rounds, x, w))
 }
 
+/// Runs `f` with the refinement's two batches (4 KiB): kept per thread under `std`, so that a
+/// group does not zero them afresh, and made per call without it. Their previous contents do
+/// not matter: every round writes all the rows it reads.
+fn with_scratch<R>(f: impl FnOnce(&mut Batch, &mut FixedBatch) -> R) -> R {
+    #[cfg(feature = "std")]
+    {
+        std::thread_local! {
+            static SCRATCH: core::cell::RefCell<(Batch, FixedBatch)> =
+                core::cell::RefCell::new((Batch::empty(), FixedBatch::empty()));
+        }
+        SCRATCH.with(|scratch| {
+            let (batch, fixed) = &mut *scratch.borrow_mut();
+            f(batch, fixed)
+        })
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        f(&mut Batch::empty(), &mut FixedBatch::empty())
+    }
+}
+
 fn search(family: &Family, grid: &Grid, rounds: &[usize], x: &[f32], w: Option<&[f32]>) -> f64 {
     let cuts = cut_count(family);
     let isa = crate::kernels::Isa::detect();
@@ -591,59 +612,59 @@ fn search(family: &Family, grid: &Grid, rounds: &[usize], x: &[f32], w: Option<&
     // scores in `f32`, and when that changes the units it scores each bracket's centre again
     // so that only exact scores are compared.
     let mut exact = !fixed_point;
-    let mut batch = Batch::empty();
-    let mut fixed = FixedBatch::empty();
-    for (round, &keep) in rounds.iter().enumerate() {
-        let last = round + 1 == rounds.len();
-        kept = kept.min(keep);
-        let per = LANES / kept;
-        let with_centre = usize::from(last && !exact);
-        if with_centre == 1 {
-            for bracket in &mut brackets[..kept] {
-                bracket.score = f32::INFINITY;
-            }
-        }
-        // The points split each bracket's interval evenly; spare lanes (when `kept` does not
-        // divide 16) repeat the best point.
-        let parts = per + 1 - with_centre;
-        let mut q = [brackets[0].q; LANES];
-        let inv_parts = 1.0 / parts as f64;
-        for (b, bracket) in brackets[..kept].iter().enumerate() {
-            let step = (bracket.hi - bracket.lo) * inv_parts;
-            for j in 0..per - with_centre {
-                q[b * per + with_centre + j] = bracket.lo + step * (j + 1) as f64;
-            }
+    with_scratch(|batch, fixed| {
+        for (round, &keep) in rounds.iter().enumerate() {
+            let last = round + 1 == rounds.len();
+            kept = kept.min(keep);
+            let per = LANES / kept;
+            let with_centre = usize::from(last && !exact);
             if with_centre == 1 {
-                q[b * per] = bracket.q;
+                for bracket in &mut brackets[..kept] {
+                    bracket.score = f32::INFINITY;
+                }
             }
+            // The points split each bracket's interval evenly; spare lanes (when `kept` does not
+            // divide 16) repeat the best point.
+            let parts = per + 1 - with_centre;
+            let mut q = [brackets[0].q; LANES];
+            let inv_parts = 1.0 / parts as f64;
+            for (b, bracket) in brackets[..kept].iter().enumerate() {
+                let step = (bracket.hi - bracket.lo) * inv_parts;
+                for j in 0..per - with_centre {
+                    q[b * per + with_centre + j] = bracket.lo + step * (j + 1) as f64;
+                }
+                if with_centre == 1 {
+                    q[b * per] = bracket.q;
+                }
+            }
+            batch.set(family, q);
+            let scores = if last || exact {
+                exact = true;
+                score(batch, cuts, x, w)
+            } else {
+                fixed.set_from(batch, cuts);
+                score_fixed_with(isa, fixed, cuts, pairs)
+            };
+            for (b, bracket) in brackets[..kept].iter_mut().enumerate() {
+                let step = (bracket.hi - bracket.lo) * inv_parts;
+                // Selects, not branches: which lane wins is unpredictable.
+                let (mut best, mut best_lane) = (bracket.score, usize::MAX);
+                for (lane, &s) in scores.iter().enumerate().skip(b * per).take(per) {
+                    let take = s < best;
+                    best = if take { s } else { best };
+                    best_lane = if take { lane } else { best_lane };
+                }
+                if best_lane != usize::MAX {
+                    bracket.score = best;
+                    bracket.q = q[best_lane];
+                }
+                // The minimum lies within one step of the best point seen.
+                bracket.lo = (bracket.q - step).max(bracket.lo);
+                bracket.hi = (bracket.q + step).min(bracket.hi);
+            }
+            sort_brackets(&mut brackets[..kept]);
         }
-        batch.set(family, q);
-        let scores = if last || exact {
-            exact = true;
-            score(&batch, cuts, x, w)
-        } else {
-            fixed.set_from(&batch, cuts);
-            score_fixed_with(isa, &fixed, cuts, pairs)
-        };
-        for (b, bracket) in brackets[..kept].iter_mut().enumerate() {
-            let step = (bracket.hi - bracket.lo) * inv_parts;
-            // Selects, not branches: which lane wins is unpredictable.
-            let (mut best, mut best_lane) = (bracket.score, usize::MAX);
-            for (lane, &s) in scores.iter().enumerate().skip(b * per).take(per) {
-                let take = s < best;
-                best = if take { s } else { best };
-                best_lane = if take { lane } else { best_lane };
-            }
-            if best_lane != usize::MAX {
-                bracket.score = best;
-                bracket.q = q[best_lane];
-            }
-            // The minimum lies within one step of the best point seen.
-            bracket.lo = (bracket.q - step).max(bracket.lo);
-            bracket.hi = (bracket.q + step).min(bracket.hi);
-        }
-        sort_brackets(&mut brackets[..kept]);
-    }
+    });
     brackets[0].q
 }
 
