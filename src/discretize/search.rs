@@ -7,7 +7,7 @@
 //! level, never a pass over the weights. On top of that scorer the search is a log-spaced
 //! grid, golden-section refinement around the best grid point, and Lloyd steps (the
 //! closed-form best `a` for a fixed assignment), which land exactly on the local optima a grid
-//! alone would miss.
+//! alone would miss. (Max-abs fits of small groups take the sixteen-lane search in `lanes`.)
 
 use alloc::vec::Vec;
 
