@@ -17,6 +17,26 @@ fn fast_paths() -> Vec<Isa> {
         .collect()
 }
 
+/// `isa` decodes `packed` to exactly the scalar reference's bits.
+fn assert_decode_matches(
+    isa: Isa,
+    bits: u8,
+    packed: &[u8],
+    levels: &[f32],
+    reference: &[f32],
+    context: &str,
+) {
+    let mut out = vec![f32::NAN; reference.len()];
+    kernels::decode_with(isa, bits, packed, levels, &mut out).unwrap();
+    assert!(
+        out.iter()
+            .zip(reference)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "{isa:?} bits={bits}{context} n={}",
+        reference.len()
+    );
+}
+
 #[test]
 fn the_simd_paths_run_here() {
     #[cfg(target_arch = "x86_64")]
@@ -201,14 +221,7 @@ fn decode_matches_the_reference_bit_for_bit_on_every_path() {
                 let mut reference = vec![0.0f32; n];
                 kernels::decode_with(Isa::Scalar, bits, &packed, &levels, &mut reference).unwrap();
                 for isa in fast_paths() {
-                    let mut out = vec![f32::NAN; n];
-                    kernels::decode_with(isa, bits, &packed, &levels, &mut out).unwrap();
-                    assert!(
-                        out.iter()
-                            .zip(&reference)
-                            .all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{isa:?} bits={bits} n={n}"
-                    );
+                    assert_decode_matches(isa, bits, &packed, &levels, &reference, "");
                 }
             }
         }
@@ -275,14 +288,8 @@ fn small_codebooks_at_wide_widths_match_the_reference() {
                     .map(|(&c, &xi)| f64::from(levels[c as usize] * xi).abs())
                     .sum();
                 for isa in fast_paths() {
-                    let mut out = vec![f32::NAN; n];
-                    kernels::decode_with(isa, bits, &packed, &levels, &mut out).unwrap();
-                    assert!(
-                        out.iter()
-                            .zip(&reference)
-                            .all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{isa:?} bits={bits} levels={count} n={n}"
-                    );
+                    let context = format!(" levels={count}");
+                    assert_decode_matches(isa, bits, &packed, &levels, &reference, &context);
                     let fast = kernels::dot_with(isa, bits, &packed, &levels, &x).unwrap();
                     assert!(
                         close(fast, dot, magnitude),

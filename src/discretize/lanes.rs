@@ -835,30 +835,33 @@ mod tests {
             .sum()
     }
 
+    /// A batch of sixteen evenly spaced candidates `first, first + step, …`.
+    fn spaced_batch(family: &Family, first: f64, step: f64) -> (Batch, [f64; LANES]) {
+        let q: [f64; LANES] = core::array::from_fn(|i| first + step * i as f64);
+        let mut batch = Batch::empty();
+        batch.set(family, q);
+        (batch, q)
+    }
+
     #[test]
     fn every_isa_scores_the_same_bits() {
-        // 3, 4 and 5 bits (with and without zero) cover the 4-, 8- and 16-threshold kernels.
+        // 3, 4 and 5 bits (with and without zero) cover the 3-, 7- and 15-threshold kernels.
         for bits in 3..=5u8 {
             for zero in [true, false] {
                 let family = Family::new(Scheme::Exponential, bits, zero).unwrap();
-                let mut q = [0.0; LANES];
-                for (i, v) in q.iter_mut().enumerate() {
-                    *v = 0.3 + 0.04 * i as f64;
-                }
-                let mut batch = Batch::empty();
-                batch.set(&family, q);
+                let (batch, _) = spaced_batch(&family, 0.3, 0.04);
                 let cuts = cut_count(&family);
+                let fixed = FixedBatch::new(&batch);
+                let mut portable = [[0u32; LANES]; MAX_CUTS];
+                fixed_rows(Isa::Scalar, &batch.cut, &mut portable);
+                assert_eq!(portable, fixed.cut, "fixed-point rows");
                 for seed in 0..20 {
                     let x = group(seed, 5 + seed as usize * 13);
                     let w: Vec<f32> = group(seed + 100, x.len());
+                    let mut pairs = vec![0u32; x.len().div_ceil(2)];
+                    fixed_pairs(&x, &mut pairs);
+                    let fixed_reference = score_fixed_with(Isa::Scalar, &fixed, cuts, &pairs);
                     for weights in [None, Some(&w[..])] {
-                        let fixed = FixedBatch::new(&batch);
-                        let mut portable = [[0u32; LANES]; MAX_CUTS];
-                        fixed_rows(Isa::Scalar, &batch.cut, &mut portable);
-                        assert_eq!(portable, fixed.cut, "fixed-point rows");
-                        let mut pairs = vec![0u32; x.len().div_ceil(2)];
-                        fixed_pairs(&x, &mut pairs);
-                        let fixed_reference = score_fixed_with(Isa::Scalar, &fixed, cuts, &pairs);
                         let reference = score_with(Isa::Scalar, &batch, cuts, &x, weights);
                         for isa in [Isa::Swar, Isa::Avx2, Isa::Avx512] {
                             if isa.is_available() {
@@ -887,12 +890,7 @@ mod tests {
         for bits in 2..=5u8 {
             for zero in [true, false] {
                 let family = Family::new(Scheme::Exponential, bits, zero).unwrap();
-                let mut q = [0.0; LANES];
-                for (i, v) in q.iter_mut().enumerate() {
-                    *v = 0.05 + 0.06 * i as f64;
-                }
-                let mut batch = Batch::empty();
-                batch.set(&family, q);
+                let (batch, q) = spaced_batch(&family, 0.05, 0.06);
                 let x = group(u64::from(bits), 200);
                 let got = score(&batch, cut_count(&family), &x, None);
                 for lane in 0..LANES {
