@@ -230,20 +230,28 @@ impl Family {
         2 * self.magnitude_count() + usize::from(self.has_zero())
     }
 
-    /// Whether `(a, q)` give a valid codebook in `T` (what [`codebook`](Self::codebook)
-    /// checks) without building one: fitting checks every group's result, and a codebook
-    /// costs 3 KiB to fill.
+    /// Writes the levels of `(a, q)` into `out` and returns how many, after the checks every
+    /// codebook needs: valid parameters, and levels distinct and finite in `T`.
+    fn checked_levels<T: Real>(&self, params: Params<T>, out: &mut [T; 256]) -> Result<usize> {
+        let (a, q) = (params.a.widen(), params.q.widen());
+        self.check_params(a, q)?;
+        let n = self.levels_into(params, out);
+        if distinct_and_finite(&out[..n]) {
+            Ok(n)
+        } else {
+            Err(Error::InvalidParameters {
+                a,
+                q,
+                reason: LEVELS_NOT_DISTINCT,
+            })
+        }
+    }
+
+    /// Whether `(a, q)` give a valid codebook in `T` without building one: fitting checks
+    /// every group's result, and a codebook costs 3 KiB to fill.
     #[cfg(feature = "alloc")]
     fn params_valid<T: Real>(&self, params: Params<T>) -> bool {
-        if self
-            .check_params(params.a.widen(), params.q.widen())
-            .is_err()
-        {
-            return false;
-        }
-        let mut levels = [T::zero(); 256];
-        let n = self.levels_into(params, &mut levels);
-        distinct_and_finite(&levels[..n])
+        self.checked_levels(params, &mut [T::zero(); 256]).is_ok()
     }
 
     /// Makes `encoder` the encoder of `params`' codebook, with [`codebook`](Self::codebook)'s
@@ -253,33 +261,17 @@ impl Family {
         params: Params<f32>,
         encoder: &mut crate::kernels::Encoder,
     ) -> Result<()> {
-        let (a, q) = (params.a.widen(), params.q.widen());
-        self.check_params(a, q)?;
         let mut levels = [0.0f32; 256];
-        let n = self.levels_into(params, &mut levels);
-        let levels = &levels[..n];
-        if !distinct_and_finite(levels) {
-            return Err(Error::InvalidParameters {
-                a,
-                q,
-                reason: LEVELS_NOT_DISTINCT,
-            });
-        }
-        encoder.refill(levels);
+        let n = self.checked_levels(params, &mut levels)?;
+        encoder.refill(&levels[..n]);
         Ok(())
     }
 
     /// The codebook of parameters `(a, q)` in `T`.
     pub fn codebook<T: Real>(&self, params: Params<T>) -> Result<Codebook<T>> {
-        let (a, q) = (params.a.widen(), params.q.widen());
-        self.check_params(a, q)?;
         let mut levels = [T::zero(); 256];
-        let n = self.levels_into(params, &mut levels);
-        Codebook::new(&levels[..n]).map_err(|_| Error::InvalidParameters {
-            a,
-            q,
-            reason: LEVELS_NOT_DISTINCT,
-        })
+        let n = self.checked_levels(params, &mut levels)?;
+        Codebook::new(&levels[..n])
     }
 
     /// Fits `(a, q)` to a group under `rule`.
