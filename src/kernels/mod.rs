@@ -708,7 +708,9 @@ fn next_down(x: f32) -> f32 {
 impl Encoder {
     /// The encoder of a codebook.
     pub fn new(codebook: &Codebook<f32>) -> Self {
-        Self::from_thresholds(codebook.thresholds().iter().copied())
+        let mut encoder = Self::empty();
+        encoder.set_thresholds(codebook.thresholds().iter().copied());
+        encoder
     }
 
     /// An encoder with no cuts yet (every value gets code 0), to be [`refill`](Self::refill)ed.
@@ -733,9 +735,14 @@ impl Encoder {
     /// encoder (1 KiB) for each would cost more than encoding the group.
     pub(crate) fn refill(&mut self, levels: &[f32]) {
         debug_assert!(Codebook::new(levels).is_ok());
-        let thresholds = levels
-            .windows(2)
-            .map(|pair| crate::codebook::midpoint(pair[0], pair[1]));
+        self.set_thresholds(
+            levels
+                .windows(2)
+                .map(|pair| crate::codebook::midpoint(pair[0], pair[1])),
+        );
+    }
+
+    fn set_thresholds(&mut self, thresholds: impl Iterator<Item = f64>) {
         let mut len = 0;
         for (c, t) in self.cuts.iter_mut().zip(thresholds) {
             *c = strict_cut(t);
@@ -746,16 +753,6 @@ impl Encoder {
             *c = f32::INFINITY;
         }
         self.len = len;
-    }
-
-    fn from_thresholds(thresholds: impl Iterator<Item = f64>) -> Self {
-        let mut cuts = [f32::INFINITY; 255];
-        let mut len = 0;
-        for (c, t) in cuts.iter_mut().zip(thresholds) {
-            *c = strict_cut(t);
-            len += 1;
-        }
-        Encoder { len, cuts }
     }
 
     /// The code of one weight (the same as [`Codebook::encode`]).
