@@ -91,6 +91,7 @@ type Batch = Tables<f32>;
 
 impl Batch {
     /// Fills the level tables of the candidates `q` (unit scale: the top level is 1).
+    #[inline]
     fn set(&mut self, family: &Family, q: [f64; LANES]) {
         // Scores only rank candidates, so the levels are built in `f32` (sixteen lanes, one
         // vector): the few ulps they differ from the `f64` codebook's do not matter.
@@ -240,11 +241,8 @@ unsafe fn score_avx2(batch: &Batch, cuts: usize, x: &[f32], w: Option<&[f32]>) -
     out
 }
 
-/// Scores a batch on the fastest path the CPU has; every path returns the same bits.
-fn score(batch: &Batch, cuts: usize, x: &[f32], w: Option<&[f32]>) -> [f32; LANES] {
-    score_with(crate::kernels::Isa::detect(), batch, cuts, x, w)
-}
-
+/// Scores a batch on the path `isa` names; every path returns the same bits.
+#[inline]
 fn score_with(
     isa: crate::kernels::Isa,
     batch: &Batch,
@@ -293,13 +291,13 @@ type FixedBatch = Tables<u32>;
 impl FixedBatch {
     fn new(batch: &Batch) -> FixedBatch {
         let mut fixed = FixedBatch::empty();
-        fixed.set_from(batch, MAX_CUTS);
+        fixed.set_from(crate::kernels::Isa::detect(), batch, MAX_CUTS);
         fixed
     }
 
     /// Converts the base and the first `cuts` thresholds and levels of `batch`.
-    fn set_from(&mut self, batch: &Batch, cuts: usize) {
-        let isa = crate::kernels::Isa::detect();
+    #[inline]
+    fn set_from(&mut self, isa: crate::kernels::Isa, batch: &Batch, cuts: usize) {
         fixed_rows(
             isa,
             core::slice::from_ref(&batch.base),
@@ -322,6 +320,7 @@ fn fixed_row(row: &[f32; LANES]) -> [u32; LANES] {
 /// [`fixed_row`] over rows, with AVX-512 where available (the same operations: multiply, add,
 /// minimum, truncation; so the same bits). Refinement converts a batch per round, and the
 /// scalar float-to-integer conversions would cost more than scoring it.
+#[inline]
 fn fixed_rows(isa: crate::kernels::Isa, src: &[[f32; LANES]], dst: &mut [[u32; LANES]]) {
     #[cfg(target_arch = "x86_64")]
     if isa == crate::kernels::Isa::Avx512 {
@@ -358,6 +357,7 @@ unsafe fn fixed_rows_avx512(src: &[[f32; LANES]], dst: &mut [[u32; LANES]]) {
 /// Two magnitudes in fixed point, the first in the low half: one 32-bit broadcast puts them in
 /// alternate 16-bit lanes. An odd count is padded with 1.0, which sits on the top level and
 /// adds nothing.
+#[inline]
 fn fixed_pairs(x: &[f32], out: &mut [u32]) {
     // `x` is in [0, 1], so adding ½ and truncating rounds (no libm call).
     let fix = |v: f32| (v * FIX as f32 + 0.5) as u32;
@@ -463,6 +463,7 @@ unsafe fn score_fixed_avx2(batch: &FixedBatch, cuts: usize, pairs: &[u32]) -> [f
     out
 }
 
+#[inline]
 fn score_fixed_with(
     isa: crate::kernels::Isa,
     batch: &FixedBatch,
@@ -559,27 +560,75 @@ pub(crate) fn max_abs_q(family: &Family, x: &[f32], w: Option<&[f32]>) -> f64 {
 /// Runs `f` with the refinement's two batches (4 KiB): kept per thread under `std`, so that a
 /// group does not zero them afresh, and made per call without it. Their previous contents do
 /// not matter: every round writes all the rows it reads.
-fn with_scratch<R>(f: impl FnOnce(&mut Batch, &mut FixedBatch) -> R) -> R {
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     #[cfg(feature = "std")]
     {
         std::thread_local! {
-            static SCRATCH: core::cell::RefCell<(Batch, FixedBatch)> =
+            static SCRATCH: core::cell::RefCell<Scratch> =
                 core::cell::RefCell::new((Batch::empty(), FixedBatch::empty()));
         }
-        SCRATCH.with(|scratch| {
-            let (batch, fixed) = &mut *scratch.borrow_mut();
-            f(batch, fixed)
-        })
+        SCRATCH.with(|scratch| f(&mut scratch.borrow_mut()))
     }
     #[cfg(not(feature = "std"))]
     {
-        f(&mut Batch::empty(), &mut FixedBatch::empty())
+        f(&mut (Batch::empty(), FixedBatch::empty()))
     }
 }
 
+/// The refinement's level tables, in `f32` and in fixed point.
+type Scratch = (Batch, FixedBatch);
+
 fn search(family: &Family, grid: &Grid, rounds: &[usize], x: &[f32], w: Option<&[f32]>) -> f64 {
-    let cuts = cut_count(family);
     let isa = crate::kernels::Isa::detect();
+    #[cfg(target_arch = "x86_64")]
+    if isa == crate::kernels::Isa::Avx512 {
+        // SAFETY: AVX-512 F/BW/VL, AVX2 and FMA were detected.
+        return with_scratch(|scratch| unsafe {
+            search_avx512(family, grid, rounds, x, w, scratch)
+        });
+    }
+    with_scratch(|scratch| search_on(isa, family, grid, rounds, x, w, scratch))
+}
+
+/// [`search_on`] compiled for AVX-512: the bookkeeping between kernel calls (level tables,
+/// bracket updates) is a third of a small group's fit, and with 512-bit registers the
+/// compiler vectorizes it sixteen lanes at a time. Plain IEEE arithmetic, no contraction,
+/// so the same bits as the portable build.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VL, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn search_avx512(
+    family: &Family,
+    grid: &Grid,
+    rounds: &[usize],
+    x: &[f32],
+    w: Option<&[f32]>,
+    scratch: &mut Scratch,
+) -> f64 {
+    search_on(
+        crate::kernels::Isa::Avx512,
+        family,
+        grid,
+        rounds,
+        x,
+        w,
+        scratch,
+    )
+}
+
+#[inline(always)]
+fn search_on(
+    isa: crate::kernels::Isa,
+    family: &Family,
+    grid: &Grid,
+    rounds: &[usize],
+    x: &[f32],
+    w: Option<&[f32]>,
+    (batch, fixed): &mut Scratch,
+) -> f64 {
+    let cuts = cut_count(family);
     // Per-group sizes stay on the stack (zeroing a buffer for the largest group would cost
     // more than scoring a small one).
     let mut pairs_stack = [0u32; STACK_WEIGHTS / 2];
@@ -604,7 +653,7 @@ fn search(family: &Family, grid: &Grid, rounds: &[usize], x: &[f32], w: Option<&
         out.copy_from_slice(&if fixed_point {
             score_fixed_with(isa, &grid.fixed[i], cuts, pairs)
         } else {
-            score(&grid.batches[i], cuts, x, w)
+            score_with(isa, &grid.batches[i], cuts, x, w)
         });
     }
     let (mut brackets, mut kept) = coarse_minima(&grid.q, scores, rounds[0]);
@@ -612,59 +661,57 @@ fn search(family: &Family, grid: &Grid, rounds: &[usize], x: &[f32], w: Option<&
     // scores in `f32`, and when that changes the units it scores each bracket's centre again
     // so that only exact scores are compared.
     let mut exact = !fixed_point;
-    with_scratch(|batch, fixed| {
-        for (round, &keep) in rounds.iter().enumerate() {
-            let last = round + 1 == rounds.len();
-            kept = kept.min(keep);
-            let per = LANES / kept;
-            let with_centre = usize::from(last && !exact);
-            if with_centre == 1 {
-                for bracket in &mut brackets[..kept] {
-                    bracket.score = f32::INFINITY;
-                }
+    for (round, &keep) in rounds.iter().enumerate() {
+        let last = round + 1 == rounds.len();
+        kept = kept.min(keep);
+        let per = LANES / kept;
+        let with_centre = usize::from(last && !exact);
+        if with_centre == 1 {
+            for bracket in &mut brackets[..kept] {
+                bracket.score = f32::INFINITY;
             }
-            // The points split each bracket's interval evenly; spare lanes (when `kept` does not
-            // divide 16) repeat the best point.
-            let parts = per + 1 - with_centre;
-            let mut q = [brackets[0].q; LANES];
-            let inv_parts = 1.0 / parts as f64;
-            for (b, bracket) in brackets[..kept].iter().enumerate() {
-                let step = (bracket.hi - bracket.lo) * inv_parts;
-                for j in 0..per - with_centre {
-                    q[b * per + with_centre + j] = bracket.lo + step * (j + 1) as f64;
-                }
-                if with_centre == 1 {
-                    q[b * per] = bracket.q;
-                }
-            }
-            batch.set(family, q);
-            let scores = if last || exact {
-                exact = true;
-                score(batch, cuts, x, w)
-            } else {
-                fixed.set_from(batch, cuts);
-                score_fixed_with(isa, fixed, cuts, pairs)
-            };
-            for (b, bracket) in brackets[..kept].iter_mut().enumerate() {
-                let step = (bracket.hi - bracket.lo) * inv_parts;
-                // Selects, not branches: which lane wins is unpredictable.
-                let (mut best, mut best_lane) = (bracket.score, usize::MAX);
-                for (lane, &s) in scores.iter().enumerate().skip(b * per).take(per) {
-                    let take = s < best;
-                    best = if take { s } else { best };
-                    best_lane = if take { lane } else { best_lane };
-                }
-                if best_lane != usize::MAX {
-                    bracket.score = best;
-                    bracket.q = q[best_lane];
-                }
-                // The minimum lies within one step of the best point seen.
-                bracket.lo = (bracket.q - step).max(bracket.lo);
-                bracket.hi = (bracket.q + step).min(bracket.hi);
-            }
-            sort_brackets(&mut brackets[..kept]);
         }
-    });
+        // The points split each bracket's interval evenly; spare lanes (when `kept` does not
+        // divide 16) repeat the best point.
+        let parts = per + 1 - with_centre;
+        let mut q = [brackets[0].q; LANES];
+        let inv_parts = 1.0 / parts as f64;
+        for (b, bracket) in brackets[..kept].iter().enumerate() {
+            let step = (bracket.hi - bracket.lo) * inv_parts;
+            for j in 0..per - with_centre {
+                q[b * per + with_centre + j] = bracket.lo + step * (j + 1) as f64;
+            }
+            if with_centre == 1 {
+                q[b * per] = bracket.q;
+            }
+        }
+        batch.set(family, q);
+        let scores = if last || exact {
+            exact = true;
+            score_with(isa, batch, cuts, x, w)
+        } else {
+            fixed.set_from(isa, batch, cuts);
+            score_fixed_with(isa, fixed, cuts, pairs)
+        };
+        for (b, bracket) in brackets[..kept].iter_mut().enumerate() {
+            let step = (bracket.hi - bracket.lo) * inv_parts;
+            // Selects, not branches: which lane wins is unpredictable.
+            let (mut best, mut best_lane) = (bracket.score, usize::MAX);
+            for (lane, &s) in scores.iter().enumerate().skip(b * per).take(per) {
+                let take = s < best;
+                best = if take { s } else { best };
+                best_lane = if take { lane } else { best_lane };
+            }
+            if best_lane != usize::MAX {
+                bracket.score = best;
+                bracket.q = q[best_lane];
+            }
+            // The minimum lies within one step of the best point seen.
+            bracket.lo = (bracket.q - step).max(bracket.lo);
+            bracket.hi = (bracket.q + step).min(bracket.hi);
+        }
+        sort_brackets(&mut brackets[..kept]);
+    }
     brackets[0].q
 }
 
@@ -707,6 +754,7 @@ pub(crate) fn fit_max_abs<T: Real>(
 
 /// Whether `l` ranks before `r`: lower score, then (a tie) smaller `q`, so the order is fully
 /// determined.
+#[inline]
 fn precedes(l: &Bracket, r: &Bracket) -> bool {
     l.score
         .total_cmp(&r.score)
@@ -715,12 +763,14 @@ fn precedes(l: &Bracket, r: &Bracket) -> bool {
 }
 
 /// Best first (see [`precedes`]).
+#[inline]
 fn sort_brackets(brackets: &mut [Bracket]) {
     brackets.sort_unstable_by(|l, r| l.score.total_cmp(&r.score).then(l.q.total_cmp(&r.q)));
 }
 
 /// The local minima of the coarse grid as brackets reaching to the neighbouring grid points,
 /// best first: the first `min(keep, MAX_KEEP, minima)` entries, and that count.
+#[inline]
 fn coarse_minima(q: &[f64], scores: &[f32], keep: usize) -> ([Bracket; MAX_KEEP], usize) {
     let n = q.len();
     let mut best = [Bracket {
@@ -892,7 +942,7 @@ mod tests {
                 let family = Family::new(Scheme::Exponential, bits, zero).unwrap();
                 let (batch, q) = spaced_batch(&family, 0.05, 0.06);
                 let x = group(u64::from(bits), 200);
-                let got = score(&batch, cut_count(&family), &x, None);
+                let got = score_with(Isa::detect(), &batch, cut_count(&family), &x, None);
                 for lane in 0..LANES {
                     let exact = sse(&family, q[lane], &x);
                     let tolerance = 1e-5 * exact + 1e-9;
