@@ -29,12 +29,6 @@ use crate::codebook::Codebook;
 use crate::error::{Error, Result};
 use crate::float::Real;
 
-/// What [`Codebook::new`] requires of a family's levels (which are ascending by
-/// construction, at most 256 and never empty).
-fn distinct_and_finite<T: Real>(levels: &[T]) -> bool {
-    levels.iter().all(|l| l.is_finite()) && levels.windows(2).all(|w| w[0] < w[1])
-}
-
 const LEVELS_NOT_DISTINCT: &str = "the levels are not distinct and finite in this float type";
 
 /// How the parameters of a level family are chosen for each group.
@@ -207,7 +201,13 @@ impl Family {
 
     /// Writes the levels of `(a, q)`, ascending, into `out` and returns how many. Encoding and
     /// every decoding path take their levels from here, so they agree to the bit.
-    pub fn levels_into<T: Real>(&self, params: Params<T>, out: &mut [T; 256]) -> usize {
+    ///
+    /// `out` must hold [`level_count`](Self::level_count) levels (256 always does).
+    pub fn levels_into<T: Real, const N: usize>(
+        &self,
+        params: Params<T>,
+        out: &mut [T; N],
+    ) -> usize {
         // Written in place (no scratch array): GEMV rebuilds a table per row, so this is on
         // a hot path.
         let k = self.magnitude_count();
@@ -230,14 +230,36 @@ impl Family {
         2 * self.magnitude_count() + usize::from(self.has_zero())
     }
 
-    /// Writes the levels of `(a, q)` into `out` and returns how many, after the checks every
-    /// codebook needs: valid parameters, and levels distinct and finite in `T`.
-    fn checked_levels<T: Real>(&self, params: Params<T>, out: &mut [T; 256]) -> Result<usize> {
+    /// Whether the levels of `(a, q)` are what [`Codebook::new`] requires: distinct and finite
+    /// in `T`. The levels are the magnitudes `a·c_i`, their exact negations and perhaps zero,
+    /// so that holds exactly when the magnitudes are finite, strictly ascending and the
+    /// smallest is above zero; checking the `K` magnitudes needs no level table.
+    fn levels_distinct_and_finite<T: Real>(&self, params: Params<T>) -> bool {
+        let mut ok = true;
+        let mut previous: Option<(usize, T)> = None;
+        // `for_each_unit` visits the magnitudes in index order, up or down: each is compared
+        // with its neighbour, which chains to the whole order.
+        self.for_each_unit(params.q.widen(), |i, c| {
+            let m = params.a * T::narrow(c);
+            ok &= m.is_finite();
+            if let Some((j, p)) = previous {
+                ok &= if i > j { p < m } else { m < p };
+            }
+            if i == 0 {
+                ok &= m > T::zero();
+            }
+            previous = Some((i, m));
+        });
+        ok
+    }
+
+    /// [`check_params`](Self::check_params), then that the levels are distinct and finite in
+    /// `T`: the checks every codebook needs.
+    fn check_levels<T: Real>(&self, params: Params<T>) -> Result<()> {
         let (a, q) = (params.a.widen(), params.q.widen());
         self.check_params(a, q)?;
-        let n = self.levels_into(params, out);
-        if distinct_and_finite(&out[..n]) {
-            Ok(n)
+        if self.levels_distinct_and_finite(params) {
+            Ok(())
         } else {
             Err(Error::InvalidParameters {
                 a,
@@ -247,13 +269,6 @@ impl Family {
         }
     }
 
-    /// Whether `(a, q)` give a valid codebook in `T` without building one: fitting checks
-    /// every group's result, and a codebook costs 3 KiB to fill.
-    #[cfg(feature = "alloc")]
-    fn params_valid<T: Real>(&self, params: Params<T>) -> bool {
-        self.checked_levels(params, &mut [T::zero(); 256]).is_ok()
-    }
-
     /// Makes `encoder` the encoder of `params`' codebook, with [`codebook`](Self::codebook)'s
     /// checks but without building the codebook.
     pub fn encoder_into(
@@ -261,16 +276,26 @@ impl Family {
         params: Params<f32>,
         encoder: &mut crate::kernels::Encoder,
     ) -> Result<()> {
-        let mut levels = [0.0f32; 256];
-        let n = self.checked_levels(params, &mut levels)?;
-        encoder.refill(&levels[..n]);
+        self.check_levels(params)?;
+        // Small families (every per-group width) fill a small table: zeroing 1 KiB per group
+        // would cost a tenth of a small group's encoding.
+        if self.level_count() <= 32 {
+            let mut levels = [0.0f32; 32];
+            let n = self.levels_into(params, &mut levels);
+            encoder.refill(&levels[..n]);
+        } else {
+            let mut levels = [0.0f32; 256];
+            let n = self.levels_into(params, &mut levels);
+            encoder.refill(&levels[..n]);
+        }
         Ok(())
     }
 
     /// The codebook of parameters `(a, q)` in `T`.
     pub fn codebook<T: Real>(&self, params: Params<T>) -> Result<Codebook<T>> {
+        self.check_levels(params)?;
         let mut levels = [T::zero(); 256];
-        let n = self.checked_levels(params, &mut levels)?;
+        let n = self.levels_into(params, &mut levels);
         Codebook::new(&levels[..n])
     }
 
@@ -362,7 +387,7 @@ impl Family {
         // (a narrower dynamic range) until the codebook is valid.
         let mut p = params;
         for _ in 0..64 {
-            if self.params_valid(p) {
+            if self.check_levels(p).is_ok() {
                 return Ok(p);
             }
             let qf = p.q.widen();
@@ -372,5 +397,55 @@ impl Family {
             }
         }
         self.codebook(p).map(|_| p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The reference [`Family::levels_distinct_and_finite`] replaces: build every level and
+    /// check the whole ascending table.
+    fn table_distinct_and_finite<T: Real>(family: &Family, params: Params<T>) -> bool {
+        let mut levels = [T::zero(); 256];
+        let n = family.levels_into(params, &mut levels);
+        levels[..n].iter().all(|l| l.is_finite()) && levels[..n].windows(2).all(|w| w[0] < w[1])
+    }
+
+    /// Scales and ratios from ordinary to the edges of `f32` and `f64`: subnormal and huge
+    /// scales, ratios so small the levels underflow and so close to 1 that they merge.
+    fn edge_or_ordinary(edges: &'static [f64], lo: f64, hi: f64) -> BoxedStrategy<f64> {
+        prop_oneof![
+            proptest::sample::select(edges),
+            lo..hi,
+            // Log-uniform, to reach tiny values often.
+            (-320.0f64..0.0).prop_map(|e| 10f64.powf(e)),
+        ]
+        .boxed()
+    }
+
+    proptest! {
+        #[test]
+        fn magnitude_check_agrees_with_the_level_table(
+            exponential in any::<bool>(),
+            bits in 1u8..=8,
+            zero_level in any::<bool>(),
+            a in edge_or_ordinary(&[1e-45, 1e-40, 1e-38, 1.0, 3e38, 1e300, f64::MAX], 0.0, 10.0),
+            q in edge_or_ordinary(&[1e-10, 0.01, 0.5, 0.999_999, 1.0 - 1e-9, 1.0 - 1e-15], 0.0, 1.0),
+        ) {
+            let scheme = if exponential { Scheme::Exponential } else { Scheme::Linear };
+            let family = Family::new(scheme, bits, zero_level).unwrap();
+            let p32 = Params { a: a as f32, q: q as f32 };
+            prop_assert_eq!(
+                family.levels_distinct_and_finite(p32),
+                table_distinct_and_finite(&family, p32)
+            );
+            let p64 = Params { a, q };
+            prop_assert_eq!(
+                family.levels_distinct_and_finite(p64),
+                table_distinct_and_finite(&family, p64)
+            );
+        }
     }
 }
