@@ -762,10 +762,18 @@ fn precedes(l: &Bracket, r: &Bracket) -> bool {
         .is_lt()
 }
 
-/// Best first (see [`precedes`]).
+/// Best first (see [`precedes`]). An insertion sort: at most [`MAX_KEEP`] brackets, nearly
+/// sorted already, where the library sort's call and generic comparisons cost more than the
+/// sorting.
 #[inline]
 fn sort_brackets(brackets: &mut [Bracket]) {
-    brackets.sort_unstable_by(|l, r| l.score.total_cmp(&r.score).then(l.q.total_cmp(&r.q)));
+    for i in 1..brackets.len() {
+        let mut j = i;
+        while j > 0 && precedes(&brackets[j], &brackets[j - 1]) {
+            brackets.swap(j, j - 1);
+            j -= 1;
+        }
+    }
 }
 
 /// The local minima of the coarse grid as brackets reaching to the neighbouring grid points,
