@@ -426,6 +426,22 @@ fn every_bad_input_has_its_own_error() {
         .unwrap_err(),
         Error::InvalidImportance { index: 1, .. }
     ));
+    // A bad importance in a later group is reported at its place in the tensor, not in the
+    // group (here the second group of the second row).
+    let mut importance = [1.0f32; 8];
+    importance[7] = f32::NAN;
+    let err = expquant::quantize_weighted(
+        &[0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7, -0.8],
+        2,
+        4,
+        &ok.per_group(2),
+        Some(&importance),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidImportance { index: 7, .. }),
+        "{err}"
+    );
     assert!(matches!(
         expquant::Codebook::<f32>::new(&[]),
         Err(Error::InvalidCodebook(_))
