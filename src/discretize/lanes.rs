@@ -943,6 +943,55 @@ mod tests {
         }
     }
 
+    /// The whole search (grid, rounds, bookkeeping), not only its kernels: the AVX-512 build
+    /// compiles the bookkeeping with 512-bit registers too, and must still pick the `q` the
+    /// portable code picks.
+    #[test]
+    fn every_isa_searches_to_the_same_q() {
+        for bits in 2..=5u8 {
+            for zero in [true, false] {
+                let family = Family::new(Scheme::Exponential, bits, zero).unwrap();
+                for seed in 0..12 {
+                    let x = group(seed, [8, 32, 33, 100][seed as usize % 4]);
+                    let w = group(seed + 200, x.len());
+                    for weights in [None, Some(&w[..])] {
+                        with_grid(&family, |grid| {
+                            let search_with = |isa| {
+                                with_scratch(|scratch| {
+                                    #[cfg(target_arch = "x86_64")]
+                                    if isa == Isa::Avx512 {
+                                        // SAFETY: only reached when AVX-512 is available.
+                                        return unsafe {
+                                            search_avx512(
+                                                &family,
+                                                grid,
+                                                PLAN.rounds,
+                                                &x,
+                                                weights,
+                                                scratch,
+                                            )
+                                        };
+                                    }
+                                    search_on(isa, &family, grid, PLAN.rounds, &x, weights, scratch)
+                                })
+                            };
+                            let reference = search_with(Isa::Scalar);
+                            for isa in [Isa::Swar, Isa::Avx2, Isa::Avx512] {
+                                if isa.is_available() {
+                                    assert_eq!(
+                                        search_with(isa).to_bits(),
+                                        reference.to_bits(),
+                                        "{isa:?} bits {bits} zero {zero} seed {seed}"
+                                    );
+                                }
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn scores_are_the_squared_error_to_the_nearest_level() {
         for bits in 2..=5u8 {
