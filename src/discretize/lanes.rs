@@ -11,6 +11,11 @@
 //! then rounds that place new candidates evenly inside the brackets of the best local minima,
 //! narrowing them each round. Every sum is a plain `f32` add in weight order within its lane,
 //! so each instruction set computes the same bits and picks the same `q`.
+//!
+//! Because the grid is fixed, its fixed-point levels are also tabulated by magnitude once per
+//! family (under `std`, 50–250 KiB): with AVX-512 the coarse pass then reads one table row per
+//! weight instead of comparing it with every candidate's thresholds, a quarter of the vector
+//! work for the same sums.
 
 use alloc::vec::Vec;
 
@@ -492,15 +497,195 @@ fn score_fixed_with(
     }
 }
 
+/// Scores every candidate of the coarse grid in one pass over the pairs, from the levels
+/// looked up by magnitude: `V` blocks of 32 candidates, `out` holding `32·V` scores in grid
+/// order. The same integer sums, converted and added in the same runs, as
+/// [`score_fixed_avx512`] over each batch: bit-identical to it (tested).
+///
+/// # Safety
+/// The CPU must support AVX-512 F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn score_coarse_avx512<const V: usize>(
+    table: &LevelsByMagnitude,
+    pairs: &[u32],
+    out: &mut [f32],
+) {
+    use core::arch::x86_64::*;
+    const MAX_BLOCKS: usize = 4;
+    const { assert!(V <= MAX_BLOCKS) };
+    let coarse = 32 * V;
+    assert_eq!(out.len(), coarse);
+    let row = |x: u32| {
+        let k = usize::from(table.interval[x as usize]);
+        &table.levels[k * coarse..(k + 1) * coarse]
+    };
+    let mut acc = [_mm512_setzero_ps(); 2 * MAX_BLOCKS];
+    for run in pairs.chunks(PAIRS_PER_SUM) {
+        let mut sum = [_mm512_setzero_si512(); 2 * MAX_BLOCKS];
+        for &pair in run {
+            let (low, high) = (row(pair & 0xffff), row(pair >> 16));
+            // Both magnitudes in every 32-bit lane, as in the compare kernel.
+            let xv = _mm512_set1_epi32(pair as i32);
+            for v in 0..V {
+                // SAFETY: each row holds `32·V` levels, so block `v` is 32 `i16` in bounds.
+                let (a, b) = unsafe {
+                    (
+                        _mm512_loadu_si512(low.as_ptr().add(32 * v).cast()),
+                        _mm512_loadu_si512(high.as_ptr().add(32 * v).cast()),
+                    )
+                };
+                // Each 32-bit lane: (level of the low magnitude, level of the high one) for
+                // one candidate, candidates 0–15 of the block from `unpacklo`, 16–31 from
+                // `unpackhi` (see `coarse_lane`).
+                for (k, levels) in [_mm512_unpacklo_epi16(a, b), _mm512_unpackhi_epi16(a, b)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let d = _mm512_sub_epi16(xv, levels);
+                    sum[2 * v + k] = _mm512_add_epi32(sum[2 * v + k], _mm512_madd_epi16(d, d));
+                }
+            }
+        }
+        for (acc, sum) in acc.iter_mut().zip(&sum).take(2 * V) {
+            *acc = _mm512_add_ps(*acc, _mm512_cvtepi32_ps(*sum));
+        }
+    }
+    for (scores, acc) in out.chunks_exact_mut(LANES).zip(acc) {
+        // SAFETY: each chunk holds 16 floats.
+        unsafe { _mm512_storeu_ps(scores.as_mut_ptr(), acc) };
+    }
+}
+
+/// Scores the whole coarse grid in fixed point with [`score_coarse_avx512`] when the CPU and
+/// the grid allow (AVX-512, a kept grid of 64, 96 or 128 points); `false` leaves `scores` to
+/// the per-batch kernels, which give the same bits.
+#[inline]
+fn score_coarse_with(
+    isa: crate::kernels::Isa,
+    grid: &Grid,
+    pairs: &[u32],
+    scores: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (crate::kernels::Isa::Avx512, Some(table)) = (isa, &grid.by_magnitude) {
+        // SAFETY (all arms): `Isa::Avx512` is only detected on CPUs with AVX-512 F and BW.
+        match grid.q.len() {
+            64 => unsafe { score_coarse_avx512::<2>(table, pairs, scores) },
+            96 => unsafe { score_coarse_avx512::<3>(table, pairs, scores) },
+            128 => unsafe { score_coarse_avx512::<4>(table, pairs, scores) },
+            _ => return false,
+        }
+        return true;
+    }
+    let _ = (isa, grid, pairs, scores);
+    false
+}
+
 /// The coarse grid of one family: candidate `q`s and their level tables.
 pub(crate) struct Grid {
     q: Vec<f64>,
     batches: Vec<Batch>,
     fixed: Vec<FixedBatch>,
+    /// The fixed-point levels of every candidate by magnitude, for the one-pass coarse kernel
+    /// (built only for grids that are kept, see [`with_grid`]).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    by_magnitude: Option<LevelsByMagnitude>,
+}
+
+/// The coarse grid's fixed-point levels looked up by magnitude instead of found by threshold
+/// compares. The grid is fixed, and the fixed-point kernel's magnitudes take only `FIX + 1`
+/// values, so every candidate's level is a function of the magnitude known in advance: the
+/// thresholds of all candidates together cut `[0, FIX]` into intervals, and inside one
+/// interval every candidate keeps its level. Scoring a weight is then a table row per
+/// weight and a subtraction per candidate, where the compare kernel spends a compare and a
+/// masked move per candidate and threshold: the same levels, so the same bits.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct LevelsByMagnitude {
+    /// `interval[x]`: how many distinct thresholds of the grid lie below the magnitude `x`.
+    interval: Vec<u16>,
+    /// Row `k` holds every candidate's level in interval `k` (`coarse` entries, grid order
+    /// permuted by [`coarse_lane`] within each block of 32).
+    levels: Vec<i16>,
+}
+
+/// Where candidate `c` of a block of 32 sits in a row of [`LevelsByMagnitude`]: the AVX-512
+/// kernel interleaves two rows with `vpunpck{l,h}wd`, which pair up elements 0–3 and 4–7 of
+/// each 128-bit lane, and this order makes the pairs come out as candidates 0–15 and 16–31.
+fn coarse_lane(c: usize) -> usize {
+    let (half, c) = (c / 16, c % 16);
+    8 * (c / 4) + 4 * half + c % 4
+}
+
+impl LevelsByMagnitude {
+    fn new(fixed: &[FixedBatch], cuts: usize) -> LevelsByMagnitude {
+        let low = |v: u32| v as u16 as i16;
+        let mut thresholds: Vec<i16> = fixed
+            .iter()
+            .flat_map(|batch| batch.cut[..cuts].iter().flatten().map(|&v| low(v)))
+            .collect();
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        let fix = FIX as i16;
+        let mut interval = Vec::with_capacity(usize::from(fix.unsigned_abs()) + 1);
+        let mut below = 0usize;
+        for x in 0..=fix {
+            while below < thresholds.len() && thresholds[below] < x {
+                below += 1;
+            }
+            interval.push(below as u16);
+        }
+        let coarse = fixed.len() * LANES;
+        let position = |c: usize| 32 * (c / 32) + coarse_lane(c % 32);
+        // The compare kernel's rule: a candidate's level is `above[j]` for the largest `j`
+        // whose threshold lies below the magnitude (`base` if none). Sweep the thresholds
+        // upward, one interval per row, updating only the candidates whose threshold passes.
+        let mut passes: Vec<(i16, usize, usize)> = fixed
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| {
+                (0..cuts).flat_map(move |j| {
+                    (0..LANES).map(move |lane| (low(batch.cut[j][lane]), b * LANES + lane, j))
+                })
+            })
+            .collect();
+        passes.sort_unstable();
+        let mut row = alloc::vec![0i16; coarse];
+        let mut highest: Vec<Option<usize>> = alloc::vec![None; coarse];
+        for (b, batch) in fixed.iter().enumerate() {
+            for lane in 0..LANES {
+                row[position(b * LANES + lane)] = low(batch.base[lane]);
+            }
+        }
+        let mut levels = Vec::with_capacity((thresholds.len() + 1) * coarse);
+        let mut next = passes.iter().peekable();
+        for k in 0..=thresholds.len() {
+            // A magnitude inside interval `k`: one above the threshold below it.
+            let x = if k == 0 {
+                0
+            } else {
+                thresholds[k - 1].saturating_add(1)
+            };
+            while let Some(&&(cut, c, j)) = next.peek() {
+                if cut >= x {
+                    break;
+                }
+                if highest[c].is_none_or(|h| j > h) {
+                    highest[c] = Some(j);
+                    row[position(c)] = low(fixed[c / LANES].above[j][c % LANES]);
+                }
+                next.next();
+            }
+            levels.extend_from_slice(&row);
+        }
+        LevelsByMagnitude { interval, levels }
+    }
 }
 
 impl Grid {
-    fn new(family: &Family, plan: &Plan) -> Grid {
+    /// The grid of `plan` for `family`; `by_magnitude` also builds the level table of the
+    /// one-pass kernel (50–250 KiB, worth it only for a grid that is kept).
+    fn new(family: &Family, plan: &Plan, by_magnitude: bool) -> Grid {
         let (u_lo, u_hi) = u_range(family.magnitude_count());
         let ln = crate::float::math::ln;
         let (l_lo, l_hi) = (ln(u_lo + plan.shift), ln(u_hi + plan.shift));
@@ -516,13 +701,25 @@ impl Grid {
                 batch
             })
             .collect();
-        let fixed = batches.iter().map(FixedBatch::new).collect();
-        Grid { q, batches, fixed }
+        let fixed: Vec<FixedBatch> = batches.iter().map(FixedBatch::new).collect();
+        // Only the AVX-512 kernel reads the table, 32 candidates per 512-bit row block; other
+        // CPUs and grid sizes keep the compare kernels.
+        let by_magnitude = (by_magnitude
+            && crate::kernels::Isa::detect() == crate::kernels::Isa::Avx512
+            && plan.coarse.is_multiple_of(32))
+            .then(|| LevelsByMagnitude::new(&fixed, cut_count(family)));
+        Grid {
+            q,
+            batches,
+            fixed,
+            by_magnitude,
+        }
     }
 }
 
 /// Runs `f` with the coarse grid of `family`: built once per family and kept for the process
-/// under `std`, built per call without it.
+/// under `std` (with its by-magnitude table), built per call without it (without the table,
+/// which would cost more to build than the fit it speeds up).
 fn with_grid<R>(family: &Family, f: impl FnOnce(&Grid) -> R) -> R {
     #[cfg(feature = "std")]
     {
@@ -530,11 +727,11 @@ fn with_grid<R>(family: &Family, f: impl FnOnce(&Grid) -> R) -> R {
         // One slot per (bits, zero level): the only things a max-abs grid depends on.
         static GRIDS: [OnceLock<Grid>; 16] = [const { OnceLock::new() }; 16];
         let slot = usize::from(family.bits - 1) * 2 + usize::from(family.has_zero());
-        f(GRIDS[slot].get_or_init(|| Grid::new(family, &PLAN)))
+        f(GRIDS[slot].get_or_init(|| Grid::new(family, &PLAN, true)))
     }
     #[cfg(not(feature = "std"))]
     {
-        f(&Grid::new(family, &PLAN))
+        f(&Grid::new(family, &PLAN, false))
     }
 }
 
@@ -649,12 +846,14 @@ fn search_on(
     let pairs = &*pairs;
     let mut scores = [0.0f32; MAX_COARSE];
     let scores = &mut scores[..grid.q.len()];
-    for (i, out) in scores.chunks_exact_mut(LANES).enumerate() {
-        out.copy_from_slice(&if fixed_point {
-            score_fixed_with(isa, &grid.fixed[i], cuts, pairs)
-        } else {
-            score_with(isa, &grid.batches[i], cuts, x, w)
-        });
+    if !(fixed_point && score_coarse_with(isa, grid, pairs, scores)) {
+        for (i, out) in scores.chunks_exact_mut(LANES).enumerate() {
+            out.copy_from_slice(&if fixed_point {
+                score_fixed_with(isa, &grid.fixed[i], cuts, pairs)
+            } else {
+                score_with(isa, &grid.batches[i], cuts, x, w)
+            });
+        }
     }
     let (mut brackets, mut kept) = coarse_minima(&grid.q, scores, rounds[0]);
     // Every round but the last narrows the brackets in the coarse grid's units; the last
@@ -992,6 +1191,51 @@ mod tests {
         }
     }
 
+    /// The one-pass coarse kernel against the compare kernels it replaces, batch by batch:
+    /// every family it serves, the grid sizes it takes, groups from one weight to the largest,
+    /// odd and even, and magnitudes at 0 and 1.
+    #[test]
+    fn coarse_by_magnitude_scores_the_same_bits_as_per_batch() {
+        if !Isa::Avx512.is_available() {
+            return;
+        }
+        for bits in 2..=5u8 {
+            for zero in [true, false] {
+                let family = Family::new(Scheme::Exponential, bits, zero).unwrap();
+                if !family.uses_q() {
+                    continue;
+                }
+                let cuts = cut_count(&family);
+                for coarse in [64, 96, 128] {
+                    let plan = Plan { coarse, ..PLAN };
+                    let grid = Grid::new(&family, &plan, true);
+                    assert!(grid.by_magnitude.is_some());
+                    for (seed, n) in [1usize, 2, 7, 8, 9, 32, 33, 100, 1024]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let mut x = group(seed as u64 + 17 * u64::from(bits), n);
+                        x[0] = 0.0;
+                        x[n - 1] = 1.0;
+                        let mut pairs = vec![0u32; n.div_ceil(2)];
+                        fixed_pairs(&x, &mut pairs);
+                        let mut got = vec![0.0f32; coarse];
+                        assert!(score_coarse_with(Isa::Avx512, &grid, &pairs, &mut got));
+                        for (b, scores) in got.chunks_exact(LANES).enumerate() {
+                            let expected =
+                                score_fixed_with(Isa::Scalar, &grid.fixed[b], cuts, &pairs);
+                            assert_eq!(
+                                scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                                expected.map(f32::to_bits),
+                                "bits {bits} zero {zero} coarse {coarse} n {n} batch {b}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn scores_are_the_squared_error_to_the_nearest_level() {
         for bits in 2..=5u8 {
@@ -1055,7 +1299,7 @@ mod tests {
             for (i, (family, x, brute)) in cases.iter().enumerate() {
                 let grid = grids
                     .entry((family.bits, family.zero_level))
-                    .or_insert_with(|| Grid::new(family, plan));
+                    .or_insert_with(|| Grid::new(family, plan, true));
                 let q = search(family, grid, plan.rounds, x, None);
                 let ratio = (sse(family, q, x) + 1e-12) / (brute + 1e-12);
                 let kind = (i % 150) % 3;
