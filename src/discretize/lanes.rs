@@ -13,9 +13,9 @@
 //! so each instruction set computes the same bits and picks the same `q`.
 //!
 //! Because the grid is fixed, its fixed-point levels are also tabulated by magnitude once per
-//! family (under `std`, 50–250 KiB): with AVX-512 the coarse pass then reads one table row per
-//! weight instead of comparing it with every candidate's thresholds, a quarter of the vector
-//! work for the same sums.
+//! family (under `std`, 50–250 KiB): with AVX-512 or AVX2 the coarse pass then reads one table
+//! row per weight instead of comparing it with every candidate's thresholds, a quarter of the
+//! vector work for the same sums.
 
 use alloc::vec::Vec;
 
@@ -557,9 +557,60 @@ unsafe fn score_coarse_avx512<const V: usize>(
     }
 }
 
-/// Scores the whole coarse grid in fixed point with [`score_coarse_avx512`] when the CPU and
-/// the grid allow (AVX-512, a kept grid of 64, 96 or 128 points); `false` leaves `scores` to
-/// the per-batch kernels, which give the same bits.
+/// [`score_coarse_avx512`] with AVX2, block by block: a 256-bit half of a row block holds 16
+/// candidates, and unpacking it yields candidates 0–7 and 16–23 (low half) or 8–15 and 24–31
+/// (high half) of the same table layout. Bit-identical to it.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn score_coarse_avx2(table: &LevelsByMagnitude, pairs: &[u32], out: &mut [f32]) {
+    use core::arch::x86_64::*;
+    let coarse = out.len();
+    assert!(coarse.is_multiple_of(32) && table.levels.len().is_multiple_of(coarse));
+    let row = |x: u32| {
+        let k = usize::from(table.interval[x as usize]);
+        &table.levels[k * coarse..(k + 1) * coarse]
+    };
+    // One block of 32 candidates at a time keeps its sums in registers (AVX2 has 16).
+    for (v, out) in out.chunks_exact_mut(32).enumerate() {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for run in pairs.chunks(PAIRS_PER_SUM) {
+            let mut sum = [_mm256_setzero_si256(); 4];
+            for &pair in run {
+                let (low, high) = (row(pair & 0xffff), row(pair >> 16));
+                let xv = _mm256_set1_epi32(pair as i32);
+                for half in 0..2 {
+                    // SAFETY: each row holds `coarse` levels, so the 16 `i16` of block `v`,
+                    // half `half`, at `32·v + 16·half` are in bounds.
+                    let (a, b) = unsafe {
+                        (
+                            _mm256_loadu_si256(low.as_ptr().add(32 * v + 16 * half).cast()),
+                            _mm256_loadu_si256(high.as_ptr().add(32 * v + 16 * half).cast()),
+                        )
+                    };
+                    let d = _mm256_sub_epi16(xv, _mm256_unpacklo_epi16(a, b));
+                    sum[half] = _mm256_add_epi32(sum[half], _mm256_madd_epi16(d, d));
+                    let d = _mm256_sub_epi16(xv, _mm256_unpackhi_epi16(a, b));
+                    sum[2 + half] = _mm256_add_epi32(sum[2 + half], _mm256_madd_epi16(d, d));
+                }
+            }
+            for (acc, sum) in acc.iter_mut().zip(sum) {
+                *acc = _mm256_add_ps(*acc, _mm256_cvtepi32_ps(sum));
+            }
+        }
+        for (scores, acc) in out.chunks_exact_mut(8).zip(acc) {
+            // SAFETY: each chunk holds 8 floats.
+            unsafe { _mm256_storeu_ps(scores.as_mut_ptr(), acc) };
+        }
+    }
+}
+
+/// Scores the whole coarse grid in fixed point with [`score_coarse_avx512`] or
+/// [`score_coarse_avx2`] when the CPU and the grid allow (a kept grid with a by-magnitude
+/// table; 64, 96 or 128 points for AVX-512); `false` leaves `scores` to the per-batch kernels,
+/// which give the same bits.
 #[inline]
 fn score_coarse_with(
     isa: crate::kernels::Isa,
@@ -576,6 +627,13 @@ fn score_coarse_with(
             128 => unsafe { score_coarse_avx512::<4>(table, pairs, scores) },
             _ => return false,
         }
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (crate::kernels::Isa::Avx2, Some(table)) = (isa, &grid.by_magnitude) {
+        // SAFETY: `Isa::Avx2` is only detected on CPUs with AVX2; a grid has a table only
+        // when its size is a multiple of 32.
+        unsafe { score_coarse_avx2(table, pairs, scores) };
         return true;
     }
     let _ = (isa, grid, pairs, scores);
@@ -702,12 +760,13 @@ impl Grid {
             })
             .collect();
         let fixed: Vec<FixedBatch> = batches.iter().map(FixedBatch::new).collect();
-        // Only the AVX-512 kernel reads the table, 32 candidates per 512-bit row block; other
-        // CPUs and grid sizes keep the compare kernels.
+        // Only the AVX-512 and AVX2 kernels read the table, in row blocks of 32 candidates;
+        // other CPUs and grid sizes keep the compare kernels.
+        let isa = crate::kernels::Isa::detect();
         let by_magnitude = (by_magnitude
-            && crate::kernels::Isa::detect() == crate::kernels::Isa::Avx512
+            && matches!(isa, crate::kernels::Isa::Avx512 | crate::kernels::Isa::Avx2)
             && plan.coarse.is_multiple_of(32))
-            .then(|| LevelsByMagnitude::new(&fixed, cut_count(family)));
+        .then(|| LevelsByMagnitude::new(&fixed, cut_count(family)));
         Grid {
             q,
             batches,
@@ -1196,7 +1255,8 @@ mod tests {
     /// odd and even, and magnitudes at 0 and 1.
     #[test]
     fn coarse_by_magnitude_scores_the_same_bits_as_per_batch() {
-        if !Isa::Avx512.is_available() {
+        // The table is built, and read, on CPUs with AVX2 or AVX-512.
+        if !Isa::Avx2.is_available() {
             return;
         }
         for bits in 2..=5u8 {
@@ -1219,16 +1279,21 @@ mod tests {
                         x[n - 1] = 1.0;
                         let mut pairs = vec![0u32; n.div_ceil(2)];
                         fixed_pairs(&x, &mut pairs);
-                        let mut got = vec![0.0f32; coarse];
-                        assert!(score_coarse_with(Isa::Avx512, &grid, &pairs, &mut got));
-                        for (b, scores) in got.chunks_exact(LANES).enumerate() {
-                            let expected =
-                                score_fixed_with(Isa::Scalar, &grid.fixed[b], cuts, &pairs);
-                            assert_eq!(
-                                scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
-                                expected.map(f32::to_bits),
-                                "bits {bits} zero {zero} coarse {coarse} n {n} batch {b}"
-                            );
+                        for isa in [Isa::Avx2, Isa::Avx512]
+                            .into_iter()
+                            .filter(|i| i.is_available())
+                        {
+                            let mut got = vec![0.0f32; coarse];
+                            assert!(score_coarse_with(isa, &grid, &pairs, &mut got));
+                            for (b, scores) in got.chunks_exact(LANES).enumerate() {
+                                let expected =
+                                    score_fixed_with(Isa::Scalar, &grid.fixed[b], cuts, &pairs);
+                                assert_eq!(
+                                    scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                                    expected.map(f32::to_bits),
+                                    "{isa:?} bits {bits} zero {zero} coarse {coarse} n {n} batch {b}"
+                                );
+                            }
                         }
                     }
                 }
