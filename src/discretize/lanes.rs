@@ -874,6 +874,8 @@ unsafe fn search_avx512(
     )
 }
 
+/// The search itself, scoring with `isa`'s kernels. Always inlined, so that each wrapper's
+/// `target_feature` (see [`search_avx512`]) also compiles the bookkeeping.
 #[inline(always)]
 fn search_on(
     isa: crate::kernels::Isa,

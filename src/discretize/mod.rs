@@ -280,15 +280,23 @@ impl Family {
         // Small families (every per-group width) fill a small table: zeroing 1 KiB per group
         // would cost a tenth of a small group's encoding.
         if self.level_count() <= 32 {
-            let mut levels = [0.0f32; 32];
-            let n = self.levels_into(params, &mut levels);
-            encoder.refill(&levels[..n]);
+            self.refill_through::<32>(params, encoder);
         } else {
-            let mut levels = [0.0f32; 256];
-            let n = self.levels_into(params, &mut levels);
-            encoder.refill(&levels[..n]);
+            self.refill_through::<256>(params, encoder);
         }
         Ok(())
+    }
+
+    /// Refills `encoder` from the levels of `params`, written to a table of `N` (at least
+    /// [`level_count`](Self::level_count)).
+    fn refill_through<const N: usize>(
+        &self,
+        params: Params<f32>,
+        encoder: &mut crate::kernels::Encoder,
+    ) {
+        let mut levels = [0.0f32; N];
+        let n = self.levels_into(params, &mut levels);
+        encoder.refill(&levels[..n]);
     }
 
     /// The codebook of parameters `(a, q)` in `T`.
