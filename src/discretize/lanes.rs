@@ -514,17 +514,12 @@ unsafe fn score_coarse_avx512<const V: usize>(
     use core::arch::x86_64::*;
     const MAX_BLOCKS: usize = 4;
     const { assert!(V <= MAX_BLOCKS) };
-    let coarse = 32 * V;
-    assert_eq!(out.len(), coarse);
-    let row = |x: u32| {
-        let k = usize::from(table.interval[x as usize]);
-        &table.levels[k * coarse..(k + 1) * coarse]
-    };
+    assert!(table.coarse == 32 * V && out.len() == table.coarse);
     let mut acc = [_mm512_setzero_ps(); 2 * MAX_BLOCKS];
     for run in pairs.chunks(PAIRS_PER_SUM) {
         let mut sum = [_mm512_setzero_si512(); 2 * MAX_BLOCKS];
         for &pair in run {
-            let (low, high) = (row(pair & 0xffff), row(pair >> 16));
+            let (low, high) = (table.row(pair & 0xffff), table.row(pair >> 16));
             // Both magnitudes in every 32-bit lane, as in the compare kernel.
             let xv = _mm512_set1_epi32(pair as i32);
             for v in 0..V {
@@ -567,22 +562,17 @@ unsafe fn score_coarse_avx512<const V: usize>(
 #[target_feature(enable = "avx2")]
 unsafe fn score_coarse_avx2(table: &LevelsByMagnitude, pairs: &[u32], out: &mut [f32]) {
     use core::arch::x86_64::*;
-    let coarse = out.len();
-    assert!(coarse.is_multiple_of(32) && table.levels.len().is_multiple_of(coarse));
-    let row = |x: u32| {
-        let k = usize::from(table.interval[x as usize]);
-        &table.levels[k * coarse..(k + 1) * coarse]
-    };
+    assert!(table.coarse.is_multiple_of(32) && out.len() == table.coarse);
     // One block of 32 candidates at a time keeps its sums in registers (AVX2 has 16).
     for (v, out) in out.chunks_exact_mut(32).enumerate() {
         let mut acc = [_mm256_setzero_ps(); 4];
         for run in pairs.chunks(PAIRS_PER_SUM) {
             let mut sum = [_mm256_setzero_si256(); 4];
             for &pair in run {
-                let (low, high) = (row(pair & 0xffff), row(pair >> 16));
+                let (low, high) = (table.row(pair & 0xffff), table.row(pair >> 16));
                 let xv = _mm256_set1_epi32(pair as i32);
                 for half in 0..2 {
-                    // SAFETY: each row holds `coarse` levels, so the 16 `i16` of block `v`,
+                    // SAFETY: each row holds `table.coarse` levels, so the 16 `i16` of block `v`,
                     // half `half`, at `32·v + 16·half` are in bounds.
                     let (a, b) = unsafe {
                         (
@@ -660,6 +650,8 @@ pub(crate) struct Grid {
 /// masked move per candidate and threshold: the same levels, so the same bits.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct LevelsByMagnitude {
+    /// Candidates per row (the grid's size).
+    coarse: usize,
     /// `interval[x]`: how many distinct thresholds of the grid lie below the magnitude `x`.
     interval: Vec<u16>,
     /// Row `k` holds every candidate's level in interval `k` (`coarse` entries, grid order
@@ -678,26 +670,11 @@ fn coarse_lane(c: usize) -> usize {
 impl LevelsByMagnitude {
     fn new(fixed: &[FixedBatch], cuts: usize) -> LevelsByMagnitude {
         let low = |v: u32| v as u16 as i16;
-        let mut thresholds: Vec<i16> = fixed
-            .iter()
-            .flat_map(|batch| batch.cut[..cuts].iter().flatten().map(|&v| low(v)))
-            .collect();
-        thresholds.sort_unstable();
-        thresholds.dedup();
-        let fix = FIX as i16;
-        let mut interval = Vec::with_capacity(usize::from(fix.unsigned_abs()) + 1);
-        let mut below = 0usize;
-        for x in 0..=fix {
-            while below < thresholds.len() && thresholds[below] < x {
-                below += 1;
-            }
-            interval.push(below as u16);
-        }
         let coarse = fixed.len() * LANES;
         let position = |c: usize| 32 * (c / 32) + coarse_lane(c % 32);
-        // The compare kernel's rule: a candidate's level is `above[j]` for the largest `j`
-        // whose threshold lies below the magnitude (`base` if none). Sweep the thresholds
-        // upward, one interval per row, updating only the candidates whose threshold passes.
+        // Every (threshold, candidate, index) in ascending threshold order: the distinct
+        // thresholds bound the intervals, and sweeping them upward changes only the candidates
+        // whose threshold is passed.
         let mut passes: Vec<(i16, usize, usize)> = fixed
             .iter()
             .enumerate()
@@ -708,35 +685,54 @@ impl LevelsByMagnitude {
             })
             .collect();
         passes.sort_unstable();
+        let same_threshold = |l: &(i16, usize, usize), r: &(i16, usize, usize)| l.0 == r.0;
+        let thresholds: Vec<i16> = passes
+            .chunk_by(same_threshold)
+            .map(|passed| passed[0].0)
+            .collect();
+        let fix = FIX as i16;
+        let mut interval = Vec::with_capacity(usize::from(fix.unsigned_abs()) + 1);
+        let mut below = 0usize;
+        for x in 0..=fix {
+            while below < thresholds.len() && thresholds[below] < x {
+                below += 1;
+            }
+            interval.push(below as u16);
+        }
+        // The compare kernel's rule: a candidate's level is `above[j]` for the largest `j`
+        // whose threshold lies below the magnitude (`base` if none). Row 0 is below every
+        // threshold; row `k` is above the `k` lowest.
         let mut row = alloc::vec![0i16; coarse];
-        let mut highest: Vec<Option<usize>> = alloc::vec![None; coarse];
         for (b, batch) in fixed.iter().enumerate() {
             for lane in 0..LANES {
                 row[position(b * LANES + lane)] = low(batch.base[lane]);
             }
         }
         let mut levels = Vec::with_capacity((thresholds.len() + 1) * coarse);
-        let mut next = passes.iter().peekable();
-        for k in 0..=thresholds.len() {
-            // A magnitude inside interval `k`: one above the threshold below it.
-            let x = if k == 0 {
-                0
-            } else {
-                thresholds[k - 1].saturating_add(1)
-            };
-            while let Some(&&(cut, c, j)) = next.peek() {
-                if cut >= x {
-                    break;
-                }
+        levels.extend_from_slice(&row);
+        let mut highest: Vec<Option<usize>> = alloc::vec![None; coarse];
+        for passed in passes.chunk_by(same_threshold) {
+            for &(_, c, j) in passed {
                 if highest[c].is_none_or(|h| j > h) {
                     highest[c] = Some(j);
                     row[position(c)] = low(fixed[c / LANES].above[j][c % LANES]);
                 }
-                next.next();
             }
             levels.extend_from_slice(&row);
         }
-        LevelsByMagnitude { interval, levels }
+        LevelsByMagnitude {
+            coarse,
+            interval,
+            levels,
+        }
+    }
+
+    /// Every candidate's level for the fixed-point magnitude `x` (at most `FIX`).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn row(&self, x: u32) -> &[i16] {
+        let k = usize::from(self.interval[x as usize]);
+        &self.levels[k * self.coarse..(k + 1) * self.coarse]
     }
 }
 
