@@ -831,10 +831,23 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 type Scratch = (Batch, FixedBatch);
 
 fn search(family: &Family, grid: &Grid, rounds: &[usize], x: &[f32], w: Option<&[f32]>) -> f64 {
-    let isa = crate::kernels::Isa::detect();
+    search_with(crate::kernels::Isa::detect(), family, grid, rounds, x, w)
+}
+
+/// [`search`] on the path `isa` names, which must be
+/// [available](crate::kernels::Isa::is_available).
+fn search_with(
+    isa: crate::kernels::Isa,
+    family: &Family,
+    grid: &Grid,
+    rounds: &[usize],
+    x: &[f32],
+    w: Option<&[f32]>,
+) -> f64 {
+    debug_assert!(isa.is_available());
     #[cfg(target_arch = "x86_64")]
     if isa == crate::kernels::Isa::Avx512 {
-        // SAFETY: AVX-512 F/BW/VL, AVX2 and FMA were detected.
+        // SAFETY: `Isa::Avx512` is available only on CPUs with AVX-512 F/BW/VL, AVX2 and FMA.
         return with_scratch(|scratch| unsafe {
             search_avx512(family, grid, rounds, x, w, scratch)
         });
@@ -1212,30 +1225,13 @@ mod tests {
                     let w = group(seed + 200, x.len());
                     for weights in [None, Some(&w[..])] {
                         with_grid(&family, |grid| {
-                            let search_with = |isa| {
-                                with_scratch(|scratch| {
-                                    #[cfg(target_arch = "x86_64")]
-                                    if isa == Isa::Avx512 {
-                                        // SAFETY: only reached when AVX-512 is available.
-                                        return unsafe {
-                                            search_avx512(
-                                                &family,
-                                                grid,
-                                                PLAN.rounds,
-                                                &x,
-                                                weights,
-                                                scratch,
-                                            )
-                                        };
-                                    }
-                                    search_on(isa, &family, grid, PLAN.rounds, &x, weights, scratch)
-                                })
-                            };
-                            let reference = search_with(Isa::Scalar);
+                            let fitted_q =
+                                |isa| search_with(isa, &family, grid, PLAN.rounds, &x, weights);
+                            let reference = fitted_q(Isa::Scalar);
                             for isa in [Isa::Swar, Isa::Avx2, Isa::Avx512] {
                                 if isa.is_available() {
                                     assert_eq!(
-                                        search_with(isa).to_bits(),
+                                        fitted_q(isa).to_bits(),
                                         reference.to_bits(),
                                         "{isa:?} bits {bits} zero {zero} seed {seed}"
                                     );
