@@ -240,12 +240,7 @@ fn quantize_on(
         }
         // Checked here, for the whole tensor, so that the index is the tensor's: each group's
         // fit checks again but would report the position within its group.
-        if let Some(index) = imp.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
-            return Err(Error::InvalidImportance {
-                index,
-                value: f64::from(imp[index]),
-            });
-        }
+        crate::discretize::search::check_importance_values(imp)?;
     }
     let layout = config.granularity;
     let row_bytes =

@@ -216,14 +216,24 @@ pub(crate) fn check_group<T: Real>(weights: &[T], importance: Option<&[T]>) -> R
                 value: f64::NAN,
             });
         }
-        if let Some(index) = imp.iter().position(|v| !(v.is_finite() && *v >= T::zero())) {
-            return Err(Error::InvalidImportance {
-                index,
-                value: imp[index].widen(),
-            });
-        }
+        check_importance_values(imp)?;
     }
     max_abs_finite(weights)
+}
+
+/// That every importance is finite and `>= 0`, or the first that is not as an error (its
+/// index in `importance`).
+pub(crate) fn check_importance_values<T: Real>(importance: &[T]) -> Result<()> {
+    match importance
+        .iter()
+        .position(|v| !(v.is_finite() && *v >= T::zero()))
+    {
+        Some(index) => Err(Error::InvalidImportance {
+            index,
+            value: importance[index].widen(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// `max|w|`, or the first non-finite weight as an error. Eight independent lanes and a
