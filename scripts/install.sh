@@ -18,6 +18,11 @@
 #
 # The pkg-config and CMake files locate everything relative to their own directory, so the
 # tree can be moved or staged with --destdir and used from where it lands.
+#
+# This script does what `cargo cinstall` (cargo-c) does for this one library. cargo-c itself
+# is not used because it is built on cargo as a library: installing it compiles about 400
+# crates (cargo, gitoxide, curl and their dependencies), which a CI run without a cache would
+# pay every time. This script needs cargo, sed, strip and install(1).
 set -euo pipefail
 
 prefix=/usr/local
