@@ -65,6 +65,13 @@ fn library_dir() -> &'static Path {
                 profile_dir.join(lib).display()
             );
         }
+        // A program linked with `-lexpquant` records the library's SONAME,
+        // `libexpquant.so.0`, and looks for that name at run time; an install provides it
+        // as a symlink, and so does this build directory.
+        let soname = profile_dir.join("libexpquant.so.0");
+        let _ = std::fs::remove_file(&soname);
+        std::os::unix::fs::symlink("libexpquant.so", &soname)
+            .unwrap_or_else(|e| panic!("linking {}: {e}", soname.display()));
         profile_dir
     })
 }

@@ -1,6 +1,7 @@
 /* Quantize a layer to 4-bit exponential levels and multiply a vector with it.
  *
- * Build (from the repository root, after `cargo build --release -p expquant-capi`):
+ * Build (from the repository root, after `cargo build --release -p expquant-capi` and
+ * `ln -sf libexpquant.so target/release/libexpquant.so.0`, the name its SONAME gives):
  *   cc -std=c99 -Iinclude examples/c/minimal.c -Ltarget/release -lexpquant \
  *      -Wl,-rpath,"$PWD/target/release" -o minimal
  */
