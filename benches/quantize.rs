@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 #[cfg(feature = "parallel")]
-use expquant::tensor::quantize_with_threads;
+use expquant::test_hooks::quantize_with_threads;
 use expquant::{pack, quantize, Config};
 
 #[allow(unused_imports)]
@@ -57,7 +57,7 @@ fn quantize_throughput(c: &mut Criterion) {
         // the scalar packer, with the codebooks already fitted.
         let q = quantize(w, rows, cols, &config).unwrap();
         let books: Vec<_> = q.codebooks().collect();
-        let gl = config.layout().group_len(cols);
+        let gl = config.granularity().group_len(cols);
         g.bench_function("baseline_reference_encode_pack", |b| {
             let mut codes = vec![0u8; cols];
             let mut out = vec![0u8; q.row_bytes()];

@@ -109,8 +109,8 @@ impl fmt::Display for Granularity {
     /// `tensor`, `row` or `group:G`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Granularity::PerTensor => f.write_str("tensor"),
-            Granularity::PerRow => f.write_str("row"),
+            Granularity::PerTensor => f.pad("tensor"),
+            Granularity::PerRow => f.pad("row"),
             Granularity::PerGroup(g) => write!(f, "{GROUP_PREFIX}{g}"),
         }
     }

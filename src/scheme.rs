@@ -55,7 +55,7 @@ impl TryFrom<u8> for Scheme {
 impl fmt::Display for Scheme {
     /// `linear` or `exponential`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -163,7 +163,7 @@ impl fmt::Display for ScaleRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ScaleRule::Fixed { a, q } => write!(f, "{FIXED_PREFIX}{a},{q}"),
-            rule => f.write_str(RULES.iter().find(|r| r.0 == rule).map_or("?", |r| r.2)),
+            rule => f.pad(RULES.iter().find(|r| r.0 == rule).map_or("?", |r| r.2)),
         }
     }
 }

@@ -36,7 +36,7 @@ fn exponential_4bit_per_layer_max_abs_stays_close_to_fp32() {
     let fp32 = cnn::evaluate_fp32(&model, &test).accuracy_percent();
     let cfg = Config::exponential(4)
         .per_tensor()
-        .scale_rule(ScaleRule::MaxAbs);
+        .with_scale_rule(ScaleRule::MaxAbs);
     let q = cnn::quantized_accuracy(&model, &test, &cfg).expect("quantization succeeds");
     assert!(
         q.accuracy_percent() >= fp32 - QUANT_MARGIN_POINTS,

@@ -379,7 +379,7 @@ pub unsafe extern "C" fn expq_view_bits_per_weight(v: *const expq_view) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::{quantize, Config};
+    use crate::{quantize, Config};
     use std::vec;
     use std::vec::Vec;
 
