@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-#[cfg(feature = "parallel")]
+#[cfg(all(feature = "parallel", feature = "test-hooks"))]
 use expquant::test_hooks::quantize_with_threads;
 use expquant::{pack, quantize, Config};
 
@@ -35,13 +35,13 @@ fn quantize_throughput(c: &mut Criterion) {
         let w = &w[..rows * cols];
         let mut g = c.benchmark_group(format!("quantize/{name}"));
         g.throughput(Throughput::Elements(w.len() as u64));
-        #[cfg(not(feature = "parallel"))]
+        #[cfg(not(all(feature = "parallel", feature = "test-hooks")))]
         g.bench_function("expquant", |b| {
             b.iter(|| quantize(black_box(w), rows, cols, &config).unwrap())
         });
         // With `parallel` the default path splits rows over threads: measure it beside the
         // serial path in the same run.
-        #[cfg(feature = "parallel")]
+        #[cfg(all(feature = "parallel", feature = "test-hooks"))]
         {
             g.bench_function("parallel", |b| {
                 b.iter(|| quantize(black_box(w), rows, cols, &config).unwrap())
@@ -144,7 +144,7 @@ fn whole_models(c: &mut Criterion) {
                 }
             })
         });
-        #[cfg(feature = "parallel")]
+        #[cfg(all(feature = "parallel", feature = "test-hooks"))]
         g.bench_with_input(BenchmarkId::new("serial", total), layers, |b, layers| {
             b.iter(|| {
                 for (r, k, w) in layers {

@@ -150,12 +150,7 @@ fn print_table(rows: &[Row], fp32: &Evaluation) {
         };
         println!(
             "{:>4}  {:<11}  {:<11}  {:<11}  {:>9}  {:>11}",
-            s.bits,
-            s.scheme,
-            s.rule,
-            s.granularity,
-            acc,
-            bpw
+            s.bits, s.scheme, s.rule, s.granularity, acc, bpw
         );
     }
     let errors: Vec<&Row> = rows.iter().filter(|r| r.result.is_err()).collect();
@@ -212,11 +207,7 @@ fn describe(row: Option<&Row>) -> String {
 
 fn describe_setting(row: Option<&Row>) -> String {
     row.map_or(String::new(), |r| {
-        format!(
-            " with {} {}",
-            r.setting.rule,
-            r.setting.granularity
-        )
+        format!(" with {} {}", r.setting.rule, r.setting.granularity)
     })
 }
 
@@ -255,7 +246,9 @@ fn verdict(rows: &[Row], fp32: &Evaluation) -> String {
     let acc = fp32.accuracy_percent();
     let paper = |scheme: Scheme| {
         move |s: &Setting| {
-            s.scheme == scheme && s.rule == ScaleRule::MaxAbs && s.granularity == Granularity::PerTensor
+            s.scheme == scheme
+                && s.rule == ScaleRule::MaxAbs
+                && s.granularity == Granularity::PerTensor
         }
     };
     let any = |scheme: Scheme| move |s: &Setting| s.scheme == scheme;

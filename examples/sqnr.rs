@@ -12,7 +12,12 @@ fn main() -> Result<(), expquant::Error> {
     println!("bits | rule    | linear SQNR dB | exp SQNR dB | linear bpw | exp bpw");
     for bits in 1..=8u8 {
         for (name, rule) in [("max-abs", ScaleRule::MaxAbs), ("mse", ScaleRule::Mse)] {
-            let lin = quantize(&weights, rows, cols, &Config::linear(bits).with_scale_rule(rule))?;
+            let lin = quantize(
+                &weights,
+                rows,
+                cols,
+                &Config::linear(bits).with_scale_rule(rule),
+            )?;
             let exp = quantize(
                 &weights,
                 rows,

@@ -30,9 +30,9 @@
 use alloc::vec::Vec;
 
 use crate::config::Config;
-use crate::scheme::ScaleRule;
 use crate::error::{Error, Result};
 use crate::float::math::exp;
+use crate::scheme::ScaleRule;
 use crate::tensor::{check_shape, quantize_weighted, QuantizedTensor};
 
 /// A layer's input statistics: per-column means `E[x_j]` (required) and mean squares

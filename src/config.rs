@@ -122,7 +122,6 @@ impl Config {
     }
 }
 
-
 impl Default for Config {
     /// Exponential levels at 4 bits, per row, [`ScaleRule::MaxAbs`], zero level on.
     fn default() -> Self {

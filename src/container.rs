@@ -56,16 +56,12 @@ impl<'a> ContainerView<'a> {
 /// Serializes named tensors into a container (see `format`'s docs); entries are stored
 /// sorted by name.
 #[cfg(feature = "alloc")]
-pub fn write_container(
-    tensors: &[(&str, &crate::QuantizedTensor)],
-) -> Result<alloc::vec::Vec<u8>> {
+pub fn write_container(tensors: &[(&str, &crate::QuantizedTensor)]) -> Result<alloc::vec::Vec<u8>> {
     let mut tensors = tensors.to_vec();
     tensors.sort_by(|l, r| l.0.cmp(r.0));
     let entries: alloc::vec::Vec<(&str, usize)> = tensors
         .iter()
         .map(|(name, tensor)| (*name, tensor.serialized_len()))
         .collect();
-    crate::format::container::write(&entries, |i, out| {
-        tensors[i].1.write_into(out).map(|_| ())
-    })
+    crate::format::container::write(&entries, |i, out| tensors[i].1.write_into(out).map(|_| ()))
 }

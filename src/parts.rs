@@ -172,8 +172,7 @@ impl<B: AsRef<[u8]>> Parts<B> {
     pub fn with_stored_rule(mut self, code: u8) -> Result<Self> {
         // Every shape has at least one group (`new` rejects zero rows or columns).
         let first = self.group_params(0);
-        self.shape.rule =
-            ScaleRule::from_code(code, || (f64::from(first.a), f64::from(first.q)))?;
+        self.shape.rule = ScaleRule::from_code(code, || (f64::from(first.a), f64::from(first.q)))?;
         Ok(self)
     }
 
@@ -233,7 +232,9 @@ impl<B: AsRef<[u8]>> Parts<B> {
         for group in 0..self.lengths.groups {
             let p = self.group_params(group);
             if !(p.a.is_finite() && p.a > 0.0) {
-                return Err(Error::Corrupt("a stored scale a is not finite and positive"));
+                return Err(Error::Corrupt(
+                    "a stored scale a is not finite and positive",
+                ));
             }
             if family.uses_q() && !(p.q > 0.0 && p.q < 1.0) {
                 return Err(Error::Corrupt("a stored ratio q is outside (0, 1)"));

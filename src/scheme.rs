@@ -28,7 +28,10 @@ const SCHEMES: [(Scheme, u8, &str); 2] = [
 impl Scheme {
     /// The code the byte format and the C ABI store for this scheme: 0 linear, 1 exponential.
     pub fn code(self) -> u8 {
-        SCHEMES.iter().find(|s| s.0 == self).map_or(u8::MAX, |s| s.1)
+        SCHEMES
+            .iter()
+            .find(|s| s.0 == self)
+            .map_or(u8::MAX, |s| s.1)
     }
 
     fn name(self) -> &'static str {
@@ -183,11 +186,7 @@ impl FromStr for ScaleRule {
             let q = q.trim().parse().map_err(|_| BAD)?;
             return Ok(ScaleRule::Fixed { a, q });
         }
-        RULES
-            .iter()
-            .find(|r| r.2 == s)
-            .map(|r| r.0)
-            .ok_or(BAD)
+        RULES.iter().find(|r| r.2 == s).map(|r| r.0).ok_or(BAD)
     }
 }
 

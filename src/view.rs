@@ -13,7 +13,7 @@ use crate::parts::Parts;
 use crate::scheme::{Params, ScaleRule, Scheme};
 
 /// A quantized `rows × cols` matrix borrowed from its stored bytes (see [`format`] for the
-/// layout) or from a [`QuantizedTensor`](crate::QuantizedTensor).
+/// layout) or from an owned `QuantizedTensor` (its `view()`).
 ///
 /// [`from_bytes`](Self::from_bytes) checks everything — magic, version, every length and
 /// the arithmetic on it, bits, layout, checksum, finite parameters with valid levels, codes
@@ -182,11 +182,14 @@ impl<'a> QuantizedView<'a> {
         let mut table = kernels::Table::new();
         let mut loaded = usize::MAX;
         for (row, out_row) in out.chunks_exact_mut(self.cols()).enumerate() {
-            let packed_row = &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            let packed_row =
+                &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
             for (i, chunk) in out_row.chunks_mut(g).enumerate() {
                 let group = self.group_index(row, i);
                 if group != loaded {
-                    table.len = self.family().levels_into(self.parts.group_params(group), &mut table.v);
+                    table.len = self
+                        .family()
+                        .levels_into(self.parts.group_params(group), &mut table.v);
                     loaded = group;
                 }
                 kernels::decode_span(isa, bits, packed_row, i * g, &table, chunk);
@@ -297,7 +300,9 @@ impl<'a> QuantizedView<'a> {
                 for (k, (table, loaded)) in tables.iter_mut().zip(&mut loaded).enumerate() {
                     let group = self.group_index(row_of(k), i);
                     if k < live && group != *loaded {
-                        table.len = self.family().levels_into(self.parts.group_params(group), &mut table.v);
+                        table.len = self
+                            .family()
+                            .levels_into(self.parts.group_params(group), &mut table.v);
                         *loaded = group;
                     }
                 }

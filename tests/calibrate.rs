@@ -212,7 +212,8 @@ fn bad_statistics_are_errors() {
         if let Some(sq) = sq {
             stats = stats.with_sq_mean(sq);
         }
-        let err = quantize_calibrated(&w, 3, 4, &config.with_scale_rule(*rule), &stats).unwrap_err();
+        let err =
+            quantize_calibrated(&w, 3, 4, &config.with_scale_rule(*rule), &stats).unwrap_err();
         assert!(!err.to_string().is_empty());
         seen.push(core::mem::discriminant(&err));
         match err {

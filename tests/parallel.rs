@@ -2,7 +2,7 @@
 //! bits and errors. The hidden `*_with_threads` entry points force a thread count (1 is the
 //! serial path) so small, fast shapes still cut rows into several chunks; a few shapes above
 //! the size thresholds check the public entry points too.
-#![cfg(feature = "parallel")]
+#![cfg(all(feature = "parallel", feature = "test-hooks"))]
 
 mod common;
 
@@ -149,7 +149,9 @@ fn public_quantize_above_the_threshold_equals_serial() {
     for config in [
         Config::exponential(4).per_tensor(),
         Config::exponential(4).per_row(),
-        Config::linear(3).per_group(64).with_scale_rule(ScaleRule::Mse),
+        Config::linear(3)
+            .per_group(64)
+            .with_scale_rule(ScaleRule::Mse),
     ] {
         let serial = quantize_with_threads(&w, rows, cols, &config, None, 1).unwrap();
         assert_identical(&quantize(&w, rows, cols, &config).unwrap(), &serial);

@@ -42,7 +42,11 @@ fn configs() -> Vec<Config> {
                     Granularity::PerGroup(7),
                 ] {
                     for zero in [true, false] {
-                        out.push(base.with_scale_rule(rule).with_granularity(layout).with_zero_level(zero));
+                        out.push(
+                            base.with_scale_rule(rule)
+                                .with_granularity(layout)
+                                .with_zero_level(zero),
+                        );
                     }
                 }
             }
@@ -53,9 +57,8 @@ fn configs() -> Vec<Config> {
 
 /// Every group's `(a, q)` and the packed codes of `tensor`.
 fn hash_tensor(h: &mut Fnv, tensor: &expquant::QuantizedTensor) {
-    let view = tensor.view();
-    for group in 0..view.group_count() {
-        let p = view.params(group).expect("group in range");
+    for group in 0..tensor.group_count() {
+        let p = tensor.params(group).expect("group in range");
         h.f32(p.a);
         h.f32(p.q);
     }

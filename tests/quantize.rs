@@ -15,7 +15,11 @@ fn configs(bits: u8) -> Vec<Config> {
                 Granularity::PerGroup(7),
             ] {
                 for zero in [true, false] {
-                    out.push(base.with_scale_rule(rule).with_granularity(layout).with_zero_level(zero));
+                    out.push(
+                        base.with_scale_rule(rule)
+                            .with_granularity(layout)
+                            .with_zero_level(zero),
+                    );
                 }
             }
         }
@@ -189,7 +193,9 @@ fn linear_levels_are_evenly_spaced_and_one_bit_is_plus_minus_a() {
     let w: Vec<f64> = weights(4, 300, 1.0).iter().map(|&x| x as f64).collect();
     let amax = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     for bits in 2..=8u8 {
-        let cb = discretizer(Scheme::Linear, bits, ScaleRule::MaxAbs, true).fit(&w, None).unwrap();
+        let cb = discretizer(Scheme::Linear, bits, ScaleRule::MaxAbs, true)
+            .fit(&w, None)
+            .unwrap();
         assert_eq!(cb.len(), (1 << bits) - 1);
         let step = amax / f64::from((1u16 << (bits - 1)) - 1);
         for (k, l) in cb.levels().iter().enumerate() {
@@ -198,7 +204,7 @@ fn linear_levels_are_evenly_spaced_and_one_bit_is_plus_minus_a() {
         }
         let mid_rise = discretizer(Scheme::Linear, bits, ScaleRule::MaxAbs, false)
             .fit(&w, None)
-        .unwrap();
+            .unwrap();
         assert_eq!(mid_rise.len(), 1 << bits);
         assert!(!mid_rise.levels().contains(&0.0));
         assert_eq!(*mid_rise.levels().last().unwrap(), amax);

@@ -425,7 +425,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The reference [`Family::levels_distinct_and_finite`] replaces: build every level and
+    /// The reference for [`Family::levels_distinct_and_finite`]: build every level and
     /// check the whole ascending table.
     fn table_distinct_and_finite<T: Real>(family: &Family, params: Params<T>) -> bool {
         let mut levels = [T::zero(); 256];

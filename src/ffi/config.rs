@@ -134,8 +134,8 @@ impl expq_config {
                     e,
                 )
             })?;
-        let granularity = Granularity::from_code(code(self.granularity), self.group_size)
-            .map_err(|e| {
+        let granularity =
+            Granularity::from_code(code(self.granularity), self.group_size).map_err(|e| {
                 bad_enum(
                     "config.granularity",
                     self.granularity,
