@@ -207,7 +207,7 @@ fn describe(row: Option<&Row>) -> String {
 
 fn describe_setting(row: Option<&Row>) -> String {
     row.map_or(String::new(), |r| {
-        format!(" with {} {}", r.setting.rule, r.setting.granularity)
+        format!(" with {} per {}", r.setting.rule, r.setting.granularity)
     })
 }
 
