@@ -7,7 +7,7 @@ use crate::scheme::{ScaleRule, Scheme};
 
 /// What to quantize to: level family, bits, granularity, scale rule, zero level.
 ///
-/// Builders never fail; [`quantize`] reports an invalid value (bits 0 or 9, group size 0).
+/// Builders never fail; `quantize` reports an invalid value (bits 0 or 9, group size 0).
 /// The defaults — per row, [`ScaleRule::MaxAbs`], zero level on — follow what kept accuracy
 /// on a real pre-trained CNN (EfficientNet-Lite0): exponential 4-bit per row kept 61 % top-1
 /// with max-abs scales but 40 % with MSE-fitted ones, and per tensor was far worse than per
