@@ -210,7 +210,7 @@ fn gemv(c: &mut Criterion) {
                 });
             }
         }
-        #[cfg(feature = "parallel")]
+        #[cfg(all(feature = "parallel", feature = "test-hooks"))]
         {
             let q = &qs[1];
             if rows * cols < 1 << 22 {

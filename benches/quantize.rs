@@ -5,8 +5,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-#[cfg(feature = "parallel")]
-use expquant::tensor::quantize_with_threads;
+#[cfg(all(feature = "parallel", feature = "test-hooks"))]
+use expquant::test_hooks::quantize_with_threads;
 use expquant::{pack, quantize, Config};
 
 #[allow(unused_imports)]
@@ -35,13 +35,13 @@ fn quantize_throughput(c: &mut Criterion) {
         let w = &w[..rows * cols];
         let mut g = c.benchmark_group(format!("quantize/{name}"));
         g.throughput(Throughput::Elements(w.len() as u64));
-        #[cfg(not(feature = "parallel"))]
+        #[cfg(not(all(feature = "parallel", feature = "test-hooks")))]
         g.bench_function("expquant", |b| {
             b.iter(|| quantize(black_box(w), rows, cols, &config).unwrap())
         });
         // With `parallel` the default path splits rows over threads: measure it beside the
         // serial path in the same run.
-        #[cfg(feature = "parallel")]
+        #[cfg(all(feature = "parallel", feature = "test-hooks"))]
         {
             g.bench_function("parallel", |b| {
                 b.iter(|| quantize(black_box(w), rows, cols, &config).unwrap())
@@ -57,7 +57,7 @@ fn quantize_throughput(c: &mut Criterion) {
         // the scalar packer, with the codebooks already fitted.
         let q = quantize(w, rows, cols, &config).unwrap();
         let books: Vec<_> = q.codebooks().collect();
-        let gl = config.layout().group_len(cols);
+        let gl = config.granularity().group_len(cols);
         g.bench_function("baseline_reference_encode_pack", |b| {
             let mut codes = vec![0u8; cols];
             let mut out = vec![0u8; q.row_bytes()];
@@ -144,7 +144,7 @@ fn whole_models(c: &mut Criterion) {
                 }
             })
         });
-        #[cfg(feature = "parallel")]
+        #[cfg(all(feature = "parallel", feature = "test-hooks"))]
         g.bench_with_input(BenchmarkId::new("serial", total), layers, |b, layers| {
             b.iter(|| {
                 for (r, k, w) in layers {

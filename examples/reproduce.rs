@@ -20,95 +20,32 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use cnn::{Dataset, Evaluation, Model};
-use expquant::{Config, ScaleRule};
+use expquant::{Config, Granularity, ScaleRule, Scheme};
 
 const BITS: std::ops::RangeInclusive<u8> = 1..=8;
 /// "Matches FP32" means at most this many accuracy points below it.
 const TOLERANCE_POINTS: f64 = 1.0;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Scheme {
-    Linear,
-    Exponential,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Rule {
-    /// Paper I: the largest level is the largest magnitude.
-    MaxAbs,
-    /// Paper II: scale chosen to maximise correlation between original and quantized weights.
-    Correlation,
-    /// Scale chosen to minimise the squared error.
-    Mse,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Granularity {
-    /// One scale per tensor, as in the paper.
-    PerLayer,
-    /// One scale per output channel / unit.
-    PerRow,
-}
-
 const SCHEMES: [Scheme; 2] = [Scheme::Linear, Scheme::Exponential];
-const RULES: [Rule; 3] = [Rule::MaxAbs, Rule::Correlation, Rule::Mse];
-const GRANULARITIES: [Granularity; 2] = [Granularity::PerLayer, Granularity::PerRow];
-
-impl Scheme {
-    fn name(self) -> &'static str {
-        match self {
-            Scheme::Linear => "linear",
-            Scheme::Exponential => "exponential",
-        }
-    }
-}
-
-impl Rule {
-    fn name(self) -> &'static str {
-        match self {
-            Rule::MaxAbs => "max-abs",
-            Rule::Correlation => "correlation",
-            Rule::Mse => "mse",
-        }
-    }
-
-    fn scale_rule(self) -> ScaleRule {
-        match self {
-            Rule::MaxAbs => ScaleRule::MaxAbs,
-            Rule::Correlation => ScaleRule::Correlation,
-            Rule::Mse => ScaleRule::Mse,
-        }
-    }
-}
-
-impl Granularity {
-    fn name(self) -> &'static str {
-        match self {
-            Granularity::PerLayer => "per-layer",
-            Granularity::PerRow => "per-row",
-        }
-    }
-}
+/// Paper I (max-abs: the largest level is the largest magnitude), paper II (the scale that
+/// maximises the correlation between original and quantized weights), and the MSE fit.
+const RULES: [ScaleRule; 3] = [ScaleRule::MaxAbs, ScaleRule::Correlation, ScaleRule::Mse];
+/// One scale per tensor, as in the paper, and one per output channel.
+const GRANULARITIES: [Granularity; 2] = [Granularity::PerTensor, Granularity::PerRow];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Setting {
     bits: u8,
     scheme: Scheme,
-    rule: Rule,
+    rule: ScaleRule,
     granularity: Granularity,
 }
 
 impl Setting {
     fn config(&self) -> Config {
-        let cfg = match self.scheme {
-            Scheme::Linear => Config::linear(self.bits),
-            Scheme::Exponential => Config::exponential(self.bits),
-        };
-        let cfg = match self.granularity {
-            Granularity::PerLayer => cfg.per_tensor(),
-            Granularity::PerRow => cfg.per_row(),
-        };
-        cfg.scale_rule(self.rule.scale_rule())
+        Config::new(self.scheme, self.bits)
+            .with_granularity(self.granularity)
+            .with_scale_rule(self.rule)
     }
 }
 
@@ -213,12 +150,7 @@ fn print_table(rows: &[Row], fp32: &Evaluation) {
         };
         println!(
             "{:>4}  {:<11}  {:<11}  {:<11}  {:>9}  {:>11}",
-            s.bits,
-            s.scheme.name(),
-            s.rule.name(),
-            s.granularity.name(),
-            acc,
-            bpw
+            s.bits, s.scheme, s.rule, s.granularity, acc, bpw
         );
     }
     let errors: Vec<&Row> = rows.iter().filter(|r| r.result.is_err()).collect();
@@ -229,9 +161,9 @@ fn print_table(rows: &[Row], fp32: &Evaluation) {
             println!(
                 "  {} bits {} {} {}: {}",
                 s.bits,
-                s.scheme.name(),
-                s.rule.name(),
-                s.granularity.name(),
+                s.scheme,
+                s.rule,
+                s.granularity,
                 r.result.as_ref().err().map_or("", String::as_str)
             );
         }
@@ -275,11 +207,7 @@ fn describe(row: Option<&Row>) -> String {
 
 fn describe_setting(row: Option<&Row>) -> String {
     row.map_or(String::new(), |r| {
-        format!(
-            " with {} {}",
-            r.setting.rule.name(),
-            r.setting.granularity.name()
-        )
+        format!(" with {} per {}", r.setting.rule, r.setting.granularity)
     })
 }
 
@@ -318,7 +246,9 @@ fn verdict(rows: &[Row], fp32: &Evaluation) -> String {
     let acc = fp32.accuracy_percent();
     let paper = |scheme: Scheme| {
         move |s: &Setting| {
-            s.scheme == scheme && s.rule == Rule::MaxAbs && s.granularity == Granularity::PerLayer
+            s.scheme == scheme
+                && s.rule == ScaleRule::MaxAbs
+                && s.granularity == Granularity::PerTensor
         }
     };
     let any = |scheme: Scheme| move |s: &Setting| s.scheme == scheme;
@@ -379,8 +309,8 @@ fn svg(rows: &[Row], fp32: &Evaluation) -> String {
     for (col, gran) in GRANULARITIES.into_iter().enumerate() {
         let x0 = LEFT + col as f64 * (PANEL_W + HGAP);
         let title = match gran {
-            Granularity::PerLayer => "one scale per layer (paper)",
-            Granularity::PerRow => "one scale per output channel",
+            Granularity::PerTensor => "one scale per layer (paper)",
+            _ => "one scale per output channel",
         };
         let full = Panel {
             x0,
@@ -421,8 +351,8 @@ fn svg(rows: &[Row], fp32: &Evaluation) -> String {
                 dash(rule),
                 x + 36.0,
                 y + 4.0,
-                scheme.name(),
-                rule.name()
+                scheme,
+                rule
             );
             i += 1;
         }
@@ -441,22 +371,24 @@ fn svg(rows: &[Row], fp32: &Evaluation) -> String {
 }
 
 /// Linear schemes in blues, exponential in reds; darker = the paper's max-abs rule.
-fn colour(scheme: Scheme, rule: Rule) -> &'static str {
+fn colour(scheme: Scheme, rule: ScaleRule) -> &'static str {
     match (scheme, rule) {
-        (Scheme::Linear, Rule::MaxAbs) => "#1f4e9c",
-        (Scheme::Linear, Rule::Correlation) => "#3b8bd9",
-        (Scheme::Linear, Rule::Mse) => "#7fb8ea",
-        (Scheme::Exponential, Rule::MaxAbs) => "#b2182b",
-        (Scheme::Exponential, Rule::Correlation) => "#e66101",
-        (Scheme::Exponential, Rule::Mse) => "#f4a582",
+        (Scheme::Linear, ScaleRule::MaxAbs) => "#1f4e9c",
+        (Scheme::Linear, ScaleRule::Correlation) => "#3b8bd9",
+        (Scheme::Linear, ScaleRule::Mse) => "#7fb8ea",
+        (Scheme::Exponential, ScaleRule::MaxAbs) => "#b2182b",
+        (Scheme::Exponential, ScaleRule::Correlation) => "#e66101",
+        (Scheme::Exponential, ScaleRule::Mse) => "#f4a582",
+        _ => "#808080",
     }
 }
 
-fn dash(rule: Rule) -> &'static str {
+fn dash(rule: ScaleRule) -> &'static str {
     match rule {
-        Rule::MaxAbs => "",
-        Rule::Correlation => " stroke-dasharray=\"8 4\"",
-        Rule::Mse => " stroke-dasharray=\"2 3\"",
+        ScaleRule::MaxAbs => "",
+        ScaleRule::Correlation => " stroke-dasharray=\"8 4\"",
+        ScaleRule::Mse => " stroke-dasharray=\"2 3\"",
+        _ => " stroke-dasharray=\"1 1\"",
     }
 }
 
@@ -645,7 +577,7 @@ fn calibrated_table(
             let plain = cnn::quantized_accuracy(model, test, &base)?;
             let mut cells = Vec::new();
             for rule in [ScaleRule::MaxAbs, ScaleRule::Mse, ScaleRule::OutputMse] {
-                let e = cnn::calibrated_accuracy(model, test, &base.scale_rule(rule), &stats)?;
+                let e = cnn::calibrated_accuracy(model, test, &base.with_scale_rule(rule), &stats)?;
                 cells.push(e.accuracy_percent());
             }
             println!(
@@ -685,7 +617,7 @@ fn run() -> Result<(), Box<dyn Error>> {
          activations are f32"
     );
     println!(
-        "per-layer = one scale per tensor (the paper); per-row = one scale per output channel; \
+        "tensor = one scale per tensor (the paper's per-layer setting); row = one scale per output channel; \
          bits/weight is the model-wide, weight-count-weighted cost reported by the library\n"
     );
 

@@ -12,12 +12,17 @@ fn main() -> Result<(), expquant::Error> {
     println!("bits | rule    | linear SQNR dB | exp SQNR dB | linear bpw | exp bpw");
     for bits in 1..=8u8 {
         for (name, rule) in [("max-abs", ScaleRule::MaxAbs), ("mse", ScaleRule::Mse)] {
-            let lin = quantize(&weights, rows, cols, &Config::linear(bits).scale_rule(rule))?;
+            let lin = quantize(
+                &weights,
+                rows,
+                cols,
+                &Config::linear(bits).with_scale_rule(rule),
+            )?;
             let exp = quantize(
                 &weights,
                 rows,
                 cols,
-                &Config::exponential(bits).scale_rule(rule),
+                &Config::exponential(bits).with_scale_rule(rule),
             )?;
             println!(
                 "{bits:>4} | {name:<7} | {:>14.2} | {:>11.2} | {:>10.3} | {:>7.3}",

@@ -21,7 +21,7 @@
 //! let mean = [0.8f32, 0.1, 0.5];                       // E[x_j], shared by both rows
 //! let sq_mean = [1.0f32, 0.05, 0.4];                   // E[x_j²]
 //! let stats = InputStats::new(&mean).with_sq_mean(&sq_mean);
-//! let config = Config::exponential(3).scale_rule(ScaleRule::OutputMse);
+//! let config = Config::exponential(3).with_scale_rule(ScaleRule::OutputMse);
 //! let calibrated = quantize_calibrated(&weights, 2, 3, &config, &stats)?;
 //! assert_eq!(calibrated.bias_correction.len(), 2);
 //! # Ok::<(), expquant::Error>(())
@@ -29,10 +29,11 @@
 
 use alloc::vec::Vec;
 
-use crate::discretize::ScaleRule;
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::float::math::exp;
-use crate::tensor::{check_shape, quantize_weighted, Config, QuantizedTensor};
+use crate::scheme::ScaleRule;
+use crate::tensor::{check_shape, quantize_weighted, QuantizedTensor};
 
 /// A layer's input statistics: per-column means `E[x_j]` (required) and mean squares
 /// `E[x_j²]` (optional).
@@ -136,7 +137,7 @@ pub fn quantize_calibrated(
             });
         }
     }
-    let importance: Option<Vec<f32>> = match (config.rule(), stats.sq_mean) {
+    let importance: Option<Vec<f32>> = match (config.scale_rule(), stats.sq_mean) {
         (ScaleRule::OutputMse, None) => return Err(Error::MissingSqMean),
         (ScaleRule::OutputMse, Some(sq)) => Some(
             (0..rows * cols)

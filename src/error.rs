@@ -40,7 +40,7 @@ pub enum Error {
     /// A per-group granularity with group size 0.
     #[error("group size must be at least 1, got 0")]
     ZeroGroupSize,
-    /// Levels handed to [`Codebook::new`](crate::Codebook::new) are not a valid codebook.
+    /// Levels handed to `Codebook::new` are not a valid codebook.
     #[error("invalid codebook levels: {0}")]
     InvalidCodebook(&'static str),
     /// Caller-given scale parameters that do not describe a valid level set.
@@ -114,11 +114,10 @@ pub enum Error {
         /// The value.
         value: f64,
     },
-    /// [`ScaleRule::OutputMse`](crate::ScaleRule::OutputMse) without the inputs' mean squares.
+    /// The `OutputMse` scale rule without the inputs' mean squares.
     #[error("the OutputMse scale rule needs the inputs' mean squares E[x^2]; none were given")]
     MissingSqMean,
-    /// Arguments of [`relu_moments`](crate::calibrate::relu_moments) that describe no
-    /// distribution.
+    /// Arguments of `calibrate::relu_moments` that describe no distribution.
     #[error("relu_moments needs finite beta and gamma and clip > 0; got beta = {beta}, gamma = {gamma}, clip = {clip}")]
     InvalidMomentArguments {
         /// Mean of the pre-activation.
@@ -139,6 +138,23 @@ pub enum Error {
         found: u16,
         /// The version this build reads.
         supported: u16,
+    },
+    /// A number that is not the code of any variant of an enum (a scheme, scale rule or
+    /// granularity as the byte format and the C ABI store them).
+    #[error("{code} is not the code of a {what}")]
+    UnknownCode {
+        /// Which enum.
+        what: &'static str,
+        /// The number given.
+        code: u8,
+    },
+    /// A string that is not the name of any variant of an enum.
+    #[error("unrecognized {what}; expected {expected}")]
+    UnknownName {
+        /// Which enum.
+        what: &'static str,
+        /// The accepted names.
+        expected: &'static str,
     },
     /// A tensor name that a container cannot store.
     #[error("invalid tensor name: {0}")]

@@ -32,11 +32,44 @@
 //! let mut y = vec![0.0f32; 8];
 //! exp4.gemv(&x, &mut y)?;
 //!
-//! // Fitted scales, per group of 16 weights.
-//! let fitted = quantize(&weights, 8, 256, &Config::exponential(3).per_group(64).scale_rule(ScaleRule::Mse))?;
-//! assert_eq!(fitted.params().len(), 32);
+//! // MSE-fitted scales, one per group of 64 weights: 4 groups in each of the 8 rows.
+//! let config = Config::exponential(3).per_group(64).with_scale_rule(ScaleRule::Mse);
+//! let fitted = quantize(&weights, 8, 256, &config)?;
+//! assert_eq!(fitted.group_count(), 32);
+//! assert!(fitted.params(31).is_some_and(|p| p.a > 0.0 && p.q < 1.0));
+//!
+//! // Stored bytes load back as a view that borrows them, with the same accessors.
+//! let bytes = fitted.to_bytes();
+//! let view = expquant::QuantizedView::from_bytes(&bytes)?;
+//! assert_eq!(view.config(), config);
+//! assert_eq!(view.dequantize(), fitted.dequantize());
 //! # Ok::<(), expquant::Error>(())
 //! ```
+//!
+//! ## Where things live
+//! At the root: [`quantize`], [`quantize_weighted`], [`Config`], [`QuantizedTensor`],
+//! [`QuantizedView`], [`ContainerView`], [`write_container`], the enums [`Scheme`],
+//! [`ScaleRule`] and [`Granularity`] (each with `code()`/`TryFrom` for the byte format and
+//! the C ABI, and `Display`/`FromStr` names), [`Params`], [`Codebook`], [`Real`], [`Error`].
+//! Public modules:
+//! - [`discretize`]: level families ([`discretize::Family`]) and the fit of one group.
+//! - [`calibrate`]: output-bias correction and `E[x²]`-weighted fits from input statistics.
+//! - [`metrics`]: SQNR and error measures.
+//! - [`pack`]: dense bit packing of codes.
+//! - [`kernels`]: decoding and dot products straight from packed codes.
+//! - [`format`]: the byte layout (`FORMAT.md`), its constants and [`format::crc32`].
+//! - `ffi` (feature `ffi`): the C ABI.
+//!
+//! Private, re-exported above: `scheme` (the enums' code and name tables), `layout`
+//! (granularity), `config`, `tensor` (quantize), `view`, `parts` (the shape, codes and
+//! parameters a tensor and a view share), `container`, `codebook`, `float`, `error`.
+//!
+//! ## Why `Discretizer` is sealed
+//! [`discretize::Discretizer`] is implemented by [`discretize::Family`] only. A stored
+//! tensor records its family as codes (scheme, bits, zero-level flag) plus each group's
+//! parameters, and every reader — views, containers, the C ABI — rebuilds the codebooks
+//! from those. A family defined outside the crate could be fitted but never stored, loaded
+//! or used from C, so the trait does not invite one.
 //!
 //! ## Features
 //! - `std` (default): `std::error::Error` for [`Error`]; implies `alloc`.
@@ -47,6 +80,8 @@
 //! - `parallel`: [`quantize`] (from 64 K weights) and `gemv` (from 4 M weights) split rows
 //!   over `std::thread::scope` threads, with results bit for bit the single-threaded ones.
 //!   Implies `std`; no extra dependency.
+//! - `test-hooks`: entry points that force a thread count, for the tests and benchmarks
+//!   that compare paths in one build. Not part of the stable API.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -61,34 +96,49 @@ extern crate std;
 
 #[cfg(feature = "alloc")]
 pub mod calibrate;
-pub mod codebook;
+mod codebook;
+#[cfg(feature = "alloc")]
+mod config;
+mod container;
 pub mod discretize;
-pub mod error;
+mod error;
 #[cfg(feature = "ffi")]
 pub mod ffi;
-pub mod float;
+mod float;
 pub mod format;
 pub mod kernels;
-pub mod layout;
+mod layout;
 pub mod metrics;
 pub mod pack;
 #[cfg(feature = "parallel")]
 mod parallel;
+mod parts;
+mod scheme;
 #[cfg(feature = "alloc")]
-pub mod tensor;
-pub mod view;
+mod tensor;
+mod view;
 
 pub use codebook::Codebook;
-pub use discretize::{Params, ScaleRule, Scheme};
+#[cfg(feature = "alloc")]
+pub use config::Config;
+#[cfg(feature = "alloc")]
+pub use container::write_container;
+pub use container::ContainerView;
 pub use error::{Error, Result};
 pub use float::Real;
-#[cfg(feature = "alloc")]
-pub use format::write_container;
-pub use format::ContainerView;
 pub use layout::Granularity;
+pub use scheme::{Params, ScaleRule, Scheme};
 #[cfg(feature = "alloc")]
-pub use tensor::{quantize, quantize_weighted, Config, QuantizedTensor};
+pub use tensor::{quantize, quantize_weighted, QuantizedTensor};
 pub use view::QuantizedView;
+
+/// Entry points for the crate's own tests and benchmarks (feature `test-hooks`). Not part of
+/// the stable API: they may change or go away in any release.
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks {
+    #[cfg(feature = "alloc")]
+    pub use crate::tensor::quantize_with_threads;
+}
 
 /// The README's Rust examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

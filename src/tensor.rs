@@ -1,131 +1,19 @@
-//! The top-level API: [`Config`], [`quantize`] and the owned [`QuantizedTensor`].
+//! [`quantize`] and the owned [`QuantizedTensor`].
 
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::codebook::Codebook;
-use crate::discretize::{Family, Params, ScaleRule, Scheme};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format;
 use crate::kernels;
 use crate::layout::Granularity;
 use crate::pack;
+use crate::parts::{ParamEncoding, Parts, Shape};
+use crate::scheme::{Params, ScaleRule, Scheme};
 use crate::view::QuantizedView;
-
-/// What to quantize to: level family, bits, granularity, scale rule, zero level.
-///
-/// Builders never fail; [`quantize`] reports an invalid value (bits 0 or 9, group size 0).
-/// The defaults — per row, [`ScaleRule::MaxAbs`], zero level on — follow what kept accuracy
-/// on a real pre-trained CNN (EfficientNet-Lite0): exponential 4-bit per row kept 61 % top-1
-/// with max-abs scales but 40 % with MSE-fitted ones, and per tensor was far worse than per
-/// row.
-///
-/// ```
-/// use expquant::{Config, ScaleRule};
-/// let config = Config::exponential(4).per_group(64).scale_rule(ScaleRule::Mse);
-/// assert_eq!(config.bits(), 4);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Config {
-    scheme: Scheme,
-    bits: u8,
-    granularity: Granularity,
-    rule: ScaleRule,
-    zero_level: bool,
-}
-
-impl Config {
-    /// Linear (uniform) levels at `bits` bits, with the defaults.
-    pub fn linear(bits: u8) -> Self {
-        Self::new(Scheme::Linear, bits)
-    }
-
-    /// Exponential levels `±a·q^k` at `bits` bits, with the defaults.
-    pub fn exponential(bits: u8) -> Self {
-        Self::new(Scheme::Exponential, bits)
-    }
-
-    /// A scheme at `bits` bits, with the defaults.
-    pub fn new(scheme: Scheme, bits: u8) -> Self {
-        Config {
-            scheme,
-            bits,
-            granularity: Granularity::PerRow,
-            rule: ScaleRule::MaxAbs,
-            zero_level: true,
-        }
-    }
-
-    /// One codebook for the whole tensor.
-    pub fn per_tensor(self) -> Self {
-        self.granularity(Granularity::PerTensor)
-    }
-
-    /// One codebook per row (output channel).
-    pub fn per_row(self) -> Self {
-        self.granularity(Granularity::PerRow)
-    }
-
-    /// One codebook per `group_size` consecutive weights of a row.
-    pub fn per_group(self, group_size: usize) -> Self {
-        self.granularity(Granularity::PerGroup(group_size))
-    }
-
-    /// Sets the granularity.
-    pub fn granularity(mut self, granularity: Granularity) -> Self {
-        self.granularity = granularity;
-        self
-    }
-
-    /// Sets how scales are chosen.
-    pub fn scale_rule(mut self, rule: ScaleRule) -> Self {
-        self.rule = rule;
-        self
-    }
-
-    /// Whether zero is a level (on by default). Off gives `2^bits` levels instead of
-    /// `2^bits − 1`.
-    pub fn zero_level(mut self, zero_level: bool) -> Self {
-        self.zero_level = zero_level;
-        self
-    }
-
-    /// The level family.
-    pub fn scheme(&self) -> Scheme {
-        self.scheme
-    }
-
-    /// Bits per code.
-    pub fn bits(&self) -> u8 {
-        self.bits
-    }
-
-    /// Which weights share a codebook.
-    pub fn layout(&self) -> Granularity {
-        self.granularity
-    }
-
-    /// How scales are chosen.
-    pub fn rule(&self) -> ScaleRule {
-        self.rule
-    }
-
-    /// Whether zero is a level (always false at one bit).
-    pub fn has_zero_level(&self) -> bool {
-        self.family().is_ok_and(|f| f.has_zero())
-    }
-
-    /// Checks bits and group size.
-    pub fn validate(&self) -> Result<()> {
-        self.family()?;
-        self.granularity.validate()
-    }
-
-    pub(crate) fn family(&self) -> Result<Family> {
-        Family::new(self.scheme, self.bits, self.zero_level)
-    }
-}
 
 /// Checks a `rows × cols` shape against `len` weights.
 pub(crate) fn check_shape(rows: usize, cols: usize, len: usize) -> Result<usize> {
@@ -179,10 +67,10 @@ pub fn quantize_weighted(
     quantize_on(weights, rows, cols, config, importance, threads)
 }
 
-/// [`quantize_weighted`] on exactly `threads` threads (1: the serial path), whatever the
-/// tensor's size. For the benchmarks and tests that compare the two paths in one build.
-#[cfg(feature = "parallel")]
-#[doc(hidden)]
+/// [`quantize_weighted`] on exactly `threads` threads (1: the serial path; without the
+/// `parallel` feature always serial), whatever the tensor's size. A test hook for the
+/// benchmarks and tests that compare the two paths in one build; not part of the stable API.
+#[cfg(feature = "test-hooks")]
 pub fn quantize_with_threads(
     weights: &[f32],
     rows: usize,
@@ -223,7 +111,7 @@ fn quantize_on(
     threads: usize,
 ) -> Result<QuantizedTensor> {
     let family = config.family()?;
-    config.granularity.validate()?;
+    config.granularity().validate()?;
     let n = check_shape(rows, cols, weights.len())?;
     if let Some(index) = weights.iter().position(|w| !w.is_finite()) {
         return Err(Error::NonFiniteWeight {
@@ -242,12 +130,12 @@ fn quantize_on(
         // fit checks again but would report the position within its group.
         crate::discretize::search::check_importance_values(imp)?;
     }
-    let layout = config.granularity;
+    let layout = config.granularity();
     let row_bytes =
         pack::packed_len(cols, family.bits).ok_or(Error::ShapeMismatch { rows, cols, len: n })?;
     let fit = |range: Range<usize>| -> Result<Params<f32>> {
         let group_importance = importance.map(|imp| &imp[range.clone()]);
-        family.fit(config.rule, &weights[range], group_importance)
+        family.fit_group(config.scale_rule(), &weights[range], group_importance)
     };
     let g = layout.group_len(cols);
     // Fits first, every group in order, then codebooks and codes: a failing fit is reported
@@ -300,14 +188,19 @@ fn quantize_on(
         }
         Ok(())
     })?;
-    Ok(QuantizedTensor {
+    let shape = Shape {
         rows,
         cols,
-        config: *config,
         family,
-        params,
-        packed,
-        row_bytes,
+        granularity: layout,
+        rule: config.scale_rule(),
+        encoding: ParamEncoding::f32_for(family),
+    };
+    let mut param_bytes = vec![0u8; shape.lengths()?.params];
+    shape.encoding.write(&params, &mut param_bytes);
+    Ok(QuantizedTensor {
+        config: *config,
+        parts: Parts::new(shape, packed, param_bytes)?,
     })
 }
 
@@ -316,72 +209,97 @@ fn quantize_on(
 /// Codes are packed row by row (see [`pack`] for the bit order); each row starts on
 /// a byte boundary and takes [`row_bytes`](Self::row_bytes) bytes. Codebook `i` belongs to
 /// group `i` in row-major order (per row: row `i`; per group: row `i / groups_per_row`).
+/// The read accessors are those of [`QuantizedView`], which [`view`](Self::view) borrows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizedTensor {
-    rows: usize,
-    cols: usize,
     config: Config,
-    family: Family,
-    params: Vec<Params<f32>>,
-    packed: Vec<u8>,
-    row_bytes: usize,
+    parts: Parts<Vec<u8>>,
 }
 
 impl QuantizedTensor {
+    /// A borrowed [`QuantizedView`] of this tensor: the decode and GEMV paths that stored
+    /// bytes use, over this tensor's own buffers.
+    pub fn view(&self) -> QuantizedView<'_> {
+        QuantizedView::from_valid_parts(self.parts.borrowed())
+    }
+
     /// Rows (output channels).
     pub fn rows(&self) -> usize {
-        self.rows
+        self.parts.shape().rows
     }
 
     /// Columns (inputs per output).
     pub fn cols(&self) -> usize {
-        self.cols
+        self.parts.shape().cols
     }
 
     /// Bits per code.
     pub fn bits(&self) -> u8 {
-        self.family.bits
+        self.config.bits()
+    }
+
+    /// The level family.
+    pub fn scheme(&self) -> Scheme {
+        self.config.scheme()
+    }
+
+    /// Which weights share a codebook.
+    pub fn granularity(&self) -> Granularity {
+        self.config.granularity()
+    }
+
+    /// The scale rule the tensor was fitted with.
+    pub fn scale_rule(&self) -> ScaleRule {
+        self.config.scale_rule()
+    }
+
+    /// The zero-level switch the tensor was quantized with (at one bit the levels are
+    /// `{−a, +a}` either way).
+    pub fn zero_level(&self) -> bool {
+        self.config.zero_level()
     }
 
     /// The configuration this tensor was quantized with.
-    pub fn config(&self) -> &Config {
-        &self.config
+    pub fn config(&self) -> Config {
+        self.config
     }
 
-    /// Each group's fitted parameters, in group order.
-    pub fn params(&self) -> &[Params<f32>] {
-        &self.params
+    /// Number of groups (codebooks).
+    pub fn group_count(&self) -> usize {
+        self.parts.lengths().groups
+    }
+
+    /// Group `group`'s fitted parameters, or `None` past the last group.
+    pub fn params(&self, group: usize) -> Option<Params<f32>> {
+        self.parts.params(group)
+    }
+
+    /// Group `group`'s codebook, or `None` past the last group.
+    pub fn codebook(&self, group: usize) -> Option<Codebook<f32>> {
+        self.parts.codebook(group)
     }
 
     /// Each group's codebook, in group order, expanded from its parameters.
     pub fn codebooks(&self) -> impl ExactSizeIterator<Item = Codebook<f32>> + '_ {
-        // Every stored parameter set built a valid codebook when the tensor was made.
-        self.params.iter().map(move |p| {
-            self.family
-                .codebook(*p)
-                .unwrap_or_else(|_| unreachable!("validated at construction"))
-        })
-    }
-
-    /// The codebook of group `group`, or `None` past the last group.
-    pub fn codebook(&self, group: usize) -> Option<Codebook<f32>> {
-        self.view().codebook(group)
+        self.view().codebooks()
     }
 
     /// The packed codes of all rows, `rows × row_bytes` bytes.
     pub fn packed_codes(&self) -> &[u8] {
-        &self.packed
+        self.parts.codes()
     }
 
     /// Bytes per packed row.
     pub fn row_bytes(&self) -> usize {
-        self.row_bytes
+        self.parts.lengths().row_bytes
     }
 
     /// The codes, unpacked, row-major.
     pub fn codes(&self) -> Vec<u8> {
-        let mut out = vec![0u8; self.rows * self.cols];
-        for (row, codes) in self.packed_rows().zip(out.chunks_exact_mut(self.cols)) {
+        let cols = self.cols();
+        let mut out = vec![0u8; self.rows() * cols];
+        let rows = self.packed_codes().chunks_exact(self.row_bytes().max(1));
+        for (row, codes) in rows.zip(out.chunks_exact_mut(cols)) {
             pack::unpack_unchecked(row, self.bits(), codes);
         }
         out
@@ -391,15 +309,12 @@ impl QuantizedTensor {
     /// parameter (`a`, and `q` where the family has two or more magnitudes to space), over
     /// `rows × cols`.
     pub fn bits_per_weight(&self) -> f64 {
-        self.view().bits_per_weight()
+        self.parts.bits_per_weight()
     }
 
     /// The dequantized matrix, row-major.
     pub fn dequantize(&self) -> Vec<f32> {
-        let mut out = vec![0.0; self.rows * self.cols];
-        // The buffer has exactly the length the view checks for.
-        let _ = self.view().dequantize_into(&mut out);
-        out
+        self.view().dequantize()
     }
 
     /// Dequantizes into `out`, which must hold `rows × cols` values.
@@ -414,19 +329,22 @@ impl QuantizedTensor {
     /// bit the single-threaded one. [`gemv_rows`](Self::gemv_rows) never spawns threads.
     pub fn gemv(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
         #[cfg(feature = "parallel")]
-        let threads =
-            crate::parallel::threads_for(self.rows * self.cols, crate::parallel::GEMV_MIN_WEIGHTS);
+        let threads = crate::parallel::threads_for(
+            self.rows() * self.cols(),
+            crate::parallel::GEMV_MIN_WEIGHTS,
+        );
         #[cfg(not(feature = "parallel"))]
         let threads = 1;
-        self.gemv_on(x, 0..self.rows, y, threads)
+        self.gemv_on(x, 0..self.rows(), y, threads)
     }
 
-    /// [`gemv`](Self::gemv) on exactly `threads` threads (1: the serial path), whatever the
-    /// matrix's size. For the benchmarks and tests that compare the two paths in one build.
-    #[cfg(feature = "parallel")]
-    #[doc(hidden)]
+    /// [`gemv`](Self::gemv) on exactly `threads` threads (1: the serial path; without the
+    /// `parallel` feature always serial), whatever the matrix's size. A test hook for the
+    /// benchmarks and tests that compare the two paths in one build; not part of the stable
+    /// API.
+    #[cfg(feature = "test-hooks")]
     pub fn gemv_with_threads(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<()> {
-        self.gemv_on(x, 0..self.rows, y, threads)
+        self.gemv_on(x, 0..self.rows(), y, threads)
     }
 
     /// `y = W[rows]·x` for a range of rows, so a runtime can split rows over its threads;
@@ -440,7 +358,7 @@ impl QuantizedTensor {
         view.check_gemv(x, &rows, y)?;
         // `x` is prepared once (permuted to the SIMD lane layout where that pays) and shared
         // by every row and thread; W is never materialized.
-        let g = self.config.granularity.group_len(self.cols);
+        let g = self.granularity().group_len(self.cols());
         let plan = kernels::DotPlan::new(kernels::Isa::detect(), self.bits(), x, g);
         // Four rows per pass share each load of the permuted `x` (see `DotPlan::dot_rows`).
         // A row's result does not depend on its pass, but chunks of whole passes keep every
@@ -455,72 +373,15 @@ impl QuantizedTensor {
         })
     }
 
-    fn packed_rows(&self) -> impl Iterator<Item = &[u8]> {
-        self.packed.chunks_exact(self.row_bytes.max(1))
-    }
-}
-
-impl QuantizedTensor {
-    /// A borrowed [`QuantizedView`] of this tensor: the decode and GEMV paths that stored
-    /// bytes use, over this tensor's own buffers.
-    pub fn view(&self) -> QuantizedView<'_> {
-        QuantizedView::from_parts(
-            self.rows,
-            self.cols,
-            self.family,
-            self.config.granularity,
-            format::rule_code(self.config.rule),
-            &self.packed,
-            &self.params,
-        )
-    }
-
-    fn header(&self) -> format::Header {
-        let params_per_group = 1 + usize::from(self.family.uses_q());
-        format::Header {
-            family: self.family,
-            layout: self.config.granularity,
-            rule: format::rule_code(self.config.rule),
-            rows: self.rows,
-            cols: self.cols,
-            groups: self.params.len(),
-            row_bytes: self.row_bytes,
-            codes_len: self.packed.len(),
-            params_per_group,
-            total_len: format::HEADER_LEN
-                + self.packed.len()
-                + self.params.len() * params_per_group * 4,
-        }
-    }
-
     /// Bytes [`write_into`](Self::write_into) and [`to_bytes`](Self::to_bytes) produce.
     pub fn serialized_len(&self) -> usize {
-        self.header().total_len
+        format::tensor_len(&self.parts)
     }
 
     /// Serializes into `out` (see [`format`] for the layout), which must hold
     /// at least [`serialized_len`](Self::serialized_len) bytes; returns the bytes written.
     pub fn write_into(&self, out: &mut [u8]) -> Result<usize> {
-        let header = self.header();
-        if out.len() < header.total_len {
-            return Err(Error::BufferLength {
-                what: "serialization buffer",
-                expected: header.total_len,
-                actual: out.len(),
-            });
-        }
-        let (head, payload) = out[..header.total_len].split_at_mut(format::HEADER_LEN);
-        let (codes, params) = payload.split_at_mut(self.packed.len());
-        codes.copy_from_slice(&self.packed);
-        let per_group = header.params_per_group;
-        for (chunk, p) in params.chunks_exact_mut(4 * per_group).zip(&self.params) {
-            chunk[..4].copy_from_slice(&p.a.to_le_bytes());
-            if per_group == 2 {
-                chunk[4..8].copy_from_slice(&p.q.to_le_bytes());
-            }
-        }
-        header.write(payload, head);
-        Ok(header.total_len)
+        format::write_tensor(&self.parts, out)
     }
 
     /// The stored form of this tensor (see [`format`]).
@@ -538,34 +399,15 @@ impl QuantizedTensor {
 
     /// An owned copy of a view.
     pub fn from_view(view: &QuantizedView<'_>) -> Self {
-        let family = view.family();
-        let params: Vec<Params<f32>> = (0..view.group_count())
-            .filter_map(|g| view.params(g))
-            .collect();
-        let rule = match view.rule_code() {
-            1 => ScaleRule::Mse,
-            2 => ScaleRule::Correlation,
-            3 => ScaleRule::OutputMse,
-            4 => params
-                .first()
-                .map_or(ScaleRule::MaxAbs, |p| ScaleRule::Fixed {
-                    a: f64::from(p.a),
-                    q: f64::from(p.q),
-                }),
-            _ => ScaleRule::MaxAbs,
-        };
-        let config = Config::new(family.scheme, family.bits)
-            .granularity(view.layout())
-            .scale_rule(rule)
-            .zero_level(family.zero_level);
+        let parts = view.parts();
         QuantizedTensor {
-            rows: view.rows(),
-            cols: view.cols(),
-            config,
-            family,
-            params,
-            packed: view.packed_codes().to_vec(),
-            row_bytes: view.row_bytes(),
+            config: view.config(),
+            parts: Parts::new(
+                *parts.shape(),
+                parts.codes().to_vec(),
+                parts.param_bytes().to_vec(),
+            )
+            .unwrap_or_else(|_| unreachable!("a view's parts are consistent")),
         }
     }
 }

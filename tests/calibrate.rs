@@ -17,7 +17,7 @@ fn zero_statistics_give_zero_corrections_and_plain_quantize() {
     let zeros = vec![0.0f32; cols];
     for base in [Config::linear(4), Config::exponential(4)] {
         for rule in rules() {
-            let config = base.scale_rule(rule);
+            let config = base.with_scale_rule(rule);
             let c = quantize_calibrated(
                 &w,
                 rows,
@@ -86,17 +86,17 @@ fn output_mse_with_equal_mean_squares_matches_mse() {
                 &w,
                 rows,
                 cols,
-                &base.scale_rule(ScaleRule::OutputMse),
+                &base.with_scale_rule(ScaleRule::OutputMse),
                 &InputStats::new(&mean).with_sq_mean(&sq),
             )
             .unwrap();
-            let mse = quantize(&w, rows, cols, &base.scale_rule(ScaleRule::Mse)).unwrap();
+            let mse = quantize(&w, rows, cols, &base.with_scale_rule(ScaleRule::Mse)).unwrap();
             assert_eq!(
                 out.tensor.packed_codes(),
                 mse.packed_codes(),
                 "E[x²] = {value}"
             );
-            assert_eq!(out.tensor.params(), mse.params());
+            assert_eq!(common::all_params(&out.tensor), common::all_params(&mse));
         }
     }
 }
@@ -131,13 +131,13 @@ fn output_mse_has_the_lowest_weighted_error() {
             &w,
             rows,
             cols,
-            &base.scale_rule(ScaleRule::OutputMse),
+            &base.with_scale_rule(ScaleRule::OutputMse),
             &InputStats::new(&mean).with_sq_mean(&sq),
         )
         .unwrap();
         let e_out = weighted_error(&out.tensor.dequantize());
         for rule in [ScaleRule::Mse, ScaleRule::MaxAbs] {
-            let other = quantize(&w, rows, cols, &base.scale_rule(rule)).unwrap();
+            let other = quantize(&w, rows, cols, &base.with_scale_rule(rule)).unwrap();
             let e = weighted_error(&other.dequantize());
             assert!(
                 e_out <= e * (1.0 + 1e-9),
@@ -155,10 +155,10 @@ fn per_row_statistics_equal_row_by_row_calls() {
     let mean: Vec<f32> = (0..rows * cols).map(|_| rng.uniform() as f32).collect();
     let sq: Vec<f32> = mean.iter().map(|m| m * m + rng.uniform() as f32).collect();
     for config in [
-        Config::exponential(4).scale_rule(ScaleRule::OutputMse),
+        Config::exponential(4).with_scale_rule(ScaleRule::OutputMse),
         Config::linear(3)
             .per_group(10)
-            .scale_rule(ScaleRule::OutputMse),
+            .with_scale_rule(ScaleRule::OutputMse),
         Config::exponential(4),
     ] {
         let whole = quantize_calibrated(
@@ -212,7 +212,8 @@ fn bad_statistics_are_errors() {
         if let Some(sq) = sq {
             stats = stats.with_sq_mean(sq);
         }
-        let err = quantize_calibrated(&w, 3, 4, &config.scale_rule(*rule), &stats).unwrap_err();
+        let err =
+            quantize_calibrated(&w, 3, 4, &config.with_scale_rule(*rule), &stats).unwrap_err();
         assert!(!err.to_string().is_empty());
         seen.push(core::mem::discriminant(&err));
         match err {
@@ -224,14 +225,14 @@ fn bad_statistics_are_errors() {
     }
     // OutputMse without statistics is refused by the plain API too.
     assert_eq!(
-        quantize(&w, 3, 4, &config.scale_rule(ScaleRule::OutputMse)).unwrap_err(),
+        quantize(&w, 3, 4, &config.with_scale_rule(ScaleRule::OutputMse)).unwrap_err(),
         Error::MissingSqMean
     );
     assert!(quantize_weighted(
         &w,
         3,
         4,
-        &config.scale_rule(ScaleRule::OutputMse),
+        &config.with_scale_rule(ScaleRule::OutputMse),
         Some(&[1.0; 12])
     )
     .is_ok());

@@ -455,7 +455,7 @@ fn batched_and_8bit_gemv_kernels_match_the_scalar_reference() {
                 let mut y_view = vec![0.0f32; rows];
                 view.gemv(&x, &mut y_view).unwrap();
                 let rb = q.row_bytes();
-                let layout = view.layout();
+                let layout = view.granularity();
                 let g = layout.group_len(cols);
                 for r in 0..rows {
                     let packed = &q.packed_codes()[r * rb..(r + 1) * rb];

@@ -10,13 +10,13 @@ fn small_tensors() -> Vec<expquant::QuantizedTensor> {
     // Fixed parameters keep Miri away from the (slow, already well-tested) fit.
     let fixed = ScaleRule::Fixed { a: 1.5, q: 0.5 };
     [
-        Config::exponential(3).scale_rule(fixed),
-        Config::linear(4).per_group(5).scale_rule(fixed),
+        Config::exponential(3).with_scale_rule(fixed),
+        Config::linear(4).per_group(5).with_scale_rule(fixed),
         Config::exponential(8)
             .per_tensor()
-            .zero_level(false)
-            .scale_rule(fixed),
-        Config::linear(1).scale_rule(fixed),
+            .with_zero_level(false)
+            .with_scale_rule(fixed),
+        Config::linear(1).with_scale_rule(fixed),
     ]
     .iter()
     .map(|c| quantize(&w, 4, 6, c).unwrap())

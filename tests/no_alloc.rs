@@ -40,8 +40,8 @@ fn views_decode_and_multiply_without_allocating() {
         Config::linear(3).per_tensor(),
         Config::exponential(5)
             .per_group(16)
-            .scale_rule(ScaleRule::Mse),
-        Config::linear(8).zero_level(false),
+            .with_scale_rule(ScaleRule::Mse),
+        Config::linear(8).with_zero_level(false),
     ];
     for config in configs {
         let tensor = quantize(&w, rows, cols, &config).unwrap();

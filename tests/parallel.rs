@@ -2,12 +2,12 @@
 //! bits and errors. The hidden `*_with_threads` entry points force a thread count (1 is the
 //! serial path) so small, fast shapes still cut rows into several chunks; a few shapes above
 //! the size thresholds check the public entry points too.
-#![cfg(feature = "parallel")]
+#![cfg(all(feature = "parallel", feature = "test-hooks"))]
 
 mod common;
 
 use common::weights;
-use expquant::tensor::quantize_with_threads;
+use expquant::test_hooks::quantize_with_threads;
 use expquant::{
     quantize, Config, Error, Granularity, QuantizedTensor, QuantizedView, ScaleRule, Scheme,
 };
@@ -15,16 +15,16 @@ use proptest::prelude::*;
 
 fn config(scheme: Scheme, bits: u8, layout: Granularity, rule: ScaleRule, zero: bool) -> Config {
     Config::new(scheme, bits)
-        .granularity(layout)
-        .scale_rule(rule)
-        .zero_level(zero)
+        .with_granularity(layout)
+        .with_scale_rule(rule)
+        .with_zero_level(zero)
 }
 
 /// Same shape, parameters (to the bit), packed codes and stored bytes.
 fn assert_identical(a: &QuantizedTensor, b: &QuantizedTensor) {
     assert_eq!(a, b);
     let bits = |t: &QuantizedTensor| -> Vec<(u32, u32)> {
-        t.params()
+        common::all_params(t)
             .iter()
             .map(|p| (p.a.to_bits(), p.q.to_bits()))
             .collect()
@@ -115,7 +115,7 @@ proptest! {
         threads in 2usize..7,
         bad in proptest::collection::vec((0usize..1500, any::<bool>()), 1..4),
     ) {
-        let config = Config::exponential(2).granularity(layout).scale_rule(ScaleRule::Mse);
+        let config = Config::exponential(2).with_granularity(layout).with_scale_rule(ScaleRule::Mse);
         let n = rows * cols;
         let mut w = weights(seed, n, 0.1);
         let mut imp = vec![1.0f32; n];
@@ -149,7 +149,9 @@ fn public_quantize_above_the_threshold_equals_serial() {
     for config in [
         Config::exponential(4).per_tensor(),
         Config::exponential(4).per_row(),
-        Config::linear(3).per_group(64).scale_rule(ScaleRule::Mse),
+        Config::linear(3)
+            .per_group(64)
+            .with_scale_rule(ScaleRule::Mse),
     ] {
         let serial = quantize_with_threads(&w, rows, cols, &config, None, 1).unwrap();
         assert_identical(&quantize(&w, rows, cols, &config).unwrap(), &serial);

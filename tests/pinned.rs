@@ -42,7 +42,11 @@ fn configs() -> Vec<Config> {
                     Granularity::PerGroup(7),
                 ] {
                     for zero in [true, false] {
-                        out.push(base.scale_rule(rule).granularity(layout).zero_level(zero));
+                        out.push(
+                            base.with_scale_rule(rule)
+                                .with_granularity(layout)
+                                .with_zero_level(zero),
+                        );
                     }
                 }
             }
@@ -53,9 +57,8 @@ fn configs() -> Vec<Config> {
 
 /// Every group's `(a, q)` and the packed codes of `tensor`.
 fn hash_tensor(h: &mut Fnv, tensor: &expquant::QuantizedTensor) {
-    let view = tensor.view();
-    for group in 0..view.group_count() {
-        let p = view.params(group).expect("group in range");
+    for group in 0..tensor.group_count() {
+        let p = tensor.params(group).expect("group in range");
         h.f32(p.a);
         h.f32(p.q);
     }
@@ -85,7 +88,7 @@ fn fitted_parameters_and_codes_are_pinned() {
         let mean: Vec<f32> = (0..cols).map(|j| 0.1 + (j % 3) as f32 * 0.2).collect();
         let sq: Vec<f32> = mean.iter().map(|m| m * m + 0.05).collect();
         for bits in [2u8, 4, 6] {
-            let config = Config::exponential(bits).scale_rule(ScaleRule::OutputMse);
+            let config = Config::exponential(bits).with_scale_rule(ScaleRule::OutputMse);
             let stats = InputStats::new(&mean).with_sq_mean(&sq);
             let c = quantize_calibrated(&w, rows, cols, &config, &stats).expect("valid input");
             hash_tensor(&mut h, &c.tensor);

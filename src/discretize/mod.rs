@@ -1,112 +1,109 @@
 //! Level families and how their parameters are fitted to a group of weights.
 //!
-//! A [`Discretizer`] turns one group of weights (and optionally an importance per weight)
-//! into a [`Codebook`]. Both families here are symmetric: the level set is `{±m}` for a set
-//! of magnitudes `m`, plus zero unless the zero level is switched off.
+//! A [`Family`] (scheme, bit width, zero-level switch) fits its parameters to one group of
+//! weights (and optionally an importance per weight) under a [`ScaleRule`] and turns them
+//! into a [`Codebook`]; the [`Discretizer`] trait is that interface, generic over the weight
+//! type. Both families are symmetric: the level set is `{±m}` for a set of magnitudes `m`,
+//! plus zero unless the zero level is switched off.
 //!
-//! | family | zero level on (2^n − 1 levels) | zero level off (2^n levels) |
+//! | scheme | zero level on (2^n − 1 levels) | zero level off (2^n levels) |
 //! |---|---|---|
-//! | [`Linear`] | `k·Δ`, `Δ = a / (2^(n−1) − 1)` | `(k + ½)·Δ`, `Δ = a / (2^(n−1) − ½)` |
-//! | [`Exponential`] | `0, a·q^k`, `k < 2^(n−1) − 1` | `a·q^k`, `k < 2^(n−1)` |
+//! | [`Scheme::Linear`] | `k·Δ`, `Δ = a / (2^(n−1) − 1)` | `(k + ½)·Δ`, `Δ = a / (2^(n−1) − ½)` |
+//! | [`Scheme::Exponential`] | `0, a·q^k`, `k < 2^(n−1) − 1` | `a·q^k`, `k < 2^(n−1)` |
 //!
 //! At one bit both are `{−a, +a}` whatever the zero-level switch says.
+//!
+//! ```
+//! use expquant::discretize::{Discretizer, Family};
+//! use expquant::{ScaleRule, Scheme};
+//! let linear = Family::new(Scheme::Linear, 3, true)?;
+//! let cb = linear.fit(ScaleRule::MaxAbs, &[0.5f32, -1.5, 0.2, 0.9], None)?;
+//! assert_eq!(cb.levels(), &[-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5]);
+//!
+//! let exponential = Family::new(Scheme::Exponential, 3, true)?;
+//! let fixed = ScaleRule::Fixed { a: 2.0, q: 0.5 };
+//! let cb = Discretizer::<f64>::fit(&exponential, fixed, &[0.3, -1.0], None)?;
+//! assert_eq!(cb.levels(), &[-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]);
+//! # Ok::<(), expquant::Error>(())
+//! ```
 
-#[cfg(feature = "alloc")]
-mod exponential;
 #[cfg(feature = "alloc")]
 mod lanes;
 #[cfg(feature = "alloc")]
-mod linear;
-#[cfg(feature = "alloc")]
 pub(crate) mod search;
-
-#[cfg(feature = "alloc")]
-pub use exponential::Exponential;
-#[cfg(feature = "alloc")]
-pub use linear::Linear;
 
 use crate::codebook::Codebook;
 use crate::error::{Error, Result};
 use crate::float::Real;
+#[cfg(feature = "alloc")]
+use crate::scheme::ScaleRule;
+use crate::scheme::{Params, Scheme};
 
 const LEVELS_NOT_DISTINCT: &str = "the levels are not distinct and finite in this float type";
 
-/// How the parameters of a level family are chosen for each group.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-#[non_exhaustive]
-pub enum ScaleRule {
-    /// The paper's first method: `a = max|w|`; for the exponential family, `q` then minimizes
-    /// the (importance-weighted) squared error. The default: on a real CNN it kept accuracy
-    /// better than the MSE fit, although its weight error is higher.
-    #[default]
-    MaxAbs,
-    /// `a` (and `q`) minimize `Σ importance·(w − Q(w))²`.
-    Mse,
-    /// The paper's Part II: `a` (and `q`) maximize the importance-weighted Pearson correlation
-    /// between `w` and `Q(w)`.
-    Correlation,
-    /// `a` (and `q`) minimize `Σ_j E[x_j²]·(w − Q(w))²`, the output error left after bias
-    /// correction; needs the inputs' mean squares, so only
-    /// [`quantize_calibrated`](crate::calibrate::quantize_calibrated) accepts it. In the
-    /// [`Discretizer`] API it is [`Mse`](Self::Mse) with the importance the caller passes,
-    /// which must then be given.
-    OutputMse,
-    /// Caller-given parameters (`q` is ignored by the linear family).
-    Fixed {
-        /// The largest magnitude.
-        a: f64,
-        /// The ratio between successive exponential magnitudes, in `(0, 1)`.
-        q: f64,
-    },
-}
-
-/// The fitted parameters of a symmetric level family, in the weight type.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Params<T> {
-    /// The largest magnitude.
-    pub a: T,
-    /// The ratio between successive exponential magnitudes (`1` for the linear family).
-    pub q: T,
+mod sealed {
+    /// Only this crate's level families implement [`Discretizer`](super::Discretizer).
+    pub trait Sealed {}
 }
 
 /// Fits a codebook to a group of weights.
+///
+/// Sealed: [`Family`] is the one implementation. A stored tensor records only its family's
+/// code (scheme, bits, zero-level flag) and each group's parameters; the byte format, the
+/// views and the C ABI rebuild every codebook from those, so a family defined outside the
+/// crate could be fitted but never stored, loaded or used from C.
 #[cfg(feature = "alloc")]
-pub trait Discretizer<T: Real> {
-    /// Fits the family's parameters to `weights`, each weighted by its `importance` (all ones
-    /// when `None`). Errors on an empty group, a non-finite weight, or an importance slice of
-    /// the wrong length or with a negative or non-finite value.
-    fn fit_params(&self, weights: &[T], importance: Option<&[T]>) -> Result<Params<T>>;
+pub trait Discretizer<T: Real>: sealed::Sealed {
+    /// Fits the family's parameters to `weights` under `rule`, each weight weighted by its
+    /// `importance` (all ones when `None`). Errors on an empty group, a non-finite weight, or
+    /// an importance slice of the wrong length or with a negative or non-finite value.
+    fn fit_params(
+        &self,
+        rule: ScaleRule,
+        weights: &[T],
+        importance: Option<&[T]>,
+    ) -> Result<Params<T>>;
 
     /// The codebook that `params` describe.
     fn codebook(&self, params: Params<T>) -> Result<Codebook<T>>;
 
     /// [`fit_params`](Self::fit_params) followed by [`codebook`](Self::codebook).
-    fn fit(&self, weights: &[T], importance: Option<&[T]>) -> Result<Codebook<T>> {
-        let params = self.fit_params(weights, importance)?;
+    fn fit(&self, rule: ScaleRule, weights: &[T], importance: Option<&[T]>) -> Result<Codebook<T>> {
+        let params = self.fit_params(rule, weights, importance)?;
         self.codebook(params)
     }
 }
 
-/// The two families of the paper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Scheme {
-    /// Uniformly spaced levels.
-    Linear = 0,
-    /// Geometrically spaced magnitudes `a·q^k`.
-    Exponential = 1,
-}
-
 /// A symmetric level family: scheme, bit width and zero-level switch. It knows the shape of
 /// its magnitudes (`a·c_k`), so every fit and codebook is built from one description.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Family {
-    pub scheme: Scheme,
-    pub bits: u8,
-    pub zero_level: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Family {
+    pub(crate) scheme: Scheme,
+    pub(crate) bits: u8,
+    pub(crate) zero_level: bool,
+}
+
+impl sealed::Sealed for Family {}
+
+#[cfg(feature = "alloc")]
+impl<T: Real> Discretizer<T> for Family {
+    fn fit_params(
+        &self,
+        rule: ScaleRule,
+        weights: &[T],
+        importance: Option<&[T]>,
+    ) -> Result<Params<T>> {
+        self.fit_group(rule, weights, importance)
+    }
+
+    fn codebook(&self, params: Params<T>) -> Result<Codebook<T>> {
+        Family::codebook(self, params)
+    }
 }
 
 impl Family {
+    /// The family of `scheme` at `bits` bits (1..=8, else [`Error::InvalidBits`]), with zero
+    /// as a level when `zero_level` is set (ignored at one bit).
     pub fn new(scheme: Scheme, bits: u8, zero_level: bool) -> Result<Self> {
         crate::pack::check_bits(bits)?;
         Ok(Family {
@@ -116,13 +113,28 @@ impl Family {
         })
     }
 
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// Bits per code.
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+
+    /// The zero-level switch as given (see [`has_zero`](Self::has_zero)).
+    pub fn zero_level(&self) -> bool {
+        self.zero_level
+    }
+
     /// Whether zero is one of the levels (never at one bit).
     pub fn has_zero(&self) -> bool {
         self.zero_level && self.bits > 1
     }
 
     /// Number of non-zero magnitudes.
-    pub fn magnitude_count(&self) -> usize {
+    pub(crate) fn magnitude_count(&self) -> usize {
         let half = 1usize << (self.bits - 1);
         if self.has_zero() {
             half - 1
@@ -132,12 +144,12 @@ impl Family {
     }
 
     /// Whether `q` changes the levels (exponential with two or more magnitudes).
-    pub fn uses_q(&self) -> bool {
+    pub(crate) fn uses_q(&self) -> bool {
         self.scheme == Scheme::Exponential && self.magnitude_count() > 1
     }
 
     /// Writes the non-zero magnitudes for `a = 1`, ascending, into `out` and returns how many.
-    pub fn unit_magnitudes(&self, q: f64, out: &mut [f64; 128]) -> usize {
+    pub(crate) fn unit_magnitudes(&self, q: f64, out: &mut [f64; 128]) -> usize {
         self.for_each_unit(q, |i, c| out[i] = c);
         self.magnitude_count()
     }
@@ -188,7 +200,7 @@ impl Family {
     }
 
     /// Checks that `(a, q)` describe distinct finite levels in `T`.
-    pub fn check_params(&self, a: f64, q: f64) -> Result<()> {
+    pub(crate) fn check_params(&self, a: f64, q: f64) -> Result<()> {
         let bad = |reason| Err(Error::InvalidParameters { a, q, reason });
         if !(a.is_finite() && a > 0.0) {
             return bad("a must be finite and > 0");
@@ -203,7 +215,7 @@ impl Family {
     /// every decoding path take their levels from here, so they agree to the bit.
     ///
     /// `out` must hold [`level_count`](Self::level_count) levels (256 always does).
-    pub fn levels_into<T: Real, const N: usize>(
+    pub(crate) fn levels_into<T: Real, const N: usize>(
         &self,
         params: Params<T>,
         out: &mut [T; N],
@@ -271,7 +283,7 @@ impl Family {
 
     /// Makes `encoder` the encoder of `params`' codebook, with [`codebook`](Self::codebook)'s
     /// checks but without building the codebook.
-    pub fn encoder_into(
+    pub(crate) fn encoder_into(
         &self,
         params: Params<f32>,
         encoder: &mut crate::kernels::Encoder,
@@ -309,7 +321,7 @@ impl Family {
 
     /// Fits `(a, q)` to a group under `rule`.
     #[cfg(feature = "alloc")]
-    pub fn fit<T: Real>(
+    pub(crate) fn fit_group<T: Real>(
         &self,
         rule: ScaleRule,
         weights: &[T],
@@ -413,7 +425,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The reference [`Family::levels_distinct_and_finite`] replaces: build every level and
+    /// The reference for [`Family::levels_distinct_and_finite`]: build every level and
     /// check the whole ascending table.
     fn table_distinct_and_finite<T: Real>(family: &Family, params: Params<T>) -> bool {
         let mut levels = [T::zero(); 256];

@@ -9,9 +9,7 @@
 //! has the size and alignment of `u32`, as on every ABI Rust targets without
 //! `-fshort-enums`, and `bool` is one byte.
 
-use crate::discretize::{ScaleRule, Scheme};
-use crate::layout::Granularity;
-use crate::tensor::Config;
+use crate::{Config, Error, Granularity, ScaleRule, Scheme};
 
 use super::{boundary, Failure};
 
@@ -107,83 +105,63 @@ pub struct expq_config {
 impl expq_config {
     /// The Rust [`Config`] this describes, after checking every enum field.
     pub(crate) fn rust_config(&self) -> Result<Config, Failure> {
-        let scheme = match self.scheme {
-            0 => Scheme::Linear,
-            1 => Scheme::Exponential,
-            value => {
-                return Err(Failure::BadEnum {
-                    what: "config.scheme",
-                    value,
-                    allowed: "an expq_scheme (0 = LINEAR, 1 = EXPONENTIAL)",
-                })
-            }
-        };
-        let rule = match self.scale_rule {
-            0 => ScaleRule::MaxAbs,
-            1 => ScaleRule::Mse,
-            2 => ScaleRule::Correlation,
-            3 => ScaleRule::OutputMse,
-            4 => ScaleRule::Fixed {
-                a: self.fixed_a,
-                q: self.fixed_q,
+        // The core's code tables decide; a value that is no code of the enum (or does not
+        // fit its byte) is reported against the C field.
+        let code = |value: u32| u8::try_from(value).unwrap_or(u8::MAX);
+        let bad_enum = |what, value, allowed, error: Error| match error {
+            Error::UnknownCode { .. } => Failure::BadEnum {
+                what,
+                value,
+                allowed,
             },
-            value => {
-                return Err(Failure::BadEnum {
-                    what: "config.scale_rule",
-                    value,
-                    allowed: "an expq_scale_rule (0 = MAX_ABS, 1 = MSE, 2 = CORRELATION, \
-                              3 = OUTPUT_MSE, 4 = FIXED)",
-                })
-            }
+            error => Failure::Core(error),
         };
-        let granularity = match self.granularity {
-            0 => Granularity::PerTensor,
-            1 => Granularity::PerRow,
-            2 => Granularity::PerGroup(self.group_size),
-            value => {
-                return Err(Failure::BadEnum {
-                    what: "config.granularity",
-                    value,
-                    allowed: "an expq_granularity (0 = PER_TENSOR, 1 = PER_ROW, 2 = PER_GROUP)",
-                })
-            }
-        };
+        let scheme = Scheme::try_from(code(self.scheme)).map_err(|e| {
+            bad_enum(
+                "config.scheme",
+                self.scheme,
+                "an expq_scheme (0 = LINEAR, 1 = EXPONENTIAL)",
+                e,
+            )
+        })?;
+        let rule = ScaleRule::from_code(code(self.scale_rule), || (self.fixed_a, self.fixed_q))
+            .map_err(|e| {
+                bad_enum(
+                    "config.scale_rule",
+                    self.scale_rule,
+                    "an expq_scale_rule (0 = MAX_ABS, 1 = MSE, 2 = CORRELATION, \
+                     3 = OUTPUT_MSE, 4 = FIXED)",
+                    e,
+                )
+            })?;
+        let granularity =
+            Granularity::from_code(code(self.granularity), self.group_size).map_err(|e| {
+                bad_enum(
+                    "config.granularity",
+                    self.granularity,
+                    "an expq_granularity (0 = PER_TENSOR, 1 = PER_ROW, 2 = PER_GROUP)",
+                    e,
+                )
+            })?;
         Ok(Config::new(scheme, self.bits)
-            .granularity(granularity)
-            .scale_rule(rule)
-            .zero_level(self.zero_level != 0))
+            .with_granularity(granularity)
+            .with_scale_rule(rule)
+            .with_zero_level(self.zero_level != 0))
     }
 
-    /// The C description of a Rust [`Config`] whose zero-level switch is on (as in every
-    /// default configuration).
+    /// The C description of a Rust [`Config`].
     fn from_config(config: &Config) -> Self {
-        let (granularity, group_size) = match config.layout() {
-            Granularity::PerTensor => (expq_granularity::PerTensor, 0),
-            Granularity::PerRow => (expq_granularity::PerRow, 0),
-            Granularity::PerGroup(g) => (expq_granularity::PerGroup, g),
-        };
-        let (scale_rule, fixed_a, fixed_q) = match config.rule() {
-            ScaleRule::Mse => (expq_scale_rule::Mse, 0.0, 0.0),
-            ScaleRule::Correlation => (expq_scale_rule::Correlation, 0.0, 0.0),
-            ScaleRule::OutputMse => (expq_scale_rule::OutputMse, 0.0, 0.0),
-            ScaleRule::Fixed { a, q } => (expq_scale_rule::Fixed, a, q),
-            // `ScaleRule` is non-exhaustive; a rule added later is not expressible in C
-            // until it gets a constant, and is not a default.
-            _ => (expq_scale_rule::MaxAbs, 0.0, 0.0),
-        };
-        let scheme = match config.scheme() {
-            Scheme::Linear => expq_scheme::Linear,
-            Scheme::Exponential => expq_scheme::Exponential,
+        let (fixed_a, fixed_q) = match config.scale_rule() {
+            ScaleRule::Fixed { a, q } => (a, q),
+            _ => (0.0, 0.0),
         };
         expq_config {
-            scheme: scheme as u32,
+            scheme: u32::from(config.scheme().code()),
             bits: config.bits(),
-            scale_rule: scale_rule as u32,
-            granularity: granularity as u32,
-            group_size,
-            // `Config` has no getter for the switch itself (`has_zero_level` is false at one
-            // bit); the Rust default is on, and a unit test checks the two agree.
-            zero_level: 1,
+            scale_rule: u32::from(config.scale_rule().code()),
+            granularity: u32::from(config.granularity().code()),
+            group_size: config.granularity().group_size(),
+            zero_level: u8::from(config.zero_level()),
             fixed_a,
             fixed_q,
         }
@@ -265,7 +243,7 @@ mod tests {
             (3, ScaleRule::OutputMse),
         ] {
             config.scale_rule = raw;
-            assert_eq!(config.rust_config().unwrap().rule(), rule);
+            assert_eq!(config.rust_config().unwrap().scale_rule(), rule);
             assert_eq!(
                 expq_config::from_config(&config.rust_config().unwrap()),
                 config
@@ -274,7 +252,7 @@ mod tests {
         config.scale_rule = expq_scale_rule::Fixed as u32;
         assert_eq!(config.scale_rule, 4);
         assert!(matches!(
-            config.rust_config().unwrap().rule(),
+            config.rust_config().unwrap().scale_rule(),
             ScaleRule::Fixed { .. }
         ));
     }
@@ -283,8 +261,8 @@ mod tests {
     fn round_trip() {
         let config = Config::exponential(3)
             .per_group(16)
-            .scale_rule(ScaleRule::Fixed { a: 2.0, q: 0.5 })
-            .zero_level(true);
+            .with_scale_rule(ScaleRule::Fixed { a: 2.0, q: 0.5 })
+            .with_zero_level(true);
         assert_eq!(
             expq_config::from_config(&config).rust_config().unwrap(),
             config

@@ -7,11 +7,11 @@
 
 use core::mem::{align_of, offset_of, size_of};
 
-use crate::discretize::{Family, Scheme};
+use crate::discretize::Family;
 use crate::error::Error;
-use crate::layout::Granularity;
-use crate::tensor::QuantizedTensor;
-use crate::view::QuantizedView;
+use crate::format::HEADER_LEN;
+use crate::parts::{ParamEncoding, Parts, Shape};
+use crate::{Granularity, QuantizedTensor, QuantizedView, Scheme};
 
 use super::{boundary, check_disjoint, expq_status, expq_tensor, slice_from, write_out, Failure};
 
@@ -145,26 +145,23 @@ const _: () = {
 
 /// The error for view fields that no `expq_view_init` could have written.
 const TAMPERED: Error = Error::Corrupt("the expq_view fields were modified");
+/// The error for view fields that do not describe the view's buffer.
+const MISMATCH: Error = Error::Corrupt("view numbers do not describe the buffer");
 
 impl expq_view {
     /// The struct that describes `view`, validated from exactly `bytes`.
     fn new(bytes: &[u8], view: &QuantizedView<'_>) -> Self {
-        let (granularity, group_size) = match view.layout() {
-            Granularity::PerTensor => (0, 0),
-            Granularity::PerRow => (1, 0),
-            Granularity::PerGroup(g) => (2, g),
-        };
         expq_view {
             data: bytes.as_ptr(),
             len: bytes.len(),
             rows: view.rows(),
             cols: view.cols(),
-            group_size,
-            scheme: view.scheme() as u8,
+            group_size: view.granularity().group_size(),
+            scheme: view.scheme().code(),
             bits: view.bits(),
-            zero_level: u8::from(view.family().zero_level),
-            granularity,
-            rule: view.rule_code(),
+            zero_level: u8::from(view.zero_level()),
+            granularity: view.granularity().code(),
+            rule: view.scale_rule().code(),
             _reserved: [0; 3],
         }
     }
@@ -182,25 +179,30 @@ impl expq_view {
         // SAFETY: `data` and `len` are those of the buffer `expq_view_init` validated, which
         // the caller promises is still alive and unchanged.
         let bytes = unsafe { slice_from(self.data, self.len, "v")? };
-        let scheme = match self.scheme {
-            0 => Scheme::Linear,
-            1 => Scheme::Exponential,
-            _ => return Err(TAMPERED.into()),
+        let scheme = Scheme::try_from(self.scheme).map_err(|_| TAMPERED)?;
+        let granularity =
+            Granularity::from_code(self.granularity, self.group_size).map_err(|_| TAMPERED)?;
+        let family = Family::new(scheme, self.bits, self.zero_level != 0).map_err(|_| TAMPERED)?;
+        // Only the length arithmetic is redone, so numbers that do not fit `bytes` are an
+        // error and every later access stays in bounds; the contents are trusted.
+        let shape = Shape {
+            rows: self.rows,
+            cols: self.cols,
+            family,
+            granularity,
+            rule: crate::ScaleRule::MaxAbs,
+            encoding: ParamEncoding::f32_for(family),
         };
-        let layout = match self.granularity {
-            0 => Granularity::PerTensor,
-            1 => Granularity::PerRow,
-            2 => Granularity::PerGroup(self.group_size),
-            _ => return Err(TAMPERED.into()),
-        };
-        let family = Family {
-            scheme,
-            bits: self.bits,
-            zero_level: self.zero_level != 0,
-        };
-        let view = QuantizedView::from_validated_parts(
-            bytes, self.rows, self.cols, family, layout, self.rule,
-        )?;
+        let lengths = shape.lengths().map_err(|_| MISMATCH)?;
+        let payload = bytes.get(HEADER_LEN..).ok_or(MISMATCH)?;
+        if payload.len() < lengths.codes {
+            return Err(MISMATCH.into());
+        }
+        let (codes, params) = payload.split_at(lengths.codes);
+        let parts = Parts::new(shape, codes, params)
+            .and_then(|parts| parts.with_stored_rule(self.rule))
+            .map_err(|_| MISMATCH)?;
+        let view = QuantizedView::from_valid_parts(parts);
         Ok((bytes, view))
     }
 }
@@ -377,7 +379,7 @@ pub unsafe extern "C" fn expq_view_bits_per_weight(v: *const expq_view) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::{quantize, Config};
+    use crate::{quantize, Config};
     use std::vec;
     use std::vec::Vec;
 

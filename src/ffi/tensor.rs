@@ -122,7 +122,7 @@ pub unsafe extern "C" fn expq_tensor_bits_per_weight(t: *const expq_tensor) -> f
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_group_count(t: *const expq_tensor) -> usize {
     boundary("expq_tensor_group_count", || {
-        Ok(try_ref!(t).inner.params().len())
+        Ok(try_ref!(t).inner.group_count())
     })
 }
 
@@ -187,7 +187,7 @@ pub unsafe extern "C" fn expq_tensor_group_levels(
         let t = try_ref!(t);
         try_out!(n_levels);
         let out = try_slice_mut!(levels, levels_len);
-        let count = t.inner.params().len();
+        let count = t.inner.group_count();
         let codebook = t.inner.codebook(group).ok_or(Failure::Index {
             what: "group",
             index: group,

@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: seeded data and brute-force references.
 #![allow(dead_code)]
 
-use expquant::discretize::{Discretizer, Exponential, Linear};
+use expquant::discretize::{Discretizer, Family};
 use expquant::{Codebook, Params, ScaleRule, Scheme};
 
 /// A small deterministic generator (splitmix64), so tests need no `rand`.
@@ -102,24 +102,54 @@ pub fn correlation(codebook: &Codebook<f64>, w: &[f64], imp: &[f64]) -> f64 {
     cov / (vw * vq).sqrt()
 }
 
-/// A discretizer of either scheme.
-pub fn discretizer(
+/// A family of either scheme with its scale rule, built when fitting (so bad bits are the
+/// fit's error).
+pub struct Fitter {
     scheme: Scheme,
     bits: u8,
     rule: ScaleRule,
     zero: bool,
-) -> Box<dyn Discretizer<f64>> {
-    match scheme {
-        Scheme::Linear => Box::new(Linear {
-            bits,
-            rule,
-            zero_level: zero,
-        }),
-        _ => Box::new(Exponential {
-            bits,
-            rule,
-            zero_level: zero,
-        }),
+}
+
+impl Fitter {
+    fn family(&self) -> expquant::Result<Family> {
+        Family::new(self.scheme, self.bits, self.zero)
+    }
+
+    /// [`Discretizer::fit`] under this rule.
+    pub fn fit<T: expquant::Real>(
+        &self,
+        w: &[T],
+        importance: Option<&[T]>,
+    ) -> expquant::Result<Codebook<T>> {
+        self.family()?.fit(self.rule, w, importance)
+    }
+
+    /// [`Discretizer::fit_params`] under this rule.
+    pub fn fit_params<T: expquant::Real>(
+        &self,
+        w: &[T],
+        importance: Option<&[T]>,
+    ) -> expquant::Result<expquant::Params<T>> {
+        self.family()?.fit_params(self.rule, w, importance)
+    }
+
+    /// [`Discretizer::codebook`].
+    pub fn codebook<T: expquant::Real>(
+        &self,
+        params: expquant::Params<T>,
+    ) -> expquant::Result<Codebook<T>> {
+        self.family()?.codebook(params)
+    }
+}
+
+/// A discretizer of either scheme.
+pub fn discretizer(scheme: Scheme, bits: u8, rule: ScaleRule, zero: bool) -> Fitter {
+    Fitter {
+        scheme,
+        bits,
+        rule,
+        zero,
     }
 }
 
@@ -180,4 +210,9 @@ pub fn brute_force_argmin(
         }
     }
     best
+}
+
+/// Every group's parameters of `t`, in group order.
+pub fn all_params(t: &expquant::QuantizedTensor) -> Vec<Params<f32>> {
+    (0..t.group_count()).filter_map(|g| t.params(g)).collect()
 }
