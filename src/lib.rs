@@ -68,6 +68,7 @@ pub mod error;
 pub mod ffi;
 pub mod float;
 pub mod format;
+mod isa;
 pub mod kernels;
 pub mod layout;
 pub mod metrics;
