@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use bitpacking::{BitPacker, BitPacker8x};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use expquant::kernels::{self, Isa, IsaKind};
+use expquant::kernels::{self, Isa};
 use expquant::{pack, quantize, Config};
 
 mod common;
@@ -124,7 +124,7 @@ fn gemv_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
     assert_eq!(y.len(), rows);
     #[cfg(target_arch = "x86_64")]
     {
-        if Isa::detect().kind() == IsaKind::Avx512
+        if Isa::detect().kind() == kernels::IsaKind::Avx512
             && cols.is_multiple_of(32)
             && rows.is_multiple_of(4)
         {

@@ -55,6 +55,10 @@ pub(crate) fn decode_span(
     let (first, rest) = out.split_at_mut(head);
     portable::decode_span(bits, row, start, &table.v, first);
     let mut byte = (start + head) * usize::from(bits) / 8;
+    #[cfg(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_feature = "neon")
+    ))]
     let (bytes, v) = (&row[byte..], &table.v);
     match path {
         #[cfg(target_arch = "x86_64")]

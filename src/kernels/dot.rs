@@ -9,7 +9,7 @@ use crate::isa::{x86_avx2, x86_avx512};
 use crate::pack;
 
 /// `Σ levels[code_j] · x[j]` over the `x.len()` codes in `packed`, with the checks of
-/// [`decode`]. The sum order depends on the path (see the module docs).
+/// [`decode`](super::decode). The sum order depends on the path (see the module docs).
 ///
 /// ```
 /// let levels = [-1.0f32, 0.0, 1.0];
@@ -50,6 +50,10 @@ pub(crate) fn dot_span(
     let (first, rest) = x.split_at(head);
     let mut acc = portable::dot_span(bits, row, start, &table.v, first);
     let mut byte = (start + head) * usize::from(bits) / 8;
+    #[cfg(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_feature = "neon")
+    ))]
     let (bytes, v) = (&row[byte..], &table.v);
     match path {
         #[cfg(target_arch = "x86_64")]

@@ -3,7 +3,12 @@
 
 use crate::codebook::Codebook;
 use crate::error::{Error, Result};
-use crate::isa::{Isa, Path};
+use crate::isa::Isa;
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+use crate::isa::Path;
 
 /// Nearest-level encoding of `f32` weights, code for code identical to
 /// [`Codebook::encode`], but branch-free and vectorized.

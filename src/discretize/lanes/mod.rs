@@ -33,7 +33,9 @@ use self::tables::{cut_count, fixed_pairs, Batch, FixedBatch};
 use super::Family;
 use crate::float::Real;
 use crate::isa::portable::{self, LANES};
-use crate::isa::{Isa, Path};
+use crate::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::isa::Path;
 
 /// Groups up to this many weights take this path; larger ones are summarized by a histogram
 /// in `search`, which does not grow with the group.
