@@ -102,11 +102,8 @@ fn dequantize(c: &mut Criterion) {
     });
     let levels: Vec<Vec<f32>> = q.codebooks().map(|cb| cb.levels().to_vec()).collect();
     let rb = q.row_bytes();
-    for isa in [Isa::Scalar, Isa::Swar, Isa::Avx2, Isa::Avx512, Isa::Neon] {
-        if !isa.is_available() {
-            continue;
-        }
-        g.bench_function(format!("kernels_decode_{isa:?}"), |b| {
+    for isa in Isa::available() {
+        g.bench_function(format!("kernels_decode_{:?}", isa.kind()), |b| {
             b.iter(|| {
                 for (r, o) in out.chunks_exact_mut(cols).enumerate() {
                     let p = &q.packed_codes()[r * rb..(r + 1) * rb];
@@ -127,7 +124,10 @@ fn gemv_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
     assert_eq!(y.len(), rows);
     #[cfg(target_arch = "x86_64")]
     {
-        if Isa::Avx512.is_available() && cols.is_multiple_of(32) && rows.is_multiple_of(4) {
+        if Isa::detect().kind() == kernels::IsaKind::Avx512
+            && cols.is_multiple_of(32)
+            && rows.is_multiple_of(4)
+        {
             // SAFETY: AVX-512 F was detected; the shapes are checked above.
             return unsafe { simd::gemv_avx512(w, rows, cols, x, y) };
         }
@@ -238,7 +238,7 @@ fn gemv(c: &mut Criterion) {
                 b.iter(|| {
                     for (r, yr) in y.iter_mut().enumerate() {
                         let p = &q.packed_codes()[r * rb..(r + 1) * rb];
-                        *yr = kernels::dot_with(Isa::Scalar, 4, p, &levels[r], &x).unwrap();
+                        *yr = kernels::dot_with(Isa::scalar(), 4, p, &levels[r], &x).unwrap();
                     }
                 })
             });

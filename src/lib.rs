@@ -106,6 +106,7 @@ mod error;
 pub mod ffi;
 mod float;
 pub mod format;
+mod isa;
 pub mod kernels;
 mod layout;
 pub mod metrics;

@@ -5,15 +5,14 @@
 mod common;
 
 use common::Rng;
-use expquant::kernels::{self, Encoder, Isa};
+use expquant::kernels::{self, Encoder, Isa, IsaKind};
 use expquant::pack::{self, packed_len};
 use expquant::{quantize, Codebook, Config};
 
 /// The paths to compare with the reference on this machine.
 fn fast_paths() -> Vec<Isa> {
-    [Isa::Swar, Isa::Avx2, Isa::Avx512, Isa::Neon]
-        .into_iter()
-        .filter(|i| i.is_available())
+    Isa::available()
+        .filter(|isa| isa.kind() != IsaKind::Scalar)
         .collect()
 }
 
@@ -50,37 +49,42 @@ fn the_simd_paths_run_here() {
             _ => is_x86_feature_detected!("fma"),
         };
         let expected = if avx512.iter().all(|f| has(f)) {
-            Isa::Avx512
+            IsaKind::Avx512
         } else if has("avx2") && has("fma") {
-            Isa::Avx2
+            IsaKind::Avx2
         } else {
-            Isa::Swar
+            IsaKind::Swar
         };
-        assert_eq!(Isa::detect(), expected);
-        println!("detected {:?}", Isa::detect());
+        assert_eq!(Isa::detect().kind(), expected);
+        println!("detected {}", Isa::detect());
     }
     // Every AArch64 target with `neon` (all the hosted ones) takes the NEON path.
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-    assert_eq!(Isa::detect(), Isa::Neon);
-    assert!(Isa::detect() >= Isa::Swar);
+    assert_eq!(Isa::detect().kind(), IsaKind::Neon);
+    assert_ne!(Isa::detect().kind(), IsaKind::Scalar);
 }
 
-/// `Neon` sorts above `Avx2`, but neither is ever available on the other's architecture, and
-/// asking for one there falls back to the portable path rather than running foreign code.
+/// The paths a test can ask for are the scalar reference, the portable path and what this
+/// CPU was detected to run: never an instruction set of another architecture, each once,
+/// slowest first, the fastest being the detected one.
 #[test]
-fn no_path_of_another_architecture_is_available() {
-    assert!(Isa::Scalar.is_available() && Isa::Swar.is_available());
-    if !cfg!(target_arch = "x86_64") {
-        assert!(!Isa::Avx2.is_available() && !Isa::Avx512.is_available());
+fn available_paths_are_this_machines_own() {
+    let kinds: Vec<IsaKind> = Isa::available().map(Isa::kind).collect();
+    assert_eq!(&kinds[..2], &[IsaKind::Scalar, IsaKind::Swar]);
+    assert_eq!(Isa::scalar().kind(), IsaKind::Scalar);
+    assert_eq!(Isa::portable().kind(), IsaKind::Swar);
+    assert_eq!(Isa::available().last(), Some(Isa::detect()));
+    assert!(kinds.windows(2).all(|pair| pair[0] < pair[1]), "{kinds:?}");
+    for kind in kinds {
+        let arch = match kind {
+            IsaKind::Avx2 | IsaKind::Avx512 => "x86_64",
+            IsaKind::Neon => "aarch64",
+            _ => std::env::consts::ARCH,
+        };
+        assert_eq!(arch, std::env::consts::ARCH, "{kind}");
     }
-    if !cfg!(target_arch = "aarch64") {
-        assert!(!Isa::Neon.is_available());
-    }
-    let levels = [-1.0f32, 0.0, 1.0];
-    for isa in [Isa::Avx2, Isa::Avx512, Isa::Neon] {
-        let y = kernels::dot_with(isa, 2, &[0b10_01_00_01], &levels, &[1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(y.unwrap(), 2.0, "{isa:?}");
-    }
+    let names: Vec<String> = Isa::available().map(|isa| isa.kind().to_string()).collect();
+    assert_eq!(&names[..2], &["scalar", "swar"]);
 }
 
 fn random_codes(rng: &mut Rng, n: usize, bits: u8) -> Vec<u8> {
@@ -102,24 +106,24 @@ fn pack_lengths() -> impl Iterator<Item = usize> {
 #[test]
 fn the_simd_pack_path_runs_here() {
     #[cfg(target_arch = "x86_64")]
-    if Isa::detect() == Isa::Avx512 && is_x86_feature_detected!("avx512vbmi") {
-        assert_eq!(pack::fast_path(), "avx512vbmi");
+    if Isa::detect().kind() == IsaKind::Avx512 && is_x86_feature_detected!("avx512vbmi") {
+        assert!(Isa::detect().has_vbmi());
+        assert_eq!(Isa::detect().to_string(), "avx512+vbmi");
         return;
     }
-    assert_eq!(pack::fast_path(), "swar");
+    assert!(Isa::available().all(|isa| !isa.has_vbmi()));
 }
 
-/// `pack::pack` (the SIMD kernel where the CPU has one) and `pack::swar::pack` against the
-/// reference, for every width and length; unpack of random bytes, stray bits in the final
+/// `pack::pack` (the SIMD kernel where the CPU has one) and every available path against
+/// the reference, for every width and length; unpack of random bytes, stray bits in the final
 /// byte included.
 #[test]
 fn pack_and_unpack_match_the_scalar_reference_byte_for_byte() {
     let mut rng = Rng::new(1);
-    type Packer = fn(&[u8], u8, &mut [u8]) -> expquant::Result<()>;
-    let paths: [(&str, Packer, Packer); 2] = [
-        ("fast", pack::pack, pack::unpack),
-        ("swar", pack::swar::pack, pack::swar::unpack),
-    ];
+    // `None`: the default entry points.
+    let paths: Vec<Option<Isa>> = core::iter::once(None)
+        .chain(Isa::available().map(Some))
+        .collect();
     for bits in 1..=8u8 {
         for n in pack_lengths() {
             let codes = random_codes(&mut rng, n, bits);
@@ -130,7 +134,16 @@ fn pack_and_unpack_match_the_scalar_reference_byte_for_byte() {
             let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             let mut unpacked = vec![0u8; n];
             pack::scalar::unpack(&bytes, bits, &mut unpacked).unwrap();
-            for (name, pack_with, unpack_with) in paths {
+            for &path in &paths {
+                let name = path.map_or("default".to_string(), |isa| isa.to_string());
+                let pack_with = |codes: &[u8], bits, out: &mut [u8]| match path {
+                    Some(isa) => pack::pack_with(isa, codes, bits, out),
+                    None => pack::pack(codes, bits, out),
+                };
+                let unpack_with = |bytes: &[u8], bits, out: &mut [u8]| match path {
+                    Some(isa) => pack::unpack_with(isa, bytes, bits, out),
+                    None => pack::unpack(bytes, bits, out),
+                };
                 // Poisoned outputs: every byte must be written.
                 let mut fast = vec![0xa5u8; len];
                 pack_with(&codes, bits, &mut fast).unwrap();
@@ -219,7 +232,8 @@ fn decode_matches_the_reference_bit_for_bit_on_every_path() {
                     .collect();
                 let packed = pack::pack_to_vec(&codes, bits).unwrap();
                 let mut reference = vec![0.0f32; n];
-                kernels::decode_with(Isa::Scalar, bits, &packed, &levels, &mut reference).unwrap();
+                kernels::decode_with(Isa::scalar(), bits, &packed, &levels, &mut reference)
+                    .unwrap();
                 for isa in fast_paths() {
                     assert_decode_matches(isa, bits, &packed, &levels, &reference, "");
                 }
@@ -249,7 +263,7 @@ fn dot_products_match_the_reference_within_summation_error() {
                 .zip(&x)
                 .map(|(&c, &xi)| f64::from(levels[c as usize] * xi).abs())
                 .sum();
-            let reference = kernels::dot_with(Isa::Scalar, bits, &packed, &levels, &x).unwrap();
+            let reference = kernels::dot_with(Isa::scalar(), bits, &packed, &levels, &x).unwrap();
             for isa in fast_paths() {
                 let fast = kernels::dot_with(isa, bits, &packed, &levels, &x).unwrap();
                 assert!(
@@ -280,8 +294,9 @@ fn small_codebooks_at_wide_widths_match_the_reference() {
                 let packed = pack::pack_to_vec(&codes, bits).unwrap();
                 let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
                 let mut reference = vec![0.0f32; n];
-                kernels::decode_with(Isa::Scalar, bits, &packed, &levels, &mut reference).unwrap();
-                let dot = kernels::dot_with(Isa::Scalar, bits, &packed, &levels, &x).unwrap();
+                kernels::decode_with(Isa::scalar(), bits, &packed, &levels, &mut reference)
+                    .unwrap();
+                let dot = kernels::dot_with(Isa::scalar(), bits, &packed, &levels, &x).unwrap();
                 let magnitude: f64 = codes
                     .iter()
                     .zip(&x)
@@ -370,7 +385,7 @@ fn encoding_gives_exactly_the_codebook_codes_on_every_path() {
         for (i, &w) in x.iter().enumerate() {
             assert_eq!(enc.encode_one(w), reference[i], "x={w:e} levels={levels:?}");
         }
-        for isa in [Isa::Scalar].into_iter().chain(fast_paths()) {
+        for isa in Isa::available() {
             let mut out = vec![0u8; x.len()];
             enc.encode_with(isa, &x, &mut out).unwrap();
             for (i, (&a, &b)) in out.iter().zip(&reference).enumerate() {
@@ -429,7 +444,7 @@ fn gemv_matches_a_dense_product_for_every_layout_and_width() {
 #[test]
 fn batched_and_8bit_gemv_kernels_match_the_scalar_reference() {
     #[cfg(target_arch = "x86_64")]
-    if Isa::detect() == Isa::Avx512 {
+    if Isa::detect().kind() == IsaKind::Avx512 {
         // These kernels are what the benchmarks measure: make sure they run here.
         assert!(
             is_x86_feature_detected!("avx512vbmi"),
@@ -470,7 +485,7 @@ fn batched_and_8bit_gemv_kernels_match_the_scalar_reference() {
                         let xs = &x[gi * g..gi * g + span.len()];
                         let sub = pack::pack_to_vec(span, bits).unwrap();
                         reference +=
-                            kernels::dot_with(Isa::Scalar, bits, &sub, levels, xs).unwrap();
+                            kernels::dot_with(Isa::scalar(), bits, &sub, levels, xs).unwrap();
                         magnitude += span
                             .iter()
                             .zip(xs)

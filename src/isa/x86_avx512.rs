@@ -1,17 +1,196 @@
-//! AVX-512 (F, BW, VL, with AVX2 and FMA) kernels.
+//! AVX-512 kernels (F, BW, VL, with AVX2 and FMA; VBMI where present): decode, dot product,
+//! encode, pack and unpack, and the fit's scoring lanes.
 //!
-//! Every function here is `unsafe` for one reason only: the caller must have checked that the
-//! CPU has these features ([`Isa::Avx512`](super::Isa) detected). Slice bounds are checked
-//! by the loop conditions next to each raw load or store.
+//! The `#[target_feature]` functions are private; the way in is a method on the [`Avx512`]
+//! or [`Avx512Vbmi`] proof, which only detection creates. Their one obligation is the CPU
+//! feature, except where a method says otherwise and checks it: every kernel clamps its work
+//! to the slices it is given, and each raw load or store sits under the loop condition that
+//! keeps it in bounds.
 
 use core::arch::x86_64::*;
+
+use super::portable::{CoarseRows, LaneTables, FIX, LANES, PAIRS_PER_SUM};
+use super::{Avx512, Avx512Vbmi};
+
+impl Avx512 {
+    /// `out[i] = table[codes[i]]` for codes below `levels`, over the shorter slice.
+    #[inline]
+    pub(crate) fn lut(self, codes: &[u8], table: &[f32; 256], levels: usize, out: &mut [f32]) {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { lut(codes, table, levels, out) }
+    }
+
+    /// `Σ table[codes[i]] · x[i]` for codes below `levels`, over the shorter slice.
+    #[inline]
+    pub(crate) fn lut_dot(self, codes: &[u8], table: &[f32; 256], levels: usize, x: &[f32]) -> f32 {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { lut_dot(codes, table, levels, x) }
+    }
+
+    /// 4-bit decode straight from packed bytes (at most 16 levels).
+    #[inline]
+    pub(crate) fn decode4(self, bytes: &[u8], table: &[f32; 256], out: &mut [f32]) {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { decode4(bytes, table, out) }
+    }
+
+    /// 4-bit dot product straight from packed bytes (at most 16 levels).
+    #[inline]
+    pub(crate) fn dot4(self, bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { dot4(bytes, table, x) }
+    }
+
+    /// Dot product of whole blocks of the lane-permuted layout (see [`dot_perm`]).
+    #[inline]
+    pub(crate) fn dot_perm<const BITS: u32>(
+        self,
+        bytes: &[u8],
+        t16: &[f32; 16],
+        xp: &[f32],
+    ) -> f32 {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { dot_perm::<BITS>(bytes, t16, xp) }
+    }
+
+    /// [`dot_perm`](Self::dot_perm) for `R` rows sharing each load of `xp` (see
+    /// [`dot_perm_rows`]).
+    #[inline]
+    pub(crate) fn dot_perm_rows<const BITS: u32, const R: usize>(
+        self,
+        rows: &[&[u8]; R],
+        tables: &[&[f32; 256]; R],
+        xp: &[f32],
+    ) -> [f32; R] {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { dot_perm_rows::<BITS, R>(rows, tables, xp) }
+    }
+
+    /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
+    #[inline]
+    pub(crate) fn encode_count(self, cuts: &[f32], x: &[f32], out: &mut [u8]) {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { encode_count(cuts, x, out) }
+    }
+
+    /// The fit's `f32` scores of sixteen candidates with `CUTS` thresholds (see
+    /// [`portable::score`](super::portable::score)); the tables hold at least `CUTS` rows.
+    #[inline]
+    pub(crate) fn score<const CUTS: usize>(
+        self,
+        t: LaneTables<'_, f32>,
+        x: &[f32],
+        w: Option<&[f32]>,
+    ) -> [f32; LANES] {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { score::<CUTS>(t, x, w) }
+    }
+
+    /// [`portable::fixed_rows`](super::portable::fixed_rows) with AVX-512.
+    #[inline]
+    pub(crate) fn fixed_rows(self, src: &[[f32; LANES]], dst: &mut [[u32; LANES]]) {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { fixed_rows(src, dst) }
+    }
+
+    /// The fit's fixed-point scores of sixteen candidates with `CUTS` thresholds (see
+    /// [`portable::score_fixed`](super::portable::score_fixed)); the tables hold at least `CUTS` rows.
+    #[inline]
+    pub(crate) fn score_fixed<const CUTS: usize>(
+        self,
+        t: LaneTables<'_, u32>,
+        pairs: &[u32],
+    ) -> [f32; LANES] {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { score_fixed::<CUTS>(t, pairs) }
+    }
+
+    /// The fit's whole coarse grid of `32·V` candidates in one pass, from the levels by
+    /// magnitude; `out` holds one score per candidate.
+    #[inline]
+    pub(crate) fn score_coarse<const V: usize>(
+        self,
+        table: CoarseRows<'_>,
+        pairs: &[u32],
+        out: &mut [f32],
+    ) {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { score_coarse::<V>(table, pairs, out) }
+    }
+
+    /// Runs `f` compiled with AVX-512 enabled (see [`run`]): `f` should be a closure over
+    /// `#[inline(always)]` code, which is then vectorized with 512-bit registers.
+    #[inline]
+    pub(crate) fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2, FMA.
+        unsafe { run(f) }
+    }
+}
+
+impl Avx512Vbmi {
+    /// 8-bit dot product through byte planes (see [`dot8_vbmi`]), over the shorter slice.
+    #[inline]
+    pub(crate) fn dot8(self, codes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+        // SAFETY: an `Avx512Vbmi` proof exists only when detection found AVX-512 F/BW/VL/VBMI,
+        // AVX2 and FMA.
+        unsafe { dot8_vbmi(codes, table, x) }
+    }
+
+    /// Packs `codes` (each below `2^bits`) at `bits` in 1..=7 into `out`; `false`, with
+    /// nothing written, at 8 bits or when `out` is not exactly the packed length.
+    #[inline]
+    pub(crate) fn pack(self, codes: &[u8], bits: u8, out: &mut [u8]) -> bool {
+        if !(1..=7).contains(&bits) || out.len() != (codes.len() * usize::from(bits)).div_ceil(8) {
+            return false;
+        }
+        // SAFETY: an `Avx512Vbmi` proof exists only when detection found AVX-512 F/BW/VBMI;
+        // `out.len()` was just checked to be the packed length of `codes`.
+        unsafe {
+            match bits {
+                1 => pack_vbmi::<1>(codes, out),
+                2 => pack_vbmi::<2>(codes, out),
+                3 => pack_vbmi::<3>(codes, out),
+                4 => pack_vbmi::<4>(codes, out),
+                5 => pack_vbmi::<5>(codes, out),
+                6 => pack_vbmi::<6>(codes, out),
+                _ => pack_vbmi::<7>(codes, out),
+            }
+        }
+        true
+    }
+
+    /// Unpacks `out.len()` codes at `bits` in 1, 2, 3, 5, 6 or 7 (at 4 and 8 bits the
+    /// portable loops are already faster than memory); `false`, with nothing written, at
+    /// other widths or when `packed` is not exactly the packed length.
+    #[inline]
+    pub(crate) fn unpack(self, packed: &[u8], bits: u8, out: &mut [u8]) -> bool {
+        if !matches!(bits, 1..=3 | 5..=7)
+            || packed.len() != (out.len() * usize::from(bits)).div_ceil(8)
+        {
+            return false;
+        }
+        // SAFETY: an `Avx512Vbmi` proof exists only when detection found AVX-512 F/BW/VBMI;
+        // `packed.len()` was just checked to be the packed length of `out`.
+        unsafe {
+            match bits {
+                1 => unpack_vbmi::<1>(packed, out),
+                2 => unpack_vbmi::<2>(packed, out),
+                3 => unpack_vbmi::<3>(packed, out),
+                5 => unpack_vbmi::<5>(packed, out),
+                6 => unpack_vbmi::<6>(packed, out),
+                _ => unpack_vbmi::<7>(packed, out),
+            }
+        }
+        true
+    }
+}
 
 /// `out[i] = table[codes[i]]` for codes below `levels`.
 ///
 /// # Safety
-/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `codes.len() == out.len()`.
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-pub(super) unsafe fn lut(codes: &[u8], table: &[f32; 256], levels: usize, out: &mut [f32]) {
+unsafe fn lut(codes: &[u8], table: &[f32; 256], levels: usize, out: &mut [f32]) {
     let n = codes.len().min(out.len());
     let mut i = 0;
     // SAFETY: every load reads 16 bytes at `i + 16 <= n`, every store writes 16 floats at
@@ -50,9 +229,9 @@ pub(super) unsafe fn lut(codes: &[u8], table: &[f32; 256], levels: usize, out: &
 /// `Σ table[codes[i]] · x[i]` for codes below `levels`.
 ///
 /// # Safety
-/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `codes.len() == x.len()`.
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-pub(super) unsafe fn lut_dot(codes: &[u8], table: &[f32; 256], levels: usize, x: &[f32]) -> f32 {
+unsafe fn lut_dot(codes: &[u8], table: &[f32; 256], levels: usize, x: &[f32]) -> f32 {
     let n = codes.len().min(x.len());
     let mut i = 0;
     // SAFETY: loads of 16 codes and 16 floats at `i + 16 <= n`; gathers index `table` by u8.
@@ -105,10 +284,9 @@ fn nibbles(v: __m128i) -> (__m128i, __m128i) {
 /// 4-bit decode straight from packed bytes: `out[i] = table[nibble i of bytes]`.
 ///
 /// # Safety
-/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `bytes.len() >= out.len().div_ceil(2)`;
-/// the table holds at most 16 levels.
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-pub(super) unsafe fn decode4(bytes: &[u8], table: &[f32; 256], out: &mut [f32]) {
+unsafe fn decode4(bytes: &[u8], table: &[f32; 256], out: &mut [f32]) {
     let n = out.len().min(bytes.len() * 2);
     let mut i = 0;
     // SAFETY: each step reads bytes `i/2 .. i/2 + 16` (inside since `i + 32 <= n <= 2·len`)
@@ -135,10 +313,9 @@ pub(super) unsafe fn decode4(bytes: &[u8], table: &[f32; 256], out: &mut [f32]) 
 /// 4-bit dot product straight from packed bytes: `Σ table[nibble i] · x[i]`.
 ///
 /// # Safety
-/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `bytes.len() >= x.len().div_ceil(2)`; the
-/// table holds at most 16 levels.
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-pub(super) unsafe fn dot4(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+unsafe fn dot4(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
     let n = x.len().min(bytes.len() * 2);
     let mut i = 0;
     // SAFETY: each step reads bytes `i/2 .. i/2 + 16` and floats `i .. i + 32`, inside
@@ -166,7 +343,7 @@ pub(super) unsafe fn dot4(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
 }
 
 /// Codes per 64-byte block of the lane-permuted layout at `BITS` bits.
-pub(super) const fn perm_block(bits: u32) -> usize {
+pub(crate) const fn perm_block(bits: u32) -> usize {
     512 / bits as usize
 }
 
@@ -178,10 +355,9 @@ pub(super) const fn perm_block(bits: u32) -> usize {
 /// codes. `t16[i]` must be `table[i mod 2^BITS]`.
 ///
 /// # Safety
-/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `bytes.len() == 64·blocks` and
-/// `xp.len() == perm_block(BITS)·blocks`.
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-pub(super) unsafe fn dot_perm<const BITS: u32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -> f32 {
+unsafe fn dot_perm<const BITS: u32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -> f32 {
     let per_lane = (32 / BITS) as usize;
     let blocks = (bytes.len() / 64).min(xp.len() / perm_block(BITS));
     // SAFETY: block `b` reads bytes `64b .. 64b + 64` and floats `b·16·C .. (b+1)·16·C`,
@@ -237,10 +413,9 @@ pub(super) unsafe fn dot_perm<const BITS: u32>(bytes: &[u8], t16: &[f32; 16], xp
 /// here with one permute).
 ///
 /// # Safety
-/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; every `rows[k].len() >= 64·blocks` and
-/// `xp.len() >= perm_block(BITS)·blocks`, where `blocks` is the number of whole blocks in `xp`.
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-pub(super) unsafe fn dot_perm_rows<const BITS: u32, const R: usize>(
+unsafe fn dot_perm_rows<const BITS: u32, const R: usize>(
     rows: &[&[u8]; R],
     tables: &[&[f32; 256]; R],
     xp: &[f32],
@@ -291,9 +466,9 @@ pub(super) unsafe fn dot_perm_rows<const BITS: u32, const R: usize>(
 /// one `vpermb` (4×4 blocks of 4 bytes) so that the interleave comes out in stream order.
 ///
 /// # Safety
-/// The CPU supports AVX-512 F/BW/VL/VBMI, AVX2 and FMA; `codes.len() >= x.len()`.
+/// The CPU supports AVX-512 F/BW/VL/VBMI, AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx2,fma")]
-pub(super) unsafe fn dot8_vbmi(codes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+unsafe fn dot8_vbmi(codes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
     let n = x.len().min(codes.len());
     let mut i = 0;
     let mut planes = [0u8; 1024];
@@ -357,12 +532,12 @@ pub(super) unsafe fn dot8_vbmi(codes: &[u8], table: &[f32; 256], x: &[f32]) -> f
 }
 
 /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}` (see
-/// [`Encoder`](super::Encoder)).
+/// the `kernels` `Encoder`).
 ///
 /// # Safety
-/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA; `x.len() == out.len()`.
+/// The CPU supports AVX-512 F/BW/VL, AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-pub(super) unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
+unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
     let n = x.len().min(out.len());
     let mut i = 0;
     // SAFETY: each step reads floats `i .. i + 64` and writes bytes `i .. i + 64`, inside
@@ -416,7 +591,7 @@ pub(super) unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
 /// # Safety
 /// The CPU supports AVX-512 F/BW/VBMI; `packed.len() == packed_len(out.len(), B)`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-pub(crate) unsafe fn unpack_vbmi<const B: usize>(packed: &[u8], out: &mut [u8]) {
+unsafe fn unpack_vbmi<const B: usize>(packed: &[u8], out: &mut [u8]) {
     let n = out.len();
     let step = 8 * B; // packed bytes per 64 codes, at most 56
     let blocks = n / 64;
@@ -472,7 +647,7 @@ pub(crate) unsafe fn unpack_vbmi<const B: usize>(packed: &[u8], out: &mut [u8]) 
 /// The CPU supports AVX-512 F/BW/VBMI; `out.len() == packed_len(codes.len(), B)` and every
 /// code is below `2^B`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-pub(crate) unsafe fn pack_vbmi<const B: usize>(codes: &[u8], out: &mut [u8]) {
+unsafe fn pack_vbmi<const B: usize>(codes: &[u8], out: &mut [u8]) {
     let n = codes.len();
     let step = 8 * B; // packed bytes per 64 codes, at most 56
     let blocks = n / 64;
@@ -528,4 +703,161 @@ pub(crate) unsafe fn pack_vbmi<const B: usize>(codes: &[u8], out: &mut [u8]) {
             _mm512_mask_storeu_epi8(o.add(at).cast(), (1u64 << (len - at)) - 1, encode(v));
         }
     }
+}
+
+// ---- The fit's scoring lanes ------------------------------------------------------------
+
+/// [`portable::score`](super::portable::score) with AVX-512: one compare and one masked move per threshold cover all
+/// sixteen lanes, with the `CUTS` thresholds and levels held in registers across the whole
+/// group. Bit-identical to the reference: the same operations in the same order.
+///
+/// # Safety
+/// The CPU supports AVX-512 F.
+#[target_feature(enable = "avx512f")]
+unsafe fn score<const CUTS: usize>(
+    t: LaneTables<'_, f32>,
+    x: &[f32],
+    w: Option<&[f32]>,
+) -> [f32; LANES] {
+    // SAFETY: every row holds `LANES` = 16 floats, one 512-bit load.
+    let load = |row: &[f32; LANES]| unsafe { _mm512_loadu_ps(row.as_ptr()) };
+    let base = load(t.base);
+    let cut: [__m512; CUTS] = core::array::from_fn(|j| load(&t.cut[j]));
+    let above: [__m512; CUTS] = core::array::from_fn(|j| load(&t.above[j]));
+    let mut acc = _mm512_setzero_ps();
+    for (i, &xi) in x.iter().enumerate() {
+        let xv = _mm512_set1_ps(xi);
+        let mut level = base;
+        for j in 0..CUTS {
+            level = _mm512_mask_mov_ps(
+                level,
+                _mm512_cmp_ps_mask::<_CMP_GT_OQ>(xv, cut[j]),
+                above[j],
+            );
+        }
+        let d = _mm512_sub_ps(xv, level);
+        let mut e = _mm512_mul_ps(d, d);
+        if let Some(w) = w {
+            e = _mm512_mul_ps(e, _mm512_set1_ps(w[i]));
+        }
+        acc = _mm512_add_ps(acc, e);
+    }
+    let mut out = [0.0f32; LANES];
+    // SAFETY: `out` holds 16 floats.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
+    out
+}
+
+/// [`portable::fixed_rows`](super::portable::fixed_rows) with AVX-512 (the same operations: multiply, add, minimum,
+/// truncation; so the same bits). Refinement converts a batch per round, and the scalar
+/// float-to-integer conversions would cost more than scoring it.
+///
+/// # Safety
+/// The CPU supports AVX-512 F.
+#[target_feature(enable = "avx512f")]
+unsafe fn fixed_rows(src: &[[f32; LANES]], dst: &mut [[u32; LANES]]) {
+    let scale = _mm512_set1_ps(FIX as f32);
+    let half = _mm512_set1_ps(0.5);
+    for (s, d) in src.iter().zip(dst) {
+        // SAFETY: each row is 16 floats, one 512-bit load.
+        let v = unsafe { _mm512_loadu_ps(s.as_ptr()) };
+        let t = _mm512_cvttps_epu32(_mm512_min_ps(
+            _mm512_add_ps(_mm512_mul_ps(v, scale), half),
+            scale,
+        ));
+        let pair = _mm512_or_si512(t, _mm512_slli_epi32::<16>(t));
+        // SAFETY: each row is 16 `u32`s, one 512-bit store.
+        unsafe { _mm512_storeu_si512(d.as_mut_ptr().cast(), pair) };
+    }
+}
+
+/// [`portable::score_fixed`](super::portable::score_fixed) with AVX-512 BW; bit-identical to it.
+///
+/// # Safety
+/// The CPU supports AVX-512 F and BW.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn score_fixed<const CUTS: usize>(t: LaneTables<'_, u32>, pairs: &[u32]) -> [f32; LANES] {
+    // SAFETY: every row holds 16 `u32`, one 512-bit load.
+    let load = |row: &[u32; LANES]| unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+    let base = load(t.base);
+    let cut: [__m512i; CUTS] = core::array::from_fn(|j| load(&t.cut[j]));
+    let above: [__m512i; CUTS] = core::array::from_fn(|j| load(&t.above[j]));
+    let mut acc = _mm512_setzero_ps();
+    for run in pairs.chunks(PAIRS_PER_SUM) {
+        let mut sum = _mm512_setzero_si512();
+        for &pair in run {
+            let xv = _mm512_set1_epi32(pair as i32);
+            let mut level = base;
+            for j in 0..CUTS {
+                level = _mm512_mask_mov_epi16(level, _mm512_cmpgt_epi16_mask(xv, cut[j]), above[j]);
+            }
+            let d = _mm512_sub_epi16(xv, level);
+            sum = _mm512_add_epi32(sum, _mm512_madd_epi16(d, d));
+        }
+        acc = _mm512_add_ps(acc, _mm512_cvtepi32_ps(sum));
+    }
+    let mut out = [0.0f32; LANES];
+    // SAFETY: `out` holds 16 floats.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
+    out
+}
+
+/// Scores every candidate of the coarse grid in one pass over the pairs, from the levels
+/// looked up by magnitude: `V` blocks of 32 candidates, `out` holding `32·V` scores in grid
+/// order. The same integer sums, converted and added in the same runs, as [`score_fixed`]
+/// over each batch of 16: bit-identical to it (tested).
+///
+/// # Safety
+/// The CPU supports AVX-512 F and BW.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn score_coarse<const V: usize>(table: CoarseRows<'_>, pairs: &[u32], out: &mut [f32]) {
+    const MAX_BLOCKS: usize = 4;
+    const { assert!(V <= MAX_BLOCKS) };
+    assert!(table.coarse == 32 * V && out.len() == table.coarse);
+    let mut acc = [_mm512_setzero_ps(); 2 * MAX_BLOCKS];
+    for run in pairs.chunks(PAIRS_PER_SUM) {
+        let mut sum = [_mm512_setzero_si512(); 2 * MAX_BLOCKS];
+        for &pair in run {
+            let (low, high) = (table.row(pair & 0xffff), table.row(pair >> 16));
+            // Both magnitudes in every 32-bit lane, as in the compare kernel.
+            let xv = _mm512_set1_epi32(pair as i32);
+            for v in 0..V {
+                // SAFETY: each row holds `32·V` levels, so block `v` is 32 `i16` in bounds.
+                let (a, b) = unsafe {
+                    (
+                        _mm512_loadu_si512(low.as_ptr().add(32 * v).cast()),
+                        _mm512_loadu_si512(high.as_ptr().add(32 * v).cast()),
+                    )
+                };
+                // Each 32-bit lane: (level of the low magnitude, level of the high one) for
+                // one candidate, candidates 0–15 of the block from `unpacklo`, 16–31 from
+                // `unpackhi` (the row layout the plan builds).
+                for (k, levels) in [_mm512_unpacklo_epi16(a, b), _mm512_unpackhi_epi16(a, b)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let d = _mm512_sub_epi16(xv, levels);
+                    sum[2 * v + k] = _mm512_add_epi32(sum[2 * v + k], _mm512_madd_epi16(d, d));
+                }
+            }
+        }
+        for (acc, sum) in acc.iter_mut().zip(&sum).take(2 * V) {
+            *acc = _mm512_add_ps(*acc, _mm512_cvtepi32_ps(*sum));
+        }
+    }
+    for (scores, acc) in out.chunks_exact_mut(LANES).zip(acc) {
+        // SAFETY: each chunk holds 16 floats.
+        unsafe { _mm512_storeu_ps(scores.as_mut_ptr(), acc) };
+    }
+}
+
+/// Calls `f` from a function compiled with every feature of the [`Avx512`] proof, so that
+/// code inlined into `f` (the fit's bookkeeping between kernel calls) is vectorized with
+/// 512-bit registers too. Plain IEEE arithmetic is not contracted, so the bits do not change.
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW and VL, AVX2 and FMA.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn run<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }

@@ -1,14 +1,15 @@
-//! AArch64 NEON (Advanced SIMD) kernels.
+//! AArch64 NEON (Advanced SIMD) kernels: decode, dot product and encode.
 //!
 //! NEON is a baseline feature of every AArch64 target that enables `neon` (Linux, Android,
-//! macOS, Windows), and this module is compiled only there, so no run-time check stands
-//! behind [`Isa::Neon`](super::Isa). The functions are still `unsafe` and
+//! macOS, Windows), and this module is compiled only there, so the [`Neon`] proof stands for
+//! the target rather than a run-time check. The kernels are still `unsafe` and
 //! `#[target_feature(enable = "neon")]` because that is how `core::arch` exposes the
-//! intrinsics; their one obligation is that the CPU runs NEON. Slice lengths are clamped
-//! inside, and every raw load or store sits under the loop condition that keeps it in bounds.
+//! intrinsics; they are private, and the way in is a method on the proof. Their one
+//! obligation is that the CPU runs NEON: slice lengths are clamped inside, and every raw load
+//! or store sits under the loop condition that keeps it in bounds.
 //!
-//! The entry points are `#[inline(never)]`: inlined into the dispatching `match`, they shared
-//! one register allocation with every other path and spilled their table planes.
+//! The entry points are `#[inline(never)]`, so that each gets its own register allocation
+//! and keeps its table planes in registers rather than sharing the dispatching `match`'s.
 //!
 //! Table lookups go through byte planes. `vld4q_u8` over 16 table entries splits their 64
 //! bytes into four registers, byte `k` of entry `i` in lane `i` of register `k`, so one `tbl`
@@ -17,6 +18,56 @@
 //! decoding is exact; only the dot products sum in a different order than the reference.
 
 use core::arch::aarch64::*;
+
+use super::Neon;
+
+impl Neon {
+    /// Decodes `BITS`-bit codes (1, 2 or 4) straight from packed bytes (see
+    /// [`decode_packed`]).
+    #[inline]
+    pub(crate) fn decode_packed<const BITS: u32>(
+        self,
+        bytes: &[u8],
+        table: &[f32; 256],
+        out: &mut [f32],
+    ) {
+        // SAFETY: a `Neon` proof exists only on targets that enable NEON.
+        unsafe { decode_packed::<BITS>(bytes, table, out) }
+    }
+
+    /// `Σ table[code i] · x[i]` over `BITS`-bit codes (1, 2 or 4) straight from packed bytes.
+    #[inline]
+    pub(crate) fn dot_packed<const BITS: u32>(
+        self,
+        bytes: &[u8],
+        table: &[f32; 256],
+        x: &[f32],
+    ) -> f32 {
+        // SAFETY: a `Neon` proof exists only on targets that enable NEON.
+        unsafe { dot_packed::<BITS>(bytes, table, x) }
+    }
+
+    /// `out[i] = table[codes[i]]` for codes below `levels` (at most 64).
+    #[inline]
+    pub(crate) fn lut(self, codes: &[u8], table: &[f32; 256], levels: usize, out: &mut [f32]) {
+        // SAFETY: a `Neon` proof exists only on targets that enable NEON.
+        unsafe { lut(codes, table, levels, out) }
+    }
+
+    /// `Σ table[codes[i]] · x[i]` for codes below `levels` (at most 64).
+    #[inline]
+    pub(crate) fn lut_dot(self, codes: &[u8], table: &[f32; 256], levels: usize, x: &[f32]) -> f32 {
+        // SAFETY: a `Neon` proof exists only on targets that enable NEON.
+        unsafe { lut_dot(codes, table, levels, x) }
+    }
+
+    /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
+    #[inline]
+    pub(crate) fn encode_count(self, cuts: &[f32], x: &[f32], out: &mut [u8]) {
+        // SAFETY: a `Neon` proof exists only on targets that enable NEON.
+        unsafe { encode_count(cuts, x, out) }
+    }
+}
 
 /// Byte planes of the first `16·R` entries of a table (`R` = 1, 2 or 4): lane `i` of `p[k][r]`
 /// is byte `k` (little-endian) of entry `16·r + i`. Plain registers, not `uint8x16x4_t`
@@ -159,11 +210,7 @@ fn tail_bytes<const BITS: u32>(bytes: &[u8], i: usize, n: usize) -> [u8; 16] {
 /// The CPU supports NEON.
 #[inline(never)]
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn decode_packed<const BITS: u32>(
-    bytes: &[u8],
-    table: &[f32; 256],
-    out: &mut [f32],
-) {
+unsafe fn decode_packed<const BITS: u32>(bytes: &[u8], table: &[f32; 256], out: &mut [f32]) {
     let per = 128 / BITS as usize;
     let n = out.len().min(bytes.len() * 8 / BITS as usize);
     let p = planes::<1>(table);
@@ -203,11 +250,7 @@ fn hsum(a: [float32x4_t; 8]) -> f32 {
 /// The CPU supports NEON.
 #[inline(never)]
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn dot_packed<const BITS: u32>(
-    bytes: &[u8],
-    table: &[f32; 256],
-    x: &[f32],
-) -> f32 {
+unsafe fn dot_packed<const BITS: u32>(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
     let per = 128 / BITS as usize;
     let n = x.len().min(bytes.len() * 8 / BITS as usize);
     let p = planes::<1>(table);
@@ -268,7 +311,7 @@ fn lut_planes<const R: usize>(codes: &[u8], table: &[f32; 256], out: &mut [f32])
 /// would decode to 0.0, which is wrong but reads nothing out of bounds.)
 #[inline(never)]
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn lut(codes: &[u8], table: &[f32; 256], levels: usize, out: &mut [f32]) {
+unsafe fn lut(codes: &[u8], table: &[f32; 256], levels: usize, out: &mut [f32]) {
     match levels {
         0..=16 => lut_planes::<1>(codes, table, out),
         17..=32 => lut_planes::<2>(codes, table, out),
@@ -325,7 +368,7 @@ fn lut_dot_planes<const R: usize>(codes: &[u8], table: &[f32; 256], x: &[f32]) -
 /// would count as 0.0, which is wrong but reads nothing out of bounds.)
 #[inline(never)]
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn lut_dot(codes: &[u8], table: &[f32; 256], levels: usize, x: &[f32]) -> f32 {
+unsafe fn lut_dot(codes: &[u8], table: &[f32; 256], levels: usize, x: &[f32]) -> f32 {
     match levels {
         0..=16 => lut_dot_planes::<1>(codes, table, x),
         17..=32 => lut_dot_planes::<2>(codes, table, x),
@@ -340,7 +383,7 @@ pub(super) unsafe fn lut_dot(codes: &[u8], table: &[f32; 256], levels: usize, x:
 /// The CPU supports NEON.
 #[inline(never)]
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
+unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
     let n = x.len().min(out.len());
     let mut i = 0;
     while i + 16 <= n {

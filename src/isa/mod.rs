@@ -1,0 +1,303 @@
+//! The instruction-set layer: which code paths this CPU runs, and every kernel that needs a
+//! particular instruction set, one file per instruction set.
+//!
+//! # Tokens
+//! [`Isa`] names a path and is also the proof that the CPU runs it: its fields are private,
+//! and only detection ([`Isa::detect`], [`Isa::available`]) builds one with a SIMD path in it,
+//! while [`Isa::portable`] and [`Isa::scalar`] need nothing from the CPU. A SIMD path carries a
+//! per-instruction-set proof ([`Avx2`], [`Avx512`], [`Neon`], [`Avx512Vbmi`]), a zero-sized
+//! value with a private field that only detection in this module creates. The
+//! `#[target_feature]` functions of the per-ISA files are private to their file; the only way
+//! in is a safe method on the proof type, which takes the proof by value and holds the one
+//! `unsafe` call. So a `target_feature` function runs only on a CPU detection vouched for.
+//!
+//! # Files
+//! - [`portable`]: the scalar references (one code at a time) and the word-at-a-time (SWAR)
+//!   paths, for every target and `no_std`.
+//! - `x86_avx2`, `x86_avx512`: x86-64 AVX2 + FMA and AVX-512 (F, BW, VL; VBMI where present).
+//! - `aarch64_neon`: AArch64 Advanced SIMD.
+//!
+//! Each per-ISA file holds every kernel of its instruction set: decode, dot product, encode,
+//! pack and unpack, and the fit's scoring lanes. The dispatch for an operation (which path,
+//! which width) sits with the code that owns the operation (`kernels`, `pack`,
+//! `discretize::lanes`); this module imports nothing from the rest of the crate.
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
+use core::fmt;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+pub(crate) mod aarch64_neon;
+pub(crate) mod portable;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx512;
+
+/// Proof that the CPU runs AVX2 and FMA. Only detection creates one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Avx2 {
+    _detected: (),
+}
+
+/// Proof that the CPU runs AVX-512 F, BW and VL, AVX2 and FMA. Only detection creates one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Avx512 {
+    /// Whether the CPU also has AVX-512 VBMI (byte permutes).
+    vbmi: bool,
+}
+
+/// Proof that the CPU runs AVX-512 F, BW, VL and VBMI, AVX2 and FMA. Only detection creates
+/// one (through [`Avx512::vbmi`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Avx512Vbmi {
+    _detected: (),
+}
+
+/// Proof that the CPU runs AArch64 Advanced SIMD. NEON is a baseline feature of the AArch64
+/// targets that enable it, so there the target is the detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Neon {
+    _detected: (),
+}
+
+impl Avx512 {
+    /// The AVX2 proof implied by this one (detection requires AVX2 and FMA for AVX-512).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn avx2(self) -> Avx2 {
+        Avx2 { _detected: () }
+    }
+
+    /// The VBMI proof, if detection found VBMI as well.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn vbmi(self) -> Option<Avx512Vbmi> {
+        self.vbmi.then_some(Avx512Vbmi { _detected: () })
+    }
+}
+
+/// A path as a value to match on; the SIMD variants hold their proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Path {
+    /// The reference loops.
+    Scalar,
+    /// Portable: eight codes per `u64` word, then a table lookup per code.
+    Swar,
+    /// x86-64 AVX2 and FMA.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx2(Avx2),
+    /// x86-64 AVX-512 F, BW and VL (with AVX2 and FMA).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx512(Avx512),
+    /// AArch64 Advanced SIMD.
+    #[cfg_attr(
+        not(all(target_arch = "aarch64", target_feature = "neon")),
+        allow(dead_code)
+    )]
+    Neon(Neon),
+}
+
+/// A code path this CPU runs: the scalar reference, the portable word-at-a-time path, or a
+/// SIMD instruction set that detection found.
+///
+/// A value is proof that the CPU runs the path: only [`Isa::detect`] and [`Isa::available`]
+/// return a SIMD path, so handing one to `kernels::decode_with` or `pack::pack_with` never
+/// runs instructions the CPU lacks.
+///
+/// ```
+/// use expquant::kernels::{Isa, IsaKind};
+/// let fastest = Isa::detect();
+/// assert!(Isa::available().any(|isa| isa == fastest));
+/// assert_eq!(Isa::scalar().kind(), IsaKind::Scalar);
+/// println!("decoding on {fastest}");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Isa(Path);
+
+/// The name of a path, for display and for comparing without the proof an [`Isa`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum IsaKind {
+    /// The reference loops, one code at a time.
+    Scalar,
+    /// Portable: eight codes per `u64` word, then a table lookup per code.
+    Swar,
+    /// x86-64 AVX2 and FMA.
+    Avx2,
+    /// x86-64 AVX-512 F, BW and VL (with AVX2 and FMA).
+    Avx512,
+    /// AArch64 Advanced SIMD (NEON).
+    Neon,
+}
+
+impl IsaKind {
+    /// The lowercase name: `scalar`, `swar`, `avx2`, `avx512` or `neon`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IsaKind::Scalar => "scalar",
+            IsaKind::Swar => "swar",
+            IsaKind::Avx2 => "avx2",
+            IsaKind::Avx512 => "avx512",
+            IsaKind::Neon => "neon",
+        }
+    }
+}
+
+impl fmt::Display for IsaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Detection's answer, cached: 0 until detection ran, then one of the `STATE_*` codes.
+static DETECTED: AtomicU8 = AtomicU8::new(0);
+const STATE_SWAR: u8 = 1;
+const STATE_AVX2: u8 = 2;
+const STATE_AVX512: u8 = 3;
+const STATE_AVX512_VBMI: u8 = 4;
+const STATE_NEON: u8 = 5;
+
+impl Isa {
+    /// The fastest path this CPU runs. With `std` detected at run time on first use and
+    /// cached; without it, from the target features the crate was compiled with.
+    #[inline]
+    pub fn detect() -> Isa {
+        let state = match DETECTED.load(Ordering::Relaxed) {
+            0 => {
+                let state = probe();
+                DETECTED.store(state, Ordering::Relaxed);
+                state
+            }
+            state => state,
+        };
+        Isa(from_state(state))
+    }
+
+    /// The portable word-at-a-time path, which every CPU runs.
+    #[inline]
+    pub fn portable() -> Isa {
+        Isa(Path::Swar)
+    }
+
+    /// The scalar reference, one code at a time: the definition every other path is tested
+    /// against.
+    #[inline]
+    pub fn scalar() -> Isa {
+        Isa(Path::Scalar)
+    }
+
+    /// Every path this CPU runs, slowest first: the scalar reference, the portable path,
+    /// then each detected instruction set (on an AVX-512 CPU also AVX2). For tests and
+    /// benchmarks that compare paths.
+    pub fn available() -> impl Iterator<Item = Isa> {
+        let fastest = Isa::detect().0;
+        let simd: [Option<Path>; 2] = match fastest {
+            Path::Avx512(t) => [Some(Path::Avx2(t.avx2())), Some(fastest)],
+            Path::Avx2(_) | Path::Neon(_) => [Some(fastest), None],
+            Path::Scalar | Path::Swar => [None, None],
+        };
+        [Some(Path::Scalar), Some(Path::Swar)]
+            .into_iter()
+            .chain(simd)
+            .flatten()
+            .map(Isa)
+    }
+
+    /// Which path this is.
+    pub fn kind(self) -> IsaKind {
+        match self.0 {
+            Path::Scalar => IsaKind::Scalar,
+            Path::Swar => IsaKind::Swar,
+            Path::Avx2(_) => IsaKind::Avx2,
+            Path::Avx512(_) => IsaKind::Avx512,
+            Path::Neon(_) => IsaKind::Neon,
+        }
+    }
+
+    /// Whether this is the AVX-512 path on a CPU that also has VBMI (byte permutes), which
+    /// the 8-bit dot product, `pack::pack` and `pack::unpack` use.
+    pub fn has_vbmi(self) -> bool {
+        matches!(self.0, Path::Avx512(t) if t.vbmi)
+    }
+
+    /// The path with its proof, for the dispatching code to match on.
+    #[inline]
+    pub(crate) fn path(self) -> Path {
+        self.0
+    }
+}
+
+impl fmt::Debug for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The [`IsaKind`] name, with `+vbmi` on an AVX-512 path that has VBMI.
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind().name())?;
+        if self.has_vbmi() {
+            f.write_str("+vbmi")?;
+        }
+        Ok(())
+    }
+}
+
+/// The path a cached detection state names. The proofs are built here and in [`probe`]
+/// only, from what the CPU reported.
+#[inline]
+fn from_state(state: u8) -> Path {
+    match state {
+        STATE_AVX2 => Path::Avx2(Avx2 { _detected: () }),
+        STATE_AVX512 => Path::Avx512(Avx512 { vbmi: false }),
+        STATE_AVX512_VBMI => Path::Avx512(Avx512 { vbmi: true }),
+        STATE_NEON => Path::Neon(Neon { _detected: () }),
+        _ => Path::Swar,
+    }
+}
+
+/// Asks the CPU (with `std`) or the target (without) which instruction sets it has.
+fn probe() -> u8 {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let avx2 = has!("avx2") && has!("fma");
+        if avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+            return if has!("avx512vbmi") {
+                STATE_AVX512_VBMI
+            } else {
+                STATE_AVX512
+            };
+        }
+        if avx2 {
+            return STATE_AVX2;
+        }
+    }
+    #[cfg(all(not(feature = "std"), target_arch = "x86_64"))]
+    {
+        // Without `std` there is no run-time detection: trust what the build targets.
+        if cfg!(all(
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vl"
+        )) {
+            return if cfg!(target_feature = "avx512vbmi") {
+                STATE_AVX512_VBMI
+            } else {
+                STATE_AVX512
+            };
+        }
+        if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+            return STATE_AVX2;
+        }
+    }
+    // Every AArch64 CPU a `neon` target runs on has it: nothing to detect.
+    if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
+        return STATE_NEON;
+    }
+    STATE_SWAR
+}

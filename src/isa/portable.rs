@@ -1,0 +1,373 @@
+//! The portable paths: the scalar references that every faster path must agree with, and the
+//! word-at-a-time (SWAR) paths that run on every target.
+//!
+//! Nothing here uses `unsafe` or allocates. The references are the definitions: plain loops,
+//! one code (or one candidate and weight) at a time, summed in index order; the tests hold
+//! every other path to them.
+
+// ---- Packed streams ---------------------------------------------------------------------
+
+/// Code `index` of a packed stream, for kernels that walk codes without unpacking a row.
+/// The caller guarantees `index` is inside the stream.
+#[inline]
+pub(crate) fn code_at(packed: &[u8], bits: u8, index: usize) -> u8 {
+    let bit = index * usize::from(bits);
+    let byte = bit / 8;
+    let shift = bit % 8;
+    let lo = u16::from(packed[byte]);
+    let hi = if shift + usize::from(bits) > 8 {
+        u16::from(packed[byte + 1])
+    } else {
+        0
+    };
+    (((lo | (hi << 8)) >> shift) & ((1u16 << bits) - 1)) as u8
+}
+
+/// The reference packer: a bit accumulator, one code at a time. Lengths and code ranges are
+/// checked by the caller.
+pub(crate) fn pack_reference(codes: &[u8], bits: u8, out: &mut [u8]) {
+    match bits {
+        8 => out.copy_from_slice(codes),
+        4 => {
+            let mut pairs = codes.chunks_exact(2);
+            for (byte, pair) in out.iter_mut().zip(&mut pairs) {
+                *byte = pair[0] | (pair[1] << 4);
+            }
+            if let [last] = pairs.remainder() {
+                out[codes.len() / 2] = *last;
+            }
+        }
+        _ => {
+            let mut acc: u32 = 0;
+            let mut filled: u32 = 0;
+            let mut pos = 0;
+            for &code in codes {
+                acc |= u32::from(code) << filled;
+                filled += u32::from(bits);
+                if filled >= 8 {
+                    out[pos] = acc as u8;
+                    pos += 1;
+                    acc >>= 8;
+                    filled -= 8;
+                }
+            }
+            if filled > 0 {
+                out[pos] = acc as u8;
+            }
+        }
+    }
+}
+
+/// The reference unpacker (see [`pack_reference`]). Lengths are checked by the caller.
+pub(crate) fn unpack_reference(packed: &[u8], bits: u8, out: &mut [u8]) {
+    match bits {
+        8 => out.copy_from_slice(packed),
+        4 => {
+            let n = out.len();
+            let mut pairs = out.chunks_exact_mut(2);
+            for (pair, &byte) in (&mut pairs).zip(packed) {
+                pair[0] = byte & 0x0f;
+                pair[1] = byte >> 4;
+            }
+            if let [last] = pairs.into_remainder() {
+                *last = packed[n / 2] & 0x0f;
+            }
+        }
+        _ => {
+            let mask = (1u32 << bits) - 1;
+            let mut acc: u32 = 0;
+            let mut filled: u32 = 0;
+            let mut bytes = packed.iter();
+            for code in out.iter_mut() {
+                if filled < u32::from(bits) {
+                    // The length check guarantees a byte is there whenever bits are missing.
+                    acc |= u32::from(*bytes.next().unwrap_or(&0)) << filled;
+                    filled += 8;
+                }
+                *code = (acc & mask) as u8;
+                acc >>= bits;
+                filled -= u32::from(bits);
+            }
+        }
+    }
+}
+
+/// Packs eight codes per `u64` (SWAR), so every width, including 3, 5, 6 and 7, moves a
+/// word at a time. 8 bits is a copy.
+pub(crate) fn pack_swar(codes: &[u8], bits: u8, out: &mut [u8]) {
+    match bits {
+        1 => pack_words::<1>(codes, out),
+        2 => pack_words::<2>(codes, out),
+        3 => pack_words::<3>(codes, out),
+        // The reference's nibble loop auto-vectorizes and beats the word path.
+        4 => pack_reference(codes, 4, out),
+        5 => pack_words::<5>(codes, out),
+        6 => pack_words::<6>(codes, out),
+        7 => pack_words::<7>(codes, out),
+        _ => out.copy_from_slice(codes),
+    }
+}
+
+/// Unpacks eight codes per `u64` (see [`pack_swar`]).
+pub(crate) fn unpack_swar(packed: &[u8], bits: u8, out: &mut [u8]) {
+    match bits {
+        1 => unpack_words::<1>(packed, out),
+        2 => unpack_words::<2>(packed, out),
+        3 => unpack_words::<3>(packed, out),
+        4 => unpack_reference(packed, 4, out),
+        5 => unpack_words::<5>(packed, out),
+        6 => unpack_words::<6>(packed, out),
+        7 => unpack_words::<7>(packed, out),
+        _ => out.copy_from_slice(packed),
+    }
+}
+
+/// `B`-bit fields repeated every `lane` bits across a `u64`.
+const fn lanes(b: u32, lane: u32) -> u64 {
+    let field = (1u64 << b) - 1;
+    let mut m = 0u64;
+    let mut shift = 0;
+    while shift < 64 {
+        m |= field << shift;
+        shift += lane;
+    }
+    m
+}
+
+/// Squeezes eight byte-wide codes of `B` bits (one per byte of `v`) into the low `8·B` bits:
+/// pairs into 16-bit lanes, then quads into 32-bit lanes, then the two halves together.
+#[inline(always)]
+fn squeeze<const B: u32>(v: u64) -> u64 {
+    let v = (v & 0x00ff_00ff_00ff_00ff) | ((v & 0xff00_ff00_ff00_ff00) >> (8 - B));
+    let v = (v & 0x0000_ffff_0000_ffff) | ((v & 0xffff_0000_ffff_0000) >> (16 - 2 * B));
+    (v & 0xffff_ffff) | ((v >> 32) << (4 * B))
+}
+
+/// The inverse of [`squeeze`]: the low `8·B` bits of `v` spread to one code per byte.
+#[inline(always)]
+fn spread<const B: u32>(v: u64) -> u64 {
+    let v = (v & lanes(4 * B, 64)) | ((v >> (4 * B)) & lanes(4 * B, 64)) << 32;
+    let v = (v & lanes(2 * B, 32)) | ((v >> (2 * B)) & lanes(2 * B, 32)) << 16;
+    (v & lanes(B, 16)) | ((v >> B) & lanes(B, 16)) << 8
+}
+
+fn pack_words<const B: u32>(codes: &[u8], out: &mut [u8]) {
+    let b = B as usize;
+    let words = codes.len() / 8;
+    let out_len = out.len();
+    for (i, src) in codes.chunks_exact(8).enumerate() {
+        let v = u64::from_le_bytes([
+            src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
+        ]);
+        let bytes = squeeze::<B>(v).to_le_bytes();
+        let at = i * b;
+        if at + 8 <= out_len {
+            // A whole-word store; its zero upper bytes are overwritten by the next word.
+            out[at..at + 8].copy_from_slice(&bytes);
+        } else {
+            out[at..at + b].copy_from_slice(&bytes[..b]);
+        }
+    }
+    pack_reference(&codes[words * 8..], B as u8, &mut out[words * b..]);
+}
+
+fn unpack_words<const B: u32>(packed: &[u8], out: &mut [u8]) {
+    let b = B as usize;
+    let words = out.len() / 8;
+    // Whole 8-byte loads while they stay inside `packed`; the last few words copy their `B`
+    // bytes first.
+    let direct = if packed.len() >= 8 {
+        ((packed.len() - 8) / b + 1).min(words)
+    } else {
+        0
+    };
+    let (head, tail) = out.split_at_mut(direct * 8);
+    for (i, dst) in head.chunks_exact_mut(8).enumerate() {
+        let src = &packed[i * b..i * b + 8];
+        let v = u64::from_le_bytes([
+            src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
+        ]);
+        dst.copy_from_slice(&spread::<B>(v).to_le_bytes());
+    }
+    let mut tail_words = tail.chunks_exact_mut(8);
+    for (i, dst) in (&mut tail_words).enumerate() {
+        let at = (direct + i) * b;
+        let mut buf = [0u8; 8];
+        buf[..b].copy_from_slice(&packed[at..at + b]);
+        dst.copy_from_slice(&spread::<B>(u64::from_le_bytes(buf)).to_le_bytes());
+    }
+    let rest = tail_words.into_remainder();
+    unpack_reference(&packed[words * b..], B as u8, rest);
+}
+
+// ---- Decode and dot product ------------------------------------------------------------
+
+/// Writes `table[code]` for codes `start .. start + out.len()` of one packed row. The caller
+/// guarantees the codes exist and index `table`.
+#[inline]
+pub(crate) fn decode_span(bits: u8, row: &[u8], start: usize, table: &[f32], out: &mut [f32]) {
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = table[usize::from(code_at(row, bits, start + i))];
+    }
+}
+
+/// `Σ table[code_j] · x[j]` over codes `start .. start + x.len()` of one packed row, summed in
+/// index order. The caller guarantees the codes exist and index `table`.
+#[inline]
+pub(crate) fn dot_span(bits: u8, row: &[u8], start: usize, table: &[f32], x: &[f32]) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, &xi) in x.iter().enumerate() {
+        acc += table[usize::from(code_at(row, bits, start + i))] * xi;
+    }
+    acc
+}
+
+/// `out[i] = table[codes[i]]`.
+#[inline]
+pub(crate) fn lut(codes: &[u8], table: &[f32; 256], out: &mut [f32]) {
+    for (slot, &c) in out.iter_mut().zip(codes) {
+        *slot = table[usize::from(c)];
+    }
+}
+
+/// `Σ table[codes[i]] · x[i]` in four partial sums (every fourth code each), which break the
+/// add chain; added pairwise, then the tail.
+#[inline]
+pub(crate) fn lut_dot(codes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 4];
+    let mut cs = codes.chunks_exact(4);
+    let mut xs = x.chunks_exact(4);
+    for (c, x) in (&mut cs).zip(&mut xs) {
+        for k in 0..4 {
+            acc[k] += table[usize::from(c[k])] * x[k];
+        }
+    }
+    let mut tail = 0.0;
+    for (&c, &x) in cs.remainder().iter().zip(xs.remainder()) {
+        tail += table[usize::from(c)] * x;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+// ---- The fit's scoring lanes ------------------------------------------------------------
+
+/// Candidates scored per pass of the fit's lane kernels.
+pub(crate) const LANES: usize = 16;
+/// Fixed-point scale of the integer kernel: magnitudes in `[0, 1]` become `[0, 16383]`. One
+/// bit short of `i16`, so that a squared difference is below `2^28` and the 32-bit sum of
+/// [`PAIRS_PER_SUM`] pairs (8 weights) cannot overflow: `8 · 16383² < 2^31`.
+pub(crate) const FIX: f64 = 16383.0;
+/// Pairs whose squared errors are summed in `i32` before one conversion to `f32`.
+pub(crate) const PAIRS_PER_SUM: usize = 4;
+const _: () = assert!((2 * PAIRS_PER_SUM) as f64 * FIX * FIX < i32::MAX as f64);
+
+/// Sixteen candidates' level sets, lane-major so that each compare covers all of them: `f32`
+/// values for the exact scores, 16-bit fixed point (each value in both halves of a `u32`) for
+/// the integer kernel. The kernels read `cut.len()` thresholds.
+#[derive(Clone, Copy)]
+pub(crate) struct LaneTables<'a, T> {
+    /// The level below the first threshold (zero, or the smallest magnitude).
+    pub base: &'a [T; LANES],
+    /// `cut[j]`: the threshold between level `j` and `j + 1`, ascending in `j`.
+    pub cut: &'a [[T; LANES]],
+    /// `above[j]`: level `j + 1`, taken by a magnitude above `cut[j]`; as long as `cut`.
+    pub above: &'a [[T; LANES]],
+}
+
+/// The coarse grid's fixed-point levels by magnitude (built by the fit's plan): row `k` holds
+/// every candidate's level in interval `k`, `coarse` entries permuted within each block of 32
+/// as the AVX-512 kernel's unpacks pair them.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct CoarseRows<'a> {
+    /// Candidates per row (the grid's size).
+    pub coarse: usize,
+    /// `interval[x]`: the row of the fixed-point magnitude `x` (at most `FIX`).
+    pub interval: &'a [u16],
+    /// The rows, `coarse` levels each.
+    pub levels: &'a [i16],
+}
+
+impl CoarseRows<'_> {
+    /// Every candidate's level for the fixed-point magnitude `x` (at most `FIX`).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub(crate) fn row(&self, x: u32) -> &[i16] {
+        let k = usize::from(self.interval[x as usize]);
+        &self.levels[k * self.coarse..(k + 1) * self.coarse]
+    }
+}
+
+/// `Σ w_i (x_i − level(x_i))²` for each lane's candidate, where `level` is the level nearest
+/// to `x_i` (a magnitude exactly on a threshold may take either neighbour; both are equally
+/// far). With `WEIGHTED == false` every `w_i` is 1 and `w` is not read.
+#[inline(always)]
+fn score_lanes<const WEIGHTED: bool>(t: LaneTables<'_, f32>, x: &[f32], w: &[f32]) -> [f32; LANES] {
+    let mut acc = [0.0f32; LANES];
+    for (i, &xi) in x.iter().enumerate() {
+        let mut level = *t.base;
+        for (c, a) in t.cut.iter().zip(t.above) {
+            for lane in 0..LANES {
+                level[lane] = if xi > c[lane] { a[lane] } else { level[lane] };
+            }
+        }
+        for lane in 0..LANES {
+            let d = xi - level[lane];
+            // No `mul_add`: fused and unfused rounding differ, and every path must agree.
+            acc[lane] += if WEIGHTED { (d * d) * w[i] } else { d * d };
+        }
+    }
+    acc
+}
+
+/// The reference of the `f32` scoring kernels: [`score_lanes`], weighted or not.
+pub(crate) fn score(t: LaneTables<'_, f32>, x: &[f32], w: Option<&[f32]>) -> [f32; LANES] {
+    match w {
+        Some(w) => score_lanes::<true>(t, x, w),
+        None => score_lanes::<false>(t, x, &[]),
+    }
+}
+
+/// One row of levels in fixed point, each value in both halves of its `u32`. Levels are in
+/// [0, 1] (+∞ in unused rows is clamped to `FIX`): adding ½ and truncating rounds.
+pub(crate) fn fixed_row(row: &[f32; LANES]) -> [u32; LANES] {
+    row.map(|v| {
+        let t = (v * FIX as f32 + 0.5).min(FIX as f32) as u32;
+        t | (t << 16)
+    })
+}
+
+/// [`fixed_row`] over rows.
+pub(crate) fn fixed_rows(src: &[[f32; LANES]], dst: &mut [[u32; LANES]]) {
+    for (s, d) in src.iter().zip(dst) {
+        *d = fixed_row(s);
+    }
+}
+
+/// The integer kernel's reference: per candidate, `Σ d²` over each run of
+/// [`PAIRS_PER_SUM`] pairs in `i32` (no overflow, see [`FIX`]), converted to `f32` and added
+/// in order.
+pub(crate) fn score_fixed(t: LaneTables<'_, u32>, pairs: &[u32]) -> [f32; LANES] {
+    let mut acc = [0.0f32; LANES];
+    for run in pairs.chunks(PAIRS_PER_SUM) {
+        for (lane, acc) in acc.iter_mut().enumerate() {
+            let mut sum = 0i32;
+            for &pair in run {
+                let half = |v: u32| v as u16 as i16;
+                for shift in [0, 16] {
+                    let x = (pair >> shift) as u16 as i16;
+                    let mut level = half(t.base[lane]);
+                    for (cut, above) in t.cut.iter().zip(t.above) {
+                        if x > half(cut[lane]) {
+                            level = half(above[lane]);
+                        }
+                    }
+                    let d = i32::from(x) - i32::from(level);
+                    sum += d * d;
+                }
+            }
+            *acc += sum as f32;
+        }
+    }
+    acc
+}

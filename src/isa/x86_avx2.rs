@@ -1,0 +1,452 @@
+//! AVX2 + FMA kernels: decode, dot product, encode, and the fit's scoring lanes.
+//!
+//! The `#[target_feature]` functions are private; the way in is a method on the [`Avx2`]
+//! proof, which only detection creates. Their one obligation is the CPU feature: every kernel
+//! clamps its work to the slices it is given, and each raw load or store sits under the loop
+//! condition that keeps it in bounds.
+
+use core::arch::x86_64::*;
+
+use super::portable::{CoarseRows, LaneTables, LANES, PAIRS_PER_SUM};
+use super::Avx2;
+
+impl Avx2 {
+    /// `out[i] = table[codes[i]]` for codes below `levels`, over the shorter slice.
+    #[inline]
+    pub(crate) fn lut(self, codes: &[u8], table: &[f32; 256], levels: usize, out: &mut [f32]) {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { lut(codes, table, levels, out) }
+    }
+
+    /// `Σ table[codes[i]] · x[i]` for codes below `levels`, over the shorter slice.
+    #[inline]
+    pub(crate) fn lut_dot(self, codes: &[u8], table: &[f32; 256], levels: usize, x: &[f32]) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { lut_dot(codes, table, levels, x) }
+    }
+
+    /// 4-bit decode straight from packed bytes (at most 16 levels).
+    #[inline]
+    pub(crate) fn decode4(self, bytes: &[u8], table: &[f32; 256], out: &mut [f32]) {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { decode4(bytes, table, out) }
+    }
+
+    /// 4-bit dot product straight from packed bytes (at most 16 levels).
+    #[inline]
+    pub(crate) fn dot4(self, bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4(bytes, table, x) }
+    }
+
+    /// Dot product of whole blocks of the lane-permuted layout (see [`dot_perm`]).
+    #[inline]
+    pub(crate) fn dot_perm<const BITS: i32>(
+        self,
+        bytes: &[u8],
+        t16: &[f32; 16],
+        xp: &[f32],
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot_perm::<BITS>(bytes, t16, xp) }
+    }
+
+    /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
+    #[inline]
+    pub(crate) fn encode_count(self, cuts: &[f32], x: &[f32], out: &mut [u8]) {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { encode_count(cuts, x, out) }
+    }
+
+    /// The fit's `f32` scores of sixteen candidates (see [`portable::score`](super::portable::score)).
+    #[inline]
+    pub(crate) fn score(
+        self,
+        t: LaneTables<'_, f32>,
+        x: &[f32],
+        w: Option<&[f32]>,
+    ) -> [f32; LANES] {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { score(t, x, w) }
+    }
+
+    /// The fit's fixed-point scores of sixteen candidates (see [`portable::score_fixed`](super::portable::score_fixed)).
+    #[inline]
+    pub(crate) fn score_fixed(self, t: LaneTables<'_, u32>, pairs: &[u32]) -> [f32; LANES] {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { score_fixed(t, pairs) }
+    }
+
+    /// The fit's whole coarse grid in one pass, from the levels by magnitude (a grid of a
+    /// multiple of 32 candidates; `out` holds one score per candidate).
+    #[inline]
+    pub(crate) fn score_coarse(self, table: CoarseRows<'_>, pairs: &[u32], out: &mut [f32]) {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { score_coarse(table, pairs, out) }
+    }
+}
+
+/// Looks up 8 codes (one per 32-bit lane, below `levels`) in `table`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn look(idx: __m256i, table: &[f32; 256], t0: __m256, t1: __m256, levels: usize) -> __m256 {
+    if levels <= 8 {
+        _mm256_permutevar8x32_ps(t0, idx)
+    } else if levels <= 16 {
+        // Bit 3 of the code picks the upper half: move it to the sign bit for the blend.
+        let lo = _mm256_permutevar8x32_ps(t0, idx);
+        let hi = _mm256_permutevar8x32_ps(t1, idx);
+        _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx)))
+    } else {
+        // SAFETY: every lane is a u8 code, below the table's 256 entries.
+        unsafe { _mm256_i32gather_ps::<4>(table.as_ptr(), idx) }
+    }
+}
+
+/// `out[i] = table[codes[i]]` for codes below `levels`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lut(codes: &[u8], table: &[f32; 256], levels: usize, out: &mut [f32]) {
+    let n = codes.len().min(out.len());
+    let mut i = 0;
+    // SAFETY: each step reads 8 codes and writes 8 floats at `i + 8 <= n`.
+    unsafe {
+        let t0 = _mm256_loadu_ps(table.as_ptr());
+        let t1 = _mm256_loadu_ps(table.as_ptr().add(8));
+        while i + 8 <= n {
+            let idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(codes.as_ptr().add(i).cast()));
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), look(idx, table, t0, t1, levels));
+            i += 8;
+        }
+    }
+    for (slot, &code) in out[i..n].iter_mut().zip(&codes[i..n]) {
+        *slot = table[usize::from(code)];
+    }
+}
+
+/// `Σ table[codes[i]] · x[i]` for codes below `levels`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lut_dot(codes: &[u8], table: &[f32; 256], levels: usize, x: &[f32]) -> f32 {
+    let n = codes.len().min(x.len());
+    let mut i = 0;
+    // SAFETY: each step reads 16 codes and 16 floats at `i + 16 <= n` (8 in the second loop).
+    let mut acc = unsafe {
+        let t0 = _mm256_loadu_ps(table.as_ptr());
+        let t1 = _mm256_loadu_ps(table.as_ptr().add(8));
+        let (c, xp) = (codes.as_ptr(), x.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        while i + 16 <= n {
+            let i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(c.add(i).cast()));
+            let i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(c.add(i + 8).cast()));
+            let w0 = look(i0, table, t0, t1, levels);
+            let w1 = look(i1, table, t0, t1, levels);
+            acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(i + 8)), acc1);
+            i += 16;
+        }
+        while i + 8 <= n {
+            let i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(c.add(i).cast()));
+            let w0 = look(i0, table, t0, t1, levels);
+            acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp.add(i)), acc0);
+            i += 8;
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    };
+    for (&code, &xi) in codes[i..n].iter().zip(&x[i..n]) {
+        acc += table[usize::from(code)] * xi;
+    }
+    acc
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+/// Splits 8 packed bytes into their 16 nibbles, in stream order, one per byte.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn nibbles(v: __m128i) -> __m128i {
+    let mask = _mm_set1_epi8(0x0f);
+    let lo = _mm_and_si128(v, mask);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
+    _mm_unpacklo_epi8(lo, hi)
+}
+
+/// 4-bit decode straight from packed bytes.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn decode4(bytes: &[u8], table: &[f32; 256], out: &mut [f32]) {
+    let n = out.len().min(bytes.len() * 2);
+    let mut i = 0;
+    // SAFETY: each step reads bytes `i/2 .. i/2 + 8` and writes floats `i .. i + 16`, inside
+    // because `i + 16 <= n`.
+    unsafe {
+        let t0 = _mm256_loadu_ps(table.as_ptr());
+        let t1 = _mm256_loadu_ps(table.as_ptr().add(8));
+        let o = out.as_mut_ptr();
+        while i + 16 <= n {
+            let c = nibbles(_mm_loadl_epi64(bytes.as_ptr().add(i / 2).cast()));
+            let i0 = _mm256_cvtepu8_epi32(c);
+            let i1 = _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(c));
+            _mm256_storeu_ps(o.add(i), look(i0, table, t0, t1, 16));
+            _mm256_storeu_ps(o.add(i + 8), look(i1, table, t0, t1, 16));
+            i += 16;
+        }
+    }
+    for (k, slot) in out.iter_mut().enumerate().take(n).skip(i) {
+        *slot = table[usize::from((bytes[k / 2] >> ((k % 2) * 4)) & 0x0f)];
+    }
+}
+
+/// 4-bit dot product straight from packed bytes.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+    let n = x.len().min(bytes.len() * 2);
+    let mut i = 0;
+    // SAFETY: each step reads bytes `i/2 .. i/2 + 8` and floats `i .. i + 16`, inside because
+    // `i + 16 <= n`.
+    let mut acc = unsafe {
+        let t0 = _mm256_loadu_ps(table.as_ptr());
+        let t1 = _mm256_loadu_ps(table.as_ptr().add(8));
+        let xp = x.as_ptr();
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        while i + 16 <= n {
+            let c = nibbles(_mm_loadl_epi64(bytes.as_ptr().add(i / 2).cast()));
+            let w0 = look(_mm256_cvtepu8_epi32(c), table, t0, t1, 16);
+            let w1 = look(
+                _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(c)),
+                table,
+                t0,
+                t1,
+                16,
+            );
+            acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(i + 8)), acc1);
+            i += 16;
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    };
+    for (k, &xk) in x.iter().enumerate().take(n).skip(i) {
+        acc += table[usize::from((bytes[k / 2] >> ((k % 2) * 4)) & 0x0f)] * xk;
+    }
+    acc
+}
+
+/// Codes per 32-byte block of the lane-permuted layout at `BITS` bits.
+pub(crate) const fn perm_block(bits: u32) -> usize {
+    256 / bits as usize
+}
+
+/// The AVX2 twin of the AVX-512 `dot_perm`: 8 lanes of 32 bits per 32-byte block, `xp[b·8·C +
+/// m·8 + l]` the `x` of code `l·C + m`. At 4 bits a 16-entry table takes two `vpermps` and a
+/// blend on bit 3; at 1 and 2 bits the low 3 index bits address `t16[..8]`, which must repeat
+/// the table (`t16[i] = table[i mod 2^BITS]`).
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -> f32 {
+    let per_lane = (32 / BITS) as usize;
+    let blocks = (bytes.len() / 32).min(xp.len() / perm_block(BITS as u32));
+    // SAFETY: block `b` reads bytes `32b .. 32b + 32` and floats `b·8·C .. (b+1)·8·C`.
+    unsafe {
+        let t0 = _mm256_loadu_ps(t16.as_ptr());
+        let t1 = _mm256_loadu_ps(t16.as_ptr().add(8));
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..blocks {
+            let mut v = _mm256_loadu_si256(bytes.as_ptr().add(32 * b).cast());
+            let xb = xp.as_ptr().add(b * 8 * per_lane);
+            for m in 0..per_lane {
+                let w = if BITS == 4 {
+                    let lo = _mm256_permutevar8x32_ps(t0, v);
+                    let hi = _mm256_permutevar8x32_ps(t1, v);
+                    _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(v)))
+                } else {
+                    _mm256_permutevar8x32_ps(t0, v)
+                };
+                acc[m % 4] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xb.add(8 * m)), acc[m % 4]);
+                v = _mm256_srli_epi32::<BITS>(v);
+            }
+        }
+        hsum(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ))
+    }
+}
+
+/// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
+    let n = x.len().min(out.len());
+    let mut i = 0;
+    // SAFETY: each step reads floats `i .. i + 32` and writes bytes `i .. i + 32`, inside
+    // because `i + 32 <= n`.
+    unsafe {
+        let xp = x.as_ptr();
+        // vpackssdw/vpackuswb interleave the 128-bit lanes; this puts them back in order.
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        while i + 32 <= n {
+            let xs = [
+                _mm256_loadu_ps(xp.add(i)),
+                _mm256_loadu_ps(xp.add(i + 8)),
+                _mm256_loadu_ps(xp.add(i + 16)),
+                _mm256_loadu_ps(xp.add(i + 24)),
+            ];
+            let mut acc = [_mm256_setzero_si256(); 4];
+            for &c in cuts {
+                let cv = _mm256_set1_ps(c);
+                for k in 0..4 {
+                    // A true comparison is all ones, i.e. −1: subtracting it counts.
+                    let m = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(xs[k], cv));
+                    acc[k] = _mm256_sub_epi32(acc[k], m);
+                }
+            }
+            let ab = _mm256_packs_epi32(acc[0], acc[1]);
+            let cd = _mm256_packs_epi32(acc[2], acc[3]);
+            let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
+            _mm256_storeu_si256(out.as_mut_ptr().add(i).cast(), bytes);
+            i += 32;
+        }
+    }
+    for (slot, &xi) in out[i..n].iter_mut().zip(&x[i..n]) {
+        *slot = cuts.iter().filter(|&&c| xi > c).count() as u8;
+    }
+}
+
+// ---- The fit's scoring lanes ------------------------------------------------------------
+
+/// [`portable::score`](super::portable::score) with AVX2, as two halves of eight lanes. Bit-identical to it: the same
+/// operations in the same order.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn score(t: LaneTables<'_, f32>, x: &[f32], w: Option<&[f32]>) -> [f32; LANES] {
+    let mut out = [0.0f32; LANES];
+    let cuts = t.cut.len().min(t.above.len());
+    for half in 0..2 {
+        let lane0 = half * 8;
+        let mut acc = _mm256_setzero_ps();
+        // SAFETY: every row holds 16 floats, so the 8 from `lane0 <= 8` are in bounds.
+        let load = |row: &[f32; LANES]| unsafe { _mm256_loadu_ps(row.as_ptr().add(lane0)) };
+        let base = load(t.base);
+        for (i, &xi) in x.iter().enumerate() {
+            let xv = _mm256_set1_ps(xi);
+            let mut level = base;
+            for j in 0..cuts {
+                let mask = _mm256_cmp_ps::<_CMP_GT_OQ>(xv, load(&t.cut[j]));
+                level = _mm256_blendv_ps(level, load(&t.above[j]), mask);
+            }
+            let d = _mm256_sub_ps(xv, level);
+            let mut e = _mm256_mul_ps(d, d);
+            if let Some(w) = w {
+                e = _mm256_mul_ps(e, _mm256_set1_ps(w[i]));
+            }
+            acc = _mm256_add_ps(acc, e);
+        }
+        // SAFETY: `out` holds 16 floats; this half writes the 8 from `lane0 <= 8`.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(lane0), acc) };
+    }
+    out
+}
+
+/// [`portable::score_fixed`](super::portable::score_fixed) with AVX2, as two halves of eight candidates; bit-identical to
+/// it.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn score_fixed(t: LaneTables<'_, u32>, pairs: &[u32]) -> [f32; LANES] {
+    let mut out = [0.0f32; LANES];
+    let cuts = t.cut.len().min(t.above.len());
+    for half in 0..2 {
+        // SAFETY: rows hold 16 `u32`; `8 * half + 8 <= 16`.
+        let load =
+            |row: &[u32; LANES]| unsafe { _mm256_loadu_si256(row.as_ptr().add(8 * half).cast()) };
+        let base = load(t.base);
+        let mut acc = _mm256_setzero_ps();
+        for run in pairs.chunks(PAIRS_PER_SUM) {
+            let mut sum = _mm256_setzero_si256();
+            for &pair in run {
+                let xv = _mm256_set1_epi32(pair as i32);
+                let mut level = base;
+                for j in 0..cuts {
+                    let mask = _mm256_cmpgt_epi16(xv, load(&t.cut[j]));
+                    level = _mm256_blendv_epi8(level, load(&t.above[j]), mask);
+                }
+                let d = _mm256_sub_epi16(xv, level);
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(d, d));
+            }
+            acc = _mm256_add_ps(acc, _mm256_cvtepi32_ps(sum));
+        }
+        // SAFETY: `out` holds 16 floats; this half writes 8 of them.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * half), acc) };
+    }
+    out
+}
+
+/// The AVX-512 `score_coarse` with AVX2, block by block: a 256-bit half of a row block holds
+/// 16 candidates, and unpacking it yields candidates 0–7 and 16–23 (low half) or 8–15 and
+/// 24–31 (high half) of the same row layout. Bit-identical to the per-batch
+/// [`portable::score_fixed`](super::portable::score_fixed).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn score_coarse(table: CoarseRows<'_>, pairs: &[u32], out: &mut [f32]) {
+    assert!(table.coarse.is_multiple_of(32) && out.len() == table.coarse);
+    // One block of 32 candidates at a time keeps its sums in registers (AVX2 has 16).
+    for (v, out) in out.chunks_exact_mut(32).enumerate() {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for run in pairs.chunks(PAIRS_PER_SUM) {
+            let mut sum = [_mm256_setzero_si256(); 4];
+            for &pair in run {
+                let (low, high) = (table.row(pair & 0xffff), table.row(pair >> 16));
+                let xv = _mm256_set1_epi32(pair as i32);
+                for half in 0..2 {
+                    let at = 32 * v + 16 * half;
+                    // SAFETY: rows hold `table.coarse` levels (`row` slices them so), and
+                    // `at + 16 <= 32·(v + 1) <= out.len() == table.coarse`.
+                    let (a, b) = unsafe {
+                        (
+                            _mm256_loadu_si256(low.as_ptr().add(at).cast()),
+                            _mm256_loadu_si256(high.as_ptr().add(at).cast()),
+                        )
+                    };
+                    let d = _mm256_sub_epi16(xv, _mm256_unpacklo_epi16(a, b));
+                    sum[half] = _mm256_add_epi32(sum[half], _mm256_madd_epi16(d, d));
+                    let d = _mm256_sub_epi16(xv, _mm256_unpackhi_epi16(a, b));
+                    sum[2 + half] = _mm256_add_epi32(sum[2 + half], _mm256_madd_epi16(d, d));
+                }
+            }
+            for (acc, sum) in acc.iter_mut().zip(sum) {
+                *acc = _mm256_add_ps(*acc, _mm256_cvtepi32_ps(sum));
+            }
+        }
+        for (scores, acc) in out.chunks_exact_mut(8).zip(acc) {
+            // SAFETY: each chunk holds 8 floats.
+            unsafe { _mm256_storeu_ps(scores.as_mut_ptr(), acc) };
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Dot products of packed codes with `f32` vectors: the public entry points, the row kernel,
+//! and the GEMV's plan that permutes `x` once for every row.
+
+use super::{aligned_head, check_codes, Table, CHUNK};
+use crate::error::Result;
+use crate::isa::{portable, Isa, Path};
+#[cfg(target_arch = "x86_64")]
+use crate::isa::{x86_avx2, x86_avx512};
+use crate::pack;
+
+/// `Σ levels[code_j] · x[j]` over the `x.len()` codes in `packed`, with the checks of
+/// [`decode`](super::decode). The sum order depends on the path (see the module docs).
+///
+/// ```
+/// let levels = [-1.0f32, 0.0, 1.0];
+/// let y = expquant::kernels::dot(2, &[0b10_01_00_01], &levels, &[1.0, 2.0, 3.0, 4.0])?;
+/// assert_eq!(y, -2.0 + 4.0);
+/// # Ok::<(), expquant::Error>(())
+/// ```
+pub fn dot(bits: u8, packed: &[u8], levels: &[f32], x: &[f32]) -> Result<f32> {
+    dot_with(Isa::detect(), bits, packed, levels, x)
+}
+
+/// [`dot`] on a chosen path, so that tests and benchmarks can compare paths.
+pub fn dot_with(isa: Isa, bits: u8, packed: &[u8], levels: &[f32], x: &[f32]) -> Result<f32> {
+    check_codes(bits, packed, x.len(), levels)?;
+    let table = Table::from_levels(levels);
+    // With an allocator this is the GEMV's own row kernel (lane-permuted `x` where it pays).
+    #[cfg(feature = "alloc")]
+    return Ok(DotPlan::new(isa, bits, x, x.len()).dot(packed, 0, x.len(), &table));
+    #[cfg(not(feature = "alloc"))]
+    Ok(dot_span(isa, bits, packed, 0, &table, x))
+}
+
+/// `Σ table[code start + j] · x[j]` over one packed row. The caller guarantees the codes exist
+/// and index `table`.
+pub(crate) fn dot_span(
+    isa: Isa,
+    bits: u8,
+    row: &[u8],
+    start: usize,
+    table: &Table,
+    x: &[f32],
+) -> f32 {
+    let path = isa.path();
+    if path == Path::Scalar {
+        return portable::dot_span(bits, row, start, &table.v, x);
+    }
+    let head = aligned_head(bits, start, x.len());
+    let (first, rest) = x.split_at(head);
+    let mut acc = portable::dot_span(bits, row, start, &table.v, first);
+    let mut byte = (start + head) * usize::from(bits) / 8;
+    #[cfg(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_feature = "neon")
+    ))]
+    let (bytes, v) = (&row[byte..], &table.v);
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512(t) if bits == 4 && table.len <= 16 => return acc + t.dot4(bytes, v, rest),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2(t) if bits == 4 && table.len <= 16 => return acc + t.dot4(bytes, v, rest),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512(t) if bits == 8 => {
+            if let Some(vbmi) = t.vbmi() {
+                return acc + vbmi.dot8(bytes, v, rest);
+            }
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Path::Neon(t) if matches!(bits, 1 | 2 | 4) => {
+            return acc
+                + match bits {
+                    4 => t.dot_packed::<4>(bytes, v, rest),
+                    2 => t.dot_packed::<2>(bytes, v, rest),
+                    _ => t.dot_packed::<1>(bytes, v, rest),
+                };
+        }
+        _ => {}
+    }
+    let mut codes = [0u8; CHUNK];
+    for chunk in rest.chunks(CHUNK) {
+        let nb = pack::packed_len(chunk.len(), bits).unwrap_or(0);
+        let codes = &mut codes[..chunk.len()];
+        pack::unpack_fast(isa, &row[byte..byte + nb], bits, codes);
+        acc += lut_dot(path, codes, table, chunk);
+        byte += nb;
+    }
+    acc
+}
+
+/// `Σ table[codes[i]] · x[i]` on `path`.
+fn lut_dot(path: Path, codes: &[u8], table: &Table, x: &[f32]) -> f32 {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512(t) => t.lut_dot(codes, &table.v, table.len, x),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2(t) => t.lut_dot(codes, &table.v, table.len, x),
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Path::Neon(t) if table.len <= 64 => t.lut_dot(codes, &table.v, table.len, x),
+        _ => portable::lut_dot(codes, &table.v, x),
+    }
+}
+
+/// A GEMV's view of `x`, prepared once per call and shared by every row.
+///
+/// At 1, 2 and 4 bits on AVX2 or AVX-512 it holds `x` permuted to the lane layout of the
+/// `dot_perm` kernels, so a row's packed bytes feed the permute-and-FMA loop with no unpacking
+/// at all; spans that do not start on a block boundary (small groups) take the ordinary path.
+#[cfg(feature = "alloc")]
+pub(crate) struct DotPlan<'x> {
+    isa: Isa,
+    bits: u8,
+    /// Codes per block of the permuted layout; 0 when it is not used.
+    block: usize,
+    x: &'x [f32],
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    xperm: alloc::vec::Vec<f32>,
+}
+
+#[cfg(feature = "alloc")]
+impl<'x> DotPlan<'x> {
+    /// Prepares `x` for rows of `bits`-bit codes whose spans (groups) are `group_len` long.
+    pub fn new(isa: Isa, bits: u8, x: &'x [f32], group_len: usize) -> Self {
+        let (lanes, block) = match (isa.path(), bits) {
+            #[cfg(target_arch = "x86_64")]
+            (Path::Avx512(_), 1 | 2 | 4) => (16, x86_avx512::perm_block(u32::from(bits))),
+            #[cfg(target_arch = "x86_64")]
+            (Path::Avx2(_), 1 | 2 | 4) => (8, x86_avx2::perm_block(u32::from(bits))),
+            _ => (0, 0),
+        };
+        // Worth it only when whole blocks fit in a group and groups start on blocks.
+        let usable = block > 0
+            && group_len >= block
+            && (group_len.is_multiple_of(block) || group_len >= x.len());
+        let mut xperm = alloc::vec::Vec::new();
+        if usable {
+            // `max(1)`: on targets without a permuted kernel `block` is 0 and this is dead code.
+            let per_lane = block / lanes.max(1);
+            let full = x.len() / block.max(1) * block;
+            xperm.reserve_exact(full);
+            for blk in x[..full].chunks_exact(block) {
+                for m in 0..per_lane {
+                    for l in 0..lanes {
+                        xperm.push(blk[l * per_lane + m]);
+                    }
+                }
+            }
+        }
+        DotPlan {
+            isa,
+            bits,
+            block: if usable { block } else { 0 },
+            x,
+            xperm,
+        }
+    }
+
+    /// `Σ table[code j] · x[j]` for `j` in `start .. start + len` of one packed row.
+    pub fn dot(&self, row: &[u8], start: usize, len: usize, table: &Table) -> f32 {
+        let x = &self.x[start..start + len];
+        if self.block == 0 || !start.is_multiple_of(self.block) || table.len > 16 {
+            return dot_span(self.isa, self.bits, row, start, table, x);
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let blocks =
+                (len / self.block).min(self.xperm.len().saturating_sub(start) / self.block);
+            let done = blocks * self.block;
+            let bytes_per_block = self.block * usize::from(self.bits) / 8;
+            let b0 = start / self.block * bytes_per_block;
+            let bytes = &row[b0..b0 + blocks * bytes_per_block];
+            let xp = &self.xperm[start..start + done];
+            let t16 = table.repeated16(self.bits);
+            let head = match (self.isa.path(), self.bits) {
+                (Path::Avx512(t), 4) => t.dot_perm::<4>(bytes, &t16, xp),
+                (Path::Avx512(t), 2) => t.dot_perm::<2>(bytes, &t16, xp),
+                (Path::Avx512(t), 1) => t.dot_perm::<1>(bytes, &t16, xp),
+                (Path::Avx2(t), 4) => t.dot_perm::<4>(bytes, &t16, xp),
+                (Path::Avx2(t), 2) => t.dot_perm::<2>(bytes, &t16, xp),
+                (Path::Avx2(t), 1) => t.dot_perm::<1>(bytes, &t16, xp),
+                _ => 0.0,
+            };
+            head + dot_span(self.isa, self.bits, row, start + done, table, &x[done..])
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        dot_span(self.isa, self.bits, row, start, table, x)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl DotPlan<'_> {
+    /// [`dot`](Self::dot) for `R` rows over the same span, `rows[k]` with `tables[k]`; only
+    /// the first `live` results are needed. On AVX-512 at 1, 2 and 4 bits the whole blocks
+    /// of all `R` rows go through one kernel that shares each load of the permuted `x`
+    /// (every row is computed then, `live` or not: the caller pads with real rows). A row's
+    /// result never depends on its companions, so batching changes no bits.
+    pub fn dot_rows<const R: usize>(
+        &self,
+        rows: &[&[u8]; R],
+        tables: &[&Table; R],
+        live: usize,
+        start: usize,
+        len: usize,
+    ) -> [f32; R] {
+        let mut out = [0.0f32; R];
+        #[cfg(target_arch = "x86_64")]
+        if let Path::Avx512(t) = self.isa.path() {
+            if self.block > 0
+                && start.is_multiple_of(self.block)
+                && tables.iter().all(|table| table.len <= 16)
+            {
+                let blocks =
+                    (len / self.block).min(self.xperm.len().saturating_sub(start) / self.block);
+                let done = blocks * self.block;
+                let bytes_per_block = self.block * usize::from(self.bits) / 8;
+                let b0 = start / self.block * bytes_per_block;
+                let b1 = b0 + blocks * bytes_per_block;
+                let bytes: [&[u8]; R] = core::array::from_fn(|k| &rows[k][b0..b1]);
+                let xp = &self.xperm[start..start + done];
+                let v: [&[f32; 256]; R] = core::array::from_fn(|k| &tables[k].v);
+                out = match self.bits {
+                    4 => t.dot_perm_rows::<4, R>(&bytes, &v, xp),
+                    2 => t.dot_perm_rows::<2, R>(&bytes, &v, xp),
+                    _ => t.dot_perm_rows::<1, R>(&bytes, &v, xp),
+                };
+                if done < len {
+                    let x = &self.x[start + done..start + len];
+                    for k in 0..live.min(R) {
+                        let (row, table) = (rows[k], tables[k]);
+                        out[k] += dot_span(self.isa, self.bits, row, start + done, table, x);
+                    }
+                }
+                return out;
+            }
+        }
+        for k in 0..live.min(R) {
+            out[k] = self.dot(rows[k], start, len, tables[k]);
+        }
+        out
+    }
+}
