@@ -18,6 +18,14 @@
 #include <stdint.h>
 
 /**
+ * The version of expquant this header declares (MAJOR.MINOR.PATCH; expq_version() gives the
+ * linked library's at run time).
+ */
+#define EXPQ_VERSION_MAJOR 0
+#define EXPQ_VERSION_MINOR 1
+#define EXPQ_VERSION_PATCH 0
+
+/**
  * The most levels a codebook holds (`2^8`): a buffer of this many floats fits the levels of
  * any group (`expq_tensor_group_levels`).
  */
