@@ -5,7 +5,10 @@
  * Conventions: every fallible function returns an expq_status (EXPQ_STATUS_OK = 0);
  * out-parameters are written only on success; every pointer is checked (NULL gives
  * EXPQ_STATUS_NULL_POINTER); a failure stores a message read by expq_last_error_message
- * (thread-local); an expq_tensor is owned by the caller until expq_tensor_free.
+ * (thread-local); an expq_tensor is owned by the caller until expq_tensor_free. A parameter
+ * `p_len` is the number of elements of p's pointed-to type at `p` (bytes only for byte
+ * buffers); `written` receives the number of elements written. Every name this header
+ * defines starts with expq_ or EXPQ_.
  */
 
 #ifndef EXPQUANT_H
@@ -18,30 +21,40 @@
 #include <stdint.h>
 
 /**
+ * The version of expquant this header declares (MAJOR.MINOR.PATCH; expq_version() gives the
+ * linked library's at run time).
+ */
+#define EXPQ_VERSION_MAJOR 0
+#define EXPQ_VERSION_MINOR 1
+#define EXPQ_VERSION_PATCH 0
+
+/**
  * The most levels a codebook holds (`2^8`): a buffer of this many floats fits the levels of
- * any group (`expq_tensor_group_levels`).
+ * any group (`expq_tensor_group_levels`, `expq_view_group_levels`).
  */
 #define EXPQ_MAX_LEVELS 256
 
 /**
- * The format version this crate writes and reads.
+ * The version of the stored byte format that `expq_tensor_serialize` writes and
+ * `expq_tensor_deserialize` and `expq_view_init` read; bytes of another version give
+ * `EXPQ_STATUS_UNSUPPORTED_VERSION`.
  */
-#define FORMAT_VERSION 1
+#define EXPQ_FORMAT_VERSION 1
 
 /**
- * Bytes before a tensor's payload.
+ * Bytes of the header in front of a stored tensor's packed codes.
  */
-#define HEADER_LEN 64
+#define EXPQ_HEADER_LEN 64
 
 /**
- * Tensors inside a container start at multiples of this.
+ * Tensors inside a container start at byte offsets that are multiples of this.
  */
-#define CONTAINER_ALIGN 64
+#define EXPQ_CONTAINER_ALIGN 64
 
 /**
- * The longest tensor name a container accepts.
+ * The longest tensor name, in bytes, that a container accepts.
  */
-#define MAX_NAME_LEN 1024
+#define EXPQ_MAX_NAME_LEN 1024
 
 /**
  * The result of every fallible call. `EXPQ_STATUS_OK` is 0; the numbers never change, and a
@@ -160,7 +173,7 @@ typedef enum expq_granularity {
 typedef struct expq_tensor expq_tensor;
 
 /**
- * What to quantize to. Start from [`expq_config_default`] and change fields.
+ * What to quantize to. Start from `expq_config_default` and change fields.
  *
  * Fields read as enums are checked: a value outside the enum (say `scheme = 7`) makes
  * `expq_quantize` fail with `EXPQ_STATUS_INVALID_ARGUMENT`.
@@ -271,20 +284,21 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Copies the calling thread's last error message into `buf` and returns its full length in
- * bytes, not counting the terminating NUL.
+ * Copies the calling thread's last error message into `buf`, which holds `buf_len` chars,
+ * and returns the message's full length in bytes, not counting the terminating NUL.
  *
- * At most `cap - 1` bytes are copied and a NUL is always written after them, so a message
- * longer than the buffer is truncated; a return value `>= cap` means it was. With `buf` NULL
- * or `cap` 0 nothing is written and only the length is returned (ask for the length, then
- * allocate `length + 1`). The message is a sentence such as `expq_quantize: bits must be in
- * 1..=8, got 9`; it is set by every failing call on this thread and not cleared by a
- * successful one. Returns 0 (and writes `""`) when no call on this thread has failed.
+ * At most `buf_len - 1` bytes are copied and a NUL is always written after them, so a
+ * message longer than the buffer is truncated; a return value `>= buf_len` means it was.
+ * With `buf` NULL or `buf_len` 0 nothing is written and only the length is returned (ask
+ * for the length, then allocate `length + 1`). The message is a sentence such as
+ * `expq_quantize: bits must be in 1..=8, got 9`; it is set by every failing call on this
+ * thread and not cleared by a successful one. Returns 0 (and writes `""`) when no call on
+ * this thread has failed.
  *
  * # Safety
- * If `buf` is not NULL it must be valid for writes of `cap` bytes.
+ * If `buf` is not NULL it must be valid for writes of `buf_len` chars.
  */
-size_t expq_last_error_message(char *buf, size_t cap);
+size_t expq_last_error_message(char *buf, size_t buf_len);
 
 /**
  * The library version (the Rust crate's `CARGO_PKG_VERSION`), a static NUL-terminated
@@ -296,36 +310,37 @@ const char *expq_version(void);
  * The default configuration for `scheme` at `bits` bits, the same as the Rust
  * `Config::new`: per row, `EXPQ_SCALE_RULE_MAX_ABS`, zero level on.
  *
- * Never fails: a `scheme` outside [`expq_scheme`] or `bits` outside 1..=8 are copied into
+ * Never fails: a `scheme` outside `expq_scheme` or `bits` outside 1..=8 are copied into
  * the result, and `expq_quantize` reports them.
  */
 struct expq_config expq_config_default(expq_scheme scheme, uint8_t bits);
 
 /**
- * Decodes `n` codes of `bits` bits from `packed` through one codebook: `out[i] =
+ * Decodes `out_len` codes of `bits` bits from `packed` through one codebook: `out[i] =
  * levels[code_i]`. Allocates nothing.
  *
  * Codes are packed least-significant-bit first into a little-endian byte stream: code `i`
  * occupies bits `i*bits .. (i+1)*bits`, bit `k` of the stream being bit `k % 8` of byte
- * `k / 8` (at 4 bits, element `2i` is the low nibble of byte `i`). `packed_len` must be
- * exactly `ceil(n * bits / 8)`; `levels` holds `n_levels` (1 to 256) floats.
+ * `k / 8` (at 4 bits, element `2i` is the low nibble of byte `i`). `packed` holds
+ * `packed_len` bytes, exactly `ceil(out_len * bits / 8)`; `levels` holds `levels_len` (1 to
+ * 256) floats; `out` gets `out_len` floats.
  *
- * Errors: `EXPQ_STATUS_INVALID_ARGUMENT` (bits outside 1..=8, `n_levels` 0 or above 256,
- * `packed_len` too long, overlapping buffers), `EXPQ_STATUS_BUFFER_TOO_SMALL` (`packed_len`
- * too short), `EXPQ_STATUS_CORRUPT_DATA` (a code `>= n_levels`). `out` is written only on
- * success.
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (bits outside 1..=8,
+ * `levels_len` 0 or above 256, `packed_len` too long, overlapping buffers),
+ * `EXPQ_STATUS_BUFFER_TOO_SMALL` (`packed_len` too short), `EXPQ_STATUS_CORRUPT_DATA` (a
+ * code `>= levels_len`). `out` is written only on success.
  *
  * # Safety
- * `packed` must point to `packed_len` bytes, `levels` to `n_levels` floats, and `out` be
- * writable for `n` floats.
+ * `packed` must point to `packed_len` bytes, `levels` to `levels_len` floats, and `out` be
+ * writable for `out_len` floats.
  */
 enum expq_status expq_decode(uint8_t bits,
                              const uint8_t *packed,
                              size_t packed_len,
                              const float *levels,
-                             size_t n_levels,
+                             size_t levels_len,
                              float *out,
-                             size_t n);
+                             size_t out_len);
 
 /**
  * Quantizes a `rows × cols` row-major matrix of `rows * cols` floats at `weights`, as
@@ -385,8 +400,7 @@ uint8_t expq_tensor_bits(const struct expq_tensor *t);
 /**
  * Stored bits per weight of `t`: the packed codes (with row padding) plus 32 bits per
  * stored scale parameter (`a`, and `q` where it spaces two or more magnitudes), over
- * `rows × cols`.
- * 0.0 when `t` is NULL.
+ * `rows × cols`. 0.0 when `t` is NULL.
  *
  * # Safety
  * `t` must be NULL or a live tensor (not yet freed).
@@ -413,34 +427,37 @@ size_t expq_tensor_row_bytes(const struct expq_tensor *t);
 
 /**
  * On success stores in `*codes` a pointer to the packed codes of all rows (`rows ×
- * row_bytes` bytes, codes LSB-first, see `expq_decode`) and their byte count in `*len`.
- * The pointer is borrowed from `t` and valid until `expq_tensor_free(t)`.
+ * row_bytes` bytes, codes LSB-first, see `expq_decode`) and their number of bytes in
+ * `*codes_len`. The pointer is borrowed from `t` and valid until `expq_tensor_free(t)`.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`. The outputs are written only on success.
  *
  * # Safety
- * `t` must be NULL or a live tensor; `codes` and `len` must be writable.
+ * `t` must be NULL or a live tensor; `codes` and `codes_len` must be NULL or writable.
  */
 enum expq_status expq_tensor_packed_codes(const struct expq_tensor *t,
                                           const uint8_t **codes,
-                                          size_t *len);
+                                          size_t *codes_len);
 
 /**
  * Writes the levels of group `group` of `t`, ascending (code `c` decodes to `levels[c]`),
- * into `levels`, which holds `levels_len` floats, and stores their number in `*n_levels`.
- * At most `EXPQ_MAX_LEVELS` (`2^bits`); a group has `2^bits − 1` with the zero level on. Together
- * with `expq_tensor_packed_codes` this is what `expq_decode` needs.
+ * into `levels`, which holds `levels_len` floats, and stores their number in `*written`: at
+ * most `EXPQ_MAX_LEVELS` (`2^bits`), `2^bits − 1` with the zero level on. Together with
+ * `expq_tensor_packed_codes` this is what `expq_decode` needs.
  *
- * Errors: `EXPQ_STATUS_INVALID_ARGUMENT` when `group >= expq_tensor_group_count(t)`,
- * `EXPQ_STATUS_BUFFER_TOO_SMALL` when `levels_len` is less than the number of levels.
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` when `group >=
+ * expq_tensor_group_count(t)`, `EXPQ_STATUS_BUFFER_TOO_SMALL` when `levels_len` is less
+ * than the number of levels. `levels` and `*written` are written only on success.
  *
  * # Safety
  * `t` must be NULL or a live tensor; `levels` must be writable for `levels_len` floats;
- * `n_levels` must be writable.
+ * `written` must be NULL or writable.
  */
 enum expq_status expq_tensor_group_levels(const struct expq_tensor *t,
                                           size_t group,
                                           float *levels,
                                           size_t levels_len,
-                                          size_t *n_levels);
+                                          size_t *written);
 
 /**
  * Writes the dequantized matrix, row-major, into `out`, which must hold exactly `rows *
@@ -498,19 +515,19 @@ enum expq_status expq_tensor_gemv_rows(const struct expq_tensor *t,
  * statistics per output row (grouped and depthwise convolutions).
  * `EXPQ_SCALE_RULE_OUTPUT_MSE` fits each group's scale to `Σ_j E[x_j²]·(W − Q)²` and needs
  * `input_sq_mean`; other rules give the same tensor as `expq_quantize` plus the correction.
- * `bias_len` must be `rows`.
+ * `bias_correction_len` must be `rows`.
  *
  * Errors: everything `expq_quantize` reports, and `EXPQ_STATUS_INVALID_ARGUMENT` (a
  * statistic whose length is neither `cols` nor `rows * cols`, a negative mean square,
- * `EXPQ_SCALE_RULE_OUTPUT_MSE` without `input_sq_mean`, `bias_len > rows`, overlapping
+ * `EXPQ_SCALE_RULE_OUTPUT_MSE` without `input_sq_mean`, `bias_correction_len > rows`, overlapping
  * buffers), `EXPQ_STATUS_NON_FINITE` (a NaN or infinite statistic),
- * `EXPQ_STATUS_BUFFER_TOO_SMALL` (`bias_len < rows`). `bias_correction` and `*out` are
+ * `EXPQ_STATUS_BUFFER_TOO_SMALL` (`bias_correction_len < rows`). `bias_correction` and `*out` are
  * written only on success.
  *
  * # Safety
  * `weights` must point to `rows * cols` floats; `config` to an `expq_config`; `input_mean`
  * to `input_mean_len` floats; `input_sq_mean` be NULL or point to `input_sq_mean_len`
- * floats; `bias_correction` be writable for `bias_len` floats; `out` writable for one
+ * floats; `bias_correction` be writable for `bias_correction_len` floats; `out` writable for one
  * pointer.
  */
 enum expq_status expq_quantize_calibrated(const float *weights,
@@ -522,7 +539,7 @@ enum expq_status expq_quantize_calibrated(const float *weights,
                                           const float *input_sq_mean,
                                           size_t input_sq_mean_len,
                                           float *bias_correction,
-                                          size_t bias_len,
+                                          size_t bias_correction_len,
                                           struct expq_tensor **out);
 
 /**
@@ -547,30 +564,31 @@ enum expq_status expq_relu_moments(float beta,
 
 /**
  * Writes the stored form of `t` (the documented, versioned byte format: header, packed
- * codes, parameters, CRC-32) into `buf`, which holds `cap` bytes, and on success stores the
- * number of bytes written in `*written`. The bytes can be loaded back with
+ * codes, parameters, CRC-32) into `buf`, which holds `buf_len` bytes, and on success stores
+ * the number of bytes written in `*written`. The bytes can be loaded back with
  * `expq_tensor_deserialize` or borrowed in place with `expq_view_init`; they need no
  * alignment.
  *
- * Size query: with `buf` NULL, or `cap` smaller than needed, nothing is written to `buf`,
- * the needed size is stored in `*written`, and the status is `EXPQ_STATUS_BUFFER_TOO_SMALL`.
- * This is the one documented exception to "out-parameters are written only on success": ask
- * with `buf` NULL and `cap` 0, allocate `*written` bytes, then call again.
+ * Size query: with `buf` NULL, or `buf_len` smaller than needed, nothing is written to
+ * `buf`, the needed size is stored in `*written`, and the status is
+ * `EXPQ_STATUS_BUFFER_TOO_SMALL`. This is the one documented exception to "out-parameters
+ * are written only on success": ask with `buf` NULL and `buf_len` 0, allocate `*written`
+ * bytes, then call again.
  *
  * Errors: `EXPQ_STATUS_NULL_POINTER` (`t` or `written` NULL),
  * `EXPQ_STATUS_BUFFER_TOO_SMALL` (as above; `*written` is the needed size).
  *
  * # Safety
- * `t` must be NULL or a live tensor; `buf` must be NULL or writable for `cap` bytes;
+ * `t` must be NULL or a live tensor; `buf` must be NULL or writable for `buf_len` bytes;
  * `written` must be NULL or writable.
  */
 enum expq_status expq_tensor_serialize(const struct expq_tensor *t,
                                        uint8_t *buf,
-                                       size_t cap,
+                                       size_t buf_len,
                                        size_t *written);
 
 /**
- * Validates `len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
+ * Validates `buf_len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
  * writes it) and on success stores a new tensor holding a copy of them in `*out` (free it
  * with `expq_tensor_free`). `buf` may be freed afterwards.
  *
@@ -580,12 +598,14 @@ enum expq_status expq_tensor_serialize(const struct expq_tensor *t,
  * `*out` is written only on success.
  *
  * # Safety
- * `buf` must point to `len` readable bytes; `out` must be writable for one pointer.
+ * `buf` must point to `buf_len` readable bytes; `out` must be writable for one pointer.
  */
-enum expq_status expq_tensor_deserialize(const uint8_t *buf, size_t len, struct expq_tensor **out);
+enum expq_status expq_tensor_deserialize(const uint8_t *buf,
+                                         size_t buf_len,
+                                         struct expq_tensor **out);
 
 /**
- * Validates `len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
+ * Validates `buf_len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
  * writes it: magic, version, every length, checksum, parameters, codes) and on success
  * fills `*out` with a view that borrows them. Allocates nothing and copies nothing; `buf`
  * needs no alignment, and must stay alive and unchanged while the view is used.
@@ -597,9 +617,9 @@ enum expq_status expq_tensor_deserialize(const uint8_t *buf, size_t len, struct 
  * success.
  *
  * # Safety
- * `buf` must point to `len` readable bytes; `out` must be writable for one `expq_view`.
+ * `buf` must point to `buf_len` readable bytes; `out` must be writable for one `expq_view`.
  */
-enum expq_status expq_view_init(const uint8_t *buf, size_t len, struct expq_view *out);
+enum expq_status expq_view_init(const uint8_t *buf, size_t buf_len, struct expq_view *out);
 
 /**
  * Writes the dequantized matrix, row-major, into `out`, which must hold exactly `rows *
@@ -682,6 +702,67 @@ size_t expq_view_cols(const struct expq_view *v);
  * As `expq_view_dequantize`.
  */
 double expq_view_bits_per_weight(const struct expq_view *v);
+
+/**
+ * Bits per code of the viewed tensor (1 to 8), or 0 when `v` is NULL or not initialized.
+ *
+ * # Safety
+ * As `expq_view_dequantize`.
+ */
+uint8_t expq_view_bits(const struct expq_view *v);
+
+/**
+ * Number of groups (codebooks) of the viewed tensor, as `expq_tensor_group_count`; 0 when
+ * `v` is NULL or not initialized.
+ *
+ * # Safety
+ * As `expq_view_dequantize`.
+ */
+size_t expq_view_group_count(const struct expq_view *v);
+
+/**
+ * Bytes per packed row of the viewed tensor, as `expq_tensor_row_bytes`; 0 when `v` is
+ * NULL or not initialized.
+ *
+ * # Safety
+ * As `expq_view_dequantize`.
+ */
+size_t expq_view_row_bytes(const struct expq_view *v);
+
+/**
+ * On success stores in `*codes` a pointer to the packed codes of all rows, as
+ * `expq_tensor_packed_codes`, and their number of bytes in `*codes_len`. The pointer points
+ * into the buffer given to `expq_view_init` (`EXPQ_HEADER_LEN` bytes after its start) and is
+ * valid while that buffer is.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`v` not initialized).
+ * The outputs are written only on success.
+ *
+ * # Safety
+ * `v` as for `expq_view_dequantize`; `codes` and `codes_len` must be NULL or writable.
+ */
+enum expq_status expq_view_packed_codes(const struct expq_view *v,
+                                        const uint8_t **codes,
+                                        size_t *codes_len);
+
+/**
+ * Writes the levels of group `group` of the viewed tensor, ascending, into `levels`, which
+ * holds `levels_len` floats, and stores their number in `*written`, as
+ * `expq_tensor_group_levels`.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`v` not initialized,
+ * `group >= expq_view_group_count(v)`), `EXPQ_STATUS_BUFFER_TOO_SMALL` (`levels_len` less
+ * than the number of levels). `levels` and `*written` are written only on success.
+ *
+ * # Safety
+ * `v` as for `expq_view_dequantize`; `levels` must be writable for `levels_len` floats;
+ * `written` must be NULL or writable.
+ */
+enum expq_status expq_view_group_levels(const struct expq_view *v,
+                                        size_t group,
+                                        float *levels,
+                                        size_t levels_len,
+                                        size_t *written);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -219,7 +219,7 @@ fn minimal_example_shared_and_static() {
 /// static one, and the shared library exports no other `expq_` symbol.
 #[test]
 fn header_matches_exported_symbols() {
-    let header = std::fs::read_to_string(Path::new(ROOT).join("include/expquant.h")).unwrap();
+    let header = header();
     let mut declared: Vec<String> = header
         .lines()
         .filter(|l| !l.starts_with(' ') && !l.starts_with('#') && l.contains("expq_"))
@@ -288,4 +288,137 @@ fn docs_show_the_tested_minimal_program() {
             "README.md does not show examples/c/minimal.c verbatim"
         );
     }
+}
+
+/// The committed header, as C compilers see it.
+fn header() -> String {
+    std::fs::read_to_string(Path::new(ROOT).join("include/expquant.h")).unwrap()
+}
+
+/// The header's text outside comments, one entry per line.
+fn header_code() -> Vec<String> {
+    let mut code = Vec::new();
+    let mut in_block = false;
+    for line in header().lines() {
+        let mut kept = String::new();
+        let mut rest = line;
+        loop {
+            if in_block {
+                match rest.find("*/") {
+                    Some(end) => {
+                        rest = &rest[end + 2..];
+                        in_block = false;
+                    }
+                    None => break,
+                }
+            } else if let Some(start) = rest.find("/*") {
+                kept.push_str(&rest[..start]);
+                rest = &rest[start + 2..];
+                in_block = true;
+            } else {
+                kept.push_str(rest.split("//").next().unwrap());
+                break;
+            }
+        }
+        code.push(kept);
+    }
+    code
+}
+
+/// Every macro, type, enum constant and function the header defines is `EXPQ_`/`expq_`
+/// prefixed (the include guard is `EXPQUANT_H`), so that it cannot collide with a C
+/// program's own names.
+#[test]
+fn header_defines_only_prefixed_names() {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut defined: Vec<(String, &str)> = Vec::new();
+    let mut in_enum = false;
+    for line in header_code() {
+        let trimmed = line.trim();
+        let words: Vec<&str> = trimmed
+            .split(|c: char| !is_ident(c))
+            .filter(|w| !w.is_empty())
+            .collect();
+        if let Some(rest) = trimmed.strip_prefix("#define") {
+            let name: String = rest.trim().chars().take_while(|&c| is_ident(c)).collect();
+            if name != "EXPQUANT_H" {
+                defined.push((name, "macro"));
+            }
+        } else if trimmed.starts_with("typedef enum") {
+            in_enum = true;
+            defined.push((words[2].to_owned(), "enum"));
+        } else if trimmed.starts_with("typedef struct") {
+            defined.push((words[2].to_owned(), "struct"));
+            if trimmed.ends_with(';') {
+                defined.push((words[3].to_owned(), "typedef"));
+            }
+        } else if trimmed.starts_with('}') && trimmed.ends_with(';') && words.len() == 1 {
+            in_enum = false;
+            defined.push((words[0].to_owned(), "typedef"));
+        } else if in_enum && trimmed.contains('=') {
+            defined.push((words[0].to_owned(), "enum constant"));
+        } else if !line.starts_with(' ') && line.contains('(') {
+            let before = line.split('(').next().unwrap();
+            let name = before.rsplit([' ', '*']).next().unwrap();
+            defined.push((name.to_owned(), "function"));
+        }
+    }
+    let count = |kind: &str| defined.iter().filter(|(_, k)| *k == kind).count();
+    assert!(
+        count("macro") >= 8 && count("enum") == 4 && count("function") >= 30,
+        "the header was not parsed as expected: {defined:?}"
+    );
+    let leaks: Vec<&(String, &str)> = defined
+        .iter()
+        .filter(|(name, _)| !name.starts_with("expq_") && !name.starts_with("EXPQ_"))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "unprefixed names in the header: {leaks:?}"
+    );
+}
+
+/// The doc comments cbindgen copies into the header read as plain prose: no rustdoc link
+/// syntax (`[text](target)`, `` [`name`] ``).
+#[test]
+fn header_comments_have_no_rustdoc_links() {
+    let header = header();
+    let leaks: Vec<(usize, &str)> = header
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.contains("](") || line.contains("[`") || line.contains("]["))
+        .map(|(i, line)| (i + 1, line.trim()))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "rustdoc links in include/expquant.h: {leaks:?}"
+    );
+}
+
+/// `EXPQ_VERSION_MAJOR/MINOR/PATCH` are this crate's version (the C test checks them against
+/// `expq_version()` at run time, and at compile time that they are integer constants).
+#[test]
+fn header_version_macros_are_the_crate_version() {
+    let header = header();
+    let value = |name: &str| -> String {
+        let prefix = format!("#define {name} ");
+        header
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("include/expquant.h does not define {name}"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        [
+            value("EXPQ_VERSION_MAJOR"),
+            value("EXPQ_VERSION_MINOR"),
+            value("EXPQ_VERSION_PATCH"),
+        ],
+        [
+            env!("CARGO_PKG_VERSION_MAJOR"),
+            env!("CARGO_PKG_VERSION_MINOR"),
+            env!("CARGO_PKG_VERSION_PATCH"),
+        ]
+    );
 }

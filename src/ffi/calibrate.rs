@@ -18,19 +18,19 @@ use super::{boundary, check_disjoint, expq_config, expq_status, expq_tensor, wri
 /// statistics per output row (grouped and depthwise convolutions).
 /// `EXPQ_SCALE_RULE_OUTPUT_MSE` fits each group's scale to `Σ_j E[x_j²]·(W − Q)²` and needs
 /// `input_sq_mean`; other rules give the same tensor as `expq_quantize` plus the correction.
-/// `bias_len` must be `rows`.
+/// `bias_correction_len` must be `rows`.
 ///
 /// Errors: everything `expq_quantize` reports, and `EXPQ_STATUS_INVALID_ARGUMENT` (a
 /// statistic whose length is neither `cols` nor `rows * cols`, a negative mean square,
-/// `EXPQ_SCALE_RULE_OUTPUT_MSE` without `input_sq_mean`, `bias_len > rows`, overlapping
+/// `EXPQ_SCALE_RULE_OUTPUT_MSE` without `input_sq_mean`, `bias_correction_len > rows`, overlapping
 /// buffers), `EXPQ_STATUS_NON_FINITE` (a NaN or infinite statistic),
-/// `EXPQ_STATUS_BUFFER_TOO_SMALL` (`bias_len < rows`). `bias_correction` and `*out` are
+/// `EXPQ_STATUS_BUFFER_TOO_SMALL` (`bias_correction_len < rows`). `bias_correction` and `*out` are
 /// written only on success.
 ///
 /// # Safety
 /// `weights` must point to `rows * cols` floats; `config` to an `expq_config`; `input_mean`
 /// to `input_mean_len` floats; `input_sq_mean` be NULL or point to `input_sq_mean_len`
-/// floats; `bias_correction` be writable for `bias_len` floats; `out` writable for one
+/// floats; `bias_correction` be writable for `bias_correction_len` floats; `out` writable for one
 /// pointer.
 #[no_mangle]
 pub unsafe extern "C" fn expq_quantize_calibrated(
@@ -43,7 +43,7 @@ pub unsafe extern "C" fn expq_quantize_calibrated(
     input_sq_mean: *const f32,
     input_sq_mean_len: usize,
     bias_correction: *mut f32,
-    bias_len: usize,
+    bias_correction_len: usize,
     out: *mut *mut expq_tensor,
 ) -> expq_status {
     boundary("expq_quantize_calibrated", || {
@@ -58,23 +58,28 @@ pub unsafe extern "C" fn expq_quantize_calibrated(
         };
         try_out!(out);
         let names = ("weights", "bias_correction");
-        check_disjoint(weights, bias_correction, bias_len, names)?;
-        check_disjoint(mean, bias_correction, bias_len, ("input_mean", names.1))?;
+        check_disjoint(weights, bias_correction, bias_correction_len, names)?;
+        check_disjoint(
+            mean,
+            bias_correction,
+            bias_correction_len,
+            ("input_mean", names.1),
+        )?;
         if let Some(sq_mean) = sq_mean {
             check_disjoint(
                 sq_mean,
                 bias_correction,
-                bias_len,
+                bias_correction_len,
                 ("input_sq_mean", names.1),
             )?;
         }
-        let bias = try_slice_mut!(bias_correction, bias_len);
+        let bias = try_slice_mut!(bias_correction, bias_correction_len);
         let config = config.rust_config()?;
-        if bias_len != rows {
+        if bias_correction_len != rows {
             return Err(Error::BufferLength {
                 what: "bias_correction",
                 expected: rows,
-                actual: bias_len,
+                actual: bias_correction_len,
             }
             .into());
         }

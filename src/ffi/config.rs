@@ -75,7 +75,7 @@ const _: () = {
     assert!(core::mem::size_of::<bool>() == core::mem::size_of::<u8>());
 };
 
-/// What to quantize to. Start from [`expq_config_default`] and change fields.
+/// What to quantize to. Start from `expq_config_default` and change fields.
 ///
 /// Fields read as enums are checked: a value outside the enum (say `scheme = 7`) makes
 /// `expq_quantize` fail with `EXPQ_STATUS_INVALID_ARGUMENT`.
@@ -171,7 +171,7 @@ impl expq_config {
 /// The default configuration for `scheme` at `bits` bits, the same as the Rust
 /// `Config::new`: per row, `EXPQ_SCALE_RULE_MAX_ABS`, zero level on.
 ///
-/// Never fails: a `scheme` outside [`expq_scheme`] or `bits` outside 1..=8 are copied into
+/// Never fails: a `scheme` outside `expq_scheme` or `bits` outside 1..=8 are copied into
 /// the result, and `expq_quantize` reports them.
 #[no_mangle]
 pub extern "C" fn expq_config_default(scheme: expq_scheme_value, bits: u8) -> expq_config {

@@ -27,8 +27,16 @@
 //!   expq_tensor *` functions on one tensor at the same time; freeing must not race with them.
 //! - An [`expq_view`] is a caller-owned struct that borrows a validated byte buffer; it
 //!   owns nothing and is never freed.
-//! - Sizes and lengths are `size_t` and count elements, not bytes.
+//! - Sizes and lengths are `size_t` and count elements, not bytes. A parameter `p_len` is
+//!   the number of elements of `p`'s pointed-to type at `p` (an input length, or for an
+//!   out-parameter `*p_len` the length of what `*p` points to); `written` receives how many
+//!   elements a call wrote into the caller's buffer.
+//! - Every name in the header starts with `expq_` or `EXPQ_`.
+//!
+//! The doc comments of exported items are copied into the header, so they are plain prose
+//! with backticked names and no rustdoc links (a test in `tests/c_abi.rs` checks the header).
 
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![allow(non_camel_case_types)]
 
 extern crate std;
@@ -97,9 +105,32 @@ pub use storage::*;
 pub use tensor::*;
 
 /// The most levels a codebook holds (`2^8`): a buffer of this many floats fits the levels of
-/// any group (`expq_tensor_group_levels`).
+/// any group (`expq_tensor_group_levels`, `expq_view_group_levels`).
 pub const EXPQ_MAX_LEVELS: usize = 256;
-const _: () = assert!(EXPQ_MAX_LEVELS == crate::codebook::MAX_LEVELS);
+
+/// The version of the stored byte format that `expq_tensor_serialize` writes and
+/// `expq_tensor_deserialize` and `expq_view_init` read; bytes of another version give
+/// `EXPQ_STATUS_UNSUPPORTED_VERSION`.
+pub const EXPQ_FORMAT_VERSION: u16 = 1;
+
+/// Bytes of the header in front of a stored tensor's packed codes.
+pub const EXPQ_HEADER_LEN: usize = 64;
+
+/// Tensors inside a container start at byte offsets that are multiples of this.
+pub const EXPQ_CONTAINER_ALIGN: usize = 64;
+
+/// The longest tensor name, in bytes, that a container accepts.
+pub const EXPQ_MAX_NAME_LEN: usize = 1024;
+
+// The header's copies of core constants: cbindgen cannot evaluate a path to another constant,
+// so the values are written out and pinned here.
+const _: () = {
+    assert!(EXPQ_MAX_LEVELS == crate::codebook::MAX_LEVELS);
+    assert!(EXPQ_FORMAT_VERSION == crate::format::FORMAT_VERSION);
+    assert!(EXPQ_HEADER_LEN == crate::format::HEADER_LEN);
+    assert!(EXPQ_CONTAINER_ALIGN == crate::format::CONTAINER_ALIGN);
+    assert!(EXPQ_MAX_NAME_LEN == crate::format::MAX_NAME_LEN);
+};
 
 /// The result of every fallible call. `EXPQ_STATUS_OK` is 0; the numbers never change, and a
 /// retired value stays reserved.
@@ -393,26 +424,30 @@ pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T) {
     unsafe { ptr.write(value) }
 }
 
-/// Copies the calling thread's last error message into `buf` and returns its full length in
-/// bytes, not counting the terminating NUL.
+/// Copies the calling thread's last error message into `buf`, which holds `buf_len` chars,
+/// and returns the message's full length in bytes, not counting the terminating NUL.
 ///
-/// At most `cap - 1` bytes are copied and a NUL is always written after them, so a message
-/// longer than the buffer is truncated; a return value `>= cap` means it was. With `buf` NULL
-/// or `cap` 0 nothing is written and only the length is returned (ask for the length, then
-/// allocate `length + 1`). The message is a sentence such as `expq_quantize: bits must be in
-/// 1..=8, got 9`; it is set by every failing call on this thread and not cleared by a
-/// successful one. Returns 0 (and writes `""`) when no call on this thread has failed.
+/// At most `buf_len - 1` bytes are copied and a NUL is always written after them, so a
+/// message longer than the buffer is truncated; a return value `>= buf_len` means it was.
+/// With `buf` NULL or `buf_len` 0 nothing is written and only the length is returned (ask
+/// for the length, then allocate `length + 1`). The message is a sentence such as
+/// `expq_quantize: bits must be in 1..=8, got 9`; it is set by every failing call on this
+/// thread and not cleared by a successful one. Returns 0 (and writes `""`) when no call on
+/// this thread has failed.
 ///
 /// # Safety
-/// If `buf` is not NULL it must be valid for writes of `cap` bytes.
+/// If `buf` is not NULL it must be valid for writes of `buf_len` chars.
 #[no_mangle]
-pub unsafe extern "C" fn expq_last_error_message(buf: *mut core::ffi::c_char, cap: usize) -> usize {
+pub unsafe extern "C" fn expq_last_error_message(
+    buf: *mut core::ffi::c_char,
+    buf_len: usize,
+) -> usize {
     boundary("expq_last_error_message", || {
         LAST_ERROR.with(|last| {
             let last = last.borrow();
             let bytes = last.as_bytes();
-            if !buf.is_null() && cap > 0 {
-                let n = bytes.len().min(cap - 1);
+            if !buf.is_null() && buf_len > 0 {
+                let n = bytes.len().min(buf_len - 1);
                 let out = try_slice_mut!(buf, n + 1);
                 for (o, &b) in out.iter_mut().zip(bytes) {
                     *o = b as core::ffi::c_char;
@@ -590,6 +625,6 @@ mod tests {
                 );
             }
         }
-        assert!(count >= 28, "found only {count} exports");
+        assert!(count >= 32, "found only {count} exports");
     }
 }

@@ -13,44 +13,46 @@ use crate::format::HEADER_LEN;
 use crate::parts::{ParamEncoding, Parts, Shape};
 use crate::{Granularity, QuantizedTensor, QuantizedView, Scheme};
 
+use super::tensor::{group_levels, packed_codes};
 use super::{boundary, check_disjoint, expq_status, expq_tensor, slice_from, write_out, Failure};
 
 /// Writes the stored form of `t` (the documented, versioned byte format: header, packed
-/// codes, parameters, CRC-32) into `buf`, which holds `cap` bytes, and on success stores the
-/// number of bytes written in `*written`. The bytes can be loaded back with
+/// codes, parameters, CRC-32) into `buf`, which holds `buf_len` bytes, and on success stores
+/// the number of bytes written in `*written`. The bytes can be loaded back with
 /// `expq_tensor_deserialize` or borrowed in place with `expq_view_init`; they need no
 /// alignment.
 ///
-/// Size query: with `buf` NULL, or `cap` smaller than needed, nothing is written to `buf`,
-/// the needed size is stored in `*written`, and the status is `EXPQ_STATUS_BUFFER_TOO_SMALL`.
-/// This is the one documented exception to "out-parameters are written only on success": ask
-/// with `buf` NULL and `cap` 0, allocate `*written` bytes, then call again.
+/// Size query: with `buf` NULL, or `buf_len` smaller than needed, nothing is written to
+/// `buf`, the needed size is stored in `*written`, and the status is
+/// `EXPQ_STATUS_BUFFER_TOO_SMALL`. This is the one documented exception to "out-parameters
+/// are written only on success": ask with `buf` NULL and `buf_len` 0, allocate `*written`
+/// bytes, then call again.
 ///
 /// Errors: `EXPQ_STATUS_NULL_POINTER` (`t` or `written` NULL),
 /// `EXPQ_STATUS_BUFFER_TOO_SMALL` (as above; `*written` is the needed size).
 ///
 /// # Safety
-/// `t` must be NULL or a live tensor; `buf` must be NULL or writable for `cap` bytes;
+/// `t` must be NULL or a live tensor; `buf` must be NULL or writable for `buf_len` bytes;
 /// `written` must be NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_serialize(
     t: *const expq_tensor,
     buf: *mut u8,
-    cap: usize,
+    buf_len: usize,
     written: *mut usize,
 ) -> expq_status {
     boundary("expq_tensor_serialize", || {
         let t = try_ref!(t);
         try_out!(written);
         let needed = t.inner.serialized_len();
-        if buf.is_null() || cap < needed {
+        if buf.is_null() || buf_len < needed {
             // SAFETY: `written` is non-NULL (checked above) and the caller promises it is
             // writable. Writing it on this failure is the documented size query.
             unsafe { write_out(written, needed) };
             return Err(Failure::Core(Error::BufferLength {
                 what: if buf.is_null() { "buf (NULL)" } else { "buf" },
                 expected: needed,
-                actual: if buf.is_null() { 0 } else { cap },
+                actual: if buf.is_null() { 0 } else { buf_len },
             }));
         }
         let out = try_slice_mut!(buf, needed);
@@ -61,7 +63,7 @@ pub unsafe extern "C" fn expq_tensor_serialize(
     })
 }
 
-/// Validates `len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
+/// Validates `buf_len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
 /// writes it) and on success stores a new tensor holding a copy of them in `*out` (free it
 /// with `expq_tensor_free`). `buf` may be freed afterwards.
 ///
@@ -71,15 +73,15 @@ pub unsafe extern "C" fn expq_tensor_serialize(
 /// `*out` is written only on success.
 ///
 /// # Safety
-/// `buf` must point to `len` readable bytes; `out` must be writable for one pointer.
+/// `buf` must point to `buf_len` readable bytes; `out` must be writable for one pointer.
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_deserialize(
     buf: *const u8,
-    len: usize,
+    buf_len: usize,
     out: *mut *mut expq_tensor,
 ) -> expq_status {
     boundary("expq_tensor_deserialize", || {
-        let bytes = try_slice!(buf, len);
+        let bytes = try_slice!(buf, buf_len);
         try_out!(out);
         let inner = QuantizedTensor::from_bytes(bytes)?;
         let tensor = expq_tensor::into_raw(inner);
@@ -207,7 +209,7 @@ impl expq_view {
     }
 }
 
-/// Validates `len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
+/// Validates `buf_len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
 /// writes it: magic, version, every length, checksum, parameters, codes) and on success
 /// fills `*out` with a view that borrows them. Allocates nothing and copies nothing; `buf`
 /// needs no alignment, and must stay alive and unchanged while the view is used.
@@ -219,15 +221,15 @@ impl expq_view {
 /// success.
 ///
 /// # Safety
-/// `buf` must point to `len` readable bytes; `out` must be writable for one `expq_view`.
+/// `buf` must point to `buf_len` readable bytes; `out` must be writable for one `expq_view`.
 #[no_mangle]
 pub unsafe extern "C" fn expq_view_init(
     buf: *const u8,
-    len: usize,
+    buf_len: usize,
     out: *mut expq_view,
 ) -> expq_status {
     boundary("expq_view_init", || {
-        let bytes = try_slice!(buf, len);
+        let bytes = try_slice!(buf, buf_len);
         try_out!(out);
         check_disjoint(bytes, out, 1, ("buf", "out"))?;
         let view = QuantizedView::from_bytes(bytes)?;
@@ -373,6 +375,102 @@ pub unsafe extern "C" fn expq_view_bits_per_weight(v: *const expq_view) -> f64 {
         let v = *try_ref!(v);
         // SAFETY: as in `expq_view_dequantize`.
         Ok(unsafe { v.parts()? }.1.bits_per_weight())
+    })
+}
+
+/// Bits per code of the viewed tensor (1 to 8), or 0 when `v` is NULL or not initialized.
+///
+/// # Safety
+/// As `expq_view_dequantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_bits(v: *const expq_view) -> u8 {
+    boundary("expq_view_bits", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        Ok(unsafe { v.parts()? }.1.bits())
+    })
+}
+
+/// Number of groups (codebooks) of the viewed tensor, as `expq_tensor_group_count`; 0 when
+/// `v` is NULL or not initialized.
+///
+/// # Safety
+/// As `expq_view_dequantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_group_count(v: *const expq_view) -> usize {
+    boundary("expq_view_group_count", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        Ok(unsafe { v.parts()? }.1.group_count())
+    })
+}
+
+/// Bytes per packed row of the viewed tensor, as `expq_tensor_row_bytes`; 0 when `v` is
+/// NULL or not initialized.
+///
+/// # Safety
+/// As `expq_view_dequantize`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_row_bytes(v: *const expq_view) -> usize {
+    boundary("expq_view_row_bytes", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        Ok(unsafe { v.parts()? }.1.row_bytes())
+    })
+}
+
+/// On success stores in `*codes` a pointer to the packed codes of all rows, as
+/// `expq_tensor_packed_codes`, and their number of bytes in `*codes_len`. The pointer points
+/// into the buffer given to `expq_view_init` (`EXPQ_HEADER_LEN` bytes after its start) and is
+/// valid while that buffer is.
+///
+/// Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`v` not initialized).
+/// The outputs are written only on success.
+///
+/// # Safety
+/// `v` as for `expq_view_dequantize`; `codes` and `codes_len` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_packed_codes(
+    v: *const expq_view,
+    codes: *mut *const u8,
+    codes_len: *mut usize,
+) -> expq_status {
+    boundary("expq_view_packed_codes", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        let (_, view) = unsafe { v.parts()? };
+        // SAFETY: the caller promises that `codes` and `codes_len` are NULL or writable.
+        unsafe { packed_codes(&view, codes, codes_len) }
+    })
+}
+
+/// Writes the levels of group `group` of the viewed tensor, ascending, into `levels`, which
+/// holds `levels_len` floats, and stores their number in `*written`, as
+/// `expq_tensor_group_levels`.
+///
+/// Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`v` not initialized,
+/// `group >= expq_view_group_count(v)`), `EXPQ_STATUS_BUFFER_TOO_SMALL` (`levels_len` less
+/// than the number of levels). `levels` and `*written` are written only on success.
+///
+/// # Safety
+/// `v` as for `expq_view_dequantize`; `levels` must be writable for `levels_len` floats;
+/// `written` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_group_levels(
+    v: *const expq_view,
+    group: usize,
+    levels: *mut f32,
+    levels_len: usize,
+    written: *mut usize,
+) -> expq_status {
+    boundary("expq_view_group_levels", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        let (bytes, view) = unsafe { v.parts()? };
+        check_disjoint(bytes, levels, levels_len, ("v's buffer", "levels"))?;
+        // SAFETY: the caller promises that `levels` is NULL or writable for `levels_len`
+        // floats and `written` NULL or writable.
+        unsafe { group_levels(&view, group, levels, levels_len, written) }
     })
 }
 

@@ -1,6 +1,7 @@
 //! `expq_tensor`: quantize, inspect, dequantize and multiply.
 
 use crate::tensor::{quantize, QuantizedTensor};
+use crate::view::QuantizedView;
 
 use super::{boundary, check_disjoint, expq_config, expq_status, write_out, Failure};
 
@@ -79,7 +80,7 @@ pub unsafe extern "C" fn expq_tensor_free(t: *mut expq_tensor) {
 /// `t` must be NULL or a live tensor (not yet freed).
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_rows(t: *const expq_tensor) -> usize {
-    boundary("expq_tensor_rows", || Ok(try_ref!(t).inner.rows()))
+    boundary("expq_tensor_rows", || Ok(try_ref!(t).inner.view().rows()))
 }
 
 /// Columns (inputs per output) of `t`, or 0 when `t` is NULL.
@@ -88,7 +89,7 @@ pub unsafe extern "C" fn expq_tensor_rows(t: *const expq_tensor) -> usize {
 /// `t` must be NULL or a live tensor (not yet freed).
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_cols(t: *const expq_tensor) -> usize {
-    boundary("expq_tensor_cols", || Ok(try_ref!(t).inner.cols()))
+    boundary("expq_tensor_cols", || Ok(try_ref!(t).inner.view().cols()))
 }
 
 /// Bits per code of `t` (1 to 8), or 0 when `t` is NULL.
@@ -97,20 +98,19 @@ pub unsafe extern "C" fn expq_tensor_cols(t: *const expq_tensor) -> usize {
 /// `t` must be NULL or a live tensor (not yet freed).
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_bits(t: *const expq_tensor) -> u8 {
-    boundary("expq_tensor_bits", || Ok(try_ref!(t).inner.bits()))
+    boundary("expq_tensor_bits", || Ok(try_ref!(t).inner.view().bits()))
 }
 
 /// Stored bits per weight of `t`: the packed codes (with row padding) plus 32 bits per
 /// stored scale parameter (`a`, and `q` where it spaces two or more magnitudes), over
-/// `rows × cols`.
-/// 0.0 when `t` is NULL.
+/// `rows × cols`. 0.0 when `t` is NULL.
 ///
 /// # Safety
 /// `t` must be NULL or a live tensor (not yet freed).
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_bits_per_weight(t: *const expq_tensor) -> f64 {
     boundary("expq_tensor_bits_per_weight", || {
-        Ok(try_ref!(t).inner.bits_per_weight())
+        Ok(try_ref!(t).inner.view().bits_per_weight())
     })
 }
 
@@ -122,7 +122,7 @@ pub unsafe extern "C" fn expq_tensor_bits_per_weight(t: *const expq_tensor) -> f
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_group_count(t: *const expq_tensor) -> usize {
     boundary("expq_tensor_group_count", || {
-        Ok(try_ref!(t).inner.group_count())
+        Ok(try_ref!(t).inner.view().group_count())
     })
 }
 
@@ -134,78 +134,109 @@ pub unsafe extern "C" fn expq_tensor_group_count(t: *const expq_tensor) -> usize
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_row_bytes(t: *const expq_tensor) -> usize {
     boundary("expq_tensor_row_bytes", || {
-        Ok(try_ref!(t).inner.row_bytes())
+        Ok(try_ref!(t).inner.view().row_bytes())
     })
 }
 
 /// On success stores in `*codes` a pointer to the packed codes of all rows (`rows ×
-/// row_bytes` bytes, codes LSB-first, see `expq_decode`) and their byte count in `*len`.
-/// The pointer is borrowed from `t` and valid until `expq_tensor_free(t)`.
+/// row_bytes` bytes, codes LSB-first, see `expq_decode`) and their number of bytes in
+/// `*codes_len`. The pointer is borrowed from `t` and valid until `expq_tensor_free(t)`.
+///
+/// Errors: `EXPQ_STATUS_NULL_POINTER`. The outputs are written only on success.
 ///
 /// # Safety
-/// `t` must be NULL or a live tensor; `codes` and `len` must be writable.
+/// `t` must be NULL or a live tensor; `codes` and `codes_len` must be NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_packed_codes(
     t: *const expq_tensor,
     codes: *mut *const u8,
-    len: *mut usize,
+    codes_len: *mut usize,
 ) -> expq_status {
     boundary("expq_tensor_packed_codes", || {
         let t = try_ref!(t);
-        try_out!(codes);
-        try_out!(len);
-        let packed = t.inner.packed_codes();
-        // SAFETY: both are non-NULL (checked above) and writable, as the caller promises.
-        unsafe {
-            write_out(codes, packed.as_ptr());
-            write_out(len, packed.len());
-        }
-        Ok(expq_status::Ok)
+        // SAFETY: the caller promises that `codes` and `codes_len` are NULL or writable.
+        unsafe { packed_codes(&t.inner.view(), codes, codes_len) }
     })
 }
 
 /// Writes the levels of group `group` of `t`, ascending (code `c` decodes to `levels[c]`),
-/// into `levels`, which holds `levels_len` floats, and stores their number in `*n_levels`.
-/// At most `EXPQ_MAX_LEVELS` (`2^bits`); a group has `2^bits − 1` with the zero level on. Together
-/// with `expq_tensor_packed_codes` this is what `expq_decode` needs.
+/// into `levels`, which holds `levels_len` floats, and stores their number in `*written`: at
+/// most `EXPQ_MAX_LEVELS` (`2^bits`), `2^bits − 1` with the zero level on. Together with
+/// `expq_tensor_packed_codes` this is what `expq_decode` needs.
 ///
-/// Errors: `EXPQ_STATUS_INVALID_ARGUMENT` when `group >= expq_tensor_group_count(t)`,
-/// `EXPQ_STATUS_BUFFER_TOO_SMALL` when `levels_len` is less than the number of levels.
+/// Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` when `group >=
+/// expq_tensor_group_count(t)`, `EXPQ_STATUS_BUFFER_TOO_SMALL` when `levels_len` is less
+/// than the number of levels. `levels` and `*written` are written only on success.
 ///
 /// # Safety
 /// `t` must be NULL or a live tensor; `levels` must be writable for `levels_len` floats;
-/// `n_levels` must be writable.
+/// `written` must be NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_group_levels(
     t: *const expq_tensor,
     group: usize,
     levels: *mut f32,
     levels_len: usize,
-    n_levels: *mut usize,
+    written: *mut usize,
 ) -> expq_status {
     boundary("expq_tensor_group_levels", || {
         let t = try_ref!(t);
-        try_out!(n_levels);
-        let out = try_slice_mut!(levels, levels_len);
-        let count = t.inner.group_count();
-        let codebook = t.inner.codebook(group).ok_or(Failure::Index {
-            what: "group",
-            index: group,
-            count,
-        })?;
-        let values = codebook.levels();
-        let out = out
-            .get_mut(..values.len())
-            .ok_or(crate::Error::BufferLength {
-                what: "levels",
-                expected: values.len(),
-                actual: levels_len,
-            })?;
-        out.copy_from_slice(values);
-        // SAFETY: `n_levels` is non-NULL (checked above) and writable, as the caller promises.
-        unsafe { write_out(n_levels, values.len()) };
-        Ok(expq_status::Ok)
+        // SAFETY: the caller promises that `levels` is NULL or writable for `levels_len`
+        // floats and `written` NULL or writable.
+        unsafe { group_levels(&t.inner.view(), group, levels, levels_len, written) }
     })
+}
+
+/// The body of `expq_tensor_packed_codes` and `expq_view_packed_codes`.
+///
+/// # Safety
+/// `codes` and `codes_len` must each be NULL or valid for one write.
+pub(super) unsafe fn packed_codes(
+    view: &QuantizedView<'_>,
+    codes: *mut *const u8,
+    codes_len: *mut usize,
+) -> Result<expq_status, Failure> {
+    try_out!(codes);
+    try_out!(codes_len);
+    let packed = view.packed_codes();
+    // SAFETY: `codes` is non-NULL (checked above) and the caller promises it is writable.
+    unsafe { write_out(codes, packed.as_ptr()) };
+    // SAFETY: `codes_len` is non-NULL (checked above) and the caller promises it is writable.
+    unsafe { write_out(codes_len, packed.len()) };
+    Ok(expq_status::Ok)
+}
+
+/// The body of `expq_tensor_group_levels` and `expq_view_group_levels`.
+///
+/// # Safety
+/// `levels` must be NULL or valid for writes of `levels_len` floats that nothing else
+/// accesses during the call; `written` must be NULL or valid for one write.
+pub(super) unsafe fn group_levels(
+    view: &QuantizedView<'_>,
+    group: usize,
+    levels: *mut f32,
+    levels_len: usize,
+    written: *mut usize,
+) -> Result<expq_status, Failure> {
+    try_out!(written);
+    let out = try_slice_mut!(levels, levels_len);
+    let codebook = view.codebook(group).ok_or(Failure::Index {
+        what: "group",
+        index: group,
+        count: view.group_count(),
+    })?;
+    let values = codebook.levels();
+    let out = out
+        .get_mut(..values.len())
+        .ok_or(crate::Error::BufferLength {
+            what: "levels",
+            expected: values.len(),
+            actual: levels_len,
+        })?;
+    out.copy_from_slice(values);
+    // SAFETY: `written` is non-NULL (checked above) and the caller promises it is writable.
+    unsafe { write_out(written, values.len()) };
+    Ok(expq_status::Ok)
 }
 
 /// Writes the dequantized matrix, row-major, into `out`, which must hold exactly `rows *

@@ -10,7 +10,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Names a C program may well use for itself. The header defines only EXPQ_/expq_ names, so
+ * these survive the include; a redefinition there would fail this -Werror build. */
+#define FORMAT_VERSION "this program's own"
+#define HEADER_LEN "this program's own"
+#define CONTAINER_ALIGN "this program's own"
+#define MAX_NAME_LEN "this program's own"
+#define MAX_LEVELS "this program's own"
+
 #include "expquant.h"
+
+/* The version macros at compile time, as a program that needs a minimum version checks it. */
+#if !defined(EXPQ_VERSION_MAJOR) || !defined(EXPQ_VERSION_MINOR) || !defined(EXPQ_VERSION_PATCH)
+#error "expquant.h does not define EXPQ_VERSION_MAJOR, _MINOR and _PATCH"
+#endif
+#if EXPQ_VERSION_MAJOR == 0 && EXPQ_VERSION_MINOR < 1
+#error "this test needs expquant 0.1 or later"
+#endif
+/* Integer constant expressions: usable in array sizes (a negative size does not compile). */
+typedef char version_is_a_number[(EXPQ_VERSION_MAJOR * 10000L + EXPQ_VERSION_MINOR * 100L +
+                                       EXPQ_VERSION_PATCH) >= 100L ? 1 : -1];
 
 static int failures = 0;
 
@@ -103,8 +122,21 @@ static float next_uniform(void) {
 
 static void test_enums_and_version(void) {
     const char *v = expq_version();
+    char from_macros[64];
+    size_t n;
     CHECK(v != NULL && v[0] >= '0' && v[0] <= '9', "version \"%s\"", v ? v : "(null)");
     CHECK(strchr(v, '.') != NULL, "version \"%s\" has no dot", v);
+    /* The header's version is the library's: MAJOR.MINOR.PATCH, then the end or a
+     * pre-release or build suffix. */
+    sprintf(from_macros, "%d.%d.%d", (int)EXPQ_VERSION_MAJOR, (int)EXPQ_VERSION_MINOR,
+            (int)EXPQ_VERSION_PATCH);
+    n = strlen(from_macros);
+    CHECK(strncmp(v, from_macros, n) == 0 && (v[n] == '\0' || v[n] == '-' || v[n] == '+'),
+          "expq_version() \"%s\", header macros %s", v, from_macros);
+    CHECK(sizeof(version_is_a_number) == 1, "version typedef");
+    CHECK(strcmp(FORMAT_VERSION, "this program's own") == 0 &&
+              strcmp(HEADER_LEN, "this program's own") == 0,
+          "the program's own macros");
 
     CHECK(EXPQ_STATUS_OK == 0 && EXPQ_STATUS_NULL_POINTER == 1 &&
               EXPQ_STATUS_INVALID_ARGUMENT == 2 && EXPQ_STATUS_NON_FINITE == 3 &&
@@ -120,6 +152,9 @@ static void test_enums_and_version(void) {
               EXPQ_GRANULARITY_PER_GROUP == 2,
           "granularity numbers");
     CHECK(EXPQ_MAX_LEVELS == 256, "EXPQ_MAX_LEVELS = %d", (int)EXPQ_MAX_LEVELS);
+    CHECK(EXPQ_FORMAT_VERSION == 1 && EXPQ_HEADER_LEN == 64 && EXPQ_CONTAINER_ALIGN == 64 &&
+              EXPQ_MAX_NAME_LEN == 1024,
+          "format constants");
 
     {
         expq_config c = expq_config_default(EXPQ_SCHEME_EXPONENTIAL, 4);
@@ -322,8 +357,9 @@ static void test_errors(void) {
     EXPECT(expq_tensor_gemv(t, x, 3, NULL, 2), EXPQ_STATUS_NULL_POINTER, "`y`");
     EXPECT(expq_tensor_gemv_rows(NULL, x, 3, 0, 1, y, 1), EXPQ_STATUS_NULL_POINTER, "`t`");
     EXPECT(expq_tensor_packed_codes(t, NULL, &len), EXPQ_STATUS_NULL_POINTER, "codes");
-    EXPECT(expq_tensor_packed_codes(t, &codes, NULL), EXPQ_STATUS_NULL_POINTER, "len");
+    EXPECT(expq_tensor_packed_codes(t, &codes, NULL), EXPQ_STATUS_NULL_POINTER, "codes_len");
     EXPECT(expq_tensor_group_levels(t, 0, NULL, 16, &len), EXPQ_STATUS_NULL_POINTER, "levels");
+    EXPECT(expq_tensor_group_levels(t, 0, buf, 8, NULL), EXPQ_STATUS_NULL_POINTER, "written");
     EXPECT(expq_decode(3, packed, 2, NULL, 7, buf, 5), EXPQ_STATUS_NULL_POINTER, "levels");
     EXPECT(expq_decode(3, NULL, 2, levels, 7, buf, 5), EXPQ_STATUS_NULL_POINTER, "packed");
     EXPECT(expq_decode(3, packed, 2, levels, 7, NULL, 5), EXPQ_STATUS_NULL_POINTER, "out");
@@ -391,8 +427,8 @@ static void test_errors(void) {
         size_t again = expq_last_error_message(small, sizeof small);
         CHECK(full > 10 && full == again, "lengths %u and %u", (unsigned)full, (unsigned)again);
         CHECK(strlen(small) == 4 && strncmp(small, "expq", 4) == 0, "truncated \"%s\"", small);
-        CHECK(expq_last_error_message(NULL, 100) == full, "NULL buf with cap");
-        CHECK(expq_last_error_message(small, 0) == full, "cap 0");
+        CHECK(expq_last_error_message(NULL, 100) == full, "NULL buf with a length");
+        CHECK(expq_last_error_message(small, 0) == full, "buf_len 0");
     }
 
     expq_tensor_free(t);
@@ -430,6 +466,50 @@ static void expect_rejected(const char *what, const uint8_t *bytes, size_t len,
     CHECK(memcmp(&v, &untouched, sizeof v) == 0, "%s: view written on failure", what);
 }
 
+/* The view's getters against the tensor that was serialized into `buf`: the same numbers,
+ * packed codes and levels, with the codes borrowed from `buf` itself; failures leave the
+ * outputs alone. */
+static void check_view_getters(const expq_tensor *t, const expq_view *v, const uint8_t *buf) {
+    const uint8_t *tcodes = NULL, *vcodes = NULL;
+    size_t tcodes_len = 0, vcodes_len = 0, groups, g, k, tn = 0, vn = 0;
+    float tlevels[EXPQ_MAX_LEVELS], vlevels[EXPQ_MAX_LEVELS];
+
+    CHECK(expq_view_bits(v) == expq_tensor_bits(t), "view bits %u", (unsigned)expq_view_bits(v));
+    CHECK(expq_view_row_bytes(v) == expq_tensor_row_bytes(t), "view row bytes %u",
+          (unsigned)expq_view_row_bytes(v));
+    groups = expq_view_group_count(v);
+    CHECK(groups == expq_tensor_group_count(t) && groups > 1, "view groups %u",
+          (unsigned)groups);
+    EXPECT_OK(expq_tensor_packed_codes(t, &tcodes, &tcodes_len));
+    if (EXPECT_OK(expq_view_packed_codes(v, &vcodes, &vcodes_len))) {
+        CHECK(vcodes == buf + EXPQ_HEADER_LEN, "view codes borrowed from the buffer");
+        CHECK(vcodes_len == tcodes_len && vcodes_len == expq_view_rows(v) * expq_view_row_bytes(v),
+              "view codes length %u", (unsigned)vcodes_len);
+        CHECK(tcodes != NULL && memcmp(vcodes, tcodes, vcodes_len) == 0, "view codes differ");
+    }
+    for (g = 0; g < groups; g++) {
+        EXPECT_OK(expq_tensor_group_levels(t, g, tlevels, EXPQ_MAX_LEVELS, &tn));
+        if (!EXPECT_OK(expq_view_group_levels(v, g, vlevels, EXPQ_MAX_LEVELS, &vn))) break;
+        CHECK(vn == tn && vn == 15, "group %u: %u levels, tensor %u", (unsigned)g, (unsigned)vn,
+              (unsigned)tn);
+        for (k = 0; k < vn && k < tn; k++) {
+            CHECK(vlevels[k] == tlevels[k], "group %u level %u", (unsigned)g, (unsigned)k);
+        }
+    }
+    vn = 99;
+    vlevels[0] = 42.0f;
+    EXPECT(expq_view_group_levels(v, groups, vlevels, EXPQ_MAX_LEVELS, &vn),
+           EXPQ_STATUS_INVALID_ARGUMENT, "group");
+    EXPECT(expq_view_group_levels(v, 0, vlevels, 14, &vn), EXPQ_STATUS_BUFFER_TOO_SMALL,
+           "levels");
+    EXPECT(expq_view_group_levels(v, 0, vlevels, EXPQ_MAX_LEVELS, NULL),
+           EXPQ_STATUS_NULL_POINTER, "written");
+    EXPECT(expq_view_group_levels(v, 0, (float *)(void *)(buf + EXPQ_HEADER_LEN), 16, &vn),
+           EXPQ_STATUS_INVALID_ARGUMENT, "overlap");
+    EXPECT(expq_view_packed_codes(v, NULL, &vcodes_len), EXPQ_STATUS_NULL_POINTER, "codes");
+    CHECK(vn == 99 && vlevels[0] == 42.0f, "outputs written on failure");
+}
+
 /* Serialize, deserialize and view: round trips bit for bit, the size query, corrupted and
  * foreign bytes, and the view's GEMV against the tensor's. */
 static void test_storage(void) {
@@ -454,8 +534,8 @@ static void test_storage(void) {
 
     /* Size query: NULL buffer, then a buffer one byte short (left untouched). */
     EXPECT(expq_tensor_serialize(t, NULL, 0, &need), EXPQ_STATUS_BUFFER_TOO_SMALL, "needed");
-    /* 64-byte header + 7 rows x 7 bytes of codes + 7 x 4 groups x (a, q) as f32. */
-    CHECK(need == 64 + ROWS * 7 + ROWS * 4 * 8, "needed size %u", (unsigned)need);
+    /* Header + 7 rows x 7 bytes of codes + 7 x 4 groups x (a, q) as f32. */
+    CHECK(need == EXPQ_HEADER_LEN + ROWS * 7 + ROWS * 4 * 8, "needed size %u", (unsigned)need);
     EXPECT(expq_tensor_serialize(t, NULL, 100000, &written), EXPQ_STATUS_BUFFER_TOO_SMALL,
            "NULL");
     CHECK(written == need, "NULL buffer with a large cap: written %u", (unsigned)written);
@@ -508,6 +588,7 @@ static void test_storage(void) {
         for (i = 0; i < ROWS * COLS; i++) deq3[i] = 42.0f;
         EXPECT_OK(expq_view_dequantize(&v, deq3, ROWS * COLS));
         CHECK(same_bits(deq, deq3, ROWS * COLS), "view values differ");
+        check_view_getters(t, &v, buf);
 
         EXPECT_OK(expq_tensor_gemv(t, x, COLS, y, ROWS));
         EXPECT_OK(expq_view_gemv(&v, x, COLS, yv, ROWS));
@@ -558,8 +639,23 @@ static void test_storage(void) {
     EXPECT(expq_view_dequantize(&zeroed, deq3, ROWS * COLS), EXPQ_STATUS_INVALID_ARGUMENT,
            "not initialized");
     CHECK(expq_view_rows(&zeroed) == 0 && expq_view_cols(&zeroed) == 0 &&
-              expq_view_bits_per_weight(&zeroed) == 0.0 && expq_view_rows(NULL) == 0,
+              expq_view_bits_per_weight(&zeroed) == 0.0 && expq_view_bits(&zeroed) == 0 &&
+              expq_view_group_count(&zeroed) == 0 && expq_view_row_bytes(&zeroed) == 0 &&
+              expq_view_rows(NULL) == 0 && expq_view_bits(NULL) == 0 &&
+              expq_view_group_count(NULL) == 0 && expq_view_row_bytes(NULL) == 0,
           "accessors of an uninitialized or NULL view return 0");
+    {
+        const uint8_t *codes = NULL;
+        size_t codes_len = 0, count = 0;
+        float levels[EXPQ_MAX_LEVELS];
+        EXPECT(expq_view_packed_codes(&zeroed, &codes, &codes_len),
+               EXPQ_STATUS_INVALID_ARGUMENT, "not initialized");
+        EXPECT(expq_view_group_levels(&zeroed, 0, levels, EXPQ_MAX_LEVELS, &count),
+               EXPQ_STATUS_INVALID_ARGUMENT, "not initialized");
+        EXPECT(expq_view_packed_codes(NULL, &codes, &codes_len), EXPQ_STATUS_NULL_POINTER,
+               "`v`");
+        CHECK(codes == NULL && codes_len == 0 && count == 0, "outputs written on failure");
+    }
 
     /* Untrusted bytes. Each case in a buffer of exactly its length. */
     bad = copy_bytes(buf, need - 1);
@@ -571,9 +667,9 @@ static void test_storage(void) {
     free(bad);
     bad = copy_bytes(buf, need);
     expect_rejected("empty", bad, 0, EXPQ_STATUS_CORRUPT_DATA, "truncated");
-    bad[64 + 5] ^= 0x10; /* a code byte: the checksum no longer matches */
+    bad[EXPQ_HEADER_LEN + 5] ^= 0x10; /* a code byte: the checksum no longer matches */
     expect_rejected("flipped payload byte", bad, need, EXPQ_STATUS_CORRUPT_DATA, "checksum");
-    bad[64 + 5] ^= 0x10;
+    bad[EXPQ_HEADER_LEN + 5] ^= 0x10;
     bad[need - 3] ^= 0x01; /* inside the last group's q */
     expect_rejected("flipped parameter byte", bad, need, EXPQ_STATUS_CORRUPT_DATA, "checksum");
     bad[need - 3] ^= 0x01;

@@ -16,6 +16,10 @@
 
 #include "expquant.h"
 
+static_assert(EXPQ_VERSION_MAJOR * 10000L + EXPQ_VERSION_MINOR * 100L + EXPQ_VERSION_PATCH >= 100L,
+              "the version macros are integer constant expressions (and at least 0.1.0)");
+static_assert(EXPQ_HEADER_LEN == 64 && EXPQ_FORMAT_VERSION == 1, "format constants");
+
 namespace {
 
 int failures = 0;
@@ -87,6 +91,20 @@ class Tensor {
     }
     size_t rows() const { return expq_tensor_rows(handle_.get()); }
     size_t cols() const { return expq_tensor_cols(handle_.get()); }
+    size_t group_count() const { return expq_tensor_group_count(handle_.get()); }
+    std::vector<float> levels(size_t group) const {
+        std::vector<float> out(EXPQ_MAX_LEVELS);
+        size_t written = 0;
+        check(expq_tensor_group_levels(handle_.get(), group, out.data(), out.size(), &written));
+        out.resize(written);
+        return out;
+    }
+    std::vector<uint8_t> packed_codes() const {
+        const uint8_t* codes = nullptr;
+        size_t codes_len = 0;
+        check(expq_tensor_packed_codes(handle_.get(), &codes, &codes_len));
+        return std::vector<uint8_t>(codes, codes + codes_len);
+    }
     std::vector<float> dequantize() const {
         std::vector<float> out(rows() * cols());
         check(expq_tensor_dequantize(handle_.get(), out.data(), out.size()));
@@ -120,6 +138,20 @@ class StoredTensor {
 
     size_t rows() const { return expq_view_rows(&view_); }
     size_t cols() const { return expq_view_cols(&view_); }
+    size_t group_count() const { return expq_view_group_count(&view_); }
+    std::vector<float> levels(size_t group) const {
+        std::vector<float> out(EXPQ_MAX_LEVELS);
+        size_t written = 0;
+        check(expq_view_group_levels(&view_, group, out.data(), out.size(), &written));
+        out.resize(written);
+        return out;
+    }
+    std::vector<uint8_t> packed_codes() const {
+        const uint8_t* codes = nullptr;
+        size_t codes_len = 0;
+        check(expq_view_packed_codes(&view_, &codes, &codes_len));
+        return std::vector<uint8_t>(codes, codes + codes_len);
+    }
     std::vector<float> dequantize() const {
         std::vector<float> out(rows() * cols());
         check(expq_view_dequantize(&view_, out.data(), out.size()));
@@ -235,6 +267,14 @@ void test_storage_and_view() {
     const StoredTensor stored(bytes);
     CHECK(stored.rows() == rows && stored.cols() == cols, "view shape");
     CHECK(stored.dequantize() == deq, "view values");
+    // The view's getters read the same tensor as the owned one's.
+    CHECK(stored.group_count() == t.group_count() && stored.group_count() == rows * 3,
+          "view group count");
+    CHECK(stored.packed_codes() == t.packed_codes(), "view packed codes");
+    for (size_t g = 0; g < t.group_count(); ++g) {
+        CHECK(stored.levels(g) == t.levels(g) && t.levels(g).size() == 15,
+              "levels of group " + std::to_string(g));
+    }
 
     // GEMV from the view: within float rounding of the tensor's, and split over threads
     // (one shared view, each thread its own rows) exactly equal to the full view GEMV.
