@@ -86,6 +86,7 @@
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 // Without `alloc` the view and decode paths that use these helpers are what remains.
 #![cfg_attr(not(feature = "alloc"), allow(dead_code))]
 

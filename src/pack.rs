@@ -23,7 +23,6 @@
 //! [`pack`] and [`unpack`] take the fastest path this CPU runs (the AVX-512 VBMI kernels
 //! where detected, else eight codes per `u64` word); [`pack_with`] and [`unpack_with`] take a
 //! chosen [`Isa`], and [`scalar`] is the reference every path must match byte for byte.
-#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 use crate::error::{Error, Result};
 use crate::isa::{portable, Isa, Path};

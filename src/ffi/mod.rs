@@ -36,7 +36,6 @@
 //! The doc comments of exported items are copied into the header, so they are plain prose
 //! with backticked names and no rustdoc links (a test in `tests/c_abi.rs` checks the header).
 
-#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![allow(non_camel_case_types)]
 
 extern crate std;

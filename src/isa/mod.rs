@@ -21,7 +21,6 @@
 //! pack and unpack, and the fit's scoring lanes. The dispatch for an operation (which path,
 //! which width) sits with the code that owns the operation (`kernels`, `pack`,
 //! `discretize::lanes`); this module imports nothing from the rest of the crate.
-#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
