@@ -233,8 +233,8 @@ mod tests {
     }
 
     #[test]
-    fn scale_rule_numbers_are_the_issues() {
-        // Issue 7 fixes OUTPUT_MSE = 3; FIXED moved to 4 before any release.
+    fn scale_rule_numbers_are_the_abi() {
+        // These numbers are part of the C ABI and of stored tensors: they never change.
         let mut config = expq_config_default(1, 4);
         for (raw, rule) in [
             (0, ScaleRule::MaxAbs),
