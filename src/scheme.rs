@@ -20,22 +20,48 @@ pub enum Scheme {
     Exponential,
 }
 
-const SCHEMES: [(Scheme, u8, &str); 2] = [
+/// One enum's table: each variant with its stored code and its name.
+pub(crate) struct CodeTable<T: 'static>(pub(crate) &'static [(T, u8, &'static str)]);
+
+impl<T: Copy + PartialEq> CodeTable<T> {
+    /// The code of `value` (`u8::MAX` for a variant the table lacks, which the tables' tests
+    /// rule out).
+    pub(crate) fn code(&self, value: T) -> u8 {
+        self.0
+            .iter()
+            .find(|e| e.0 == value)
+            .map_or(u8::MAX, |e| e.1)
+    }
+
+    /// The name of `value` (`?` for a variant the table lacks).
+    pub(crate) fn name(&self, value: T) -> &'static str {
+        self.0.iter().find(|e| e.0 == value).map_or("?", |e| e.2)
+    }
+
+    /// The variant stored as `code`, or [`Error::UnknownCode`] naming `what`.
+    pub(crate) fn by_code(&self, code: u8, what: &'static str) -> Result<T> {
+        self.0
+            .iter()
+            .find(|e| e.1 == code)
+            .map(|e| e.0)
+            .ok_or(Error::UnknownCode { what, code })
+    }
+
+    /// The variant named `name`, if any.
+    pub(crate) fn by_name(&self, name: &str) -> Option<T> {
+        self.0.iter().find(|e| e.2 == name).map(|e| e.0)
+    }
+}
+
+const SCHEMES: CodeTable<Scheme> = CodeTable(&[
     (Scheme::Linear, 0, "linear"),
     (Scheme::Exponential, 1, "exponential"),
-];
+]);
 
 impl Scheme {
     /// The code the byte format and the C ABI store for this scheme: 0 linear, 1 exponential.
     pub fn code(self) -> u8 {
-        SCHEMES
-            .iter()
-            .find(|s| s.0 == self)
-            .map_or(u8::MAX, |s| s.1)
-    }
-
-    fn name(self) -> &'static str {
-        SCHEMES.iter().find(|s| s.0 == self).map_or("?", |s| s.2)
+        SCHEMES.code(self)
     }
 }
 
@@ -44,21 +70,14 @@ impl TryFrom<u8> for Scheme {
 
     /// The scheme stored as `code`; [`Error::UnknownCode`] for any other number.
     fn try_from(code: u8) -> Result<Self> {
-        SCHEMES
-            .iter()
-            .find(|s| s.1 == code)
-            .map(|s| s.0)
-            .ok_or(Error::UnknownCode {
-                what: "scheme",
-                code,
-            })
+        SCHEMES.by_code(code, "scheme")
     }
 }
 
 impl fmt::Display for Scheme {
     /// `linear` or `exponential`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
+        f.pad(SCHEMES.name(*self))
     }
 }
 
@@ -67,14 +86,10 @@ impl FromStr for Scheme {
 
     /// `linear` or `exponential` (what [`Display`](fmt::Display) writes).
     fn from_str(s: &str) -> Result<Self> {
-        SCHEMES
-            .iter()
-            .find(|e| e.2 == s)
-            .map(|e| e.0)
-            .ok_or(Error::UnknownName {
-                what: "scheme",
-                expected: "linear or exponential",
-            })
+        SCHEMES.by_name(s).ok_or(Error::UnknownName {
+            what: "scheme",
+            expected: "linear or exponential",
+        })
     }
 }
 
@@ -115,12 +130,12 @@ pub enum ScaleRule {
 }
 
 /// The parameterless rules with their codes and names; the fixed rule is code 4, `fixed:`.
-const RULES: [(ScaleRule, u8, &str); 4] = [
+const RULES: CodeTable<ScaleRule> = CodeTable(&[
     (ScaleRule::MaxAbs, 0, "max-abs"),
     (ScaleRule::Mse, 1, "mse"),
     (ScaleRule::Correlation, 2, "correlation"),
     (ScaleRule::OutputMse, 3, "output-mse"),
-];
+]);
 const FIXED_CODE: u8 = 4;
 const FIXED_PREFIX: &str = "fixed:";
 
@@ -129,7 +144,7 @@ impl ScaleRule {
     pub fn code(self) -> u8 {
         match self {
             ScaleRule::Fixed { .. } => FIXED_CODE,
-            rule => RULES.iter().find(|r| r.0 == rule).map_or(u8::MAX, |r| r.1),
+            rule => RULES.code(rule),
         }
     }
 
@@ -150,14 +165,7 @@ impl TryFrom<u8> for ScaleRule {
     /// The parameterless rule stored as `code`; [`Error::UnknownCode`] for the fixed rule's
     /// code (its parameters are not in it) and for any unknown number.
     fn try_from(code: u8) -> Result<Self> {
-        RULES
-            .iter()
-            .find(|r| r.1 == code)
-            .map(|r| r.0)
-            .ok_or(Error::UnknownCode {
-                what: "parameterless scale rule",
-                code,
-            })
+        RULES.by_code(code, "parameterless scale rule")
     }
 }
 
@@ -166,7 +174,7 @@ impl fmt::Display for ScaleRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ScaleRule::Fixed { a, q } => write!(f, "{FIXED_PREFIX}{a},{q}"),
-            rule => f.pad(RULES.iter().find(|r| r.0 == rule).map_or("?", |r| r.2)),
+            rule => f.pad(RULES.name(rule)),
         }
     }
 }
@@ -186,7 +194,7 @@ impl FromStr for ScaleRule {
             let q = q.trim().parse().map_err(|_| BAD)?;
             return Ok(ScaleRule::Fixed { a, q });
         }
-        RULES.iter().find(|r| r.2 == s).map(|r| r.0).ok_or(BAD)
+        RULES.by_name(s).ok_or(BAD)
     }
 }
 
@@ -206,7 +214,7 @@ mod tests {
 
     #[test]
     fn codes_and_names_round_trip() {
-        for (scheme, code, name) in SCHEMES {
+        for &(scheme, code, name) in SCHEMES.0 {
             assert_eq!(scheme.code(), code);
             assert_eq!(Scheme::try_from(code), Ok(scheme));
             assert_eq!(scheme.to_string(), name);
@@ -214,7 +222,7 @@ mod tests {
         }
         assert!(Scheme::try_from(2).is_err());
         assert!("Linear".parse::<Scheme>().is_err());
-        for (rule, code, name) in RULES {
+        for &(rule, code, name) in RULES.0 {
             assert_eq!(rule.code(), code);
             assert_eq!(ScaleRule::try_from(code), Ok(rule));
             assert_eq!(rule.to_string(), name);

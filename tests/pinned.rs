@@ -24,35 +24,24 @@ impl Fnv {
 }
 
 fn configs() -> Vec<Config> {
-    let mut out = Vec::new();
-    for bits in 1..=8u8 {
-        for base in [Config::linear(bits), Config::exponential(bits)] {
-            // The MSE and correlation searches are slow at high widths; three widths keep
-            // this test to seconds while max-abs covers every width.
+    let layouts = [
+        Granularity::PerTensor,
+        Granularity::PerRow,
+        Granularity::PerGroup(32),
+        Granularity::PerGroup(7),
+    ];
+    // The MSE and correlation searches are slow at high widths; three widths keep this test
+    // to seconds while max-abs covers every width.
+    (1..=8u8)
+        .flat_map(|bits| {
             let rules: &[ScaleRule] = if matches!(bits, 2 | 3 | 5) {
                 &[ScaleRule::MaxAbs, ScaleRule::Mse, ScaleRule::Correlation]
             } else {
                 &[ScaleRule::MaxAbs]
             };
-            for &rule in rules {
-                for layout in [
-                    Granularity::PerTensor,
-                    Granularity::PerRow,
-                    Granularity::PerGroup(32),
-                    Granularity::PerGroup(7),
-                ] {
-                    for zero in [true, false] {
-                        out.push(
-                            base.with_scale_rule(rule)
-                                .with_granularity(layout)
-                                .with_zero_level(zero),
-                        );
-                    }
-                }
-            }
-        }
-    }
-    out
+            common::config_grid(bits, rules, &layouts)
+        })
+        .collect()
 }
 
 /// Every group's `(a, q)` and the packed codes of `tensor`.

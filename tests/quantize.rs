@@ -6,25 +6,15 @@ use expquant::{metrics, quantize, Config, Error, Granularity, ScaleRule, Scheme}
 use proptest::prelude::*;
 
 fn configs(bits: u8) -> Vec<Config> {
-    let mut out = Vec::new();
-    for base in [Config::linear(bits), Config::exponential(bits)] {
-        for rule in [ScaleRule::MaxAbs, ScaleRule::Mse, ScaleRule::Correlation] {
-            for layout in [
-                Granularity::PerTensor,
-                Granularity::PerRow,
-                Granularity::PerGroup(7),
-            ] {
-                for zero in [true, false] {
-                    out.push(
-                        base.with_scale_rule(rule)
-                            .with_granularity(layout)
-                            .with_zero_level(zero),
-                    );
-                }
-            }
-        }
-    }
-    out
+    common::config_grid(
+        bits,
+        &[ScaleRule::MaxAbs, ScaleRule::Mse, ScaleRule::Correlation],
+        &[
+            Granularity::PerTensor,
+            Granularity::PerRow,
+            Granularity::PerGroup(7),
+        ],
+    )
 }
 
 fn pearson(a: &[f32], b: &[f32]) -> f64 {

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use expquant::discretize::{Discretizer, Family};
-use expquant::{Codebook, Params, ScaleRule, Scheme};
+use expquant::{Codebook, Config, Granularity, Params, ScaleRule, Scheme};
 
 /// A small deterministic generator (splitmix64), so tests need no `rand`.
 pub struct Rng(u64);
@@ -215,4 +215,23 @@ pub fn brute_force_argmin(
 /// Every group's parameters of `t`, in group order.
 pub fn all_params(t: &expquant::QuantizedTensor) -> Vec<Params<f32>> {
     (0..t.group_count()).filter_map(|g| t.params(g)).collect()
+}
+
+/// Every combination of scheme, `rules`, `layouts` and zero level at `bits`.
+pub fn config_grid(bits: u8, rules: &[ScaleRule], layouts: &[Granularity]) -> Vec<Config> {
+    let mut out = Vec::new();
+    for base in [Config::linear(bits), Config::exponential(bits)] {
+        for &rule in rules {
+            for &layout in layouts {
+                for zero in [true, false] {
+                    out.push(
+                        base.with_scale_rule(rule)
+                            .with_granularity(layout)
+                            .with_zero_level(zero),
+                    );
+                }
+            }
+        }
+    }
+    out
 }
