@@ -47,6 +47,8 @@
 //! - `parallel`: [`quantize`] (from 64 K weights) and `gemv` (from 4 M weights) split rows
 //!   over `std::thread::scope` threads, with results bit for bit the single-threaded ones.
 //!   Implies `std`; no extra dependency.
+//! - `compensate` (default): error-compensating quantization from the layer's input
+//!   covariance ([`compensate`]), with `faer` for the dense linear algebra. Implies `std`.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -62,6 +64,8 @@ extern crate std;
 #[cfg(feature = "alloc")]
 pub mod calibrate;
 pub mod codebook;
+#[cfg(feature = "compensate")]
+pub mod compensate;
 pub mod discretize;
 pub mod error;
 #[cfg(feature = "ffi")]

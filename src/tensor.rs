@@ -461,6 +461,61 @@ impl QuantizedTensor {
 }
 
 impl QuantizedTensor {
+    /// A tensor from fitted parameters (one per group, in group order) and unpacked codes
+    /// (one per weight, row-major), for quantizers that choose codes other than by nearest
+    /// level of the original weights.
+    #[cfg(feature = "compensate")]
+    pub(crate) fn from_codes(
+        rows: usize,
+        cols: usize,
+        config: Config,
+        params: Vec<Params<f32>>,
+        codes: &[u8],
+    ) -> Result<Self> {
+        let family = config.family()?;
+        let n = check_shape(rows, cols, codes.len())?;
+        let groups = config.granularity.group_count(rows, cols);
+        if groups != Some(params.len()) {
+            return Err(Error::BufferLength {
+                what: "group parameters",
+                expected: groups.unwrap_or(usize::MAX),
+                actual: params.len(),
+            });
+        }
+        for p in &params {
+            family.codebook(*p)?;
+        }
+        let limit = family.level_count();
+        if let Some(index) = codes.iter().position(|&c| usize::from(c) >= limit) {
+            return Err(Error::CodeOutOfRange {
+                index,
+                code: codes[index],
+                limit,
+            });
+        }
+        let row_bytes = pack::packed_len(cols, family.bits).ok_or(Error::ShapeMismatch {
+            rows,
+            cols,
+            len: n,
+        })?;
+        let mut packed = vec![0u8; rows * row_bytes];
+        for (row, out) in codes
+            .chunks_exact(cols)
+            .zip(packed.chunks_exact_mut(row_bytes.max(1)))
+        {
+            pack::pack_unchecked(row, family.bits, out);
+        }
+        Ok(QuantizedTensor {
+            rows,
+            cols,
+            config,
+            family,
+            params,
+            packed,
+            row_bytes,
+        })
+    }
+
     /// A borrowed [`QuantizedView`] of this tensor: the decode and GEMV paths that stored
     /// bytes use, over this tensor's own buffers.
     pub fn view(&self) -> QuantizedView<'_> {
