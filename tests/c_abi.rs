@@ -188,6 +188,14 @@ fn c_test_static_sanitized() {
 }
 
 #[test]
+fn c_compensate_test_shared_and_static() {
+    for link in [Link::Shared, Link::Static] {
+        let out = build_and_run("tests/c/test_compensate.c", Lang::C, link, &[]);
+        assert!(out.contains("all checks passed"), "{out}");
+    }
+}
+
+#[test]
 fn cpp_test_shared() {
     let out = build_and_run("tests/cpp/test_expquant.cpp", Lang::Cxx, Link::Shared, &[]);
     assert!(out.contains("all checks passed"), "{out}");

@@ -11,8 +11,9 @@
 //!
 //! Codebooks are fitted on the original weights before any compensation, with the same fit
 //! [`quantize`](crate::quantize) uses (for [`ScaleRule::OutputMse`], weighted by the
-//! covariance's diagonal `E[x_j²]`). Per group, [`CompensateOptions::refit_groups`] fits a
-//! group's codebook again on its compensated weights when its first column is reached.
+//! covariance's diagonal `E[x_j²]`). Per group, [`CompensateOptions::refit_groups`] (off by
+//! default) fits a group's codebook again on its compensated weights when its first column
+//! is reached.
 //!
 //! The linear algebra is `faer`'s: a Cholesky factorization of the dampened `H` (columns in
 //! processing order), the upper triangular factor `U` of its inverse (`H⁻¹ = UᵀU`), and for
@@ -81,7 +82,8 @@ pub struct CompensateOptions {
     /// Per group only: when the first column of a group is reached, fit its codebook again
     /// on the group's weights as compensation has left them (the other granularities reach
     /// their groups' first columns before any compensation, so for them it changes nothing).
-    /// On by default: on random correlated layers it lowered the output error.
+    /// Off by default: on random correlated layers (groups of 16, 2 to 8 bits) it changed the
+    /// mean output error by less than one percent either way.
     pub refit_groups: bool,
 }
 
@@ -91,7 +93,7 @@ impl Default for CompensateOptions {
             dampening: 0.01,
             order: ColumnOrder::DecreasingDiagonal,
             block_size: 128,
-            refit_groups: true,
+            refit_groups: false,
         }
     }
 }
