@@ -2,6 +2,8 @@
 //! than nearest-level rounding on correlated inputs, the blocked algorithm against an
 //! unblocked reference, and every way the inputs can be wrong.
 #![cfg(feature = "compensate")]
+// The references index matrices as the formulas do.
+#![allow(clippy::needless_range_loop)]
 mod common;
 
 use common::{weights, Rng};
@@ -563,7 +565,7 @@ fn bad_inputs_are_errors() {
     let cov = Covariance::from_matrix(1, cols, &eye).unwrap();
 
     // Shapes.
-    let narrow = Covariance::from_matrix(1, 5, &vec![0.0; 25]).unwrap();
+    let narrow = Covariance::from_matrix(1, 5, &[0.0; 25]).unwrap();
     assert!(matches!(
         quantize_compensated(&w, rows, cols, &config, &narrow, &options, None),
         Err(Error::CovarianceShape {

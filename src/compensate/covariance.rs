@@ -136,7 +136,7 @@ impl Covariance {
             ));
         }
         let row_len = self.groups * self.dim;
-        if inputs.len() % row_len != 0 {
+        if !inputs.len().is_multiple_of(row_len) {
             return Err(Error::InvalidCovariance(
                 "the inputs are not a whole number of rows of groups x dim values",
             ));

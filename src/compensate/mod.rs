@@ -155,7 +155,7 @@ pub fn quantize_compensated(
     options.validate()?;
     check_shape(rows, cols, weights.len())?;
     let groups = covariance.groups();
-    if covariance.dim() != cols || rows % groups != 0 {
+    if covariance.dim() != cols || !rows.is_multiple_of(groups) {
         return Err(Error::CovarianceShape {
             groups,
             dim: covariance.dim(),
@@ -206,12 +206,12 @@ pub fn quantize_compensated(
         state.set_levels(g);
     }
     let mut codes = vec![0u8; rows * cols];
-    for k in 0..groups {
+    for (k, diagonal) in diagonals.iter().enumerate() {
         let first_row = k * rows_per_group;
         let h = covariance.raw_mat(k).ok_or(Error::InvalidCovariance(
             "no input rows were added to the covariance",
         ))?;
-        let order = column_order(&diagonals[k], options.order);
+        let order = column_order(diagonal, options.order);
         let u = inverse_factor(h, &order, options.dampening).ok_or(Error::NotPositiveDefinite {
             group: k,
             dampening: options.dampening,
