@@ -165,6 +165,29 @@ typedef enum expq_granularity {
 } expq_granularity;
 
 /**
+ * The order in which `expq_quantize_compensated` quantizes columns.
+ */
+typedef enum expq_column_order {
+    /**
+     * Column 0 first.
+     */
+    EXPQ_COLUMN_ORDER_NATURAL = 0,
+    /**
+     * Inputs with the largest `E[x_j²]` first (ties: lower index first); the default.
+     */
+    EXPQ_COLUMN_ORDER_DECREASING_DIAGONAL = 1,
+} expq_column_order;
+
+/**
+ * The second moment `E[x xᵀ]` and mean `E[x]` of a layer's inputs, per group of input
+ * channels, accumulated in double. Opaque; owned by the caller from `expq_covariance_new` or
+ * `expq_covariance_from_matrix` until `expq_covariance_free`. `expq_covariance_add_rows`
+ * changes it and must not run at the same time as any other call on it; the `const`
+ * functions may run from several threads at once.
+ */
+typedef struct expq_covariance expq_covariance;
+
+/**
  * A quantized `rows × cols` matrix, owned by the caller from `expq_quantize`,
  * `expq_quantize_calibrated` or `expq_tensor_deserialize` until `expq_tensor_free`. Opaque:
  * C sees only pointers to it. Immutable, so the `const expq_tensor *` functions may run on
@@ -214,6 +237,30 @@ typedef struct expq_config {
      */
     double fixed_q;
 } expq_config;
+
+/**
+ * Options of `expq_quantize_compensated`. Start from `expq_compensate_options_default()`.
+ */
+typedef struct expq_compensate_options {
+    /**
+     * Added to the covariance's diagonal, as a fraction of its mean diagonal, before
+     * factorizing; finite and `>= 0` (default 0.01).
+     */
+    double dampening;
+    /**
+     * Column order (default `EXPQ_COLUMN_ORDER_DECREASING_DIAGONAL`).
+     */
+    expq_column_order order;
+    /**
+     * Columns per block, at least 1 (default 128); only speed depends on it.
+     */
+    size_t block_size;
+    /**
+     * Per group only: fit a group's codebook again on its compensated weights when its
+     * first column is reached (default false).
+     */
+    bool refit_groups;
+} expq_compensate_options;
 
 /**
  * A stored tensor borrowed in place: `expq_view_init` validates the bytes once and fills
@@ -561,6 +608,133 @@ enum expq_status expq_relu_moments(float beta,
                                    float clip,
                                    float *mean,
                                    float *sq_mean);
+
+/**
+ * The default options: dampening 0.01, columns by decreasing diagonal, blocks of 128,
+ * no group refits.
+ */
+struct expq_compensate_options expq_compensate_options_default(void);
+
+/**
+ * Makes an empty accumulator for `groups` groups (1 for a dense layer or an ordinary
+ * convolution; the conv's groups for a grouped or depthwise one) of `dim` inputs each
+ * (`dim` = the layer's `cols`), stored in `*out` on success.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`groups` or `dim` 0,
+ * or matrices too large for memory).
+ *
+ * # Safety
+ * `out` must be writable for one pointer.
+ */
+enum expq_status expq_covariance_new(size_t groups, size_t dim, struct expq_covariance **out);
+
+/**
+ * Wraps a caller's precomputed `E[x xᵀ]`: `groups` symmetric `dim × dim` row-major matrices
+ * of doubles, one after the other (`matrix_len = groups * dim * dim`), copied. It has no
+ * means and takes no rows.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (a zero size, a length
+ * other than `groups * dim * dim` — `EXPQ_STATUS_BUFFER_TOO_SMALL` when shorter — or a
+ * matrix that is not symmetric), `EXPQ_STATUS_NON_FINITE` (a NaN or infinite entry).
+ *
+ * # Safety
+ * `matrix` must point to `matrix_len` doubles; `out` be writable for one pointer.
+ */
+enum expq_status expq_covariance_from_matrix(size_t groups,
+                                             size_t dim,
+                                             const double *matrix,
+                                             size_t matrix_len,
+                                             struct expq_covariance **out);
+
+/**
+ * Adds `inputs_len / (groups * dim)` input rows: each row holds the `groups * dim` inputs
+ * one output position sees (for a convolution the im2col patch in `(in, kh, kw)` order,
+ * group `k`'s part at `[k * dim, (k + 1) * dim)`).
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`inputs_len` not a
+ * multiple of the row length, or a covariance made from a matrix), `EXPQ_STATUS_NON_FINITE`
+ * (a NaN or infinite input; nothing is added then).
+ *
+ * # Safety
+ * `cov` must be a live covariance that no other thread uses during the call; `inputs` must
+ * point to `inputs_len` floats.
+ */
+enum expq_status expq_covariance_add_rows(struct expq_covariance *cov,
+                                          const float *inputs,
+                                          size_t inputs_len);
+
+/**
+ * Rows added so far (0 for a covariance made from a matrix, or when `cov` is NULL).
+ *
+ * # Safety
+ * `cov` must be NULL or a live covariance.
+ */
+uint64_t expq_covariance_count(const struct expq_covariance *cov);
+
+/**
+ * Writes the inputs' means `E[x]`, `groups * dim` floats (group `k`'s at
+ * `[k * dim, (k + 1) * dim)`), into `mean` for `expq_quantize_compensated`'s bias
+ * correction; `mean_len` must be `groups * dim`.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (no rows added, a
+ * covariance made from a matrix, `mean_len` too large), `EXPQ_STATUS_BUFFER_TOO_SMALL`.
+ * `mean` is written only on success.
+ *
+ * # Safety
+ * `cov` must be a live covariance; `mean` writable for `mean_len` floats.
+ */
+enum expq_status expq_covariance_mean(const struct expq_covariance *cov,
+                                      float *mean,
+                                      size_t mean_len);
+
+/**
+ * Frees a covariance. NULL is fine (nothing happens).
+ *
+ * # Safety
+ * `cov` must be NULL or a covariance from `expq_covariance_new` or
+ * `expq_covariance_from_matrix` that has not been freed and that no other thread uses.
+ */
+void expq_covariance_free(struct expq_covariance *cov);
+
+/**
+ * Quantizes a `rows × cols` row-major matrix so that its output error under the inputs'
+ * covariance `cov` is small (columns one at a time, each one's rounding error moved onto the
+ * columns not yet quantized, weighted by the inverse covariance: GPTQ/OBQ), and on success
+ * stores a new tensor in `*out` (free it with `expq_tensor_free`). Codebooks are fitted on
+ * the original weights as `expq_quantize` fits them (`EXPQ_SCALE_RULE_OUTPUT_MSE` weighted
+ * by the covariance's diagonal); see `options.refit_groups`.
+ *
+ * `cov` has `dim = cols`, and `rows` must be a multiple of its groups (row run `k` sees
+ * group `k`'s inputs). `options` may be NULL for the defaults. With `input_mean` (NULL for
+ * none; then `input_mean_len`, `bias_correction` and `bias_len` are ignored) holding `cols`,
+ * `groups * cols` or `rows * cols` means, the per-row bias correction of the compensated
+ * weights, `−Σ_j (Q[r,j] − W[r,j])·input_mean[j]`, is written to `bias_correction`
+ * (`bias_len` must be `rows`).
+ *
+ * Errors: everything `expq_quantize` reports, and `EXPQ_STATUS_INVALID_ARGUMENT` (a
+ * covariance that does not fit the shape or holds no rows, a dampening that is negative or
+ * not finite, block size 0, an option out of its enum, means of the wrong length, a
+ * covariance still not positive definite after dampening, overlapping buffers),
+ * `EXPQ_STATUS_NON_FINITE` (a NaN or infinite mean), `EXPQ_STATUS_BUFFER_TOO_SMALL`
+ * (`bias_len < rows`). `bias_correction` and `*out` are written only on success.
+ *
+ * # Safety
+ * `weights` must point to `rows * cols` floats; `config` to an `expq_config`; `cov` be a
+ * live covariance; `options` NULL or an `expq_compensate_options`; `input_mean` NULL or
+ * `input_mean_len` floats; with means, `bias_correction` writable for `bias_len` floats;
+ * `out` writable for one pointer.
+ */
+enum expq_status expq_quantize_compensated(const float *weights,
+                                           size_t rows,
+                                           size_t cols,
+                                           const struct expq_config *config,
+                                           const struct expq_covariance *cov,
+                                           const struct expq_compensate_options *options,
+                                           const float *input_mean,
+                                           size_t input_mean_len,
+                                           float *bias_correction,
+                                           size_t bias_len,
+                                           struct expq_tensor **out);
 
 /**
  * Writes the stored form of `t` (the documented, versioned byte format: header, packed

@@ -29,6 +29,9 @@
 
 use alloc::vec::Vec;
 
+#[cfg(feature = "compensate")]
+pub use crate::covariance::Covariance;
+
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::float::math::exp;

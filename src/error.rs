@@ -127,6 +127,34 @@ pub enum Error {
         /// Upper clip of the activation.
         clip: f64,
     },
+    /// An input covariance that cannot be used: no rows accumulated, rows of the wrong
+    /// length, zero groups or inputs, or a given matrix that is not symmetric.
+    #[error("invalid input covariance: {0}")]
+    InvalidCovariance(&'static str),
+    /// An input covariance whose shape does not fit the layer: its `dim` must equal `cols`
+    /// and `rows` must be a multiple of its groups.
+    #[error("a covariance of {groups} groups of {dim} inputs does not fit a {rows} x {cols} layer (dim must equal cols, rows be a multiple of groups)")]
+    CovarianceShape {
+        /// Groups of the covariance.
+        groups: usize,
+        /// Inputs per group.
+        dim: usize,
+        /// Rows of the layer.
+        rows: usize,
+        /// Columns of the layer.
+        cols: usize,
+    },
+    /// The dampened input covariance of a group still has no Cholesky factorization.
+    #[error("the input covariance of group {group} is not positive definite even with dampening {dampening} x its mean diagonal; raise the dampening or gather more calibration inputs")]
+    NotPositiveDefinite {
+        /// The covariance group.
+        group: usize,
+        /// The dampening that was used.
+        dampening: f64,
+    },
+    /// An option of the error-compensating quantizer out of range.
+    #[error("invalid compensation option: {0}")]
+    InvalidCompensateOption(&'static str),
     /// Stored bytes that are not a valid tensor or container: truncated, altered, or lying
     /// about their own lengths. The message says which check failed.
     #[error("corrupt data: {0}")]

@@ -82,6 +82,8 @@
 //!   Implies `std`; no extra dependency.
 //! - `test-hooks`: entry points that force a thread count, for the tests and benchmarks
 //!   that compare paths in one build. Not part of the stable API.
+//! - `compensate` (default): error-compensating quantization from the layer's input
+//!   covariance ([`compensate`]), with `faer` for the dense linear algebra. Implies `std`.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -98,9 +100,13 @@ extern crate std;
 #[cfg(feature = "alloc")]
 pub mod calibrate;
 mod codebook;
+#[cfg(feature = "compensate")]
+pub mod compensate;
 #[cfg(feature = "alloc")]
 mod config;
 mod container;
+#[cfg(feature = "compensate")]
+mod covariance;
 pub mod discretize;
 mod error;
 #[cfg(feature = "ffi")]

@@ -372,6 +372,69 @@ impl QuantizedTensor {
             Ok(())
         })
     }
+}
+
+impl QuantizedTensor {
+    /// A tensor from fitted parameters (one per group, in group order) and unpacked codes
+    /// (one per weight, row-major), for quantizers that choose codes other than by nearest
+    /// level of the original weights.
+    #[cfg(feature = "compensate")]
+    pub(crate) fn from_codes(
+        rows: usize,
+        cols: usize,
+        config: Config,
+        params: Vec<Params<f32>>,
+        codes: &[u8],
+    ) -> Result<Self> {
+        let family = config.family()?;
+        let n = check_shape(rows, cols, codes.len())?;
+        let granularity = config.granularity();
+        let groups = granularity.group_count(rows, cols);
+        if groups != Some(params.len()) {
+            return Err(Error::BufferLength {
+                what: "group parameters",
+                expected: groups.unwrap_or(usize::MAX),
+                actual: params.len(),
+            });
+        }
+        for p in &params {
+            family.codebook(*p)?;
+        }
+        let limit = family.level_count();
+        if let Some(index) = codes.iter().position(|&c| usize::from(c) >= limit) {
+            return Err(Error::CodeOutOfRange {
+                index,
+                code: codes[index],
+                limit,
+            });
+        }
+        let row_bytes = pack::packed_len(cols, family.bits).ok_or(Error::ShapeMismatch {
+            rows,
+            cols,
+            len: n,
+        })?;
+        let mut packed = vec![0u8; rows * row_bytes];
+        for (row, out) in codes
+            .chunks_exact(cols)
+            .zip(packed.chunks_exact_mut(row_bytes.max(1)))
+        {
+            pack::pack_unchecked(row, family.bits, out);
+        }
+        let shape = Shape {
+            rows,
+            cols,
+            family,
+            granularity,
+            rule: config.scale_rule(),
+            encoding: ParamEncoding::f32_for(family),
+        };
+        let mut param_bytes = vec![0u8; shape.lengths()?.params];
+        shape.encoding.write(&params, &mut param_bytes);
+        Ok(QuantizedTensor {
+            config,
+            parts: Parts::new(shape, packed, param_bytes)?,
+        })
+    }
 
     /// Bytes [`write_into`](Self::write_into) and [`to_bytes`](Self::to_bytes) produce.
     pub fn serialized_len(&self) -> usize {

@@ -195,6 +195,14 @@ fn c_test_static_sanitized() {
 }
 
 #[test]
+fn c_compensate_test_shared_and_static() {
+    for link in [Link::Shared, Link::Static] {
+        let out = build_and_run("tests/c/test_compensate.c", Lang::C, link, &[]);
+        assert!(out.contains("all checks passed"), "{out}");
+    }
+}
+
+#[test]
 fn cpp_test_shared() {
     let out = build_and_run("tests/cpp/test_expquant.cpp", Lang::Cxx, Link::Shared, &[]);
     assert!(out.contains("all checks passed"), "{out}");
@@ -365,7 +373,7 @@ fn header_defines_only_prefixed_names() {
     }
     let count = |kind: &str| defined.iter().filter(|(_, k)| *k == kind).count();
     assert!(
-        count("macro") >= 8 && count("enum") == 4 && count("function") >= 30,
+        count("macro") >= 8 && count("enum") >= 4 && count("function") >= 30,
         "the header was not parsed as expected: {defined:?}"
     );
     let leaks: Vec<&(String, &str)> = defined

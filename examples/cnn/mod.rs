@@ -5,6 +5,7 @@
 #![allow(dead_code)] // see above: every includer uses a different subset
 
 pub mod calibration;
+pub mod compensation;
 pub mod data;
 pub mod format;
 pub mod model;

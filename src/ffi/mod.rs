@@ -95,9 +95,11 @@ mod tensor;
 // Declared after the modules above (and in a group of their own, which rustfmt keeps in
 // order) so that cbindgen lists their functions after the tensor functions in the header.
 mod calibrate;
+mod compensate;
 mod storage;
 
 pub use calibrate::*;
+pub use compensate::*;
 pub use config::*;
 pub use decode::*;
 pub use storage::*;
