@@ -235,11 +235,8 @@ fn parallel_map<T: Send>(
     });
     let results = results.into_inner().expect("workers have finished");
     let mut out = Vec::with_capacity(n);
-    for r in results {
-        match r {
-            Some(r) => out.push(r?),
-            None => {}
-        }
+    for r in results.into_iter().flatten() {
+        out.push(r?);
     }
     if out.len() != n {
         bail!("internal error: a work item was skipped");
@@ -477,7 +474,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     let calibrated_layer = |i: usize| items[i].layer.as_ref().filter(|l| l.consumers == 1);
     let mut stats: HashMap<usize, Moments> = HashMap::new();
     if let Source::Onnx { model, .. } = &source {
-        if !samples.is_empty() && (!args.sequential || args.target_bpw.is_some()) {
+        if !samples.is_empty() {
             let progress = bar(1, "calibrating", args.quiet);
             let wanted: Vec<usize> = jobs
                 .iter()
@@ -568,7 +565,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
                 Some(l) => Some(model.input_moments(&samples, &[l])?.remove(0)),
                 None => None,
             };
-            let d = quantize_item(
+            let mut d = quantize_item(
                 &source,
                 &items[i],
                 &settings,
@@ -576,6 +573,15 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
                 correct_bias,
                 true,
             )?;
+            if let (Some(correction), Some(q), Some(fp)) =
+                (d.bias_correction.as_mut(), moments.as_ref(), stats.get(&i))
+            {
+                let w = source.load_matrix(&items[i])?;
+                let drift = drift_correction(&w, items[i].rows, items[i].cols, fp, q);
+                for (c, d) in correction.iter_mut().zip(drift) {
+                    *c += d;
+                }
+            }
             apply_to_model(model, &items[i], &d)?;
             done.push(d);
             progress.inc(1);
@@ -665,6 +671,28 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         print!("{}", report.table());
     }
     Ok(())
+}
+
+/// `Σ_j W[r,j]·(E[x_j] − E[x̃_j])` per row: the shift of the layer's mean output caused by
+/// the quantized layers before it (`x̃`: its input in the partly quantized model, `x`: in the
+/// original one). The library's correction `−Σ_j ΔW[r,j]·E[x̃_j]` restores the mean of `W·x̃`;
+/// adding this restores the original model's mean of `W·x`, so earlier layers' drift does not
+/// accumulate.
+fn drift_correction(w: &[f32], rows: usize, cols: usize, fp: &Moments, q: &Moments) -> Vec<f32> {
+    let at = |m: &Moments, r: usize, j: usize| {
+        if m.mean.len() == rows * cols {
+            m.mean[r * cols + j] as f64
+        } else {
+            m.mean[j] as f64
+        }
+    };
+    (0..rows)
+        .map(|r| {
+            (0..cols)
+                .map(|j| w[r * cols + j] as f64 * (at(fp, r, j) - at(q, r, j)))
+                .sum::<f64>() as f32
+        })
+        .collect()
 }
 
 /// Writes a quantized layer's dequantized weights and bias correction into the model.
