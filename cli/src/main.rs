@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Quantize every weight matrix of a model file into an expquant container.
     #[command(after_long_help = QUANTIZE_EXAMPLES, after_help = QUANTIZE_EXAMPLES)]
-    Quantize(QuantizeArgs),
+    Quantize(Box<QuantizeArgs>),
     /// List a container's tensors: shape, bits, bits per weight and checksum state.
     Inspect {
         /// The container (`.expq`) to read.

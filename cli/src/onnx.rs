@@ -678,7 +678,10 @@ impl Accumulator {
         match layer.op {
             Op::Conv { groups } => {
                 let per_group = channels / groups.max(1);
-                if per_group == 0 || layer.cols % per_group != 0 || per_group * groups != channels {
+                if per_group == 0
+                    || !layer.cols.is_multiple_of(per_group)
+                    || per_group * groups != channels
+                {
                     bail!(
                         "Conv '{}': input has {channels} channels, weight expects {} groups of {}",
                         layer.weight,

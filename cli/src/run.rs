@@ -27,7 +27,7 @@ enum Source {
         array: npy::Array,
     },
     Onnx {
-        model: OnnxModel,
+        model: Box<OnnxModel>,
         layers: HashMap<String, Layer>,
     },
 }
@@ -69,7 +69,10 @@ impl Source {
             "onnx" => {
                 let model = OnnxModel::open(path)?;
                 let layers = model.layers()?;
-                Ok(Source::Onnx { model, layers })
+                Ok(Source::Onnx {
+                    model: Box::new(model),
+                    layers,
+                })
             }
             _ => bail!(
                 "{}: unsupported model format (expected .safetensors, .onnx or .npy)",

@@ -45,7 +45,7 @@ pub fn default_choice(name: &str, shape: &[usize]) -> std::result::Result<(), &'
     if shape.len() < 2 {
         return Err("fewer than 2 dimensions");
     }
-    if shape.iter().any(|&d| d == 0) {
+    if shape.contains(&0) {
         return Err("empty");
     }
     let lower = name.to_ascii_lowercase();
@@ -190,7 +190,7 @@ impl Selection {
                 reason.unwrap_or_else(|| "overrides file".into()),
             ));
         }
-        if shape.iter().any(|&d| d == 0) || shape.is_empty() {
+        if shape.contains(&0) || shape.is_empty() {
             return Err(Error::msg(format!(
                 "tensor '{name}' of shape {shape:?} cannot be quantized"
             )));

@@ -8,7 +8,10 @@ use expquant::{quantize, Config, ContainerView, QuantizedTensor};
 use safetensors::tensor::{Dtype, TensorView};
 
 /// A small checkpoint: f32, f16 and bf16 weights, a 1-D bias and an embedding.
-fn checkpoint(dir: &std::path::Path) -> (std::path::PathBuf, Vec<(String, Vec<usize>, Vec<f32>)>) {
+/// Name, matrix dims and the f32 values the library sees.
+type Seen = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+fn checkpoint(dir: &std::path::Path) -> (std::path::PathBuf, Seen) {
     let w0 = weights(16 * 64, 1);
     let w1 = weights(8 * 32, 2);
     let w2 = weights(4 * 2 * 3 * 3, 3);
