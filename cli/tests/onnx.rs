@@ -289,3 +289,106 @@ fn calibration_shape_errors_name_the_tensor() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn depthwise_clip_pool_matmul_graph() {
+    use tract_onnx::pb;
+    let dir = tempdir("onnx-dw");
+    let model = dir.join("dw.onnx");
+    let graph = pb::GraphProto {
+        name: "dw".into(),
+        node: vec![
+            node(
+                "Conv",
+                &["x", "stem.w", "stem.b"],
+                "s",
+                vec![
+                    attr_ints("kernel_shape", &[3, 3]),
+                    attr_ints("pads", &[1, 1, 1, 1]),
+                ],
+            ),
+            node("Relu", &["s"], "sr", vec![]),
+            node(
+                "Conv",
+                &["sr", "dw.w"],
+                "d",
+                vec![
+                    attr_ints("kernel_shape", &[3, 3]),
+                    attr_ints("pads", &[1, 1, 1, 1]),
+                    attr_int("group", 8),
+                ],
+            ),
+            node("Clip", &["d", "lo", "hi"], "dc", vec![]),
+            node("GlobalAveragePool", &["dc"], "g", vec![]),
+            node("Flatten", &["g"], "f", vec![attr_int("axis", 1)]),
+            node("MatMul", &["f", "head.w"], "y", vec![]),
+        ],
+        initializer: vec![
+            initializer("stem.w", &[8, 3, 3, 3], &weights(8 * 27, 21)),
+            initializer("stem.b", &[8], &weights(8, 22)),
+            initializer("dw.w", &[8, 1, 3, 3], &weights(8 * 9, 23)),
+            initializer("lo", &[], &[0.0]),
+            initializer("hi", &[], &[6.0]),
+            initializer("head.w", &[8, 4], &weights(32, 24)),
+        ],
+        input: vec![value_info("x", &[None, Some(3), Some(8), Some(8)])],
+        output: vec![value_info("y", &[None, Some(4)])],
+        ..Default::default()
+    };
+    write_model(&model, graph);
+    let images: Vec<f32> = weights(16 * 3 * 64, 25)
+        .iter()
+        .map(|v| v.abs() * 2.0)
+        .collect();
+    let calib = dir.join("calib");
+    std::fs::create_dir(&calib).unwrap();
+    for (i, image) in images.chunks_exact(3 * 64).enumerate() {
+        write_npy(&calib.join(format!("{i:02}.npy")), &[3, 8, 8], image);
+    }
+    let (out, emitted, rep) = (dir.join("q.expq"), dir.join("q.onnx"), dir.join("r.json"));
+    expquant_ok(&[
+        "quantize",
+        p(&model),
+        "-o",
+        p(&out),
+        "--bits",
+        "8",
+        "--calibration",
+        p(&calib),
+        "--emit-onnx",
+        p(&emitted),
+        "--report",
+        p(&rep),
+        "-q",
+    ]);
+    let r = report(&rep);
+    assert_eq!(r["calibration_samples"], 16);
+    let names: Vec<&str> = r["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["stem.w", "dw.w", "head.w"]);
+    // The MatMul weight [in, out] is stored one row per output.
+    assert_eq!(
+        (
+            r["tensors"][2]["rows"].as_u64(),
+            r["tensors"][2]["cols"].as_u64()
+        ),
+        (Some(4), Some(8))
+    );
+    let rest_bytes = std::fs::read(dir.join("q.expq.rest.safetensors")).unwrap();
+    let rest = safetensors::SafeTensors::deserialize(&rest_bytes).unwrap();
+    for name in ["stem.b", "dw.w.expquant_bias", "head.w.expquant_bias"] {
+        assert!(rest.tensor(name).is_ok(), "{name} missing from the sidecar");
+    }
+    // At 8 bits with corrected biases the emitted model stays close to the original.
+    let x = &images[..3 * 64];
+    let want = run_once(&model, &[1, 3, 8, 8], x);
+    let got = run_once(&emitted, &[1, 3, 8, 8], x);
+    let scale = want.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 0.02 * scale, "{g} vs {w}");
+    }
+}

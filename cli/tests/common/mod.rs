@@ -122,7 +122,7 @@ pub fn digits() -> (Vec<Vec<f32>>, Vec<usize>) {
         .unzip()
 }
 
-fn attr_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
+pub fn attr_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::Ints as i32,
@@ -131,7 +131,7 @@ fn attr_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
     }
 }
 
-fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
+pub fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::Int as i32,
@@ -140,7 +140,7 @@ fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
     }
 }
 
-fn node(
+pub fn node(
     op: &str,
     inputs: &[&str],
     output: &str,
@@ -156,7 +156,7 @@ fn node(
     }
 }
 
-fn value_info(name: &str, dims: &[Option<i64>]) -> pb::ValueInfoProto {
+pub fn value_info(name: &str, dims: &[Option<i64>]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
     pb::ValueInfoProto {
         name: name.into(),
@@ -333,4 +333,50 @@ pub fn summed_error(report: &serde_json::Value) -> f64 {
         .iter()
         .map(|t| t["weighted_error"].as_f64().unwrap())
         .sum()
+}
+
+/// An f32 initializer with inline data.
+pub fn initializer(name: &str, dims: &[i64], values: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A one-graph model of opset 13.
+pub fn write_model(path: &Path, graph: pb::GraphProto) {
+    let model = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    std::fs::write(path, model.encode_to_vec()).unwrap();
+}
+
+/// The first output of an ONNX model on one input, run in tract.
+pub fn run_once(path: &Path, shape: &[usize], data: &[f32]) -> Vec<f32> {
+    let plan = tract_onnx::onnx()
+        .model_for_path(path)
+        .unwrap()
+        .with_input_fact(0, f32::fact(shape).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let input = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), data.to_vec()).unwrap();
+    let out = plan.run(tvec!(Tensor::from(input).into())).unwrap();
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
