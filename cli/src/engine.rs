@@ -1,0 +1,214 @@
+//! Every call into the `expquant` library, and the parsers for its setting names.
+//!
+//! Keeping the library behind this one module means a change of its public names touches
+//! only this file; the rest of the tool speaks in the types defined here.
+
+use expquant::calibrate::{quantize_calibrated, InputStats};
+use expquant::{Config, ContainerView, Granularity, QuantizedTensor, ScaleRule, Scheme};
+
+use crate::error::{Error, Result};
+
+pub use expquant::QuantizedTensor as Tensor;
+
+/// How one tensor is quantized.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Level family.
+    pub scheme: Scheme,
+    /// Bits per code, 1 to 8.
+    pub bits: u8,
+    /// Which weights share a codebook.
+    pub granularity: Granularity,
+    /// How each codebook's scale is chosen.
+    pub rule: ScaleRule,
+}
+
+impl Settings {
+    fn config(&self) -> Config {
+        Config::new(self.scheme, self.bits)
+            .with_granularity(self.granularity)
+            .with_scale_rule(self.rule)
+    }
+
+    /// Checks the combination once, before any tensor is read.
+    pub fn validate(&self) -> Result<()> {
+        self.config().validate().map_err(Error::from)
+    }
+}
+
+/// Parses a scheme name with the library's names: `exponential` or `linear`.
+pub fn parse_scheme(name: &str) -> Result<Scheme> {
+    name.parse()
+        .map_err(|e| Error::msg(format!("scheme '{name}': {e}")))
+}
+
+/// Parses a granularity with the library's names: `tensor`, `row` or `group:G`.
+pub fn parse_granularity(name: &str) -> Result<Granularity> {
+    name.parse()
+        .map_err(|e| Error::msg(format!("granularity '{name}': {e}")))
+}
+
+/// Parses a scale rule with the library's names: `max-abs`, `mse`, `correlation`,
+/// `output-mse` or `fixed:A,Q`.
+pub fn parse_scale_rule(name: &str) -> Result<ScaleRule> {
+    name.parse()
+        .map_err(|e| Error::msg(format!("scale rule '{name}': {e}")))
+}
+
+/// The name [`parse_scheme`] reads.
+pub fn scheme_name(scheme: Scheme) -> String {
+    scheme.to_string()
+}
+
+/// The name [`parse_granularity`] reads.
+pub fn granularity_name(granularity: Granularity) -> String {
+    granularity.to_string()
+}
+
+/// The name [`parse_scale_rule`] reads.
+pub fn scale_rule_name(rule: ScaleRule) -> String {
+    rule.to_string()
+}
+
+/// Whether a rule needs calibration statistics.
+pub fn needs_statistics(rule: ScaleRule) -> bool {
+    rule == ScaleRule::OutputMse
+}
+
+/// A layer's input statistics in the library's column layout: `cols` values shared by all
+/// rows, or `rows × cols` (grouped convolutions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moments {
+    /// `E[x_j]`.
+    pub mean: Vec<f32>,
+    /// `E[x_j²]`.
+    pub sq_mean: Vec<f32>,
+}
+
+/// One quantized layer.
+#[derive(Debug, Clone)]
+pub struct Quantized {
+    /// The stored tensor.
+    pub tensor: QuantizedTensor,
+    /// Its dequantized values, `rows × cols`.
+    pub dequantized: Vec<f32>,
+    /// Per row, what to add to the layer's bias (present when statistics were given and bias
+    /// correction is on).
+    pub bias_correction: Option<Vec<f32>>,
+}
+
+/// Quantizes one `rows × cols` layer, with its input statistics when there are some.
+///
+/// This is where error compensation belongs: with a layer's input covariance, the library's
+/// compensated quantizer (columns quantized in turn, each column's error pushed onto the
+/// columns not yet quantized) replaces the plain fit below, and the bias correction is
+/// computed against the compensated result.
+pub fn quantize_layer(
+    weights: &[f32],
+    rows: usize,
+    cols: usize,
+    settings: &Settings,
+    stats: Option<&Moments>,
+    correct_bias: bool,
+) -> Result<Quantized> {
+    let config = settings.config();
+    match stats {
+        // COMPENSATION SLOT: `stats` will carry the covariance; call the compensated
+        // quantizer here when it is present and compensation is on.
+        Some(m) => {
+            let input = InputStats::new(&m.mean).with_sq_mean(&m.sq_mean);
+            let calibrated = quantize_calibrated(weights, rows, cols, &config, &input)?;
+            let dequantized = calibrated.tensor.dequantize();
+            Ok(Quantized {
+                tensor: calibrated.tensor,
+                dequantized,
+                bias_correction: correct_bias.then_some(calibrated.bias_correction),
+            })
+        }
+        None => {
+            if needs_statistics(settings.rule) {
+                return Err(Error::msg(
+                    "the output-mse scale rule needs calibration statistics (--calibration)",
+                ));
+            }
+            let tensor = expquant::quantize(weights, rows, cols, &config)?;
+            let dequantized = tensor.dequantize();
+            Ok(Quantized {
+                tensor,
+                dequantized,
+                bias_correction: None,
+            })
+        }
+    }
+}
+
+/// Stored bits of a tensor, codebooks and row padding included.
+pub fn stored_bits(tensor: &QuantizedTensor) -> u64 {
+    (tensor.bits_per_weight() * (tensor.rows() * tensor.cols()) as f64).round() as u64
+}
+
+/// Signal-to-quantization-noise ratio in dB.
+pub fn sqnr_db(original: &[f32], approx: &[f32]) -> Result<f64> {
+    Ok(expquant::metrics::sqnr_db(original, approx)?)
+}
+
+/// Serializes named tensors as an expquant container.
+pub fn container_bytes(tensors: &[(&str, &QuantizedTensor)]) -> Result<Vec<u8>> {
+    Ok(expquant::write_container(tensors)?)
+}
+
+/// One tensor of a container, as `inspect` shows it.
+#[derive(Debug, Clone)]
+pub struct EntryInfo {
+    /// Its name.
+    pub name: String,
+    /// `rows × cols`, or the reason it failed to validate.
+    pub state: std::result::Result<EntryShape, String>,
+}
+
+/// The shape and settings of a valid container entry.
+#[derive(Debug, Clone)]
+pub struct EntryShape {
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Bits per code.
+    pub bits: u8,
+    /// Level family name.
+    pub scheme: String,
+    /// Granularity name.
+    pub granularity: String,
+    /// Codebook count.
+    pub groups: usize,
+    /// Stored bits per weight.
+    pub bits_per_weight: f64,
+}
+
+/// Validates a container and describes each tensor; a tensor whose checksum or contents fail
+/// is listed with the reason.
+pub fn inspect_container(bytes: &[u8]) -> Result<Vec<EntryInfo>> {
+    let container = ContainerView::from_bytes(bytes)?;
+    let mut out = Vec::with_capacity(container.len());
+    for (index, entry) in container.iter().enumerate() {
+        out.push(match entry {
+            Ok((name, view)) => EntryInfo {
+                name: name.to_string(),
+                state: Ok(EntryShape {
+                    rows: view.rows(),
+                    cols: view.cols(),
+                    bits: view.bits(),
+                    scheme: scheme_name(view.scheme()),
+                    granularity: granularity_name(view.granularity()),
+                    groups: view.group_count(),
+                    bits_per_weight: view.bits_per_weight(),
+                }),
+            },
+            Err(e) => EntryInfo {
+                name: format!("#{index}"),
+                state: Err(e.to_string()),
+            },
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,143 @@
+//! `expquant`: quantize the weights of a whole model file (safetensors, ONNX, npy) to 1–8
+//! bits with the expquant library, optionally calibrated and under a size budget, with a
+//! report.
+
+#[macro_use]
+mod error;
+mod allocate;
+mod engine;
+mod npy;
+mod onnx;
+mod output;
+mod report;
+mod run;
+mod safetensors_file;
+mod select;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Quantize neural-network weights to 1–8 bits with exponential or linear codebooks.
+#[derive(Debug, Parser)]
+#[command(name = "expquant", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Quantize every weight matrix of a model file into an expquant container.
+    #[command(after_long_help = QUANTIZE_EXAMPLES, after_help = QUANTIZE_EXAMPLES)]
+    Quantize(Box<QuantizeArgs>),
+    /// List a container's tensors: shape, bits, bits per weight and checksum state.
+    Inspect {
+        /// The container (`.expq`) to read.
+        file: PathBuf,
+    },
+}
+
+const QUANTIZE_EXAMPLES: &str = "\
+Examples:
+  expquant quantize model.safetensors -o model.expq --bits 4
+  expquant quantize model.safetensors -o model.expq --target-bpw 3.5 --report report.json
+  expquant quantize model.onnx -o q.expq --bits 4 --calibration calib/ --emit-onnx q.onnx
+  expquant quantize model.onnx -o q.expq --bits 3 --calibration batch.npy --sequential
+  expquant quantize weights.npy -o w.expq --scheme linear --granularity group:64
+
+Which tensors: 2-D and convolution weights (ONNX: Conv, Gemm and MatMul weight initializers);
+1-D tensors, biases, norms and embeddings stay as they are. --include / --exclude patterns
+(`*` matches any run of characters) and the overrides file change that.
+
+Calibration (ONNX): the model runs in tract on each input; every quantized layer gets its input
+channels' mean and mean square. They are used for bias correction (turn off with
+--no-bias-correction), for the output-weighted error under --target-bpw, and by
+--scale-rule output-mse. --sequential measures layer k with layers 1..k-1 already quantized.
+
+Outputs: the container (-o) holds every quantized tensor under its original name (MatMul and
+Gemm weights stored [in, out] are held transposed, one row per output). Every other tensor,
+and every corrected bias, goes to a safetensors sidecar (--rest, default OUT.rest.safetensors).
+All files are written under temporary names and renamed only when everything succeeded.";
+
+/// Options of `expquant quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The model: `.safetensors`, `.onnx` or `.npy` (one matrix).
+    pub model: PathBuf,
+    /// The container to write.
+    #[arg(short, long, value_name = "OUT.expq")]
+    pub output: PathBuf,
+    /// Bits per code for every quantized tensor (1–8).
+    #[arg(long, default_value_t = 4, conflicts_with = "target_bpw")]
+    pub bits: u8,
+    /// Choose each tensor's width so the model's bits per weight (codebooks included, over the
+    /// quantized tensors) is at most X with the least summed error.
+    #[arg(long, value_name = "X")]
+    pub target_bpw: Option<f64>,
+    /// Widths --target-bpw may choose from.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7,8")]
+    pub candidate_bits: Vec<u8>,
+    /// Level family: exponential or linear.
+    #[arg(long, default_value = "exponential")]
+    pub scheme: String,
+    /// Which weights share a codebook: tensor, row or group:G.
+    #[arg(long, default_value = "row")]
+    pub granularity: String,
+    /// How each codebook's scale is fitted: max-abs, mse, correlation or output-mse (needs
+    /// --calibration).
+    #[arg(long, default_value = "max-abs")]
+    pub scale_rule: String,
+    /// Quantize tensors whose name matches (repeatable; `*` is a wildcard).
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+    /// Keep tensors whose name matches in floating point (repeatable; wins over --include).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Per-tensor settings: a JSON array of {"match": PATTERN, "bits", "scheme",
+    /// "granularity", "scale_rule", "quantize"}; later entries win.
+    #[arg(long, value_name = "FILE.json")]
+    pub overrides: Option<PathBuf>,
+    /// Calibration inputs for an ONNX model: a directory of `.npy` files or one `.npy` with a
+    /// batch axis.
+    #[arg(long, value_name = "PATH")]
+    pub calibration: Option<PathBuf>,
+    /// With --calibration: leave biases as they are.
+    #[arg(long)]
+    pub no_bias_correction: bool,
+    /// With --calibration: measure each layer's inputs with the layers before it already
+    /// quantized (slower: the model runs once per layer).
+    #[arg(long)]
+    pub sequential: bool,
+    /// Also write the ONNX model with dequantized weights and corrected biases.
+    #[arg(long, value_name = "Q.onnx")]
+    pub emit_onnx: Option<PathBuf>,
+    /// Where the unquantized tensors and corrected biases go (safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub rest: Option<PathBuf>,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "R.json")]
+    pub report: Option<PathBuf>,
+    /// Tensors quantized at once (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bars and no table.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Quantize(args) => run::quantize(&args),
+        Command::Inspect { file } => run::inspect(&file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

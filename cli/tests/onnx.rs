@@ -1,0 +1,394 @@
+//! The CLI on an ONNX model: the repository's digits CNN, exported by the tests themselves.
+//! Container against the library, external data, calibration with bias correction, the
+//! emitted model in tract, `--target-bpw` against uniform widths, sequential calibration.
+
+mod common;
+
+use common::*;
+use expquant::calibrate::{quantize_calibrated, InputStats};
+use expquant::{quantize, Config, ContainerView, QuantizedTensor};
+
+/// The model, the calibration batch (64 training images) and the test split.
+struct Setup {
+    dir: std::path::PathBuf,
+    model: std::path::PathBuf,
+    calib: std::path::PathBuf,
+    test_images: Vec<Vec<f32>>,
+    test_labels: Vec<usize>,
+}
+
+fn setup(name: &str) -> Setup {
+    let dir = tempdir(name);
+    let model = dir.join("digits.onnx");
+    digits_onnx(&digits_cnn(), &model, &[]);
+    let (images, labels) = digits();
+    let calib = dir.join("calib.npy");
+    let batch: Vec<f32> = images[..64].iter().flatten().copied().collect();
+    write_npy(&calib, &[64, 1, 8, 8], &batch);
+    Setup {
+        dir,
+        model,
+        calib,
+        test_images: images[1437..].to_vec(),
+        test_labels: labels[1437..].to_vec(),
+    }
+}
+
+#[test]
+fn fp32_export_reproduces_the_pinned_accuracy() {
+    let s = setup("fp32");
+    let acc = accuracy(&run_onnx(&s.model, &s.test_images), &s.test_labels);
+    // data/README.md: 355/360 on the test split.
+    assert_eq!((acc * 360.0).round() as usize, 355);
+}
+
+#[test]
+fn container_matches_the_library_inline_and_external() {
+    let s = setup("onnx-lib");
+    let tensors = digits_cnn();
+    let external = s.dir.join("external.onnx");
+    digits_onnx(&tensors, &external, &["fc1.weight", "conv2.weight"]);
+    let config = Config::exponential(4).per_group(32);
+    for model in [&s.model, &external] {
+        let out = s.dir.join("q.expq");
+        expquant_ok(&[
+            "quantize",
+            p(model),
+            "-o",
+            p(&out),
+            "--granularity",
+            "group:32",
+            "-q",
+        ]);
+        let bytes = std::fs::read(&out).unwrap();
+        let container = ContainerView::from_bytes(&bytes).unwrap();
+        assert_eq!(container.len(), 5);
+        for (name, dims, values) in tensors.iter().filter(|t| t.1.len() > 1) {
+            let cols = values.len() / dims[0];
+            let direct = quantize(values, dims[0], cols, &config).unwrap();
+            let view = container.get(name).unwrap().unwrap();
+            assert_eq!(
+                QuantizedTensor::from_view(&view).to_bytes(),
+                direct.to_bytes(),
+                "{name}"
+            );
+        }
+    }
+}
+
+/// Per-input-channel mean and mean square of `x` over the calibration batch, in the column
+/// layout of a 3×3 convolution (each channel repeated over its 9 taps) or a dense layer.
+fn moments(channels: &[Vec<f32>], taps: usize) -> (Vec<f32>, Vec<f32>) {
+    let mean = |f: &dyn Fn(f32) -> f64| -> Vec<f32> {
+        channels
+            .iter()
+            .flat_map(|c| {
+                let m = (c.iter().map(|&v| f(v)).sum::<f64>() / c.len() as f64) as f32;
+                std::iter::repeat_n(m, taps)
+            })
+            .collect()
+    };
+    (mean(&|v| v as f64), mean(&|v| (v as f64) * (v as f64)))
+}
+
+#[test]
+fn calibrated_model_runs_in_tract_like_its_container() {
+    let s = setup("onnx-cal");
+    let (out, rep, emitted) = (
+        s.dir.join("q.expq"),
+        s.dir.join("r.json"),
+        s.dir.join("q.onnx"),
+    );
+    expquant_ok(&[
+        "quantize",
+        p(&s.model),
+        "-o",
+        p(&out),
+        "--bits",
+        "4",
+        "--calibration",
+        p(&s.calib),
+        "--emit-onnx",
+        p(&emitted),
+        "--report",
+        p(&rep),
+        "-q",
+    ]);
+    let report = report(&rep);
+    assert_eq!(report["calibration_samples"], 64);
+    assert!(report["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["bias_corrected"] == true));
+
+    // conv1's statistics are those of the raw input: check the library gets exactly these.
+    let (images, _) = digits();
+    let pixels: Vec<f32> = images[..64].iter().flatten().copied().collect();
+    let (mean, sq) = moments(&[pixels], 9);
+    let tensors = digits_cnn();
+    let conv1 = &tensors.iter().find(|t| t.0 == "conv1.weight").unwrap().2;
+    let direct = quantize_calibrated(
+        conv1,
+        16,
+        9,
+        &Config::exponential(4),
+        &InputStats::new(&mean).with_sq_mean(&sq),
+    )
+    .unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let container = ContainerView::from_bytes(&bytes).unwrap();
+    let view = container.get("conv1.weight").unwrap().unwrap();
+    assert_eq!(
+        QuantizedTensor::from_view(&view).to_bytes(),
+        direct.tensor.to_bytes()
+    );
+
+    // Rebuild the model by hand from the container and the sidecar's corrected biases.
+    let rest_bytes = std::fs::read(s.dir.join("q.expq.rest.safetensors")).unwrap();
+    let rest = safetensors::SafeTensors::deserialize(&rest_bytes).unwrap();
+    let conv1_bias = rest.tensor("conv1.bias").unwrap();
+    let corrected: Vec<f32> = conv1_bias
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let original_bias = &tensors.iter().find(|t| t.0 == "conv1.bias").unwrap().2;
+    for ((c, o), d) in corrected
+        .iter()
+        .zip(original_bias)
+        .zip(&direct.bias_correction)
+    {
+        assert!(
+            (c - (o + d)).abs() <= 1e-6 * (1.0 + o.abs()),
+            "{c} vs {o} + {d}"
+        );
+    }
+    let rebuilt: Vec<(String, Vec<usize>, Vec<f32>)> = tensors
+        .iter()
+        .map(|(name, dims, values)| {
+            let values = match container.get(name).unwrap() {
+                Some(v) => QuantizedTensor::from_view(&v).dequantize(),
+                None => rest
+                    .tensor(name)
+                    .map(|t| {
+                        t.data()
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                            .collect()
+                    })
+                    .unwrap_or_else(|_| values.clone()),
+            };
+            (name.clone(), dims.clone(), values)
+        })
+        .collect();
+    let reference = s.dir.join("reference.onnx");
+    digits_onnx(&rebuilt, &reference, &[]);
+    let got = run_onnx(&emitted, &s.test_images);
+    let want = run_onnx(&reference, &s.test_images);
+    for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+    }
+    let fp32 = accuracy(&run_onnx(&s.model, &s.test_images), &s.test_labels);
+    let acc = accuracy(&got, &s.test_labels);
+    eprintln!("digits CNN, 4-bit exponential per row, calibrated: {acc:.4} (fp32 {fp32:.4})");
+    assert!(acc >= fp32 - 0.03, "{acc} vs {fp32}");
+}
+
+#[test]
+fn target_bpw_beats_uniform_widths_on_the_digits_cnn() {
+    let s = setup("onnx-bpw");
+    let out = s.dir.join("q.expq");
+    let (ru, rt) = (s.dir.join("u.json"), s.dir.join("t.json"));
+    let (qu, qt) = (s.dir.join("u.onnx"), s.dir.join("t.onnx"));
+    let common = ["--calibration", p(&s.calib), "-q"];
+    let mut args = vec![
+        "quantize",
+        p(&s.model),
+        "-o",
+        p(&out),
+        "--bits",
+        "3",
+        "--report",
+        p(&ru),
+    ];
+    args.extend(["--emit-onnx", p(&qu)]);
+    args.extend(common);
+    expquant_ok(&args);
+    let uniform = report(&ru);
+    let budget = uniform["bits_per_weight"].as_f64().unwrap().to_string();
+    let mut args = vec![
+        "quantize",
+        p(&s.model),
+        "-o",
+        p(&out),
+        "--target-bpw",
+        &budget,
+    ];
+    args.extend(["--report", p(&rt), "--emit-onnx", p(&qt)]);
+    args.extend(common);
+    expquant_ok(&args);
+    let target = report(&rt);
+    let bpw = target["bits_per_weight"].as_f64().unwrap();
+    assert!(bpw <= uniform["bits_per_weight"].as_f64().unwrap() + 1e-12);
+    assert_eq!(target["allocation_exact"], true);
+    let (eu, et) = (summed_error(&uniform), summed_error(&target));
+    assert!(et < eu, "allocated error {et} not below uniform {eu}");
+    let au = accuracy(&run_onnx(&qu, &s.test_images), &s.test_labels);
+    let at = accuracy(&run_onnx(&qt, &s.test_images), &s.test_labels);
+    eprintln!("digits CNN at {bpw:.3} bpw: uniform 3-bit {au:.4}, allocated {at:.4}");
+}
+
+#[test]
+fn sequential_calibration_is_at_least_as_accurate_as_one_shot() {
+    let s = setup("onnx-seq");
+    let out = s.dir.join("q.expq");
+    let (q1, q2) = (s.dir.join("one.onnx"), s.dir.join("seq.onnx"));
+    let base = [
+        "quantize",
+        p(&s.model),
+        "-o",
+        p(&out),
+        "--bits",
+        "2",
+        "--calibration",
+        p(&s.calib),
+        "-q",
+    ];
+    let mut one = base.to_vec();
+    one.extend(["--emit-onnx", p(&q1)]);
+    expquant_ok(&one);
+    let mut seq = base.to_vec();
+    seq.extend(["--emit-onnx", p(&q2), "--sequential"]);
+    expquant_ok(&seq);
+    let a1 = accuracy(&run_onnx(&q1, &s.test_images), &s.test_labels);
+    let a2 = accuracy(&run_onnx(&q2, &s.test_images), &s.test_labels);
+    eprintln!("digits CNN, 2-bit exponential: one-shot {a1:.4}, sequential {a2:.4}");
+    assert!(a2 >= a1, "sequential {a2} < one-shot {a1}");
+}
+
+#[test]
+fn calibration_shape_errors_name_the_tensor() {
+    let s = setup("onnx-badcal");
+    let bad = s.dir.join("bad.npy");
+    write_npy(&bad, &[4, 1, 7, 7], &vec![0.0; 4 * 49]);
+    let out = s.dir.join("q.expq");
+    let o = expquant(&[
+        "quantize",
+        p(&s.model),
+        "-o",
+        p(&out),
+        "--calibration",
+        p(&bad),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("bad.npy") && e.contains("[4, 1, 7, 7]") && e.contains("[N, 1, 8, 8]"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn depthwise_clip_pool_matmul_graph() {
+    use tract_onnx::pb;
+    let dir = tempdir("onnx-dw");
+    let model = dir.join("dw.onnx");
+    let graph = pb::GraphProto {
+        name: "dw".into(),
+        node: vec![
+            node(
+                "Conv",
+                &["x", "stem.w", "stem.b"],
+                "s",
+                vec![
+                    attr_ints("kernel_shape", &[3, 3]),
+                    attr_ints("pads", &[1, 1, 1, 1]),
+                ],
+            ),
+            node("Relu", &["s"], "sr", vec![]),
+            node(
+                "Conv",
+                &["sr", "dw.w"],
+                "d",
+                vec![
+                    attr_ints("kernel_shape", &[3, 3]),
+                    attr_ints("pads", &[1, 1, 1, 1]),
+                    attr_int("group", 8),
+                ],
+            ),
+            node("Clip", &["d", "lo", "hi"], "dc", vec![]),
+            node("GlobalAveragePool", &["dc"], "g", vec![]),
+            node("Flatten", &["g"], "f", vec![attr_int("axis", 1)]),
+            node("MatMul", &["f", "head.w"], "y", vec![]),
+        ],
+        initializer: vec![
+            initializer("stem.w", &[8, 3, 3, 3], &weights(8 * 27, 21)),
+            initializer("stem.b", &[8], &weights(8, 22)),
+            initializer("dw.w", &[8, 1, 3, 3], &weights(8 * 9, 23)),
+            initializer("lo", &[], &[0.0]),
+            initializer("hi", &[], &[6.0]),
+            initializer("head.w", &[8, 4], &weights(32, 24)),
+        ],
+        input: vec![value_info("x", &[None, Some(3), Some(8), Some(8)])],
+        output: vec![value_info("y", &[None, Some(4)])],
+        ..Default::default()
+    };
+    write_model(&model, graph);
+    let images: Vec<f32> = weights(16 * 3 * 64, 25)
+        .iter()
+        .map(|v| v.abs() * 2.0)
+        .collect();
+    let calib = dir.join("calib");
+    std::fs::create_dir(&calib).unwrap();
+    for (i, image) in images.chunks_exact(3 * 64).enumerate() {
+        write_npy(&calib.join(format!("{i:02}.npy")), &[3, 8, 8], image);
+    }
+    let (out, emitted, rep) = (dir.join("q.expq"), dir.join("q.onnx"), dir.join("r.json"));
+    expquant_ok(&[
+        "quantize",
+        p(&model),
+        "-o",
+        p(&out),
+        "--bits",
+        "8",
+        "--calibration",
+        p(&calib),
+        "--emit-onnx",
+        p(&emitted),
+        "--report",
+        p(&rep),
+        "-q",
+    ]);
+    let r = report(&rep);
+    assert_eq!(r["calibration_samples"], 16);
+    let names: Vec<&str> = r["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["stem.w", "dw.w", "head.w"]);
+    // The MatMul weight [in, out] is stored one row per output.
+    assert_eq!(
+        (
+            r["tensors"][2]["rows"].as_u64(),
+            r["tensors"][2]["cols"].as_u64()
+        ),
+        (Some(4), Some(8))
+    );
+    let rest_bytes = std::fs::read(dir.join("q.expq.rest.safetensors")).unwrap();
+    let rest = safetensors::SafeTensors::deserialize(&rest_bytes).unwrap();
+    for name in ["stem.b", "dw.w.expquant_bias", "head.w.expquant_bias"] {
+        assert!(rest.tensor(name).is_ok(), "{name} missing from the sidecar");
+    }
+    // At 8 bits with corrected biases the emitted model stays close to the original.
+    let x = &images[..3 * 64];
+    let want = run_once(&model, &[1, 3, 8, 8], x);
+    let got = run_once(&emitted, &[1, 3, 8, 8], x);
+    let scale = want.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 0.02 * scale, "{g} vs {w}");
+    }
+}
