@@ -140,8 +140,8 @@ impl Shape {
 }
 
 /// A tensor's shape, encoding and buffers, the lengths consistent (checked by
-/// [`new`](Self::new)). The contents are checked by [`validate_contents`](Self::validate_contents)
-/// where they come from outside.
+/// [`new`](Self::new)). The contents are checked by [`validate_params`](Self::validate_params)
+/// and [`validate_code_rows`](Self::validate_code_rows) where they come from outside.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Parts<B> {
     shape: Shape,
@@ -225,15 +225,8 @@ impl<B: AsRef<[u8]>> Parts<B> {
             / (self.shape.rows * self.shape.cols) as f64
     }
 
-    /// Checks what [`new`](Self::new) does not: finite parameters with valid levels, codes
-    /// that index a level, zero padding after each row's last code.
-    pub fn validate_contents(&self) -> Result<()> {
-        self.validate_params()?;
-        self.validate_codes()
-    }
-
-    /// The parameter half of [`validate_contents`](Self::validate_contents): every group's
-    /// parameters give a codebook of distinct finite levels. O(groups).
+    /// Checks what stored bytes cannot be trusted to hold: every group's parameters give a
+    /// codebook of distinct finite levels. O(groups).
     pub fn validate_params(&self) -> Result<()> {
         let family = self.shape.family;
         for group in 0..self.lengths.groups {
@@ -256,16 +249,23 @@ impl<B: AsRef<[u8]>> Parts<B> {
         Ok(())
     }
 
-    /// The code half of [`validate_contents`](Self::validate_contents): zero padding after
-    /// each row and, where some code has no level, every code in range. O(codes).
-    pub fn validate_codes(&self) -> Result<()> {
+    /// Bytes of whole rows of codes that fill about 256 KiB (at least one row): the block in
+    /// which a reader checksums and checks codes together while they are in cache.
+    pub fn code_block_len(&self) -> usize {
+        let row_bytes = self.lengths.row_bytes.max(1);
+        ((256 << 10) / row_bytes).max(1) * row_bytes
+    }
+
+    /// Checks `rows`, a run of whole rows of this tensor's codes: zero padding after each row
+    /// and, where some code has no level, every code in range. O(codes).
+    pub fn validate_code_rows(&self, rows: &[u8]) -> Result<()> {
         let family = self.shape.family;
         let bits = family.bits;
         let levels = family.level_count();
         let cols = self.shape.cols;
         let row_bytes = self.lengths.row_bytes;
         let used_bits = cols * usize::from(bits);
-        for row in self.codes.as_ref().chunks_exact(row_bytes) {
+        for row in rows.chunks_exact(row_bytes) {
             if !used_bits.is_multiple_of(8) && row[row_bytes - 1] >> (used_bits % 8) != 0 {
                 return Err(Error::Corrupt(
                     "padding bits after a row's last code are not zero",
@@ -289,20 +289,41 @@ impl<'a> Parts<&'a [u8]> {
 }
 
 /// Whether any of the first `cols` `bits`-bit codes packed in `row` is all ones. Widths that
-/// divide 8 test whole bytes with masks (the padding after the last code is zero, so it never
-/// matches); the others read code by code.
+/// divide 8 test eight bytes at a time with masks (the padding after the last code is zero, so
+/// it never matches); the others read code by code.
 fn has_all_ones_code(row: &[u8], bits: u8, cols: usize) -> bool {
-    // Folds without an early exit so that the compiler can vectorize the byte loop.
-    let any = |f: fn(u8) -> u8| row.iter().fold(0u8, |acc, &b| acc | f(b)) != 0;
-    match bits {
-        2 => any(|b| b & (b >> 1) & 0x55),
-        4 => any(|b| {
-            let pairs = b & (b >> 1);
-            pairs & (pairs >> 2) & 0x11
-        }),
-        8 => any(|b| u8::from(b == 0xFF)),
-        _ => (0..cols).any(|i| code_at(row, bits, i) == (1u8 << bits) - 1),
+    /// Non-zero where a field of the word is all ones, for fields of 2, 4 or 8 bits.
+    fn all_ones_fields(w: u64, bits: u8) -> u64 {
+        const LOW_BITS_2: u64 = 0x5555_5555_5555_5555;
+        const LOW_BITS_4: u64 = 0x1111_1111_1111_1111;
+        const LOW_BYTES: u64 = 0x0101_0101_0101_0101;
+        match bits {
+            2 => w & (w >> 1) & LOW_BITS_2,
+            4 => {
+                let pairs = w & (w >> 1);
+                pairs & (pairs >> 2) & LOW_BITS_4
+            }
+            // A byte of `w` is 0xFF where the byte of `!w` is zero (the exact zero-byte test).
+            _ => {
+                let v = !w;
+                v.wrapping_sub(LOW_BYTES) & !v & (LOW_BYTES << 7)
+            }
+        }
     }
+    if !matches!(bits, 2 | 4 | 8) {
+        return (0..cols).any(|i| u16::from(code_at(row, bits, i)) == (1u16 << bits) - 1);
+    }
+    let words = row.chunks_exact(8);
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    // The zero-padded tail has no all-ones field. Folds without an early exit so that the
+    // compiler can vectorize the loop.
+    let hits = words.fold(0u64, |acc, w| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        acc | all_ones_fields(u64::from_le_bytes(b), bits)
+    });
+    (hits | all_ones_fields(u64::from_le_bytes(tail), bits)) != 0
 }
 
 #[cfg(test)]

@@ -55,7 +55,15 @@ impl<'a> QuantizedView<'a> {
     /// it occupies; anything after it is left alone.
     pub fn from_prefix(bytes: &'a [u8]) -> Result<(Self, usize)> {
         let (parts, used) = format::parse_tensor(bytes)?;
-        parts.validate_contents()?;
+        // Checksum and codes in one pass over the bytes, block by block while in cache.
+        format::verify_checksum_with(
+            bytes,
+            parts.borrowed_codes().len(),
+            used,
+            parts.code_block_len(),
+            |block| parts.validate_code_rows(block),
+        )?;
+        parts.validate_params()?;
         Ok((QuantizedView { parts }, used))
     }
 
@@ -65,7 +73,7 @@ impl<'a> QuantizedView<'a> {
     /// give wrong numbers, never an out-of-bounds read (a code without a level decodes
     /// as `0.0`).
     pub(crate) fn from_bytes_unverified(bytes: &'a [u8]) -> Result<Self> {
-        let (parts, used) = format::parse_tensor_with(bytes, false)?;
+        let (parts, used) = format::parse_tensor(bytes)?;
         if used != bytes.len() {
             return Err(Error::Corrupt("trailing bytes after the tensor"));
         }

@@ -12,7 +12,7 @@ pub(crate) mod container;
 mod header;
 
 pub use checksum::crc32;
-pub(crate) use header::{parse_tensor, parse_tensor_with};
+pub(crate) use header::{parse_tensor, verify_checksum_with};
 #[cfg(feature = "alloc")]
 pub(crate) use header::{tensor_len, write_tensor};
 
