@@ -63,7 +63,8 @@ impl<'a> F32Array<'a> {
 
     /// Value `i` (row-major), or `None` past the end.
     pub fn get(&self, i: usize) -> Option<f32> {
-        let b = self.bytes.get(i.checked_mul(4)?..i.checked_mul(4)? + 4)?;
+        let start = i.checked_mul(4)?;
+        let b = self.bytes.get(start..start.checked_add(4)?)?;
         Some(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 

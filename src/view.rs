@@ -68,8 +68,8 @@ impl<'a> QuantizedView<'a> {
     }
 
     /// A view of stored bytes whose checksum and codes the caller verified before (a
-    /// container opened with [`Verification::Full`](crate::Verification::Full), or
-    /// `Trusted`): every length and bound and the parameters are still checked, so wrong bytes
+    /// container opened with full verification, or trusted): every length and bound and the
+    /// parameters are still checked, so wrong bytes
     /// give wrong numbers, never an out-of-bounds read (a code without a level decodes
     /// as `0.0`).
     pub(crate) fn from_bytes_unverified(bytes: &'a [u8]) -> Result<Self> {

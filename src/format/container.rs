@@ -207,7 +207,7 @@ impl<'a> Table<'a> {
             // impossible failure from becoming a panic.
             let (e, next) = entry(buf, version, at).ok()?;
             at = next;
-            Some((e, buf.get(e.offset..e.offset + e.len)?))
+            Some((e, buf.get(e.offset..e.offset.checked_add(e.len)?)?))
         })
     }
 }
