@@ -48,7 +48,8 @@
 //!
 //! ## Where things live
 //! At the root: [`quantize`], [`quantize_weighted`], [`Config`], [`QuantizedTensor`],
-//! [`QuantizedView`], [`ContainerView`], [`write_container`], the enums [`Scheme`],
+//! [`QuantizedView`], [`ContainerView`] (with [`EntryView`], [`F32Array`], [`Verification`]),
+//! [`write_container`] (with [`Entry`]), the enums [`Scheme`],
 //! [`ScaleRule`] and [`Granularity`] (each with `code()`/`TryFrom` for the byte format and
 //! the C ABI, and `Display`/`FromStr` names), [`Params`], [`Codebook`], [`Real`], [`Error`].
 //! Public modules:
@@ -130,8 +131,8 @@ pub use codebook::Codebook;
 #[cfg(feature = "alloc")]
 pub use config::Config;
 #[cfg(feature = "alloc")]
-pub use container::write_container;
-pub use container::ContainerView;
+pub use container::{write_container, Entry};
+pub use container::{ContainerView, EntryView, F32Array, Verification};
 pub use error::{Error, Result};
 pub use float::Real;
 pub use layout::Granularity;

@@ -140,8 +140,8 @@ impl Shape {
 }
 
 /// A tensor's shape, encoding and buffers, the lengths consistent (checked by
-/// [`new`](Self::new)). The contents are checked by [`validate_contents`](Self::validate_contents)
-/// where they come from outside.
+/// [`new`](Self::new)). The contents are checked by [`validate_params`](Self::validate_params)
+/// and [`validate_code_rows`](Self::validate_code_rows) where they come from outside.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Parts<B> {
     shape: Shape,
@@ -225,9 +225,9 @@ impl<B: AsRef<[u8]>> Parts<B> {
             / (self.shape.rows * self.shape.cols) as f64
     }
 
-    /// Checks what [`new`](Self::new) does not: finite parameters with valid levels, codes
-    /// that index a level, zero padding after each row's last code.
-    pub fn validate_contents(&self) -> Result<()> {
+    /// Checks what stored bytes cannot be trusted to hold: every group's parameters give a
+    /// codebook of distinct finite levels. O(groups).
+    pub fn validate_params(&self) -> Result<()> {
         let family = self.shape.family;
         for group in 0..self.lengths.groups {
             let p = self.group_params(group);
@@ -246,20 +246,46 @@ impl<B: AsRef<[u8]>> Parts<B> {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Bytes of whole rows of codes that fill about 256 KiB (at least one row): the block in
+    /// which a reader checksums and checks codes together while they are in cache.
+    pub fn code_block_len(&self) -> usize {
+        let row_bytes = self.lengths.row_bytes.max(1);
+        ((256 << 10) / row_bytes).max(1) * row_bytes
+    }
+
+    /// Checks `rows`, a run of whole rows of this tensor's codes: zero padding after each row
+    /// and, where some code has no level, every code in range. O(codes).
+    pub fn validate_code_rows(&self, rows: &[u8]) -> Result<()> {
+        let family = self.shape.family;
         let bits = family.bits;
         let levels = family.level_count();
         let cols = self.shape.cols;
         let row_bytes = self.lengths.row_bytes;
         let used_bits = cols * usize::from(bits);
-        for row in self.codes.as_ref().chunks_exact(row_bytes) {
-            if !used_bits.is_multiple_of(8) && row[row_bytes - 1] >> (used_bits % 8) != 0 {
-                return Err(Error::Corrupt(
-                    "padding bits after a row's last code are not zero",
-                ));
-            }
-            // Only the all-ones code can be out of range (zero-level families).
-            if levels < 1 << bits && (0..cols).any(|i| usize::from(code_at(row, bits, i)) >= levels)
-            {
+        if !used_bits.is_multiple_of(8)
+            && rows
+                .chunks_exact(row_bytes)
+                .any(|row| row[row_bytes - 1] >> (used_bits % 8) != 0)
+        {
+            return Err(Error::Corrupt(
+                "padding bits after a row's last code are not zero",
+            ));
+        }
+        // Only the all-ones code can be out of range (zero-level families); at widths where
+        // all 2^bits codes are levels nothing is checked.
+        if levels < 1 << bits {
+            let hit = if matches!(bits, 2 | 4 | 8) {
+                // Fields never straddle bytes at these widths and the padding is zero (checked
+                // above), so the whole run of rows is scanned as one.
+                has_all_ones_field(rows, bits)
+            } else {
+                rows.chunks_exact(row_bytes)
+                    .any(|row| (0..cols).any(|i| code_at(row, bits, i) == (1u8 << bits) - 1))
+            };
+            if hit {
                 return Err(Error::Corrupt("a code does not index a level"));
             }
         }
@@ -271,5 +297,77 @@ impl<'a> Parts<&'a [u8]> {
     /// The packed codes, for as long as the borrowed buffer lives.
     pub fn borrowed_codes(&self) -> &'a [u8] {
         self.codes
+    }
+}
+
+/// Whether any `bits`-bit field of `bytes` is all ones, for `bits` of 2, 4 or 8 (fields that
+/// divide bytes), testing eight bytes at a time with masks.
+fn has_all_ones_field(bytes: &[u8], bits: u8) -> bool {
+    /// Non-zero where a field of the word is all ones.
+    fn all_ones_fields(w: u64, bits: u8) -> u64 {
+        const LOW_BITS_2: u64 = 0x5555_5555_5555_5555;
+        const LOW_BITS_4: u64 = 0x1111_1111_1111_1111;
+        const LOW_BYTES: u64 = 0x0101_0101_0101_0101;
+        match bits {
+            2 => w & (w >> 1) & LOW_BITS_2,
+            4 => {
+                let pairs = w & (w >> 1);
+                pairs & (pairs >> 2) & LOW_BITS_4
+            }
+            // A byte of `w` is 0xFF where the byte of `!w` is zero (the exact zero-byte test).
+            _ => {
+                let v = !w;
+                v.wrapping_sub(LOW_BYTES) & !v & (LOW_BYTES << 7)
+            }
+        }
+    }
+    let words = bytes.chunks_exact(8);
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    // The zero-filled tail has no all-ones field. Folds without an early exit so that the
+    // compiler can vectorize the loop.
+    let hits = words.fold(0u64, |acc, w| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        acc | all_ones_fields(u64::from_le_bytes(b), bits)
+    });
+    (hits | all_ones_fields(u64::from_le_bytes(tail), bits)) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_ones_scan_agrees_with_reading_each_code() {
+        let mut outcomes = [0usize; 2];
+        for bits in [2u8, 4, 8] {
+            for cols in 1..=19usize {
+                let row_bytes = (cols * usize::from(bits)).div_ceil(8);
+                let used = cols * usize::from(bits);
+                for seed in 0..64u32 {
+                    let mut row: alloc::vec::Vec<u8> = (0..row_bytes)
+                        .map(|i| {
+                            ((i as u32 + 1).wrapping_mul(seed.wrapping_mul(2_654_435_761) | 1) >> 7)
+                                as u8
+                        })
+                        .collect();
+                    if used % 8 != 0 {
+                        // Padding is zero by the time codes are scanned.
+                        row[row_bytes - 1] &= (1u8 << (used % 8)) - 1;
+                    }
+                    let reference =
+                        (0..cols).any(|i| u16::from(code_at(&row, bits, i)) == (1u16 << bits) - 1);
+                    assert_eq!(
+                        has_all_ones_field(&row, bits),
+                        reference,
+                        "bits {bits}, cols {cols}, seed {seed}"
+                    );
+                    outcomes[usize::from(reference)] += 1;
+                }
+            }
+        }
+        // Both answers occur, so the comparison tests something.
+        assert!(outcomes[0] > 100 && outcomes[1] > 100, "{outcomes:?}");
     }
 }

@@ -55,8 +55,30 @@ impl<'a> QuantizedView<'a> {
     /// it occupies; anything after it is left alone.
     pub fn from_prefix(bytes: &'a [u8]) -> Result<(Self, usize)> {
         let (parts, used) = format::parse_tensor(bytes)?;
-        parts.validate_contents()?;
+        // Checksum and codes in one pass over the bytes, block by block while in cache.
+        format::verify_checksum_with(
+            bytes,
+            parts.borrowed_codes().len(),
+            used,
+            parts.code_block_len(),
+            |block| parts.validate_code_rows(block),
+        )?;
+        parts.validate_params()?;
         Ok((QuantizedView { parts }, used))
+    }
+
+    /// A view of stored bytes whose checksum and codes the caller verified before (a
+    /// container opened with full verification, or trusted): every length and bound and the
+    /// parameters are still checked, so wrong bytes
+    /// give wrong numbers, never an out-of-bounds read (a code without a level decodes
+    /// as `0.0`).
+    pub(crate) fn from_bytes_unverified(bytes: &'a [u8]) -> Result<Self> {
+        let (parts, used) = format::parse_tensor(bytes)?;
+        if used != bytes.len() {
+            return Err(Error::Corrupt("trailing bytes after the tensor"));
+        }
+        parts.validate_params()?;
+        Ok(QuantizedView { parts })
     }
 
     /// A view of parts whose contents are valid: an owned tensor's, or stored bytes already

@@ -70,3 +70,42 @@ fn containers_parse_and_reject_truncation() {
         assert!(r.is_err());
     }
 }
+
+/// The zero-copy `f32` accessor (an `align_to` cast) on aligned and misaligned buffers.
+#[test]
+fn f32_entries_borrow_in_place_or_decline() {
+    let values = [1.5f32, -2.0, 0.25, 3.0, -0.5, 8.0];
+    let bytes = write_container(&[(
+        "norm",
+        expquant::Entry::F32 {
+            rows: 2,
+            cols: 3,
+            values: &values,
+        },
+    )])
+    .unwrap();
+    // A u64 buffer is 8-byte aligned; its bytes at offset 0 and 1 give both cases.
+    let mut words = vec![0u64; bytes.len().div_ceil(8) + 1];
+    for shift in [0usize, 1] {
+        let buf: &mut [u8] = {
+            let ptr = words.as_mut_ptr().cast::<u8>();
+            // SAFETY: the u64 buffer holds `8 × words.len()` initialized bytes, any bit
+            // pattern is a valid u8, and the slice is the buffer's only live borrow.
+            unsafe { std::slice::from_raw_parts_mut(ptr, words.len() * 8) }
+        };
+        buf[shift..shift + bytes.len()].copy_from_slice(&bytes);
+        let c = ContainerView::from_bytes(&buf[shift..shift + bytes.len()]).unwrap();
+        let array = c.get_f32("norm").unwrap().unwrap();
+        assert_eq!(array.to_vec(), values);
+        assert_eq!(array.get(5), Some(8.0));
+        assert_eq!(array.get(6), None);
+        assert_eq!(array.get(usize::MAX), None);
+        match array.as_slice() {
+            Some(in_place) => {
+                assert_eq!(shift, 0);
+                assert_eq!(in_place, &values[..]);
+            }
+            None => assert_eq!(shift, 1),
+        }
+    }
+}

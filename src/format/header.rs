@@ -15,9 +15,9 @@ const CRC_OFFSET: usize = 56;
 const ZERO_LEVEL_FLAG: u8 = 1;
 
 /// Parses the tensor at the start of `buf` (which may hold more bytes after it): header
-/// fields consistent with each other and with the buffer's length, checksum verified.
-/// Returns its parts, whose contents (parameters, codes) the caller still validates, and the
-/// bytes it occupies.
+/// fields consistent with each other and with the buffer's length, so that every part lies
+/// inside `buf`. Returns its parts and the bytes it occupies; the checksum
+/// ([`verify_checksum_with`]) and the contents (parameters, codes) are the caller's to check.
 pub(crate) fn parse_tensor(buf: &[u8]) -> Result<(Parts<&[u8]>, usize)> {
     if buf.len() < HEADER_LEN {
         return corrupt("truncated: shorter than the 64-byte tensor header");
@@ -86,15 +86,43 @@ pub(crate) fn parse_tensor(buf: &[u8]) -> Result<(Parts<&[u8]>, usize)> {
     if buf.len() < total_len {
         return corrupt("truncated: the buffer is shorter than the header says");
     }
-    let mut crc = Crc32::new();
-    crc.update(&buf[..CRC_OFFSET]);
-    crc.update(&buf[HEADER_LEN..total_len]);
-    if crc.finish() != read_u32(buf, CRC_OFFSET) {
-        return corrupt("checksum mismatch");
-    }
     let (codes, params) = buf[HEADER_LEN..total_len].split_at(lengths.codes);
     let parts = Parts::new(shape, codes, params)?.with_stored_rule(rule_code)?;
     Ok((parts, total_len))
+}
+
+/// Verifies the checksum of the tensor of `total_len` bytes at the start of `buf`, whose
+/// first `codes_len` payload bytes are codes, handing the codes to `each_block` in runs of
+/// `block_len` bytes (the last may be shorter) as they are checksummed, so that a caller can
+/// check them while they are in cache: one pass over memory instead of two. A checksum
+/// mismatch is reported before any error of `each_block`.
+pub(crate) fn verify_checksum_with(
+    buf: &[u8],
+    codes_len: usize,
+    total_len: usize,
+    block_len: usize,
+    mut each_block: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let payload = buf.get(HEADER_LEN..total_len).ok_or(Error::Corrupt(
+        "truncated: the buffer is shorter than the header says",
+    ))?;
+    let (codes, params) = payload.split_at(codes_len.min(payload.len()));
+    let mut crc = Crc32::new();
+    crc.update(&buf[..CRC_OFFSET]);
+    // A failed block check is reported only if the checksum holds: for altered bytes the
+    // checksum is the truer message.
+    let mut blocks = Ok(());
+    for block in codes.chunks(block_len.max(1)) {
+        crc.update(block);
+        if blocks.is_ok() {
+            blocks = each_block(block);
+        }
+    }
+    crc.update(params);
+    if crc.finish() != read_u32(buf, CRC_OFFSET) {
+        return corrupt("checksum mismatch");
+    }
+    blocks
 }
 
 /// Bytes the stored form of `parts` takes.
