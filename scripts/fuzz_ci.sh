@@ -14,7 +14,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 seconds="${FUZZ_SECONDS:-15}"
 
-rustup toolchain install nightly --profile minimal >/dev/null
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 # The committed corpus holds the generator's output (and may hold more: a local
@@ -41,5 +41,5 @@ for target in view container ffi quantize; do
     exit 1
   fi
   # Coverage from the seeds alone, and at the end of the run.
-  echo "$target: $(grep -E '^#[0-9]+ +(INITED|DONE)' "$log" | tr '\n' ' ')"
+  echo "$target: $(grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$log" | tr '\n' ' ')"
 done
