@@ -82,7 +82,8 @@ typedef enum expq_status {
      */
     EXPQ_STATUS_INVALID_ARGUMENT = 2,
     /**
-     * A weight or an input statistic was NaN or infinite.
+     * A weight or an input statistic was NaN or infinite, or an output computed from finite
+     * inputs would not be finite (a bias correction or ReLU moment beyond the largest float).
      */
     EXPQ_STATUS_NON_FINITE = 3,
     /**
@@ -484,9 +485,9 @@ enum expq_status expq_decode(uint8_t bits,
  * `expq_tensor_free`).
  *
  * Errors: `EXPQ_STATUS_NULL_POINTER` (a NULL argument), `EXPQ_STATUS_INVALID_ARGUMENT`
- * (bits outside 1..=8, a config enum out of range, zero rows or columns, `rows * cols`
- * overflowing, group size 0 per group, invalid fixed parameters), `EXPQ_STATUS_NON_FINITE`
- * (a NaN or infinite weight). `*out` is written only on success.
+ * (`rows * cols` overflowing `size_t`, checked first; bits outside 1..=8, a config enum out
+ * of range, zero rows or columns, group size 0 per group, invalid fixed parameters),
+ * `EXPQ_STATUS_NON_FINITE` (a NaN or infinite weight). `*out` is written only on success.
  *
  * # Safety
  * `weights` must point to `rows * cols` floats; `config` to an `expq_config`; `out` to
@@ -653,10 +654,12 @@ enum expq_status expq_tensor_gemv_rows(const struct expq_tensor *t,
  * `input_sq_mean`; other rules give the same tensor as `expq_quantize` plus the correction.
  * `bias_correction_len` must be `rows`.
  *
- * Errors: everything `expq_quantize` reports, and `EXPQ_STATUS_INVALID_ARGUMENT` (a
+ * Errors: everything `expq_quantize` reports (`rows * cols` overflowing first of all), and
+ * `EXPQ_STATUS_INVALID_ARGUMENT` (a
  * statistic whose length is neither `cols` nor `rows * cols`, a negative mean square,
  * `EXPQ_SCALE_RULE_OUTPUT_MSE` without `input_sq_mean`, `bias_correction_len > rows`, overlapping
- * buffers), `EXPQ_STATUS_NON_FINITE` (a NaN or infinite statistic),
+ * buffers), `EXPQ_STATUS_NON_FINITE` (a NaN or infinite statistic, or a bias
+ * correction beyond the largest finite float),
  * `EXPQ_STATUS_BUFFER_TOO_SMALL` (`bias_correction_len < rows`). `bias_correction` and `*out` are
  * written only on success.
  *
@@ -687,7 +690,9 @@ enum expq_status expq_quantize_calibrated(const float *weights,
  * at `beta` clamped to `[0, clip]`.
  *
  * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`beta` or `gamma` NaN
- * or infinite, `clip` NaN or `<= 0`). The outputs are written only on success.
+ * or infinite, `clip` NaN or `<= 0`), `EXPQ_STATUS_NON_FINITE` (a moment beyond the largest
+ * finite float, from `|beta|` or `|gamma|` above about 1.8e19). The outputs are written only
+ * on success.
  *
  * # Safety
  * `mean` and `sq_mean` must be writable floats.

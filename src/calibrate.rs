@@ -158,7 +158,8 @@ pub fn quantize_calibrated(
 }
 
 /// `−Σ_j (Q[r,j] − W[r,j])·E[x_j]` for every row of an already quantized tensor, accumulated
-/// in `f64`. `mean` holds `cols` or `rows × cols` values.
+/// in `f64`. `mean` holds `cols` or `rows × cols` values. A correction beyond the largest
+/// finite `f32` is an error ([`Error::BiasOverflow`]), never an infinity.
 pub fn bias_correction(
     weights: &[f32],
     tensor: &QuantizedTensor,
@@ -168,17 +169,24 @@ pub fn bias_correction(
     check_shape(rows, cols, weights.len())?;
     check_stat("input mean", mean, rows, cols)?;
     let quantized = tensor.dequantize();
-    Ok((0..rows)
+    (0..rows)
         .map(|row| {
             let shift: f64 = (0..cols)
                 .map(|col| {
                     let i = row * cols + col;
+                    // Cannot overflow in f32: a level never has the opposite sign to its
+                    // weight, so |Q − W| <= max(|Q|, |W|).
                     f64::from(quantized[i] - weights[i]) * f64::from(stat(mean, cols, row, col))
                 })
                 .sum();
-            -shift as f32
+            let correction = -shift as f32;
+            if correction.is_finite() {
+                Ok(correction)
+            } else {
+                Err(Error::BiasOverflow { row, value: -shift })
+            }
         })
-        .collect())
+        .collect()
 }
 
 /// `E[y]` and `E[y²]` of `y = min(max(z, 0), clip)` for `z ~ N(beta, gamma²)`: the output of
@@ -187,7 +195,9 @@ pub fn bias_correction(
 ///
 /// `gamma`'s sign is ignored (the spread is `|gamma|`); `gamma = 0` gives the point mass at
 /// `clamp(beta, 0, clip)`. Errors on NaN arguments, infinite `beta` or `gamma`, or
-/// `clip <= 0`.
+/// `clip <= 0` ([`Error::InvalidMomentArguments`]), and on moments too large for `f64`
+/// ([`Error::MomentsOverflow`], from `|beta|` or `|gamma|` near `1e154`): both outputs are
+/// finite on success.
 ///
 /// ```
 /// let (mean, sq_mean) = expquant::calibrate::relu_moments(0.0, 1.0, f64::INFINITY)?;
@@ -226,7 +236,29 @@ pub fn relu_moments(beta: f64, gamma: f64, clip: f64) -> Result<(f64, f64)> {
     };
     let mean = beta * mass + sigma * t1 + clip_part;
     let sq_mean = beta * beta * mass + 2.0 * beta * sigma * t1 + sigma * sigma * t2 + clip_sq_part;
-    Ok((mean, sq_mean.max(0.0)))
+    finite_moments(beta, gamma, clip, mean, sq_mean.max(0.0), "f64")
+}
+
+/// `(mean, sq_mean)` when both are finite, else [`Error::MomentsOverflow`] naming the
+/// arguments and the float type `ty` the moments were wanted in.
+pub(crate) fn finite_moments(
+    beta: f64,
+    gamma: f64,
+    clip: f64,
+    mean: f64,
+    sq_mean: f64,
+    ty: &'static str,
+) -> Result<(f64, f64)> {
+    if mean.is_finite() && sq_mean.is_finite() {
+        Ok((mean, sq_mean))
+    } else {
+        Err(Error::MomentsOverflow {
+            beta,
+            gamma,
+            clip,
+            ty,
+        })
+    }
 }
 
 fn normal_pdf(t: f64) -> f64 {

@@ -16,7 +16,9 @@ pub const MAX_LEVELS: usize = 256;
 /// `x` with the midpoints between neighbouring levels, held in `f64` (exact for `f32` levels;
 /// for `f64` levels a midpoint can round by half an ulp). A tie goes to the level of smaller
 /// magnitude ("toward zero"); a tie between levels of equal magnitude (`x == 0` between `-c`
-/// and `+c`) goes to the negative one. NaN encodes to code 0.
+/// and `+c`) goes to the negative one. NaN encodes to code 0, the most negative level:
+/// `encode` is the unchecked inner step, and every path from user weights to codes (the
+/// crate's `quantize`) rejects NaN before it gets here.
 ///
 /// ```
 /// use expquant::Codebook;

@@ -9,7 +9,7 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A weight was NaN or infinite.
-    #[error("weight at index {index} is not finite ({value})")]
+    #[error("weight at index {index} is not finite ({})", Short(*.value))]
     NonFiniteWeight {
         /// Position of the weight in the input slice.
         index: usize,
@@ -27,7 +27,7 @@ pub enum Error {
     /// `bits` was outside `1..=8`.
     #[error("bits must be in 1..=8, got {0}")]
     InvalidBits(u8),
-    /// `rows * cols` does not equal the number of weights given (or overflows `usize`).
+    /// `rows * cols` does not equal the number of weights given.
     #[error("shape {rows} x {cols} does not match the {len} weights given")]
     ShapeMismatch {
         /// Rows asked for.
@@ -37,6 +37,14 @@ pub enum Error {
         /// Length of the weight slice.
         len: usize,
     },
+    /// `rows * cols` does not fit in `usize`, so no buffer can hold the matrix.
+    #[error("shape {rows} x {cols} overflows: rows x cols does not fit in a usize")]
+    ShapeOverflow {
+        /// Rows asked for.
+        rows: usize,
+        /// Columns asked for.
+        cols: usize,
+    },
     /// A per-group granularity with group size 0.
     #[error("group size must be at least 1, got 0")]
     ZeroGroupSize,
@@ -44,18 +52,19 @@ pub enum Error {
     #[error("invalid codebook levels: {0}")]
     InvalidCodebook(&'static str),
     /// Caller-given scale parameters that do not describe a valid level set.
-    #[error("invalid scale parameters a = {a}, q = {q}: {reason}")]
+    #[error("invalid scale parameters {}: {reason}", ScaleText(*.a, *.q))]
     InvalidParameters {
         /// The top magnitude.
         a: f64,
-        /// The ratio between successive exponential magnitudes.
+        /// The ratio between successive exponential magnitudes; NaN for a family that has no
+        /// such ratio (linear, or a single magnitude), and the message then leaves it out.
         q: f64,
         /// Which requirement was broken.
         reason: &'static str,
     },
     /// An importance (weighting) value was negative, NaN or infinite, or the importance slice
     /// has the wrong length.
-    #[error("importance at index {index} is invalid ({value}); importances must be finite and >= 0, one per weight")]
+    #[error("importance at index {index} is invalid ({}); importances must be finite and >= 0, one per weight", Short(*.value))]
     InvalidImportance {
         /// Position of the bad value (or the slice length on a length mismatch).
         index: usize,
@@ -105,7 +114,7 @@ pub enum Error {
         rows: usize,
     },
     /// An input statistic that is NaN or infinite (or a negative mean square).
-    #[error("{what} at index {index} is invalid ({value})")]
+    #[error("{what} at index {index} is invalid ({})", Short(*.value))]
     NonFiniteStatistic {
         /// Which statistic.
         what: &'static str,
@@ -118,7 +127,7 @@ pub enum Error {
     #[error("the OutputMse scale rule needs the inputs' mean squares E[x^2]; none were given")]
     MissingSqMean,
     /// Arguments of `calibrate::relu_moments` that describe no distribution.
-    #[error("relu_moments needs finite beta and gamma and clip > 0; got beta = {beta}, gamma = {gamma}, clip = {clip}")]
+    #[error("relu_moments needs finite beta and gamma and clip > 0; got beta = {}, gamma = {}, clip = {}", Short(*.beta), Short(*.gamma), Short(*.clip))]
     InvalidMomentArguments {
         /// Mean of the pre-activation.
         beta: f64,
@@ -155,6 +164,35 @@ pub enum Error {
     /// An option of the error-compensating quantizer out of range.
     #[error("invalid compensation option: {0}")]
     InvalidCompensateOption(&'static str),
+    /// A group of weights for which no codebook of distinct finite `f32` levels exists under
+    /// a fitted scale rule (its weights span too few representable values).
+    #[error("no codebook of distinct finite levels fits the weights of group {group} (largest |weight| {})", Short(*.max_abs))]
+    UnfittableGroup {
+        /// The group, in row-major group order.
+        group: usize,
+        /// The largest magnitude among its weights.
+        max_abs: f64,
+    },
+    /// A bias correction that overflows `f32` although every weight and input mean is finite.
+    #[error("bias correction of row {row} overflows f32 ({}): the weights' quantization errors times the input means add up past the largest finite f32", Short(*.value))]
+    BiasOverflow {
+        /// The row.
+        row: usize,
+        /// The correction, computed in `f64`.
+        value: f64,
+    },
+    /// ReLU moments that overflow their float type although every argument is finite.
+    #[error("relu_moments overflows {ty}: E[y^2] for beta = {}, gamma = {}, clip = {} is not finite; |beta| or |gamma| is too large", Short(*.beta), Short(*.gamma), Short(*.clip))]
+    MomentsOverflow {
+        /// Mean of the pre-activation.
+        beta: f64,
+        /// Standard deviation of the pre-activation.
+        gamma: f64,
+        /// Upper clip of the activation.
+        clip: f64,
+        /// The float type the moments were asked for (`f32` or `f64`).
+        ty: &'static str,
+    },
     /// Stored bytes that are not a valid tensor or container: truncated, altered, or lying
     /// about their own lengths. The message says which check failed.
     #[error("corrupt data: {0}")]
@@ -187,4 +225,73 @@ pub enum Error {
     /// A tensor name that a container cannot store.
     #[error("invalid tensor name: {0}")]
     InvalidName(&'static str),
+}
+
+/// A float as a message shows it: the shortest decimal that reads back as the same value —
+/// as an `f32` when the value is one (every weight and statistic is), so `1e-44` and not the
+/// 17 digits of its `f64` widening — in exponent form when it is below `1e-4` or from
+/// `1e16` on in magnitude, where positional form would run to dozens of digits.
+pub(crate) struct Short(pub f64);
+
+impl core::fmt::Display for Short {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let v = self.0;
+        let narrow = v as f32;
+        let is_f32 = f64::from(narrow) == v;
+        let magnitude = v.abs();
+        let exponent_form = v.is_finite() && v != 0.0 && !(1e-4..1e16).contains(&magnitude);
+        match (is_f32, exponent_form) {
+            (true, true) => write!(f, "{narrow:e}"),
+            (true, false) => write!(f, "{narrow}"),
+            (false, true) => write!(f, "{v:e}"),
+            (false, false) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// `a = …, q = …` for [`Error::InvalidParameters`], without `q` when it is NaN (a family
+/// with no ratio).
+struct ScaleText(f64, f64);
+
+impl core::fmt::Display for ScaleText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "a = {}", Short(self.0))?;
+        if !self.1.is_nan() {
+            write!(f, ", q = {}", Short(self.1))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn floats_in_messages_are_short() {
+        let cases: [(f64, &str); 9] = [
+            (f64::from(1e-44f32), "1e-44"),
+            (f64::from(3e38f32), "3e38"),
+            (0.1, "0.1"),
+            (f64::from(0.1f32), "0.1"),
+            (1.5, "1.5"),
+            (1e-300, "1e-300"),
+            (0.0, "0"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-inf"),
+        ];
+        for (v, text) in cases {
+            assert_eq!(Short(v).to_string(), text, "{v:?}");
+        }
+        let e = Error::InvalidParameters {
+            a: f64::from(1e-44f32),
+            q: f64::NAN,
+            reason: "a must be finite and > 0",
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid scale parameters a = 1e-44: a must be finite and > 0"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! How far a quantized tensor is from the original.
 //!
 //! Each function compares an `original` slice with its `approx`imation of the same length and
-//! accumulates in `f64`. Bits per weight lives on
+//! accumulates in `f64`. Values are not checked for finiteness: a NaN or infinity in either
+//! slice makes the result NaN or infinite, as the arithmetic gives it (the tensors this crate
+//! produces are always finite). Bits per weight lives on
 //! [`QuantizedTensor::bits_per_weight`](crate::QuantizedTensor::bits_per_weight).
 
 use crate::error::{Error, Result};
@@ -37,13 +39,17 @@ pub fn mse<T: Real>(original: &[T], approx: &[T]) -> Result<f64> {
         / n)
 }
 
-/// Signal-to-quantization-noise ratio in dB: `10·log10(Σo² / Σ(o − a)²)`. Infinite when the
-/// approximation is exact.
+/// Signal-to-quantization-noise ratio in dB: `10·log10(Σo² / Σ(o − a)²)`. `+∞` when the
+/// approximation is exact (all zeros included: no noise at all), `−∞` when the original is
+/// all zeros and the approximation is not.
 pub fn sqnr_db<T: Real>(original: &[T], approx: &[T]) -> Result<f64> {
     let (mut signal, mut noise) = (0.0, 0.0);
     for (o, a) in pairs(original, approx)? {
         signal += o * o;
         noise += (o - a) * (o - a);
+    }
+    if noise == 0.0 {
+        return Ok(f64::INFINITY);
     }
     Ok(10.0 * log10(signal / noise))
 }

@@ -17,17 +17,49 @@ use crate::view::QuantizedView;
 
 /// Checks a `rows × cols` shape against `len` weights.
 pub(crate) fn check_shape(rows: usize, cols: usize, len: usize) -> Result<usize> {
-    let count = rows.checked_mul(cols);
-    if count == Some(0) {
+    let n = element_count(rows, cols)?;
+    if n == 0 {
         return Err(Error::EmptyTensor { rows, cols });
     }
-    match count {
-        Some(n) if n == len => Ok(n),
-        _ => Err(Error::ShapeMismatch { rows, cols, len }),
+    if n != len {
+        return Err(Error::ShapeMismatch { rows, cols, len });
     }
+    Ok(n)
+}
+
+/// `rows × cols`, or [`Error::ShapeOverflow`]: the first check on any shape, so that an
+/// impossible shape is reported as such and not as a buffer that does not match it.
+pub(crate) fn element_count(rows: usize, cols: usize) -> Result<usize> {
+    rows.checked_mul(cols)
+        .ok_or(Error::ShapeOverflow { rows, cols })
 }
 
 /// Quantizes a `rows × cols` row-major weight matrix.
+///
+/// # Error bound
+/// Each weight `w` decodes to its group's level nearest to it, `ŵ`, which is finite, never of
+/// the opposite sign to `w` (`ŵ` is `0` or has `w`'s sign; a zero weight decodes to zero
+/// when the family has a zero level), and at most the group's scale `a` (its top level,
+/// [`params`](QuantizedTensor::params)`(g).a`) in magnitude. So
+/// `|w − ŵ| ≤ max(a, |w| − a)`: at most `a` inside `[−a, a]`, and the clipped excess
+/// outside it. The scale is:
+/// - [`ScaleRule::MaxAbs`]: the group's `max|w|`;
+/// - the other fitted rules: the best scale their search finds, searched from `0.01` to
+///   `1.5` times `max|w|`, and no larger than `f32::MAX` (weights near the top of `f32`
+///   get that rather than an overflow);
+/// - [`ScaleRule::Fixed`]: the given `a`.
+///
+/// A group whose every `|w|` is below `f32::MIN_POSITIVE` (≈ 1.2e-38: zeros and subnormals)
+/// has too few representable values to fit levels to and is not fitted: with a zero level
+/// it gets `a = 1`, and each weight decodes to zero or, above half the smallest level, to that
+/// level, within `|w|` of itself either way; without one it gets `a = f32::MIN_POSITIVE`.
+///
+/// # Errors
+/// A shape whose `rows × cols` overflows ([`Error::ShapeOverflow`]), is empty or does not
+/// match `weights`, a NaN or infinite weight ([`Error::NonFiniteWeight`]), bits outside
+/// `1..=8`, a group size of 0, invalid [`ScaleRule::Fixed`] parameters, and a group for which
+/// no codebook exists ([`Error::UnfittableGroup`]; the tiny-group rule above leaves no such
+/// group in `f32`).
 ///
 /// ```
 /// let weights: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 32.0) / 32.0).collect();
@@ -132,15 +164,21 @@ fn quantize_on(
     }
     let layout = config.granularity();
     let row_bytes =
-        pack::packed_len(cols, family.bits).ok_or(Error::ShapeMismatch { rows, cols, len: n })?;
+        pack::packed_len(cols, family.bits).ok_or(Error::ShapeOverflow { rows, cols })?;
+    let g = layout.group_len(cols);
+    let per_row = layout.groups_per_row(cols);
     let fit = |range: Range<usize>| -> Result<Params<f32>> {
         let group_importance = importance.map(|imp| &imp[range.clone()]);
-        family.fit_group(config.scale_rule(), &weights[range], group_importance)
+        let group = range.start / cols * per_row + range.start % cols / g;
+        family
+            .fit_group(config.scale_rule(), &weights[range], group_importance)
+            .map_err(|e| match e {
+                Error::UnfittableGroup { max_abs, .. } => Error::UnfittableGroup { group, max_abs },
+                other => other,
+            })
     };
-    let g = layout.group_len(cols);
     // Fits first, every group in order, then codebooks and codes: a failing fit is reported
     // before any codebook error, however the rows are split.
-    let per_row = layout.groups_per_row(cols);
     let params = if layout == Granularity::PerTensor {
         vec![fit(0..n)?]
     } else {

@@ -361,10 +361,9 @@ fn every_bad_input_has_its_own_error() {
     );
     assert_eq!(
         quantize(&w, usize::MAX, 2, &ok).unwrap_err(),
-        Error::ShapeMismatch {
+        Error::ShapeOverflow {
             rows: usize::MAX,
             cols: 2,
-            len: 4
         }
     );
     assert_eq!(

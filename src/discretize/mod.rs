@@ -201,7 +201,15 @@ impl Family {
 
     /// Checks that `(a, q)` describe distinct finite levels in `T`.
     pub(crate) fn check_params(&self, a: f64, q: f64) -> Result<()> {
-        let bad = |reason| Err(Error::InvalidParameters { a, q, reason });
+        // A family without a ratio reports none: its `q` is a placeholder.
+        let shown_q = if self.uses_q() { q } else { f64::NAN };
+        let bad = |reason| {
+            Err(Error::InvalidParameters {
+                a,
+                q: shown_q,
+                reason,
+            })
+        };
         if !(a.is_finite() && a > 0.0) {
             return bad("a must be finite and > 0");
         }
@@ -275,7 +283,7 @@ impl Family {
         } else {
             Err(Error::InvalidParameters {
                 a,
-                q,
+                q: if self.uses_q() { q } else { f64::NAN },
                 reason: LEVELS_NOT_DISTINCT,
             })
         }
@@ -345,21 +353,26 @@ impl Family {
             && self.magnitude_count() <= lanes::MAX_MAGNITUDES
         {
             let amax = search::check_group(weights, importance)?;
-            if amax == 0.0 {
-                return self.valid_params(1.0, search::DEFAULT_Q);
+            if amax < T::min_positive_value().widen() {
+                return self.tiny_group_params(amax);
             }
             let q = lanes::fit_max_abs(self, weights, importance, amax);
-            return self.valid_params(amax, q);
+            return self.fitted_params(amax, q, amax);
         }
         let stats = search::GroupStats::for_rule(rule, weights, importance)?;
+        let amax = stats.amax();
+        if amax < T::min_positive_value().widen() {
+            return self.tiny_group_params(amax);
+        }
         let (a, q) = search::fit(self, rule, &stats);
         if rule != ScaleRule::Correlation {
-            return self.valid_params(a, q);
+            return self.fitted_params(a, q, amax);
         }
         // Rounding (a, q) to T can push a level across a weight when the optimum sits at
         // the edge of an assignment. The squared error is continuous there, so that costs
         // nothing; the correlation jumps, so for it score the nearest representable
         // neighbours with their real levels and keep the best.
+        let a = a.min(T::max_value().widen());
         let nudge = T::epsilon().widen() * 4.0;
         let q_choices: &[f64] = if self.uses_q() {
             &[0.0, -nudge, nudge]
@@ -389,17 +402,45 @@ impl Family {
         }
         match best {
             Some((_, p)) => Ok(p),
-            None => self.valid_params(a, q),
+            None => self.fitted_params(a, q, amax),
         }
     }
 
-    /// `(a, q)` in `T`, with `q` raised toward 1 if its levels are not distinct and finite
-    /// in `T`.
+    /// The parameters of a group whose largest `|w|` (`amax`) is below `T`'s smallest
+    /// normal value: zeros and subnormals, too few representable values to fit levels to.
+    /// With a zero level the group is treated as all zeros (`a = 1`, so each weight
+    /// decodes to zero, or to the smallest level when it lies above half of it, both within
+    /// `|w|` of the weight); without one `a` is the smallest normal value, so every weight
+    /// decodes to a value of its own sign no larger than that.
+    #[cfg(feature = "alloc")]
+    fn tiny_group_params<T: Real>(&self, amax: f64) -> Result<Params<T>> {
+        let a = if self.has_zero() {
+            1.0
+        } else {
+            T::min_positive_value().widen()
+        };
+        self.fitted_params(a, search::DEFAULT_Q, amax)
+    }
+
+    /// [`valid_params`](Self::valid_params) for a fit to weights whose largest magnitude is
+    /// `amax`: a fit that finds no valid codebook blames the weights, not parameters the
+    /// caller never gave. The group index is filled in by the caller.
+    #[cfg(feature = "alloc")]
+    fn fitted_params<T: Real>(&self, a: f64, q: f64, amax: f64) -> Result<Params<T>> {
+        self.valid_params(a, q).map_err(|_| Error::UnfittableGroup {
+            group: 0,
+            max_abs: amax,
+        })
+    }
+
+    /// `(a, q)` in `T`, with `a` clamped to `T`'s largest finite value (a fitted scale may
+    /// exceed it when the weights come close to it) and `q` raised toward 1 if its levels are
+    /// not distinct and finite in `T`.
     #[cfg(feature = "alloc")]
     fn valid_params<T: Real>(&self, a: f64, q: f64) -> Result<Params<T>> {
         let one = T::one();
         let params = Params {
-            a: T::narrow(a),
+            a: T::narrow(a.min(T::max_value().widen())),
             q: if self.uses_q() { T::narrow(q) } else { one },
         };
         // The search keeps q inside a range whose levels stay distinct in f64; a narrower
@@ -410,11 +451,11 @@ impl Family {
             if self.check_levels(p).is_ok() {
                 return Ok(p);
             }
+            if !self.uses_q() {
+                break;
+            }
             let qf = p.q.widen();
             p.q = T::narrow(qf + (1.0 - qf) * 0.5);
-            if p.a <= T::zero() || !p.a.is_finite() {
-                p.a = one;
-            }
         }
         self.codebook(p).map(|_| p)
     }

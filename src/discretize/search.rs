@@ -197,6 +197,11 @@ impl GroupStats {
         }
     }
 
+    /// The group's largest magnitude.
+    pub fn amax(&self) -> f64 {
+        self.amax
+    }
+
     fn total(&self, p: &[f64]) -> f64 {
         p[p.len() - 1]
     }

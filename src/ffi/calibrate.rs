@@ -1,7 +1,7 @@
 //! Activation-aware quantization: `expq_quantize_calibrated` (bias correction and the
 //! `EXPQ_SCALE_RULE_OUTPUT_MSE` fit) and `expq_relu_moments` (data-free statistics).
 
-use crate::calibrate::{quantize_calibrated, relu_moments, InputStats};
+use crate::calibrate::{finite_moments, quantize_calibrated, relu_moments, InputStats};
 use crate::error::Error;
 
 use super::{boundary, check_disjoint, expq_config, expq_status, expq_tensor, write_out};
@@ -20,10 +20,12 @@ use super::{boundary, check_disjoint, expq_config, expq_status, expq_tensor, wri
 /// `input_sq_mean`; other rules give the same tensor as `expq_quantize` plus the correction.
 /// `bias_correction_len` must be `rows`.
 ///
-/// Errors: everything `expq_quantize` reports, and `EXPQ_STATUS_INVALID_ARGUMENT` (a
+/// Errors: everything `expq_quantize` reports (`rows * cols` overflowing first of all), and
+/// `EXPQ_STATUS_INVALID_ARGUMENT` (a
 /// statistic whose length is neither `cols` nor `rows * cols`, a negative mean square,
 /// `EXPQ_SCALE_RULE_OUTPUT_MSE` without `input_sq_mean`, `bias_correction_len > rows`, overlapping
-/// buffers), `EXPQ_STATUS_NON_FINITE` (a NaN or infinite statistic),
+/// buffers), `EXPQ_STATUS_NON_FINITE` (a NaN or infinite statistic, or a bias
+/// correction beyond the largest finite float),
 /// `EXPQ_STATUS_BUFFER_TOO_SMALL` (`bias_correction_len < rows`). `bias_correction` and `*out` are
 /// written only on success.
 ///
@@ -47,8 +49,8 @@ pub unsafe extern "C" fn expq_quantize_calibrated(
     out: *mut *mut expq_tensor,
 ) -> expq_status {
     boundary("expq_quantize_calibrated", || {
-        // On overflow hand the core an empty slice: it reports the shape as not matching.
-        let weights = try_slice!(weights, rows.checked_mul(cols).unwrap_or(0));
+        let n = crate::tensor::element_count(rows, cols)?;
+        let weights = try_slice!(weights, n);
         let config = try_ref!(config);
         let mean = try_slice!(input_mean, input_mean_len);
         let sq_mean = if input_sq_mean.is_null() {
@@ -101,7 +103,9 @@ pub unsafe extern "C" fn expq_quantize_calibrated(
 /// at `beta` clamped to `[0, clip]`.
 ///
 /// Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`beta` or `gamma` NaN
-/// or infinite, `clip` NaN or `<= 0`). The outputs are written only on success.
+/// or infinite, `clip` NaN or `<= 0`), `EXPQ_STATUS_NON_FINITE` (a moment beyond the largest
+/// finite float, from `|beta|` or `|gamma|` above about 1.8e19). The outputs are written only
+/// on success.
 ///
 /// # Safety
 /// `mean` and `sq_mean` must be writable floats.
@@ -116,7 +120,17 @@ pub unsafe extern "C" fn expq_relu_moments(
     boundary("expq_relu_moments", || {
         try_out!(mean);
         try_out!(sq_mean);
-        let (m, s) = relu_moments(f64::from(beta), f64::from(gamma), f64::from(clip))?;
+        let (beta, gamma, clip) = (f64::from(beta), f64::from(gamma), f64::from(clip));
+        let (m, s) = relu_moments(beta, gamma, clip)?;
+        // Finite in double can still overflow float.
+        let (m, s) = finite_moments(
+            beta,
+            gamma,
+            clip,
+            f64::from(m as f32),
+            f64::from(s as f32),
+            "float",
+        )?;
         // SAFETY: both are non-NULL (checked above) and writable, as the caller promises.
         unsafe {
             write_out(mean, m as f32);

@@ -153,7 +153,8 @@ pub enum expq_status {
     /// enum value outside its enum, a group size of 0, a buffer longer than required,
     /// overlapping buffers, invalid fixed scale parameters.
     InvalidArgument = 2,
-    /// A weight or an input statistic was NaN or infinite.
+    /// A weight or an input statistic was NaN or infinite, or an output computed from finite
+    /// inputs would not be finite (a bias correction or ReLU moment beyond the largest float).
     NonFinite = 3,
     /// A caller-provided buffer was shorter than required.
     BufferTooSmall = 4,
@@ -170,7 +171,9 @@ pub enum expq_status {
 /// The status that a core [`Error`] maps to. This is the only place that decides it.
 pub(crate) fn status_of(error: &Error) -> expq_status {
     match error {
-        Error::NonFiniteWeight { .. } => expq_status::NonFinite,
+        Error::NonFiniteWeight { .. }
+        | Error::BiasOverflow { .. }
+        | Error::MomentsOverflow { .. } => expq_status::NonFinite,
         // The core reports a negative (finite) mean square with the same variant; that is a
         // bad argument, not a non-finite one.
         Error::NonFiniteStatistic { value, .. } if !value.is_finite() => expq_status::NonFinite,
@@ -179,7 +182,8 @@ pub(crate) fn status_of(error: &Error) -> expq_status {
         } if actual < expected => expq_status::BufferTooSmall,
         Error::CodeOutOfRange { .. } | Error::Corrupt(_) => expq_status::CorruptData,
         Error::UnsupportedVersion { .. } => expq_status::UnsupportedVersion,
-        // Among them: InputStatsLength, MissingSqMean, InvalidMomentArguments.
+        // Among them: InputStatsLength, MissingSqMean, InvalidMomentArguments,
+        // ShapeOverflow, UnfittableGroup.
         _ => expq_status::InvalidArgument,
     }
 }
@@ -404,13 +408,15 @@ pub(crate) unsafe fn slice_from_mut<'a, T>(
 
 /// Fails when the memory of `input` and `output` overlaps (an aliasing `&` and `&mut` would
 /// be undefined behaviour, so this is checked on the raw pointers, before `output` exists as
-/// a slice).
+/// a slice). An `output_len` that no object can have is reported as that first: its extent
+/// would overlap everything.
 pub(crate) fn check_disjoint<A, B>(
     input: &[A],
     output: *const B,
     output_len: usize,
     names: (&'static str, &'static str),
 ) -> Result<(), Failure> {
+    check_extent(output, output_len, names.1)?;
     // Addresses only, never dereferenced.
     let (a0, b0) = (input.as_ptr() as usize, output as usize);
     let a1 = a0.saturating_add(core::mem::size_of_val(input));

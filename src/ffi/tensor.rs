@@ -26,9 +26,9 @@ impl expq_tensor {
 /// `expq_tensor_free`).
 ///
 /// Errors: `EXPQ_STATUS_NULL_POINTER` (a NULL argument), `EXPQ_STATUS_INVALID_ARGUMENT`
-/// (bits outside 1..=8, a config enum out of range, zero rows or columns, `rows * cols`
-/// overflowing, group size 0 per group, invalid fixed parameters), `EXPQ_STATUS_NON_FINITE`
-/// (a NaN or infinite weight). `*out` is written only on success.
+/// (`rows * cols` overflowing `size_t`, checked first; bits outside 1..=8, a config enum out
+/// of range, zero rows or columns, group size 0 per group, invalid fixed parameters),
+/// `EXPQ_STATUS_NON_FINITE` (a NaN or infinite weight). `*out` is written only on success.
 ///
 /// # Safety
 /// `weights` must point to `rows * cols` floats; `config` to an `expq_config`; `out` to
@@ -44,8 +44,8 @@ pub unsafe extern "C" fn expq_quantize(
     boundary("expq_quantize", || {
         let config = try_ref!(config);
         try_out!(out);
-        // On overflow hand the core an empty slice: it reports the shape as not matching.
-        let weights = try_slice!(weights, rows.checked_mul(cols).unwrap_or(0));
+        let n = crate::tensor::element_count(rows, cols)?;
+        let weights = try_slice!(weights, n);
         let config = config.rust_config()?;
         let inner = quantize(weights, rows, cols, &config)?;
         let tensor = expq_tensor::into_raw(inner);

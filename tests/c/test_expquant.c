@@ -886,6 +886,94 @@ static void test_relu_moments(void) {
     CHECK(m == -1.0f && s == -1.0f, "outputs written on failure");
 }
 
+/* The numeric edges: weights near the top of float and subnormal weights quantize to finite
+ * values near them; outputs that would overflow float and impossible lengths are errors whose
+ * message names the real cause. */
+static void test_numeric_edges(void) {
+    const float huge[4] = {3e38f, -1e38f, 5e37f, 0.0f};
+    const float tiny[4] = {1e-44f, -1e-44f, 0.0f, 1e-45f};
+    const float big_mean[4] = {3e38f, 3e38f, 3e38f, 3e38f};
+    float out_values[4];
+    float bias[1];
+    float m = -1.0f, s = -1.0f;
+    float x[2] = {1.0f, 1.0f};
+    float levels[2] = {-1.0f, 1.0f};
+    uint8_t packed[1] = {0};
+    expq_tensor *t = NULL;
+    expq_config c;
+    size_t i;
+
+    /* A scale fitted above FLT_MAX is clamped to it, never replaced. */
+    c = expq_config_default(EXPQ_SCHEME_LINEAR, 8);
+    c.scale_rule = EXPQ_SCALE_RULE_MSE;
+    if (EXPECT_OK(expq_quantize(huge, 1, 4, &c, &t))) {
+        if (EXPECT_OK(expq_tensor_dequantize(t, out_values, 4))) {
+            for (i = 0; i < 4; i++) {
+                CHECK(isfinite(out_values[i]), "huge weight %u decodes to %g", (unsigned)i,
+                      out_values[i]);
+                CHECK(fabs((double)out_values[i] - (double)huge[i]) <= 0.02 * 3e38,
+                      "huge weight %u: %g for %g", (unsigned)i, out_values[i], huge[i]);
+            }
+        }
+        expq_tensor_free(t);
+        t = NULL;
+    }
+    c = expq_config_default(EXPQ_SCHEME_EXPONENTIAL, 4);
+    c.scale_rule = EXPQ_SCALE_RULE_CORRELATION;
+    if (EXPECT_OK(expq_quantize(huge, 1, 4, &c, &t))) {
+        if (EXPECT_OK(expq_tensor_dequantize(t, out_values, 4))) {
+            CHECK(out_values[0] > 1e38f && out_values[1] < 0.0f && out_values[3] == 0.0f,
+                  "correlation fit of huge weights: %g %g %g %g", out_values[0],
+                  out_values[1], out_values[2], out_values[3]);
+        }
+        expq_tensor_free(t);
+        t = NULL;
+    }
+
+    /* Subnormal-only rows quantize like zero rows. */
+    c = expq_config_default(EXPQ_SCHEME_EXPONENTIAL, 4);
+    if (EXPECT_OK(expq_quantize(tiny, 2, 2, &c, &t))) {
+        if (EXPECT_OK(expq_tensor_dequantize(t, out_values, 4))) {
+            for (i = 0; i < 4; i++) {
+                CHECK(out_values[i] == 0.0f, "subnormal weight %u decodes to %g", (unsigned)i,
+                      out_values[i]);
+            }
+        }
+        expq_tensor_free(t);
+        t = NULL;
+    }
+
+    /* A scale given as 1e-44 is named in short form. */
+    c.scale_rule = EXPQ_SCALE_RULE_FIXED;
+    c.fixed_a = (double)1e-44f;
+    c.fixed_q = 0.5;
+    EXPECT(expq_quantize(huge, 2, 2, &c, &t), EXPQ_STATUS_INVALID_ARGUMENT, "a = 1e-44, q = 0.5");
+
+    /* Outputs beyond FLT_MAX from finite inputs. */
+    EXPECT(expq_relu_moments(1e30f, 1e-30f, INFINITY, &m, &s), EXPQ_STATUS_NON_FINITE,
+           "beta = 1e30");
+    CHECK(m == -1.0f && s == -1.0f, "moments written on failure");
+    c = expq_config_default(EXPQ_SCHEME_LINEAR, 2);
+    bias[0] = 42.0f;
+    EXPECT(expq_quantize_calibrated(huge, 1, 4, &c, big_mean, 4, NULL, 0, bias, 1, &t),
+           EXPQ_STATUS_NON_FINITE, "bias correction of row 0");
+    CHECK(bias[0] == 42.0f && t == NULL, "outputs written on failure");
+
+    /* Impossible lengths are named as such, not as overlaps or short buffers. */
+    c = expq_config_default(EXPQ_SCHEME_EXPONENTIAL, 4);
+    EXPECT(expq_quantize(huge, SIZE_MAX, 2, &c, &t), EXPQ_STATUS_INVALID_ARGUMENT, "overflows");
+    EXPECT(expq_quantize_calibrated(huge, SIZE_MAX, 2, &c, big_mean, 2, NULL, 0, bias, 1, &t),
+           EXPQ_STATUS_INVALID_ARGUMENT, "overflows");
+    EXPECT(expq_decode(1, packed, 1, levels, 2, out_values, SIZE_MAX),
+           EXPQ_STATUS_INVALID_ARGUMENT, "larger than any object");
+    if (EXPECT_OK(expq_quantize(huge, 2, 2, &c, &t))) {
+        EXPECT(expq_tensor_gemv(t, x, 2, out_values, SIZE_MAX), EXPQ_STATUS_INVALID_ARGUMENT,
+               "`y` has a length larger than any object");
+        expq_tensor_free(t);
+        t = NULL;
+    }
+}
+
 /* Every status except PANIC has been provoked from C by now. PANIC needs a bug; the Rust
  * unit test ffi::tests::a_panic_is_caught_and_reported covers the panic boundary. */
 static void check_every_status_seen(void) {
@@ -906,6 +994,7 @@ int main(void) {
     test_storage();
     test_calibrated();
     test_relu_moments();
+    test_numeric_edges();
     check_every_status_seen();
     if (failures != 0) {
         fprintf(stderr, "test_expquant (C): %d check(s) failed\n", failures);
