@@ -373,6 +373,18 @@ impl QuantizedTensor {
         })
     }
 
+    /// `y = W·x` with int8 activations (see [`QuantizedView::gemv_int8`]: an explicit
+    /// precision mode with a bounded error; a NaN or infinite `x` is an error).
+    pub fn gemv_int8(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        self.view().gemv_int8(x, y)
+    }
+
+    /// [`gemv_int8`](Self::gemv_int8) for a range of rows (see
+    /// [`QuantizedView::gemv_int8_rows`]). Runs on the calling thread.
+    pub fn gemv_int8_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
+        self.view().gemv_int8_rows(x, rows, y)
+    }
+
     /// Bytes [`write_into`](Self::write_into) and [`to_bytes`](Self::to_bytes) produce.
     pub fn serialized_len(&self) -> usize {
         format::tensor_len(&self.parts)

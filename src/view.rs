@@ -257,6 +257,90 @@ impl<'a> QuantizedView<'a> {
         Ok(())
     }
 
+    /// `y = W·x` with int8 activations, an explicit precision mode: `x` is quantized once to
+    /// int8 in blocks of 32 (an `f32` scale each), each group's levels to int8 (a scale
+    /// each), and the products are summed in integers. The error it adds is bounded in the
+    /// [`kernels`] docs (*Int8 activations*): at most `Σ_j (|L_j|·s_b/2 + t·|x_j|/2 +
+    /// t·s_b/4)` per row, plus `f32` summation error. Shapes as [`gemv`](Self::gemv); a NaN
+    /// or infinite `x` is an error. With the `parallel` feature a matrix of at least 4 M
+    /// weights is split over threads, each row's result bit for bit the single-threaded one.
+    #[cfg(feature = "alloc")]
+    pub fn gemv_int8(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        #[cfg(feature = "parallel")]
+        let threads = crate::parallel::threads_for(
+            self.rows() * self.cols(),
+            crate::parallel::GEMV_MIN_WEIGHTS,
+        );
+        #[cfg(not(feature = "parallel"))]
+        let threads = 1;
+        self.gemv_int8_on(x, 0..self.rows(), y, threads)
+    }
+
+    /// [`gemv_int8`](Self::gemv_int8) for a range of rows (as [`gemv_rows`](Self::gemv_rows));
+    /// the results equal the matching entries of `gemv_int8` exactly. Runs on the calling
+    /// thread.
+    #[cfg(feature = "alloc")]
+    pub fn gemv_int8_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
+        self.gemv_int8_on(x, rows, y, 1)
+    }
+
+    #[cfg(feature = "alloc")]
+    pub(crate) fn gemv_int8_on(
+        &self,
+        x: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+        threads: usize,
+    ) -> Result<()> {
+        self.check_gemv(x, &rows, y)?;
+        let xq = kernels::Int8X::new(x)?;
+        #[cfg(not(feature = "parallel"))]
+        let _ = threads;
+        #[cfg(feature = "parallel")]
+        if threads > 1 {
+            let first = rows.start;
+            return crate::parallel::for_each_chunk(y, rows.len(), 1, 1, threads, |r, y| {
+                self.gemv_int8_serial(&xq, first + r.start..first + r.end, y);
+                Ok(())
+            });
+        }
+        self.gemv_int8_serial(&xq, rows, y);
+        Ok(())
+    }
+
+    /// The int8 GEMV loop over rows and groups; shapes checked by the caller.
+    #[cfg(feature = "alloc")]
+    fn gemv_int8_serial(&self, xq: &kernels::Int8X, rows: Range<usize>, y: &mut [f32]) {
+        let isa = kernels::Isa::detect();
+        let bits = self.bits();
+        let cols = self.cols();
+        let g = self.granularity().group_len(cols);
+        let mut table = kernels::Table::new();
+        let mut t8 = kernels::I8Table::new();
+        let mut loaded = usize::MAX;
+        for (row, out) in rows.zip(y) {
+            let packed = &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            let mut acc = 0.0f32;
+            let mut start = 0;
+            for i in 0..cols.div_ceil(g) {
+                let group = self.group_index(row, i);
+                if group != loaded {
+                    table.len = self
+                        .family()
+                        .levels_into(self.parts.group_params(group), &mut table.v);
+                    t8.set(&table);
+                    loaded = group;
+                }
+                let len = g.min(cols - start);
+                let part =
+                    kernels::dot_int8_span(isa, bits, packed, start, len, &t8, &xq.xq, &xq.scales);
+                acc += t8.scale * part;
+                start += len;
+            }
+            *out = acc;
+        }
+    }
+
     /// Checks the shapes of a GEMV call.
     pub(crate) fn check_gemv(&self, x: &[f32], rows: &Range<usize>, y: &[f32]) -> Result<()> {
         expect_len("gemv input x", self.cols(), x.len())?;

@@ -144,7 +144,8 @@ pub enum expq_status {
     /// enum value outside its enum, a group size of 0, a buffer longer than required,
     /// overlapping buffers, invalid fixed scale parameters.
     InvalidArgument = 2,
-    /// A weight or an input statistic was NaN or infinite.
+    /// A weight, an input statistic, or an input vector value of an int8 GEMV was NaN or
+    /// infinite.
     NonFinite = 3,
     /// A caller-provided buffer was shorter than required.
     BufferTooSmall = 4,
@@ -162,6 +163,7 @@ pub enum expq_status {
 pub(crate) fn status_of(error: &Error) -> expq_status {
     match error {
         Error::NonFiniteWeight { .. } => expq_status::NonFinite,
+        Error::NonFiniteInput { .. } => expq_status::NonFinite,
         // The core reports a negative (finite) mean square with the same variant; that is a
         // bad argument, not a non-finite one.
         Error::NonFiniteStatistic { value, .. } if !value.is_finite() => expq_status::NonFinite,

@@ -371,3 +371,76 @@ pub(crate) fn score_fixed(t: LaneTables<'_, u32>, pairs: &[u32]) -> [f32; LANES]
     }
     acc
 }
+
+// ---- Int8 activations -------------------------------------------------------------------
+
+/// Values of `x` per int8 block: each block of `x` has its own scale.
+pub(crate) const QBLOCK: usize = 32;
+
+/// Quantizes one block of `x` (at most [`QBLOCK`] finite values) to int8: `out[i] =
+/// round(x[i] / s)` with `s = max|x| / 127`, so `|x[i] − s·out[i]| <= s/2`. Returns `s` (0 for
+/// an all-zero block, whose codes are all 0).
+pub(crate) fn quantize_block(x: &[f32], out: &mut [i8]) -> f32 {
+    let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if max == 0.0 {
+        out.iter_mut().for_each(|o| *o = 0);
+        return 0.0;
+    }
+    let inv = 127.0 / max;
+    for (o, &v) in out.iter_mut().zip(x) {
+        // `round` without `std`: half away from zero, clamped against `inv` rounding up.
+        let r = v * inv;
+        let r = if r >= 0.0 { r + 0.5 } else { r - 0.5 };
+        *o = (r as i32).clamp(-127, 127) as i8;
+    }
+    max / 127.0
+}
+
+/// The int8 reference: `Σ_b scales[b] · Σ_{j in block b} table[code j] · xq[j]` over codes
+/// `start .. start + len` of one packed row, where block `b` holds indices `32b .. 32b + 32`
+/// of `xq` (indices of the whole vector). Each block's sum is exact in `i32`; the blocks are
+/// added in index order. The caller guarantees the codes exist and index `table`.
+pub(crate) fn dot_i8_span(
+    bits: u8,
+    row: &[u8],
+    start: usize,
+    len: usize,
+    table: &[i8; 256],
+    xq: &[i8],
+    scales: &[f32],
+) -> f32 {
+    let mut acc = 0.0f32;
+    let mut j = start;
+    let end = start + len;
+    while j < end {
+        let block = j / QBLOCK;
+        let stop = ((block + 1) * QBLOCK).min(end);
+        let mut sum = 0i32;
+        for k in j..stop {
+            let w = table[usize::from(code_at(row, bits, k))];
+            sum += i32::from(w) * i32::from(xq[k]);
+        }
+        acc += scales[block] * sum as f32;
+        j = stop;
+    }
+    acc
+}
+
+/// `Σ_b scales[b] · Σ_{i in block b} w[i] · xq[i]` over whole blocks of [`QBLOCK`] (as many as
+/// all three slices hold), blocks in order.
+pub(crate) fn dot_i8(w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
+    let mut acc = 0.0f32;
+    for ((w, x), &s) in w
+        .chunks_exact(QBLOCK)
+        .zip(xq.chunks_exact(QBLOCK))
+        .zip(scales)
+    {
+        let sum: i32 = w
+            .iter()
+            .zip(x)
+            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+            .sum();
+        acc += s * sum as f32;
+    }
+    acc
+}

@@ -51,6 +51,21 @@ impl Avx2 {
         unsafe { dot_perm::<BITS>(bytes, t16, xp) }
     }
 
+    /// Int8 dot product of whole blocks (see [`portable::dot_i8`](super::portable::dot_i8)).
+    #[inline]
+    pub(crate) fn dot_i8(self, w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot_i8(w, xq, scales) }
+    }
+
+    /// Int8 dot product of whole blocks of 4-bit codes straight from packed bytes, through a
+    /// 16-entry int8 table (see [`dot4_i8`]).
+    #[inline]
+    pub(crate) fn dot4_i8(self, bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_i8(bytes, t16, xq, scales) }
+    }
+
     /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
     #[inline]
     pub(crate) fn encode_count(self, cuts: &[f32], x: &[f32], out: &mut [u8]) {
@@ -289,6 +304,66 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
             _mm256_add_ps(acc[0], acc[1]),
             _mm256_add_ps(acc[2], acc[3]),
         ))
+    }
+}
+
+/// One block's 32 int8 products summed in `i32` lanes: `vpmaddubsw` takes an unsigned and a
+/// signed operand, so the weight's sign moves onto `x` (`|w|·(x·sign w)`). With both in
+/// `[−127, 127]` a pair sums to at most `2·127² < 2^15`: the 16-bit step cannot saturate.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn block_i8(w: __m256i, x: __m256i) -> __m256i {
+    let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+}
+
+/// Int8 dot product of whole blocks: each block's exact `i32` sum (per lane) is scaled by its
+/// `x` scale and accumulated in `f32` lanes, two blocks per step in separate accumulators.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_i8(w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
+    let blocks = (w.len() / 32).min(xq.len() / 32).min(scales.len());
+    // SAFETY: block `b < blocks` reads bytes `32b .. 32b + 32` of `w` and `xq`.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for b in 0..blocks {
+            let wv = _mm256_loadu_si256(w.as_ptr().add(32 * b).cast());
+            let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
+            let s = _mm256_set1_ps(scales[b]);
+            acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// Int8 dot product of whole blocks of 4-bit codes: 16 packed bytes per block split into
+/// their nibbles in stream order, looked up in the 16-entry table with one `vpshufb` (the
+/// table repeated in both 128-bit lanes), then as [`dot_i8`].
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
+    let blocks = (bytes.len() / 16).min(xq.len() / 32).min(scales.len());
+    // SAFETY: block `b < blocks` reads bytes `16b .. 16b + 16` of `bytes`, `32b .. 32b + 32`
+    // of `xq`, and the table's 16 bytes.
+    unsafe {
+        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(t16.as_ptr().cast()));
+        let mask = _mm_set1_epi8(0x0f);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for b in 0..blocks {
+            let v = _mm_loadu_si128(bytes.as_ptr().add(16 * b).cast());
+            let lo = _mm_and_si128(v, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
+            let codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+            let wv = _mm256_shuffle_epi8(table, codes);
+            let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
+            let s = _mm256_set1_ps(scales[b]);
+            acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
     }
 }
 

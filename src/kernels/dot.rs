@@ -4,7 +4,7 @@
 use super::{aligned_head, check_codes, Table, CHUNK};
 use crate::error::Result;
 use crate::isa::{portable, Isa, Path};
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
 use crate::isa::{x86_avx2, x86_avx512};
 use crate::pack;
 
