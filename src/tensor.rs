@@ -359,13 +359,17 @@ impl QuantizedTensor {
         // `x` is prepared once (permuted to the SIMD lane layout where that pays) and shared
         // by every row and thread; W is never materialized.
         let g = self.granularity().group_len(self.cols());
-        let plan = kernels::DotPlan::new(kernels::Isa::detect(), self.bits(), x, g);
+        let isa = kernels::Isa::detect();
+        let plan = kernels::DotPlan::new(isa, self.bits(), x, g);
         // Four rows per pass share each load of the permuted `x` (see `DotPlan::dot_rows`).
         // A row's result does not depend on its pass, but chunks of whole passes keep every
         // pass exactly as the serial loop forms it anyway.
         let first = rows.start;
         for_row_chunks(y, rows.len(), 1, 4, threads, |chunk, y| {
             let rows = first + chunk.start..first + chunk.end;
+            if view.gemv_derived(isa, x, rows.clone(), y) {
+                return Ok(());
+            }
             view.gemv_with::<4>(rows, y, |packed, tables, live, start, len| {
                 plan.dot_rows(packed, tables, live, start, len)
             });

@@ -249,6 +249,9 @@ impl<'a> QuantizedView<'a> {
     pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
         self.check_gemv(x, &rows, y)?;
         let isa = kernels::Isa::detect();
+        if self.gemv_derived(isa, x, rows.clone(), y) {
+            return Ok(());
+        }
         let bits = self.bits();
         self.gemv_with::<1>(rows, y, |packed, tables, _, start, len| {
             let x = &x[start..start + len];
@@ -339,6 +342,43 @@ impl<'a> QuantizedView<'a> {
             }
             *out = acc;
         }
+    }
+
+    /// The GEMV of a 4-bit tensor in groups (a multiple of 16 codes, shorter than a row) on
+    /// a path that derives each group's table in registers from its parameters, so groups
+    /// cost no table rebuild; `false` (nothing written) where that path does not apply.
+    /// Shapes are checked by the caller.
+    pub(crate) fn gemv_derived(
+        &self,
+        isa: kernels::Isa,
+        x: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) -> bool {
+        let cols = self.cols();
+        let Granularity::PerGroup(g) = self.granularity() else {
+            return false;
+        };
+        if g >= cols || isa.kind() == kernels::IsaKind::Scalar {
+            return false;
+        }
+        let Some(gen) = kernels::gen16(self.family()) else {
+            return false;
+        };
+        let per_row = self.granularity().groups_per_row(cols);
+        for (row, out) in rows.zip(y.iter_mut()) {
+            let packed = &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            let params = |i: usize| {
+                let p = self.parts.group_params(row * per_row + i);
+                [p.a, p.q]
+            };
+            match kernels::dot4_groups(isa, packed, x, g, &gen, params) {
+                Some(v) => *out = v,
+                // The first row decides for all: the path depends on `isa` and `g` only.
+                None => return false,
+            }
+        }
+        true
     }
 
     /// Checks the shapes of a GEMV call.

@@ -444,3 +444,71 @@ pub(crate) fn dot_i8(w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
     }
     acc
 }
+
+// ---- Group tables derived from parameters ------------------------------------------------
+
+/// How a 4-bit group's 16-entry table follows from its parameters `(a, q)`, for kernels that
+/// derive it in registers instead of loading a stored table per group.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Gen16 {
+    /// Exponential, 8 magnitudes `a·q^k` and no zero level (16 levels), or 7 and a zero
+    /// level (15 levels, the 16th entry 0).
+    Exp { zero: bool },
+    /// Levels `a·u[k]`, `u` fixed for the tensor (linear families).
+    Scaled([f32; 16]),
+}
+
+/// `[q^0, …, q^7]` as the kernels compute it: `q^k` is the product of `q`, `q²`, `q⁴` over
+/// the set bits of `k`, taken `((b₁·b₂)·b₄)` with 1 for clear bits (exact), so every path
+/// gets the same bits.
+#[inline]
+pub(crate) fn powers8(q: f32) -> [f32; 8] {
+    let q2 = q * q;
+    let q4 = q2 * q2;
+    core::array::from_fn(|k| {
+        let b1 = if k & 1 != 0 { q } else { 1.0 };
+        let b2 = if k & 2 != 0 { q2 } else { 1.0 };
+        let b4 = if k & 4 != 0 { q4 } else { 1.0 };
+        (b1 * b2) * b4
+    })
+}
+
+/// The 16-entry table of a group (the reference of the kernels' in-register derivation):
+/// ascending levels, as `Family::levels_into` orders them.
+pub(crate) fn table16(gen: &Gen16, a: f32, q: f32) -> [f32; 16] {
+    match gen {
+        Gen16::Scaled(u) => u.map(|u| a * u),
+        Gen16::Exp { zero } => {
+            let p = powers8(q);
+            let k = if *zero { 7 } else { 8 };
+            let mut t = [0.0f32; 16];
+            for i in 0..k {
+                t[i] = p[i] * -a;
+                // Magnitude `a·q^i` sits `i` places below the top level.
+                t[15 - i - usize::from(*zero)] = p[i] * a;
+            }
+            t
+        }
+    }
+}
+
+/// `Σ_groups Σ_j table16(gen, a_g, q_g)[code j] · x[j]` over one packed 4-bit row cut into
+/// groups of `g` codes (`params[i]` the `(a, q)` of group `i`; the last group may be short).
+pub(crate) fn dot4_groups(
+    bytes: &[u8],
+    x: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen16,
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, xs) in x.chunks(g).enumerate() {
+        let t = table16(gen, params[i][0], params[i][1]);
+        let mut part = 0.0f32;
+        for (j, &xj) in xs.iter().enumerate() {
+            part += t[usize::from(code_at(bytes, 4, i * g + j))] * xj;
+        }
+        acc += part;
+    }
+    acc
+}

@@ -7,7 +7,7 @@
 
 use core::arch::x86_64::*;
 
-use super::portable::{CoarseRows, LaneTables, LANES, PAIRS_PER_SUM};
+use super::portable::{CoarseRows, Gen16, LaneTables, LANES, PAIRS_PER_SUM};
 use super::Avx2;
 
 impl Avx2 {
@@ -64,6 +64,21 @@ impl Avx2 {
     pub(crate) fn dot4_i8(self, bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
         unsafe { dot4_i8(bytes, t16, xq, scales) }
+    }
+
+    /// A 4-bit row cut into groups of `g` codes (a multiple of 16), each group's table
+    /// derived in registers from its `(a, q)` (see [`dot4_groups`]).
+    #[inline]
+    pub(crate) fn dot4_groups(
+        self,
+        bytes: &[u8],
+        x: &[f32],
+        g: usize,
+        params: &[[f32; 2]],
+        gen: &Gen16,
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_groups(bytes, x, g, params, gen) }
     }
 
     /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
@@ -365,6 +380,107 @@ unsafe fn dot4_i8(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f3
         }
         hsum(_mm256_add_ps(acc[0], acc[1]))
     }
+}
+
+/// A group's two 8-entry halves of its 16-entry table, computed as
+/// [`portable::table16`](super::portable::table16) does (the same products in the same
+/// order, so the same bits).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn tables16(gen: &Gen16, a: f32, q: f32) -> (__m256, __m256) {
+    match gen {
+        Gen16::Scaled(u) => {
+            // SAFETY: `u` holds 16 floats.
+            let (u0, u1) = unsafe {
+                (
+                    _mm256_loadu_ps(u.as_ptr()),
+                    _mm256_loadu_ps(u.as_ptr().add(8)),
+                )
+            };
+            let av = _mm256_set1_ps(a);
+            (_mm256_mul_ps(av, u0), _mm256_mul_ps(av, u1))
+        }
+        Gen16::Exp { zero } => {
+            let one = _mm256_set1_ps(1.0);
+            let q2 = q * q;
+            let q4 = q2 * q2;
+            let b1 = _mm256_blend_ps::<0b1010_1010>(one, _mm256_set1_ps(q));
+            let b2 = _mm256_blend_ps::<0b1100_1100>(one, _mm256_set1_ps(q2));
+            let b4 = _mm256_blend_ps::<0b1111_0000>(one, _mm256_set1_ps(q4));
+            let p = _mm256_mul_ps(_mm256_mul_ps(b1, b2), b4);
+            let lo = _mm256_mul_ps(p, _mm256_set1_ps(-a));
+            let hi = _mm256_mul_ps(p, _mm256_set1_ps(a));
+            if *zero {
+                // Lanes 0..7 hold −a·q^k (lane 7 the zero level); the upper half a·q^(6−j).
+                let lo = _mm256_blend_ps::<0b1000_0000>(lo, _mm256_setzero_ps());
+                let hi = _mm256_permutevar8x32_ps(hi, _mm256_setr_epi32(6, 5, 4, 3, 2, 1, 0, 7));
+                (lo, _mm256_blend_ps::<0b1000_0000>(hi, _mm256_setzero_ps()))
+            } else {
+                let hi = _mm256_permutevar8x32_ps(hi, _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0));
+                (lo, hi)
+            }
+        }
+    }
+}
+
+/// 4-bit dot product over a row of groups of `g` codes (a multiple of 16), each group's table
+/// derived in registers from its `(a, q)`, so no table is stored or rebuilt in memory.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_groups(bytes: &[u8], x: &[f32], g: usize, params: &[[f32; 2]], gen: &Gen16) -> f32 {
+    let n = x.len().min(bytes.len() * 2);
+    let steps = g / 16;
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    for &[a, q] in params {
+        if steps == 0 || i + g > n {
+            break;
+        }
+        let (t0, t1) = tables16(gen, a, q);
+        // SAFETY: each step reads bytes `i/2 .. i/2 + 8` and floats `i .. i + 16`, inside
+        // because the group ends at `i + g <= n`.
+        unsafe {
+            for _ in 0..steps {
+                let c = nibbles(_mm_loadl_epi64(bytes.as_ptr().add(i / 2).cast()));
+                let i0 = _mm256_cvtepu8_epi32(c);
+                let i1 = _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(c));
+                let w0 = pick16(t0, t1, i0);
+                let w1 = pick16(t0, t1, i1);
+                acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x.as_ptr().add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.as_ptr().add(i + 8)), acc1);
+                i += 16;
+            }
+        }
+    }
+    let mut acc = hsum(_mm256_add_ps(acc0, acc1));
+    // A short last group (the row's tail) through the reference table.
+    let done = i;
+    let mut k = done;
+    while k < n {
+        let group = k / g.max(1);
+        let Some(&[a, q]) = params.get(group) else {
+            break;
+        };
+        let t = super::portable::table16(gen, a, q);
+        let stop = ((group + 1) * g).min(n);
+        for (j, &xj) in x.iter().enumerate().take(stop).skip(k) {
+            acc += t[usize::from((bytes[j / 2] >> ((j % 2) * 4)) & 0x0f)] * xj;
+        }
+        k = stop;
+    }
+    acc
+}
+
+/// Looks up 8 codes below 16 in the table halves `t0`, `t1`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn pick16(t0: __m256, t1: __m256, idx: __m256i) -> __m256 {
+    let lo = _mm256_permutevar8x32_ps(t0, idx);
+    let hi = _mm256_permutevar8x32_ps(t1, idx);
+    _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx)))
 }
 
 /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.

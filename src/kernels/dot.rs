@@ -239,3 +239,160 @@ impl DotPlan<'_> {
         out
     }
 }
+
+/// How a group's 4-bit table follows from `(a, q)` for `family`, when it fits 16 entries in
+/// the order the derived-table kernels produce.
+pub(crate) fn gen16(family: crate::discretize::Family) -> Option<portable::Gen16> {
+    if family.bits != 4 {
+        return None;
+    }
+    match family.scheme {
+        crate::Scheme::Exponential => {
+            let zero = family.has_zero();
+            let k = family.magnitude_count();
+            (k == 8 - usize::from(zero)).then_some(portable::Gen16::Exp { zero })
+        }
+        crate::Scheme::Linear => {
+            let mut u = [0.0f32; 256];
+            let n = family.levels_into(crate::Params { a: 1.0f32, q: 1.0 }, &mut u);
+            (n <= 16).then(|| portable::Gen16::Scaled(core::array::from_fn(|i| u[i])))
+        }
+    }
+}
+
+/// A 4-bit row of groups of `g` codes with each group's table derived from its parameters
+/// (`params(i)` gives group `i`'s `(a, q)`), on `isa`; `None` where no such kernel runs
+/// (then the caller takes the stored-table path). The scalar path is
+/// [`portable::dot4_groups`], the definition.
+pub(crate) fn dot4_groups(
+    isa: Isa,
+    row: &[u8],
+    x: &[f32],
+    g: usize,
+    gen: &portable::Gen16,
+    params: impl Fn(usize) -> [f32; 2],
+) -> Option<f32> {
+    if g == 0 || !g.is_multiple_of(16) {
+        return None;
+    }
+    // Parameters are gathered a run of groups at a time onto the stack.
+    const RUN: usize = 64;
+    let mut buf = [[0.0f32; 2]; RUN];
+    let groups = x.len().div_ceil(g);
+    let mut acc = 0.0f32;
+    let mut first = 0;
+    while first < groups {
+        let n = RUN.min(groups - first);
+        for (k, slot) in buf[..n].iter_mut().enumerate() {
+            *slot = params(first + k);
+        }
+        let xs = &x[first * g..((first + n) * g).min(x.len())];
+        let bytes = &row[first * g / 2..];
+        acc += match isa.path() {
+            Path::Scalar => portable::dot4_groups(bytes, xs, g, &buf[..n], gen),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(t) => t.dot4_groups(bytes, xs, g, &buf[..n], gen),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(t) => t.avx2().dot4_groups(bytes, xs, g, &buf[..n], gen),
+            _ => return None,
+        };
+        first += n;
+    }
+    Some(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discretize::Family;
+    use crate::{Params, Scheme};
+
+    fn families() -> [Family; 4] {
+        [
+            Family::new(Scheme::Exponential, 4, false).unwrap(),
+            Family::new(Scheme::Exponential, 4, true).unwrap(),
+            Family::new(Scheme::Linear, 4, false).unwrap(),
+            Family::new(Scheme::Linear, 4, true).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn derived_tables_are_the_codebooks_levels() {
+        for family in families() {
+            let gen = gen16(family).expect("every 4-bit family has a derived table");
+            for (a, q) in [(1.0f32, 0.5f32), (0.037, 0.71), (3.5, 0.93), (1e-3, 0.2)] {
+                let mut levels = [0.0f32; 256];
+                let n = family.levels_into(Params { a, q }, &mut levels);
+                let t = portable::table16(&gen, a, q);
+                for k in 0..16 {
+                    let want = if k < n { levels[k] } else { 0.0 };
+                    // The powers of q are taken in f32 here, in f64 by the codebook.
+                    assert!(
+                        (t[k] - want).abs() <= 4.0 * f32::EPSILON * a,
+                        "{family:?} a={a} q={q} level {k}: {} vs {want}",
+                        t[k]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn derived_table_kernels_match_the_reference() {
+        let mut s = 0x1234_5678_u32;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        let fast: alloc::vec::Vec<Isa> = Isa::available()
+            .filter(|i| i.kind() != crate::kernels::IsaKind::Scalar)
+            .collect();
+        for family in families() {
+            let gen = gen16(family).unwrap();
+            let levels = family.level_count() as u32;
+            for (g, cols) in [
+                (16usize, 64usize),
+                (32, 1000),
+                (128, 1024),
+                (32, 70),
+                (48, 4096),
+            ] {
+                let codes: alloc::vec::Vec<u8> =
+                    (0..cols).map(|_| (next() % levels) as u8).collect();
+                let mut row = alloc::vec![0u8; cols.div_ceil(2)];
+                portable::pack_reference(&codes, 4, &mut row);
+                let x: alloc::vec::Vec<f32> = (0..cols)
+                    .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                    .collect();
+                let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
+                    .map(|_| {
+                        [
+                            0.1 + (next() % 100) as f32 * 0.01,
+                            0.3 + (next() % 60) as f32 * 0.01,
+                        ]
+                    })
+                    .collect();
+                let reference =
+                    dot4_groups(Isa::scalar(), &row, &x, g, &gen, |i| params[i]).unwrap();
+                let magnitude: f32 = x.iter().map(|v| v.abs()).sum::<f32>() * 2.0;
+                for &isa in &fast {
+                    let Some(got) = dot4_groups(isa, &row, &x, g, &gen, |i| params[i]) else {
+                        continue;
+                    };
+                    assert!(
+                        (got - reference).abs() <= 1e-5 * magnitude,
+                        "{isa} {family:?} g={g} cols={cols}: {got} vs {reference}"
+                    );
+                }
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    assert!(fast
+                        .iter()
+                        .any(|i| dot4_groups(*i, &row, &x, g, &gen, |i| params[i]).is_some()));
+                }
+            }
+        }
+    }
+}

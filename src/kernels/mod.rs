@@ -39,10 +39,10 @@ mod int8;
 pub use crate::isa::{Isa, IsaKind};
 pub(crate) use decode::decode_span;
 pub use decode::{decode, decode_with};
-pub(crate) use dot::dot_span;
 #[cfg(feature = "alloc")]
 pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
+pub(crate) use dot::{dot4_groups, dot_span, gen16};
 pub use encode::Encoder;
 pub use int8::{dot_int8, dot_int8_with};
 #[cfg(feature = "alloc")]
