@@ -318,6 +318,33 @@ impl<'a> QuantizedView<'a> {
         let bits = self.bits();
         let cols = self.cols();
         let g = self.granularity().group_len(cols);
+        // 4-bit groups of a multiple of 32 codes: each group's int8 table derived in registers.
+        if let (Granularity::PerGroup(g), Some(gen)) =
+            (self.granularity(), kernels::gen16(self.family()))
+        {
+            let per_row = self.granularity().groups_per_row(cols);
+            if g < cols && g.is_multiple_of(32) && isa.kind() != kernels::IsaKind::Scalar {
+                let mut done = true;
+                for (row, out) in rows.clone().zip(y.iter_mut()) {
+                    let packed =
+                        &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+                    let params = |i: usize| {
+                        let p = self.parts.group_params(row * per_row + i);
+                        [p.a, p.q]
+                    };
+                    match kernels::dot4_i8_groups(isa, packed, xq, g, &gen, params) {
+                        Some(v) => *out = v,
+                        None => {
+                            done = false;
+                            break;
+                        }
+                    }
+                }
+                if done {
+                    return;
+                }
+            }
+        }
         let mut table = kernels::Table::new();
         let mut t8 = kernels::I8Table::new();
         let mut loaded = usize::MAX;

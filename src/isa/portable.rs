@@ -512,3 +512,42 @@ pub(crate) fn dot4_groups(
     }
     acc
 }
+
+/// Rounds to nearest, ties to even, for `|v| <= 2^22`: adding and removing `1.5·2^23`
+/// leaves no fraction bits (the default `f32` rounding does the rest), as the SIMD
+/// conversion does.
+#[inline]
+pub(crate) fn round_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
+}
+
+/// A group's int8 table for the derived-table int8 kernels: `round_even(table16(gen, 127,
+/// q))`, in `[−127, 127]`; the group's scale is `a / 127`.
+pub(crate) fn table16_i8(gen: &Gen16, q: f32) -> [i8; 16] {
+    table16(gen, 127.0, q).map(|v| round_even(v) as i8)
+}
+
+/// The int8 reference over a 4-bit row in groups of `g` codes (a multiple of [`QBLOCK`]):
+/// `Σ_groups (a_g/127) · dot_i8_span(group)` with [`table16_i8`] tables, groups in order.
+pub(crate) fn dot4_i8_groups(
+    bytes: &[u8],
+    xq: &[i8],
+    scales: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen16,
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, &[a, q]) in params.iter().enumerate() {
+        let start = i * g;
+        if start >= xq.len() {
+            break;
+        }
+        let len = g.min(xq.len() - start);
+        let mut table = [0i8; 256];
+        table[..16].copy_from_slice(&table16_i8(gen, q));
+        acc += (a / 127.0) * dot_i8_span(4, bytes, start, len, &table, xq, scales);
+    }
+    acc
+}

@@ -81,6 +81,22 @@ impl Avx2 {
         unsafe { dot4_groups(bytes, x, g, params, gen) }
     }
 
+    /// The int8 twin of [`dot4_groups`](Self::dot4_groups): groups of `g` codes (a multiple
+    /// of 32), each group's int8 table derived in registers (see [`dot4_i8_groups`]).
+    #[inline]
+    pub(crate) fn dot4_i8_groups(
+        self,
+        bytes: &[u8],
+        xq: &[i8],
+        scales: &[f32],
+        g: usize,
+        params: &[[f32; 2]],
+        gen: &Gen16,
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_i8_groups(bytes, xq, scales, g, params, gen) }
+    }
+
     /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
     #[inline]
     pub(crate) fn encode_count(self, cuts: &[f32], x: &[f32], out: &mut [u8]) {
@@ -472,6 +488,82 @@ unsafe fn dot4_groups(bytes: &[u8], x: &[f32], g: usize, params: &[[f32; 2]], ge
         k = stop;
     }
     acc
+}
+
+/// A group's int8 table, as [`portable::table16_i8`](super::portable::table16_i8) computes
+/// it: the `f32` halves for `a = 127`, rounded (the default rounding mode, ties to even) and
+/// packed to 16 bytes in order.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn table16_i8(gen: &Gen16, q: f32) -> __m128i {
+    let (lo, hi) = tables16(gen, 127.0, q);
+    let w = _mm256_packs_epi32(_mm256_cvtps_epi32(lo), _mm256_cvtps_epi32(hi));
+    let b = _mm256_packs_epi16(w, w);
+    // Per 128-bit lane the low 8 bytes are [lo 4, hi 4]; interleaving the lanes' dwords
+    // gives [lo 0..8, hi 0..8].
+    _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b))
+}
+
+/// Int8 dot product over a 4-bit row in groups of `g` codes (a multiple of 32), each group's
+/// int8 table derived in registers and its block sums scaled by `a/127` at the group's end.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_groups(
+    bytes: &[u8],
+    xq: &[i8],
+    scales: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen16,
+) -> f32 {
+    let n = xq.len().min(bytes.len() * 2).min(scales.len() * 32);
+    let blocks = g / 32;
+    let mask = _mm_set1_epi8(0x0f);
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    for &[a, q] in params {
+        if blocks == 0 || i + g > n {
+            break;
+        }
+        let table = _mm256_broadcastsi128_si256(table16_i8(gen, q));
+        let mut part = [_mm256_setzero_ps(); 2];
+        for b in 0..blocks {
+            // SAFETY: the block reads bytes `i/2 .. i/2 + 16` and `xq[i .. i + 32]`, inside
+            // because the group ends at `i + g <= n`.
+            let (v, xv) = unsafe {
+                (
+                    _mm_loadu_si128(bytes.as_ptr().add(i / 2).cast()),
+                    _mm256_loadu_si256(xq.as_ptr().add(i).cast()),
+                )
+            };
+            let lo = _mm_and_si128(v, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
+            let codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+            let wv = _mm256_shuffle_epi8(table, codes);
+            let s = _mm256_set1_ps(scales[i / 32]);
+            part[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, part[b % 2]);
+            i += 32;
+        }
+        acc = _mm256_fmadd_ps(
+            _mm256_add_ps(part[0], part[1]),
+            _mm256_set1_ps(a / 127.0),
+            acc,
+        );
+    }
+    let mut total = hsum(acc);
+    // A short last group through the reference.
+    if i < n {
+        let group = i / g.max(1);
+        if let Some(&[a, q]) = params.get(group) {
+            let mut t = [0i8; 256];
+            t[..16].copy_from_slice(&super::portable::table16_i8(gen, q));
+            let part = super::portable::dot_i8_span(4, bytes, i, n - i, &t, xq, scales);
+            total += (a / 127.0) * part;
+        }
+    }
+    total
 }
 
 /// Looks up 8 codes below 16 in the table halves `t0`, `t1`.

@@ -204,3 +204,120 @@ pub fn dot_int8_with(isa: Isa, bits: u8, packed: &[u8], levels: &[f32], x: &[f32
     }
     Ok(acc * table.scale)
 }
+
+/// [`dot_int8_span`] over a whole 4-bit row in groups of `g` codes (a multiple of 32), each
+/// group's int8 table derived from its parameters (`params(i)` gives group `i`'s `(a, q)`),
+/// scaled by `a/127`: the finished row result. `None` where no such kernel runs.
+#[cfg(feature = "alloc")]
+pub(crate) fn dot4_i8_groups(
+    isa: Isa,
+    row: &[u8],
+    x: &Int8X,
+    g: usize,
+    gen: &portable::Gen16,
+    params: impl Fn(usize) -> [f32; 2],
+) -> Option<f32> {
+    if g == 0 || !g.is_multiple_of(QBLOCK) {
+        return None;
+    }
+    const RUN: usize = 64;
+    let mut buf = [[0.0f32; 2]; RUN];
+    let n = x.xq.len();
+    let groups = n.div_ceil(g);
+    let mut acc = 0.0f32;
+    let mut first = 0;
+    while first < groups {
+        let k = RUN.min(groups - first);
+        for (j, slot) in buf[..k].iter_mut().enumerate() {
+            *slot = params(first + j);
+        }
+        let start = first * g;
+        let xs = &x.xq[start..((first + k) * g).min(n)];
+        let ss = &x.scales[start / QBLOCK..];
+        let bytes = &row[start / 2..];
+        acc += match isa.path() {
+            Path::Scalar => portable::dot4_i8_groups(bytes, xs, ss, g, &buf[..k], gen),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(t) => t.dot4_i8_groups(bytes, xs, ss, g, &buf[..k], gen),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(t) => t.avx2().dot4_i8_groups(bytes, xs, ss, g, &buf[..k], gen),
+            _ => return None,
+        };
+        first += k;
+    }
+    Some(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discretize::Family;
+    use crate::kernels::gen16;
+    use crate::Scheme;
+
+    #[test]
+    fn derived_int8_group_kernels_match_the_reference() {
+        let mut s = 0x9e37_79b9_u32;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        let fast: alloc::vec::Vec<Isa> = Isa::available()
+            .filter(|i| i.kind() != crate::kernels::IsaKind::Scalar)
+            .collect();
+        for (scheme, zero) in [
+            (Scheme::Exponential, false),
+            (Scheme::Exponential, true),
+            (Scheme::Linear, false),
+        ] {
+            let family = Family::new(scheme, 4, zero).unwrap();
+            let gen = gen16(family).unwrap();
+            let levels = family.level_count() as u32;
+            for (g, cols) in [(32usize, 1024usize), (128, 1024), (32, 1000), (64, 4160)] {
+                let codes: alloc::vec::Vec<u8> =
+                    (0..cols).map(|_| (next() % levels) as u8).collect();
+                let mut row = alloc::vec![0u8; cols.div_ceil(2)];
+                portable::pack_reference(&codes, 4, &mut row);
+                let x: alloc::vec::Vec<f32> = (0..cols)
+                    .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                    .collect();
+                let xq = Int8X::new(&x).unwrap();
+                let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
+                    .map(|_| {
+                        let a = 0.1 + (next() % 100) as f32 * 0.01;
+                        [a, 0.3 + (next() % 60) as f32 * 0.01]
+                    })
+                    .collect();
+                let reference =
+                    dot4_i8_groups(Isa::scalar(), &row, &xq, g, &gen, |i| params[i]).unwrap();
+                let mut ran = false;
+                for &isa in &fast {
+                    if let Some(got) = dot4_i8_groups(isa, &row, &xq, g, &gen, |i| params[i]) {
+                        ran = true;
+                        assert!(
+                            (got - reference).abs() <= 1e-5 * cols as f32,
+                            "{isa} {scheme:?} g={g} cols={cols}: {got} vs {reference}"
+                        );
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    assert!(ran, "no SIMD path ran");
+                }
+                let _ = ran;
+                // The derived table is the codebook's levels to within int8 rounding.
+                for &[a, q] in &params[..1] {
+                    let mut lv = [0.0f32; 256];
+                    let n = family.levels_into(crate::Params { a, q }, &mut lv);
+                    let t = portable::table16_i8(&gen, q);
+                    for k in 0..n {
+                        let back = f32::from(t[k]) * (a / 127.0);
+                        assert!((back - lv[k]).abs() <= 0.5 * a / 127.0 * 1.001);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -44,9 +44,9 @@ pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
 pub(crate) use dot::{dot4_groups, dot_span, gen16};
 pub use encode::Encoder;
-pub use int8::{dot_int8, dot_int8_with};
 #[cfg(feature = "alloc")]
-pub(crate) use int8::{dot_int8_span, I8Table, Int8X};
+pub(crate) use int8::{dot4_i8_groups, dot_int8_span, I8Table, Int8X};
+pub use int8::{dot_int8, dot_int8_with};
 
 use crate::error::{Error, Result};
 use crate::isa::portable::code_at;
