@@ -7,6 +7,7 @@ use crate::codebook::Codebook;
 use crate::discretize::Family;
 use crate::error::{Error, Result};
 use crate::format;
+use crate::isa::portable::Gen16;
 use crate::kernels;
 use crate::layout::Granularity;
 use crate::parts::Parts;
@@ -319,9 +320,7 @@ impl<'a> QuantizedView<'a> {
         let cols = self.cols();
         let g = self.granularity().group_len(cols);
         // 4-bit groups of a multiple of 32 codes: each group's int8 table derived in registers.
-        if let (Granularity::PerGroup(g), Some(gen)) =
-            (self.granularity(), kernels::gen16(self.family()))
-        {
+        if let (Granularity::PerGroup(g), Some(gen)) = (self.granularity(), gen16(self.family())) {
             let per_row = self.granularity().groups_per_row(cols);
             if g < cols && g.is_multiple_of(32) && isa.kind() != kernels::IsaKind::Scalar {
                 let mut done = true;
@@ -389,7 +388,7 @@ impl<'a> QuantizedView<'a> {
         if g >= cols || isa.kind() == kernels::IsaKind::Scalar {
             return false;
         }
-        let Some(gen) = kernels::gen16(self.family()) else {
+        let Some(gen) = gen16(self.family()) else {
             return false;
         };
         let per_row = self.granularity().groups_per_row(cols);
@@ -487,5 +486,198 @@ fn expect_len(what: &'static str, expected: usize, actual: usize) -> Result<()> 
             expected,
             actual,
         })
+    }
+}
+
+/// How a group's 4-bit table follows from `(a, q)` for `family`, when it fits 16 entries in
+/// the order the derived-table kernels produce.
+fn gen16(family: Family) -> Option<Gen16> {
+    if family.bits != 4 {
+        return None;
+    }
+    match family.scheme {
+        Scheme::Exponential => {
+            let zero = family.has_zero();
+            let k = family.magnitude_count();
+            (k == 8 - usize::from(zero)).then_some(Gen16::Exp { zero })
+        }
+        Scheme::Linear => {
+            let mut u = [0.0f32; 256];
+            let n = family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut u);
+            (n <= 16).then(|| Gen16::Scaled(core::array::from_fn(|i| u[i])))
+        }
+    }
+}
+
+#[cfg(test)]
+mod derived_table_tests {
+    use super::gen16;
+    use crate::discretize::Family;
+    use crate::isa::portable;
+    use crate::kernels::{dot4_groups, Isa};
+    use crate::{Params, Scheme};
+
+    fn families() -> [Family; 4] {
+        [
+            Family::new(Scheme::Exponential, 4, false).unwrap(),
+            Family::new(Scheme::Exponential, 4, true).unwrap(),
+            Family::new(Scheme::Linear, 4, false).unwrap(),
+            Family::new(Scheme::Linear, 4, true).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn derived_tables_are_the_codebooks_levels() {
+        for family in families() {
+            let gen = gen16(family).expect("every 4-bit family has a derived table");
+            for (a, q) in [(1.0f32, 0.5f32), (0.037, 0.71), (3.5, 0.93), (1e-3, 0.2)] {
+                let mut levels = [0.0f32; 256];
+                let n = family.levels_into(Params { a, q }, &mut levels);
+                let t = portable::table16(&gen, a, q);
+                for k in 0..16 {
+                    let want = if k < n { levels[k] } else { 0.0 };
+                    // The powers of q are taken in f32 here, in f64 by the codebook.
+                    assert!(
+                        (t[k] - want).abs() <= 4.0 * f32::EPSILON * a,
+                        "{family:?} a={a} q={q} level {k}: {} vs {want}",
+                        t[k]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn derived_table_kernels_match_the_reference() {
+        let mut s = 0x1234_5678_u32;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        let fast: alloc::vec::Vec<Isa> = Isa::available()
+            .filter(|i| i.kind() != crate::kernels::IsaKind::Scalar)
+            .collect();
+        for family in families() {
+            let gen = gen16(family).unwrap();
+            let levels = family.level_count() as u32;
+            for (g, cols) in [
+                (16usize, 64usize),
+                (32, 1000),
+                (128, 1024),
+                (32, 70),
+                (48, 4096),
+            ] {
+                let codes: alloc::vec::Vec<u8> =
+                    (0..cols).map(|_| (next() % levels) as u8).collect();
+                let mut row = alloc::vec![0u8; cols.div_ceil(2)];
+                portable::pack_reference(&codes, 4, &mut row);
+                let x: alloc::vec::Vec<f32> = (0..cols)
+                    .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                    .collect();
+                let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
+                    .map(|_| {
+                        [
+                            0.1 + (next() % 100) as f32 * 0.01,
+                            0.3 + (next() % 60) as f32 * 0.01,
+                        ]
+                    })
+                    .collect();
+                let reference =
+                    dot4_groups(Isa::scalar(), &row, &x, g, &gen, |i| params[i]).unwrap();
+                let magnitude: f32 = x.iter().map(|v| v.abs()).sum::<f32>() * 2.0;
+                for &isa in &fast {
+                    let Some(got) = dot4_groups(isa, &row, &x, g, &gen, |i| params[i]) else {
+                        continue;
+                    };
+                    assert!(
+                        (got - reference).abs() <= 1e-5 * magnitude,
+                        "{isa} {family:?} g={g} cols={cols}: {got} vs {reference}"
+                    );
+                }
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    assert!(fast
+                        .iter()
+                        .any(|i| dot4_groups(*i, &row, &x, g, &gen, |i| params[i]).is_some()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod derived_int8_tests {
+    use super::gen16;
+    use crate::discretize::Family;
+    use crate::isa::portable;
+    use crate::kernels::{dot4_i8_groups, Int8X, Isa};
+    use crate::Scheme;
+
+    #[test]
+    fn derived_int8_group_kernels_match_the_reference() {
+        let mut s = 0x9e37_79b9_u32;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        let fast: alloc::vec::Vec<Isa> = Isa::available()
+            .filter(|i| i.kind() != crate::kernels::IsaKind::Scalar)
+            .collect();
+        for (scheme, zero) in [
+            (Scheme::Exponential, false),
+            (Scheme::Exponential, true),
+            (Scheme::Linear, false),
+        ] {
+            let family = Family::new(scheme, 4, zero).unwrap();
+            let gen = gen16(family).unwrap();
+            let levels = family.level_count() as u32;
+            for (g, cols) in [(32usize, 1024usize), (128, 1024), (32, 1000), (64, 4160)] {
+                let codes: alloc::vec::Vec<u8> =
+                    (0..cols).map(|_| (next() % levels) as u8).collect();
+                let mut row = alloc::vec![0u8; cols.div_ceil(2)];
+                portable::pack_reference(&codes, 4, &mut row);
+                let x: alloc::vec::Vec<f32> = (0..cols)
+                    .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                    .collect();
+                let xq = Int8X::new(&x).unwrap();
+                let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
+                    .map(|_| {
+                        let a = 0.1 + (next() % 100) as f32 * 0.01;
+                        [a, 0.3 + (next() % 60) as f32 * 0.01]
+                    })
+                    .collect();
+                let reference =
+                    dot4_i8_groups(Isa::scalar(), &row, &xq, g, &gen, |i| params[i]).unwrap();
+                let mut ran = false;
+                for &isa in &fast {
+                    if let Some(got) = dot4_i8_groups(isa, &row, &xq, g, &gen, |i| params[i]) {
+                        ran = true;
+                        assert!(
+                            (got - reference).abs() <= 1e-5 * cols as f32,
+                            "{isa} {scheme:?} g={g} cols={cols}: {got} vs {reference}"
+                        );
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    assert!(ran, "no SIMD path ran");
+                }
+                let _ = ran;
+                // The derived table is the codebook's levels to within int8 rounding.
+                for &[a, q] in &params[..1] {
+                    let mut lv = [0.0f32; 256];
+                    let n = family.levels_into(crate::Params { a, q }, &mut lv);
+                    let t = portable::table16_i8(&gen, q);
+                    for k in 0..n {
+                        let back = f32::from(t[k]) * (a / 127.0);
+                        assert!((back - lv[k]).abs() <= 0.5 * a / 127.0 * 1.001);
+                    }
+                }
+            }
+        }
     }
 }
