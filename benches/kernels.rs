@@ -8,7 +8,7 @@ use std::hint::black_box;
 use bitpacking::{BitPacker, BitPacker8x};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use expquant::kernels::{self, Isa};
-use expquant::{pack, quantize, Config};
+use expquant::{pack, quantize, Config, ScaleRule};
 
 mod common;
 
@@ -132,6 +132,16 @@ fn gemv_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
             return unsafe { simd::gemv_avx512(w, rows, cols, x, y) };
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if matches!(Isa::detect().kind(), kernels::IsaKind::Avx2)
+            && cols.is_multiple_of(16)
+            && rows.is_multiple_of(4)
+        {
+            // SAFETY: AVX2 and FMA were detected; the shapes are checked above.
+            return unsafe { simd::gemv_avx2(w, rows, cols, x, y) };
+        }
+    }
     for (r, yr) in y.iter_mut().enumerate() {
         *yr = w[r * cols..(r + 1) * cols]
             .iter()
@@ -144,6 +154,36 @@ fn gemv_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use std::arch::x86_64::*;
+
+    /// # Safety
+    /// AVX2 and FMA; `cols % 16 == 0`, `rows % 4 == 0`, `w.len() == rows·cols`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemv_avx2(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+        assert!(w.len() == rows * cols && x.len() == cols && y.len() == rows);
+        for r in (0..rows).step_by(4) {
+            // SAFETY: rows r..r+4 and columns j..j+16 are inside `w` and `x` (asserted shapes).
+            unsafe {
+                let p = w.as_ptr().add(r * cols);
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for j in (0..cols).step_by(16) {
+                    let x0 = _mm256_loadu_ps(x.as_ptr().add(j));
+                    let x1 = _mm256_loadu_ps(x.as_ptr().add(j + 8));
+                    for k in 0..4 {
+                        let row = p.add(k * cols + j);
+                        acc[2 * k] = _mm256_fmadd_ps(_mm256_loadu_ps(row), x0, acc[2 * k]);
+                        acc[2 * k + 1] =
+                            _mm256_fmadd_ps(_mm256_loadu_ps(row.add(8)), x1, acc[2 * k + 1]);
+                    }
+                }
+                for k in 0..4 {
+                    let v = _mm256_add_ps(acc[2 * k], acc[2 * k + 1]);
+                    let mut lanes = [0.0f32; 8];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+                    y[r + k] = lanes.iter().sum();
+                }
+            }
+        }
+    }
 
     /// # Safety
     /// AVX-512 F and FMA; `cols % 32 == 0`, `rows % 4 == 0`, `w.len() == rows·cols`.
@@ -190,7 +230,7 @@ fn gemv(c: &mut Criterion) {
         let mut y = vec![0.0f32; rows];
         let mut g = c.benchmark_group(format!("gemv/{rows}x{cols}"));
         g.throughput(Throughput::Elements((rows * cols) as u64));
-        g.bench_function("baseline_f32_avx512", |b| {
+        g.bench_function("baseline_f32_simd", |b| {
             b.iter(|| gemv_f32(black_box(&w), rows, cols, &x, &mut y))
         });
         for (q, bits) in qs.iter().zip(widths) {
@@ -247,9 +287,52 @@ fn gemv(c: &mut Criterion) {
     }
 }
 
+/// GEMV modes side by side at 4 bits, with their baselines in the same group: the read pass
+/// over 256 MiB and the dense f32 GEMV. Per row and groups of 32 and 128, `f32` and int8
+/// activations, single-threaded (`gemv_rows`, `gemv_int8_rows`). Throughput is the bytes a
+/// call reads (codes and parameters; `x` is in cache), so criterion's GiB/s compare directly
+/// with the read pass. Max-abs fits keep the setup short at this size.
+fn gemv_modes(c: &mut Criterion) {
+    let buf = common::weights(9, 64 << 20, 1.0);
+    for (rows, cols) in [(1024, 1024), (16384, 8192)] {
+        let mut w = common::weights(5, rows * cols, 0.05);
+        let x = common::weights(6, cols, 1.0);
+        let base = Config::exponential(4).with_scale_rule(ScaleRule::MaxAbs);
+        let layouts = [
+            ("per_row", base),
+            ("group128", base.per_group(128)),
+            ("group32", base.per_group(32)),
+        ];
+        let qs: Vec<_> = layouts
+            .iter()
+            .map(|(_, config)| quantize(&w, rows, cols, config).unwrap())
+            .collect();
+        qs[0].dequantize_into(&mut w).unwrap();
+        let mut y = vec![0.0f32; rows];
+        let mut g = c.benchmark_group(format!("gemv_modes/{rows}x{cols}"));
+        g.throughput(Throughput::Bytes((buf.len() * 4) as u64));
+        g.bench_function("read_256MiB", |b| b.iter(|| read_sum(black_box(&buf))));
+        g.throughput(Throughput::Bytes((rows * cols * 4) as u64));
+        g.bench_function("dense_f32", |b| {
+            b.iter(|| gemv_f32(black_box(&w), rows, cols, &x, &mut y))
+        });
+        for ((name, _), q) in layouts.iter().zip(&qs) {
+            let bytes = q.packed_codes().len() + q.group_count() * 8;
+            g.throughput(Throughput::Bytes(bytes as u64));
+            g.bench_function(format!("{name}/f32"), |b| {
+                b.iter(|| q.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
+            });
+            g.bench_function(format!("{name}/int8"), |b| {
+                b.iter(|| q.gemv_int8_rows(black_box(&x), 0..rows, &mut y).unwrap())
+            });
+        }
+        g.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = read_bandwidth, pack_unpack, dequantize, gemv
+    targets = read_bandwidth, pack_unpack, dequantize, gemv, gemv_modes
 }
 criterion_main!(benches);

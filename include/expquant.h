@@ -82,8 +82,9 @@ typedef enum expq_status {
      */
     EXPQ_STATUS_INVALID_ARGUMENT = 2,
     /**
-     * A weight or an input statistic was NaN or infinite, or an output computed from finite
-     * inputs would not be finite (a bias correction or ReLU moment beyond the largest float).
+     * A weight, an input statistic, or an input vector value of an int8 GEMV was NaN or
+     * infinite, or an output computed from finite inputs would not be finite (a bias
+     * correction or ReLU moment beyond the largest float).
      */
     EXPQ_STATUS_NON_FINITE = 3,
     /**
@@ -640,6 +641,39 @@ enum expq_status expq_tensor_gemv_rows(const struct expq_tensor *t,
                                        size_t y_len);
 
 /**
+ * `expq_tensor_gemv` with int8 activations, an explicit precision mode: `x` is quantized to
+ * int8 in blocks of 32 values (a `float` scale each) and each group's levels to int8, and
+ * the products are summed in integers. The error it adds per row is at most `Σ_j
+ * (|L_j|·s_b/2 + t·|x_j|/2 + t·s_b/4)` plus float rounding, with `s_b = max|x|/127` over
+ * `x_j`'s block and `t = max|L|/127` over its group's levels (about 1/127 of `Σ|L_j·x_j|`
+ * at worst). Errors: as `expq_tensor_gemv`, and `EXPQ_STATUS_NON_FINITE` for a NaN or
+ * infinite `x`.
+ *
+ * # Safety
+ * As `expq_tensor_gemv`.
+ */
+enum expq_status expq_tensor_gemv_int8(const struct expq_tensor *t,
+                                       const float *x,
+                                       size_t x_len,
+                                       float *y,
+                                       size_t y_len);
+
+/**
+ * `expq_tensor_gemv_int8` for a range of rows (arguments as `expq_tensor_gemv_rows`); the
+ * results equal the matching entries of `expq_tensor_gemv_int8` exactly.
+ *
+ * # Safety
+ * As `expq_tensor_gemv`.
+ */
+enum expq_status expq_tensor_gemv_int8_rows(const struct expq_tensor *t,
+                                            const float *x,
+                                            size_t x_len,
+                                            size_t row_begin,
+                                            size_t row_end,
+                                            float *y,
+                                            size_t y_len);
+
+/**
  * Quantizes a `rows × cols` row-major matrix of `rows * cols` floats at `weights` as
  * `config` says, using the layer's input statistics, and on success stores a new tensor in
  * `*out` (free it with `expq_tensor_free`) and writes the per-row bias correction
@@ -1158,6 +1192,40 @@ enum expq_status expq_view_gemv_rows(const struct expq_view *v,
                                      size_t row_end,
                                      float *y,
                                      size_t y_len);
+
+/**
+ * `expq_view_gemv` with int8 activations, an explicit precision mode: `x` is quantized to
+ * int8 in blocks of 32 values (a `float` scale each) and each group's levels to int8, and
+ * the products are summed in integers. The error it adds per row is at most `Σ_j
+ * (|L_j|·s_b/2 + t·|x_j|/2 + t·s_b/4)` plus float rounding, with `s_b = max|x|/127` over
+ * `x_j`'s block and `t = max|L|/127` over its group's levels (about 1/127 of `Σ|L_j·x_j|`
+ * at worst). Allocates a quantized copy of `x` (one byte per value).
+ *
+ * Errors: as `expq_view_gemv`, and `EXPQ_STATUS_NON_FINITE` for a NaN or infinite `x`.
+ *
+ * # Safety
+ * As `expq_view_gemv`.
+ */
+enum expq_status expq_view_gemv_int8(const struct expq_view *v,
+                                     const float *x,
+                                     size_t x_len,
+                                     float *y,
+                                     size_t y_len);
+
+/**
+ * `expq_view_gemv_int8` for a range of rows (arguments as `expq_view_gemv_rows`); the
+ * results equal the matching entries of `expq_view_gemv_int8` exactly.
+ *
+ * # Safety
+ * As `expq_view_gemv`.
+ */
+enum expq_status expq_view_gemv_int8_rows(const struct expq_view *v,
+                                          const float *x,
+                                          size_t x_len,
+                                          size_t row_begin,
+                                          size_t row_end,
+                                          float *y,
+                                          size_t y_len);
 
 /**
  * Rows of the viewed tensor, or 0 when `v` is NULL or not initialized.

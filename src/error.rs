@@ -16,6 +16,15 @@ pub enum Error {
         /// The offending value, widened to `f64`.
         value: f64,
     },
+    /// An input vector value was NaN or infinite where the operation needs finite values
+    /// (int8 activations scale each block by its largest magnitude).
+    #[error("input value at index {index} is not finite ({value})")]
+    NonFiniteInput {
+        /// Position of the value in the input vector.
+        index: usize,
+        /// The offending value, widened to `f64`.
+        value: f64,
+    },
     /// The tensor has no weights (zero rows or zero columns).
     #[error("the tensor is empty: {rows} rows x {cols} columns")]
     EmptyTensor {

@@ -397,13 +397,17 @@ impl QuantizedTensor {
         // `x` is prepared once (permuted to the SIMD lane layout where that pays) and shared
         // by every row and thread; W is never materialized.
         let g = self.granularity().group_len(self.cols());
-        let plan = kernels::DotPlan::new(kernels::Isa::detect(), self.bits(), x, g);
+        let isa = kernels::Isa::detect();
+        let plan = kernels::DotPlan::new(isa, self.bits(), x, g);
         // Four rows per pass share each load of the permuted `x` (see `DotPlan::dot_rows`).
         // A row's result does not depend on its pass, but chunks of whole passes keep every
         // pass exactly as the serial loop forms it anyway.
         let first = rows.start;
         for_row_chunks(y, rows.len(), 1, 4, threads, |chunk, y| {
             let rows = first + chunk.start..first + chunk.end;
+            if view.gemv_derived(isa, x, rows.clone(), y) {
+                return Ok(());
+            }
             view.gemv_with::<4>(rows, y, |packed, tables, live, start, len| {
                 plan.dot_rows(packed, tables, live, start, len)
             });
@@ -472,6 +476,18 @@ impl QuantizedTensor {
             config,
             parts: Parts::new(shape, packed, param_bytes)?,
         })
+    }
+
+    /// `y = W·x` with int8 activations (see [`QuantizedView::gemv_int8`]: an explicit
+    /// precision mode with a bounded error; a NaN or infinite `x` is an error).
+    pub fn gemv_int8(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        self.view().gemv_int8(x, y)
+    }
+
+    /// [`gemv_int8`](Self::gemv_int8) for a range of rows (see
+    /// [`QuantizedView::gemv_int8_rows`]). Runs on the calling thread.
+    pub fn gemv_int8_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
+        self.view().gemv_int8_rows(x, rows, y)
     }
 
     /// Bytes [`write_into`](Self::write_into) and [`to_bytes`](Self::to_bytes) produce.

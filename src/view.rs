@@ -7,6 +7,7 @@ use crate::codebook::Codebook;
 use crate::discretize::Family;
 use crate::error::{Error, Result};
 use crate::format;
+use crate::isa::portable::Gen16;
 use crate::kernels;
 use crate::layout::Granularity;
 use crate::parts::Parts;
@@ -271,12 +272,161 @@ impl<'a> QuantizedView<'a> {
     pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
         self.check_gemv(x, &rows, y)?;
         let isa = kernels::Isa::detect();
+        if self.gemv_derived(isa, x, rows.clone(), y) {
+            return Ok(());
+        }
         let bits = self.bits();
         self.gemv_with::<1>(rows, y, |packed, tables, _, start, len| {
             let x = &x[start..start + len];
             [kernels::dot_span(isa, bits, packed[0], start, tables[0], x)]
         });
         Ok(())
+    }
+
+    /// `y = W·x` with int8 activations, an explicit precision mode: `x` is quantized once to
+    /// int8 in blocks of 32 (an `f32` scale each), each group's levels to int8 (a scale
+    /// each), and the products are summed in integers. The error it adds is bounded in the
+    /// [`kernels`] docs (*Int8 activations*): at most `Σ_j (|L_j|·s_b/2 + t·|x_j|/2 +
+    /// t·s_b/4)` per row, plus `f32` summation error. Shapes as [`gemv`](Self::gemv); a NaN
+    /// or infinite `x` is an error. With the `parallel` feature a matrix of at least 4 M
+    /// weights is split over threads, each row's result bit for bit the single-threaded one.
+    #[cfg(feature = "alloc")]
+    pub fn gemv_int8(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        #[cfg(feature = "parallel")]
+        let threads = crate::parallel::threads_for(
+            self.rows() * self.cols(),
+            crate::parallel::GEMV_MIN_WEIGHTS,
+        );
+        #[cfg(not(feature = "parallel"))]
+        let threads = 1;
+        self.gemv_int8_on(x, 0..self.rows(), y, threads)
+    }
+
+    /// [`gemv_int8`](Self::gemv_int8) for a range of rows (as [`gemv_rows`](Self::gemv_rows));
+    /// the results equal the matching entries of `gemv_int8` exactly. Runs on the calling
+    /// thread.
+    #[cfg(feature = "alloc")]
+    pub fn gemv_int8_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
+        self.gemv_int8_on(x, rows, y, 1)
+    }
+
+    #[cfg(feature = "alloc")]
+    pub(crate) fn gemv_int8_on(
+        &self,
+        x: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+        threads: usize,
+    ) -> Result<()> {
+        self.check_gemv(x, &rows, y)?;
+        let xq = kernels::Int8X::new(x)?;
+        #[cfg(not(feature = "parallel"))]
+        let _ = threads;
+        #[cfg(feature = "parallel")]
+        if threads > 1 {
+            let first = rows.start;
+            return crate::parallel::for_each_chunk(y, rows.len(), 1, 1, threads, |r, y| {
+                self.gemv_int8_serial(&xq, first + r.start..first + r.end, y);
+                Ok(())
+            });
+        }
+        self.gemv_int8_serial(&xq, rows, y);
+        Ok(())
+    }
+
+    /// The int8 GEMV loop over rows and groups; shapes checked by the caller.
+    #[cfg(feature = "alloc")]
+    fn gemv_int8_serial(&self, xq: &kernels::Int8X, rows: Range<usize>, y: &mut [f32]) {
+        let isa = kernels::Isa::detect();
+        let bits = self.bits();
+        let cols = self.cols();
+        let g = self.granularity().group_len(cols);
+        // 4-bit groups of a multiple of 32 codes: each group's int8 table derived in registers.
+        if let (Granularity::PerGroup(g), Some(gen)) = (self.granularity(), gen16(self.family())) {
+            let per_row = self.granularity().groups_per_row(cols);
+            if g < cols && g.is_multiple_of(32) && isa.kind() != kernels::IsaKind::Scalar {
+                let mut done = true;
+                for (row, out) in rows.clone().zip(y.iter_mut()) {
+                    let packed =
+                        &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+                    let params = |i: usize| {
+                        let p = self.parts.group_params(row * per_row + i);
+                        [p.a, p.q]
+                    };
+                    match kernels::dot4_i8_groups(isa, packed, xq, g, &gen, params) {
+                        Some(v) => *out = v,
+                        None => {
+                            done = false;
+                            break;
+                        }
+                    }
+                }
+                if done {
+                    return;
+                }
+            }
+        }
+        let mut table = kernels::Table::new();
+        let mut t8 = kernels::I8Table::new();
+        let mut loaded = usize::MAX;
+        for (row, out) in rows.zip(y) {
+            let packed = &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            let mut acc = 0.0f32;
+            let mut start = 0;
+            for i in 0..cols.div_ceil(g) {
+                let group = self.group_index(row, i);
+                if group != loaded {
+                    table.len = self
+                        .family()
+                        .levels_into(self.parts.group_params(group), &mut table.v);
+                    t8.set(&table);
+                    loaded = group;
+                }
+                let len = g.min(cols - start);
+                let part =
+                    kernels::dot_int8_span(isa, bits, packed, start, len, &t8, &xq.xq, &xq.scales);
+                acc += t8.scale * part;
+                start += len;
+            }
+            *out = acc;
+        }
+    }
+
+    /// The GEMV of a 4-bit tensor in groups (a multiple of 16 codes, shorter than a row) on
+    /// a path that derives each group's table in registers from its parameters, so groups
+    /// cost no table rebuild; `false` (nothing written) where that path does not apply.
+    /// Shapes are checked by the caller.
+    pub(crate) fn gemv_derived(
+        &self,
+        isa: kernels::Isa,
+        x: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) -> bool {
+        let cols = self.cols();
+        let Granularity::PerGroup(g) = self.granularity() else {
+            return false;
+        };
+        if g >= cols || isa.kind() == kernels::IsaKind::Scalar {
+            return false;
+        }
+        let Some(gen) = gen16(self.family()) else {
+            return false;
+        };
+        let per_row = self.granularity().groups_per_row(cols);
+        for (row, out) in rows.zip(y.iter_mut()) {
+            let packed = &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            let params = |i: usize| {
+                let p = self.parts.group_params(row * per_row + i);
+                [p.a, p.q]
+            };
+            match kernels::dot4_groups(isa, packed, x, g, &gen, params) {
+                Some(v) => *out = v,
+                // The first row decides for all: the path depends on `isa` and `g` only.
+                None => return false,
+            }
+        }
+        true
     }
 
     /// Checks the shapes of a GEMV call.
@@ -358,5 +508,198 @@ fn expect_len(what: &'static str, expected: usize, actual: usize) -> Result<()> 
             expected,
             actual,
         })
+    }
+}
+
+/// How a group's 4-bit table follows from `(a, q)` for `family`, when it fits 16 entries in
+/// the order the derived-table kernels produce.
+fn gen16(family: Family) -> Option<Gen16> {
+    if family.bits != 4 {
+        return None;
+    }
+    match family.scheme {
+        Scheme::Exponential => {
+            let zero = family.has_zero();
+            let k = family.magnitude_count();
+            (k == 8 - usize::from(zero)).then_some(Gen16::Exp { zero })
+        }
+        Scheme::Linear => {
+            let mut u = [0.0f32; 256];
+            let n = family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut u);
+            (n <= 16).then(|| Gen16::Scaled(core::array::from_fn(|i| u[i])))
+        }
+    }
+}
+
+#[cfg(test)]
+mod derived_table_tests {
+    use super::gen16;
+    use crate::discretize::Family;
+    use crate::isa::portable;
+    use crate::kernels::{dot4_groups, Isa};
+    use crate::{Params, Scheme};
+
+    fn families() -> [Family; 4] {
+        [
+            Family::new(Scheme::Exponential, 4, false).unwrap(),
+            Family::new(Scheme::Exponential, 4, true).unwrap(),
+            Family::new(Scheme::Linear, 4, false).unwrap(),
+            Family::new(Scheme::Linear, 4, true).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn derived_tables_are_the_codebooks_levels() {
+        for family in families() {
+            let gen = gen16(family).expect("every 4-bit family has a derived table");
+            for (a, q) in [(1.0f32, 0.5f32), (0.037, 0.71), (3.5, 0.93), (1e-3, 0.2)] {
+                let mut levels = [0.0f32; 256];
+                let n = family.levels_into(Params { a, q }, &mut levels);
+                let t = portable::table16(&gen, a, q);
+                for k in 0..16 {
+                    let want = if k < n { levels[k] } else { 0.0 };
+                    // The powers of q are taken in f32 here, in f64 by the codebook.
+                    assert!(
+                        (t[k] - want).abs() <= 4.0 * f32::EPSILON * a,
+                        "{family:?} a={a} q={q} level {k}: {} vs {want}",
+                        t[k]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn derived_table_kernels_match_the_reference() {
+        let mut s = 0x1234_5678_u32;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        let fast: alloc::vec::Vec<Isa> = Isa::available()
+            .filter(|i| i.kind() != crate::kernels::IsaKind::Scalar)
+            .collect();
+        for family in families() {
+            let gen = gen16(family).unwrap();
+            let levels = family.level_count() as u32;
+            for (g, cols) in [
+                (16usize, 64usize),
+                (32, 1000),
+                (128, 1024),
+                (32, 70),
+                (48, 4096),
+            ] {
+                let codes: alloc::vec::Vec<u8> =
+                    (0..cols).map(|_| (next() % levels) as u8).collect();
+                let mut row = alloc::vec![0u8; cols.div_ceil(2)];
+                portable::pack_reference(&codes, 4, &mut row);
+                let x: alloc::vec::Vec<f32> = (0..cols)
+                    .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                    .collect();
+                let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
+                    .map(|_| {
+                        [
+                            0.1 + (next() % 100) as f32 * 0.01,
+                            0.3 + (next() % 60) as f32 * 0.01,
+                        ]
+                    })
+                    .collect();
+                let reference =
+                    dot4_groups(Isa::scalar(), &row, &x, g, &gen, |i| params[i]).unwrap();
+                let magnitude: f32 = x.iter().map(|v| v.abs()).sum::<f32>() * 2.0;
+                for &isa in &fast {
+                    let Some(got) = dot4_groups(isa, &row, &x, g, &gen, |i| params[i]) else {
+                        continue;
+                    };
+                    assert!(
+                        (got - reference).abs() <= 1e-5 * magnitude,
+                        "{isa} {family:?} g={g} cols={cols}: {got} vs {reference}"
+                    );
+                }
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    assert!(fast
+                        .iter()
+                        .any(|i| dot4_groups(*i, &row, &x, g, &gen, |i| params[i]).is_some()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod derived_int8_tests {
+    use super::gen16;
+    use crate::discretize::Family;
+    use crate::isa::portable;
+    use crate::kernels::{dot4_i8_groups, Int8X, Isa};
+    use crate::Scheme;
+
+    #[test]
+    fn derived_int8_group_kernels_match_the_reference() {
+        let mut s = 0x9e37_79b9_u32;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        let fast: alloc::vec::Vec<Isa> = Isa::available()
+            .filter(|i| i.kind() != crate::kernels::IsaKind::Scalar)
+            .collect();
+        for (scheme, zero) in [
+            (Scheme::Exponential, false),
+            (Scheme::Exponential, true),
+            (Scheme::Linear, false),
+        ] {
+            let family = Family::new(scheme, 4, zero).unwrap();
+            let gen = gen16(family).unwrap();
+            let levels = family.level_count() as u32;
+            for (g, cols) in [(32usize, 1024usize), (128, 1024), (32, 1000), (64, 4160)] {
+                let codes: alloc::vec::Vec<u8> =
+                    (0..cols).map(|_| (next() % levels) as u8).collect();
+                let mut row = alloc::vec![0u8; cols.div_ceil(2)];
+                portable::pack_reference(&codes, 4, &mut row);
+                let x: alloc::vec::Vec<f32> = (0..cols)
+                    .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                    .collect();
+                let xq = Int8X::new(&x).unwrap();
+                let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
+                    .map(|_| {
+                        let a = 0.1 + (next() % 100) as f32 * 0.01;
+                        [a, 0.3 + (next() % 60) as f32 * 0.01]
+                    })
+                    .collect();
+                let reference =
+                    dot4_i8_groups(Isa::scalar(), &row, &xq, g, &gen, |i| params[i]).unwrap();
+                let mut ran = false;
+                for &isa in &fast {
+                    if let Some(got) = dot4_i8_groups(isa, &row, &xq, g, &gen, |i| params[i]) {
+                        ran = true;
+                        assert!(
+                            (got - reference).abs() <= 1e-5 * cols as f32,
+                            "{isa} {scheme:?} g={g} cols={cols}: {got} vs {reference}"
+                        );
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    assert!(ran, "no SIMD path ran");
+                }
+                let _ = ran;
+                // The derived table is the codebook's levels to within int8 rounding.
+                for &[a, q] in &params[..1] {
+                    let mut lv = [0.0f32; 256];
+                    let n = family.levels_into(crate::Params { a, q }, &mut lv);
+                    let t = portable::table16_i8(&gen, q);
+                    for k in 0..n {
+                        let back = f32::from(t[k]) * (a / 127.0);
+                        assert!((back - lv[k]).abs() <= 0.5 * a / 127.0 * 1.001);
+                    }
+                }
+            }
+        }
     }
 }

@@ -153,8 +153,9 @@ pub enum expq_status {
     /// enum value outside its enum, a group size of 0, a buffer longer than required,
     /// overlapping buffers, invalid fixed scale parameters.
     InvalidArgument = 2,
-    /// A weight or an input statistic was NaN or infinite, or an output computed from finite
-    /// inputs would not be finite (a bias correction or ReLU moment beyond the largest float).
+    /// A weight, an input statistic, or an input vector value of an int8 GEMV was NaN or
+    /// infinite, or an output computed from finite inputs would not be finite (a bias
+    /// correction or ReLU moment beyond the largest float).
     NonFinite = 3,
     /// A caller-provided buffer was shorter than required.
     BufferTooSmall = 4,
@@ -173,7 +174,8 @@ pub(crate) fn status_of(error: &Error) -> expq_status {
     match error {
         Error::NonFiniteWeight { .. }
         | Error::BiasOverflow { .. }
-        | Error::MomentsOverflow { .. } => expq_status::NonFinite,
+        | Error::MomentsOverflow { .. }
+        | Error::NonFiniteInput { .. } => expq_status::NonFinite,
         // The core reports a negative (finite) mean square with the same variant; that is a
         // bad argument, not a non-finite one.
         Error::NonFiniteStatistic { value, .. } if !value.is_finite() => expq_status::NonFinite,

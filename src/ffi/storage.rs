@@ -337,6 +337,66 @@ pub unsafe extern "C" fn expq_view_gemv_rows(
     })
 }
 
+/// `expq_view_gemv` with int8 activations, an explicit precision mode: `x` is quantized to
+/// int8 in blocks of 32 values (a `float` scale each) and each group's levels to int8, and
+/// the products are summed in integers. The error it adds per row is at most `Σ_j
+/// (|L_j|·s_b/2 + t·|x_j|/2 + t·s_b/4)` plus float rounding, with `s_b = max|x|/127` over
+/// `x_j`'s block and `t = max|L|/127` over its group's levels (about 1/127 of `Σ|L_j·x_j|`
+/// at worst). Allocates a quantized copy of `x` (one byte per value).
+///
+/// Errors: as `expq_view_gemv`, and `EXPQ_STATUS_NON_FINITE` for a NaN or infinite `x`.
+///
+/// # Safety
+/// As `expq_view_gemv`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_gemv_int8(
+    v: *const expq_view,
+    x: *const f32,
+    x_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_view_gemv_int8", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        let (bytes, view) = unsafe { v.parts()? };
+        let x = try_slice!(x, x_len);
+        check_disjoint(x, y, y_len, ("x", "y"))?;
+        check_disjoint(bytes, y, y_len, ("v's buffer", "y"))?;
+        let y = try_slice_mut!(y, y_len);
+        view.gemv_int8(x, y)?;
+        Ok(expq_status::Ok)
+    })
+}
+
+/// `expq_view_gemv_int8` for a range of rows (arguments as `expq_view_gemv_rows`); the
+/// results equal the matching entries of `expq_view_gemv_int8` exactly.
+///
+/// # Safety
+/// As `expq_view_gemv`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_gemv_int8_rows(
+    v: *const expq_view,
+    x: *const f32,
+    x_len: usize,
+    row_begin: usize,
+    row_end: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_view_gemv_int8_rows", || {
+        let v = *try_ref!(v);
+        // SAFETY: as in `expq_view_dequantize`.
+        let (bytes, view) = unsafe { v.parts()? };
+        let x = try_slice!(x, x_len);
+        check_disjoint(x, y, y_len, ("x", "y"))?;
+        check_disjoint(bytes, y, y_len, ("v's buffer", "y"))?;
+        let y = try_slice_mut!(y, y_len);
+        view.gemv_int8_rows(x, row_begin..row_end, y)?;
+        Ok(expq_status::Ok)
+    })
+}
+
 /// Rows of the viewed tensor, or 0 when `v` is NULL or not initialized.
 ///
 /// # Safety

@@ -311,3 +311,56 @@ pub unsafe extern "C" fn expq_tensor_gemv_rows(
         Ok(expq_status::Ok)
     })
 }
+
+/// `expq_tensor_gemv` with int8 activations, an explicit precision mode: `x` is quantized to
+/// int8 in blocks of 32 values (a `float` scale each) and each group's levels to int8, and
+/// the products are summed in integers. The error it adds per row is at most `Σ_j
+/// (|L_j|·s_b/2 + t·|x_j|/2 + t·s_b/4)` plus float rounding, with `s_b = max|x|/127` over
+/// `x_j`'s block and `t = max|L|/127` over its group's levels (about 1/127 of `Σ|L_j·x_j|`
+/// at worst). Errors: as `expq_tensor_gemv`, and `EXPQ_STATUS_NON_FINITE` for a NaN or
+/// infinite `x`.
+///
+/// # Safety
+/// As `expq_tensor_gemv`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_gemv_int8(
+    t: *const expq_tensor,
+    x: *const f32,
+    x_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_tensor_gemv_int8", || {
+        let t = try_ref!(t);
+        let x = try_slice!(x, x_len);
+        check_disjoint(x, y, y_len, ("x", "y"))?;
+        let y = try_slice_mut!(y, y_len);
+        t.inner.gemv_int8(x, y)?;
+        Ok(expq_status::Ok)
+    })
+}
+
+/// `expq_tensor_gemv_int8` for a range of rows (arguments as `expq_tensor_gemv_rows`); the
+/// results equal the matching entries of `expq_tensor_gemv_int8` exactly.
+///
+/// # Safety
+/// As `expq_tensor_gemv`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_gemv_int8_rows(
+    t: *const expq_tensor,
+    x: *const f32,
+    x_len: usize,
+    row_begin: usize,
+    row_end: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_tensor_gemv_int8_rows", || {
+        let t = try_ref!(t);
+        let x = try_slice!(x, x_len);
+        check_disjoint(x, y, y_len, ("x", "y"))?;
+        let y = try_slice_mut!(y, y_len);
+        t.inner.gemv_int8_rows(x, row_begin..row_end, y)?;
+        Ok(expq_status::Ok)
+    })
+}

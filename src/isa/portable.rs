@@ -371,3 +371,183 @@ pub(crate) fn score_fixed(t: LaneTables<'_, u32>, pairs: &[u32]) -> [f32; LANES]
     }
     acc
 }
+
+// ---- Int8 activations -------------------------------------------------------------------
+
+/// Values of `x` per int8 block: each block of `x` has its own scale.
+pub(crate) const QBLOCK: usize = 32;
+
+/// Quantizes one block of `x` (at most [`QBLOCK`] finite values) to int8: `out[i] =
+/// round(x[i] / s)` with `s = max|x| / 127`, so `|x[i] − s·out[i]| <= s/2`. Returns `s` (0 for
+/// an all-zero block, whose codes are all 0).
+pub(crate) fn quantize_block(x: &[f32], out: &mut [i8]) -> f32 {
+    let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if max == 0.0 {
+        out.iter_mut().for_each(|o| *o = 0);
+        return 0.0;
+    }
+    let inv = 127.0 / max;
+    for (o, &v) in out.iter_mut().zip(x) {
+        // `round` without `std`: half away from zero, clamped against `inv` rounding up.
+        let r = v * inv;
+        let r = if r >= 0.0 { r + 0.5 } else { r - 0.5 };
+        *o = (r as i32).clamp(-127, 127) as i8;
+    }
+    max / 127.0
+}
+
+/// The int8 reference: `Σ_b scales[b] · Σ_{j in block b} table[code j] · xq[j]` over codes
+/// `start .. start + len` of one packed row, where block `b` holds indices `32b .. 32b + 32`
+/// of `xq` (indices of the whole vector). Each block's sum is exact in `i32`; the blocks are
+/// added in index order. The caller guarantees the codes exist and index `table`.
+pub(crate) fn dot_i8_span(
+    bits: u8,
+    row: &[u8],
+    start: usize,
+    len: usize,
+    table: &[i8; 256],
+    xq: &[i8],
+    scales: &[f32],
+) -> f32 {
+    let mut acc = 0.0f32;
+    let mut j = start;
+    let end = start + len;
+    while j < end {
+        let block = j / QBLOCK;
+        let stop = ((block + 1) * QBLOCK).min(end);
+        let mut sum = 0i32;
+        for k in j..stop {
+            let w = table[usize::from(code_at(row, bits, k))];
+            sum += i32::from(w) * i32::from(xq[k]);
+        }
+        acc += scales[block] * sum as f32;
+        j = stop;
+    }
+    acc
+}
+
+/// `Σ_b scales[b] · Σ_{i in block b} w[i] · xq[i]` over whole blocks of [`QBLOCK`] (as many as
+/// all three slices hold), blocks in order.
+pub(crate) fn dot_i8(w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
+    let mut acc = 0.0f32;
+    for ((w, x), &s) in w
+        .chunks_exact(QBLOCK)
+        .zip(xq.chunks_exact(QBLOCK))
+        .zip(scales)
+    {
+        let sum: i32 = w
+            .iter()
+            .zip(x)
+            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+            .sum();
+        acc += s * sum as f32;
+    }
+    acc
+}
+
+// ---- Group tables derived from parameters ------------------------------------------------
+
+/// How a 4-bit group's 16-entry table follows from its parameters `(a, q)`, for kernels that
+/// derive it in registers instead of loading a stored table per group.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Gen16 {
+    /// Exponential, 8 magnitudes `a·q^k` and no zero level (16 levels), or 7 and a zero
+    /// level (15 levels, the 16th entry 0).
+    Exp { zero: bool },
+    /// Levels `a·u[k]`, `u` fixed for the tensor (linear families).
+    Scaled([f32; 16]),
+}
+
+/// `[q^0, …, q^7]` as the kernels compute it: `q^k` is the product of `q`, `q²`, `q⁴` over
+/// the set bits of `k`, taken `((b₁·b₂)·b₄)` with 1 for clear bits (exact), so every path
+/// gets the same bits.
+#[inline]
+pub(crate) fn powers8(q: f32) -> [f32; 8] {
+    let q2 = q * q;
+    let q4 = q2 * q2;
+    core::array::from_fn(|k| {
+        let b1 = if k & 1 != 0 { q } else { 1.0 };
+        let b2 = if k & 2 != 0 { q2 } else { 1.0 };
+        let b4 = if k & 4 != 0 { q4 } else { 1.0 };
+        (b1 * b2) * b4
+    })
+}
+
+/// The 16-entry table of a group (the reference of the kernels' in-register derivation):
+/// ascending levels, as `Family::levels_into` orders them.
+pub(crate) fn table16(gen: &Gen16, a: f32, q: f32) -> [f32; 16] {
+    match gen {
+        Gen16::Scaled(u) => u.map(|u| a * u),
+        Gen16::Exp { zero } => {
+            let p = powers8(q);
+            let k = if *zero { 7 } else { 8 };
+            let mut t = [0.0f32; 16];
+            for i in 0..k {
+                t[i] = p[i] * -a;
+                // Magnitude `a·q^i` sits `i` places below the top level.
+                t[15 - i - usize::from(*zero)] = p[i] * a;
+            }
+            t
+        }
+    }
+}
+
+/// `Σ_groups Σ_j table16(gen, a_g, q_g)[code j] · x[j]` over one packed 4-bit row cut into
+/// groups of `g` codes (`params[i]` the `(a, q)` of group `i`; the last group may be short).
+pub(crate) fn dot4_groups(
+    bytes: &[u8],
+    x: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen16,
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, xs) in x.chunks(g).enumerate() {
+        let t = table16(gen, params[i][0], params[i][1]);
+        let mut part = 0.0f32;
+        for (j, &xj) in xs.iter().enumerate() {
+            part += t[usize::from(code_at(bytes, 4, i * g + j))] * xj;
+        }
+        acc += part;
+    }
+    acc
+}
+
+/// Rounds to nearest, ties to even, for `|v| <= 2^22`: adding and removing `1.5·2^23`
+/// leaves no fraction bits (the default `f32` rounding does the rest), as the SIMD
+/// conversion does.
+#[inline]
+pub(crate) fn round_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
+}
+
+/// A group's int8 table for the derived-table int8 kernels: `round_even(table16(gen, 127,
+/// q))`, in `[−127, 127]`; the group's scale is `a / 127`.
+pub(crate) fn table16_i8(gen: &Gen16, q: f32) -> [i8; 16] {
+    table16(gen, 127.0, q).map(|v| round_even(v) as i8)
+}
+
+/// The int8 reference over a 4-bit row in groups of `g` codes (a multiple of [`QBLOCK`]):
+/// `Σ_groups (a_g/127) · dot_i8_span(group)` with [`table16_i8`] tables, groups in order.
+pub(crate) fn dot4_i8_groups(
+    bytes: &[u8],
+    xq: &[i8],
+    scales: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen16,
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, &[a, q]) in params.iter().enumerate() {
+        let start = i * g;
+        if start >= xq.len() {
+            break;
+        }
+        let len = g.min(xq.len() - start);
+        let mut table = [0i8; 256];
+        table[..16].copy_from_slice(&table16_i8(gen, q));
+        acc += (a / 127.0) * dot_i8_span(4, bytes, start, len, &table, xq, scales);
+    }
+    acc
+}

@@ -7,7 +7,7 @@
 
 use core::arch::x86_64::*;
 
-use super::portable::{CoarseRows, LaneTables, LANES, PAIRS_PER_SUM};
+use super::portable::{CoarseRows, Gen16, LaneTables, LANES, PAIRS_PER_SUM};
 use super::Avx2;
 
 impl Avx2 {
@@ -49,6 +49,52 @@ impl Avx2 {
     ) -> f32 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
         unsafe { dot_perm::<BITS>(bytes, t16, xp) }
+    }
+
+    /// Int8 dot product of whole blocks (see [`portable::dot_i8`](super::portable::dot_i8)).
+    #[inline]
+    pub(crate) fn dot_i8(self, w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot_i8(w, xq, scales) }
+    }
+
+    /// Int8 dot product of whole blocks of 4-bit codes straight from packed bytes, through a
+    /// 16-entry int8 table (see [`dot4_i8`]).
+    #[inline]
+    pub(crate) fn dot4_i8(self, bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_i8(bytes, t16, xq, scales) }
+    }
+
+    /// A 4-bit row cut into groups of `g` codes (a multiple of 16), each group's table
+    /// derived in registers from its `(a, q)` (see [`dot4_groups`]).
+    #[inline]
+    pub(crate) fn dot4_groups(
+        self,
+        bytes: &[u8],
+        x: &[f32],
+        g: usize,
+        params: &[[f32; 2]],
+        gen: &Gen16,
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_groups(bytes, x, g, params, gen) }
+    }
+
+    /// The int8 twin of [`dot4_groups`](Self::dot4_groups): groups of `g` codes (a multiple
+    /// of 32), each group's int8 table derived in registers (see [`dot4_i8_groups`]).
+    #[inline]
+    pub(crate) fn dot4_i8_groups(
+        self,
+        bytes: &[u8],
+        xq: &[i8],
+        scales: &[f32],
+        g: usize,
+        params: &[[f32; 2]],
+        gen: &Gen16,
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_i8_groups(bytes, xq, scales, g, params, gen) }
     }
 
     /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
@@ -290,6 +336,268 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
             _mm256_add_ps(acc[2], acc[3]),
         ))
     }
+}
+
+/// One block's 32 int8 products summed in `i32` lanes: `vpmaddubsw` takes an unsigned and a
+/// signed operand, so the weight's sign moves onto `x` (`|w|·(x·sign w)`). With both in
+/// `[−127, 127]` a pair sums to at most `2·127² < 2^15`: the 16-bit step cannot saturate.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn block_i8(w: __m256i, x: __m256i) -> __m256i {
+    let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+}
+
+/// Int8 dot product of whole blocks: each block's exact `i32` sum (per lane) is scaled by its
+/// `x` scale and accumulated in `f32` lanes, two blocks per step in separate accumulators.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_i8(w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
+    let blocks = (w.len() / 32).min(xq.len() / 32).min(scales.len());
+    // SAFETY: block `b < blocks` reads bytes `32b .. 32b + 32` of `w` and `xq`.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for b in 0..blocks {
+            let wv = _mm256_loadu_si256(w.as_ptr().add(32 * b).cast());
+            let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
+            let s = _mm256_set1_ps(scales[b]);
+            acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// Int8 dot product of whole blocks of 4-bit codes: 16 packed bytes per block split into
+/// their nibbles in stream order, looked up in the 16-entry table with one `vpshufb` (the
+/// table repeated in both 128-bit lanes), then as [`dot_i8`].
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
+    let blocks = (bytes.len() / 16).min(xq.len() / 32).min(scales.len());
+    // SAFETY: block `b < blocks` reads bytes `16b .. 16b + 16` of `bytes` (a pair of blocks
+    // `b + 1 < blocks` reads `16b .. 16b + 32`), `32b .. 32b + 32` of `xq`, and the table's
+    // 16 bytes.
+    unsafe {
+        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(t16.as_ptr().cast()));
+        let mask = _mm_set1_epi8(0x0f);
+        let mask2 = _mm256_set1_epi8(0x0f);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        // Two blocks per step from one 32-byte load: the byte unpacks work per 128-bit lane,
+        // so lane 0 holds the first block's nibble pairs and lane 1 the second's.
+        let mut b = 0;
+        while b + 2 <= blocks {
+            let v = _mm256_loadu_si256(bytes.as_ptr().add(16 * b).cast());
+            let lo = _mm256_and_si256(v, mask2);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask2);
+            let ul = _mm256_unpacklo_epi8(lo, hi);
+            let uh = _mm256_unpackhi_epi8(lo, hi);
+            for (k, codes) in [
+                _mm256_permute2x128_si256::<0x20>(ul, uh),
+                _mm256_permute2x128_si256::<0x31>(ul, uh),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let wv = _mm256_shuffle_epi8(table, codes);
+                let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * (b + k)).cast());
+                let s = _mm256_set1_ps(scales[b + k]);
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[k]);
+            }
+            b += 2;
+        }
+        for b in b..blocks {
+            let v = _mm_loadu_si128(bytes.as_ptr().add(16 * b).cast());
+            let lo = _mm_and_si128(v, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
+            let codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+            let wv = _mm256_shuffle_epi8(table, codes);
+            let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
+            let s = _mm256_set1_ps(scales[b]);
+            acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// A group's two 8-entry halves of its 16-entry table, computed as
+/// [`portable::table16`](super::portable::table16) does (the same products in the same
+/// order, so the same bits).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn tables16(gen: &Gen16, a: f32, q: f32) -> (__m256, __m256) {
+    match gen {
+        Gen16::Scaled(u) => {
+            // SAFETY: `u` holds 16 floats.
+            let (u0, u1) = unsafe {
+                (
+                    _mm256_loadu_ps(u.as_ptr()),
+                    _mm256_loadu_ps(u.as_ptr().add(8)),
+                )
+            };
+            let av = _mm256_set1_ps(a);
+            (_mm256_mul_ps(av, u0), _mm256_mul_ps(av, u1))
+        }
+        Gen16::Exp { zero } => {
+            let one = _mm256_set1_ps(1.0);
+            let q2 = q * q;
+            let q4 = q2 * q2;
+            let b1 = _mm256_blend_ps::<0b1010_1010>(one, _mm256_set1_ps(q));
+            let b2 = _mm256_blend_ps::<0b1100_1100>(one, _mm256_set1_ps(q2));
+            let b4 = _mm256_blend_ps::<0b1111_0000>(one, _mm256_set1_ps(q4));
+            let p = _mm256_mul_ps(_mm256_mul_ps(b1, b2), b4);
+            let lo = _mm256_mul_ps(p, _mm256_set1_ps(-a));
+            let hi = _mm256_mul_ps(p, _mm256_set1_ps(a));
+            if *zero {
+                // Lanes 0..7 hold −a·q^k (lane 7 the zero level); the upper half a·q^(6−j).
+                let lo = _mm256_blend_ps::<0b1000_0000>(lo, _mm256_setzero_ps());
+                let hi = _mm256_permutevar8x32_ps(hi, _mm256_setr_epi32(6, 5, 4, 3, 2, 1, 0, 7));
+                (lo, _mm256_blend_ps::<0b1000_0000>(hi, _mm256_setzero_ps()))
+            } else {
+                let hi = _mm256_permutevar8x32_ps(hi, _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0));
+                (lo, hi)
+            }
+        }
+    }
+}
+
+/// 4-bit dot product over a row of groups of `g` codes (a multiple of 16), each group's table
+/// derived in registers from its `(a, q)`, so no table is stored or rebuilt in memory.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_groups(bytes: &[u8], x: &[f32], g: usize, params: &[[f32; 2]], gen: &Gen16) -> f32 {
+    let n = x.len().min(bytes.len() * 2);
+    let steps = g / 16;
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    for &[a, q] in params {
+        if steps == 0 || i + g > n {
+            break;
+        }
+        let (t0, t1) = tables16(gen, a, q);
+        // SAFETY: each step reads bytes `i/2 .. i/2 + 8` and floats `i .. i + 16`, inside
+        // because the group ends at `i + g <= n`.
+        unsafe {
+            for _ in 0..steps {
+                let c = nibbles(_mm_loadl_epi64(bytes.as_ptr().add(i / 2).cast()));
+                let i0 = _mm256_cvtepu8_epi32(c);
+                let i1 = _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(c));
+                let w0 = pick16(t0, t1, i0);
+                let w1 = pick16(t0, t1, i1);
+                acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x.as_ptr().add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.as_ptr().add(i + 8)), acc1);
+                i += 16;
+            }
+        }
+    }
+    let mut acc = hsum(_mm256_add_ps(acc0, acc1));
+    // A short last group (the row's tail) through the reference table.
+    let done = i;
+    let mut k = done;
+    while k < n {
+        let group = k / g.max(1);
+        let Some(&[a, q]) = params.get(group) else {
+            break;
+        };
+        let t = super::portable::table16(gen, a, q);
+        let stop = ((group + 1) * g).min(n);
+        for (j, &xj) in x.iter().enumerate().take(stop).skip(k) {
+            acc += t[usize::from((bytes[j / 2] >> ((j % 2) * 4)) & 0x0f)] * xj;
+        }
+        k = stop;
+    }
+    acc
+}
+
+/// A group's int8 table, as [`portable::table16_i8`](super::portable::table16_i8) computes
+/// it: the `f32` halves for `a = 127`, rounded (the default rounding mode, ties to even) and
+/// packed to 16 bytes in order.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn table16_i8(gen: &Gen16, q: f32) -> __m128i {
+    let (lo, hi) = tables16(gen, 127.0, q);
+    let w = _mm256_packs_epi32(_mm256_cvtps_epi32(lo), _mm256_cvtps_epi32(hi));
+    let b = _mm256_packs_epi16(w, w);
+    // Per 128-bit lane the low 8 bytes are [lo 4, hi 4]; interleaving the lanes' dwords
+    // gives [lo 0..8, hi 0..8].
+    _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b))
+}
+
+/// Int8 dot product over a 4-bit row in groups of `g` codes (a multiple of 32), each group's
+/// int8 table derived in registers and its block sums scaled by `a/127` at the group's end.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_groups(
+    bytes: &[u8],
+    xq: &[i8],
+    scales: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen16,
+) -> f32 {
+    let n = xq.len().min(bytes.len() * 2).min(scales.len() * 32);
+    let blocks = g / 32;
+    let mask = _mm_set1_epi8(0x0f);
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    for &[a, q] in params {
+        if blocks == 0 || i + g > n {
+            break;
+        }
+        let table = _mm256_broadcastsi128_si256(table16_i8(gen, q));
+        let mut part = [_mm256_setzero_ps(); 2];
+        for b in 0..blocks {
+            // SAFETY: the block reads bytes `i/2 .. i/2 + 16` and `xq[i .. i + 32]`, inside
+            // because the group ends at `i + g <= n`.
+            let (v, xv) = unsafe {
+                (
+                    _mm_loadu_si128(bytes.as_ptr().add(i / 2).cast()),
+                    _mm256_loadu_si256(xq.as_ptr().add(i).cast()),
+                )
+            };
+            let lo = _mm_and_si128(v, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
+            let codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+            let wv = _mm256_shuffle_epi8(table, codes);
+            let s = _mm256_set1_ps(scales[i / 32]);
+            part[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, part[b % 2]);
+            i += 32;
+        }
+        acc = _mm256_fmadd_ps(
+            _mm256_add_ps(part[0], part[1]),
+            _mm256_set1_ps(a / 127.0),
+            acc,
+        );
+    }
+    let mut total = hsum(acc);
+    // A short last group through the reference.
+    if i < n {
+        let group = i / g.max(1);
+        if let Some(&[a, q]) = params.get(group) {
+            let mut t = [0i8; 256];
+            t[..16].copy_from_slice(&super::portable::table16_i8(gen, q));
+            let part = super::portable::dot_i8_span(4, bytes, i, n - i, &t, xq, scales);
+            total += (a / 127.0) * part;
+        }
+    }
+    total
+}
+
+/// Looks up 8 codes below 16 in the table halves `t0`, `t1`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn pick16(t0: __m256, t1: __m256, idx: __m256i) -> __m256 {
+    let lo = _mm256_permutevar8x32_ps(t0, idx);
+    let hi = _mm256_permutevar8x32_ps(t1, idx);
+    _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx)))
 }
 
 /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.

@@ -4,7 +4,7 @@
 use super::{aligned_head, check_codes, Table, CHUNK};
 use crate::error::Result;
 use crate::isa::{portable, Isa, Path};
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
 use crate::isa::{x86_avx2, x86_avx512};
 use crate::pack;
 
@@ -238,4 +238,45 @@ impl DotPlan<'_> {
         }
         out
     }
+}
+
+/// A 4-bit row of groups of `g` codes with each group's table derived from its parameters
+/// (`params(i)` gives group `i`'s `(a, q)`), on `isa`; `None` where no such kernel runs
+/// (then the caller takes the stored-table path). The scalar path is
+/// [`portable::dot4_groups`], the definition.
+pub(crate) fn dot4_groups(
+    isa: Isa,
+    row: &[u8],
+    x: &[f32],
+    g: usize,
+    gen: &portable::Gen16,
+    params: impl Fn(usize) -> [f32; 2],
+) -> Option<f32> {
+    if g == 0 || !g.is_multiple_of(16) {
+        return None;
+    }
+    // Parameters are gathered a run of groups at a time onto the stack.
+    const RUN: usize = 64;
+    let mut buf = [[0.0f32; 2]; RUN];
+    let groups = x.len().div_ceil(g);
+    let mut acc = 0.0f32;
+    let mut first = 0;
+    while first < groups {
+        let n = RUN.min(groups - first);
+        for (k, slot) in buf[..n].iter_mut().enumerate() {
+            *slot = params(first + k);
+        }
+        let xs = &x[first * g..((first + n) * g).min(x.len())];
+        let bytes = &row[first * g / 2..];
+        acc += match isa.path() {
+            Path::Scalar => portable::dot4_groups(bytes, xs, g, &buf[..n], gen),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(t) => t.dot4_groups(bytes, xs, g, &buf[..n], gen),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(t) => t.avx2().dot4_groups(bytes, xs, g, &buf[..n], gen),
+            _ => return None,
+        };
+        first += n;
+    }
+    Some(acc)
 }

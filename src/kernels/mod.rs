@@ -20,19 +20,33 @@
 //! Dot products sum in a different order on each path (several accumulators, lane-wise), so
 //! they agree with the reference to within ordinary `f32` summation error:
 //! `|fast − reference| <= 1e-5 · Σ|table[code_j] · x_j|` for the lengths the tests cover.
+//!
+//! # Int8 activations
+//! [`dot_int8`] and the tensors' `gemv_int8` are an explicit precision mode: `x` is quantized
+//! once per call to int8 in blocks of 32 values with an `f32` scale each, each codebook's
+//! levels to int8 with a scale of their own, and the products are summed exactly in
+//! integers (AVX2 `vpmaddubsw`/`vpmaddwd`; the scalar reference everywhere else). With
+//! block scale `s_b = max_b|x| / 127` and level scale `t = max|L| / 127`, the result differs
+//! from the exact `Σ L_j·x_j` by at most
+//! `Σ_j (|L_j|·s_b/2 + t·|x_j|/2 + t·s_b/4)` plus `f32` summation error: about `1/127` of
+//! `Σ|L_j·x_j|` in the worst case. A NaN or infinite `x` is an error in this mode.
 
 mod decode;
 mod dot;
 mod encode;
+mod int8;
 
 pub use crate::isa::{Isa, IsaKind};
 pub(crate) use decode::decode_span;
 pub use decode::{decode, decode_with};
-pub(crate) use dot::dot_span;
 #[cfg(feature = "alloc")]
 pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
+pub(crate) use dot::{dot4_groups, dot_span};
 pub use encode::Encoder;
+#[cfg(feature = "alloc")]
+pub(crate) use int8::{dot4_i8_groups, dot_int8_span, I8Table, Int8X};
+pub use int8::{dot_int8, dot_int8_with};
 
 use crate::error::{Error, Result};
 use crate::isa::portable::code_at;

@@ -298,6 +298,27 @@ static void test_gemv(void) {
     for (r = 0; r < ROWS; r++) {
         CHECK(y2[r] == y[r], "gemv_rows y[%u] = %.9g, gemv %.9g", (unsigned)r, y2[r], y[r]);
     }
+
+    /* Int8 activations: near the f32 GEMV (the tight bound is tested in Rust; here a loose
+     * 5 % of sum_j |W[r][j]| * max|x|), row ranges exactly equal, NaN rejected. */
+    EXPECT_OK(expq_tensor_gemv_int8(t, x, COLS, y2, ROWS));
+    for (r = 0; r < ROWS; r++) {
+        double mag = 0.0;
+        for (j = 0; j < COLS; j++) mag += fabs((double)deq[r * COLS + j]);
+        CHECK(close_to(y2[r], y[r], 0.05 * mag + 1e-6), "gemv_int8 y[%u] = %.9g, gemv %.9g",
+              (unsigned)r, y2[r], y[r]);
+    }
+    {
+        float y8[ROWS], xn[COLS];
+        EXPECT_OK(expq_tensor_gemv_int8_rows(t, x, COLS, 2, ROWS, y8, ROWS - 2));
+        for (r = 2; r < ROWS; r++) {
+            CHECK(y8[r - 2] == y2[r], "gemv_int8_rows y[%u] = %.9g, gemv_int8 %.9g",
+                  (unsigned)r, y8[r - 2], y2[r]);
+        }
+        memcpy(xn, x, sizeof xn);
+        xn[4] = (float)NAN;
+        EXPECT(expq_tensor_gemv_int8(t, xn, COLS, y8, ROWS), EXPQ_STATUS_NON_FINITE, "index 4");
+    }
     expq_tensor_free(t);
 }
 
@@ -606,6 +627,16 @@ static void test_storage(void) {
         for (r = 0; r < ROWS; r++) {
             CHECK(y2[r] == yv[r], "view gemv_rows y[%u] = %.9g, gemv %.9g", (unsigned)r,
                   y2[r], yv[r]);
+        }
+
+        /* Int8 activations: the view gives the tensor's int8 results exactly. */
+        EXPECT_OK(expq_tensor_gemv_int8(t, x, COLS, y, ROWS));
+        EXPECT_OK(expq_view_gemv_int8(&v, x, COLS, yv, ROWS));
+        EXPECT_OK(expq_view_gemv_int8_rows(&v2, x, COLS, 1, ROWS, y2, ROWS - 1));
+        for (r = 0; r < ROWS; r++) {
+            CHECK(yv[r] == y[r], "view gemv_int8 y[%u] = %.9g, tensor %.9g", (unsigned)r,
+                  yv[r], y[r]);
+            if (r > 0) CHECK(y2[r - 1] == yv[r], "view gemv_int8_rows y[%u]", (unsigned)r);
         }
 
         /* Bad calls on a good view; outputs untouched. */
