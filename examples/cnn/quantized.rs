@@ -143,11 +143,6 @@ impl<'a> QuantizedModel<'a> {
         Ok(QuantizedModel { weights, biases })
     }
 
-    /// The weight view of layer `i` (in [`LAYERS`] order).
-    pub fn weight(&self, i: usize) -> &QuantizedView<'a> {
-        &self.weights[i]
-    }
-
     fn bias(&self, layer: usize) -> &[f32] {
         let start: usize = LAYERS[..layer].iter().map(|l| l.1).sum();
         &self.biases[start..start + LAYERS[layer].1]
