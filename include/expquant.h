@@ -57,6 +57,12 @@
 #define EXPQ_MAX_NAME_LEN 1024
 
 /**
+ * The container format version this crate writes; it reads every version from 1 up to this
+ * one. Independent of the tensor version [`FORMAT_VERSION`].
+ */
+#define CONTAINER_VERSION 2
+
+/**
  * The result of every fallible call. `EXPQ_STATUS_OK` is 0; the numbers never change, and a
  * retired value stays reserved.
  */

@@ -124,8 +124,8 @@ pub use codebook::Codebook;
 #[cfg(feature = "alloc")]
 pub use config::Config;
 #[cfg(feature = "alloc")]
-pub use container::write_container;
-pub use container::ContainerView;
+pub use container::{write_container, Entry};
+pub use container::{ContainerView, EntryView, F32Array, Verification};
 pub use error::{Error, Result};
 pub use float::Real;
 pub use layout::Granularity;

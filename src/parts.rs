@@ -228,6 +228,13 @@ impl<B: AsRef<[u8]>> Parts<B> {
     /// Checks what [`new`](Self::new) does not: finite parameters with valid levels, codes
     /// that index a level, zero padding after each row's last code.
     pub fn validate_contents(&self) -> Result<()> {
+        self.validate_params()?;
+        self.validate_codes()
+    }
+
+    /// The parameter half of [`validate_contents`](Self::validate_contents): every group's
+    /// parameters give a codebook of distinct finite levels. O(groups).
+    pub fn validate_params(&self) -> Result<()> {
         let family = self.shape.family;
         for group in 0..self.lengths.groups {
             let p = self.group_params(group);
@@ -246,6 +253,13 @@ impl<B: AsRef<[u8]>> Parts<B> {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The code half of [`validate_contents`](Self::validate_contents): zero padding after
+    /// each row and, where some code has no level, every code in range. O(codes).
+    pub fn validate_codes(&self) -> Result<()> {
+        let family = self.shape.family;
         let bits = family.bits;
         let levels = family.level_count();
         let cols = self.shape.cols;
@@ -257,9 +271,9 @@ impl<B: AsRef<[u8]>> Parts<B> {
                     "padding bits after a row's last code are not zero",
                 ));
             }
-            // Only the all-ones code can be out of range (zero-level families).
-            if levels < 1 << bits && (0..cols).any(|i| usize::from(code_at(row, bits, i)) >= levels)
-            {
+            // Only the all-ones code can be out of range (zero-level families); at widths where
+            // all 2^bits codes are levels nothing is checked.
+            if levels < 1 << bits && has_all_ones_code(row, bits, cols) {
                 return Err(Error::Corrupt("a code does not index a level"));
             }
         }
@@ -271,5 +285,56 @@ impl<'a> Parts<&'a [u8]> {
     /// The packed codes, for as long as the borrowed buffer lives.
     pub fn borrowed_codes(&self) -> &'a [u8] {
         self.codes
+    }
+}
+
+/// Whether any of the first `cols` `bits`-bit codes packed in `row` is all ones. Widths that
+/// divide 8 test whole bytes with masks (the padding after the last code is zero, so it never
+/// matches); the others read code by code.
+fn has_all_ones_code(row: &[u8], bits: u8, cols: usize) -> bool {
+    // Folds without an early exit so that the compiler can vectorize the byte loop.
+    let any = |f: fn(u8) -> u8| row.iter().fold(0u8, |acc, &b| acc | f(b)) != 0;
+    match bits {
+        2 => any(|b| b & (b >> 1) & 0x55),
+        4 => any(|b| {
+            let pairs = b & (b >> 1);
+            pairs & (pairs >> 2) & 0x11
+        }),
+        8 => any(|b| u8::from(b == 0xFF)),
+        _ => (0..cols).any(|i| code_at(row, bits, i) == (1u8 << bits) - 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_ones_scan_agrees_with_reading_each_code() {
+        for bits in 2..=8u8 {
+            for cols in 1..=19usize {
+                let row_bytes = (cols * usize::from(bits)).div_ceil(8);
+                let used = cols * usize::from(bits);
+                for seed in 0..64u32 {
+                    let mut row: alloc::vec::Vec<u8> = (0..row_bytes)
+                        .map(|i| {
+                            ((i as u32 + 1).wrapping_mul(seed.wrapping_mul(2_654_435_761) | 1) >> 7)
+                                as u8
+                        })
+                        .collect();
+                    if used % 8 != 0 {
+                        // Padding is zero by the time codes are scanned.
+                        row[row_bytes - 1] &= (1u8 << (used % 8)) - 1;
+                    }
+                    let reference =
+                        (0..cols).any(|i| u16::from(code_at(&row, bits, i)) == (1u16 << bits) - 1);
+                    assert_eq!(
+                        has_all_ones_code(&row, bits, cols),
+                        reference,
+                        "bits {bits}, cols {cols}, seed {seed}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -59,6 +59,20 @@ impl<'a> QuantizedView<'a> {
         Ok((QuantizedView { parts }, used))
     }
 
+    /// A view of stored bytes whose checksum and codes the caller verified before (a
+    /// container opened with [`Verification::Full`](crate::Verification::Full), or
+    /// `Trusted`): every length and bound and the parameters are still checked, so wrong bytes
+    /// give wrong numbers, never an out-of-bounds read (a code without a level decodes
+    /// as `0.0`).
+    pub(crate) fn from_bytes_unverified(bytes: &'a [u8]) -> Result<Self> {
+        let (parts, used) = format::parse_tensor_with(bytes, false)?;
+        if used != bytes.len() {
+            return Err(Error::Corrupt("trailing bytes after the tensor"));
+        }
+        parts.validate_params()?;
+        Ok(QuantizedView { parts })
+    }
+
     /// A view of parts whose contents are valid: an owned tensor's, or stored bytes already
     /// accepted by [`from_bytes`](Self::from_bytes) (the C ABI's `expq_view` keeps the
     /// shape beside the buffer and rebuilds the parts with only the O(1) length checks).

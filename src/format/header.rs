@@ -19,6 +19,15 @@ const ZERO_LEVEL_FLAG: u8 = 1;
 /// Returns its parts, whose contents (parameters, codes) the caller still validates, and the
 /// bytes it occupies.
 pub(crate) fn parse_tensor(buf: &[u8]) -> Result<(Parts<&[u8]>, usize)> {
+    parse_tensor_with(buf, true)
+}
+
+/// [`parse_tensor`], with the checksum verified only when `verify_checksum` is set; every
+/// length and bound is checked either way.
+pub(crate) fn parse_tensor_with(
+    buf: &[u8],
+    verify_checksum: bool,
+) -> Result<(Parts<&[u8]>, usize)> {
     if buf.len() < HEADER_LEN {
         return corrupt("truncated: shorter than the 64-byte tensor header");
     }
@@ -86,11 +95,13 @@ pub(crate) fn parse_tensor(buf: &[u8]) -> Result<(Parts<&[u8]>, usize)> {
     if buf.len() < total_len {
         return corrupt("truncated: the buffer is shorter than the header says");
     }
-    let mut crc = Crc32::new();
-    crc.update(&buf[..CRC_OFFSET]);
-    crc.update(&buf[HEADER_LEN..total_len]);
-    if crc.finish() != read_u32(buf, CRC_OFFSET) {
-        return corrupt("checksum mismatch");
+    if verify_checksum {
+        let mut crc = Crc32::new();
+        crc.update(&buf[..CRC_OFFSET]);
+        crc.update(&buf[HEADER_LEN..total_len]);
+        if crc.finish() != read_u32(buf, CRC_OFFSET) {
+            return corrupt("checksum mismatch");
+        }
     }
     let (codes, params) = buf[HEADER_LEN..total_len].split_at(lengths.codes);
     let parts = Parts::new(shape, codes, params)?.with_stored_rule(rule_code)?;

@@ -12,7 +12,7 @@ pub(crate) mod container;
 mod header;
 
 pub use checksum::crc32;
-pub(crate) use header::parse_tensor;
+pub(crate) use header::{parse_tensor, parse_tensor_with};
 #[cfg(feature = "alloc")]
 pub(crate) use header::{tensor_len, write_tensor};
 
@@ -22,11 +22,15 @@ use crate::error::{Error, Result};
 pub const TENSOR_MAGIC: [u8; 4] = *b"EXQT";
 /// Magic bytes of a container of named tensors.
 pub const CONTAINER_MAGIC: [u8; 4] = *b"EXQC";
-/// The format version this crate writes and reads.
+/// The tensor format version this crate writes and reads (independent of
+/// [`CONTAINER_VERSION`]).
 pub const FORMAT_VERSION: u16 = 1;
+/// The container format version this crate writes; it reads every version from 1 up to this
+/// one. Independent of the tensor version [`FORMAT_VERSION`].
+pub const CONTAINER_VERSION: u16 = 2;
 /// Bytes before a tensor's payload.
 pub const HEADER_LEN: usize = 64;
-/// Tensors inside a container start at multiples of this.
+/// Entries inside a container start at multiples of this.
 pub const CONTAINER_ALIGN: usize = 64;
 /// The longest tensor name a container accepts.
 pub const MAX_NAME_LEN: usize = 1024;
