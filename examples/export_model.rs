@@ -1,14 +1,14 @@
 //! Writes the stored model and runs it from its container.
 //!
 //! ```text
-//! cargo run --release --example export_model -- write [DIR]     # writes the three files
+//! cargo run --release --example export_model -- write [DIR]     # writes the two files
 //! cargo run --release --example export_model -- predict [DIR] [N]
 //! ```
 //!
 //! `write` quantizes `data/digits_cnn.bin` (exponential 4-bit, one scale per output channel,
 //! biases corrected from 64 training images) into `DIR/digits_cnn_exp4.exq` (an expquant
-//! container), `DIR/digits_cnn_exp4.bias` (the biases) and `DIR/digits_test.bin` (the 360 test
-//! images); `DIR` defaults to `data/`, where the committed copies live (`tests/stored_model.rs`
+//! container of the quantized weights and the `f32` biases) and `DIR/digits_test.bin` (the
+//! 360 test images); `DIR` defaults to `data/`, where the committed copies live (`tests/stored_model.rs`
 //! holds them to what `write` produces, byte for byte). `predict` runs the first `N` (default
 //! all) test images through the network straight from the container — every weight stays
 //! packed and is multiplied through `QuantizedView::gemv` — and prints top-1 and the
@@ -21,7 +21,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cnn::export::{self, BIAS_FILE, CONTAINER_FILE, TEST_FILE};
+use cnn::export::{self, CONTAINER_FILE, TEST_FILE};
 use cnn::quantized::{self, QuantizedModel, Scratch};
 
 fn main() -> ExitCode {
@@ -35,11 +35,10 @@ fn run() -> Result<(), Box<dyn Error>> {
         Some("write") => {
             let model = cnn::load(&cnn::default_model_path())?;
             let (train, _) = cnn::digits()?;
-            let stored = export::export(&model, &train)?;
+            let container = export::export(&model, &train)?;
             std::fs::create_dir_all(&dir)?;
             for (name, bytes) in [
-                (CONTAINER_FILE, &stored.container[..]),
-                (BIAS_FILE, &stored.biases[..]),
+                (CONTAINER_FILE, &container[..]),
                 (TEST_FILE, export::test_records()),
             ] {
                 let path = dir.join(name);
@@ -71,10 +70,9 @@ fn predict(dir: &std::path::Path, count: Option<usize>) -> Result<(), Box<dyn Er
     let flat = blocks.as_flattened_mut();
     flat[..bytes.len()].copy_from_slice(&bytes);
     let container = &flat[..bytes.len()];
-    let biases = read(BIAS_FILE)?;
     let images = read(TEST_FILE)?;
 
-    let model = QuantizedModel::new(container, &biases).map_err(|e| e.to_string())?;
+    let model = QuantizedModel::new(container).map_err(|e| e.to_string())?;
     let total = images.len() / quantized::RECORD;
     let count = count.unwrap_or(total).min(total);
     let mut scratch = Box::new(Scratch::new());

@@ -1,11 +1,11 @@
-//! Holds the committed stored model (`data/digits_cnn_exp4.*`, `data/digits_test.bin`) to what
+//! Holds the committed stored model (`data/digits_cnn_exp4.exq`, `data/digits_test.bin`) to what
 //! `cargo run --release --example export_model -- write` produces, and runs it from its
 //! container.
 
 #[path = "../examples/cnn/mod.rs"]
 mod cnn;
 
-use cnn::export::{self, BIAS_FILE, CONTAINER_FILE, TEST_FILE};
+use cnn::export::{self, CONTAINER_FILE, TEST_FILE};
 use cnn::quantized::{self, QuantizedModel, Scratch};
 
 /// Top-1 of the stored model on the 360 test images (FP32: 355).
@@ -20,15 +20,11 @@ fn committed(name: &str) -> Vec<u8> {
 fn committed_files_are_what_the_exporter_writes() {
     let model = cnn::load(&cnn::default_model_path()).expect("committed model loads");
     let (train, _) = cnn::digits().expect("embedded data parses");
-    let stored = export::export(&model, &train).expect("the model quantizes");
+    let container = export::export(&model, &train).expect("the model quantizes");
     // Byte equality, not a summary: the firmware and C++ builds embed these files.
     assert!(
-        stored.container == committed(CONTAINER_FILE),
+        container == committed(CONTAINER_FILE),
         "{CONTAINER_FILE} is stale: rerun export_model write"
-    );
-    assert!(
-        stored.biases == committed(BIAS_FILE),
-        "{BIAS_FILE} is stale: rerun export_model write"
     );
     assert!(
         export::test_records() == committed(TEST_FILE),
@@ -43,7 +39,7 @@ fn container_inference_matches_the_dequantized_model() {
     let flat = blocks.as_flattened_mut();
     flat[..bytes.len()].copy_from_slice(&bytes);
     let container = &flat[..bytes.len()];
-    let q = QuantizedModel::new(container, &committed(BIAS_FILE)).expect("stored model opens");
+    let q = QuantizedModel::new(container).expect("stored model opens");
 
     // The same quantization applied in f32 (dequantized weights, corrected biases).
     let model = cnn::load(&cnn::default_model_path()).expect("committed model loads");
@@ -78,16 +74,23 @@ fn container_inference_matches_the_dequantized_model() {
 }
 
 #[test]
-fn bad_sidecar_and_missing_tensors_are_errors() {
+fn truncated_or_foreign_containers_are_errors() {
     let bytes = committed(CONTAINER_FILE);
     let mut blocks = vec![[0u8; 64]; bytes.len().div_ceil(64)];
     let flat = blocks.as_flattened_mut();
     flat[..bytes.len()].copy_from_slice(&bytes);
-    let container = &flat[..bytes.len()];
-    let biases = committed(BIAS_FILE);
+    assert!(QuantizedModel::new(&flat[..bytes.len() - 1]).is_err());
+    assert!(QuantizedModel::new(&flat[..100]).is_err());
+
+    // A well-formed container without the biases.
+    let w = expquant::quantize(&[0.5f32; 9 * 16], 16, 9, &expquant::Config::exponential(4))
+        .expect("quantizes");
+    let only = expquant::write_container(&[("conv1.weight", &w)]).expect("writes");
+    let mut blocks = vec![[0u8; 64]; only.len().div_ceil(64)];
+    let flat = blocks.as_flattened_mut();
+    flat[..only.len()].copy_from_slice(&only);
     assert!(matches!(
-        QuantizedModel::new(container, &biases[4..]),
-        Err(quantized::QuantizedError::Biases(_))
+        QuantizedModel::new(&flat[..only.len()]),
+        Err(quantized::QuantizedError::Missing("conv2.weight"))
     ));
-    assert!(QuantizedModel::new(&container[..100], &biases).is_err());
 }

@@ -1,16 +1,16 @@
-//! The stored model: the digits CNN's weights quantized into one expquant container, its
-//! bias-corrected biases in a sidecar, and the test images, as `export_model` writes them to
-//! `data/` (formats in `data/README.md`).
+//! The stored model: the digits CNN's weights quantized and its bias-corrected biases in one
+//! expquant container, and the test images, as `export_model` writes them to `data/`
+//! (formats in `data/README.md`).
 
 use std::path::{Path, PathBuf};
 
 use expquant::calibrate::{quantize_calibrated, InputStats};
-use expquant::{write_container, Config, QuantizedTensor};
+use expquant::{write_container, Config, Entry, QuantizedTensor};
 
 use super::calibration::input_stats;
 use super::data::{Dataset, RECORD, TRAIN_SAMPLES};
 use super::model::Model;
-use super::quantized::LAYERS;
+use super::quantized::{BIAS_NAMES, LAYERS};
 
 /// Calibration images for the bias correction: the first ones of the training split, as in
 /// the `reproduce` example's activation-aware table.
@@ -18,7 +18,6 @@ pub const CALIBRATION_IMAGES: usize = 64;
 
 /// File names of the stored model and test images inside `data/`.
 pub const CONTAINER_FILE: &str = "digits_cnn_exp4.exq";
-pub const BIAS_FILE: &str = "digits_cnn_exp4.bias";
 pub const TEST_FILE: &str = "digits_test.bin";
 
 /// Exponential 4-bit levels, one max-abs scale per output channel: the library's defaults.
@@ -26,18 +25,10 @@ pub fn stored_config() -> Config {
     Config::exponential(4).per_row()
 }
 
-/// The stored model's bytes.
-pub struct Stored {
-    /// The container of the five weight tensors.
-    pub container: Vec<u8>,
-    /// The bias sidecar (see [`bias_sidecar`]).
-    pub biases: Vec<u8>,
-}
-
 /// Quantizes every weight tensor with [`stored_config`] and the input statistics of the first
 /// [`CALIBRATION_IMAGES`] training images, corrects each bias for the mean output shift, and
-/// serializes the result.
-pub fn export(model: &Model, train: &Dataset) -> Result<Stored, expquant::Error> {
+/// serializes the result: per layer a quantized `<layer>.weight` and an `f32` `<layer>.bias`.
+pub fn export(model: &Model, train: &Dataset) -> Result<Vec<u8>, expquant::Error> {
     let stats = input_stats(model, train, CALIBRATION_IMAGES);
     let cfg = stored_config();
     let mut tensors: Vec<QuantizedTensor> = Vec::new();
@@ -56,22 +47,16 @@ pub fn export(model: &Model, train: &Dataset) -> Result<Stored, expquant::Error>
         );
         tensors.push(out.tensor);
     }
-    let named: Vec<(&str, &QuantizedTensor)> = LAYERS.iter().map(|l| l.0).zip(&tensors).collect();
-    Ok(Stored {
-        container: write_container(&named)?,
-        biases: bias_sidecar(&biases),
-    })
-}
-
-/// The biases travel beside the container, not in it: the container holds quantized tensors
-/// only. The sidecar is every layer's biases in forward order (`quantized::LAYERS`), each a
-/// little-endian `f32`, with no header.
-pub fn bias_sidecar(biases: &[Vec<f32>]) -> Vec<u8> {
-    biases
+    let mut entries: Vec<(&str, Entry)> = Vec::new();
+    for ((&(weight, _), bias), (tensor, values)) in LAYERS
         .iter()
-        .flatten()
-        .flat_map(|b| b.to_le_bytes())
-        .collect()
+        .zip(BIAS_NAMES)
+        .zip(tensors.iter().zip(&biases))
+    {
+        entries.push((weight, Entry::Quantized(tensor)));
+        entries.push((bias, Entry::vector(values)));
+    }
+    write_container(&entries)
 }
 
 /// The test split's records exactly as in `digits.bin` (64 pixels 0..=16, then the label).

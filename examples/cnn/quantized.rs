@@ -6,7 +6,7 @@
 //! `#[path]`) compile the very same forward pass, next to `ops.rs` for im2col, pooling and
 //! argmax.
 
-use expquant::{ContainerView, QuantizedView};
+use expquant::{ContainerView, EntryView, QuantizedView};
 
 use super::ops;
 
@@ -23,8 +23,7 @@ const HIDDEN: usize = 32;
 /// Logits per image.
 pub const CLASSES: usize = 10;
 
-/// Container entry names and each layer's output count, in forward order; the bias sidecar
-/// stores the biases in this order too.
+/// Weight entry names and each layer's output count, in forward order.
 pub const LAYERS: [(&str, usize); 5] = [
     ("conv1.weight", C1),
     ("conv2.weight", C2),
@@ -32,8 +31,16 @@ pub const LAYERS: [(&str, usize); 5] = [
     ("fc1.weight", HIDDEN),
     ("fc2.weight", CLASSES),
 ];
-/// Number of `f32` biases in the sidecar.
-pub const BIAS_COUNT: usize = C1 + C2 + C3 + HIDDEN + CLASSES;
+/// The `f32` bias entry of each layer, in forward order.
+pub const BIAS_NAMES: [&str; 5] = [
+    "conv1.bias",
+    "conv2.bias",
+    "conv3.bias",
+    "fc1.bias",
+    "fc2.bias",
+];
+/// Number of biases over all layers.
+const BIAS_COUNT: usize = C1 + C2 + C3 + HIDDEN + CLASSES;
 
 /// Longest im2col column (conv3: 32 channels × 9 taps).
 const MAX_K: usize = C2 * 9;
@@ -49,8 +56,8 @@ pub enum QuantizedError {
     Missing(&'static str),
     /// An entry has the wrong shape.
     Shape(&'static str),
-    /// The bias sidecar has the wrong length.
-    Biases(usize),
+    /// An entry is of the other kind (quantized where `f32` is expected or the reverse).
+    Kind(&'static str),
 }
 
 impl From<expquant::Error> for QuantizedError {
@@ -65,18 +72,13 @@ impl core::fmt::Display for QuantizedError {
             QuantizedError::Library(e) => write!(f, "{e}"),
             QuantizedError::Missing(name) => write!(f, "container has no tensor {name:?}"),
             QuantizedError::Shape(name) => write!(f, "tensor {name:?} has the wrong shape"),
-            QuantizedError::Biases(n) => {
-                write!(
-                    f,
-                    "bias sidecar holds {n} bytes, expected {}",
-                    4 * BIAS_COUNT
-                )
-            }
+            QuantizedError::Kind(name) => write!(f, "tensor {name:?} is of the wrong kind"),
         }
     }
 }
 
-/// The five packed weight matrices borrowed from a container, and the biases.
+/// The five packed weight matrices borrowed from a container, and their biases copied out
+/// of it.
 pub struct QuantizedModel<'a> {
     weights: [QuantizedView<'a>; 5],
     biases: [f32; BIAS_COUNT],
@@ -119,26 +121,37 @@ impl Scratch {
 }
 
 impl<'a> QuantizedModel<'a> {
-    /// Opens the five weight tensors of `container` and reads the little-endian `f32` biases
-    /// of `bias_bytes` (in [`LAYERS`] order), checking every shape.
-    pub fn new(container: &'a [u8], bias_bytes: &[u8]) -> Result<Self, QuantizedError> {
+    /// Opens the five weight tensors of `container` and copies out their biases, checking
+    /// every shape.
+    pub fn new(container: &'a [u8]) -> Result<Self, QuantizedError> {
         let c = ContainerView::from_bytes(container)?;
         let cols = [9, C1 * 9, C2 * 9, FLAT, HIDDEN];
         let open = |i: usize| -> Result<QuantizedView<'a>, QuantizedError> {
             let (name, rows) = LAYERS[i];
-            let v = c.get(name)?.ok_or(QuantizedError::Missing(name))?;
+            let v = match c.entry(name)? {
+                Some(EntryView::Quantized(v)) => v,
+                Some(_) => return Err(QuantizedError::Kind(name)),
+                None => return Err(QuantizedError::Missing(name)),
+            };
             if v.rows() != rows || v.cols() != cols[i] {
                 return Err(QuantizedError::Shape(name));
             }
             Ok(v)
         };
         let weights = [open(0)?, open(1)?, open(2)?, open(3)?, open(4)?];
-        if bias_bytes.len() != 4 * BIAS_COUNT {
-            return Err(QuantizedError::Biases(bias_bytes.len()));
-        }
         let mut biases = [0.0f32; BIAS_COUNT];
-        for (b, chunk) in biases.iter_mut().zip(bias_bytes.chunks_exact(4)) {
-            *b = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        let mut start = 0;
+        for (name, &(_, rows)) in BIAS_NAMES.into_iter().zip(&LAYERS) {
+            let b = match c.entry(name)? {
+                Some(EntryView::F32(b)) => b,
+                Some(_) => return Err(QuantizedError::Kind(name)),
+                None => return Err(QuantizedError::Missing(name)),
+            };
+            if b.len() != rows {
+                return Err(QuantizedError::Shape(name));
+            }
+            b.copy_to(&mut biases[start..start + rows])?;
+            start += rows;
         }
         Ok(QuantizedModel { weights, biases })
     }

@@ -29,7 +29,6 @@ const IMAGES: usize = 360;
 struct Aligned<T: ?Sized>(T);
 
 static CONTAINER: &Aligned<[u8]> = &Aligned(*include_bytes!("../../../data/digits_cnn_exp4.exq"));
-static BIASES: &[u8] = include_bytes!("../../../data/digits_cnn_exp4.bias");
 static TEST_IMAGES: &[u8] = include_bytes!("../../../data/digits_test.bin");
 
 #[entry]
@@ -49,7 +48,7 @@ fn main() -> ! {
 fn run() -> Result<(), quantized::QuantizedError> {
     let scratch = cortex_m::singleton!(: Scratch = Scratch::new())
         .expect("main runs once, so the singleton is free");
-    let model = QuantizedModel::new(&CONTAINER.0, BIASES)?;
+    let model = QuantizedModel::new(&CONTAINER.0)?;
     let mut correct = 0;
     hprint!("predictions:");
     for i in 0..IMAGES {
