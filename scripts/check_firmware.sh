@@ -8,7 +8,11 @@
 #  3. runs it in qemu-system-arm -M mps2-an386 (Cortex-M4F) under a timeout; it must exit 0;
 #  4. its predictions equal, image by image, those of the host path
 #     (`cargo run --release --example export_model -- predict`) on the same images, and so
-#     does its top-1 count.
+#     does its top-1 count;
+#  5. prints the footprint table of README.md: flash and RAM of the library (its CRC-32 tables
+#     apart), the model, the
+#     test images, the application and the rest (runtime, formatting, compiler builtins), from
+#     the ELF's symbol sizes.
 #
 # Needs cargo with the thumbv7em-none-eabihf target, qemu-system-arm and nm (.ci/run installs
 # qemu-system-arm when missing). The firmware keeps its own target directory
@@ -64,5 +68,29 @@ host_top1="$(sed -n 's/^top-1: *//p' <<<"$host")"
 firmware: $fw_pred
 host:     $host_pred"
 [ "$fw_top1" = "$host_top1" ] || fail "top-1 differs: firmware $fw_top1, host $host_top1"
+
+# 5. Footprint by symbol. Generic library code instantiated in the firmware keeps its
+# expquant:: path, so it counts as library.
+declare -A flash=() ram=()
+while read -r _ size kind name; do
+  case "$name" in
+    expquant_firmware::CONTAINER) part=model ;;
+    expquant_firmware::TEST_IMAGES) part=images ;;
+    expquant_firmware::*) part=application ;;
+    crc32fast::*) part=checksum ;;
+    expquant::* | "<expquant::"* | num_traits::* | libm::*) part=library ;;
+    *) part=rest ;;
+  esac
+  case "$kind" in
+    [bBdD]) ram[$part]=$((${ram[$part]:-0} + 16#$size)) ;;
+    *) flash[$part]=$((${flash[$part]:-0} + 16#$size)) ;;
+  esac
+done < <(nm -S -C --size-sort "$elf")
+echo "| part | flash (bytes) | RAM (bytes) |"
+echo "|---|---:|---:|"
+for part in library checksum model images application rest; do
+  echo "| $part | ${flash[$part]:-0} | ${ram[$part]:-0} |"
+done
+size "$elf"
 
 echo "check_firmware.sh: OK: $count images, top-1 $fw_top1 on firmware and host, no allocator linked"

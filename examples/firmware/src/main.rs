@@ -26,10 +26,15 @@ const IMAGES: usize = 360;
 
 /// Bytes with the 64-byte alignment the container format requires of its buffer.
 #[repr(C, align(64))]
-struct Aligned<T: ?Sized>(T);
+struct Aligned<T>(T);
 
-static CONTAINER: &Aligned<[u8]> = &Aligned(*include_bytes!("../../../data/digits_cnn_exp4.exq"));
-static TEST_IMAGES: &[u8] = include_bytes!("../../../data/digits_test.bin");
+/// The stored model (`data/digits_cnn_exp4.exq`), in flash.
+static CONTAINER: Aligned<[u8; CONTAINER_LEN]> =
+    Aligned(*include_bytes!("../../../data/digits_cnn_exp4.exq"));
+const CONTAINER_LEN: usize = include_bytes!("../../../data/digits_cnn_exp4.exq").len();
+/// The test images (`data/digits_test.bin`), in flash.
+static TEST_IMAGES: [u8; TEST_LEN] = *include_bytes!("../../../data/digits_test.bin");
+const TEST_LEN: usize = include_bytes!("../../../data/digits_test.bin").len();
 
 #[entry]
 fn main() -> ! {
@@ -52,7 +57,7 @@ fn run() -> Result<(), quantized::QuantizedError> {
     let mut correct = 0;
     hprint!("predictions:");
     for i in 0..IMAGES {
-        let Some((image, label)) = quantized::record(TEST_IMAGES, i) else {
+        let Some((image, label)) = quantized::record(&TEST_IMAGES, i) else {
             hprintln!();
             hprintln!("error: test record {} is malformed", i);
             debug::exit(debug::EXIT_FAILURE);
