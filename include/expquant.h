@@ -42,12 +42,18 @@
 #define EXPQ_FORMAT_VERSION 1
 
 /**
+ * The container format version that `expq_container_builder_write` writes; `expq_container_view_init`
+ * reads every version from 1 up to this one. Independent of `EXPQ_FORMAT_VERSION`.
+ */
+#define EXPQ_CONTAINER_VERSION 2
+
+/**
  * Bytes of the header in front of a stored tensor's packed codes.
  */
 #define EXPQ_HEADER_LEN 64
 
 /**
- * Tensors inside a container start at byte offsets that are multiples of this.
+ * Entries inside a container start at byte offsets that are multiples of this.
  */
 #define EXPQ_CONTAINER_ALIGN 64
 
@@ -55,12 +61,6 @@
  * The longest tensor name, in bytes, that a container accepts.
  */
 #define EXPQ_MAX_NAME_LEN 1024
-
-/**
- * The container format version this crate writes; it reads every version from 1 up to this
- * one. Independent of the tensor version [`FORMAT_VERSION`].
- */
-#define CONTAINER_VERSION 2
 
 /**
  * The result of every fallible call. `EXPQ_STATUS_OK` is 0; the numbers never change, and a
@@ -104,6 +104,20 @@ typedef enum expq_status {
      */
     EXPQ_STATUS_PANIC = 7,
 } expq_status;
+
+/**
+ * What an entry of a container holds.
+ */
+typedef enum expq_entry_kind {
+    /**
+     * A quantized tensor (`expq_container_view_tensor`).
+     */
+    EXPQ_ENTRY_KIND_QUANTIZED = 0,
+    /**
+     * A raw `rows × cols` array of floats (`expq_container_view_f32`).
+     */
+    EXPQ_ENTRY_KIND_F32 = 1,
+} expq_entry_kind;
 
 /**
  * The level family.
@@ -171,6 +185,35 @@ typedef enum expq_granularity {
 } expq_granularity;
 
 /**
+ * How much of a container `expq_container_view_init` checks, and when. Every mode checks
+ * the header, the table and every bound, so no bytes can make the library crash or read out
+ * of bounds; the modes differ in when entries' checksums and codes are verified.
+ */
+typedef enum expq_verification {
+    /**
+     * Every entry at `expq_container_view_init` (the default; reads every byte once).
+     */
+    EXPQ_VERIFICATION_FULL = 0,
+    /**
+     * Each entry each time `expq_container_view_tensor` or `expq_container_view_f32` gets it.
+     */
+    EXPQ_VERIFICATION_LAZY = 1,
+    /**
+     * Entries' checksums and codes never: for bytes verified once before. Altered bytes give
+     * wrong numbers, never undefined behaviour.
+     */
+    EXPQ_VERIFICATION_TRUSTED = 2,
+} expq_verification;
+
+/**
+ * Named tensors and `f32` arrays to write into one container, owned by the caller from
+ * `expq_container_builder_new` until `expq_container_builder_free`. Opaque. It copies what
+ * is added, so the tensors and arrays may be freed right after they are added. Not
+ * thread-safe while entries are added; `expq_container_builder_write` only reads it.
+ */
+typedef struct expq_container_builder expq_container_builder;
+
+/**
  * A quantized `rows × cols` matrix, owned by the caller from `expq_quantize`,
  * `expq_quantize_calibrated` or `expq_tensor_deserialize` until `expq_tensor_free`. Opaque:
  * C sees only pointers to it. Immutable, so the `const expq_tensor *` functions may run on
@@ -220,6 +263,46 @@ typedef struct expq_config {
      */
     double fixed_q;
 } expq_config;
+
+/**
+ * A container borrowed in place: `expq_container_view_init` checks the bytes (as its `mode`
+ * says) and fills this caller-owned struct; the `expq_container_view_*` functions then look
+ * entries up without copying or allocating.
+ *
+ * The fields are private to the library: do not read or modify them. The struct owns
+ * nothing and is never freed; it may be copied, and it may live on the stack or in static
+ * memory. It borrows the buffer given to `expq_container_view_init`, which must stay alive
+ * and unchanged while the view, or any `expq_view` or float pointer taken from it, is used.
+ * A zeroed struct is "not initialized": the functions reject it with
+ * `EXPQ_STATUS_INVALID_ARGUMENT`. Changed fields can give wrong results or errors but every
+ * read stays inside the buffer (a changed buffer pointer or length is undefined behaviour).
+ */
+typedef struct expq_container_view {
+    /**
+     * Private: the first byte of the container.
+     */
+    const uint8_t *data;
+    /**
+     * Private: its length in bytes.
+     */
+    size_t len;
+    /**
+     * Private: the number of entries.
+     */
+    size_t count;
+    /**
+     * Private: the container version.
+     */
+    uint16_t version;
+    /**
+     * Private: the verification mode.
+     */
+    uint8_t mode;
+    /**
+     * Private: zero.
+     */
+    uint8_t _reserved[5];
+} expq_container_view;
 
 /**
  * A stored tensor borrowed in place: `expq_view_init` validates the bytes once and fills
@@ -567,6 +650,220 @@ enum expq_status expq_relu_moments(float beta,
                                    float clip,
                                    float *mean,
                                    float *sq_mean);
+
+/**
+ * Creates an empty builder in `*out` (free it with `expq_container_builder_free`).
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`. `*out` is written only on success.
+ *
+ * # Safety
+ * `out` must be NULL or writable for one pointer.
+ */
+enum expq_status expq_container_builder_new(struct expq_container_builder **out);
+
+/**
+ * Frees a builder. NULL is ignored.
+ *
+ * # Safety
+ * `b` must be NULL or a builder from `expq_container_builder_new` not yet freed.
+ */
+void expq_container_builder_free(struct expq_container_builder *b);
+
+/**
+ * Adds a copy of tensor `t` under the `name_len`-byte UTF-8 name at `name` (no NUL needed;
+ * 1 to `EXPQ_MAX_NAME_LEN` bytes, unique in the builder). `t` may be freed afterwards.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (a name that is empty,
+ * too long, not UTF-8, or already added). Nothing is added on failure.
+ *
+ * # Safety
+ * `b` must be NULL or a live builder not used by another thread during the call; `name`
+ * must point to `name_len` bytes; `t` must be NULL or a live tensor.
+ */
+enum expq_status expq_container_builder_add_tensor(struct expq_container_builder *b,
+                                                   const uint8_t *name,
+                                                   size_t name_len,
+                                                   const struct expq_tensor *t);
+
+/**
+ * Adds a copy of the `rows × cols` row-major floats at `values` (`values_len == rows *
+ * cols`; biases, norms, anything kept in full precision) under the name at `name`, as
+ * `expq_container_builder_add_tensor`. The values are stored bit for bit, NaN included.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (a bad name as for
+ * `expq_container_builder_add_tensor`, zero rows or columns, `values_len != rows * cols`).
+ * Nothing is added on failure.
+ *
+ * # Safety
+ * `b` and `name` as for `expq_container_builder_add_tensor`; `values` must point to
+ * `values_len` floats.
+ */
+enum expq_status expq_container_builder_add_f32(struct expq_container_builder *b,
+                                                const uint8_t *name,
+                                                size_t name_len,
+                                                const float *values,
+                                                size_t values_len,
+                                                size_t rows,
+                                                size_t cols);
+
+/**
+ * Writes the container of every entry added to `b` (sorted by name; the byte layout of
+ * FORMAT.md, container version `EXPQ_CONTAINER_VERSION`) into `buf`, which holds `buf_len`
+ * bytes, and stores the number of bytes written in `*written`. The bytes equal those Rust's
+ * `write_container` writes for the same entries. They can be opened in place with
+ * `expq_container_view_init`.
+ *
+ * Size query, as `expq_tensor_serialize`: with `buf` NULL or `buf_len` too small, nothing is
+ * written to `buf`, `*written` gets the needed size and the status is
+ * `EXPQ_STATUS_BUFFER_TOO_SMALL`.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER` (`b` or `written` NULL), `EXPQ_STATUS_BUFFER_TOO_SMALL`
+ * (as above), `EXPQ_STATUS_INVALID_ARGUMENT` (`buf_len` larger than needed is fine; more
+ * than 2^32 − 1 entries is not).
+ *
+ * # Safety
+ * `b` must be NULL or a live builder not modified during the call; `buf` must be NULL or
+ * writable for `buf_len` bytes; `written` must be NULL or writable.
+ */
+enum expq_status expq_container_builder_write(const struct expq_container_builder *b,
+                                              uint8_t *buf,
+                                              size_t buf_len,
+                                              size_t *written);
+
+/**
+ * Opens the `buf_len`-byte container at `buf` without copying it: checks header, version
+ * (1 to `EXPQ_CONTAINER_VERSION`), the table under its checksum, every name, offset and
+ * length, and — with `EXPQ_VERIFICATION_FULL` — every entry's checksum, parameters and codes;
+ * then fills `*out`. Allocates nothing. `buf` needs no alignment (but see
+ * `expq_container_view_f32`), and must stay alive and unchanged while `*out` is used.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_CORRUPT_DATA` (truncated, altered,
+ * inconsistent; the message says which check failed), `EXPQ_STATUS_UNSUPPORTED_VERSION`,
+ * `EXPQ_STATUS_INVALID_ARGUMENT` (`mode` not an `expq_verification`, `out` inside `buf`).
+ * `*out` is written only on success.
+ *
+ * # Safety
+ * `buf` must point to `buf_len` readable bytes; `out` must be writable for one
+ * `expq_container_view`.
+ */
+enum expq_status expq_container_view_init(const uint8_t *buf,
+                                          size_t buf_len,
+                                          expq_verification mode,
+                                          struct expq_container_view *out);
+
+/**
+ * Stores the number of entries in `*count`.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`c` not initialized).
+ *
+ * # Safety
+ * `c` must be NULL or an `expq_container_view` filled in by `expq_container_view_init` (or a
+ * copy, or a zeroed struct) whose buffer is alive and unchanged; `count` must be writable.
+ */
+enum expq_status expq_container_view_count(const struct expq_container_view *c, size_t *count);
+
+/**
+ * Stores the name of entry `index` (entries are sorted by name) as a pointer into the
+ * container's buffer in `*name` and its length in bytes in `*name_len`. The name is UTF-8
+ * and not NUL-terminated; it lives as long as the buffer. O(index): to visit every entry,
+ * loop `index` from 0 to the count.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`c` not initialized,
+ * `index` not below the count).
+ *
+ * # Safety
+ * `c` as for `expq_container_view_count`; `name` and `name_len` must be writable.
+ */
+enum expq_status expq_container_view_name(const struct expq_container_view *c,
+                                          size_t index,
+                                          const uint8_t **name,
+                                          size_t *name_len);
+
+/**
+ * Looks up the entry named by the `name_len` bytes at `name`: on success `*found` is set,
+ * and when it is `true` `*index` holds the entry's index (`*index` is untouched otherwise).
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`c` not initialized).
+ * A missing name is not an error.
+ *
+ * # Safety
+ * `c` as for `expq_container_view_count`; `name` must point to `name_len` bytes; `index` and
+ * `found` must be writable.
+ */
+enum expq_status expq_container_view_find(const struct expq_container_view *c,
+                                          const uint8_t *name,
+                                          size_t name_len,
+                                          size_t *index,
+                                          bool *found);
+
+/**
+ * Stores what entry `index` holds in `*kind`.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`c` not initialized,
+ * `index` not below the count), and with `EXPQ_VERIFICATION_LAZY` the errors of verifying
+ * the entry (`EXPQ_STATUS_CORRUPT_DATA`, `EXPQ_STATUS_UNSUPPORTED_VERSION`).
+ *
+ * # Safety
+ * `c` as for `expq_container_view_count`; `kind` must be writable.
+ */
+enum expq_status expq_container_view_kind(const struct expq_container_view *c,
+                                          size_t index,
+                                          enum expq_entry_kind *kind);
+
+/**
+ * Fills `*out` with a view of the quantized tensor at entry `index`, borrowing the
+ * container's buffer (use it with `expq_view_dequantize`, `expq_view_gemv`, ...; it lives as
+ * long as the buffer). Allocates nothing; with `EXPQ_VERIFICATION_LAZY` this verifies the
+ * tensor's checksum and codes, otherwise it reads only its header and parameters.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`c` not initialized,
+ * `index` not below the count, the entry is an `f32` array, `out` inside the buffer),
+ * `EXPQ_STATUS_CORRUPT_DATA` / `EXPQ_STATUS_UNSUPPORTED_VERSION` (the tensor's bytes).
+ * `*out` is written only on success.
+ *
+ * # Safety
+ * `c` as for `expq_container_view_count`; `out` must be writable for one `expq_view`.
+ */
+enum expq_status expq_container_view_tensor(const struct expq_container_view *c,
+                                            size_t index,
+                                            struct expq_view *out);
+
+/**
+ * Stores a pointer to the floats of the `f32` array at entry `index` — in place, inside the
+ * container's buffer, valid as long as it — in `*values`, and its shape in `*rows` and
+ * `*cols` (`rows * cols` floats, row-major). Copies nothing. Needs the buffer's start to be
+ * 4-byte aligned (entries start at multiples of 64 from it; `mmap` and `malloc` give that)
+ * and a little-endian target; otherwise use `expq_container_view_f32_copy`.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`c` not initialized,
+ * `index` not below the count, the entry is a quantized tensor, the buffer is misaligned),
+ * `EXPQ_STATUS_CORRUPT_DATA` (with `EXPQ_VERIFICATION_LAZY`: checksum mismatch). Out-params
+ * are written only on success.
+ *
+ * # Safety
+ * `c` as for `expq_container_view_count`; `values`, `rows` and `cols` must be writable.
+ */
+enum expq_status expq_container_view_f32(const struct expq_container_view *c,
+                                         size_t index,
+                                         const float **values,
+                                         size_t *rows,
+                                         size_t *cols);
+
+/**
+ * Copies the `f32` array at entry `index` into `out`, which must hold exactly `rows * cols`
+ * floats (`out_len`). Works at any alignment and byte order.
+ *
+ * Errors: as `expq_container_view_f32` (but any alignment is fine), and
+ * `EXPQ_STATUS_BUFFER_TOO_SMALL` / `EXPQ_STATUS_INVALID_ARGUMENT` for an `out_len` too short
+ * or too long, or `out` overlapping the buffer. `out` is written only on success.
+ *
+ * # Safety
+ * `c` as for `expq_container_view_count`; `out` must be writable for `out_len` floats.
+ */
+enum expq_status expq_container_view_f32_copy(const struct expq_container_view *c,
+                                              size_t index,
+                                              float *out,
+                                              size_t out_len);
 
 /**
  * Writes the stored form of `t` (the documented, versioned byte format: header, packed

@@ -144,6 +144,21 @@ impl<'a> ContainerView<'a> {
         Ok(view)
     }
 
+    /// A container that [`with_verification`](Self::with_verification) accepted before,
+    /// rebuilt in O(1) from its buffer and the numbers it reported (the C ABI's
+    /// `expq_container_view`): no check is redone, and none is needed for memory safety.
+    pub(crate) fn from_parsed(
+        buf: &'a [u8],
+        version: u16,
+        count: usize,
+        verification: Verification,
+    ) -> Self {
+        ContainerView {
+            table: Table::from_parsed(buf, version, count),
+            verification,
+        }
+    }
+
     /// The verification mode the container was opened with.
     pub fn verification(&self) -> Verification {
         self.verification
@@ -176,6 +191,11 @@ impl<'a> ContainerView<'a> {
             Some((e, bytes)) => Ok(Some((e.name, self.open(&e, bytes)?))),
             None => Ok(None),
         }
+    }
+
+    /// The stored bytes of entry `index`, unchecked.
+    pub(crate) fn raw_at(&self, index: usize) -> Option<&'a [u8]> {
+        self.table.entries().nth(index).map(|(_, bytes)| bytes)
     }
 
     /// The index of the entry named `name`, or `None`.
@@ -349,19 +369,58 @@ impl<'t> Entry<'t> {
 pub fn write_container<'t, E: Into<Entry<'t>> + Copy>(
     entries: &[(&str, E)],
 ) -> Result<alloc::vec::Vec<u8>> {
-    let mut entries: alloc::vec::Vec<(&str, Entry<'t>)> =
+    let entries: alloc::vec::Vec<(&str, Entry<'t>)> =
         entries.iter().map(|&(name, e)| (name, e.into())).collect();
-    entries.sort_by(|l, r| l.0.cmp(r.0));
-    let planned = entries
-        .iter()
-        .map(|(name, e)| {
-            let (f32_shape, len) = e.stored_len()?;
-            Ok(crate::format::container::Planned {
-                name,
-                f32_shape,
-                len,
+    let plan = Plan::new(&entries)?;
+    let mut out = alloc::vec![0u8; plan.len()];
+    plan.write_into(&mut out)?;
+    Ok(out)
+}
+
+/// Named entries sorted, checked and placed: the container's length is known before any
+/// byte is written (the C ABI's size query), and [`write_into`](Self::write_into) fills a
+/// caller's buffer.
+#[cfg(feature = "alloc")]
+pub(crate) struct Plan<'e, 't> {
+    sorted: alloc::vec::Vec<&'e (&'e str, Entry<'t>)>,
+    planned: alloc::vec::Vec<crate::format::container::Planned<'e>>,
+    layout: crate::format::container::Layout,
+}
+
+#[cfg(feature = "alloc")]
+impl<'e, 't> Plan<'e, 't> {
+    /// Sorts `entries` by name and checks names and shapes.
+    pub fn new(entries: &'e [(&'e str, Entry<'t>)]) -> Result<Self> {
+        let mut sorted: alloc::vec::Vec<&(&str, Entry<'t>)> = entries.iter().collect();
+        sorted.sort_by(|l, r| l.0.cmp(r.0));
+        let planned = sorted
+            .iter()
+            .map(|(name, e)| {
+                let (f32_shape, len) = e.stored_len()?;
+                Ok(crate::format::container::Planned {
+                    name,
+                    f32_shape,
+                    len,
+                })
             })
+            .collect::<Result<alloc::vec::Vec<_>>>()?;
+        let layout = crate::format::container::layout(&planned)?;
+        Ok(Plan {
+            sorted,
+            planned,
+            layout,
         })
-        .collect::<Result<alloc::vec::Vec<_>>>()?;
-    crate::format::container::write(&planned, |i, out| entries[i].1.write_into(out))
+    }
+
+    /// Bytes of the container.
+    pub fn len(&self) -> usize {
+        self.layout.len
+    }
+
+    /// Writes the container into `out`, exactly [`len`](Self::len) bytes.
+    pub fn write_into(&self, out: &mut [u8]) -> Result<()> {
+        crate::format::container::write_into(&self.planned, &self.layout, out, |i, out| {
+            self.sorted[i].1.write_into(out)
+        })
+    }
 }

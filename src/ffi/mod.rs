@@ -95,10 +95,12 @@ mod tensor;
 // Declared after the modules above (and in a group of their own, which rustfmt keeps in
 // order) so that cbindgen lists their functions after the tensor functions in the header.
 mod calibrate;
+mod container;
 mod storage;
 
 pub use calibrate::*;
 pub use config::*;
+pub use container::*;
 pub use decode::*;
 pub use storage::*;
 pub use tensor::*;
@@ -112,10 +114,14 @@ pub const EXPQ_MAX_LEVELS: usize = 256;
 /// `EXPQ_STATUS_UNSUPPORTED_VERSION`.
 pub const EXPQ_FORMAT_VERSION: u16 = 1;
 
+/// The container format version that `expq_container_builder_write` writes; `expq_container_view_init`
+/// reads every version from 1 up to this one. Independent of `EXPQ_FORMAT_VERSION`.
+pub const EXPQ_CONTAINER_VERSION: u16 = 2;
+
 /// Bytes of the header in front of a stored tensor's packed codes.
 pub const EXPQ_HEADER_LEN: usize = 64;
 
-/// Tensors inside a container start at byte offsets that are multiples of this.
+/// Entries inside a container start at byte offsets that are multiples of this.
 pub const EXPQ_CONTAINER_ALIGN: usize = 64;
 
 /// The longest tensor name, in bytes, that a container accepts.
@@ -126,6 +132,7 @@ pub const EXPQ_MAX_NAME_LEN: usize = 1024;
 const _: () = {
     assert!(EXPQ_MAX_LEVELS == crate::codebook::MAX_LEVELS);
     assert!(EXPQ_FORMAT_VERSION == crate::format::FORMAT_VERSION);
+    assert!(EXPQ_CONTAINER_VERSION == crate::format::CONTAINER_VERSION);
     assert!(EXPQ_HEADER_LEN == crate::format::HEADER_LEN);
     assert!(EXPQ_CONTAINER_ALIGN == crate::format::CONTAINER_ALIGN);
     assert!(EXPQ_MAX_NAME_LEN == crate::format::MAX_NAME_LEN);
@@ -596,6 +603,7 @@ mod tests {
             include_str!("tensor.rs"),
             include_str!("decode.rs"),
             include_str!("storage.rs"),
+            include_str!("container.rs"),
             include_str!("calibrate.rs"),
         ];
         let mut count = 0;

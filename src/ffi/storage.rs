@@ -152,7 +152,7 @@ const MISMATCH: Error = Error::Corrupt("view numbers do not describe the buffer"
 
 impl expq_view {
     /// The struct that describes `view`, validated from exactly `bytes`.
-    fn new(bytes: &[u8], view: &QuantizedView<'_>) -> Self {
+    pub(super) fn new(bytes: &[u8], view: &QuantizedView<'_>) -> Self {
         expq_view {
             data: bytes.as_ptr(),
             len: bytes.len(),

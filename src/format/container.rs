@@ -174,6 +174,18 @@ impl<'a> Table<'a> {
         })
     }
 
+    /// The table of a buffer that [`parse`](Self::parse) accepted before, rebuilt in O(1)
+    /// (the C ABI keeps `version` and `count` beside the buffer). Should the numbers not be
+    /// those `parse` saw, every read stays bounds-checked: entries that cannot be read end
+    /// the iteration.
+    pub fn from_parsed(buf: &'a [u8], version: u16, count: usize) -> Self {
+        Table {
+            buf,
+            version,
+            count,
+        }
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.count
@@ -208,13 +220,18 @@ pub(crate) struct Planned<'n> {
     pub len: usize,
 }
 
-/// Writes a version-2 container of `entries`, in the order given, which must be by strictly
-/// ascending name; `write(i, out)` writes entry `i`'s bytes into `out`, exactly its length.
+/// Where [`write_into`] puts each entry, and the container's length.
 #[cfg(feature = "alloc")]
-pub(crate) fn write(
-    entries: &[Planned<'_>],
-    mut write: impl FnMut(usize, &mut [u8]) -> Result<()>,
-) -> Result<alloc::vec::Vec<u8>> {
+pub(crate) struct Layout {
+    table_len: usize,
+    placed: alloc::vec::Vec<usize>,
+    /// Bytes of the whole container.
+    pub len: usize,
+}
+
+/// Checks `entries` (by strictly ascending name) and places them.
+#[cfg(feature = "alloc")]
+pub(crate) fn layout(entries: &[Planned<'_>]) -> Result<Layout> {
     for (i, e) in entries.iter().enumerate() {
         if e.name.is_empty() || e.name.len() > MAX_NAME_LEN {
             return Err(Error::InvalidName(
@@ -225,8 +242,7 @@ pub(crate) fn write(
             return Err(Error::InvalidName("tensor names must be unique"));
         }
     }
-    let count = u32::try_from(entries.len())
-        .map_err(|_| Error::InvalidName("more than 2^32 - 1 tensors"))?;
+    u32::try_from(entries.len()).map_err(|_| Error::InvalidName("more than 2^32 - 1 tensors"))?;
     let too_large = Error::InvalidName("the container would not fit in memory");
     let table_len = entries
         .iter()
@@ -234,21 +250,49 @@ pub(crate) fn write(
         .ok_or(too_large.clone())?;
     let mut offset = (CONTAINER_HEADER_LEN + table_len).next_multiple_of(CONTAINER_ALIGN);
     let mut placed = alloc::vec::Vec::with_capacity(entries.len());
-    let mut end = CONTAINER_HEADER_LEN + table_len;
+    // No padding after the last entry: every byte of the container belongs to something.
+    let mut len = CONTAINER_HEADER_LEN + table_len;
     for e in entries {
         placed.push(offset);
-        end = offset.checked_add(e.len).ok_or(too_large.clone())?;
-        offset = end
+        len = offset.checked_add(e.len).ok_or(too_large.clone())?;
+        offset = len
             .checked_next_multiple_of(CONTAINER_ALIGN)
             .ok_or(too_large.clone())?;
     }
-    // No padding after the last entry: every byte of the container belongs to something.
-    let mut out = alloc::vec![0u8; end];
-    for (i, (e, &at)) in entries.iter().zip(&placed).enumerate() {
+    Ok(Layout {
+        table_len,
+        placed,
+        len,
+    })
+}
+
+/// Writes a version-2 container of `entries`, placed by [`layout`], into `out` (exactly
+/// `layout.len` bytes, any contents); `write(i, out)` writes entry `i`'s bytes into `out`,
+/// exactly its length.
+#[cfg(feature = "alloc")]
+pub(crate) fn write_into(
+    entries: &[Planned<'_>],
+    layout: &Layout,
+    out: &mut [u8],
+    mut write: impl FnMut(usize, &mut [u8]) -> Result<()>,
+) -> Result<()> {
+    if out.len() != layout.len || layout.placed.len() != entries.len() {
+        return Err(Error::BufferLength {
+            what: "container output",
+            expected: layout.len,
+            actual: out.len(),
+        });
+    }
+    let table_len = layout.table_len;
+    let mut previous_end = CONTAINER_HEADER_LEN + table_len;
+    for (i, (e, &at)) in entries.iter().zip(&layout.placed).enumerate() {
+        // The padding between entries is zero whatever the buffer held.
+        out[previous_end..at].fill(0);
         write(i, &mut out[at..at + e.len])?;
+        previous_end = at + e.len;
     }
     let mut table = alloc::vec::Vec::with_capacity(table_len);
-    for (e, &at) in entries.iter().zip(&placed) {
+    for (e, &at) in entries.iter().zip(&layout.placed) {
         table.extend_from_slice(&(e.name.len() as u32).to_le_bytes());
         table.extend_from_slice(e.name.as_bytes());
         let (kind, crc, (rows, cols)) = match e.f32_shape {
@@ -264,11 +308,12 @@ pub(crate) fn write(
     }
     out[0..4].copy_from_slice(&CONTAINER_MAGIC);
     out[4..6].copy_from_slice(&CONTAINER_VERSION.to_le_bytes());
-    out[8..12].copy_from_slice(&count.to_le_bytes());
+    out[6..8].fill(0);
+    out[8..12].copy_from_slice(&(entries.len() as u32).to_le_bytes());
     out[CONTAINER_HEADER_LEN..CONTAINER_HEADER_LEN + table_len].copy_from_slice(&table);
     let mut crc = Crc32::new();
     crc.update(&out[..12]);
     crc.update(&table);
     out[12..16].copy_from_slice(&crc.finish().to_le_bytes());
-    Ok(out)
+    Ok(())
 }
