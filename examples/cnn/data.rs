@@ -13,6 +13,11 @@ pub const TRAIN_SAMPLES: usize = SAMPLES - TEST_SAMPLES;
 
 static DIGITS_BIN: &[u8] = include_bytes!("../../data/digits.bin");
 
+/// The raw `digits.bin` records.
+pub fn digits_bin() -> &'static [u8] {
+    DIGITS_BIN
+}
+
 /// Images scaled to 0..=1 (pixel / 16), flattened row-major, with their labels.
 #[derive(Clone, Debug)]
 pub struct Dataset {

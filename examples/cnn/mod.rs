@@ -7,9 +7,11 @@
 pub mod calibration;
 pub mod compensation;
 pub mod data;
+pub mod export;
 pub mod format;
 pub mod model;
 pub mod ops;
+pub mod quantized;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
