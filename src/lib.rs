@@ -54,10 +54,14 @@
 //! the C ABI, and `Display`/`FromStr` names), [`Params`], [`Codebook`], [`Real`], [`Error`].
 //! Public modules:
 //! - [`discretize`]: level families ([`discretize::Family`]) and the fit of one group.
-//! - [`calibrate`]: output-bias correction and `E[x²]`-weighted fits from input statistics.
+//! - [`calibrate`]: output-bias correction and `E[x²]`-weighted fits from input statistics;
+//!   `calibrate::Covariance` (feature `compensate`) accumulates `E[x xᵀ]`.
+//! - `compensate` (feature `compensate`): error-compensating (GPTQ/OBQ) quantization.
 //! - [`metrics`]: SQNR and error measures.
 //! - [`pack`]: dense bit packing of codes.
-//! - [`kernels`]: decoding and dot products straight from packed codes.
+//! - [`kernels`]: decoding and dot products (f32 and int8 activations) straight from packed
+//!   codes, and the [`kernels::Isa`] token; every SIMD kernel lives in the private `isa`
+//!   layer, one file per instruction set.
 //! - [`format`]: the byte layout (`FORMAT.md`), its constants and [`format::crc32`].
 //! - `ffi` (feature `ffi`): the C ABI.
 //!
