@@ -67,7 +67,8 @@
 //!
 //! Private, re-exported above: `scheme` (the enums' code and name tables), `layout`
 //! (granularity), `config`, `tensor` (quantize), `view`, `parts` (the shape, codes and
-//! parameters a tensor and a view share), `container`, `codebook`, `float`, `error`.
+//! parameters a tensor and a view share), `container`, `codebook`, `float`, `error`,
+//! `covariance`, `isa` (the SIMD kernels), `parallel`.
 //!
 //! ## Why `Discretizer` is sealed
 //! [`discretize::Discretizer`] is implemented by [`discretize::Family`] only. A stored
