@@ -44,6 +44,8 @@ impl I8Table {
         self.len = table.len;
     }
 
+    /// The first sixteen entries, the register table of the 4-bit x86 kernels.
+    #[cfg(target_arch = "x86_64")]
     fn t16(&self) -> [i8; 16] {
         core::array::from_fn(|i| self.v[i])
     }
