@@ -752,6 +752,33 @@ mod tests {
         assert_eq!(&got[..], b"expq_\0");
     }
 
+    /// The sentences that stand for the last error without `std` name each status as the
+    /// header spells it, with its number there.
+    #[test]
+    fn status_sentences_name_the_header_constants() {
+        let header = include_str!("../../include/expquant.h");
+        let statuses = [
+            expq_status::NullPointer,
+            expq_status::InvalidArgument,
+            expq_status::NonFinite,
+            expq_status::BufferTooSmall,
+            expq_status::CorruptData,
+            expq_status::UnsupportedVersion,
+            expq_status::Panic,
+        ];
+        assert_eq!(expq_status::Ok.sentence(), "");
+        for status in statuses {
+            let sentence = status.sentence();
+            let (name, reason) = sentence.split_once(": ").unwrap();
+            assert!(
+                name.starts_with("EXPQ_STATUS_") && !reason.is_empty(),
+                "{sentence}"
+            );
+            let constant = std::format!("{name} = {},", status as u8);
+            assert!(header.contains(&constant), "the header has no `{constant}`");
+        }
+    }
+
     #[test]
     fn version_is_the_crate_version() {
         // SAFETY: `expq_version` returns a static NUL-terminated string.
