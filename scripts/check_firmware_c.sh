@@ -93,7 +93,7 @@ while read -r _ size kind name; do
   case "$name" in
     model_container) part=model ;;
     test_images) part=images ;;
-    crc32fast::* | "<crc32fast::"*) part=checksum ;;
+    crc32fast::* | "<crc32fast::"* | expquant::format::checksum::*) part=checksum ;;
     expq_* | expquant::* | "<expquant::"* | num_traits::* | libm::*) part=library ;;
     *) if [ -n "${app[$name]:-}" ]; then part=application; else part=rest; fi ;;
   esac
