@@ -1,6 +1,7 @@
-//! With the `ffi` feature, generates the C header from `src/ffi` with cbindgen (configured by
-//! `cbindgen.toml`) and adds the `EXPQ_VERSION_*` macros from the crate version. Without it
-//! (every `no_std` and plain Rust build) this runs nothing and writes nothing.
+//! Sets the `expq_no_std` cfg for a C ABI built without `std` (feature `ffi-core` without
+//! `ffi`). With the `ffi` feature, generates the C header from `src/ffi` with cbindgen
+//! (configured by `cbindgen.toml`) and adds the `EXPQ_VERSION_*` macros from the crate
+//! version. Without it (every `no_std` and plain Rust build) this generates and writes nothing.
 //!
 //! The generated text goes to `include/expquant.h` only when the environment variable
 //! `EXPQUANT_REGENERATE_HEADER` is set to a value other than empty or `0`. This repository's
@@ -12,6 +13,13 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // `expq_no_std`: the C ABI is built without `std` (`ffi-core` without `ffi`). The ffi code
+    // gates what needs std on `not(expq_no_std)`, which cbindgen writes into the header as
+    // `#if !defined(EXPQ_NO_STD)` (cbindgen.toml, `[defines]`): one condition for both.
+    println!("cargo:rustc-check-cfg=cfg(expq_no_std)");
+    if cfg!(feature = "ffi-core") && !cfg!(feature = "ffi") {
+        println!("cargo:rustc-cfg=expq_no_std");
+    }
     #[cfg(feature = "ffi")]
     header::generate();
 }

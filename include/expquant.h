@@ -9,6 +9,12 @@
  * `p_len` is the number of elements of p's pointed-to type at `p` (bytes only for byte
  * buffers); `written` receives the number of elements written. Every name this header
  * defines starts with expq_ or EXPQ_.
+ *
+ * Firmware: define EXPQ_NO_STD before including this header when linking the library built
+ * without std (capi-nostd/, libexpquant_nostd.a). Only its allocation-free functions are
+ * declared then (views, container views, decode, GEMV, statuses); the last error is the fixed
+ * sentence of the last failing call's status, and a panic aborts (see
+ * expq_last_error_message).
  */
 
 #ifndef EXPQUANT_H
@@ -121,37 +127,51 @@ typedef enum expq_entry_kind {
     EXPQ_ENTRY_KIND_F32 = 1,
 } expq_entry_kind;
 
+#if !defined(EXPQ_NO_STD)
 /**
  * The level family.
  */
 typedef enum expq_scheme {
+#if !defined(EXPQ_NO_STD)
     /**
      * Uniformly spaced levels `k·Δ`, `Δ = a / (2^(bits−1) − 1)`.
      */
     EXPQ_SCHEME_LINEAR = 0,
+#endif
+#if !defined(EXPQ_NO_STD)
     /**
      * Geometrically spaced magnitudes `±a·q^k`, `0 < q < 1`, plus zero.
      */
     EXPQ_SCHEME_EXPONENTIAL = 1,
+#endif
 } expq_scheme;
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * How the scale `a` (and the ratio `q` of the exponential family) of each group is chosen.
  */
 typedef enum expq_scale_rule {
+#if !defined(EXPQ_NO_STD)
     /**
      * `a = max|w|` of the group (for the exponential family `q` then minimizes the squared
      * error). The default.
      */
     EXPQ_SCALE_RULE_MAX_ABS = 0,
+#endif
+#if !defined(EXPQ_NO_STD)
     /**
      * `a` (and `q`) minimize the squared error.
      */
     EXPQ_SCALE_RULE_MSE = 1,
+#endif
+#if !defined(EXPQ_NO_STD)
     /**
      * `a` (and `q`) maximize the correlation between the weights and their quantized values.
      */
     EXPQ_SCALE_RULE_CORRELATION = 2,
+#endif
+#if !defined(EXPQ_NO_STD)
     /**
      * `a` (and `q`) minimize the output error that remains after bias correction,
      * `Σ_j E[x_j²]·(w_j − Q(w_j))²`. Needs the inputs' mean squares, so only
@@ -160,45 +180,63 @@ typedef enum expq_scale_rule {
      * `EXPQ_STATUS_INVALID_ARGUMENT`.
      */
     EXPQ_SCALE_RULE_OUTPUT_MSE = 3,
+#endif
+#if !defined(EXPQ_NO_STD)
     /**
      * The caller's `fixed_a` and `fixed_q` for every group (`fixed_q` is ignored by the
      * linear family).
      */
     EXPQ_SCALE_RULE_FIXED = 4,
+#endif
 } expq_scale_rule;
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Which weights share a codebook.
  */
 typedef enum expq_granularity {
+#if !defined(EXPQ_NO_STD)
     /**
      * One codebook for the whole tensor.
      */
     EXPQ_GRANULARITY_PER_TENSOR = 0,
+#endif
+#if !defined(EXPQ_NO_STD)
     /**
      * One codebook per row (output channel). The default.
      */
     EXPQ_GRANULARITY_PER_ROW = 1,
+#endif
+#if !defined(EXPQ_NO_STD)
     /**
      * One codebook per `group_size` consecutive weights of a row (the last group of a row is
      * shorter when `cols` is not a multiple of `group_size`).
      */
     EXPQ_GRANULARITY_PER_GROUP = 2,
+#endif
 } expq_granularity;
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * The order in which `expq_quantize_compensated` quantizes columns.
  */
 typedef enum expq_column_order {
+#if !defined(EXPQ_NO_STD)
     /**
      * Column 0 first.
      */
     EXPQ_COLUMN_ORDER_NATURAL = 0,
+#endif
+#if !defined(EXPQ_NO_STD)
     /**
      * Inputs with the largest `E[x_j²]` first (ties: lower index first); the default.
      */
     EXPQ_COLUMN_ORDER_DECREASING_DIAGONAL = 1,
+#endif
 } expq_column_order;
+#endif
 
 /**
  * How much of a container `expq_container_view_init` checks, and when. Every mode checks
@@ -221,6 +259,7 @@ typedef enum expq_verification {
     EXPQ_VERIFICATION_TRUSTED = 2,
 } expq_verification;
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Named tensors and `f32` arrays to write into one container, owned by the caller from
  * `expq_container_builder_new` until `expq_container_builder_free`. Opaque. It copies what
@@ -228,7 +267,9 @@ typedef enum expq_verification {
  * thread-safe while entries are added; `expq_container_builder_write` only reads it.
  */
 typedef struct expq_container_builder expq_container_builder;
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * The second moment `E[x xᵀ]` and mean `E[x]` of a layer's inputs, per group of input
  * channels, accumulated in double. Opaque; owned by the caller from `expq_covariance_new` or
@@ -237,7 +278,9 @@ typedef struct expq_container_builder expq_container_builder;
  * functions may run from several threads at once.
  */
 typedef struct expq_covariance expq_covariance;
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * A quantized `rows × cols` matrix, owned by the caller from `expq_quantize`,
  * `expq_quantize_calibrated` or `expq_tensor_deserialize` until `expq_tensor_free`. Opaque:
@@ -245,7 +288,9 @@ typedef struct expq_covariance expq_covariance;
  * one tensor from several threads at once.
  */
 typedef struct expq_tensor expq_tensor;
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * What to quantize to. Start from `expq_config_default` and change fields.
  *
@@ -288,7 +333,9 @@ typedef struct expq_config {
      */
     double fixed_q;
 } expq_config;
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Options of `expq_quantize_compensated`. Start from `expq_compensate_options_default()`.
  */
@@ -312,6 +359,7 @@ typedef struct expq_compensate_options {
      */
     bool refit_groups;
 } expq_compensate_options;
+#endif
 
 /**
  * A container borrowed in place: `expq_container_view_init` checks the bytes (as its `mode`
@@ -433,6 +481,10 @@ extern "C" {
  * thread and not cleared by a successful one. Returns 0 (and writes `""`) when no call on
  * this thread has failed.
  *
+ * Under `EXPQ_NO_STD` (the library built without `std`, for firmware) there is one message
+ * for the whole program: the fixed sentence of the status of the most recent failing call
+ * on any thread, such as `EXPQ_STATUS_NULL_POINTER: a required pointer argument was NULL`.
+ *
  * # Safety
  * If `buf` is not NULL it must be valid for writes of `buf_len` chars.
  */
@@ -444,6 +496,7 @@ size_t expq_last_error_message(char *buf, size_t buf_len);
  */
 const char *expq_version(void);
 
+#if !defined(EXPQ_NO_STD)
 /**
  * The default configuration for `scheme` at `bits` bits, the same as the Rust
  * `Config::new`: per row, `EXPQ_SCALE_RULE_MAX_ABS`, zero level on.
@@ -452,6 +505,7 @@ const char *expq_version(void);
  * the result, and `expq_quantize` reports them.
  */
 struct expq_config expq_config_default(expq_scheme scheme, uint8_t bits);
+#endif
 
 /**
  * Decodes `out_len` codes of `bits` bits from `packed` through one codebook: `out[i] =
@@ -480,6 +534,7 @@ enum expq_status expq_decode(uint8_t bits,
                              float *out,
                              size_t out_len);
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Quantizes a `rows × cols` row-major matrix of `rows * cols` floats at `weights`, as
  * `config` says, and on success stores a new tensor in `*out` (free it with
@@ -499,7 +554,9 @@ enum expq_status expq_quantize(const float *weights,
                                size_t cols,
                                const struct expq_config *config,
                                struct expq_tensor **out);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Frees a tensor made by `expq_quantize`, `expq_quantize_calibrated` or
  * `expq_tensor_deserialize`. NULL is fine (nothing happens). Pointers from
@@ -510,7 +567,9 @@ enum expq_status expq_quantize(const float *weights,
  * other thread may be using it.
  */
 void expq_tensor_free(struct expq_tensor *t);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Rows (output channels) of `t`, or 0 when `t` is NULL.
  *
@@ -518,7 +577,9 @@ void expq_tensor_free(struct expq_tensor *t);
  * `t` must be NULL or a live tensor (not yet freed).
  */
 size_t expq_tensor_rows(const struct expq_tensor *t);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Columns (inputs per output) of `t`, or 0 when `t` is NULL.
  *
@@ -526,7 +587,9 @@ size_t expq_tensor_rows(const struct expq_tensor *t);
  * `t` must be NULL or a live tensor (not yet freed).
  */
 size_t expq_tensor_cols(const struct expq_tensor *t);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Bits per code of `t` (1 to 8), or 0 when `t` is NULL.
  *
@@ -534,7 +597,9 @@ size_t expq_tensor_cols(const struct expq_tensor *t);
  * `t` must be NULL or a live tensor (not yet freed).
  */
 uint8_t expq_tensor_bits(const struct expq_tensor *t);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Stored bits per weight of `t`: the packed codes (with row padding) plus 32 bits per
  * stored scale parameter (`a`, and `q` where it spaces two or more magnitudes), over
@@ -544,7 +609,9 @@ uint8_t expq_tensor_bits(const struct expq_tensor *t);
  * `t` must be NULL or a live tensor (not yet freed).
  */
 double expq_tensor_bits_per_weight(const struct expq_tensor *t);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Number of groups (codebooks) of `t`: 1 per tensor, `rows` per row, `rows ×
  * ceil(cols / group_size)` per group. 0 when `t` is NULL.
@@ -553,7 +620,9 @@ double expq_tensor_bits_per_weight(const struct expq_tensor *t);
  * `t` must be NULL or a live tensor (not yet freed).
  */
 size_t expq_tensor_group_count(const struct expq_tensor *t);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Bytes per packed row of `t` (`ceil(cols * bits / 8)`; every row starts on a byte
  * boundary). 0 when `t` is NULL.
@@ -562,7 +631,9 @@ size_t expq_tensor_group_count(const struct expq_tensor *t);
  * `t` must be NULL or a live tensor (not yet freed).
  */
 size_t expq_tensor_row_bytes(const struct expq_tensor *t);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * On success stores in `*codes` a pointer to the packed codes of all rows (`rows ×
  * row_bytes` bytes, codes LSB-first, see `expq_decode`) and their number of bytes in
@@ -576,7 +647,9 @@ size_t expq_tensor_row_bytes(const struct expq_tensor *t);
 enum expq_status expq_tensor_packed_codes(const struct expq_tensor *t,
                                           const uint8_t **codes,
                                           size_t *codes_len);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Writes the levels of group `group` of `t`, ascending (code `c` decodes to `levels[c]`),
  * into `levels`, which holds `levels_len` floats, and stores their number in `*written`: at
@@ -596,7 +669,9 @@ enum expq_status expq_tensor_group_levels(const struct expq_tensor *t,
                                           float *levels,
                                           size_t levels_len,
                                           size_t *written);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Writes the dequantized matrix, row-major, into `out`, which must hold exactly `rows *
  * cols` floats (`out_len`).
@@ -605,7 +680,9 @@ enum expq_status expq_tensor_group_levels(const struct expq_tensor *t,
  * `t` must be NULL or a live tensor; `out` must be writable for `out_len` floats.
  */
 enum expq_status expq_tensor_dequantize(const struct expq_tensor *t, float *out, size_t out_len);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * `y = W·x` straight from the packed codes: `x` holds `x_len == cols` floats and `y` gets
  * `y_len == rows` floats. Each `y[r]` is the sum over `j` of `level(r, j) · x[j]`,
@@ -622,7 +699,9 @@ enum expq_status expq_tensor_gemv(const struct expq_tensor *t,
                                   size_t x_len,
                                   float *y,
                                   size_t y_len);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * `y = W[row_begin..row_end]·x` for a range of rows, so that a runtime can split the rows
  * of one GEMV over its own threads (each thread its own range and `y`): `x` holds `x_len ==
@@ -639,7 +718,9 @@ enum expq_status expq_tensor_gemv_rows(const struct expq_tensor *t,
                                        size_t row_end,
                                        float *y,
                                        size_t y_len);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * `expq_tensor_gemv` with int8 activations, an explicit precision mode: `x` is quantized to
  * int8 in blocks of 32 values (a `float` scale each) and each group's levels to int8, and
@@ -657,7 +738,9 @@ enum expq_status expq_tensor_gemv_int8(const struct expq_tensor *t,
                                        size_t x_len,
                                        float *y,
                                        size_t y_len);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * `expq_tensor_gemv_int8` for a range of rows (arguments as `expq_tensor_gemv_rows`); the
  * results equal the matching entries of `expq_tensor_gemv_int8` exactly.
@@ -672,7 +755,9 @@ enum expq_status expq_tensor_gemv_int8_rows(const struct expq_tensor *t,
                                             size_t row_end,
                                             float *y,
                                             size_t y_len);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Quantizes a `rows × cols` row-major matrix of `rows * cols` floats at `weights` as
  * `config` says, using the layer's input statistics, and on success stores a new tensor in
@@ -714,7 +799,9 @@ enum expq_status expq_quantize_calibrated(const float *weights,
                                           float *bias_correction,
                                           size_t bias_correction_len,
                                           struct expq_tensor **out);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Data-free input statistics: on success stores in `*mean` and `*sq_mean` the mean `E[y]`
  * and mean square `E[y²]` of `y = min(max(z, 0), clip)` for `z ~ N(beta, gamma²)` — a
@@ -736,13 +823,17 @@ enum expq_status expq_relu_moments(float beta,
                                    float clip,
                                    float *mean,
                                    float *sq_mean);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * The default options: dampening 0.01, columns by decreasing diagonal, blocks of 128,
  * no group refits.
  */
 struct expq_compensate_options expq_compensate_options_default(void);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Makes an empty accumulator for `groups` groups (1 for a dense layer or an ordinary
  * convolution; the conv's groups for a grouped or depthwise one) of `dim` inputs each
@@ -755,7 +846,9 @@ struct expq_compensate_options expq_compensate_options_default(void);
  * `out` must be writable for one pointer.
  */
 enum expq_status expq_covariance_new(size_t groups, size_t dim, struct expq_covariance **out);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Wraps a caller's precomputed `E[x xᵀ]`: `groups` symmetric `dim × dim` row-major matrices
  * of doubles, one after the other (`matrix_len = groups * dim * dim`), copied. It has no
@@ -773,7 +866,9 @@ enum expq_status expq_covariance_from_matrix(size_t groups,
                                              const double *matrix,
                                              size_t matrix_len,
                                              struct expq_covariance **out);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Adds `inputs_len / (groups * dim)` input rows: each row holds the `groups * dim` inputs
  * one output position sees (for a convolution the im2col patch in `(in, kh, kw)` order,
@@ -790,7 +885,9 @@ enum expq_status expq_covariance_from_matrix(size_t groups,
 enum expq_status expq_covariance_add_rows(struct expq_covariance *cov,
                                           const float *inputs,
                                           size_t inputs_len);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Rows added so far (0 for a covariance made from a matrix, or when `cov` is NULL).
  *
@@ -798,7 +895,9 @@ enum expq_status expq_covariance_add_rows(struct expq_covariance *cov,
  * `cov` must be NULL or a live covariance.
  */
 uint64_t expq_covariance_count(const struct expq_covariance *cov);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Writes the inputs' means `E[x]`, `groups * dim` floats (group `k`'s at
  * `[k * dim, (k + 1) * dim)`), into `mean` for `expq_quantize_compensated`'s bias
@@ -814,7 +913,9 @@ uint64_t expq_covariance_count(const struct expq_covariance *cov);
 enum expq_status expq_covariance_mean(const struct expq_covariance *cov,
                                       float *mean,
                                       size_t mean_len);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Frees a covariance. NULL is fine (nothing happens).
  *
@@ -823,7 +924,9 @@ enum expq_status expq_covariance_mean(const struct expq_covariance *cov,
  * `expq_covariance_from_matrix` that has not been freed and that no other thread uses.
  */
 void expq_covariance_free(struct expq_covariance *cov);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Quantizes a `rows × cols` row-major matrix so that its output error under the inputs'
  * covariance `cov` is small (columns one at a time, each one's rounding error moved onto the
@@ -863,7 +966,9 @@ enum expq_status expq_quantize_compensated(const float *weights,
                                            float *bias_correction,
                                            size_t bias_len,
                                            struct expq_tensor **out);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Creates an empty builder in `*out` (free it with `expq_container_builder_free`).
  *
@@ -873,7 +978,9 @@ enum expq_status expq_quantize_compensated(const float *weights,
  * `out` must be NULL or writable for one pointer.
  */
 enum expq_status expq_container_builder_new(struct expq_container_builder **out);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Frees a builder. NULL is ignored.
  *
@@ -881,7 +988,9 @@ enum expq_status expq_container_builder_new(struct expq_container_builder **out)
  * `b` must be NULL or a builder from `expq_container_builder_new` not yet freed.
  */
 void expq_container_builder_free(struct expq_container_builder *b);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Adds a copy of tensor `t` under the `name_len`-byte UTF-8 name at `name` (no NUL needed;
  * 1 to `EXPQ_MAX_NAME_LEN` bytes, unique in the builder). `t` may be freed afterwards.
@@ -897,7 +1006,9 @@ enum expq_status expq_container_builder_add_tensor(struct expq_container_builder
                                                    const uint8_t *name,
                                                    size_t name_len,
                                                    const struct expq_tensor *t);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Adds a copy of the `rows × cols` row-major floats at `values` (`values_len == rows *
  * cols`; biases, norms, anything kept in full precision) under the name at `name`, as
@@ -918,7 +1029,9 @@ enum expq_status expq_container_builder_add_f32(struct expq_container_builder *b
                                                 size_t values_len,
                                                 size_t rows,
                                                 size_t cols);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Writes the container of every entry added to `b` (sorted by name; the byte layout of
  * FORMAT.md, container version `EXPQ_CONTAINER_VERSION`) into `buf`, which holds `buf_len`
@@ -942,6 +1055,7 @@ enum expq_status expq_container_builder_write(const struct expq_container_builde
                                               uint8_t *buf,
                                               size_t buf_len,
                                               size_t *written);
+#endif
 
 /**
  * Opens the `buf_len`-byte container at `buf` without copying it: checks header, version
@@ -1078,6 +1192,7 @@ enum expq_status expq_container_view_f32_copy(const struct expq_container_view *
                                               float *out,
                                               size_t out_len);
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Writes the stored form of `t` (the documented, versioned byte format: header, packed
  * codes, parameters, CRC-32) into `buf`, which holds `buf_len` bytes, and on success stores
@@ -1102,7 +1217,9 @@ enum expq_status expq_tensor_serialize(const struct expq_tensor *t,
                                        uint8_t *buf,
                                        size_t buf_len,
                                        size_t *written);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * Validates `buf_len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
  * writes it) and on success stores a new tensor holding a copy of them in `*out` (free it
@@ -1119,6 +1236,7 @@ enum expq_status expq_tensor_serialize(const struct expq_tensor *t,
 enum expq_status expq_tensor_deserialize(const uint8_t *buf,
                                          size_t buf_len,
                                          struct expq_tensor **out);
+#endif
 
 /**
  * Validates `buf_len` stored bytes at `buf` (one whole tensor, as `expq_tensor_serialize`
@@ -1193,6 +1311,7 @@ enum expq_status expq_view_gemv_rows(const struct expq_view *v,
                                      float *y,
                                      size_t y_len);
 
+#if !defined(EXPQ_NO_STD)
 /**
  * `expq_view_gemv` with int8 activations, an explicit precision mode: `x` is quantized to
  * int8 in blocks of 32 values (a `float` scale each) and each group's levels to int8, and
@@ -1211,7 +1330,9 @@ enum expq_status expq_view_gemv_int8(const struct expq_view *v,
                                      size_t x_len,
                                      float *y,
                                      size_t y_len);
+#endif
 
+#if !defined(EXPQ_NO_STD)
 /**
  * `expq_view_gemv_int8` for a range of rows (arguments as `expq_view_gemv_rows`); the
  * results equal the matching entries of `expq_view_gemv_int8` exactly.
@@ -1226,6 +1347,7 @@ enum expq_status expq_view_gemv_int8_rows(const struct expq_view *v,
                                           size_t row_end,
                                           float *y,
                                           size_t y_len);
+#endif
 
 /**
  * Rows of the viewed tensor, or 0 when `v` is NULL or not initialized.

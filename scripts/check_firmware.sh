@@ -77,7 +77,7 @@ while read -r _ size kind name; do
     expquant_firmware::CONTAINER) part=model ;;
     expquant_firmware::TEST_IMAGES) part=images ;;
     expquant_firmware::*) part=application ;;
-    crc32fast::*) part=checksum ;;
+    crc32fast::* | expquant::format::checksum::*) part=checksum ;;
     expquant::* | "<expquant::"* | num_traits::* | libm::*) part=library ;;
     *) part=rest ;;
   esac

@@ -148,7 +148,7 @@ impl<'a> ContainerView<'a> {
     /// A container that [`with_verification`](Self::with_verification) accepted before,
     /// rebuilt in O(1) from its buffer and the numbers it reported (the C ABI's
     /// `expq_container_view`): no check is redone, and none is needed for memory safety.
-    #[cfg(feature = "ffi")]
+    #[cfg(feature = "ffi-core")]
     pub(crate) fn from_parsed(
         buf: &'a [u8],
         version: u16,
@@ -196,7 +196,7 @@ impl<'a> ContainerView<'a> {
     }
 
     /// The stored bytes of entry `index`, unchecked.
-    #[cfg(feature = "ffi")]
+    #[cfg(feature = "ffi-core")]
     pub(crate) fn raw_at(&self, index: usize) -> Option<&'a [u8]> {
         self.table.entries().nth(index).map(|(_, bytes)| bytes)
     }

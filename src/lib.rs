@@ -63,7 +63,7 @@
 //!   codes, and the [`kernels::Isa`] token; every SIMD kernel lives in the private `isa`
 //!   layer, one file per instruction set.
 //! - [`format`]: the byte layout (`FORMAT.md`), its constants and [`format::crc32`].
-//! - `ffi` (feature `ffi`): the C ABI.
+//! - `ffi` (features `ffi`, `ffi-core`): the C ABI.
 //!
 //! Private, re-exported above: `scheme` (the enums' code and name tables), `layout`
 //! (granularity), `config`, `tensor` (quantize), `view`, `parts` (the shape, codes and
@@ -80,7 +80,10 @@
 //! ## Features
 //! - `std` (default): `std::error::Error` for [`Error`]; implies `alloc`.
 //! - `ffi`: the C ABI (`expquant::ffi`), built into `libexpquant` by the `expquant-capi`
-//!   crate; also regenerates `include/expquant.h`. Implies `std`.
+//!   crate; also regenerates `include/expquant.h`. Implies `std` and `ffi-core`.
+//! - `ffi-core`: the allocation-free part of the C ABI alone (views, container views,
+//!   decode, GEMV, statuses), with neither `std` nor `alloc`: the header's `EXPQ_NO_STD`
+//!   subset, linked into firmware by the `capi-nostd/` static library.
 //! - `alloc`: fitting, [`quantize`] and owned tensors. Without it the crate still offers
 //!   codebooks, packing and the decode kernels, with no allocator at all.
 //! - `parallel`: [`quantize`] (from 64 K weights) and `gemv` (from 4 M weights) split rows
@@ -115,7 +118,7 @@ mod container;
 mod covariance;
 pub mod discretize;
 mod error;
-#[cfg(feature = "ffi")]
+#[cfg(feature = "ffi-core")]
 pub mod ffi;
 mod float;
 pub mod format;

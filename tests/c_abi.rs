@@ -400,7 +400,9 @@ fn header_defines_only_prefixed_names() {
             .split(|c: char| !is_ident(c))
             .filter(|w| !w.is_empty())
             .collect();
-        if let Some(rest) = trimmed.strip_prefix("#define") {
+        if trimmed.starts_with("#if") || trimmed.starts_with("#endif") {
+            // Conditions define nothing (`#if !defined(EXPQ_NO_STD)`, the include guard).
+        } else if let Some(rest) = trimmed.strip_prefix("#define") {
             let name: String = rest.trim().chars().take_while(|&c| is_ident(c)).collect();
             if name != "EXPQUANT_H" {
                 defined.push((name, "macro"));

@@ -3,15 +3,23 @@
 //! without copying and hands out each tensor as an `expq_view` and each `f32` array in place.
 
 use core::mem::{align_of, offset_of, size_of};
+#[cfg(not(expq_no_std))]
 use std::string::String;
+#[cfg(not(expq_no_std))]
 use std::vec::Vec;
 
-use crate::container::{Entry, EntryView, Plan};
+use crate::container::EntryView;
+#[cfg(not(expq_no_std))]
+use crate::container::{Entry, Plan};
 use crate::error::Error;
-use crate::{ContainerView, QuantizedTensor, Verification};
+#[cfg(not(expq_no_std))]
+use crate::QuantizedTensor;
+use crate::{ContainerView, Verification};
 
+#[cfg(not(expq_no_std))]
+use super::expq_tensor;
 use super::storage::expq_view;
-use super::{boundary, check_disjoint, expq_status, expq_tensor, write_out, Failure};
+use super::{boundary, check_disjoint, expq_status, write_out, Failure};
 
 /// How much of a container `expq_container_view_init` checks, and when. Every mode checks
 /// the header, the table and every bound, so no bytes can make the library crash or read out
@@ -41,9 +49,17 @@ pub enum expq_entry_kind {
     F32 = 1,
 }
 
+// A C enum has the size of `u32`, except on bare-metal Arm (EABI), where GCC and Rust both
+// make it as small as its values (one byte here). An enum argument received as `u32` is
+// sound there too: AAPCS widens an argument smaller than a word to a full word.
 const _: () = {
-    assert!(size_of::<expq_verification>() == size_of::<u32>());
-    assert!(size_of::<expq_entry_kind>() == size_of::<u32>());
+    let c_enum = if cfg!(all(target_arch = "arm", target_os = "none")) {
+        1
+    } else {
+        size_of::<u32>()
+    };
+    assert!(size_of::<expq_verification>() == c_enum);
+    assert!(size_of::<expq_entry_kind>() == c_enum);
 };
 
 fn verification(value: expq_verification_value) -> Result<Verification, Failure> {
@@ -60,6 +76,7 @@ fn verification(value: expq_verification_value) -> Result<Verification, Failure>
 }
 
 /// One entry a builder holds: its own copy of the tensor or the floats.
+#[cfg(not(expq_no_std))]
 enum Owned {
     Quantized(QuantizedTensor),
     F32 {
@@ -73,6 +90,7 @@ enum Owned {
 /// `expq_container_builder_new` until `expq_container_builder_free`. Opaque. It copies what
 /// is added, so the tensors and arrays may be freed right after they are added. Not
 /// thread-safe while entries are added; `expq_container_builder_write` only reads it.
+#[cfg(not(expq_no_std))]
 pub struct expq_container_builder {
     entries: Vec<(String, Owned)>,
 }
@@ -83,6 +101,7 @@ pub struct expq_container_builder {
 ///
 /// # Safety
 /// `out` must be NULL or writable for one pointer.
+#[cfg(not(expq_no_std))]
 #[no_mangle]
 pub unsafe extern "C" fn expq_container_builder_new(
     out: *mut *mut expq_container_builder,
@@ -102,6 +121,7 @@ pub unsafe extern "C" fn expq_container_builder_new(
 ///
 /// # Safety
 /// `b` must be NULL or a builder from `expq_container_builder_new` not yet freed.
+#[cfg(not(expq_no_std))]
 #[no_mangle]
 pub unsafe extern "C" fn expq_container_builder_free(b: *mut expq_container_builder) {
     boundary("expq_container_builder_free", || {
@@ -115,6 +135,7 @@ pub unsafe extern "C" fn expq_container_builder_free(b: *mut expq_container_buil
 }
 
 /// The name `name_len` bytes at `name` as UTF-8, checked for length and uniqueness in `b`.
+#[cfg(not(expq_no_std))]
 fn checked_name(b: &expq_container_builder, name: &[u8]) -> Result<String, Failure> {
     let name = core::str::from_utf8(name)
         .map_err(|_| Error::InvalidName("a tensor name must be UTF-8"))?;
@@ -136,6 +157,7 @@ fn checked_name(b: &expq_container_builder, name: &[u8]) -> Result<String, Failu
 /// # Safety
 /// `b` must be NULL or a live builder not used by another thread during the call; `name`
 /// must point to `name_len` bytes; `t` must be NULL or a live tensor.
+#[cfg(not(expq_no_std))]
 #[no_mangle]
 pub unsafe extern "C" fn expq_container_builder_add_tensor(
     b: *mut expq_container_builder,
@@ -166,6 +188,7 @@ pub unsafe extern "C" fn expq_container_builder_add_tensor(
 /// # Safety
 /// `b` and `name` as for `expq_container_builder_add_tensor`; `values` must point to
 /// `values_len` floats.
+#[cfg(not(expq_no_std))]
 #[no_mangle]
 pub unsafe extern "C" fn expq_container_builder_add_f32(
     b: *mut expq_container_builder,
@@ -222,6 +245,7 @@ pub unsafe extern "C" fn expq_container_builder_add_f32(
 /// # Safety
 /// `b` must be NULL or a live builder not modified during the call; `buf` must be NULL or
 /// writable for `buf_len` bytes; `written` must be NULL or writable.
+#[cfg(not(expq_no_std))]
 #[no_mangle]
 pub unsafe extern "C" fn expq_container_builder_write(
     b: *const expq_container_builder,

@@ -22,6 +22,16 @@
 //!   [`expq_last_error_message`]. A successful call does not clear it.
 //! - A panic never crosses the boundary: it becomes `EXPQ_STATUS_PANIC` (or a zero value from
 //!   the accessors) with the panic message as the last error.
+//! - Without `std` (feature `ffi-core` alone; C defines `EXPQ_NO_STD`) only the
+//!   allocation-free functions exist — statuses, `expq_view_*` (f32 GEMV), `expq_decode`,
+//!   `expq_container_view_*`, `expq_version`, `expq_last_error_message` — and two rules
+//!   change. There are no threads to keep a message per thread, and nothing to format one
+//!   with: the last error is the fixed sentence of the status of the most recent failing
+//!   call anywhere in the program (such as `EXPQ_STATUS_NULL_POINTER: a required pointer
+//!   argument was NULL`), without the function's name or details. And there is no unwinding
+//!   to catch: a panic (a bug in the library) aborts through the program's panic handler
+//!   (`capi-nostd` builds with `panic = "abort"` and halts), so `EXPQ_STATUS_PANIC` is never
+//!   returned.
 //! - An `expq_tensor` is created by [`expq_quantize`], [`expq_quantize_calibrated`] or
 //!   [`expq_tensor_deserialize`] and owned by the caller until [`expq_tensor_free`]. It is immutable: any number of threads may call the `const
 //!   expq_tensor *` functions on one tensor at the same time; freeing must not race with them.
@@ -38,15 +48,22 @@
 
 #![allow(non_camel_case_types)]
 
+#[cfg(not(expq_no_std))]
 extern crate std;
 
 use core::fmt;
 use core::mem::{align_of, size_of};
+#[cfg(expq_no_std)]
+use core::sync::atomic::{AtomicU8, Ordering};
+#[cfg(not(expq_no_std))]
 use std::cell::RefCell;
+#[cfg(not(expq_no_std))]
 use std::panic::{self, AssertUnwindSafe};
+#[cfg(not(expq_no_std))]
 use std::string::{String, ToString};
 
 use crate::error::Error;
+use crate::view::QuantizedView;
 
 /// Turns a pointer argument into a shared reference, or returns `Failure::Null` naming it.
 /// The enclosing function's `# Safety` section promises that a non-NULL pointer is valid.
@@ -88,23 +105,33 @@ macro_rules! try_out {
     };
 }
 
+// What needs a heap (owned tensors, builders, fitting) is left out without `std`; cbindgen
+// writes `#[cfg(not(expq_no_std))]` as `#if !defined(EXPQ_NO_STD)` (cbindgen.toml).
+#[cfg(not(expq_no_std))]
 mod config;
 mod decode;
+#[cfg(not(expq_no_std))]
 mod tensor;
 
 // Declared after the modules above (and in a group of their own, which rustfmt keeps in
 // order) so that cbindgen lists their functions after the tensor functions in the header.
+#[cfg(not(expq_no_std))]
 mod calibrate;
+#[cfg(not(expq_no_std))]
 mod compensate;
 mod container;
 mod storage;
 
+#[cfg(not(expq_no_std))]
 pub use calibrate::*;
+#[cfg(not(expq_no_std))]
 pub use compensate::*;
+#[cfg(not(expq_no_std))]
 pub use config::*;
 pub use container::*;
 pub use decode::*;
 pub use storage::*;
+#[cfg(not(expq_no_std))]
 pub use tensor::*;
 
 /// The most levels a codebook holds (`2^8`): a buffer of this many floats fits the levels of
@@ -306,10 +333,54 @@ impl Fallback for () {
     fn fallback(_: expq_status) -> Self {}
 }
 
+impl expq_status {
+    /// The fixed sentence for this status: the last error message without `std`.
+    #[cfg_attr(not(expq_no_std), allow(dead_code))]
+    fn sentence(self) -> &'static str {
+        match self {
+            expq_status::Ok => "",
+            expq_status::NullPointer => "EXPQ_STATUS_NULL_POINTER: a required pointer argument was NULL",
+            expq_status::InvalidArgument => "EXPQ_STATUS_INVALID_ARGUMENT: an argument was out of range",
+            expq_status::NonFinite => "EXPQ_STATUS_NON_FINITE: a value was NaN or infinite",
+            expq_status::BufferTooSmall => {
+                "EXPQ_STATUS_BUFFER_TOO_SMALL: a caller-provided buffer was shorter than required"
+            }
+            expq_status::CorruptData => "EXPQ_STATUS_CORRUPT_DATA: the data does not describe a valid tensor",
+            expq_status::UnsupportedVersion => {
+                "EXPQ_STATUS_UNSUPPORTED_VERSION: stored bytes of a format version this build does not read"
+            }
+            expq_status::Panic => "EXPQ_STATUS_PANIC: a panic inside the library was caught",
+        }
+    }
+}
+
+/// The status of the most recent failing call in the program (`expq_status` as `u8`; 0 while
+/// none has failed). Without `std` there is no thread-local storage; this is a plain store,
+/// so with several threads the message may be another thread's, but never a torn one.
+#[cfg(expq_no_std)]
+static LAST_STATUS: AtomicU8 = AtomicU8::new(0);
+
+/// The status stored in [`LAST_STATUS`].
+#[cfg(expq_no_std)]
+fn last_status() -> expq_status {
+    match LAST_STATUS.load(Ordering::Relaxed) {
+        1 => expq_status::NullPointer,
+        2 => expq_status::InvalidArgument,
+        3 => expq_status::NonFinite,
+        4 => expq_status::BufferTooSmall,
+        5 => expq_status::CorruptData,
+        6 => expq_status::UnsupportedVersion,
+        7 => expq_status::Panic,
+        _ => expq_status::Ok,
+    }
+}
+
+#[cfg(not(expq_no_std))]
 std::thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
+#[cfg(not(expq_no_std))]
 fn set_last_error(function: &str, message: &str) {
     // `try_with` fails only while the thread is being torn down; the message is lost then.
     let _ = LAST_ERROR.try_with(|last| {
@@ -325,6 +396,7 @@ fn set_last_error(function: &str, message: &str) {
 /// The panic boundary every exported function runs its body in: catches a panic
 /// (`EXPQ_STATUS_PANIC`), turns a [`Failure`] into its status, and records the last error
 /// message, prefixed with the name of the `function`.
+#[cfg(not(expq_no_std))]
 pub(crate) fn boundary<T: Fallback>(
     function: &'static str,
     body: impl FnOnce() -> Result<T, Failure>,
@@ -347,6 +419,35 @@ pub(crate) fn boundary<T: Fallback>(
             let message = std::format!("a panic was caught (this is a bug in expquant): {what}");
             set_last_error(function, &message);
             T::fallback(expq_status::Panic)
+        }
+    }
+}
+
+/// Runs `f` on the bytes of the calling thread's last error message.
+#[cfg(not(expq_no_std))]
+fn with_last_error<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    LAST_ERROR.with(|last| f(last.borrow().as_bytes()))
+}
+
+/// Runs `f` on the bytes of the program's last error message (see [`LAST_STATUS`]).
+#[cfg(expq_no_std)]
+fn with_last_error<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    f(last_status().sentence().as_bytes())
+}
+
+/// The boundary without `std`: turns a [`Failure`] into its status and records that status
+/// as the last error. A panic cannot be caught here; the panic handler aborts.
+#[cfg(expq_no_std)]
+pub(crate) fn boundary<T: Fallback>(
+    _function: &'static str,
+    body: impl FnOnce() -> Result<T, Failure>,
+) -> T {
+    match body() {
+        Ok(value) => value,
+        Err(failure) => {
+            let status = failure.status();
+            LAST_STATUS.store(status as u8, Ordering::Relaxed);
+            T::fallback(status)
         }
     }
 }
@@ -440,6 +541,58 @@ pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T) {
     unsafe { ptr.write(value) }
 }
 
+/// The body of `expq_tensor_packed_codes` and `expq_view_packed_codes`.
+///
+/// # Safety
+/// `codes` and `codes_len` must each be NULL or valid for one write.
+pub(crate) unsafe fn packed_codes(
+    view: &QuantizedView<'_>,
+    codes: *mut *const u8,
+    codes_len: *mut usize,
+) -> Result<expq_status, Failure> {
+    try_out!(codes);
+    try_out!(codes_len);
+    let packed = view.packed_codes();
+    // SAFETY: `codes` is non-NULL (checked above) and the caller promises it is writable.
+    unsafe { write_out(codes, packed.as_ptr()) };
+    // SAFETY: `codes_len` is non-NULL (checked above) and the caller promises it is writable.
+    unsafe { write_out(codes_len, packed.len()) };
+    Ok(expq_status::Ok)
+}
+
+/// The body of `expq_tensor_group_levels` and `expq_view_group_levels`.
+///
+/// # Safety
+/// `levels` must be NULL or valid for writes of `levels_len` floats that nothing else
+/// accesses during the call; `written` must be NULL or valid for one write.
+pub(crate) unsafe fn group_levels(
+    view: &QuantizedView<'_>,
+    group: usize,
+    levels: *mut f32,
+    levels_len: usize,
+    written: *mut usize,
+) -> Result<expq_status, Failure> {
+    try_out!(written);
+    let out = try_slice_mut!(levels, levels_len);
+    let codebook = view.codebook(group).ok_or(Failure::Index {
+        what: "group",
+        index: group,
+        count: view.group_count(),
+    })?;
+    let values = codebook.levels();
+    let out = out
+        .get_mut(..values.len())
+        .ok_or(crate::Error::BufferLength {
+            what: "levels",
+            expected: values.len(),
+            actual: levels_len,
+        })?;
+    out.copy_from_slice(values);
+    // SAFETY: `written` is non-NULL (checked above) and the caller promises it is writable.
+    unsafe { write_out(written, values.len()) };
+    Ok(expq_status::Ok)
+}
+
 /// Copies the calling thread's last error message into `buf`, which holds `buf_len` chars,
 /// and returns the message's full length in bytes, not counting the terminating NUL.
 ///
@@ -451,6 +604,10 @@ pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T) {
 /// thread and not cleared by a successful one. Returns 0 (and writes `""`) when no call on
 /// this thread has failed.
 ///
+/// Under `EXPQ_NO_STD` (the library built without `std`, for firmware) there is one message
+/// for the whole program: the fixed sentence of the status of the most recent failing call
+/// on any thread, such as `EXPQ_STATUS_NULL_POINTER: a required pointer argument was NULL`.
+///
 /// # Safety
 /// If `buf` is not NULL it must be valid for writes of `buf_len` chars.
 #[no_mangle]
@@ -459,9 +616,7 @@ pub unsafe extern "C" fn expq_last_error_message(
     buf_len: usize,
 ) -> usize {
     boundary("expq_last_error_message", || {
-        LAST_ERROR.with(|last| {
-            let last = last.borrow();
-            let bytes = last.as_bytes();
+        let copy = |bytes: &[u8]| {
             if !buf.is_null() && buf_len > 0 {
                 let n = bytes.len().min(buf_len - 1);
                 let out = try_slice_mut!(buf, n + 1);
@@ -471,7 +626,8 @@ pub unsafe extern "C" fn expq_last_error_message(
                 out[n] = 0;
             }
             Ok(bytes.len())
-        })
+        };
+        with_last_error(copy)
     })
 }
 
@@ -594,6 +750,33 @@ mod tests {
         assert_eq!(len, full.len());
         let got: Vec<u8> = small.iter().map(|&c| c as u8).collect();
         assert_eq!(&got[..], b"expq_\0");
+    }
+
+    /// The sentences that stand for the last error without `std` name each status as the
+    /// header spells it, with its number there.
+    #[test]
+    fn status_sentences_name_the_header_constants() {
+        let header = include_str!("../../include/expquant.h");
+        let statuses = [
+            expq_status::NullPointer,
+            expq_status::InvalidArgument,
+            expq_status::NonFinite,
+            expq_status::BufferTooSmall,
+            expq_status::CorruptData,
+            expq_status::UnsupportedVersion,
+            expq_status::Panic,
+        ];
+        assert_eq!(expq_status::Ok.sentence(), "");
+        for status in statuses {
+            let sentence = status.sentence();
+            let (name, reason) = sentence.split_once(": ").unwrap();
+            assert!(
+                name.starts_with("EXPQ_STATUS_") && !reason.is_empty(),
+                "{sentence}"
+            );
+            let constant = std::format!("{name} = {},", status as u8);
+            assert!(header.contains(&constant), "the header has no `{constant}`");
+        }
     }
 
     #[test]

@@ -11,10 +11,16 @@ use crate::discretize::Family;
 use crate::error::Error;
 use crate::format::HEADER_LEN;
 use crate::parts::{ParamEncoding, Parts, Shape};
-use crate::{Granularity, QuantizedTensor, QuantizedView, Scheme};
+#[cfg(not(expq_no_std))]
+use crate::QuantizedTensor;
+use crate::{Granularity, QuantizedView, Scheme};
 
-use super::tensor::{group_levels, packed_codes};
-use super::{boundary, check_disjoint, expq_status, expq_tensor, slice_from, write_out, Failure};
+#[cfg(not(expq_no_std))]
+use super::expq_tensor;
+use super::{
+    boundary, check_disjoint, expq_status, group_levels, packed_codes, slice_from, write_out,
+    Failure,
+};
 
 /// Writes the stored form of `t` (the documented, versioned byte format: header, packed
 /// codes, parameters, CRC-32) into `buf`, which holds `buf_len` bytes, and on success stores
@@ -34,6 +40,7 @@ use super::{boundary, check_disjoint, expq_status, expq_tensor, slice_from, writ
 /// # Safety
 /// `t` must be NULL or a live tensor; `buf` must be NULL or writable for `buf_len` bytes;
 /// `written` must be NULL or writable.
+#[cfg(not(expq_no_std))]
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_serialize(
     t: *const expq_tensor,
@@ -74,6 +81,7 @@ pub unsafe extern "C" fn expq_tensor_serialize(
 ///
 /// # Safety
 /// `buf` must point to `buf_len` readable bytes; `out` must be writable for one pointer.
+#[cfg(not(expq_no_std))]
 #[no_mangle]
 pub unsafe extern "C" fn expq_tensor_deserialize(
     buf: *const u8,
@@ -348,6 +356,7 @@ pub unsafe extern "C" fn expq_view_gemv_rows(
 ///
 /// # Safety
 /// As `expq_view_gemv`.
+#[cfg(not(expq_no_std))]
 #[no_mangle]
 pub unsafe extern "C" fn expq_view_gemv_int8(
     v: *const expq_view,
@@ -374,6 +383,7 @@ pub unsafe extern "C" fn expq_view_gemv_int8(
 ///
 /// # Safety
 /// As `expq_view_gemv`.
+#[cfg(not(expq_no_std))]
 #[no_mangle]
 pub unsafe extern "C" fn expq_view_gemv_int8_rows(
     v: *const expq_view,

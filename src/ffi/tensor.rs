@@ -1,9 +1,10 @@
 //! `expq_tensor`: quantize, inspect, dequantize and multiply.
 
 use crate::tensor::{quantize, QuantizedTensor};
-use crate::view::QuantizedView;
 
-use super::{boundary, check_disjoint, expq_config, expq_status, write_out, Failure};
+use super::{
+    boundary, check_disjoint, expq_config, expq_status, group_levels, packed_codes, write_out,
+};
 
 /// A quantized `rows × cols` matrix, owned by the caller from `expq_quantize`,
 /// `expq_quantize_calibrated` or `expq_tensor_deserialize` until `expq_tensor_free`. Opaque:
@@ -185,58 +186,6 @@ pub unsafe extern "C" fn expq_tensor_group_levels(
         // floats and `written` NULL or writable.
         unsafe { group_levels(&t.inner.view(), group, levels, levels_len, written) }
     })
-}
-
-/// The body of `expq_tensor_packed_codes` and `expq_view_packed_codes`.
-///
-/// # Safety
-/// `codes` and `codes_len` must each be NULL or valid for one write.
-pub(super) unsafe fn packed_codes(
-    view: &QuantizedView<'_>,
-    codes: *mut *const u8,
-    codes_len: *mut usize,
-) -> Result<expq_status, Failure> {
-    try_out!(codes);
-    try_out!(codes_len);
-    let packed = view.packed_codes();
-    // SAFETY: `codes` is non-NULL (checked above) and the caller promises it is writable.
-    unsafe { write_out(codes, packed.as_ptr()) };
-    // SAFETY: `codes_len` is non-NULL (checked above) and the caller promises it is writable.
-    unsafe { write_out(codes_len, packed.len()) };
-    Ok(expq_status::Ok)
-}
-
-/// The body of `expq_tensor_group_levels` and `expq_view_group_levels`.
-///
-/// # Safety
-/// `levels` must be NULL or valid for writes of `levels_len` floats that nothing else
-/// accesses during the call; `written` must be NULL or valid for one write.
-pub(super) unsafe fn group_levels(
-    view: &QuantizedView<'_>,
-    group: usize,
-    levels: *mut f32,
-    levels_len: usize,
-    written: *mut usize,
-) -> Result<expq_status, Failure> {
-    try_out!(written);
-    let out = try_slice_mut!(levels, levels_len);
-    let codebook = view.codebook(group).ok_or(Failure::Index {
-        what: "group",
-        index: group,
-        count: view.group_count(),
-    })?;
-    let values = codebook.levels();
-    let out = out
-        .get_mut(..values.len())
-        .ok_or(crate::Error::BufferLength {
-            what: "levels",
-            expected: values.len(),
-            actual: levels_len,
-        })?;
-    out.copy_from_slice(values);
-    // SAFETY: `written` is non-NULL (checked above) and the caller promises it is writable.
-    unsafe { write_out(written, values.len()) };
-    Ok(expq_status::Ok)
 }
 
 /// Writes the dequantized matrix, row-major, into `out`, which must hold exactly `rows *

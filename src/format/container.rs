@@ -178,7 +178,7 @@ impl<'a> Table<'a> {
     /// (the C ABI keeps `version` and `count` beside the buffer). Should the numbers not be
     /// those `parse` saw, every read stays bounds-checked: entries that cannot be read end
     /// the iteration.
-    #[cfg(feature = "ffi")]
+    #[cfg(feature = "ffi-core")]
     pub fn from_parsed(buf: &'a [u8], version: u16, count: usize) -> Self {
         Table {
             buf,
