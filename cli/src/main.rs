@@ -52,6 +52,12 @@ Examples:
   expquant quantize model.onnx -o q.expq --bits 4 --calibration calib/ --emit-onnx q.onnx
   expquant quantize model.onnx -o q.expq --bits 3 --calibration batch.npy --sequential
   expquant quantize weights.npy -o w.expq --scheme linear --granularity group:64
+  expquant quantize model.safetensors -o model.expq --overrides overrides.toml
+
+An overrides.toml (the same fields as a JSON array of objects):
+  [[override]]
+  match = \"*.attn.*\"   # bits, scheme, granularity, scale_rule, quantize
+  bits = 6
 
 Which tensors: 2-D and convolution weights (ONNX: Conv, Gemm and MatMul weight initializers);
 1-D tensors, biases, norms and embeddings stay as they are. --include / --exclude patterns
@@ -136,7 +142,7 @@ pub struct QuantizeArgs {
     #[arg(long, value_name = "Q.onnx")]
     pub emit_onnx: Option<PathBuf>,
     /// A safetensors file for the tensors the container cannot hold (integer and bool dtypes),
-    /// kept as stored; needed only when the model has such tensors.
+    /// kept as stored; needed, and written, only when the model has such tensors.
     #[arg(long, value_name = "FILE.safetensors")]
     pub rest_sidecar: Option<PathBuf>,
     /// Write the report as JSON.

@@ -198,7 +198,10 @@ fn safetensors_container_matches_the_library() {
         "{l}"
     );
     assert_eq!(
-        listing.lines().filter(|l| l.ends_with("not checked")).count(),
+        listing
+            .lines()
+            .filter(|l| l.ends_with("not checked"))
+            .count(),
         6,
         "{listing}"
     );
