@@ -4,7 +4,10 @@
 //! only this file; the rest of the tool speaks in the types defined here.
 
 use expquant::calibrate::{quantize_calibrated, InputStats};
-use expquant::{Config, ContainerView, Granularity, QuantizedTensor, ScaleRule, Scheme};
+use expquant::{
+    Config, ContainerView, Entry, EntryView, Granularity, QuantizedTensor, ScaleRule, Scheme,
+    Verification,
+};
 
 use crate::error::{Error, Result};
 
@@ -152,63 +155,142 @@ pub fn sqnr_db(original: &[f32], approx: &[f32]) -> Result<f64> {
     Ok(expquant::metrics::sqnr_db(original, approx)?)
 }
 
-/// Serializes named tensors as an expquant container.
-pub fn container_bytes(tensors: &[(&str, &QuantizedTensor)]) -> Result<Vec<u8>> {
-    Ok(expquant::write_container(tensors)?)
+/// Serializes an expquant container: named quantized tensors and named `rows × cols` `f32`
+/// arrays, all in one buffer.
+pub fn container_bytes(
+    tensors: &[(&str, &QuantizedTensor)],
+    arrays: &[(&str, usize, usize, &[f32])],
+) -> Result<Vec<u8>> {
+    let entries: Vec<(&str, Entry)> = tensors
+        .iter()
+        .map(|&(name, t)| (name, Entry::Quantized(t)))
+        .chain(
+            arrays
+                .iter()
+                .map(|&(name, rows, cols, values)| (name, Entry::F32 { rows, cols, values })),
+        )
+        .collect();
+    Ok(expquant::write_container(&entries)?)
 }
 
-/// One tensor of a container, as `inspect` shows it.
-#[derive(Debug, Clone)]
-pub struct EntryInfo {
-    /// Its name.
-    pub name: String,
-    /// `rows × cols`, or the reason it failed to validate.
-    pub state: std::result::Result<EntryShape, String>,
+/// What a container entry holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryKind {
+    /// A quantized tensor.
+    Quantized {
+        /// Bits per code.
+        bits: u8,
+        /// Level family name.
+        scheme: String,
+        /// Granularity name.
+        granularity: String,
+        /// Codebook count.
+        groups: usize,
+    },
+    /// Raw `f32` values.
+    F32,
 }
 
-/// The shape and settings of a valid container entry.
+/// The shape and settings of a container entry, read from its header.
 #[derive(Debug, Clone)]
 pub struct EntryShape {
     /// Rows.
     pub rows: usize,
     /// Columns.
     pub cols: usize,
-    /// Bits per code.
-    pub bits: u8,
-    /// Level family name.
-    pub scheme: String,
-    /// Granularity name.
-    pub granularity: String,
-    /// Codebook count.
-    pub groups: usize,
-    /// Stored bits per weight.
+    /// Quantized or `f32`, with the quantized tensor's settings.
+    pub kind: EntryKind,
+    /// Stored bits per weight (32 for an `f32` entry).
     pub bits_per_weight: f64,
 }
 
-/// Validates a container and describes each tensor; a tensor whose checksum or contents fail
-/// is listed with the reason.
-pub fn inspect_container(bytes: &[u8]) -> Result<Vec<EntryInfo>> {
-    let container = ContainerView::from_bytes(bytes)?;
-    let mut out = Vec::with_capacity(container.len());
-    for (index, entry) in container.iter().enumerate() {
-        out.push(match entry {
-            Ok((name, view)) => EntryInfo {
-                name: name.to_string(),
-                state: Ok(EntryShape {
-                    rows: view.rows(),
-                    cols: view.cols(),
-                    bits: view.bits(),
-                    scheme: scheme_name(view.scheme()),
-                    granularity: granularity_name(view.granularity()),
-                    groups: view.group_count(),
-                    bits_per_weight: view.bits_per_weight(),
-                }),
-            },
-            Err(e) => EntryInfo {
-                name: format!("#{index}"),
-                state: Err(e.to_string()),
-            },
+/// Whether an entry's stored bytes were found intact.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checksum {
+    /// Checksum (and, for a quantized tensor, parameters and codes) verified.
+    Ok,
+    /// The check failed, for this reason.
+    Mismatch(String),
+    /// Not checked (only the table was).
+    NotChecked,
+}
+
+/// One entry of a container, as `inspect` shows it.
+#[derive(Debug, Clone)]
+pub struct EntryInfo {
+    /// Its name.
+    pub name: String,
+    /// Its shape and settings, or why its header cannot be read.
+    pub shape: std::result::Result<EntryShape, String>,
+    /// Its checksum state.
+    pub checksum: Checksum,
+}
+
+/// A container as `inspect` shows it.
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    /// Format version.
+    pub version: u16,
+    /// Entries in table order.
+    pub entries: Vec<EntryInfo>,
+}
+
+/// Opens a container with [`Verification::Lazy`] (header and table checked under the table's
+/// checksum, no entry yet) and describes each entry; with `verify`, each entry is then looked
+/// up through that view, which checks it, so a damaged entry is reported on its own line
+/// while the others still show as verified.
+pub fn inspect_container(bytes: &[u8], verify: bool) -> Result<ContainerInfo> {
+    let lazy = ContainerView::with_verification(bytes, Verification::Lazy)?;
+    // The same table read without entry checks: headers are bounds-checked, so describing a
+    // damaged entry cannot go wrong, and the listing does not depend on `verify`.
+    let trusted = ContainerView::with_verification(bytes, Verification::Trusted)?;
+    // Both walks go through the table once, in the same order; a name is looked up on its
+    // own (O(index)) only for an entry whose header cannot be read.
+    let mut checked = lazy.entries();
+    let mut entries = Vec::with_capacity(lazy.len());
+    for (index, described) in trusted.entries().enumerate() {
+        let (name, shape) = match described {
+            Ok((name, view)) => (name.to_string(), Ok(describe(&view))),
+            Err(e) => (
+                lazy.name(index).unwrap_or_default().to_string(),
+                Err(e.to_string()),
+            ),
+        };
+        let checksum = match verify.then(|| checked.next()).flatten() {
+            Some(Ok(_)) => Checksum::Ok,
+            Some(Err(e)) => Checksum::Mismatch(e.to_string()),
+            None => Checksum::NotChecked,
+        };
+        entries.push(EntryInfo {
+            name,
+            shape,
+            checksum,
         });
     }
-    Ok(out)
+    Ok(ContainerInfo {
+        version: lazy.version(),
+        entries,
+    })
+}
+
+fn describe(view: &EntryView<'_>) -> EntryShape {
+    match view {
+        EntryView::Quantized(q) => EntryShape {
+            rows: q.rows(),
+            cols: q.cols(),
+            kind: EntryKind::Quantized {
+                bits: q.bits(),
+                scheme: scheme_name(q.scheme()),
+                granularity: granularity_name(q.granularity()),
+                groups: q.group_count(),
+            },
+            bits_per_weight: q.bits_per_weight(),
+        },
+        EntryView::F32(a) => EntryShape {
+            rows: a.rows(),
+            cols: a.cols(),
+            kind: EntryKind::F32,
+            bits_per_weight: 32.0,
+        },
+    }
 }

@@ -32,10 +32,16 @@ enum Command {
     /// Quantize every weight matrix of a model file into an expquant container.
     #[command(after_long_help = QUANTIZE_EXAMPLES, after_help = QUANTIZE_EXAMPLES)]
     Quantize(Box<QuantizeArgs>),
-    /// List a container's tensors: shape, bits, bits per weight and checksum state.
+    /// List a container's entries: kind, shape, bits, bits per weight, granularity, scheme
+    /// and checksum state.
+    #[command(after_long_help = INSPECT_NOTES, after_help = INSPECT_NOTES)]
     Inspect {
         /// The container (`.expq`) to read.
         file: PathBuf,
+        /// Check every entry's checksum and contents (without it, only the header and the
+        /// entry table are checked and entries show as not checked).
+        #[arg(long)]
+        verify: bool,
     },
 }
 
@@ -46,6 +52,12 @@ Examples:
   expquant quantize model.onnx -o q.expq --bits 4 --calibration calib/ --emit-onnx q.onnx
   expquant quantize model.onnx -o q.expq --bits 3 --calibration batch.npy --sequential
   expquant quantize weights.npy -o w.expq --scheme linear --granularity group:64
+  expquant quantize model.safetensors -o model.expq --overrides overrides.toml
+
+An overrides.toml (the same fields as a JSON array of objects):
+  [[override]]
+  match = \"*.attn.*\"   # bits, scheme, granularity, scale_rule, quantize
+  bits = 6
 
 Which tensors: 2-D and convolution weights (ONNX: Conv, Gemm and MatMul weight initializers);
 1-D tensors, biases, norms and embeddings stay as they are. --include / --exclude patterns
@@ -56,10 +68,25 @@ channels' mean and mean square. They are used for bias correction (turn off with
 --no-bias-correction), for the output-weighted error under --target-bpw, and by
 --scale-rule output-mse. --sequential measures layer k with layers 1..k-1 already quantized.
 
-Outputs: the container (-o) holds every quantized tensor under its original name (MatMul and
-Gemm weights stored [in, out] are held transposed, one row per output). Every other tensor,
-and every corrected bias, goes to a safetensors sidecar (--rest, default OUT.rest.safetensors).
+Outputs: the container (-o) alone holds the model's tensors, each under its original name:
+every quantized tensor (MatMul and Gemm weights stored [in, out] are held transposed, one row
+per output), and every other float tensor and every corrected bias as an f32 entry, the
+tensor seen as first axis x the rest (f16, bf16 and f64 values are converted to f32, which is
+what the container holds; f16 and bf16 convert exactly, f64 is rounded). A corrected bias for
+a layer that had none is named WEIGHT.expquant_bias. Tensors of other dtypes (integers, bool)
+cannot be f32 entries: a safetensors model with some needs --rest-sidecar FILE, which keeps
+them as stored; ONNX integer initializers belong to the graph and stay in the .onnx file.
 All files are written under temporary names and renamed only when everything succeeded.";
+
+const INSPECT_NOTES: &str = "\
+Examples:
+  expquant inspect model.expq
+  expquant inspect model.expq --verify
+
+The header and the entry table are always checked (under the table's checksum); each entry's
+checksum (and, for quantized tensors, its parameters and codes) only with --verify. The
+checksum column reads ok, MISMATCH (with the reason) or not checked. Exit status 1 when a
+checked entry fails.";
 
 /// Options of `expquant quantize`.
 #[derive(Debug, Args)]
@@ -95,9 +122,10 @@ pub struct QuantizeArgs {
     /// Keep tensors whose name matches in floating point (repeatable; wins over --include).
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
-    /// Per-tensor settings: a JSON array of {"match": PATTERN, "bits", "scheme",
-    /// "granularity", "scale_rule", "quantize"}; later entries win.
-    #[arg(long, value_name = "FILE.json")]
+    /// Per-tensor settings, `.json` or `.toml`: entries of {"match": PATTERN, "bits",
+    /// "scheme", "granularity", "scale_rule", "quantize"}, a JSON array or TOML `[[override]]`
+    /// tables; later entries win.
+    #[arg(long, value_name = "FILE.json|FILE.toml")]
     pub overrides: Option<PathBuf>,
     /// Calibration inputs for an ONNX model: a directory of `.npy` files or one `.npy` with a
     /// batch axis.
@@ -113,9 +141,10 @@ pub struct QuantizeArgs {
     /// Also write the ONNX model with dequantized weights and corrected biases.
     #[arg(long, value_name = "Q.onnx")]
     pub emit_onnx: Option<PathBuf>,
-    /// Where the unquantized tensors and corrected biases go (safetensors).
-    #[arg(long, value_name = "FILE")]
-    pub rest: Option<PathBuf>,
+    /// A safetensors file for the tensors the container cannot hold (integer and bool dtypes),
+    /// kept as stored; needed, and written, only when the model has such tensors.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub rest_sidecar: Option<PathBuf>,
     /// Write the report as JSON.
     #[arg(long, value_name = "R.json")]
     pub report: Option<PathBuf>,
@@ -131,7 +160,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Quantize(args) => run::quantize(&args),
-        Command::Inspect { file } => run::inspect(&file),
+        Command::Inspect { file, verify } => run::inspect(&file, verify),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::engine::{Checksum, ContainerInfo, EntryKind};
+
 /// One quantized tensor.
 #[derive(Debug, Clone, Serialize)]
 pub struct TensorRow {
@@ -68,8 +70,13 @@ pub struct Report {
     pub quantized_weights: u64,
     /// Bytes of every tensor in the model file.
     pub size_before_bytes: u64,
-    /// Bytes of the container plus the sidecar of unquantized tensors.
+    /// Bytes of the output: the container (quantized tensors, every other float tensor and
+    /// the corrected biases), plus the sidecar when one was written.
     pub size_after_bytes: u64,
+    /// `f32` entries in the container: kept float tensors and new biases.
+    pub f32_entries: usize,
+    /// The sidecar of tensors the container cannot hold, when one was written.
+    pub sidecar: Option<String>,
     /// Calibration samples used (0 without calibration).
     pub calibration_samples: usize,
     /// Whether statistics were measured sequentially.
@@ -137,11 +144,109 @@ impl Report {
                 .map_or(String::new(), |t| format!(" (target {t})")),
         );
         out += &format!(
-            "size: {} -> {} ({:.1}x smaller)\n",
+            "size: {} -> {} ({:.1}x smaller), {} f32 entries in {}{}\n",
             human(self.size_before_bytes),
             human(self.size_after_bytes),
-            self.size_before_bytes as f64 / self.size_after_bytes.max(1) as f64
+            self.size_before_bytes as f64 / self.size_after_bytes.max(1) as f64,
+            self.f32_entries,
+            self.output,
+            self.sidecar
+                .as_ref()
+                .map_or(String::new(), |s| format!(", sidecar {s}")),
         );
         out
     }
+}
+
+/// The listing of `expquant inspect`: one line per entry, then totals.
+pub fn inspect_table(path: &str, file_len: usize, info: &ContainerInfo) -> String {
+    let width = info
+        .entries
+        .iter()
+        .map(|e| e.name.chars().count())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 48);
+    let mut out = format!(
+        "{path}: expquant container v{}, {} entries, {}; table checksum ok\n",
+        info.version,
+        info.entries.len(),
+        human(file_len as u64)
+    );
+    out += &format!(
+        "{:<width$}  {:<9}  {:>14}  {:>4}  {:>7}  {:<11}  {:<11}  checksum\n",
+        "entry", "kind", "rows×cols", "bits", "bpw", "granularity", "scheme"
+    );
+    let (mut weights, mut stored, mut values) = (0u64, 0.0f64, 0u64);
+    let mut counts = [0usize; 3];
+    for e in &info.entries {
+        let checksum = match &e.checksum {
+            Checksum::Ok => "ok".to_string(),
+            Checksum::Mismatch(reason) => format!("MISMATCH: {reason}"),
+            Checksum::NotChecked => "not checked".to_string(),
+        };
+        counts[match e.checksum {
+            Checksum::Ok => 0,
+            Checksum::Mismatch(_) => 1,
+            Checksum::NotChecked => 2,
+        }] += 1;
+        let line = match &e.shape {
+            Ok(s) => {
+                let n = (s.rows * s.cols) as u64;
+                let (kind, bits, granularity, scheme) = match &s.kind {
+                    EntryKind::Quantized {
+                        bits,
+                        scheme,
+                        granularity,
+                        ..
+                    } => {
+                        weights += n;
+                        stored += s.bits_per_weight * n as f64;
+                        (
+                            "quantized",
+                            bits.to_string(),
+                            granularity.as_str(),
+                            scheme.as_str(),
+                        )
+                    }
+                    EntryKind::F32 => {
+                        values += n;
+                        ("f32", "-".to_string(), "-", "-")
+                    }
+                };
+                format!(
+                    "{:<width$}  {:<9}  {:>14}  {:>4}  {:>7.3}  {:<11}  {:<11}  {checksum}",
+                    e.name,
+                    kind,
+                    format!("{}×{}", s.rows, s.cols),
+                    bits,
+                    s.bits_per_weight,
+                    granularity,
+                    scheme,
+                )
+            }
+            Err(reason) => format!(
+                "{:<width$}  unreadable header: {reason}  {checksum}",
+                e.name
+            ),
+        };
+        out += &line;
+        out += "\n";
+    }
+    if weights > 0 {
+        out += &format!(
+            "quantized: {weights} weights, {:.3} bits per weight; ",
+            stored / weights as f64
+        );
+    }
+    out += &format!("f32: {values} values\n");
+    out += &if counts[2] == info.entries.len() {
+        "entries not checked (--verify checks every entry)\n".to_string()
+    } else {
+        format!(
+            "checksums: {} ok, {} mismatched, {} not checked\n",
+            counts[0], counts[1], counts[2]
+        )
+    };
+    out
 }

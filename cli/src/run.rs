@@ -7,15 +7,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 
 use crate::allocate::{self, Choice};
 use crate::engine::{self, Moments, Settings};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use crate::npy;
 use crate::onnx::{self, Layer, OnnxModel, Sample};
 use crate::output::Staged;
-use crate::report::{KeptRow, Report, TensorRow};
+use crate::report::{self, KeptRow, Report, TensorRow};
 use crate::safetensors_file::{self, SafetensorsFile};
 use crate::select::{Decision, Overrides, Selection};
 use crate::QuantizeArgs;
@@ -449,6 +449,14 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         bail!("--sequential needs --calibration");
     }
     let items = source.items(&args.model, &selection, base)?;
+    let unstorable = unstorable(&source, &items);
+    if !unstorable.is_empty() && args.rest_sidecar.is_none() {
+        bail!(
+            "{}: the container holds f32 values only, so it cannot hold {}; pass --rest-sidecar FILE.safetensors to keep them there as stored",
+            args.model.display(),
+            unstorable.join(", ")
+        );
+    }
     let mut jobs: Vec<(usize, Settings, bool)> = items
         .iter()
         .enumerate()
@@ -613,28 +621,40 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     };
     progress.finish_and_clear();
 
-    // Outputs, staged then renamed together.
+    // Outputs, staged then renamed together. The quantized tensors and the f32 entries are
+    // in memory together only while the container is written.
     let mut staged = Staged::default();
+    let rest = rest_entries(&source, &items, &jobs, &done)?;
     let named: Vec<(&str, &engine::Tensor)> = jobs
         .iter()
         .zip(&done)
         .map(|(&(i, ..), d)| (items[i].name.as_str(), &d.tensor))
         .collect();
-    let container = engine::container_bytes(&named)?;
+    let arrays: Vec<(&str, usize, usize, &[f32])> = rest
+        .arrays
+        .iter()
+        .map(|(name, rows, cols, values)| (name.as_str(), *rows, *cols, values.as_slice()))
+        .collect();
+    let container = engine::container_bytes(&named, &arrays)
+        .map_err(|e| e.context(format!("cannot write {}", args.output.display())))?;
+    drop(arrays);
     staged.write(&args.output, &container)?;
-    let rest = rest_bytes(&source, &items, &jobs, &done)?;
-    let rest_len = match rest {
-        Some(bytes) => {
-            let path = args.rest.clone().unwrap_or_else(|| {
-                let mut name = args.output.file_name().unwrap_or_default().to_os_string();
-                name.push(".rest.safetensors");
-                args.output.with_file_name(name)
-            });
-            staged.write(&path, &bytes)?;
+    let container_len = container.len() as u64;
+    drop(container);
+    let f32_entries = rest.arrays.len();
+    let sidecar_len = match (&args.rest_sidecar, rest.sidecar.is_empty()) {
+        (Some(path), false) => {
+            let metadata = match &source {
+                Source::Safetensors(file) => file.metadata.clone(),
+                _ => None,
+            };
+            let bytes = safetensors_file::serialize(&rest.sidecar, &metadata)?;
+            staged.write(path, &bytes)?;
             bytes.len() as u64
         }
-        None => 0,
+        _ => 0,
     };
+    drop(rest);
     if let (Some(path), Some(model)) = (&args.emit_onnx, &working) {
         staged.write(path, &model.to_bytes())?;
     }
@@ -648,7 +668,11 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         allocation_exact,
         quantized_weights,
         size_before_bytes: items.iter().map(|i| i.bytes).sum(),
-        size_after_bytes: container.len() as u64 + rest_len,
+        size_after_bytes: container_len + sidecar_len,
+        f32_entries,
+        sidecar: (sidecar_len > 0)
+            .then(|| args.rest_sidecar.as_ref().map(|p| p.display().to_string()))
+            .flatten(),
         calibration_samples: samples.len(),
         sequential: args.sequential,
         tensors: done.into_iter().map(|d| d.row).collect(),
@@ -709,136 +733,155 @@ fn apply_to_model(model: &mut OnnxModel, item: &Item, done: &Done) -> Result<()>
     Ok(())
 }
 
-/// The sidecar: every tensor kept in floating point (safetensors: as stored; ONNX: float
-/// initializers as f32) with corrected biases, plus the new biases of layers that had none.
-fn rest_bytes(
+/// What goes beside the quantized tensors: `f32` container entries and sidecar tensors.
+#[derive(Debug, Default)]
+struct Rest {
+    /// Name, rows, cols and values of each `f32` entry.
+    arrays: Vec<(String, usize, usize, Vec<f32>)>,
+    /// Tensors the container cannot hold, as stored: name, dtype, shape, bytes.
+    sidecar: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+}
+
+/// Whether an ONNX data type (as [`onnx::dtype_name`] spells it) converts to `f32`.
+fn onnx_float(dtype: &str) -> bool {
+    matches!(dtype, "float" | "float16" | "bfloat16" | "double")
+}
+
+/// The kept tensors that cannot be `f32` entries: safetensors tensors of a non-float dtype
+/// or without elements (ONNX integer initializers stay in the graph and are not listed).
+fn unstorable(source: &Source, items: &[Item]) -> Vec<String> {
+    let Source::Safetensors(file) = source else {
+        return Vec::new();
+    };
+    file.entries
+        .iter()
+        .zip(items)
+        .filter(|(e, item)| {
+            matches!(item.decision, Decision::Keep(_))
+                && (!safetensors_file::is_float(e.dtype) || e.shape.contains(&0))
+        })
+        .map(|(e, _)| format!("'{}' ({:?}, shape {:?})", e.name, e.dtype, e.shape))
+        .collect()
+}
+
+/// Every kept float tensor as an `f32` entry (the tensor seen as its first axis against the
+/// rest), with the corrected biases (the values `--emit-onnx` writes), plus the new biases
+/// of layers that had none; safetensors tensors of other dtypes go to the sidecar.
+fn rest_entries(
     source: &Source,
     items: &[Item],
     jobs: &[(usize, Settings, bool)],
     done: &[Done],
-) -> Result<Option<Vec<u8>>> {
-    // Bias name → correction.
-    let mut corrections: HashMap<String, &[f32]> = HashMap::new();
-    let mut new_biases: Vec<(String, Vec<f32>)> = Vec::new();
+) -> Result<Rest> {
+    // Bias name → (layer, correction).
+    let mut corrections: HashMap<&str, (&Layer, &[f32])> = HashMap::new();
+    let mut rest = Rest::default();
     for (&(i, ..), d) in jobs.iter().zip(done) {
         if let (Some(c), Some(layer)) = (&d.bias_correction, &items[i].layer) {
             match &layer.bias {
                 Some(b) => {
-                    corrections.insert(b.clone(), c);
+                    corrections.insert(b.as_str(), (layer, c));
                 }
-                None => new_biases.push((format!("{}.expquant_bias", layer.weight), c.clone())),
+                None => {
+                    let scale = bias_scale(layer)?;
+                    rest.arrays.push((
+                        format!("{}.expquant_bias", layer.weight),
+                        1,
+                        c.len(),
+                        c.iter().map(|c| c * scale).collect(),
+                    ));
+                }
             }
         }
     }
-    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for item in items
+    let kept = items
         .iter()
-        .filter(|i| matches!(i.decision, Decision::Keep(_)))
-    {
+        .enumerate()
+        .filter(|(_, i)| matches!(i.decision, Decision::Keep(_)));
+    for (index, item) in kept {
+        let (rows, cols) = matrix_dims(&item.shape);
         match source {
             Source::Safetensors(file) => {
-                let entry = file
-                    .entries
-                    .iter()
-                    .find(|e| e.name == item.name)
-                    .expect("entry");
-                tensors.push((
-                    item.name.clone(),
-                    entry.dtype,
-                    item.shape.clone(),
-                    file.raw(entry)?,
-                ));
+                // Items are built from the entries in order.
+                let entry = &file.entries[index];
+                if safetensors_file::is_float(entry.dtype) && rows * cols > 0 {
+                    rest.arrays
+                        .push((item.name.clone(), rows, cols, file.load_f32(entry)?));
+                } else {
+                    rest.sidecar.push((
+                        item.name.clone(),
+                        entry.dtype,
+                        item.shape.clone(),
+                        file.raw(entry)?,
+                    ));
+                }
             }
             Source::Npy { .. } => {}
-            Source::Onnx { model, layers } => {
-                let Ok(mut values) = model.load_f32(&item.name) else {
-                    // Integer initializers describe the graph; they stay in the .onnx file.
+            Source::Onnx { model, .. } => {
+                if !onnx_float(&item.dtype) || rows * cols == 0 {
                     continue;
-                };
-                if let Some(c) = corrections.get(&item.name) {
-                    let layer = layers
-                        .values()
-                        .find(|l| l.bias.as_deref() == Some(&item.name));
-                    let scale = match layer.map(|l| l.op) {
-                        Some(onnx::Op::Gemm { beta, .. }) if beta != 0.0 => 1.0 / beta,
-                        _ => 1.0,
-                    };
-                    if values.len() == c.len() {
-                        for (v, d) in values.iter_mut().zip(c.iter()) {
-                            *v += d * scale;
-                        }
+                }
+                let mut values = model.load_f32(&item.name)?;
+                if let Some(&(layer, c)) = corrections.get(item.name.as_str()) {
+                    if values.len() != c.len() {
+                        bail!(
+                            "bias '{}' holds {} values, layer '{}' has {} outputs",
+                            item.name,
+                            values.len(),
+                            layer.weight,
+                            c.len()
+                        );
+                    }
+                    let scale = bias_scale(layer)?;
+                    for (v, d) in values.iter_mut().zip(c) {
+                        *v += d * scale;
                     }
                 }
-                let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                tensors.push((item.name.clone(), Dtype::F32, item.shape.clone(), bytes));
+                rest.arrays.push((item.name.clone(), rows, cols, values));
             }
         }
     }
-    for (name, values) in new_biases {
-        let shape = vec![values.len()];
-        tensors.push((
-            name,
-            Dtype::F32,
-            shape,
-            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ));
-    }
-    if tensors.is_empty() {
-        return Ok(None);
-    }
-    let views = tensors
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::msg(format!("tensor '{name}': {e:?}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let metadata = match source {
-        Source::Safetensors(file) => file.metadata.clone(),
-        _ => None,
-    };
-    let bytes = safetensors::serialize(views, &metadata)
-        .map_err(|e| Error::msg(format!("cannot write the sidecar: {e:?}")))?;
-    Ok(Some(bytes))
+    Ok(rest)
 }
 
-/// `expquant inspect`.
-pub fn inspect(path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).context(format!("cannot read {}", path.display()))?;
-    let entries =
-        engine::inspect_container(&bytes).map_err(|e| e.context(format!("{}", path.display())))?;
-    println!(
-        "{}: {} tensors, {} bytes, container checksum ok",
-        path.display(),
-        entries.len(),
-        bytes.len()
-    );
-    println!(
-        "{:<40}  {:>14}  {:>4}  {:>11}  {:>10}  {:>7}  checksum",
-        "tensor", "rows×cols", "bits", "scheme", "groups", "bpw"
-    );
-    let mut bad = 0;
-    for e in &entries {
-        match &e.state {
-            Ok(s) => println!(
-                "{:<40}  {:>14}  {:>4}  {:>11}  {:>10}  {:>7.3}  ok ({})",
-                e.name,
-                format!("{}×{}", s.rows, s.cols),
-                s.bits,
-                s.scheme,
-                s.groups,
-                s.bits_per_weight,
-                s.granularity
-            ),
-            Err(reason) => {
-                bad += 1;
-                println!("{:<40}  invalid: {reason}", e.name);
-            }
-        }
+/// What a layer's bias correction is multiplied by before it is added to the stored bias:
+/// Gemm scales its bias by `beta`.
+fn bias_scale(layer: &Layer) -> Result<f32> {
+    match layer.op {
+        onnx::Op::Gemm { beta, .. } if beta != 0.0 => Ok(1.0 / beta),
+        onnx::Op::Gemm { .. } => bail!(
+            "Gemm '{}' has beta = 0, so its bias cannot carry a correction",
+            layer.weight
+        ),
+        _ => Ok(1.0),
     }
+}
+
+/// `expquant inspect`: the listing on stdout; an error when the file is not a container or
+/// a checked entry fails.
+pub fn inspect(path: &Path, verify: bool) -> Result<()> {
+    let bytes = std::fs::read(path).context(format!("cannot read {}", path.display()))?;
+    let info = engine::inspect_container(&bytes, verify).map_err(|e| {
+        e.context(format!(
+            "{}: cannot open as an expquant container",
+            path.display()
+        ))
+    })?;
+    print!(
+        "{}",
+        report::inspect_table(&path.display().to_string(), bytes.len(), &info)
+    );
+    let bad = info
+        .entries
+        .iter()
+        .filter(|e| e.shape.is_err() || matches!(e.checksum, engine::Checksum::Mismatch(_)))
+        .count();
     if bad > 0 {
-        bail!("{bad} of {} tensors failed validation", entries.len());
+        bail!(
+            "{}: {bad} of {} entries failed validation",
+            path.display(),
+            info.entries.len()
+        );
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, Metadata};
+use safetensors::tensor::{Dtype, Metadata, TensorView};
 
 use crate::error::{Context, Error, Result};
 
@@ -144,4 +144,21 @@ pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
             )))
         }
     })
+}
+
+/// Serializes tensors, as stored, into a safetensors file's bytes.
+pub fn serialize(
+    tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)],
+    metadata: &Option<std::collections::HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (name.as_str(), v))
+                .map_err(|e| Error::msg(format!("tensor '{name}': {e:?}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, metadata)
+        .map_err(|e| Error::msg(format!("cannot write the sidecar: {e:?}")))
 }

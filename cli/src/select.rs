@@ -75,19 +75,41 @@ pub struct Override {
     pub scale_rule: Option<String>,
 }
 
-/// The overrides file: a JSON array of [`Override`]s, applied in order (a later match wins).
+/// A TOML overrides file: `[[override]]` tables, the same fields as a JSON entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlOverrides {
+    #[serde(rename = "override", default)]
+    entries: Vec<Override>,
+}
+
+/// The overrides file: [`Override`]s applied in order (a later match wins), from a JSON
+/// array of objects or a TOML file of `[[override]]` tables.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides(Vec<Override>);
 
 impl Overrides {
-    /// Reads and checks an overrides file.
+    /// Reads and checks an overrides file, `.toml` or `.json` (any other extension is read as
+    /// JSON). An unknown key is an error that names it.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .context(format!("cannot read overrides file {}", path.display()))?;
-        let list: Vec<Override> = serde_json::from_str(&text).context(format!(
-            "overrides file {} (expected a JSON array of objects with \"match\")",
-            path.display()
-        ))?;
+        let is_toml = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+        let list: Vec<Override> = if is_toml {
+            toml::from_str::<TomlOverrides>(&text)
+                .map(|t| t.entries)
+                .context(format!(
+                    "overrides file {} (expected [[override]] tables with match = \"PATTERN\")",
+                    path.display()
+                ))?
+        } else {
+            serde_json::from_str(&text).context(format!(
+                "overrides file {} (expected a JSON array of objects with \"match\")",
+                path.display()
+            ))?
+        };
         let overrides = Overrides(list);
         // Parse every setting once so that a typo fails before any work is done.
         for o in &overrides.0 {

@@ -6,7 +6,32 @@ mod common;
 
 use common::*;
 use expquant::calibrate::{quantize_calibrated, InputStats};
-use expquant::{quantize, Config, ContainerView, QuantizedTensor};
+use expquant::{quantize, Config, ContainerView, EntryView, QuantizedTensor};
+
+/// Every f32 initializer of an ONNX model with inline data, by name.
+fn initializers(path: &std::path::Path) -> std::collections::HashMap<String, Vec<f32>> {
+    use prost::Message;
+    let model =
+        tract_onnx::pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    model
+        .graph
+        .unwrap()
+        .initializer
+        .into_iter()
+        .filter(|t| t.data_type == 1)
+        .map(|t| {
+            let values = if t.raw_data.is_empty() {
+                t.float_data
+            } else {
+                t.raw_data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect()
+            };
+            (t.name, values)
+        })
+        .collect()
+}
 
 /// The model, the calibration batch (64 training images) and the test split.
 struct Setup {
@@ -62,7 +87,9 @@ fn container_matches_the_library_inline_and_external() {
         ]);
         let bytes = std::fs::read(&out).unwrap();
         let container = ContainerView::from_bytes(&bytes).unwrap();
-        assert_eq!(container.len(), 5);
+        // Five quantized weights and their five biases as f32 entries.
+        assert_eq!(container.len(), 10);
+        assert_eq!(container.iter().count(), 5);
         for (name, dims, values) in tensors.iter().filter(|t| t.1.len() > 1) {
             let cols = values.len() / dims[0];
             let direct = quantize(values, dims[0], cols, &config).unwrap();
@@ -144,15 +171,10 @@ fn calibrated_model_runs_in_tract_like_its_container() {
         direct.tensor.to_bytes()
     );
 
-    // Rebuild the model by hand from the container and the sidecar's corrected biases.
-    let rest_bytes = std::fs::read(s.dir.join("q.expq.rest.safetensors")).unwrap();
-    let rest = safetensors::SafeTensors::deserialize(&rest_bytes).unwrap();
-    let conv1_bias = rest.tensor("conv1.bias").unwrap();
-    let corrected: Vec<f32> = conv1_bias
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    // Rebuild the model by hand from the container alone: quantized weights and f32 entries
+    // (the corrected biases among them).
+    let conv1_bias = container.get_f32("conv1.bias").unwrap().unwrap();
+    let corrected = conv1_bias.to_vec();
     let original_bias = &tensors.iter().find(|t| t.0 == "conv1.bias").unwrap().2;
     for ((c, o), d) in corrected
         .iter()
@@ -164,20 +186,26 @@ fn calibrated_model_runs_in_tract_like_its_container() {
             "{c} vs {o} + {d}"
         );
     }
+    // Every bias in the container is the one the emitted model holds, bit for bit.
+    let emitted_values = initializers(&emitted);
+    for (name, ..) in tensors.iter().filter(|t| t.1.len() == 1) {
+        let stored = container.get_f32(name).unwrap().unwrap().to_vec();
+        assert_eq!(
+            stored.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            emitted_values[name]
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
     let rebuilt: Vec<(String, Vec<usize>, Vec<f32>)> = tensors
         .iter()
-        .map(|(name, dims, values)| {
-            let values = match container.get(name).unwrap() {
-                Some(v) => QuantizedTensor::from_view(&v).dequantize(),
-                None => rest
-                    .tensor(name)
-                    .map(|t| {
-                        t.data()
-                            .chunks_exact(4)
-                            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                            .collect()
-                    })
-                    .unwrap_or_else(|_| values.clone()),
+        .map(|(name, dims, _)| {
+            let values = match container.entry(name).unwrap() {
+                Some(EntryView::Quantized(v)) => QuantizedTensor::from_view(&v).dequantize(),
+                Some(EntryView::F32(a)) => a.to_vec(),
+                None => panic!("{name} missing from the container"),
             };
             (name.clone(), dims.clone(), values)
         })
@@ -378,10 +406,22 @@ fn depthwise_clip_pool_matmul_graph() {
         ),
         (Some(4), Some(8))
     );
-    let rest_bytes = std::fs::read(dir.join("q.expq.rest.safetensors")).unwrap();
-    let rest = safetensors::SafeTensors::deserialize(&rest_bytes).unwrap();
-    for name in ["stem.b", "dw.w.expquant_bias", "head.w.expquant_bias"] {
-        assert!(rest.tensor(name).is_ok(), "{name} missing from the sidecar");
+    let bytes = std::fs::read(&out).unwrap();
+    let container = ContainerView::from_bytes(&bytes).unwrap();
+    let emitted_values = initializers(&emitted);
+    for name in [
+        "stem.b",
+        "dw.w.expquant_bias",
+        "head.w.expquant_bias",
+        "lo",
+        "hi",
+    ] {
+        let stored = container
+            .get_f32(name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} missing from the container"))
+            .to_vec();
+        assert_eq!(stored, emitted_values[name], "{name}");
     }
     // At 8 bits with corrected biases the emitted model stays close to the original.
     let x = &images[..3 * 64];
