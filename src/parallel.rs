@@ -24,6 +24,10 @@ pub(crate) const QUANTIZE_MIN_WEIGHTS: usize = 1 << 16;
 /// weight and gain more.
 pub(crate) const GEMV_MIN_WEIGHTS: usize = 1 << 22;
 
+/// A GEMM on packed weights runs at several G multiply-adds/s per core, so 8 M of them take
+/// well over a millisecond: far above one spawn.
+pub(crate) const GEMM_MIN_MACS: usize = 1 << 23;
+
 /// Threads to use for work on `weights` weights: 1 below `min_weights`, else what the OS says
 /// this process may run at once.
 pub(crate) fn threads_for(weights: usize, min_weights: usize) -> usize {
