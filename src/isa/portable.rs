@@ -583,11 +583,11 @@ pub(crate) type GemmTile = [[f32; GEMM_NR]; GEMM_MR];
 /// Whether a micro-tile call is in bounds: `kc <= GEMM_KC`, `1 <= width <= min(GEMM_NR, n)`,
 /// and `x` holds rows `0..kc` of `width` values at stride `n`. The SIMD kernels take the
 /// reference when this fails, so an out-of-bounds call can only panic, never read past `x`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline]
 pub(crate) fn gemm_tile_fits(kc: usize, x: &[f32], n: usize, width: usize) -> bool {
     kc <= GEMM_KC
-        && width >= 1
-        && width <= GEMM_NR
+        && (1..=GEMM_NR).contains(&width)
         && width <= n
         && (kc == 0
             || matches!(

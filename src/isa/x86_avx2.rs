@@ -781,7 +781,7 @@ impl Avx2 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA; the bounds
         // the kernels rely on were checked just above.
         unsafe {
-            match (width > 8, width % 8 == 0) {
+            match (width > 8, width.is_multiple_of(8)) {
                 (true, true) => gemm_tile_v::<2, false>(w, kc, x, n, width),
                 (true, false) => gemm_tile_v::<2, true>(w, kc, x, n, width),
                 (false, true) => gemm_tile_v::<1, false>(w, kc, x, n, width),

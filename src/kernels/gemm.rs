@@ -24,9 +24,12 @@ use core::ops::Range;
 
 use super::{decode_span, Table};
 use crate::isa::portable::{self, GemmPanel, GemmTile, GEMM_KC, GEMM_MR, GEMM_NR};
-use crate::isa::{Isa, Path};
+use crate::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::isa::Path;
 
 /// Rows of W per decoded panel: threads split rows on multiples of it.
+#[cfg(feature = "parallel")]
 pub(crate) const ROWS_PER_PANEL: usize = GEMM_MR;
 
 /// One micro-tile on `isa`: `out[r][c] = Σ_{k < kc} w[r][k] · x[k·n + c]` for `c < width`.
@@ -38,13 +41,15 @@ pub(crate) fn gemm_tile(
     n: usize,
     width: usize,
 ) -> GemmTile {
+    #[cfg(target_arch = "x86_64")]
     match isa.path() {
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx512(t) => t.gemm_tile(w, kc, x, n, width),
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx2(t) => t.gemm_tile(w, kc, x, n, width),
-        _ => portable::gemm_tile(w, kc, x, n, width),
+        Path::Avx512(t) => return t.gemm_tile(w, kc, x, n, width),
+        Path::Avx2(t) => return t.gemm_tile(w, kc, x, n, width),
+        _ => {}
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    portable::gemm_tile(w, kc, x, n, width)
 }
 
 /// Where a GEMM's weights come from: the packed codes of each row and each group's levels.

@@ -47,7 +47,9 @@ pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
 pub(crate) use dot::{dot4_groups, dot_span};
 pub use encode::Encoder;
-pub(crate) use gemm::{gemm_rows, GemmSource, ROWS_PER_PANEL};
+#[cfg(feature = "parallel")]
+pub(crate) use gemm::ROWS_PER_PANEL;
+pub(crate) use gemm::{gemm_rows, GemmSource};
 #[cfg(feature = "alloc")]
 pub(crate) use int8::{dot4_i8_groups, dot_int8_span, I8Table, Int8X};
 pub use int8::{dot_int8, dot_int8_with};
