@@ -24,8 +24,9 @@ pub(crate) const QUANTIZE_MIN_WEIGHTS: usize = 1 << 16;
 /// weight and gain more.
 pub(crate) const GEMV_MIN_WEIGHTS: usize = 1 << 22;
 
-/// A GEMM on packed weights runs at several G multiply-adds/s per core, so 8 M of them take
-/// well over a millisecond: far above one spawn.
+/// Multiply-adds of a GEMM on packed weights below which it stays on one thread: 8 M of them
+/// run about as long as a GEMV over 4 M weights (each decoded weight feeds a whole row of
+/// register-blocked products), so the same reasoning as [`GEMV_MIN_WEIGHTS`] applies.
 pub(crate) const GEMM_MIN_MACS: usize = 1 << 23;
 
 /// Threads to use for work on `weights` weights: 1 below `min_weights`, else what the OS says
