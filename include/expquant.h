@@ -759,6 +759,55 @@ enum expq_status expq_tensor_gemv_int8_rows(const struct expq_tensor *t,
 
 #if !defined(EXPQ_NO_STD)
 /**
+ * `Y = W·X` for a batch of `n` columns, straight from the packed codes: `x` is the `cols ×
+ * n` matrix X (`x_len == cols * n` floats) and `y` gets the `rows × n` matrix Y (`y_len ==
+ * rows * n`), both row-major: `x[j*n + c]` is input `j` of column `c` and `y[r*n + c]`
+ * output `r` of column `c`, the layout of an im2col convolution. Each tile of W is decoded
+ * once per call, whatever `n` is; `n == 1` is `expq_tensor_gemv`. Column `c` of `y` equals
+ * `expq_tensor_gemv` of column `c` of `x` to within float rounding (the additions run in
+ * another order). `x` and `y` must not overlap.
+ *
+ * Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`cols * n` or `rows *
+ * n` overflowing `size_t`, overlapping buffers, a buffer longer than required),
+ * `EXPQ_STATUS_BUFFER_TOO_SMALL` (a buffer shorter than required). `y` is written only on
+ * success.
+ *
+ * # Safety
+ * `t` must be NULL or a live tensor; `x` must point to `x_len` floats, `y` be writable for
+ * `y_len` floats.
+ */
+enum expq_status expq_tensor_gemm(const struct expq_tensor *t,
+                                  const float *x,
+                                  size_t x_len,
+                                  size_t n,
+                                  float *y,
+                                  size_t y_len);
+#endif
+
+#if !defined(EXPQ_NO_STD)
+/**
+ * `expq_tensor_gemm` for the rows `row_begin..row_end` of W: `y` gets `y_len == (row_end −
+ * row_begin) * n` floats (those rows of Y, row-major), so that a runtime can split one GEMM
+ * over its own threads. The results equal the matching rows of `expq_tensor_gemm` exactly.
+ *
+ * Errors: as `expq_tensor_gemm`, and `EXPQ_STATUS_INVALID_ARGUMENT` for a reversed range or
+ * one past the last row.
+ *
+ * # Safety
+ * As `expq_tensor_gemm`.
+ */
+enum expq_status expq_tensor_gemm_rows(const struct expq_tensor *t,
+                                       const float *x,
+                                       size_t x_len,
+                                       size_t n,
+                                       size_t row_begin,
+                                       size_t row_end,
+                                       float *y,
+                                       size_t y_len);
+#endif
+
+#if !defined(EXPQ_NO_STD)
+/**
  * Quantizes a `rows × cols` row-major matrix of `rows * cols` floats at `weights` as
  * `config` says, using the layer's input statistics, and on success stores a new tensor in
  * `*out` (free it with `expq_tensor_free`) and writes the per-row bias correction
@@ -1348,6 +1397,49 @@ enum expq_status expq_view_gemv_int8_rows(const struct expq_view *v,
                                           float *y,
                                           size_t y_len);
 #endif
+
+/**
+ * `Y = W·X` for a batch of `n` columns, straight from the stored codes: `x` is the `cols ×
+ * n` matrix X (`x_len == cols * n` floats) and `y` gets the `rows × n` matrix Y (`y_len ==
+ * rows * n`), both row-major: `x[j*n + c]` is input `j` of column `c` and `y[r*n + c]`
+ * output `r` of column `c`, the layout of an im2col convolution. Allocates nothing: each
+ * tile of W is decoded once per call into a panel on the stack. `n == 1` is
+ * `expq_view_gemv`. Column `c` of `y` equals `expq_view_gemv` of column `c` of `x` to
+ * within float rounding (the additions run in another order).
+ *
+ * Errors: as `expq_view_gemv`, and `EXPQ_STATUS_INVALID_ARGUMENT` when `cols * n` or `rows
+ * * n` overflows `size_t`. `y` is written only on success.
+ *
+ * # Safety
+ * As `expq_view_gemv`.
+ */
+enum expq_status expq_view_gemm(const struct expq_view *v,
+                                const float *x,
+                                size_t x_len,
+                                size_t n,
+                                float *y,
+                                size_t y_len);
+
+/**
+ * `expq_view_gemm` for the rows `row_begin..row_end` of W: `y` gets `y_len == (row_end −
+ * row_begin) * n` floats (those rows of Y, row-major), so that a runtime can split one GEMM
+ * over its own threads (the view may be shared). The results equal the matching rows of
+ * `expq_view_gemm` exactly. Allocates nothing.
+ *
+ * Errors: as `expq_view_gemm`, and `EXPQ_STATUS_INVALID_ARGUMENT` for a reversed range or
+ * one past the last row.
+ *
+ * # Safety
+ * As `expq_view_gemv`.
+ */
+enum expq_status expq_view_gemm_rows(const struct expq_view *v,
+                                     const float *x,
+                                     size_t x_len,
+                                     size_t n,
+                                     size_t row_begin,
+                                     size_t row_end,
+                                     float *y,
+                                     size_t y_len);
 
 /**
  * Rows of the viewed tensor, or 0 when `v` is NULL or not initialized.

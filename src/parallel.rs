@@ -24,6 +24,11 @@ pub(crate) const QUANTIZE_MIN_WEIGHTS: usize = 1 << 16;
 /// weight and gain more.
 pub(crate) const GEMV_MIN_WEIGHTS: usize = 1 << 22;
 
+/// Multiply-adds of a GEMM on packed weights below which it stays on one thread: 8 M of them
+/// run about as long as a GEMV over 4 M weights (each decoded weight feeds a whole row of
+/// register-blocked products), so the same reasoning as [`GEMV_MIN_WEIGHTS`] applies.
+pub(crate) const GEMM_MIN_MACS: usize = 1 << 23;
+
 /// Threads to use for work on `weights` weights: 1 below `min_weights`, else what the OS says
 /// this process may run at once.
 pub(crate) fn threads_for(weights: usize, min_weights: usize) -> usize {

@@ -417,6 +417,49 @@ impl QuantizedTensor {
 }
 
 impl QuantizedTensor {
+    /// `Y = W·X` for a batch of `n` columns: `x` is `cols × n` and `y` `rows × n`, both
+    /// row-major (`x[j·n + c]`, `y[r·n + c]`: the layout of an im2col convolution). See
+    /// [`QuantizedView::gemm`] for the method and the numbers; `n == 1` runs this tensor's
+    /// [`gemv`](Self::gemv). With the `parallel` feature a large product is split over
+    /// threads, each row's result bit for bit the single-threaded one.
+    pub fn gemm(&self, x: &[f32], n: usize, y: &mut [f32]) -> Result<()> {
+        if n == 1 {
+            self.view().check_gemm(x, n, &(0..self.rows()), y)?;
+            return self.gemv(x, y);
+        }
+        self.view().gemm(x, n, y)
+    }
+
+    /// [`gemm`](Self::gemm) for a range of rows (as [`gemv_rows`](Self::gemv_rows)): `y`
+    /// holds `rows.len() × n` values and equals the matching rows of `gemm`'s output exactly.
+    /// Runs on the calling thread.
+    pub fn gemm_rows(&self, x: &[f32], n: usize, rows: Range<usize>, y: &mut [f32]) -> Result<()> {
+        if n == 1 {
+            self.view().check_gemm(x, n, &rows, y)?;
+            return self.gemv_rows(x, rows, y);
+        }
+        self.view().gemm_rows(x, n, rows, y)
+    }
+
+    /// [`gemm`](Self::gemm) on exactly `threads` threads (1: the serial path; without the
+    /// `parallel` feature always serial). A test hook; not part of the stable API.
+    #[cfg(feature = "test-hooks")]
+    pub fn gemm_with_threads(
+        &self,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+        threads: usize,
+    ) -> Result<()> {
+        if n == 1 {
+            self.view().check_gemm(x, n, &(0..self.rows()), y)?;
+            return self.gemv_with_threads(x, y, threads);
+        }
+        self.view().gemm_with_threads(x, n, y, threads)
+    }
+}
+
+impl QuantizedTensor {
     /// A tensor from fitted parameters (one per group, in group order) and unpacked codes
     /// (one per weight, row-major), for quantizers that choose codes other than by nearest
     /// level of the original weights.

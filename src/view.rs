@@ -20,9 +20,10 @@ use crate::scheme::{Params, ScaleRule, Scheme};
 /// the arithmetic on it, bits, layout, checksum, finite parameters with valid levels, codes
 /// that index a level, zero padding — and then never fails on the data again. Nothing is
 /// copied and nothing is allocated, here or in [`dequantize_into`](Self::dequantize_into),
-/// [`gemv`](Self::gemv) and [`gemv_rows`](Self::gemv_rows): firmware can run it from flash.
-/// (With the `parallel` feature, `gemv` on a large matrix spawns threads, which the OS and
-/// `std` allocate for; the work on each thread still allocates nothing.)
+/// [`gemv`](Self::gemv), [`gemv_rows`](Self::gemv_rows), [`gemm`](Self::gemm) and
+/// [`gemm_rows`](Self::gemm_rows): firmware can run it from flash. (With the `parallel`
+/// feature, `gemv` and `gemm` on a large matrix spawn threads, which the OS and `std`
+/// allocate for; the work on each thread still allocates nothing.)
 ///
 /// ```
 /// # #[cfg(feature = "alloc")] {
@@ -390,6 +391,139 @@ impl<'a> QuantizedView<'a> {
             }
             *out = acc;
         }
+    }
+
+    /// `Y = W·X` for a batch of `n` columns. `x` is the `cols × n` matrix X and `y` the `rows ×
+    /// n` matrix Y, both row-major: `x[j·n + c]` is input `j` of column `c`, `y[r·n + c]` output
+    /// `r` of column `c`. That is the layout an im2col convolution uses (a column per output
+    /// position), and column `c` alone is a [`gemv`](Self::gemv)'s `x` and `y`.
+    ///
+    /// Each tile of W (a few rows by a block of columns) is decoded once per call into a panel
+    /// on the stack and multiplied with every column of X by a register-blocked kernel, so the
+    /// packed codes are read once whatever `n` is. Allocates nothing. `n == 1` runs the GEMV;
+    /// `n == 0` has nothing to compute. Every entry equals the matching GEMV's to within `f32`
+    /// summation error (`1e-5 · Σ_j |W[r,j]·X[j,c]|` for the shapes the tests cover), but
+    /// not bit for bit: the sums run in another order. With the `parallel` feature a product
+    /// of at least 8 M multiply-adds is split into runs of rows over threads, each row's
+    /// result bit for bit the single-threaded one.
+    pub fn gemm(&self, x: &[f32], n: usize, y: &mut [f32]) -> Result<()> {
+        #[cfg(feature = "parallel")]
+        let threads = crate::parallel::threads_for(
+            self.rows().saturating_mul(self.cols()).saturating_mul(n),
+            crate::parallel::GEMM_MIN_MACS,
+        );
+        #[cfg(not(feature = "parallel"))]
+        let threads = 1;
+        self.gemm_on(x, n, 0..self.rows(), y, threads)
+    }
+
+    /// [`gemm`](Self::gemm) for a range of rows (as [`gemv_rows`](Self::gemv_rows)): `y`
+    /// holds `rows.len() × n` values, row-major, and equals the matching rows of `gemm`'s
+    /// output exactly. Runs on the calling thread and allocates nothing.
+    pub fn gemm_rows(&self, x: &[f32], n: usize, rows: Range<usize>, y: &mut [f32]) -> Result<()> {
+        self.gemm_on(x, n, rows, y, 1)
+    }
+
+    /// [`gemm`](Self::gemm) on exactly `threads` threads (1: the serial path; without the
+    /// `parallel` feature always serial), whatever the product's size. A test hook; not part
+    /// of the stable API.
+    #[cfg(feature = "test-hooks")]
+    pub fn gemm_with_threads(
+        &self,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+        threads: usize,
+    ) -> Result<()> {
+        self.gemm_on(x, n, 0..self.rows(), y, threads)
+    }
+
+    pub(crate) fn gemm_on(
+        &self,
+        x: &[f32],
+        n: usize,
+        rows: Range<usize>,
+        y: &mut [f32],
+        threads: usize,
+    ) -> Result<()> {
+        self.check_gemm(x, n, &rows, y)?;
+        #[cfg(not(feature = "parallel"))]
+        let _ = threads;
+        #[cfg(feature = "parallel")]
+        if threads > 1 {
+            let first = rows.start;
+            let count = rows.len();
+            return crate::parallel::for_each_chunk(
+                y,
+                count,
+                n,
+                kernels::ROWS_PER_PANEL,
+                threads,
+                |r, y| {
+                    self.gemm_serial(x, n, first + r.start..first + r.end, y);
+                    Ok(())
+                },
+            );
+        }
+        self.gemm_serial(x, n, rows, y);
+        Ok(())
+    }
+
+    /// The GEMM on the calling thread; shapes checked by the caller.
+    fn gemm_serial(&self, x: &[f32], n: usize, rows: Range<usize>, y: &mut [f32]) {
+        if n == 1 {
+            // A GEMV's `x` and `y` are X's and Y's one column: the same slices.
+            let isa = kernels::Isa::detect();
+            if self.gemv_derived(isa, x, rows.clone(), y) {
+                return;
+            }
+            let bits = self.bits();
+            self.gemv_with::<1>(rows, y, |packed, tables, _, start, len| {
+                let x = &x[start..start + len];
+                [kernels::dot_span(isa, bits, packed[0], start, tables[0], x)]
+            });
+            return;
+        }
+        let src = kernels::GemmSource {
+            bits: self.bits(),
+            cols: self.cols(),
+            group_len: self.granularity().group_len(self.cols()),
+            row: |r: usize| &self.packed_codes()[r * self.row_bytes()..(r + 1) * self.row_bytes()],
+            group: |r: usize, i: usize| self.group_index(r, i),
+            load: |group: usize, table: &mut kernels::Table| {
+                table.len = self
+                    .family()
+                    .levels_into(self.parts.group_params(group), &mut table.v);
+            },
+        };
+        kernels::gemm_rows(kernels::Isa::detect(), &src, x, n, rows, y);
+    }
+
+    /// Checks the shapes of a GEMM call.
+    pub(crate) fn check_gemm(
+        &self,
+        x: &[f32],
+        n: usize,
+        rows: &Range<usize>,
+        y: &[f32],
+    ) -> Result<()> {
+        if rows.start > rows.end || rows.end > self.rows() {
+            return Err(Error::RowRange {
+                start: rows.start,
+                end: rows.end,
+                rows: self.rows(),
+            });
+        }
+        let x_len = self.cols().checked_mul(n).ok_or(Error::ShapeOverflow {
+            rows: self.cols(),
+            cols: n,
+        })?;
+        let y_len = rows.len().checked_mul(n).ok_or(Error::ShapeOverflow {
+            rows: rows.len(),
+            cols: n,
+        })?;
+        expect_len("gemm input x (cols x n)", x_len, x.len())?;
+        expect_len("gemm output y (rows x n)", y_len, y.len())
     }
 
     /// The GEMV of a 4-bit tensor in groups (a multiple of 16 codes, shorter than a row) on

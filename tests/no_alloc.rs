@@ -1,4 +1,4 @@
-//! View construction, dequantize and GEMV allocate nothing: counted by a global allocator.
+//! View construction, dequantize, GEMV and GEMM allocate nothing: counted by a global allocator.
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -50,12 +50,18 @@ fn views_decode_and_multiply_without_allocating() {
         let x = vec![0.5f32; cols];
         let mut out = vec![0.0f32; rows * cols];
         let mut y = vec![0.0f32; rows];
+        let n = 5;
+        let xs = vec![0.25f32; cols * n];
+        let mut ys = vec![0.0f32; rows * n];
 
         let before = ALLOCATIONS.load(Ordering::SeqCst);
         let view = QuantizedView::from_bytes(&bytes).unwrap();
         view.dequantize_into(&mut out).unwrap();
         view.gemv(&x, &mut y).unwrap();
         view.gemv_rows(&x, 3..9, &mut y[..6]).unwrap();
+        view.gemm(&xs, n, &mut ys).unwrap();
+        view.gemm_rows(&xs, n, 3..9, &mut ys[..6 * n]).unwrap();
+        view.gemm(&x, 1, &mut y).unwrap();
         let from_container = ContainerView::from_bytes(&container)
             .unwrap()
             .get("w")

@@ -1,4 +1,4 @@
-//! The `parallel` feature: threaded quantize and GEMV give exactly the single-threaded bytes,
+//! The `parallel` feature: threaded quantize, GEMV and GEMM give exactly the single-threaded bytes,
 //! bits and errors. The hidden `*_with_threads` entry points force a thread count (1 is the
 //! serial path) so small, fast shapes still cut rows into several chunks; a few shapes above
 //! the size thresholds check the public entry points too.
@@ -36,6 +36,32 @@ fn assert_identical(a: &QuantizedTensor, b: &QuantizedTensor) {
 
 fn to_bits(y: &[f32]) -> Vec<u32> {
     y.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Threaded GEMM of the tensor and of its stored view, bit for bit against the serial path.
+fn assert_gemm_identical(q: &QuantizedTensor, x: &[f32], n: usize, threads: usize) {
+    let rows = q.rows();
+    let mut serial = vec![0.0f32; rows * n];
+    q.gemm_rows(x, n, 0..rows, &mut serial).unwrap();
+    let mut y = vec![f32::NAN; rows * n];
+    q.gemm_with_threads(x, n, &mut y, threads).unwrap();
+    assert_eq!(
+        to_bits(&y),
+        to_bits(&serial),
+        "tensor gemm, {threads} threads"
+    );
+
+    let bytes = q.to_bytes();
+    let view = QuantizedView::from_bytes(&bytes).unwrap();
+    let mut view_serial = vec![0.0f32; rows * n];
+    view.gemm_rows(x, n, 0..rows, &mut view_serial).unwrap();
+    let mut y = vec![f32::NAN; rows * n];
+    view.gemm_with_threads(x, n, &mut y, threads).unwrap();
+    assert_eq!(
+        to_bits(&y),
+        to_bits(&view_serial),
+        "view gemm, {threads} threads"
+    );
 }
 
 /// Threaded GEMV of the tensor and of its stored view, bit for bit against the serial path.
@@ -104,6 +130,9 @@ proptest! {
 
         let x = weights(seed + 2, cols, 1.0);
         assert_gemv_identical(&serial, &x, threads);
+        let n = 1 + (seed % 9) as usize;
+        let xs = weights(seed + 3, cols * n, 1.0);
+        assert_gemm_identical(&serial, &xs, n, threads);
     }
 
     #[test]

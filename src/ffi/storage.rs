@@ -299,15 +299,8 @@ pub unsafe extern "C" fn expq_view_gemv(
     y_len: usize,
 ) -> expq_status {
     boundary("expq_view_gemv", || {
-        let v = *try_ref!(v);
-        // SAFETY: as in `expq_view_dequantize`.
-        let (bytes, view) = unsafe { v.parts()? };
-        let x = try_slice!(x, x_len);
-        check_disjoint(x, y, y_len, ("x", "y"))?;
-        check_disjoint(bytes, y, y_len, ("v's buffer", "y"))?;
-        let y = try_slice_mut!(y, y_len);
-        view.gemv(x, y)?;
-        Ok(expq_status::Ok)
+        // SAFETY: the caller promises what `# Safety` says of `v`, `x` and `y`.
+        unsafe { multiply(v, x, x_len, y, y_len, |view, x, y| view.gemv(x, y)) }
     })
 }
 
@@ -333,15 +326,12 @@ pub unsafe extern "C" fn expq_view_gemv_rows(
     y_len: usize,
 ) -> expq_status {
     boundary("expq_view_gemv_rows", || {
-        let v = *try_ref!(v);
-        // SAFETY: as in `expq_view_dequantize`.
-        let (bytes, view) = unsafe { v.parts()? };
-        let x = try_slice!(x, x_len);
-        check_disjoint(x, y, y_len, ("x", "y"))?;
-        check_disjoint(bytes, y, y_len, ("v's buffer", "y"))?;
-        let y = try_slice_mut!(y, y_len);
-        view.gemv_rows(x, row_begin..row_end, y)?;
-        Ok(expq_status::Ok)
+        // SAFETY: the caller promises what `# Safety` says of `v`, `x` and `y`.
+        unsafe {
+            multiply(v, x, x_len, y, y_len, |view, x, y| {
+                view.gemv_rows(x, row_begin..row_end, y)
+            })
+        }
     })
 }
 
@@ -366,15 +356,8 @@ pub unsafe extern "C" fn expq_view_gemv_int8(
     y_len: usize,
 ) -> expq_status {
     boundary("expq_view_gemv_int8", || {
-        let v = *try_ref!(v);
-        // SAFETY: as in `expq_view_dequantize`.
-        let (bytes, view) = unsafe { v.parts()? };
-        let x = try_slice!(x, x_len);
-        check_disjoint(x, y, y_len, ("x", "y"))?;
-        check_disjoint(bytes, y, y_len, ("v's buffer", "y"))?;
-        let y = try_slice_mut!(y, y_len);
-        view.gemv_int8(x, y)?;
-        Ok(expq_status::Ok)
+        // SAFETY: the caller promises what `# Safety` says of `v`, `x` and `y`.
+        unsafe { multiply(v, x, x_len, y, y_len, |view, x, y| view.gemv_int8(x, y)) }
     })
 }
 
@@ -395,16 +378,99 @@ pub unsafe extern "C" fn expq_view_gemv_int8_rows(
     y_len: usize,
 ) -> expq_status {
     boundary("expq_view_gemv_int8_rows", || {
-        let v = *try_ref!(v);
-        // SAFETY: as in `expq_view_dequantize`.
-        let (bytes, view) = unsafe { v.parts()? };
-        let x = try_slice!(x, x_len);
-        check_disjoint(x, y, y_len, ("x", "y"))?;
-        check_disjoint(bytes, y, y_len, ("v's buffer", "y"))?;
-        let y = try_slice_mut!(y, y_len);
-        view.gemv_int8_rows(x, row_begin..row_end, y)?;
-        Ok(expq_status::Ok)
+        // SAFETY: the caller promises what `# Safety` says of `v`, `x` and `y`.
+        unsafe {
+            multiply(v, x, x_len, y, y_len, |view, x, y| {
+                view.gemv_int8_rows(x, row_begin..row_end, y)
+            })
+        }
     })
+}
+
+/// `Y = W·X` for a batch of `n` columns, straight from the stored codes: `x` is the `cols ×
+/// n` matrix X (`x_len == cols * n` floats) and `y` gets the `rows × n` matrix Y (`y_len ==
+/// rows * n`), both row-major: `x[j*n + c]` is input `j` of column `c` and `y[r*n + c]`
+/// output `r` of column `c`, the layout of an im2col convolution. Allocates nothing: each
+/// tile of W is decoded once per call into a panel on the stack. `n == 1` is
+/// `expq_view_gemv`. Column `c` of `y` equals `expq_view_gemv` of column `c` of `x` to
+/// within float rounding (the additions run in another order).
+///
+/// Errors: as `expq_view_gemv`, and `EXPQ_STATUS_INVALID_ARGUMENT` when `cols * n` or `rows
+/// * n` overflows `size_t`. `y` is written only on success.
+///
+/// # Safety
+/// As `expq_view_gemv`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_gemm(
+    v: *const expq_view,
+    x: *const f32,
+    x_len: usize,
+    n: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_view_gemm", || {
+        // SAFETY: the caller promises what `# Safety` says of `v`, `x` and `y`.
+        unsafe { multiply(v, x, x_len, y, y_len, |view, x, y| view.gemm(x, n, y)) }
+    })
+}
+
+/// `expq_view_gemm` for the rows `row_begin..row_end` of W: `y` gets `y_len == (row_end −
+/// row_begin) * n` floats (those rows of Y, row-major), so that a runtime can split one GEMM
+/// over its own threads (the view may be shared). The results equal the matching rows of
+/// `expq_view_gemm` exactly. Allocates nothing.
+///
+/// Errors: as `expq_view_gemm`, and `EXPQ_STATUS_INVALID_ARGUMENT` for a reversed range or
+/// one past the last row.
+///
+/// # Safety
+/// As `expq_view_gemv`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_view_gemm_rows(
+    v: *const expq_view,
+    x: *const f32,
+    x_len: usize,
+    n: usize,
+    row_begin: usize,
+    row_end: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_view_gemm_rows", || {
+        // SAFETY: the caller promises what `# Safety` says of `v`, `x` and `y`.
+        unsafe {
+            multiply(v, x, x_len, y, y_len, |view, x, y| {
+                view.gemm_rows(x, n, row_begin..row_end, y)
+            })
+        }
+    })
+}
+
+/// The body of the view's multiplying entry points: checks `v`, `x` (`x_len` floats) and `y`
+/// (`y_len` floats, overlapping neither `x` nor the view's buffer), then runs `op` on them.
+///
+/// # Safety
+/// `v` as for `expq_view_dequantize`; `x` must be NULL or point to `x_len` floats that
+/// nothing mutates during the call; `y` must be NULL or writable for `y_len` floats that
+/// nothing else accesses during the call.
+unsafe fn multiply(
+    v: *const expq_view,
+    x: *const f32,
+    x_len: usize,
+    y: *mut f32,
+    y_len: usize,
+    op: impl FnOnce(&QuantizedView<'_>, &[f32], &mut [f32]) -> crate::Result<()>,
+) -> Result<expq_status, Failure> {
+    let v = *try_ref!(v);
+    // SAFETY: the caller promises that `v` came from `expq_view_init` and that its buffer is
+    // alive and unchanged for the duration of the call.
+    let (bytes, view) = unsafe { v.parts()? };
+    let x = try_slice!(x, x_len);
+    check_disjoint(x, y, y_len, ("x", "y"))?;
+    check_disjoint(bytes, y, y_len, ("v's buffer", "y"))?;
+    let y = try_slice_mut!(y, y_len);
+    op(&view, x, y)?;
+    Ok(expq_status::Ok)
 }
 
 /// Rows of the viewed tensor, or 0 when `v` is NULL or not initialized.

@@ -4,6 +4,7 @@ use crate::tensor::{quantize, QuantizedTensor};
 
 use super::{
     boundary, check_disjoint, expq_config, expq_status, group_levels, packed_codes, write_out,
+    Failure,
 };
 
 /// A quantized `rows × cols` matrix, owned by the caller from `expq_quantize`,
@@ -225,12 +226,8 @@ pub unsafe extern "C" fn expq_tensor_gemv(
     y_len: usize,
 ) -> expq_status {
     boundary("expq_tensor_gemv", || {
-        let t = try_ref!(t);
-        let x = try_slice!(x, x_len);
-        check_disjoint(x, y, y_len, ("x", "y"))?;
-        let y = try_slice_mut!(y, y_len);
-        t.inner.gemv(x, y)?;
-        Ok(expq_status::Ok)
+        // SAFETY: the caller promises what `# Safety` says of `t`, `x` and `y`.
+        unsafe { multiply(t, x, x_len, y, y_len, |t, x, y| t.gemv(x, y)) }
     })
 }
 
@@ -252,12 +249,12 @@ pub unsafe extern "C" fn expq_tensor_gemv_rows(
     y_len: usize,
 ) -> expq_status {
     boundary("expq_tensor_gemv_rows", || {
-        let t = try_ref!(t);
-        let x = try_slice!(x, x_len);
-        check_disjoint(x, y, y_len, ("x", "y"))?;
-        let y = try_slice_mut!(y, y_len);
-        t.inner.gemv_rows(x, row_begin..row_end, y)?;
-        Ok(expq_status::Ok)
+        // SAFETY: the caller promises what `# Safety` says of `t`, `x` and `y`.
+        unsafe {
+            multiply(t, x, x_len, y, y_len, |t, x, y| {
+                t.gemv_rows(x, row_begin..row_end, y)
+            })
+        }
     })
 }
 
@@ -280,12 +277,8 @@ pub unsafe extern "C" fn expq_tensor_gemv_int8(
     y_len: usize,
 ) -> expq_status {
     boundary("expq_tensor_gemv_int8", || {
-        let t = try_ref!(t);
-        let x = try_slice!(x, x_len);
-        check_disjoint(x, y, y_len, ("x", "y"))?;
-        let y = try_slice_mut!(y, y_len);
-        t.inner.gemv_int8(x, y)?;
-        Ok(expq_status::Ok)
+        // SAFETY: the caller promises what `# Safety` says of `t`, `x` and `y`.
+        unsafe { multiply(t, x, x_len, y, y_len, |t, x, y| t.gemv_int8(x, y)) }
     })
 }
 
@@ -305,11 +298,95 @@ pub unsafe extern "C" fn expq_tensor_gemv_int8_rows(
     y_len: usize,
 ) -> expq_status {
     boundary("expq_tensor_gemv_int8_rows", || {
-        let t = try_ref!(t);
-        let x = try_slice!(x, x_len);
-        check_disjoint(x, y, y_len, ("x", "y"))?;
-        let y = try_slice_mut!(y, y_len);
-        t.inner.gemv_int8_rows(x, row_begin..row_end, y)?;
-        Ok(expq_status::Ok)
+        // SAFETY: the caller promises what `# Safety` says of `t`, `x` and `y`.
+        unsafe {
+            multiply(t, x, x_len, y, y_len, |t, x, y| {
+                t.gemv_int8_rows(x, row_begin..row_end, y)
+            })
+        }
     })
+}
+
+/// `Y = W·X` for a batch of `n` columns, straight from the packed codes: `x` is the `cols ×
+/// n` matrix X (`x_len == cols * n` floats) and `y` gets the `rows × n` matrix Y (`y_len ==
+/// rows * n`), both row-major: `x[j*n + c]` is input `j` of column `c` and `y[r*n + c]`
+/// output `r` of column `c`, the layout of an im2col convolution. Each tile of W is decoded
+/// once per call, whatever `n` is; `n == 1` is `expq_tensor_gemv`. Column `c` of `y` equals
+/// `expq_tensor_gemv` of column `c` of `x` to within float rounding (the additions run in
+/// another order). `x` and `y` must not overlap.
+///
+/// Errors: `EXPQ_STATUS_NULL_POINTER`, `EXPQ_STATUS_INVALID_ARGUMENT` (`cols * n` or `rows *
+/// n` overflowing `size_t`, overlapping buffers, a buffer longer than required),
+/// `EXPQ_STATUS_BUFFER_TOO_SMALL` (a buffer shorter than required). `y` is written only on
+/// success.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor; `x` must point to `x_len` floats, `y` be writable for
+/// `y_len` floats.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_gemm(
+    t: *const expq_tensor,
+    x: *const f32,
+    x_len: usize,
+    n: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_tensor_gemm", || {
+        // SAFETY: the caller promises what `# Safety` says of `t`, `x` and `y`.
+        unsafe { multiply(t, x, x_len, y, y_len, |t, x, y| t.gemm(x, n, y)) }
+    })
+}
+
+/// `expq_tensor_gemm` for the rows `row_begin..row_end` of W: `y` gets `y_len == (row_end −
+/// row_begin) * n` floats (those rows of Y, row-major), so that a runtime can split one GEMM
+/// over its own threads. The results equal the matching rows of `expq_tensor_gemm` exactly.
+///
+/// Errors: as `expq_tensor_gemm`, and `EXPQ_STATUS_INVALID_ARGUMENT` for a reversed range or
+/// one past the last row.
+///
+/// # Safety
+/// As `expq_tensor_gemm`.
+#[no_mangle]
+pub unsafe extern "C" fn expq_tensor_gemm_rows(
+    t: *const expq_tensor,
+    x: *const f32,
+    x_len: usize,
+    n: usize,
+    row_begin: usize,
+    row_end: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> expq_status {
+    boundary("expq_tensor_gemm_rows", || {
+        // SAFETY: the caller promises what `# Safety` says of `t`, `x` and `y`.
+        unsafe {
+            multiply(t, x, x_len, y, y_len, |t, x, y| {
+                t.gemm_rows(x, n, row_begin..row_end, y)
+            })
+        }
+    })
+}
+
+/// The body of the tensor's multiplying entry points: checks `t`, `x` (`x_len` floats) and
+/// `y` (`y_len` floats, not overlapping `x`), then runs `op` on them.
+///
+/// # Safety
+/// `t` must be NULL or a live tensor; `x` must be NULL or point to `x_len` floats that
+/// nothing mutates during the call; `y` must be NULL or writable for `y_len` floats that
+/// nothing else accesses during the call.
+unsafe fn multiply(
+    t: *const expq_tensor,
+    x: *const f32,
+    x_len: usize,
+    y: *mut f32,
+    y_len: usize,
+    op: impl FnOnce(&QuantizedTensor, &[f32], &mut [f32]) -> crate::Result<()>,
+) -> Result<expq_status, Failure> {
+    let t = try_ref!(t);
+    let x = try_slice!(x, x_len);
+    check_disjoint(x, y, y_len, ("x", "y"))?;
+    let y = try_slice_mut!(y, y_len);
+    op(&t.inner, x, y)?;
+    Ok(expq_status::Ok)
 }

@@ -551,3 +551,63 @@ pub(crate) fn dot4_i8_groups(
     }
     acc
 }
+
+// ---- GEMM micro-kernel --------------------------------------------------------------------
+
+/// Rows of W in one decoded GEMM panel (and in one micro-tile).
+pub(crate) const GEMM_MR: usize = 6;
+/// Columns of W (the shared dimension) in one decoded GEMM panel.
+pub(crate) const GEMM_KC: usize = 256;
+/// Columns of X (and Y) in one micro-tile.
+pub(crate) const GEMM_NR: usize = 16;
+
+/// A decoded tile of W: `GEMM_MR` rows of `GEMM_KC` weights, row-major, aligned for vector
+/// loads. Small enough to stay in L1 while every column tile of X streams past it.
+#[derive(Clone)]
+#[repr(C, align(64))]
+pub(crate) struct GemmPanel {
+    pub w: [[f32; GEMM_KC]; GEMM_MR],
+}
+
+impl GemmPanel {
+    pub(crate) fn new() -> Self {
+        GemmPanel {
+            w: [[0.0; GEMM_KC]; GEMM_MR],
+        }
+    }
+}
+
+/// One micro-tile of the product: `GEMM_MR` rows by `GEMM_NR` columns.
+pub(crate) type GemmTile = [[f32; GEMM_NR]; GEMM_MR];
+
+/// Whether a micro-tile call is in bounds: `kc <= GEMM_KC`, `1 <= width <= min(GEMM_NR, n)`,
+/// and `x` holds rows `0..kc` of `width` values at stride `n`. The SIMD kernels take the
+/// reference when this fails, so an out-of-bounds call can only panic, never read past `x`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline]
+pub(crate) fn gemm_tile_fits(kc: usize, x: &[f32], n: usize, width: usize) -> bool {
+    kc <= GEMM_KC
+        && (1..=GEMM_NR).contains(&width)
+        && width <= n
+        && (kc == 0
+            || matches!(
+                (kc - 1).checked_mul(n).and_then(|v| v.checked_add(width)),
+                Some(end) if end <= x.len()
+            ))
+}
+
+/// The reference micro-tile: `out[r][c] = Σ_{k < kc} w[r][k] · x[k·n + c]` for `c < width`
+/// (columns from `width` on are 0), summed in `k` order with a separate multiply and add.
+pub(crate) fn gemm_tile(w: &GemmPanel, kc: usize, x: &[f32], n: usize, width: usize) -> GemmTile {
+    let mut out = [[0.0f32; GEMM_NR]; GEMM_MR];
+    for k in 0..kc {
+        let xs = &x[k * n..k * n + width];
+        for (acc, wr) in out.iter_mut().zip(&w.w) {
+            let wk = wr[k];
+            for (a, &xv) in acc.iter_mut().zip(xs) {
+                *a += wk * xv;
+            }
+        }
+    }
+    out
+}

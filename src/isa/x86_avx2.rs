@@ -758,3 +758,93 @@ unsafe fn score_coarse(table: CoarseRows<'_>, pairs: &[u32], out: &mut [f32]) {
         }
     }
 }
+
+// ---- GEMM micro-kernel --------------------------------------------------------------------
+
+use super::portable::{gemm_tile_fits, GemmPanel, GemmTile, GEMM_KC, GEMM_MR};
+
+impl Avx2 {
+    /// The GEMM micro-tile (see [`portable::gemm_tile`](super::portable::gemm_tile), the
+    /// reference): `GEMM_MR` rows of the panel times `width` columns of `x` at stride `n`.
+    #[inline]
+    pub(crate) fn gemm_tile(
+        self,
+        w: &GemmPanel,
+        kc: usize,
+        x: &[f32],
+        n: usize,
+        width: usize,
+    ) -> GemmTile {
+        if !gemm_tile_fits(kc, x, n, width) {
+            return super::portable::gemm_tile(w, kc, x, n, width);
+        }
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA; the bounds
+        // the kernels rely on were checked just above.
+        unsafe {
+            match (width > 8, width.is_multiple_of(8)) {
+                (true, true) => gemm_tile_v::<2, false>(w, kc, x, n, width),
+                (true, false) => gemm_tile_v::<2, true>(w, kc, x, n, width),
+                (false, true) => gemm_tile_v::<1, false>(w, kc, x, n, width),
+                (false, false) => gemm_tile_v::<1, true>(w, kc, x, n, width),
+            }
+        }
+    }
+}
+
+/// `NV` vectors of 8 columns per row of the tile; with `MASKED` the last vector loads only
+/// the `width − 8·(NV − 1)` columns that exist.
+///
+/// # Safety
+/// AVX2 and FMA; `gemm_tile_fits(kc, x, n, width)` and `8·(NV − 1) < width <= 8·NV`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemm_tile_v<const NV: usize, const MASKED: bool>(
+    w: &GemmPanel,
+    kc: usize,
+    x: &[f32],
+    n: usize,
+    width: usize,
+) -> GemmTile {
+    const ONES: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+    let tail = width - 8 * (NV - 1);
+    // SAFETY: `tail` is 1..=8, so the 8 lanes read start inside `ONES`.
+    let mask = unsafe { _mm256_loadu_si256(ONES.as_ptr().add(8 - tail).cast()) };
+    let mut acc = [[_mm256_setzero_ps(); NV]; GEMM_MR];
+    let wp = w.w.as_ptr().cast::<f32>();
+    let xp = x.as_ptr();
+    for k in 0..kc {
+        // Rows of X sit `n` floats apart, a stride that can map them all onto a few L1 sets;
+        // fetching a few rows ahead hides the L2 latency that follows. A prefetch never
+        // faults, and the address is only formed (wrapping), never dereferenced.
+        _mm_prefetch::<_MM_HINT_T0>(xp.wrapping_add((k + 8) * n).cast());
+        let mut xv = [_mm256_setzero_ps(); NV];
+        for (v, xv) in xv.iter_mut().enumerate() {
+            // SAFETY: row `k < kc` of `x` holds `width` values from `k·n` (checked by the
+            // caller); vector `v` covers columns `8v..8v + 8`, all below `width` except in
+            // the masked last vector, whose lanes past `width` are not read.
+            *xv = unsafe {
+                let p = xp.add(k * n + 8 * v);
+                if MASKED && v == NV - 1 {
+                    _mm256_maskload_ps(p, mask)
+                } else {
+                    _mm256_loadu_ps(p)
+                }
+            };
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: `r < GEMM_MR` and `k < kc <= GEMM_KC` index the panel's rows.
+            let b = _mm256_set1_ps(unsafe { *wp.add(r * GEMM_KC + k) });
+            for (a, &xv) in acc.iter_mut().zip(&xv) {
+                *a = _mm256_fmadd_ps(b, xv, *a);
+            }
+        }
+    }
+    let mut out = [[0.0f32; super::portable::GEMM_NR]; GEMM_MR];
+    for (o, acc) in out.iter_mut().zip(&acc) {
+        for (v, &a) in acc.iter().enumerate() {
+            // SAFETY: `8v + 8 <= 8·NV <= GEMM_NR` floats of the row.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * v), a) };
+        }
+    }
+    // Lanes past `width` were loaded as 0, so their sums are 0 as the reference's are.
+    out
+}

@@ -861,3 +861,56 @@ unsafe fn score_coarse<const V: usize>(table: CoarseRows<'_>, pairs: &[u32], out
 unsafe fn run<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
+
+// ---- GEMM micro-kernel --------------------------------------------------------------------
+
+use super::portable::{gemm_tile_fits, GemmPanel, GemmTile, GEMM_KC, GEMM_MR};
+
+impl Avx512 {
+    /// The GEMM micro-tile (see [`portable::gemm_tile`](super::portable::gemm_tile), the
+    /// reference): `GEMM_MR` rows of the panel times `width` columns of `x` at stride `n`,
+    /// one 16-lane vector per row with the columns past `width` masked off.
+    #[inline]
+    pub(crate) fn gemm_tile(
+        self,
+        w: &GemmPanel,
+        kc: usize,
+        x: &[f32],
+        n: usize,
+        width: usize,
+    ) -> GemmTile {
+        if !gemm_tile_fits(kc, x, n, width) {
+            return super::portable::gemm_tile(w, kc, x, n, width);
+        }
+        // SAFETY: an `Avx512` proof exists only when detection found AVX-512 F/BW/VL, AVX2,
+        // FMA; the bounds the kernel relies on were checked just above.
+        unsafe { gemm_tile16(w, kc, x, n, width) }
+    }
+}
+
+/// # Safety
+/// AVX-512 F; `gemm_tile_fits(kc, x, n, width)`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn gemm_tile16(w: &GemmPanel, kc: usize, x: &[f32], n: usize, width: usize) -> GemmTile {
+    // `width` is 1..=16, so the mask keeps exactly the columns that exist.
+    let mask: __mmask16 = ((1u32 << width) - 1) as __mmask16;
+    let mut acc = [_mm512_setzero_ps(); GEMM_MR];
+    let wp = w.w.as_ptr().cast::<f32>();
+    let xp = x.as_ptr();
+    for k in 0..kc {
+        // SAFETY: row `k < kc` of `x` holds `width` values from `k·n` (checked by the caller);
+        // the masked lanes are not read.
+        let xv = unsafe { _mm512_maskz_loadu_ps(mask, xp.add(k * n)) };
+        for (r, a) in acc.iter_mut().enumerate() {
+            // SAFETY: `r < GEMM_MR` and `k < kc <= GEMM_KC` index the panel's rows.
+            let b = _mm512_set1_ps(unsafe { *wp.add(r * GEMM_KC + k) });
+            *a = _mm512_fmadd_ps(b, xv, *a);
+        }
+    }
+    let mut out = [[0.0f32; super::portable::GEMM_NR]; GEMM_MR];
+    for (o, &a) in out.iter_mut().zip(&acc) {
+        // SAFETY: each row of the tile holds `GEMM_NR` = 16 floats.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
+    }
+    out
+}

@@ -13,7 +13,9 @@
 //!
 //! # Files
 //! `decode` (decode and its row kernel), `dot` (dot product, its row kernel and the GEMV's
-//! plan), `encode` ([`Encoder`]); this file holds the shared checks and the lookup table.
+//! plan), `encode` ([`Encoder`]), `gemm` (the GEMM on packed weights: decoded panels and a
+//! register-blocked micro-kernel; its module docs give the layouts of `X` and `Y`); this file
+//! holds the shared checks and the lookup table.
 //!
 //! # Numbers
 //! Decoding and encoding are exact: every path writes the same floats and the same codes.
@@ -34,6 +36,7 @@
 mod decode;
 mod dot;
 mod encode;
+mod gemm;
 mod int8;
 
 pub use crate::isa::{Isa, IsaKind};
@@ -44,6 +47,9 @@ pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
 pub(crate) use dot::{dot4_groups, dot_span};
 pub use encode::Encoder;
+#[cfg(feature = "parallel")]
+pub(crate) use gemm::ROWS_PER_PANEL;
+pub(crate) use gemm::{gemm_rows, GemmSource};
 #[cfg(feature = "alloc")]
 pub(crate) use int8::{dot4_i8_groups, dot_int8_span, I8Table, Int8X};
 pub use int8::{dot_int8, dot_int8_with};

@@ -322,6 +322,97 @@ static void test_gemv(void) {
     expq_tensor_free(t);
 }
 
+/* GEMM (X is cols x n, Y rows x n, both row-major) against a plain loop over the
+ * dequantized matrix (in double), tolerance as test_gemv's; row ranges and the view equal the
+ * tensor's product exactly; bad lengths fail and leave y alone. 300 columns span two K
+ * blocks of the kernel, 9 rows two row panels, 5 columns one partial column tile. */
+static void test_gemm(void) {
+    enum { ROWS = 9, COLS = 300, N = 5 };
+    static float w[ROWS * COLS], deq[ROWS * COLS], x[COLS * N];
+    float y[ROWS * N], y2[ROWS * N];
+    expq_config config = expq_config_default(EXPQ_SCHEME_EXPONENTIAL, 4);
+    expq_tensor *t = NULL;
+    expq_view v;
+    uint8_t *buf = NULL;
+    size_t i, r, j, c, need = 0;
+
+    for (i = 0; i < ROWS * COLS; i++) w[i] = next_uniform() * (1.0f + (float)(i % 7));
+    for (i = 0; i < COLS * N; i++) x[i] = next_uniform();
+    config.granularity = EXPQ_GRANULARITY_PER_GROUP;
+    config.group_size = 64;
+    if (!EXPECT_OK(expq_quantize(w, ROWS, COLS, &config, &t))) return;
+    EXPECT_OK(expq_tensor_dequantize(t, deq, ROWS * COLS));
+    EXPECT_OK(expq_tensor_gemm(t, x, COLS * N, N, y, ROWS * N));
+    for (r = 0; r < ROWS; r++) {
+        for (c = 0; c < N; c++) {
+            double ref = 0.0, mag = 0.0;
+            for (j = 0; j < COLS; j++) {
+                ref += (double)deq[r * COLS + j] * x[j * N + c];
+                mag += fabs((double)deq[r * COLS + j] * x[j * N + c]);
+            }
+            CHECK(close_to(y[r * N + c], ref, 1e-5 * mag + 1e-7),
+                  "gemm y[%u][%u] = %.9g, reference %.9g", (unsigned)r, (unsigned)c,
+                  y[r * N + c], ref);
+        }
+    }
+    for (i = 0; i < ROWS * N; i++) y2[i] = -12345.0f;
+    EXPECT_OK(expq_tensor_gemm_rows(t, x, COLS * N, N, 0, 7, y2, 7 * N));
+    EXPECT_OK(expq_tensor_gemm_rows(t, x, COLS * N, N, 7, ROWS, y2 + 7 * N, (ROWS - 7) * N));
+    CHECK(memcmp(y, y2, sizeof y) == 0, "gemm_rows differs from gemm");
+
+    /* n = 1 is the GEMV, exactly. */
+    {
+        float g1[ROWS], g2[ROWS];
+        EXPECT_OK(expq_tensor_gemv(t, x, COLS, g1, ROWS));
+        EXPECT_OK(expq_tensor_gemm(t, x, COLS, 1, g2, ROWS));
+        CHECK(memcmp(g1, g2, sizeof g1) == 0, "gemm with n = 1 differs from gemv");
+    }
+
+    EXPECT(expq_tensor_serialize(t, NULL, 0, &need), EXPQ_STATUS_BUFFER_TOO_SMALL, NULL);
+    buf = (uint8_t *)malloc(need);
+    if (buf != NULL && EXPECT_OK(expq_tensor_serialize(t, buf, need, &need)) &&
+        EXPECT_OK(expq_view_init(buf, need, &v))) {
+        for (i = 0; i < ROWS * N; i++) y2[i] = -12345.0f;
+        EXPECT_OK(expq_view_gemm(&v, x, COLS * N, N, y2, ROWS * N));
+        CHECK(memcmp(y, y2, sizeof y) == 0, "view gemm differs from the tensor's");
+        for (i = 0; i < ROWS * N; i++) y2[i] = -12345.0f;
+        EXPECT_OK(expq_view_gemm_rows(&v, x, COLS * N, N, 2, ROWS, y2, (ROWS - 2) * N));
+        CHECK(memcmp(y + 2 * N, y2, (ROWS - 2) * N * sizeof(float)) == 0,
+              "view gemm_rows differs from gemm");
+
+        for (i = 0; i < ROWS * N; i++) y2[i] = 42.0f;
+        EXPECT(expq_view_gemm(&v, x, COLS * N - 1, N, y2, ROWS * N),
+               EXPQ_STATUS_BUFFER_TOO_SMALL, "x");
+        EXPECT(expq_view_gemm(&v, x, COLS * N, N, y2, ROWS * N - 1),
+               EXPQ_STATUS_BUFFER_TOO_SMALL, "y");
+        EXPECT(expq_view_gemm(&v, x, COLS * N, N - 1, y2, ROWS * N),
+               EXPQ_STATUS_INVALID_ARGUMENT, "x");
+        EXPECT(expq_view_gemm_rows(&v, x, COLS * N, N, 4, ROWS + 1, y2, (ROWS - 3) * N),
+               EXPQ_STATUS_INVALID_ARGUMENT, "4..10");
+        EXPECT(expq_view_gemm(&v, x, COLS * N, SIZE_MAX, y2, ROWS * N),
+               EXPQ_STATUS_INVALID_ARGUMENT, "overflow");
+        EXPECT(expq_view_gemm(&v, NULL, COLS * N, N, y2, ROWS * N), EXPQ_STATUS_NULL_POINTER,
+               "`x`");
+        EXPECT(expq_view_gemm(&v, x, COLS * N, N, (float *)(void *)buf, ROWS * N),
+               EXPQ_STATUS_INVALID_ARGUMENT, "overlap");
+        for (i = 0; i < ROWS * N; i++) CHECK(y2[i] == 42.0f, "y2[%u] written", (unsigned)i);
+    }
+    CHECK(buf != NULL, "malloc(%u)", (unsigned)need);
+    free(buf);
+
+    for (i = 0; i < ROWS * N; i++) y2[i] = 42.0f;
+    EXPECT(expq_tensor_gemm(t, x, COLS * N, N, y2, ROWS * N - 1), EXPQ_STATUS_BUFFER_TOO_SMALL,
+           "y");
+    EXPECT(expq_tensor_gemm_rows(t, x, COLS * N, N, 5, 3, y2, 0), EXPQ_STATUS_INVALID_ARGUMENT,
+           "5..3");
+    EXPECT(expq_tensor_gemm(NULL, x, COLS * N, N, y2, ROWS * N), EXPQ_STATUS_NULL_POINTER,
+           "`t`");
+    EXPECT(expq_tensor_gemm(t, x, COLS * N, N, x + 1, ROWS * N), EXPQ_STATUS_INVALID_ARGUMENT,
+           "overlap");
+    for (i = 0; i < ROWS * N; i++) CHECK(y2[i] == 42.0f, "y2[%u] written", (unsigned)i);
+    expq_tensor_free(t);
+}
+
 /* expq_decode on bytes packed by hand (LSB-first). */
 static void test_decode_hand_packed(void) {
     /* 3 bits: codes 1, 2, 3, 0, 7 -> bits 001 010 011 000 111 -> 0xD1 0x70. */
@@ -1020,6 +1111,7 @@ int main(void) {
     test_linear_levels_by_hand();
     test_fixed_exponential_exact();
     test_gemv();
+    test_gemm();
     test_decode_hand_packed();
     test_errors();
     test_storage();

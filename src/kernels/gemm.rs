@@ -1,0 +1,205 @@
+//! GEMM on packed weights: `Y = W·X` for a batch of `n` columns, W read from its packed
+//! codes once per call.
+//!
+//! # Layout
+//! `X` is `cols × n` and `Y` is `rows × n`, both row-major: `X[j·n + c]` is input `j` of
+//! column `c` and `Y[r·n + c]` output `r` of column `c`. That is the layout an im2col
+//! convolution produces and consumes (one column per output position, `Y` already in
+//! channel-major order), and column `c` alone is exactly a GEMV's `x` and `y`.
+//!
+//! # Blocking
+//! Rows of W go `GEMM_MR` at a time, the shared dimension `GEMM_KC` at a time: each such tile
+//! of W is decoded once (through the decode row kernel, group by group) into a panel on the
+//! stack that stays in L1, and a register-blocked micro-kernel multiplies it with every
+//! `GEMM_NR`-column tile of the matching rows of X, adding into Y. The panel, the micro-tile
+//! and one codebook table per panel row live on the stack, so nothing is allocated.
+//!
+//! # Numbers
+//! Each `Y[r·n + c]` is a sum over `j` in order within a panel and panel by panel; the SIMD
+//! micro-kernels fuse each multiply-add, the reference does not, so paths differ by ordinary
+//! `f32` rounding: `|fast − reference| <= 1e-5 · Σ_j |W[r,j]·X[j,c]|` for the shapes the
+//! tests cover. A GEMV sums in yet another order, within the same bound.
+
+use core::ops::Range;
+
+use super::{decode_span, Table};
+use crate::isa::portable::{self, GemmPanel, GemmTile, GEMM_KC, GEMM_MR, GEMM_NR};
+use crate::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::isa::Path;
+
+/// Rows of W per decoded panel: threads split rows on multiples of it.
+#[cfg(feature = "parallel")]
+pub(crate) const ROWS_PER_PANEL: usize = GEMM_MR;
+
+/// One micro-tile on `isa`: `out[r][c] = Σ_{k < kc} w[r][k] · x[k·n + c]` for `c < width`.
+pub(crate) fn gemm_tile(
+    isa: Isa,
+    w: &GemmPanel,
+    kc: usize,
+    x: &[f32],
+    n: usize,
+    width: usize,
+) -> GemmTile {
+    #[cfg(target_arch = "x86_64")]
+    match isa.path() {
+        Path::Avx512(t) => return t.gemm_tile(w, kc, x, n, width),
+        Path::Avx2(t) => return t.gemm_tile(w, kc, x, n, width),
+        _ => {}
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    portable::gemm_tile(w, kc, x, n, width)
+}
+
+/// Where a GEMM's weights come from: the packed codes of each row and each group's levels.
+pub(crate) struct GemmSource<R, G, L> {
+    /// Bits per code.
+    pub bits: u8,
+    /// Columns of W.
+    pub cols: usize,
+    /// Codes per group along a row (`cols` when a row is one group).
+    pub group_len: usize,
+    /// `row(r)`: the packed codes of row `r`.
+    pub row: R,
+    /// `group(r, i)`: the index of group `i` of row `r`.
+    pub group: G,
+    /// `load(group, table)`: fills `table` with the group's levels.
+    pub load: L,
+}
+
+/// `Y[rows] = W[rows]·X` with the layouts of the module docs: `x` holds `cols × n` values and
+/// `y` `rows.len() × n`. The caller has checked the shapes, every row in `rows` exists, and
+/// the codes index their groups' tables.
+pub(crate) fn gemm_rows<'s, R, G, L>(
+    isa: Isa,
+    src: &GemmSource<R, G, L>,
+    x: &[f32],
+    n: usize,
+    rows: Range<usize>,
+    y: &mut [f32],
+) where
+    R: Fn(usize) -> &'s [u8],
+    G: Fn(usize, usize) -> usize,
+    L: Fn(usize, &mut Table),
+{
+    let cols = src.cols;
+    if n == 0 || cols == 0 {
+        y.fill(0.0);
+        return;
+    }
+    let g = src.group_len.max(1);
+    let mut panel = GemmPanel::new();
+    let mut tables: [Table; GEMM_MR] = core::array::from_fn(|_| Table::new());
+    let mut loaded = [usize::MAX; GEMM_MR];
+    for (pass, yb) in y.chunks_mut(GEMM_MR * n).enumerate() {
+        let first = rows.start + pass * GEMM_MR;
+        let live = yb.len() / n;
+        let mut k0 = 0;
+        while k0 < cols {
+            let kc = GEMM_KC.min(cols - k0);
+            for r in 0..live {
+                let row = first + r;
+                let codes = (src.row)(row);
+                let mut k = k0;
+                while k < k0 + kc {
+                    let i = k / g;
+                    let end = ((i + 1) * g).min(k0 + kc);
+                    let group = (src.group)(row, i);
+                    if loaded[r] != group {
+                        (src.load)(group, &mut tables[r]);
+                        loaded[r] = group;
+                    }
+                    let out = &mut panel.w[r][k - k0..end - k0];
+                    decode_span(isa, src.bits, codes, k, &tables[r], out);
+                    k = end;
+                }
+            }
+            let xb = &x[k0 * n..];
+            let mut c0 = 0;
+            while c0 < n {
+                let width = GEMM_NR.min(n - c0);
+                let tile = gemm_tile(isa, &panel, kc, &xb[c0..], n, width);
+                for (r, t) in tile.iter().enumerate().take(live) {
+                    let out = &mut yb[r * n + c0..r * n + c0 + width];
+                    if k0 == 0 {
+                        out.copy_from_slice(&t[..width]);
+                    } else {
+                        for (o, v) in out.iter_mut().zip(t) {
+                            *o += v;
+                        }
+                    }
+                }
+                c0 += width;
+            }
+            k0 += kc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+
+    #[test]
+    fn micro_tiles_match_the_reference() {
+        let mut seed = 7u64;
+        let mut panel = GemmPanel::new();
+        for row in panel.w.iter_mut() {
+            for v in row.iter_mut() {
+                *v = lcg(&mut seed);
+            }
+        }
+        let isas: alloc::vec::Vec<Isa> = Isa::available().collect();
+        for n in [1usize, 2, 3, 7, 8, 9, 15, 16, 17, 33] {
+            for kc in [0usize, 1, 5, 64, 255, GEMM_KC] {
+                let x: alloc::vec::Vec<f32> = (0..kc.max(1) * n).map(|_| lcg(&mut seed)).collect();
+                for c0 in [0, n.saturating_sub(GEMM_NR.min(n))] {
+                    let width = GEMM_NR.min(n - c0);
+                    let reference = portable::gemm_tile(&panel, kc, &x[c0..], n, width);
+                    for &isa in &isas {
+                        let got = gemm_tile(isa, &panel, kc, &x[c0..], n, width);
+                        for r in 0..GEMM_MR {
+                            for c in 0..GEMM_NR {
+                                let mag: f32 = (0..kc)
+                                    .map(|k| {
+                                        if c < width {
+                                            (panel.w[r][k] * x[c0 + k * n + c]).abs()
+                                        } else {
+                                            0.0
+                                        }
+                                    })
+                                    .sum();
+                                let (a, b) = (got[r][c], reference[r][c]);
+                                assert!(
+                                    (a - b).abs() <= 1e-5 * mag,
+                                    "{isa} n={n} kc={kc} c0={c0} [{r}][{c}]: {a} vs {b}"
+                                );
+                                if c >= width {
+                                    assert_eq!(a, 0.0, "{isa}: column past width");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tile_bounds_are_checked() {
+        assert!(!portable::gemm_tile_fits(4, &[0.0; 10], 3, 2));
+        assert!(portable::gemm_tile_fits(4, &[0.0; 11], 3, 2));
+        assert!(!portable::gemm_tile_fits(GEMM_KC + 1, &[0.0; 4096], 1, 1));
+        assert!(!portable::gemm_tile_fits(1, &[0.0; 4], 2, 3));
+        assert!(!portable::gemm_tile_fits(1, &[0.0; 4], 4, 0));
+        assert!(!portable::gemm_tile_fits(2, &[0.0; 4], usize::MAX, 1));
+    }
+}
