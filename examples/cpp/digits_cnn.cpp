@@ -1,7 +1,7 @@
 // The stored digits CNN (data/digits_cnn_exp4.exq) from C++17 through the expquant C API:
 // the container is mapped read-only and opened in place, every weight matrix stays packed and
-// is multiplied with expq_view_gemv (a convolution is im2col, then one GEMV per output
-// position), and the biases are read in place as f32 entries. Prints top-1 and the prediction
+// is multiplied on its packed codes (a convolution is im2col, then one expq_view_gemm over
+// every output position; a dense layer is one expq_view_gemv), and the biases are read in place as f32 entries. Prints top-1 and the prediction
 // of every image, in the format of `cargo run --example export_model -- predict`, which
 // scripts/check_cpp.sh compares it with.
 //
@@ -119,18 +119,17 @@ void im2col3x3(const std::vector<float> &in, size_t ch, size_t side, std::vector
             }
 }
 
-// out[o, p] = bias[o] + W[o, :] · patch(p), one GEMV per output position p.
+// out = W · patches + bias: one GEMM over every output position (patches are cols × n,
+// row-major, which is the layout expq_view_gemm takes; out comes back rows × n).
 void conv(const Layer &l, const std::vector<float> &in, size_t ch, size_t side,
           std::vector<float> &out) {
-    std::vector<float> cols, column(l.cols), y(l.rows);
+    std::vector<float> cols;
     im2col3x3(in, ch, side, cols);
     const size_t n = side * side;
     out.assign(l.rows * n, 0.0f);
-    for (size_t p = 0; p < n; ++p) {
-        for (size_t j = 0; j < l.cols; ++j) column[j] = cols[j * n + p];
-        check(expq_view_gemv(&l.weight, column.data(), column.size(), y.data(), y.size()), "gemv");
-        for (size_t o = 0; o < l.rows; ++o) out[o * n + p] = y[o] + l.bias[o];
-    }
+    check(expq_view_gemm(&l.weight, cols.data(), cols.size(), n, out.data(), out.size()), "gemm");
+    for (size_t o = 0; o < l.rows; ++o)
+        for (size_t p = 0; p < n; ++p) out[o * n + p] += l.bias[o];
 }
 
 void dense(const Layer &l, const std::vector<float> &in, std::vector<float> &out) {
