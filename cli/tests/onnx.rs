@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use expquant::calibrate::{quantize_calibrated, InputStats};
+use expquant::calibrate::{quantize_calibrated, Covariance, InputStats};
+use expquant::compensate::{quantize_compensated, CompensateOptions};
 use expquant::{quantize, Config, ContainerView, QuantizedTensor};
 
 /// The model, the calibration batch (64 training images) and the test split.
@@ -91,6 +92,28 @@ fn moments(channels: &[Vec<f32>], taps: usize) -> (Vec<f32>, Vec<f32>) {
     (mean(&|v| v as f64), mean(&|v| (v as f64) * (v as f64)))
 }
 
+/// The 3×3 patches (padding 1, zeros outside) of one 8×8 image, one row of 9 values per
+/// output position, in the kernel's `(ky, kx)` order.
+fn patches_3x3(image: &[f32]) -> Vec<f32> {
+    let mut rows = Vec::with_capacity(64 * 9);
+    for y in 0..8i32 {
+        for x in 0..8i32 {
+            for dy in -1..=1i32 {
+                for dx in -1..=1i32 {
+                    let (iy, ix) = (y + dy, x + dx);
+                    let inside = (0..8).contains(&iy) && (0..8).contains(&ix);
+                    rows.push(if inside {
+                        image[(iy * 8 + ix) as usize]
+                    } else {
+                        0.0
+                    });
+                }
+            }
+        }
+    }
+    rows
+}
+
 #[test]
 fn calibrated_model_runs_in_tract_like_its_container() {
     let s = setup("onnx-cal");
@@ -122,18 +145,24 @@ fn calibrated_model_runs_in_tract_like_its_container() {
         .iter()
         .all(|t| t["bias_corrected"] == true));
 
-    // conv1's statistics are those of the raw input: check the library gets exactly these.
+    // conv1's inputs are the raw images: its covariance is that of their 3×3 patches (zero
+    // outside the image), and the container holds exactly what the library makes of it.
     let (images, _) = digits();
-    let pixels: Vec<f32> = images[..64].iter().flatten().copied().collect();
-    let (mean, sq) = moments(&[pixels], 9);
+    let mut cov = Covariance::new(1, 9).unwrap();
+    for image in &images[..64] {
+        cov.add_rows(&patches_3x3(image)).unwrap();
+    }
     let tensors = digits_cnn();
     let conv1 = &tensors.iter().find(|t| t.0 == "conv1.weight").unwrap().2;
-    let direct = quantize_calibrated(
+    let mean = cov.mean().unwrap();
+    let compensated = quantize_compensated(
         conv1,
         16,
         9,
         &Config::exponential(4),
-        &InputStats::new(&mean).with_sq_mean(&sq),
+        &cov,
+        &CompensateOptions::default(),
+        Some(&mean),
     )
     .unwrap();
     let bytes = std::fs::read(&out).unwrap();
@@ -141,8 +170,41 @@ fn calibrated_model_runs_in_tract_like_its_container() {
     let view = container.get("conv1.weight").unwrap().unwrap();
     assert_eq!(
         QuantizedTensor::from_view(&view).to_bytes(),
+        compensated.tensor.to_bytes()
+    );
+    let correction = compensated.bias_correction.unwrap();
+
+    // Without compensation the statistics are the per-channel moments of the raw input.
+    let plain_out = s.dir.join("plain.expq");
+    expquant_ok(&[
+        "quantize",
+        p(&s.model),
+        "-o",
+        p(&plain_out),
+        "--bits",
+        "4",
+        "--calibration",
+        p(&s.calib),
+        "--no-compensation",
+        "-q",
+    ]);
+    let pixels: Vec<f32> = images[..64].iter().flatten().copied().collect();
+    let (pmean, psq) = moments(&[pixels], 9);
+    let direct = quantize_calibrated(
+        conv1,
+        16,
+        9,
+        &Config::exponential(4),
+        &InputStats::new(&pmean).with_sq_mean(&psq),
+    )
+    .unwrap();
+    let plain_bytes = std::fs::read(&plain_out).unwrap();
+    let plain = ContainerView::from_bytes(&plain_bytes).unwrap();
+    assert_eq!(
+        QuantizedTensor::from_view(&plain.get("conv1.weight").unwrap().unwrap()).to_bytes(),
         direct.tensor.to_bytes()
     );
+    assert_ne!(direct.tensor.to_bytes(), compensated.tensor.to_bytes());
 
     // Rebuild the model by hand from the container and the sidecar's corrected biases.
     let rest_bytes = std::fs::read(s.dir.join("q.expq.rest.safetensors")).unwrap();
@@ -154,11 +216,7 @@ fn calibrated_model_runs_in_tract_like_its_container() {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     let original_bias = &tensors.iter().find(|t| t.0 == "conv1.bias").unwrap().2;
-    for ((c, o), d) in corrected
-        .iter()
-        .zip(original_bias)
-        .zip(&direct.bias_correction)
-    {
+    for ((c, o), d) in corrected.iter().zip(original_bias).zip(&correction) {
         assert!(
             (c - (o + d)).abs() <= 1e-6 * (1.0 + o.abs()),
             "{c} vs {o} + {d}"
@@ -390,5 +448,46 @@ fn depthwise_clip_pool_matmul_graph() {
     let scale = want.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() <= 0.02 * scale, "{g} vs {w}");
+    }
+}
+
+/// Test-split accuracy of the digits CNN quantized with `extra` flags.
+fn digits_accuracy(s: &Setup, bits: &str, extra: &[&str]) -> f64 {
+    let (out, emitted) = (s.dir.join("acc.expq"), s.dir.join("acc.onnx"));
+    let mut args = vec![
+        "quantize",
+        p(&s.model),
+        "-o",
+        p(&out),
+        "--bits",
+        bits,
+        "--calibration",
+        p(&s.calib),
+        "--emit-onnx",
+        p(&emitted),
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    expquant_ok(&args);
+    accuracy(&run_onnx(&emitted, &s.test_images), &s.test_labels)
+}
+
+#[test]
+fn compensation_keeps_at_least_the_accuracy_of_bias_correction_alone() {
+    let s = setup("onnx-comp");
+    for bits in ["3", "4"] {
+        let corrected = digits_accuracy(&s, bits, &["--no-compensation"]);
+        let compensated = digits_accuracy(&s, bits, &[]);
+        let alone = digits_accuracy(&s, bits, &["--no-bias-correction"]);
+        let sequential = digits_accuracy(&s, bits, &["--sequential"]);
+        eprintln!(
+            "digits CNN, {bits}-bit exponential per row: bias-corrected {corrected:.4}, \
+             compensated {alone:.4}, compensated + corrected {compensated:.4}, \
+             sequential compensated + corrected {sequential:.4}"
+        );
+        assert!(
+            compensated >= corrected,
+            "{bits} bits: compensated {compensated} < bias-corrected {corrected}"
+        );
     }
 }
