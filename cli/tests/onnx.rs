@@ -491,3 +491,162 @@ fn compensation_keeps_at_least_the_accuracy_of_bias_correction_alone() {
         );
     }
 }
+
+/// `x → BatchNormalization → Relu → Conv 3×3 → BatchNormalization → Clip(0, 6) → Conv 1×1`,
+/// every BatchNorm with running mean 0 and variance 1, so on standard normal inputs the
+/// normalized values are exactly `N(beta, gamma²)` per channel.
+fn bn_relu_graph(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    use tract_onnx::pb;
+    let betas = |n: usize, seed: u64| -> Vec<f32> {
+        weights(n, seed)
+            .iter()
+            .map(|v| 0.8 + v.abs() * 2.0)
+            .collect()
+    };
+    let gammas = |n: usize, seed: u64| -> Vec<f32> {
+        weights(n, seed).iter().map(|v| 0.5 + v.abs()).collect()
+    };
+    let params: Vec<(String, Vec<i64>, Vec<f32>)> = vec![
+        ("bn1.gamma".into(), vec![4], gammas(4, 31)),
+        ("bn1.beta".into(), vec![4], betas(4, 32)),
+        ("bn1.mean".into(), vec![4], vec![0.0; 4]),
+        ("bn1.var".into(), vec![4], vec![1.0; 4]),
+        ("conv1.w".into(), vec![8, 4, 3, 3], weights(8 * 36, 33)),
+        ("conv1.b".into(), vec![8], weights(8, 34)),
+        ("bn2.gamma".into(), vec![8], gammas(8, 35)),
+        ("bn2.beta".into(), vec![8], betas(8, 36)),
+        ("bn2.mean".into(), vec![8], vec![0.0; 8]),
+        ("bn2.var".into(), vec![8], vec![1.0; 8]),
+        ("lo".into(), vec![], vec![0.0]),
+        ("hi".into(), vec![], vec![6.0]),
+        ("conv2.w".into(), vec![6, 8, 1, 1], weights(48, 37)),
+    ];
+    let graph = pb::GraphProto {
+        name: "bn".into(),
+        node: vec![
+            node(
+                "BatchNormalization",
+                &["x", "bn1.gamma", "bn1.beta", "bn1.mean", "bn1.var"],
+                "n1",
+                vec![],
+            ),
+            node("Relu", &["n1"], "r1", vec![]),
+            node(
+                "Conv",
+                &["r1", "conv1.w", "conv1.b"],
+                "c1",
+                vec![
+                    attr_ints("kernel_shape", &[3, 3]),
+                    attr_ints("pads", &[1, 1, 1, 1]),
+                ],
+            ),
+            node(
+                "BatchNormalization",
+                &["c1", "bn2.gamma", "bn2.beta", "bn2.mean", "bn2.var"],
+                "n2",
+                vec![],
+            ),
+            node("Clip", &["n2", "lo", "hi"], "r2", vec![]),
+            node("Conv", &["r2", "conv2.w"], "y", vec![]),
+        ],
+        initializer: params
+            .iter()
+            .map(|(n, d, v)| initializer(n, d, v))
+            .collect(),
+        input: vec![value_info("x", &[None, Some(4), Some(6), Some(6)])],
+        output: vec![value_info("y", &[None, Some(6), Some(6), Some(6)])],
+        ..Default::default()
+    };
+    write_model(path, graph);
+    params.into_iter().map(|(n, _, v)| (n, v)).collect()
+}
+
+/// A named initializer's values from an ONNX file.
+fn onnx_values(path: &std::path::Path, name: &str) -> Vec<f32> {
+    use prost::Message;
+    let model =
+        tract_onnx::pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    let t = model
+        .graph
+        .unwrap()
+        .initializer
+        .into_iter()
+        .find(|t| t.name == name)
+        .unwrap();
+    t.raw_data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn data_free_bias_correction_from_batchnorm_relu() {
+    use expquant::calibrate::relu_moments;
+    let dir = tempdir("onnx-datafree");
+    let model = dir.join("bn.onnx");
+    let params = bn_relu_graph(&model);
+    let get = |name: &str| params.iter().find(|p| p.0 == name).unwrap().1.clone();
+    let (out, fixed, plain) = (
+        dir.join("q.expq"),
+        dir.join("fixed.onnx"),
+        dir.join("plain.onnx"),
+    );
+    let base = ["quantize", p(&model), "-o", p(&out), "--bits", "3", "-q"];
+    let mut args = base.to_vec();
+    args.extend(["--emit-onnx", p(&fixed)]);
+    expquant_ok(&args);
+    let mut args = base.to_vec();
+    args.extend(["--emit-onnx", p(&plain), "--no-bias-correction"]);
+    expquant_ok(&args);
+
+    // conv1: the correction is −Σ_j ΔW[r,j]·E[relu(z_j)] with z_j ~ N(beta, gamma²), per row.
+    let (gamma, beta) = (get("bn1.gamma"), get("bn1.beta"));
+    let channel_mean: Vec<f64> = gamma
+        .iter()
+        .zip(&beta)
+        .map(|(&g, &b)| relu_moments(b as f64, g as f64, f64::INFINITY).unwrap().0)
+        .collect();
+    let w = get("conv1.w");
+    let q = onnx_values(&plain, "conv1.w");
+    assert_eq!(q, onnx_values(&fixed, "conv1.w"));
+    let (b0, b1) = (get("conv1.b"), onnx_values(&fixed, "conv1.b"));
+    assert_eq!(onnx_values(&plain, "conv1.b"), b0);
+    for r in 0..8 {
+        let expected: f64 = -(0..36)
+            .map(|j| (q[r * 36 + j] - w[r * 36 + j]) as f64 * channel_mean[j / 9])
+            .sum::<f64>();
+        let got = (b1[r] - b0[r]) as f64;
+        assert!(expected.abs() > 1e-4, "row {r}: no shift to correct");
+        assert_eq!(
+            got.signum(),
+            expected.signum(),
+            "row {r}: {got} vs {expected}"
+        );
+        assert!(
+            (got - expected).abs() <= 1e-5 + 1e-4 * expected.abs(),
+            "row {r}"
+        );
+    }
+    // conv2 had no bias: the data-free path (BatchNorm → Clip(0, 6)) gave it one.
+    assert_eq!(onnx_values(&fixed, "conv2.w.expquant_bias").len(), 6);
+
+    // On standard normal inputs, the corrected model's outputs are closer to the original's.
+    let n = 32;
+    let x: Vec<f32> = weights(n * 4 * 36, 38)
+        .iter()
+        .map(|v| v * 12f32.sqrt())
+        .collect();
+    let shape = [n, 4, 6, 6];
+    let want = run_once(&model, &shape, &x);
+    let mse = |path: &std::path::Path| -> f64 {
+        let got = run_once(path, &shape, &x);
+        got.iter()
+            .zip(&want)
+            .map(|(g, w)| ((g - w) as f64).powi(2))
+            .sum::<f64>()
+            / want.len() as f64
+    };
+    let (e_fixed, e_plain) = (mse(&fixed), mse(&plain));
+    eprintln!("data-free bias correction, 3 bits: output MSE {e_plain:.5} → {e_fixed:.5}");
+    assert!(e_fixed < e_plain, "{e_fixed} vs {e_plain}");
+}
