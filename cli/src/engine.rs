@@ -180,30 +180,33 @@ pub fn output_error(
     cols: usize,
     cov: &Covariance,
 ) -> Option<(f64, f64)> {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, Mat, MatRef, Par};
     let groups = cov.groups();
     if cov.dim() != cols || groups == 0 || !rows.is_multiple_of(groups) || w.len() != rows * cols {
         return None;
     }
     let per_group = rows / groups;
     let (mut err, mut energy) = (0.0f64, 0.0f64);
-    let mut d = vec![0.0f64; cols];
-    let mut x = vec![0.0f64; cols];
+    // Per group, the error rows then the weight rows, times H in one product.
+    let mut x = Mat::<f64>::zeros(2 * per_group, cols);
+    let mut y = Mat::<f64>::zeros(2 * per_group, cols);
     for g in 0..groups {
         let h = cov.matrix(g)?;
-        for r in g * per_group..(g + 1) * per_group {
-            let (wr, qr) = (&w[r * cols..(r + 1) * cols], &q[r * cols..(r + 1) * cols]);
+        let h = MatRef::from_row_major_slice(&h, cols, cols);
+        for i in 0..per_group {
+            let r = g * per_group + i;
             for j in 0..cols {
-                d[j] = f64::from(qr[j] - wr[j]);
-                x[j] = f64::from(wr[j]);
+                let (a, b) = (w[r * cols + j], q[r * cols + j]);
+                x[(i, j)] = f64::from(b - a);
+                x[(per_group + i, j)] = f64::from(a);
             }
-            for (j, hj) in h.chunks_exact(cols).enumerate() {
-                let (mut hd, mut hx) = (0.0, 0.0);
-                for ((&a, &b), &c) in hj.iter().zip(&d).zip(&x) {
-                    hd += a * b;
-                    hx += a * c;
-                }
-                err += d[j] * hd;
-                energy += x[j] * hx;
+        }
+        matmul(y.as_mut(), Accum::Replace, x.as_ref(), h, 1.0, Par::Seq);
+        for j in 0..cols {
+            for i in 0..per_group {
+                err += x[(i, j)] * y[(i, j)];
+                energy += x[(per_group + i, j)] * y[(per_group + i, j)];
             }
         }
     }

@@ -684,45 +684,38 @@ impl OnnxModel {
                     .expect("wanted");
                 acc[i].add(layer, shape, data)?;
             }
-            // Each layer's covariance is its own; spread them over the threads.
+            // Each layer's covariance is its own; workers take the layers in turn.
             let view_of = |l: &Layer| {
                 let i = wanted.iter().position(|w| *w == l.input).expect("wanted");
                 (&views[i].0, views[i].1)
             };
-            let work: Vec<(&Layer, &mut Covariance)> = layers
+            let work: Vec<std::sync::Mutex<(&Layer, &mut Covariance)>> = layers
                 .iter()
                 .zip(covs.iter_mut())
-                .filter_map(|(l, c)| c.as_mut().map(|c| (*l, c)))
+                .filter_map(|(l, c)| c.as_mut().map(|c| std::sync::Mutex::new((*l, c))))
                 .collect();
-            let per_thread = work.len().div_ceil(threads.max(1)).max(1);
-            let mut chunks: Vec<Vec<(&Layer, &mut Covariance)>> = Vec::new();
-            let mut work = work.into_iter().peekable();
-            while work.peek().is_some() {
-                chunks.push(work.by_ref().take(per_thread).collect());
-            }
-            let results: Vec<Result<()>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = chunks
-                    .into_iter()
-                    .map(|chunk| {
-                        scope.spawn(move || {
-                            for (layer, cov) in chunk {
-                                let (shape, data) = view_of(layer);
-                                add_rows(cov, layer, shape, data)?;
-                            }
-                            Ok(())
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(Error::msg("a covariance worker panicked")))
-                    })
-                    .collect()
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let failure: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+            std::thread::scope(|scope| {
+                for _ in 0..threads.clamp(1, work.len().max(1)) {
+                    scope.spawn(|| loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = work.get(k) else { break };
+                        let mut item = item.lock().expect("each item is taken once");
+                        let (layer, cov) = &mut *item;
+                        let (shape, data) = view_of(layer);
+                        if let Err(e) = add_rows(cov, layer, shape, data) {
+                            failure
+                                .lock()
+                                .expect("no worker panics holding it")
+                                .get_or_insert(e);
+                            next.store(work.len(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    });
+                }
             });
-            for r in results {
-                r?;
+            if let Some(e) = failure.into_inner().expect("workers have finished") {
+                return Err(e);
             }
         }
         layers
@@ -998,6 +991,60 @@ fn new_covariance(layer: &Layer) -> Result<Option<Covariance>> {
 /// small enough to keep the patch buffer in cache.
 const PATCH_VALUES: usize = 1 << 18;
 
+/// Rows per [`Covariance::add_rows`] call at least, so that grouped convolutions (long rows
+/// of short groups) still hand the library whole row blocks.
+const MIN_ROWS: usize = 256;
+
+/// Output positions filled together: their rows stay in cache while every `(in, kh, kw)`
+/// column is written, and the reads for one column are neighbours in the input plane.
+const TILE: usize = 16;
+
+/// Fills `out` (`n` rows of `row_len`, zeroed) with the im2col patches of output positions
+/// `first..first + n` of one `[C, H, W]` input; `pads` are the top and left pads.
+#[allow(clippy::too_many_arguments)]
+fn im2col_rows(
+    item: &[f32],
+    g: &Geometry,
+    [h, w]: [usize; 2],
+    [pt, pl]: [usize; 2],
+    ow: usize,
+    first: usize,
+    out: &mut [f32],
+    row_len: usize,
+) {
+    let [kh, kw] = g.kernel;
+    let channels = row_len / (kh * kw);
+    let plane = h * w;
+    let n = out.len() / row_len;
+    let mut origin = [(0isize, 0isize); TILE];
+    for t0 in (0..n).step_by(TILE) {
+        let t1 = (t0 + TILE).min(n);
+        for (t, o) in (t0..t1).zip(origin.iter_mut()) {
+            let (oy, ox) = ((first + t) / ow, (first + t) % ow);
+            *o = (
+                (oy * g.strides[0]) as isize - pt as isize,
+                (ox * g.strides[1]) as isize - pl as isize,
+            );
+        }
+        for ch in 0..channels {
+            let src = &item[ch * plane..(ch + 1) * plane];
+            for ky in 0..kh {
+                let dy = (ky * g.dilations[0]) as isize;
+                for kx in 0..kw {
+                    let dx = (kx * g.dilations[1]) as isize;
+                    let col = (ch * kh + ky) * kw + kx;
+                    for (t, &(y0, x0)) in (t0..t1).zip(origin.iter()) {
+                        let (y, x) = (y0 + dy, x0 + dx);
+                        if y >= 0 && (y as usize) < h && x >= 0 && (x as usize) < w {
+                            out[t * row_len + col] = src[y as usize * w + x as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Adds one activation's input rows to a layer's covariance: im2col patches in the weight's
 /// `(in, kh, kw)` column order for a convolution (zeros where the kernel overlaps padding,
 /// as the convolution sees them), the activation's rows for Gemm and MatMul.
@@ -1034,35 +1081,21 @@ fn add_rows(cov: &mut Covariance, layer: &Layer, shape: &[usize], data: &[f32]) 
                     layer.weight
                 );
             };
-            let chunk_rows = (PATCH_VALUES / row_len).max(1);
-            let mut buf: Vec<f32> = Vec::with_capacity(chunk_rows.min(oh * ow) * row_len);
+            // Whole batches of the library's row blocks, however long a row is.
+            let chunk_rows = (PATCH_VALUES / row_len).max(MIN_ROWS);
+            let positions = oh * ow;
             let plane = h * w;
+            let mut buf: Vec<f32> = Vec::with_capacity(chunk_rows.min(positions) * row_len);
             for item in data.chunks_exact(c * plane) {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        for ch in 0..c {
-                            let src = &item[ch * plane..(ch + 1) * plane];
-                            for ky in 0..kh {
-                                let iy = (oy * g.strides[0] + ky * g.dilations[0]).checked_sub(pt);
-                                for kx in 0..kw {
-                                    let ix =
-                                        (ox * g.strides[1] + kx * g.dilations[1]).checked_sub(pl);
-                                    buf.push(match (iy, ix) {
-                                        (Some(y), Some(x)) if y < h && x < w => src[y * w + x],
-                                        _ => 0.0,
-                                    });
-                                }
-                            }
-                        }
-                        if buf.len() >= chunk_rows * row_len {
-                            cov.add_rows(&buf).map_err(fail)?;
-                            buf.clear();
-                        }
-                    }
+                let mut first = 0;
+                while first < positions {
+                    let n = chunk_rows.min(positions - first);
+                    buf.clear();
+                    buf.resize(n * row_len, 0.0);
+                    im2col_rows(item, &g, [h, w], [pt, pl], ow, first, &mut buf, row_len);
+                    cov.add_rows(&buf).map_err(fail)?;
+                    first += n;
                 }
-            }
-            if !buf.is_empty() {
-                cov.add_rows(&buf).map_err(fail)?;
             }
         }
         (Op::Conv { .. }, None) => {}
@@ -1128,4 +1161,83 @@ pub fn from_matrix(layer: &Layer, matrix: &[f32]) -> Vec<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Patch `(oy, ox)` of a `[C, H, W]` input, entry by entry from the convolution's
+    /// definition.
+    fn patch(
+        item: &[f32],
+        c: usize,
+        [h, w]: [usize; 2],
+        g: &Geometry,
+        oy: usize,
+        ox: usize,
+    ) -> Vec<f32> {
+        let (pt, _) = g.pad(0, h);
+        let (pl, _) = g.pad(1, w);
+        let mut out = Vec::new();
+        for ch in 0..c {
+            for ky in 0..g.kernel[0] {
+                for kx in 0..g.kernel[1] {
+                    let y = (oy * g.strides[0] + ky * g.dilations[0]) as i64 - pt as i64;
+                    let x = (ox * g.strides[1] + kx * g.dilations[1]) as i64 - pl as i64;
+                    let inside = (0..h as i64).contains(&y) && (0..w as i64).contains(&x);
+                    out.push(if inside {
+                        item[ch * h * w + y as usize * w + x as usize]
+                    } else {
+                        0.0
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn im2col_rows_match_the_definition() {
+        let geometries = [
+            ([3, 3], [1, 1], [1, 1], Pads::Explicit([1, 1, 1, 1])),
+            ([3, 3], [2, 2], [1, 1], Pads::Explicit([0, 0, 1, 1])),
+            ([3, 2], [2, 1], [2, 1], Pads::Explicit([2, 0, 1, 3])),
+            ([1, 1], [1, 1], [1, 1], Pads::Explicit([0; 4])),
+            ([5, 5], [2, 3], [1, 1], Pads::SameUpper),
+            ([4, 4], [3, 3], [1, 2], Pads::SameLower),
+        ];
+        let (c, h, w) = (3, 11, 9);
+        let item: Vec<f32> = (0..c * h * w).map(|i| (i as f32 * 0.37).sin()).collect();
+        for (kernel, strides, dilations, pads) in geometries {
+            let g = Geometry {
+                kernel,
+                strides,
+                dilations,
+                pads,
+            };
+            let (pt, pb) = g.pad(0, h);
+            let (pl, pr) = g.pad(1, w);
+            let span = |a: usize| (kernel[a] - 1) * dilations[a] + 1;
+            let oh = (h + pt + pb - span(0)) / strides[0] + 1;
+            let ow = (w + pl + pr - span(1)) / strides[1] + 1;
+            if matches!(pads, Pads::SameUpper | Pads::SameLower) {
+                assert_eq!((oh, ow), (h.div_ceil(strides[0]), w.div_ceil(strides[1])));
+            }
+            let row_len = c * kernel[0] * kernel[1];
+            // Positions 5.. in one call, as a later chunk would see them.
+            let first = 5;
+            let n = oh * ow - first;
+            let mut out = vec![0.0; n * row_len];
+            im2col_rows(&item, &g, [h, w], [pt, pl], ow, first, &mut out, row_len);
+            for t in 0..n {
+                let (oy, ox) = ((first + t) / ow, (first + t) % ow);
+                assert_eq!(
+                    out[t * row_len..(t + 1) * row_len],
+                    patch(&item, c, [h, w], &g, oy, ox),
+                    "{g:?} at ({oy}, {ox})"
+                );
+            }
+        }
+    }
 }
