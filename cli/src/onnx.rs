@@ -996,11 +996,12 @@ const PATCH_VALUES: usize = 1 << 18;
 const MIN_ROWS: usize = 256;
 
 /// Output positions filled together: their rows stay in cache while every `(in, kh, kw)`
-/// column is written, and the reads for one column are neighbours in the input plane.
-const TILE: usize = 16;
+/// column is written, and the reads for one column are neighbours in one input row.
+const TILE: usize = 32;
 
 /// Fills `out` (`n` rows of `row_len`, zeroed) with the im2col patches of output positions
-/// `first..first + n` of one `[C, H, W]` input; `pads` are the top and left pads.
+/// `first..first + n` of one `[C, H, W]` input; `pads` are the top and left pads. Entries
+/// that fall on padding stay zero.
 #[allow(clippy::too_many_arguments)]
 fn im2col_rows(
     item: &[f32],
@@ -1013,35 +1014,46 @@ fn im2col_rows(
     row_len: usize,
 ) {
     let [kh, kw] = g.kernel;
+    let [sy, sx] = g.strides;
     let channels = row_len / (kh * kw);
     let plane = h * w;
     let n = out.len() / row_len;
-    let mut origin = [(0isize, 0isize); TILE];
-    for t0 in (0..n).step_by(TILE) {
-        let t1 = (t0 + TILE).min(n);
-        for (t, o) in (t0..t1).zip(origin.iter_mut()) {
-            let (oy, ox) = ((first + t) / ow, (first + t) % ow);
-            *o = (
-                (oy * g.strides[0]) as isize - pt as isize,
-                (ox * g.strides[1]) as isize - pl as isize,
-            );
-        }
-        for ch in 0..channels {
-            let src = &item[ch * plane..(ch + 1) * plane];
-            for ky in 0..kh {
-                let dy = (ky * g.dilations[0]) as isize;
-                for kx in 0..kw {
-                    let dx = (kx * g.dilations[1]) as isize;
+    let mut t = 0;
+    while t < n {
+        // A run of positions inside one output row.
+        let (oy, ox0) = ((first + t) / ow, (first + t) % ow);
+        let len = (ow - ox0).min(n - t).min(TILE);
+        for ky in 0..kh {
+            let Some(y) = (oy * sy + ky * g.dilations[0])
+                .checked_sub(pt)
+                .filter(|&y| y < h)
+            else {
+                continue;
+            };
+            for kx in 0..kw {
+                // Input column x = ox·sx + kx·dx − pl must lie in 0..w.
+                let shift = kx * g.dilations[1];
+                let lo = pl.saturating_sub(shift).div_ceil(sx).max(ox0);
+                let hi = match (w + pl).checked_sub(shift + 1) {
+                    Some(last) => (last / sx + 1).min(ox0 + len),
+                    None => lo,
+                };
+                if lo >= hi {
+                    continue;
+                }
+                for ch in 0..channels {
                     let col = (ch * kh + ky) * kw + kx;
-                    for (t, &(y0, x0)) in (t0..t1).zip(origin.iter()) {
-                        let (y, x) = (y0 + dy, x0 + dx);
-                        if y >= 0 && (y as usize) < h && x >= 0 && (x as usize) < w {
-                            out[t * row_len + col] = src[y as usize * w + x as usize];
-                        }
+                    let src = &item[ch * plane + y * w..ch * plane + (y + 1) * w];
+                    let rows = out[(t + lo - ox0) * row_len + col..]
+                        .iter_mut()
+                        .step_by(row_len);
+                    for (o, ox) in rows.zip(lo..hi) {
+                        *o = src[ox * sx + shift - pl];
                     }
                 }
             }
         }
+        t += len;
     }
 }
 
