@@ -12,7 +12,6 @@
 //!     the model's first output on the batch, computed by tract
 //! ```
 
-#[allow(dead_code)]
 #[path = "../tests/common/graphs.rs"]
 mod graphs;
 

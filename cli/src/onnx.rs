@@ -764,7 +764,7 @@ impl OnnxModel {
                 let lo = scalar(act.input.get(1))?.or(attr(act, "min").map(|a| a.f));
                 let hi = scalar(act.input.get(2))?.or(attr(act, "max").map(|a| a.f));
                 match (lo, hi) {
-                    (Some(lo), hi) if lo == 0.0 => match hi {
+                    (Some(0.0), hi) => match hi {
                         None => f64::INFINITY,
                         Some(h) if h.is_finite() && h > 0.0 => f64::from(h),
                         Some(h) if h == f32::INFINITY => f64::INFINITY,
