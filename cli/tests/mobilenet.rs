@@ -103,8 +103,20 @@ fn mobilenet_like_graph_at_reduced_size() {
     );
 }
 
+/// CPU seconds (user + system) of this process's waited-for children, from
+/// `/proc/self/stat` (Linux; clock ticks of 1/100 s).
+fn children_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // Fields 16 and 17 of proc(5), counted from the state (field 3).
+    let ticks: u64 = fields[13].parse::<u64>().unwrap() + fields[14].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
 /// The issue's target: 224×224 inputs, about 5 M weights, 64 calibration inputs, 4 bits,
-/// emitted ONNX, in under a minute on two cores (the test profile is optimized).
+/// emitted ONNX, in under a minute on two cores (the test profile is optimized). On a
+/// machine shared with other jobs the wall time says little, so the bound is on the CPU
+/// time the tool used, which two idle cores would need at most that long to supply.
 #[test]
 #[ignore = "timing run: cargo test -p expquant-cli --test mobilenet -- --ignored"]
 fn mobilenet_224_with_64_calibration_inputs_under_a_minute() {
@@ -115,11 +127,13 @@ fn mobilenet_224_with_64_calibration_inputs_under_a_minute() {
         classes: 1000,
     };
     let weights = build(&dir, &spec, 64);
-    let start = Instant::now();
+    let (start, cpu_before) = (Instant::now(), children_cpu_seconds());
     let r = quantize(&dir, "4", &["--threads", "2"]);
-    let seconds = start.elapsed().as_secs_f64();
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = children_cpu_seconds() - cpu_before;
     eprintln!(
-        "MobileNet-like 224×224, {weights} weights, 64 calibration inputs, 4 bits: {seconds:.1} s"
+        "MobileNet-like 224×224, {weights} weights, 64 calibration inputs, 4 bits: \
+         {cpu:.1} s CPU, {wall:.1} s wall"
     );
     assert_eq!(r["calibration_samples"], 64);
     assert!(weights > 4_500_000);
@@ -127,5 +141,5 @@ fn mobilenet_224_with_64_calibration_inputs_under_a_minute() {
     let got = run_once(&dir.join("q.onnx"), &[1, 3, 224, 224], &x);
     assert_eq!(got.len(), 1000);
     assert!(got.iter().all(|v| v.is_finite()));
-    assert!(seconds < 60.0, "{seconds} s");
+    assert!(cpu < 60.0, "{cpu} s of CPU");
 }
