@@ -59,7 +59,8 @@ inputs' statistics. The calibrated default is the library's most accurate pipeli
      quantization that pushes each column's rounding error onto the columns not yet
      quantized. Turn off with --no-compensation. Memory: cols^2 doubles per layer (per
      group), every layer's held at once while the model runs (a 4096-column layer:
-     128 MiB). 3-D convolutions and weights read by several nodes get no covariance.
+     128 MiB); a layer whose covariance would pass 1 GiB (over 11585 columns), 3-D
+     convolutions and weights read by several nodes get bias correction only.
   2. bias correction: each layer's bias absorbs the mean output shift of its quantized
      weights (a layer without a bias gets one). Turn off with --no-bias-correction.
 The per-channel mean squares also weigh --scale-rule output-mse; with a covariance the error

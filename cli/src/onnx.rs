@@ -974,14 +974,27 @@ fn layout_moments(layer: &Layer, mean: Vec<f32>, sq: Vec<f32>) -> Result<Moments
     }
 }
 
+/// The largest input covariance measured for one layer; a wider layer is quantized with
+/// bias correction only, so one huge layer cannot exhaust memory.
+pub const MAX_COVARIANCE_BYTES: usize = 1 << 30;
+
 /// An empty covariance for a layer's inputs, or `None` for a convolution whose patches are
-/// not read here (3-D and higher).
+/// not read here (3-D and higher) and for a layer whose covariance would exceed
+/// [`MAX_COVARIANCE_BYTES`].
 fn new_covariance(layer: &Layer) -> Result<Option<Covariance>> {
     let groups = match layer.op {
         Op::Conv { groups } if layer.geometry.is_some() => groups,
         Op::Conv { .. } => return Ok(None),
         Op::Gemm { .. } | Op::MatMul => 1,
     };
+    let bytes = layer
+        .cols
+        .checked_mul(layer.cols)
+        .and_then(|n| n.checked_mul(groups))
+        .and_then(|n| n.checked_mul(8));
+    if bytes.is_none_or(|b| b > MAX_COVARIANCE_BYTES) {
+        return Ok(None);
+    }
     Covariance::new(groups, layer.cols)
         .map(Some)
         .map_err(|e| Error::from(e).context(format!("covariance of '{}'", layer.weight)))
