@@ -247,9 +247,9 @@ fn parallel_map<T: Send>(
     Ok(out)
 }
 
-/// The error that weights a layer's choices and its report: with an input covariance
-/// `Σ_r (q_r − w_r)ᵀ H (q_r − w_r)`, the output error compensation minimizes; otherwise
-/// [`weighted_error`]. With it, the same form of `W`.
+/// The error that weighs a layer's width choices and its report: with an input covariance
+/// `Σ_r (q_r − w_r)ᵀ H (q_r − w_r)`, the output error compensation minimizes, beside the
+/// output energy `Σ_r w_rᵀ H w_r`; otherwise [`weighted_error`].
 fn layer_error(
     w: &[f32],
     q: &[f32],
