@@ -4,6 +4,7 @@
 //! only this file; the rest of the tool speaks in the types defined here.
 
 use expquant::calibrate::{quantize_calibrated, InputStats};
+use expquant::compensate::{quantize_compensated, CompensateOptions};
 use expquant::{
     Config, ContainerView, Entry, EntryView, Granularity, QuantizedTensor, ScaleRule, Scheme,
     Verification,
@@ -11,6 +12,7 @@ use expquant::{
 
 use crate::error::{Error, Result};
 
+pub use expquant::calibrate::Covariance;
 pub use expquant::QuantizedTensor as Tensor;
 
 /// How one tensor is quantized.
@@ -86,6 +88,9 @@ pub struct Moments {
     pub mean: Vec<f32>,
     /// `E[x_j²]`.
     pub sq_mean: Vec<f32>,
+    /// `E[x xᵀ]` over the layer's input rows (im2col patches for a convolution, one
+    /// covariance per group), when it was measured: it turns on error compensation.
+    pub covariance: Option<Covariance>,
 }
 
 /// One quantized layer.
@@ -102,10 +107,11 @@ pub struct Quantized {
 
 /// Quantizes one `rows × cols` layer, with its input statistics when there are some.
 ///
-/// This is where error compensation belongs: with a layer's input covariance, the library's
-/// compensated quantizer (columns quantized in turn, each column's error pushed onto the
-/// columns not yet quantized) replaces the plain fit below, and the bias correction is
-/// computed against the compensated result.
+/// With a covariance the library's compensated quantizer runs (columns quantized in turn by
+/// decreasing `E[x_j²]`, each column's rounding error pushed onto the columns not yet
+/// quantized through the inverse covariance) and the bias correction is that of the
+/// compensated weights, from the covariance's own means (im2col means, padding included).
+/// With means only, the plain fit plus bias correction; without statistics, the plain fit.
 pub fn quantize_layer(
     weights: &[f32],
     rows: usize,
@@ -116,8 +122,29 @@ pub fn quantize_layer(
 ) -> Result<Quantized> {
     let config = settings.config();
     match stats {
-        // COMPENSATION SLOT: `stats` will carry the covariance; call the compensated
-        // quantizer here when it is present and compensation is on.
+        Some(Moments {
+            covariance: Some(cov),
+            mean,
+            ..
+        }) => {
+            let cov_mean = cov.mean();
+            let mean = correct_bias.then(|| cov_mean.as_deref().unwrap_or(mean));
+            let out = quantize_compensated(
+                weights,
+                rows,
+                cols,
+                &config,
+                cov,
+                &CompensateOptions::default(),
+                mean,
+            )?;
+            let dequantized = out.tensor.dequantize();
+            Ok(Quantized {
+                tensor: out.tensor,
+                dequantized,
+                bias_correction: out.bias_correction,
+            })
+        }
         Some(m) => {
             let input = InputStats::new(&m.mean).with_sq_mean(&m.sq_mean);
             let calibrated = quantize_calibrated(weights, rows, cols, &config, &input)?;
@@ -143,6 +170,56 @@ pub fn quantize_layer(
             })
         }
     }
+}
+
+/// `Σ_r (q_r − w_r)ᵀ H (q_r − w_r)` and `Σ_r w_rᵀ H w_r` for a `rows × cols` layer whose
+/// inputs have second moment `H` (per group of rows for a grouped convolution): the output
+/// error and output energy per input row, the quantity compensation minimizes. `None` when
+/// the covariance does not fit the layer.
+pub fn output_error(
+    w: &[f32],
+    q: &[f32],
+    rows: usize,
+    cols: usize,
+    cov: &Covariance,
+) -> Option<(f64, f64)> {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, Mat, MatRef, Par};
+    let groups = cov.groups();
+    if cov.dim() != cols || groups == 0 || !rows.is_multiple_of(groups) || w.len() != rows * cols {
+        return None;
+    }
+    let per_group = rows / groups;
+    let (mut err, mut energy) = (0.0f64, 0.0f64);
+    // Per group, the error rows then the weight rows, times H in one product.
+    let mut x = Mat::<f64>::zeros(2 * per_group, cols);
+    let mut y = Mat::<f64>::zeros(2 * per_group, cols);
+    for g in 0..groups {
+        let h = cov.matrix(g)?;
+        let h = MatRef::from_row_major_slice(&h, cols, cols);
+        for i in 0..per_group {
+            let r = g * per_group + i;
+            for j in 0..cols {
+                let (a, b) = (w[r * cols + j], q[r * cols + j]);
+                x[(i, j)] = f64::from(b - a);
+                x[(per_group + i, j)] = f64::from(a);
+            }
+        }
+        matmul(y.as_mut(), Accum::Replace, x.as_ref(), h, 1.0, Par::Seq);
+        for j in 0..cols {
+            for i in 0..per_group {
+                err += x[(i, j)] * y[(i, j)];
+                energy += x[(per_group + i, j)] * y[(per_group + i, j)];
+            }
+        }
+    }
+    Some((err.max(0.0), energy.max(0.0)))
+}
+
+/// `E[y]` and `E[y²]` of `y = min(max(z, 0), clip)` for `z` normal with mean `beta` and
+/// spread `|gamma|`: a BatchNorm followed by ReLU (`clip` infinite) or ReLU6.
+pub fn relu_moments(beta: f64, gamma: f64, clip: f64) -> Result<(f64, f64)> {
+    Ok(expquant::calibrate::relu_moments(beta, gamma, clip)?)
 }
 
 /// Stored bits of a tensor, codebooks and row padding included.

@@ -63,10 +63,24 @@ Which tensors: 2-D and convolution weights (ONNX: Conv, Gemm and MatMul weight i
 1-D tensors, biases, norms and embeddings stay as they are. --include / --exclude patterns
 (`*` matches any run of characters) and the overrides file change that.
 
-Calibration (ONNX): the model runs in tract on each input; every quantized layer gets its input
-channels' mean and mean square. They are used for bias correction (turn off with
---no-bias-correction), for the output-weighted error under --target-bpw, and by
---scale-rule output-mse. --sequential measures layer k with layers 1..k-1 already quantized.
+Calibration (ONNX): the model runs in tract on each input and every quantized layer gets its
+inputs' statistics. The calibrated default is the library's most accurate pipeline:
+  1. error compensation (GPTQ/OBQ-style): each layer's input covariance E[x x^T] (im2col
+     patches for 1-D/2-D convolutions with their pads, strides, dilations and groups, one
+     matrix per group for grouped and depthwise convolutions) drives a column-by-column
+     quantization that pushes each column's rounding error onto the columns not yet
+     quantized. Turn off with --no-compensation. Memory: cols^2 doubles per layer (per
+     group), every layer's held at once while the model runs (a 4096-column layer:
+     128 MiB); a layer whose covariance would pass 1 GiB (over 11585 columns), 3-D
+     convolutions and weights read by several nodes get bias correction only.
+  2. bias correction: each layer's bias absorbs the mean output shift of its quantized
+     weights (a layer without a bias gets one). Turn off with --no-bias-correction.
+The per-channel mean squares also weigh --scale-rule output-mse; with a covariance the error
+under --target-bpw and in the report is the output error sum_r dw_r^T H dw_r.
+--sequential measures layer k with layers 1..k-1 already quantized (also compensated).
+Without --calibration (data-free): a Conv/Gemm fed by BatchNormalization -> Relu or
+Clip(0, c) gets its input means from the BatchNorm's scale and bias (normalized values taken
+as normal) and its bias corrected; --no-bias-correction turns this off too.
 
 Outputs: the container (-o) alone holds the model's tensors, each under its original name:
 every quantized tensor (MatMul and Gemm weights stored [in, out] are held transposed, one row
@@ -131,9 +145,13 @@ pub struct QuantizeArgs {
     /// batch axis.
     #[arg(long, value_name = "PATH")]
     pub calibration: Option<PathBuf>,
-    /// With --calibration: leave biases as they are.
+    /// Leave biases as they are (turns off the calibrated and the data-free bias correction).
     #[arg(long)]
     pub no_bias_correction: bool,
+    /// With --calibration: quantize each layer with nearest-level rounding instead of error
+    /// compensation (no input covariance is measured).
+    #[arg(long)]
+    pub no_compensation: bool,
     /// With --calibration: measure each layer's inputs with the layers before it already
     /// quantized (slower: the model runs once per layer).
     #[arg(long)]

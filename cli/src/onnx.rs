@@ -9,7 +9,7 @@ use prost::Message;
 use tract_onnx::pb::{self, tensor_proto::DataType, TensorProto};
 use tract_onnx::prelude::*;
 
-use crate::engine::Moments;
+use crate::engine::{Covariance, Moments};
 use crate::error::{Context, Error, Result};
 
 /// The operator a weight feeds.
@@ -52,6 +52,103 @@ pub struct Layer {
     pub transposed: bool,
     /// How many nodes read the weight (statistics are only used when one does).
     pub consumers: usize,
+    /// For a 1-D or 2-D convolution, how its kernel slides (the im2col patches of the input
+    /// covariance need it); `None` for other layers.
+    pub geometry: Option<Geometry>,
+}
+
+/// How a 2-D convolution's kernel slides over its input (a 1-D convolution is a 2-D one of
+/// height 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geometry {
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Vertical and horizontal strides.
+    pub strides: [usize; 2],
+    /// Vertical and horizontal dilations.
+    pub dilations: [usize; 2],
+    /// The padding rule.
+    pub pads: Pads,
+}
+
+/// The `pads` / `auto_pad` attributes of a convolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pads {
+    /// Zeros added at the top, left, bottom and right.
+    Explicit([usize; 4]),
+    /// `SAME_UPPER`: output size `ceil(in / stride)`, an odd pad at the end.
+    SameUpper,
+    /// `SAME_LOWER`: output size `ceil(in / stride)`, an odd pad at the start.
+    SameLower,
+}
+
+impl Geometry {
+    /// Reads a convolution's attributes; `None` for 3-D and higher convolutions or
+    /// attributes that do not describe a 1-D or 2-D kernel.
+    fn of(node: &pb::NodeProto, kernel_dims: &[usize]) -> Option<Geometry> {
+        let ints = |name: &str| -> Option<Vec<usize>> {
+            attr(node, name).map(|a| a.ints.iter().map(|&v| v.max(0) as usize).collect())
+        };
+        let spatial = kernel_dims.len();
+        if !(1..=2).contains(&spatial) {
+            return None;
+        }
+        // A 1-D convolution runs over the last axis, with a height of 1.
+        let two = |v: Vec<usize>, fill: usize| -> Option<[usize; 2]> {
+            match v.as_slice() {
+                [w] if spatial == 1 => Some([fill, *w]),
+                [h, w] if spatial == 2 => Some([*h, *w]),
+                _ => None,
+            }
+        };
+        let kernel = two(kernel_dims.to_vec(), 1)?;
+        let strides = two(ints("strides").unwrap_or(vec![1; spatial]), 1)?;
+        let dilations = two(ints("dilations").unwrap_or(vec![1; spatial]), 1)?;
+        if strides.contains(&0) || dilations.contains(&0) {
+            return None;
+        }
+        let auto = attr(node, "auto_pad").map(|a| String::from_utf8_lossy(&a.s).into_owned());
+        let pads = match auto.as_deref() {
+            Some("SAME_UPPER") => Pads::SameUpper,
+            Some("SAME_LOWER") => Pads::SameLower,
+            Some("VALID") => Pads::Explicit([0; 4]),
+            Some("NOTSET") | Some("") | None => {
+                let p = ints("pads").unwrap_or(vec![0; 2 * spatial]);
+                match p.as_slice() {
+                    [l, r] if spatial == 1 => Pads::Explicit([0, *l, 0, *r]),
+                    [t, l, b, r] if spatial == 2 => Pads::Explicit([*t, *l, *b, *r]),
+                    _ => return None,
+                }
+            }
+            Some(_) => return None,
+        };
+        Some(Geometry {
+            kernel,
+            strides,
+            dilations,
+            pads,
+        })
+    }
+
+    /// Pads before and after along one axis of length `len` (`axis`: 0 height, 1 width).
+    fn pad(&self, axis: usize, len: usize) -> (usize, usize) {
+        let span = (self.kernel[axis] - 1) * self.dilations[axis] + 1;
+        let same = || {
+            let out = len.div_ceil(self.strides[axis]);
+            ((out.max(1) - 1) * self.strides[axis] + span).saturating_sub(len)
+        };
+        match self.pads {
+            Pads::Explicit(p) => (p[axis], p[axis + 2]),
+            Pads::SameUpper => {
+                let total = same();
+                (total / 2, total - total / 2)
+            }
+            Pads::SameLower => {
+                let total = same();
+                (total - total / 2, total / 2)
+            }
+        }
+    }
 }
 
 /// An ONNX model held as its protobuf.
@@ -182,6 +279,7 @@ impl OnnxModel {
                         cols: dims[1..].iter().product(),
                         transposed: false,
                         consumers: 0,
+                        geometry: Geometry::of(node, &dims[2..]),
                     }
                 }
                 "Gemm" if dims.len() == 2 => {
@@ -203,6 +301,7 @@ impl OnnxModel {
                         cols,
                         transposed: !trans_b,
                         consumers: 0,
+                        geometry: None,
                     }
                 }
                 "MatMul" if dims.len() == 2 => Layer {
@@ -215,6 +314,7 @@ impl OnnxModel {
                     cols: dims[0],
                     transposed: true,
                     consumers: 0,
+                    geometry: None,
                 },
                 _ => continue,
             };
@@ -527,8 +627,16 @@ impl OnnxModel {
     }
 
     /// Runs the model on every sample and returns, for each of `layers`, the statistics of
-    /// its activation input in the library's column layout.
-    pub fn input_moments(&self, samples: &[Sample], layers: &[&Layer]) -> Result<Vec<Moments>> {
+    /// its activation input in the library's column layout; with `covariance`, also each
+    /// layer's input covariance (im2col patches for 1-D and 2-D convolutions, one matrix per
+    /// group; other convolutions get none), accumulated on up to `threads` threads.
+    pub fn input_moments(
+        &self,
+        samples: &[Sample],
+        layers: &[&Layer],
+        covariance: bool,
+        threads: usize,
+    ) -> Result<Vec<Moments>> {
         let first = samples
             .first()
             .ok_or_else(|| Error::msg("no calibration samples"))?;
@@ -542,6 +650,13 @@ impl OnnxModel {
             .plan(&first.shape, &wanted)
             .map_err(|e| Error::msg(format!("tract could not prepare the model: {e:#}")))?;
         let mut acc: Vec<Accumulator> = wanted.iter().map(|_| Accumulator::default()).collect();
+        let mut covs: Vec<Option<Covariance>> = layers
+            .iter()
+            .map(|l| covariance.then(|| new_covariance(l)).transpose())
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .map(Option::flatten)
+            .collect();
         for sample in samples {
             let input =
                 tract_ndarray::ArrayD::from_shape_vec(sample.shape.clone(), sample.data.clone())
@@ -551,30 +666,147 @@ impl OnnxModel {
             let outputs = plan
                 .run(tvec!(Tensor::from(input).into()))
                 .map_err(|e| Error::msg(format!("tract failed on '{}': {e:#}", sample.name)))?;
+            let mut views: Vec<(Vec<usize>, &[f32])> = Vec::with_capacity(outputs.len());
             for (i, out) in outputs.iter().enumerate() {
-                let view = out
+                let slice = out
                     .to_plain_array_view::<f32>()
-                    .map_err(|e| Error::msg(format!("activation '{}': {e}", wanted[i])))?;
+                    .map_err(|e| Error::msg(format!("activation '{}': {e}", wanted[i])))?
+                    .to_slice()
+                    .ok_or_else(|| {
+                        Error::msg(format!("activation '{}' is not contiguous", wanted[i]))
+                    })?;
+                views.push((out.shape().to_vec(), slice));
+            }
+            for (i, (shape, data)) in views.iter().enumerate() {
                 let layer = layers
                     .iter()
                     .find(|l| l.input == wanted[i])
                     .expect("wanted");
-                acc[i].add(
-                    layer,
-                    view.shape(),
-                    view.as_slice().ok_or_else(|| {
-                        Error::msg(format!("activation '{}' is not contiguous", wanted[i]))
-                    })?,
-                )?;
+                acc[i].add(layer, shape, data)?;
+            }
+            // Each layer's covariance is its own; workers take the layers in turn.
+            let view_of = |l: &Layer| {
+                let i = wanted.iter().position(|w| *w == l.input).expect("wanted");
+                (&views[i].0, views[i].1)
+            };
+            let work: Vec<std::sync::Mutex<(&Layer, &mut Covariance)>> = layers
+                .iter()
+                .zip(covs.iter_mut())
+                .filter_map(|(l, c)| c.as_mut().map(|c| std::sync::Mutex::new((*l, c))))
+                .collect();
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let failure: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+            std::thread::scope(|scope| {
+                for _ in 0..threads.clamp(1, work.len().max(1)) {
+                    scope.spawn(|| loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = work.get(k) else { break };
+                        let mut item = item.lock().expect("each item is taken once");
+                        let (layer, cov) = &mut *item;
+                        let (shape, data) = view_of(layer);
+                        if let Err(e) = add_rows(cov, layer, shape, data) {
+                            failure
+                                .lock()
+                                .expect("no worker panics holding it")
+                                .get_or_insert(e);
+                            next.store(work.len(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    });
+                }
+            });
+            if let Some(e) = failure.into_inner().expect("workers have finished") {
+                return Err(e);
             }
         }
         layers
             .iter()
-            .map(|l| {
+            .zip(covs)
+            .map(|(l, cov)| {
                 let i = wanted.iter().position(|w| *w == l.input).expect("wanted");
-                acc[i].moments(l)
+                let mut m = acc[i].moments(l)?;
+                m.covariance = cov;
+                Ok(m)
             })
             .collect()
+    }
+
+    /// Data-free statistics of a layer whose input is `BatchNormalization → Relu` or
+    /// `BatchNormalization → Clip(0, c)` with constant BatchNorm parameters: taking the
+    /// normalized values as normal with mean `beta` and spread `gamma` per channel, the
+    /// activation's mean and mean square follow in closed form. `None` when the graph has no
+    /// such pattern before the layer.
+    pub fn data_free_moments(&self, layer: &Layer) -> Result<Option<Moments>> {
+        let graph = self.graph();
+        let producer = |name: &str| {
+            graph
+                .node
+                .iter()
+                .find(|n| n.output.iter().any(|o| o == name))
+        };
+        let Some(act) = producer(&layer.input) else {
+            return Ok(None);
+        };
+        let scalar = |name: Option<&String>| -> Result<Option<f32>> {
+            match name.filter(|n| !n.is_empty()) {
+                None => Ok(None),
+                Some(n) if self.index.contains_key(n.as_str()) => {
+                    let v = self.load_f32(n)?;
+                    Ok((v.len() == 1).then(|| v[0]))
+                }
+                // A computed bound: not a pattern read here.
+                Some(_) => Ok(Some(f32::NAN)),
+            }
+        };
+        let clip = match act.op_type.as_str() {
+            "Relu" => f64::INFINITY,
+            "Clip" => {
+                // Opset 11 on: bounds as inputs; before: as attributes.
+                let lo = scalar(act.input.get(1))?.or(attr(act, "min").map(|a| a.f));
+                let hi = scalar(act.input.get(2))?.or(attr(act, "max").map(|a| a.f));
+                match (lo, hi) {
+                    (Some(0.0), hi) => match hi {
+                        None => f64::INFINITY,
+                        Some(h) if h.is_finite() && h > 0.0 => f64::from(h),
+                        Some(h) if h == f32::INFINITY => f64::INFINITY,
+                        Some(_) => return Ok(None),
+                    },
+                    _ => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        };
+        let Some(bn) = act
+            .input
+            .first()
+            .and_then(|x| producer(x))
+            .filter(|n| n.op_type == "BatchNormalization")
+        else {
+            return Ok(None);
+        };
+        let (Some(scale), Some(shift)) = (bn.input.get(1), bn.input.get(2)) else {
+            return Ok(None);
+        };
+        if !self.index.contains_key(scale.as_str()) || !self.index.contains_key(shift.as_str()) {
+            return Ok(None);
+        }
+        let (gamma, beta) = (self.load_f32(scale)?, self.load_f32(shift)?);
+        if gamma.len() != beta.len() {
+            bail!(
+                "BatchNormalization '{}': scale has {} values, bias {}",
+                bn.name,
+                gamma.len(),
+                beta.len()
+            );
+        }
+        let mut mean = Vec::with_capacity(beta.len());
+        let mut sq = Vec::with_capacity(beta.len());
+        for (&g, &b) in gamma.iter().zip(&beta) {
+            let (m, q) = crate::engine::relu_moments(f64::from(b), f64::from(g), clip)
+                .map_err(|e| e.context(format!("BatchNormalization '{}'", bn.name)))?;
+            mean.push(m as f32);
+            sq.push(q as f32);
+        }
+        layout_moments(layer, mean, sq).map(Some)
     }
 
     fn plan(
@@ -668,67 +900,263 @@ impl Accumulator {
         Ok(())
     }
 
-    /// Per-channel means laid out as the layer's columns (`cols`, or `rows × cols` for a
-    /// grouped convolution, where each row sees its group's channels).
+    /// Per-channel means laid out as the layer's columns.
     fn moments(&self, layer: &Layer) -> Result<Moments> {
         let n = self.n.max(1) as f64;
         let mean: Vec<f32> = self.sum.iter().map(|s| (s / n) as f32).collect();
         let sq: Vec<f32> = self.sq.iter().map(|s| (s / n) as f32).collect();
-        let channels = mean.len();
-        match layer.op {
-            Op::Conv { groups } => {
-                let per_group = channels / groups.max(1);
-                if per_group == 0
-                    || !layer.cols.is_multiple_of(per_group)
-                    || per_group * groups != channels
-                {
-                    bail!(
-                        "Conv '{}': input has {channels} channels, weight expects {} groups of {}",
-                        layer.weight,
-                        groups,
-                        layer.cols
-                    );
+        layout_moments(layer, mean, sq)
+    }
+}
+
+/// Per-channel means and mean squares laid out as the layer's columns (`cols`, or
+/// `rows × cols` for a grouped convolution, where each row sees its group's channels).
+fn layout_moments(layer: &Layer, mean: Vec<f32>, sq: Vec<f32>) -> Result<Moments> {
+    let channels = mean.len();
+    match layer.op {
+        Op::Conv { groups } => {
+            let per_group = channels / groups.max(1);
+            if per_group == 0
+                || !layer.cols.is_multiple_of(per_group)
+                || per_group * groups != channels
+            {
+                bail!(
+                    "Conv '{}': input has {channels} channels, weight expects {} groups of {}",
+                    layer.weight,
+                    groups,
+                    layer.cols
+                );
+            }
+            let taps = layer.cols / per_group;
+            let expand = |v: &[f32], group: usize| -> Vec<f32> {
+                v[group * per_group..(group + 1) * per_group]
+                    .iter()
+                    .flat_map(|&x| std::iter::repeat_n(x, taps))
+                    .collect()
+            };
+            if groups == 1 {
+                Ok(Moments {
+                    mean: expand(&mean, 0),
+                    sq_mean: expand(&sq, 0),
+                    covariance: None,
+                })
+            } else {
+                let rows_per_group = layer.rows / groups;
+                let mut m = Vec::with_capacity(layer.rows * layer.cols);
+                let mut s = Vec::with_capacity(layer.rows * layer.cols);
+                for r in 0..layer.rows {
+                    let g = (r / rows_per_group.max(1)).min(groups - 1);
+                    m.extend(expand(&mean, g));
+                    s.extend(expand(&sq, g));
                 }
-                let taps = layer.cols / per_group;
-                let expand = |v: &[f32], group: usize| -> Vec<f32> {
-                    v[group * per_group..(group + 1) * per_group]
-                        .iter()
-                        .flat_map(|&x| std::iter::repeat_n(x, taps))
-                        .collect()
+                Ok(Moments {
+                    mean: m,
+                    sq_mean: s,
+                    covariance: None,
+                })
+            }
+        }
+        _ => {
+            if channels != layer.cols {
+                bail!(
+                    "layer '{}' expects {} inputs, its activation '{}' has {channels}",
+                    layer.weight,
+                    layer.cols,
+                    layer.input
+                );
+            }
+            Ok(Moments {
+                mean,
+                sq_mean: sq,
+                covariance: None,
+            })
+        }
+    }
+}
+
+/// The largest input covariance measured for one layer; a wider layer is quantized with
+/// bias correction only, so one huge layer cannot exhaust memory.
+pub const MAX_COVARIANCE_BYTES: usize = 1 << 30;
+
+/// An empty covariance for a layer's inputs, or `None` for a convolution whose patches are
+/// not read here (3-D and higher) and for a layer whose covariance would exceed
+/// [`MAX_COVARIANCE_BYTES`].
+fn new_covariance(layer: &Layer) -> Result<Option<Covariance>> {
+    let groups = match layer.op {
+        Op::Conv { groups } if layer.geometry.is_some() => groups,
+        Op::Conv { .. } => return Ok(None),
+        Op::Gemm { .. } | Op::MatMul => 1,
+    };
+    let bytes = layer
+        .cols
+        .checked_mul(layer.cols)
+        .and_then(|n| n.checked_mul(groups))
+        .and_then(|n| n.checked_mul(8));
+    if bytes.is_none_or(|b| b > MAX_COVARIANCE_BYTES) {
+        return Ok(None);
+    }
+    Covariance::new(groups, layer.cols)
+        .map(Some)
+        .map_err(|e| Error::from(e).context(format!("covariance of '{}'", layer.weight)))
+}
+
+/// Values converted per [`Covariance::add_rows`] call: large enough for its matrix products,
+/// small enough to keep the patch buffer in cache.
+const PATCH_VALUES: usize = 1 << 18;
+
+/// Rows per [`Covariance::add_rows`] call at least, so that grouped convolutions (long rows
+/// of short groups) still hand the library whole row blocks.
+const MIN_ROWS: usize = 256;
+
+/// Output positions filled together: their rows stay in cache while every `(in, kh, kw)`
+/// column is written, and the reads for one column are neighbours in one input row.
+const TILE: usize = 32;
+
+/// Fills `out` (`n` rows of `row_len`, zeroed) with the im2col patches of output positions
+/// `first..first + n` of one `[C, H, W]` input; `pads` are the top and left pads. Entries
+/// that fall on padding stay zero.
+#[allow(clippy::too_many_arguments)]
+fn im2col_rows(
+    item: &[f32],
+    g: &Geometry,
+    [h, w]: [usize; 2],
+    [pt, pl]: [usize; 2],
+    ow: usize,
+    first: usize,
+    out: &mut [f32],
+    row_len: usize,
+) {
+    let [kh, kw] = g.kernel;
+    let [sy, sx] = g.strides;
+    let channels = row_len / (kh * kw);
+    let plane = h * w;
+    let n = out.len() / row_len;
+    let mut t = 0;
+    while t < n {
+        // A run of positions inside one output row.
+        let (oy, ox0) = ((first + t) / ow, (first + t) % ow);
+        let len = (ow - ox0).min(n - t).min(TILE);
+        for ky in 0..kh {
+            let Some(y) = (oy * sy + ky * g.dilations[0])
+                .checked_sub(pt)
+                .filter(|&y| y < h)
+            else {
+                continue;
+            };
+            for kx in 0..kw {
+                // Input column x = ox·sx + kx·dx − pl must lie in 0..w.
+                let shift = kx * g.dilations[1];
+                let lo = pl.saturating_sub(shift).div_ceil(sx).max(ox0);
+                let hi = match (w + pl).checked_sub(shift + 1) {
+                    Some(last) => (last / sx + 1).min(ox0 + len),
+                    None => lo,
                 };
-                if groups == 1 {
-                    Ok(Moments {
-                        mean: expand(&mean, 0),
-                        sq_mean: expand(&sq, 0),
-                    })
-                } else {
-                    let rows_per_group = layer.rows / groups;
-                    let mut m = Vec::with_capacity(layer.rows * layer.cols);
-                    let mut s = Vec::with_capacity(layer.rows * layer.cols);
-                    for r in 0..layer.rows {
-                        let g = (r / rows_per_group.max(1)).min(groups - 1);
-                        m.extend(expand(&mean, g));
-                        s.extend(expand(&sq, g));
+                if lo >= hi {
+                    continue;
+                }
+                for ch in 0..channels {
+                    let col = (ch * kh + ky) * kw + kx;
+                    let src = &item[ch * plane + y * w..ch * plane + (y + 1) * w];
+                    let rows = out[(t + lo - ox0) * row_len + col..]
+                        .iter_mut()
+                        .step_by(row_len);
+                    for (o, ox) in rows.zip(lo..hi) {
+                        *o = src[ox * sx + shift - pl];
                     }
-                    Ok(Moments {
-                        mean: m,
-                        sq_mean: s,
-                    })
                 }
             }
-            _ => {
-                if channels != layer.cols {
-                    bail!(
-                        "layer '{}' expects {} inputs, its activation '{}' has {channels}",
-                        layer.weight,
-                        layer.cols,
-                        layer.input
-                    );
+        }
+        t += len;
+    }
+}
+
+/// Adds one activation's input rows to a layer's covariance: im2col patches in the weight's
+/// `(in, kh, kw)` column order for a convolution (zeros where the kernel overlaps padding,
+/// as the convolution sees them), the activation's rows for Gemm and MatMul.
+fn add_rows(cov: &mut Covariance, layer: &Layer, shape: &[usize], data: &[f32]) -> Result<()> {
+    let fail =
+        |e: expquant::Error| Error::from(e).context(format!("covariance of '{}'", layer.weight));
+    match (layer.op, layer.geometry) {
+        (Op::Conv { groups }, Some(g)) => {
+            let (c, h, w) = match *shape {
+                [_, c, h, w] => (c, h, w),
+                [_, c, w] if g.kernel[0] == 1 => (c, 1, w),
+                _ => bail!("Conv input '{}' has shape {shape:?}", layer.input),
+            };
+            let [kh, kw] = g.kernel;
+            let row_len = c * kh * kw;
+            if row_len != groups * layer.cols {
+                bail!(
+                    "Conv '{}': input has {c} channels, weight expects {groups} groups of {} columns",
+                    layer.weight,
+                    layer.cols
+                );
+            }
+            let (pt, pb) = g.pad(0, h);
+            let (pl, pr) = g.pad(1, w);
+            let span = |axis: usize| (g.kernel[axis] - 1) * g.dilations[axis] + 1;
+            let out = |len: usize, lo: usize, hi: usize, axis: usize| {
+                (len + lo + hi)
+                    .checked_sub(span(axis))
+                    .map(|v| v / g.strides[axis] + 1)
+            };
+            let (Some(oh), Some(ow)) = (out(h, pt, pb, 0), out(w, pl, pr, 1)) else {
+                bail!(
+                    "Conv '{}': kernel {kh}×{kw} does not fit input {h}×{w} with its padding",
+                    layer.weight
+                );
+            };
+            // Whole batches of the library's row blocks, however long a row is.
+            let chunk_rows = (PATCH_VALUES / row_len).max(MIN_ROWS);
+            let positions = oh * ow;
+            let plane = h * w;
+            let mut buf: Vec<f32> = Vec::with_capacity(chunk_rows.min(positions) * row_len);
+            for item in data.chunks_exact(c * plane) {
+                let mut first = 0;
+                while first < positions {
+                    let n = chunk_rows.min(positions - first);
+                    buf.clear();
+                    buf.resize(n * row_len, 0.0);
+                    im2col_rows(item, &g, [h, w], [pt, pl], ow, first, &mut buf, row_len);
+                    cov.add_rows(&buf).map_err(fail)?;
+                    first += n;
                 }
-                Ok(Moments { mean, sq_mean: sq })
+            }
+        }
+        (Op::Conv { .. }, None) => {}
+        (Op::Gemm { trans_a: true, .. }, _) => {
+            // [K, M]: column m is input row m.
+            let [k, m] = *shape else {
+                bail!("Gemm input '{}' has shape {shape:?}", layer.input);
+            };
+            if k != layer.cols {
+                bail!(
+                    "layer '{}' expects {} inputs, its activation '{}' has {k}",
+                    layer.weight,
+                    layer.cols,
+                    layer.input
+                );
+            }
+            let rows: Vec<f32> = (0..m)
+                .flat_map(|j| (0..k).map(move |i| data[i * m + j]))
+                .collect();
+            cov.add_rows(&rows).map_err(fail)?;
+        }
+        (Op::Gemm { .. } | Op::MatMul, _) => {
+            if shape.last() != Some(&layer.cols) {
+                bail!(
+                    "layer '{}' expects {} inputs, its activation '{}' has shape {shape:?}",
+                    layer.weight,
+                    layer.cols,
+                    layer.input
+                );
+            }
+            for chunk in data.chunks((PATCH_VALUES / layer.cols).max(1) * layer.cols) {
+                cov.add_rows(chunk).map_err(fail)?;
             }
         }
     }
+    Ok(())
 }
 
 /// `values` (in the initializer's layout) as the layer's `rows × cols` matrix.
@@ -758,4 +1186,83 @@ pub fn from_matrix(layer: &Layer, matrix: &[f32]) -> Vec<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Patch `(oy, ox)` of a `[C, H, W]` input, entry by entry from the convolution's
+    /// definition.
+    fn patch(
+        item: &[f32],
+        c: usize,
+        [h, w]: [usize; 2],
+        g: &Geometry,
+        oy: usize,
+        ox: usize,
+    ) -> Vec<f32> {
+        let (pt, _) = g.pad(0, h);
+        let (pl, _) = g.pad(1, w);
+        let mut out = Vec::new();
+        for ch in 0..c {
+            for ky in 0..g.kernel[0] {
+                for kx in 0..g.kernel[1] {
+                    let y = (oy * g.strides[0] + ky * g.dilations[0]) as i64 - pt as i64;
+                    let x = (ox * g.strides[1] + kx * g.dilations[1]) as i64 - pl as i64;
+                    let inside = (0..h as i64).contains(&y) && (0..w as i64).contains(&x);
+                    out.push(if inside {
+                        item[ch * h * w + y as usize * w + x as usize]
+                    } else {
+                        0.0
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn im2col_rows_match_the_definition() {
+        let geometries = [
+            ([3, 3], [1, 1], [1, 1], Pads::Explicit([1, 1, 1, 1])),
+            ([3, 3], [2, 2], [1, 1], Pads::Explicit([0, 0, 1, 1])),
+            ([3, 2], [2, 1], [2, 1], Pads::Explicit([2, 0, 1, 3])),
+            ([1, 1], [1, 1], [1, 1], Pads::Explicit([0; 4])),
+            ([5, 5], [2, 3], [1, 1], Pads::SameUpper),
+            ([4, 4], [3, 3], [1, 2], Pads::SameLower),
+        ];
+        let (c, h, w) = (3, 11, 9);
+        let item: Vec<f32> = (0..c * h * w).map(|i| (i as f32 * 0.37).sin()).collect();
+        for (kernel, strides, dilations, pads) in geometries {
+            let g = Geometry {
+                kernel,
+                strides,
+                dilations,
+                pads,
+            };
+            let (pt, pb) = g.pad(0, h);
+            let (pl, pr) = g.pad(1, w);
+            let span = |a: usize| (kernel[a] - 1) * dilations[a] + 1;
+            let oh = (h + pt + pb - span(0)) / strides[0] + 1;
+            let ow = (w + pl + pr - span(1)) / strides[1] + 1;
+            if matches!(pads, Pads::SameUpper | Pads::SameLower) {
+                assert_eq!((oh, ow), (h.div_ceil(strides[0]), w.div_ceil(strides[1])));
+            }
+            let row_len = c * kernel[0] * kernel[1];
+            // Positions 5.. in one call, as a later chunk would see them.
+            let first = 5;
+            let n = oh * ow - first;
+            let mut out = vec![0.0; n * row_len];
+            im2col_rows(&item, &g, [h, w], [pt, pl], ow, first, &mut out, row_len);
+            for t in 0..n {
+                let (oy, ox) = ((first + t) / ow, (first + t) % ow);
+                assert_eq!(
+                    out[t * row_len..(t + 1) * row_len],
+                    patch(&item, c, [h, w], &g, oy, ox),
+                    "{g:?} at ({oy}, {ox})"
+                );
+            }
+        }
+    }
 }

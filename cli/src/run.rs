@@ -247,6 +247,22 @@ fn parallel_map<T: Send>(
     Ok(out)
 }
 
+/// The error that weighs a layer's width choices and its report: with an input covariance
+/// `Σ_r (q_r − w_r)ᵀ H (q_r − w_r)`, the output error compensation minimizes, beside the
+/// output energy `Σ_r w_rᵀ H w_r`; otherwise [`weighted_error`].
+fn layer_error(
+    w: &[f32],
+    q: &[f32],
+    rows: usize,
+    cols: usize,
+    stats: Option<&Moments>,
+) -> (f64, f64) {
+    stats
+        .and_then(|m| m.covariance.as_ref())
+        .and_then(|cov| engine::output_error(w, q, rows, cols, cov))
+        .unwrap_or_else(|| weighted_error(w, q, cols, stats))
+}
+
 /// `Σ (Q − W)²` or, with statistics, `Σ (Q − W)²·E[x²]`; and the same sum of `W²`.
 fn weighted_error(w: &[f32], q: &[f32], cols: usize, stats: Option<&Moments>) -> (f64, f64) {
     let mut err = 0.0f64;
@@ -374,7 +390,7 @@ fn quantize_item(
     let q = engine::quantize_layer(&w, item.rows, item.cols, settings, stats, correct_bias)
         .map_err(|e| e.context(format!("tensor '{}'", item.name)))?;
     let (err, energy) = weighted_error(&w, &q.dequantized, item.cols, None);
-    let (weighted, weighted_energy) = weighted_error(&w, &q.dequantized, item.cols, stats);
+    let (weighted, weighted_energy) = layer_error(&w, &q.dequantized, item.rows, item.cols, stats);
     let output_relative_error = stats.map(|_| {
         if weighted_energy > 0.0 {
             (weighted / weighted_energy).sqrt()
@@ -483,8 +499,20 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         _ => Vec::new(),
     };
     let calibrated_layer = |i: usize| items[i].layer.as_ref().filter(|l| l.consumers == 1);
+    let correct_bias = !args.no_bias_correction;
+    let compensate = !args.no_compensation;
     let mut stats: HashMap<usize, Moments> = HashMap::new();
     if let Source::Onnx { model, .. } = &source {
+        if samples.is_empty() && correct_bias {
+            // Data-free: BatchNorm → ReLU/ReLU6 in front of a layer gives its input moments.
+            for &(i, ..) in &jobs {
+                if let Some(layer) = calibrated_layer(i) {
+                    if let Some(m) = model.data_free_moments(layer)? {
+                        stats.insert(i, m);
+                    }
+                }
+            }
+        }
         if !samples.is_empty() {
             let progress = bar(1, "calibrating", args.quiet);
             let wanted: Vec<usize> = jobs
@@ -496,7 +524,10 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
                 .iter()
                 .map(|&i| calibrated_layer(i).expect("filtered"))
                 .collect();
-            let moments = model.input_moments(&samples, &layers)?;
+            // Sequential runs measure each layer's covariance again; one-shot statistics then
+            // serve only the drift correction, unless --target-bpw weighs errors with them.
+            let covariance = compensate && (!args.sequential || args.target_bpw.is_some());
+            let moments = model.input_moments(&samples, &layers, covariance, threads)?;
             stats = wanted.into_iter().zip(moments).collect();
             progress.finish_and_clear();
         }
@@ -525,7 +556,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
                     Ok(Choice {
                         bits,
                         size: engine::stored_bits(&q.tensor),
-                        error: weighted_error(&w, &q.dequantized, item.cols, st).0,
+                        error: layer_error(&w, &q.dequantized, item.rows, item.cols, st).0,
                     })
                 })
                 .collect::<Result<Vec<Choice>>>()
@@ -560,7 +591,6 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     }
 
     // Quantize.
-    let correct_bias = !args.no_bias_correction;
     let keep_dequantized = args.emit_onnx.is_some() || args.sequential;
     let mut working = match &source {
         Source::Onnx { model, .. } => Some(model.clone()),
@@ -573,7 +603,11 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         for &(i, settings, _) in &jobs {
             let layer = calibrated_layer(i);
             let moments = match layer {
-                Some(l) => Some(model.input_moments(&samples, &[l])?.remove(0)),
+                Some(l) => Some(
+                    model
+                        .input_moments(&samples, &[l], compensate, threads)?
+                        .remove(0),
+                ),
                 None => None,
             };
             let mut d = quantize_item(

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use expquant::calibrate::{quantize_calibrated, InputStats};
+use expquant::calibrate::{quantize_calibrated, Covariance, InputStats};
+use expquant::compensate::{quantize_compensated, CompensateOptions};
 use expquant::{quantize, Config, ContainerView, EntryView, QuantizedTensor};
 
 /// Every f32 initializer of an ONNX model with inline data, by name.
@@ -118,6 +119,28 @@ fn moments(channels: &[Vec<f32>], taps: usize) -> (Vec<f32>, Vec<f32>) {
     (mean(&|v| v as f64), mean(&|v| (v as f64) * (v as f64)))
 }
 
+/// The 3×3 patches (padding 1, zeros outside) of one 8×8 image, one row of 9 values per
+/// output position, in the kernel's `(ky, kx)` order.
+fn patches_3x3(image: &[f32]) -> Vec<f32> {
+    let mut rows = Vec::with_capacity(64 * 9);
+    for y in 0..8i32 {
+        for x in 0..8i32 {
+            for dy in -1..=1i32 {
+                for dx in -1..=1i32 {
+                    let (iy, ix) = (y + dy, x + dx);
+                    let inside = (0..8).contains(&iy) && (0..8).contains(&ix);
+                    rows.push(if inside {
+                        image[(iy * 8 + ix) as usize]
+                    } else {
+                        0.0
+                    });
+                }
+            }
+        }
+    }
+    rows
+}
+
 #[test]
 fn calibrated_model_runs_in_tract_like_its_container() {
     let s = setup("onnx-cal");
@@ -149,18 +172,24 @@ fn calibrated_model_runs_in_tract_like_its_container() {
         .iter()
         .all(|t| t["bias_corrected"] == true));
 
-    // conv1's statistics are those of the raw input: check the library gets exactly these.
+    // conv1's inputs are the raw images: its covariance is that of their 3×3 patches (zero
+    // outside the image), and the container holds exactly what the library makes of it.
     let (images, _) = digits();
-    let pixels: Vec<f32> = images[..64].iter().flatten().copied().collect();
-    let (mean, sq) = moments(&[pixels], 9);
+    let mut cov = Covariance::new(1, 9).unwrap();
+    for image in &images[..64] {
+        cov.add_rows(&patches_3x3(image)).unwrap();
+    }
     let tensors = digits_cnn();
     let conv1 = &tensors.iter().find(|t| t.0 == "conv1.weight").unwrap().2;
-    let direct = quantize_calibrated(
+    let mean = cov.mean().unwrap();
+    let compensated = quantize_compensated(
         conv1,
         16,
         9,
         &Config::exponential(4),
-        &InputStats::new(&mean).with_sq_mean(&sq),
+        &cov,
+        &CompensateOptions::default(),
+        Some(&mean),
     )
     .unwrap();
     let bytes = std::fs::read(&out).unwrap();
@@ -168,19 +197,48 @@ fn calibrated_model_runs_in_tract_like_its_container() {
     let view = container.get("conv1.weight").unwrap().unwrap();
     assert_eq!(
         QuantizedTensor::from_view(&view).to_bytes(),
+        compensated.tensor.to_bytes()
+    );
+    let correction = compensated.bias_correction.unwrap();
+
+    // Without compensation the statistics are the per-channel moments of the raw input.
+    let plain_out = s.dir.join("plain.expq");
+    expquant_ok(&[
+        "quantize",
+        p(&s.model),
+        "-o",
+        p(&plain_out),
+        "--bits",
+        "4",
+        "--calibration",
+        p(&s.calib),
+        "--no-compensation",
+        "-q",
+    ]);
+    let pixels: Vec<f32> = images[..64].iter().flatten().copied().collect();
+    let (pmean, psq) = moments(&[pixels], 9);
+    let direct = quantize_calibrated(
+        conv1,
+        16,
+        9,
+        &Config::exponential(4),
+        &InputStats::new(&pmean).with_sq_mean(&psq),
+    )
+    .unwrap();
+    let plain_bytes = std::fs::read(&plain_out).unwrap();
+    let plain = ContainerView::from_bytes(&plain_bytes).unwrap();
+    assert_eq!(
+        QuantizedTensor::from_view(&plain.get("conv1.weight").unwrap().unwrap()).to_bytes(),
         direct.tensor.to_bytes()
     );
+    assert_ne!(direct.tensor.to_bytes(), compensated.tensor.to_bytes());
 
     // Rebuild the model by hand from the container alone: quantized weights and f32 entries
     // (the corrected biases among them).
     let conv1_bias = container.get_f32("conv1.bias").unwrap().unwrap();
     let corrected = conv1_bias.to_vec();
     let original_bias = &tensors.iter().find(|t| t.0 == "conv1.bias").unwrap().2;
-    for ((c, o), d) in corrected
-        .iter()
-        .zip(original_bias)
-        .zip(&direct.bias_correction)
-    {
+    for ((c, o), d) in corrected.iter().zip(original_bias).zip(&correction) {
         assert!(
             (c - (o + d)).abs() <= 1e-6 * (1.0 + o.abs()),
             "{c} vs {o} + {d}"
@@ -431,4 +489,204 @@ fn depthwise_clip_pool_matmul_graph() {
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() <= 0.02 * scale, "{g} vs {w}");
     }
+}
+
+/// Test-split accuracy of the digits CNN quantized with `extra` flags.
+fn digits_accuracy(s: &Setup, bits: &str, extra: &[&str]) -> f64 {
+    let (out, emitted) = (s.dir.join("acc.expq"), s.dir.join("acc.onnx"));
+    let mut args = vec![
+        "quantize",
+        p(&s.model),
+        "-o",
+        p(&out),
+        "--bits",
+        bits,
+        "--calibration",
+        p(&s.calib),
+        "--emit-onnx",
+        p(&emitted),
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    expquant_ok(&args);
+    accuracy(&run_onnx(&emitted, &s.test_images), &s.test_labels)
+}
+
+#[test]
+fn compensation_keeps_at_least_the_accuracy_of_bias_correction_alone() {
+    let s = setup("onnx-comp");
+    for bits in ["3", "4"] {
+        let corrected = digits_accuracy(&s, bits, &["--no-compensation"]);
+        let compensated = digits_accuracy(&s, bits, &[]);
+        let alone = digits_accuracy(&s, bits, &["--no-bias-correction"]);
+        let sequential = digits_accuracy(&s, bits, &["--sequential"]);
+        eprintln!(
+            "digits CNN, {bits}-bit exponential per row: bias-corrected {corrected:.4}, \
+             compensated {alone:.4}, compensated + corrected {compensated:.4}, \
+             sequential compensated + corrected {sequential:.4}"
+        );
+        assert!(
+            compensated >= corrected,
+            "{bits} bits: compensated {compensated} < bias-corrected {corrected}"
+        );
+    }
+}
+
+/// `x → BatchNormalization → Relu → Conv 3×3 → BatchNormalization → Clip(0, 6) → Conv 1×1`,
+/// every BatchNorm with running mean 0 and variance 1, so on standard normal inputs the
+/// normalized values are exactly `N(beta, gamma²)` per channel.
+fn bn_relu_graph(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    use tract_onnx::pb;
+    let betas = |n: usize, seed: u64| -> Vec<f32> {
+        weights(n, seed)
+            .iter()
+            .map(|v| 0.8 + v.abs() * 2.0)
+            .collect()
+    };
+    let gammas = |n: usize, seed: u64| -> Vec<f32> {
+        weights(n, seed).iter().map(|v| 0.5 + v.abs()).collect()
+    };
+    let params: Vec<(String, Vec<i64>, Vec<f32>)> = vec![
+        ("bn1.gamma".into(), vec![4], gammas(4, 31)),
+        ("bn1.beta".into(), vec![4], betas(4, 32)),
+        ("bn1.mean".into(), vec![4], vec![0.0; 4]),
+        ("bn1.var".into(), vec![4], vec![1.0; 4]),
+        ("conv1.w".into(), vec![8, 4, 3, 3], weights(8 * 36, 33)),
+        ("conv1.b".into(), vec![8], weights(8, 34)),
+        ("bn2.gamma".into(), vec![8], gammas(8, 35)),
+        ("bn2.beta".into(), vec![8], betas(8, 36)),
+        ("bn2.mean".into(), vec![8], vec![0.0; 8]),
+        ("bn2.var".into(), vec![8], vec![1.0; 8]),
+        ("lo".into(), vec![], vec![0.0]),
+        ("hi".into(), vec![], vec![6.0]),
+        ("conv2.w".into(), vec![6, 8, 1, 1], weights(48, 37)),
+    ];
+    let graph = pb::GraphProto {
+        name: "bn".into(),
+        node: vec![
+            node(
+                "BatchNormalization",
+                &["x", "bn1.gamma", "bn1.beta", "bn1.mean", "bn1.var"],
+                "n1",
+                vec![],
+            ),
+            node("Relu", &["n1"], "r1", vec![]),
+            node(
+                "Conv",
+                &["r1", "conv1.w", "conv1.b"],
+                "c1",
+                vec![
+                    attr_ints("kernel_shape", &[3, 3]),
+                    attr_ints("pads", &[1, 1, 1, 1]),
+                ],
+            ),
+            node(
+                "BatchNormalization",
+                &["c1", "bn2.gamma", "bn2.beta", "bn2.mean", "bn2.var"],
+                "n2",
+                vec![],
+            ),
+            node("Clip", &["n2", "lo", "hi"], "r2", vec![]),
+            node("Conv", &["r2", "conv2.w"], "y", vec![]),
+        ],
+        initializer: params
+            .iter()
+            .map(|(n, d, v)| initializer(n, d, v))
+            .collect(),
+        input: vec![value_info("x", &[None, Some(4), Some(6), Some(6)])],
+        output: vec![value_info("y", &[None, Some(6), Some(6), Some(6)])],
+        ..Default::default()
+    };
+    write_model(path, graph);
+    params.into_iter().map(|(n, _, v)| (n, v)).collect()
+}
+
+/// A named initializer's values from an ONNX file.
+fn onnx_values(path: &std::path::Path, name: &str) -> Vec<f32> {
+    use prost::Message;
+    let model =
+        tract_onnx::pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    let t = model
+        .graph
+        .unwrap()
+        .initializer
+        .into_iter()
+        .find(|t| t.name == name)
+        .unwrap();
+    t.raw_data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn data_free_bias_correction_from_batchnorm_relu() {
+    use expquant::calibrate::relu_moments;
+    let dir = tempdir("onnx-datafree");
+    let model = dir.join("bn.onnx");
+    let params = bn_relu_graph(&model);
+    let get = |name: &str| params.iter().find(|p| p.0 == name).unwrap().1.clone();
+    let (out, fixed, plain) = (
+        dir.join("q.expq"),
+        dir.join("fixed.onnx"),
+        dir.join("plain.onnx"),
+    );
+    let base = ["quantize", p(&model), "-o", p(&out), "--bits", "3", "-q"];
+    let mut args = base.to_vec();
+    args.extend(["--emit-onnx", p(&fixed)]);
+    expquant_ok(&args);
+    let mut args = base.to_vec();
+    args.extend(["--emit-onnx", p(&plain), "--no-bias-correction"]);
+    expquant_ok(&args);
+
+    // conv1: the correction is −Σ_j ΔW[r,j]·E[relu(z_j)] with z_j ~ N(beta, gamma²), per row.
+    let (gamma, beta) = (get("bn1.gamma"), get("bn1.beta"));
+    let channel_mean: Vec<f64> = gamma
+        .iter()
+        .zip(&beta)
+        .map(|(&g, &b)| relu_moments(b as f64, g as f64, f64::INFINITY).unwrap().0)
+        .collect();
+    let w = get("conv1.w");
+    let q = onnx_values(&plain, "conv1.w");
+    assert_eq!(q, onnx_values(&fixed, "conv1.w"));
+    let (b0, b1) = (get("conv1.b"), onnx_values(&fixed, "conv1.b"));
+    assert_eq!(onnx_values(&plain, "conv1.b"), b0);
+    for r in 0..8 {
+        let expected: f64 = -(0..36)
+            .map(|j| (q[r * 36 + j] - w[r * 36 + j]) as f64 * channel_mean[j / 9])
+            .sum::<f64>();
+        let got = (b1[r] - b0[r]) as f64;
+        assert!(expected.abs() > 1e-4, "row {r}: no shift to correct");
+        assert_eq!(
+            got.signum(),
+            expected.signum(),
+            "row {r}: {got} vs {expected}"
+        );
+        assert!(
+            (got - expected).abs() <= 1e-5 + 1e-4 * expected.abs(),
+            "row {r}"
+        );
+    }
+    // conv2 had no bias: the data-free path (BatchNorm → Clip(0, 6)) gave it one.
+    assert_eq!(onnx_values(&fixed, "conv2.w.expquant_bias").len(), 6);
+
+    // On standard normal inputs, the corrected model's outputs are closer to the original's.
+    let n = 32;
+    let x: Vec<f32> = weights(n * 4 * 36, 38)
+        .iter()
+        .map(|v| v * 12f32.sqrt())
+        .collect();
+    let shape = [n, 4, 6, 6];
+    let want = run_once(&model, &shape, &x);
+    let mse = |path: &std::path::Path| -> f64 {
+        let got = run_once(path, &shape, &x);
+        got.iter()
+            .zip(&want)
+            .map(|(g, w)| ((g - w) as f64).powi(2))
+            .sum::<f64>()
+            / want.len() as f64
+    };
+    let (e_fixed, e_plain) = (mse(&fixed), mse(&plain));
+    eprintln!("data-free bias correction, 3 bits: output MSE {e_plain:.5} → {e_fixed:.5}");
+    assert!(e_fixed < e_plain, "{e_fixed} vs {e_plain}");
 }
