@@ -20,9 +20,11 @@
 //! summed up, that says `W − Q = E U`, so with `M = U⁻¹` the weight column `i` holds when it is
 //! rounded is `w'_i = w_i + Σ_{k<i} (w_k − q_k)·M_ki / M_ii` — the original weights and the
 //! rounding differences only. `M` is upper triangular with `H = M Mᵀ` (columns in processing
-//! order): the Cholesky factor of `H` with its columns reversed. So the work is one Cholesky
-//! factorization and, per block of columns, one matrix product that gathers every earlier
-//! column's difference into the block, then smaller products and rank-1 updates inside it.
+//! order): the lower Cholesky factor of `H` taken in reverse order, with its rows and columns
+//! reversed back. So the work is one Cholesky factorization (in `f32` when its pivots show it
+//! accurate to well within the dampening, else in `f64`) and, per block of columns, one matrix
+//! product that gathers every earlier column's difference into the block, then smaller
+//! products and rank-1 updates inside it.
 //! Refitting a group's codebook needs the weights of columns not yet reached as GPTQ has
 //! updated them, which this form never holds; with refits on, the inverse factor `U` is
 //! formed and the errors are pushed forward block by block instead.
