@@ -7,7 +7,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 #[cfg(all(feature = "parallel", feature = "test-hooks"))]
 use expquant::test_hooks::quantize_with_threads;
-use expquant::{pack, quantize, Config};
+use expquant::{pack, quantize, Config, ScaleRule};
 
 #[allow(unused_imports)]
 #[path = "../examples/cnn/mod.rs"]
@@ -83,6 +83,40 @@ fn quantize_throughput(c: &mut Criterion) {
             })
         });
         g.finish();
+    }
+}
+
+/// Fitting with the searching rules (MSE, correlation), exponential 4-bit, single thread: per
+/// row of 4096 and per group of 32, against one read pass over the same weights. Small
+/// tensors: these rules are far slower than max-abs.
+fn fitting_rules(c: &mut Criterion) {
+    let cols = 4096;
+    let w = common::weights(2, 64 * cols, 0.05);
+    for (rule_name, rule) in [
+        ("mse", ScaleRule::Mse),
+        ("correlation", ScaleRule::Correlation),
+    ] {
+        for (name, config, rows) in [
+            ("per_row_4096_256K", Config::exponential(4).per_row(), 64),
+            ("per_group32_32K", Config::exponential(4).per_group(32), 8),
+        ] {
+            let config = config.with_scale_rule(rule);
+            let w = &w[..rows * cols];
+            let mut g = c.benchmark_group(format!("fit_{rule_name}/{name}"));
+            g.throughput(Throughput::Elements(w.len() as u64));
+            #[cfg(not(all(feature = "parallel", feature = "test-hooks")))]
+            g.bench_function("expquant", |b| {
+                b.iter(|| quantize(black_box(w), rows, cols, &config).unwrap())
+            });
+            #[cfg(all(feature = "parallel", feature = "test-hooks"))]
+            g.bench_function("serial", |b| {
+                b.iter(|| {
+                    quantize_with_threads(black_box(w), rows, cols, &config, None, 1).unwrap()
+                })
+            });
+            g.bench_function("baseline_read_pass", |b| b.iter(|| max_abs(black_box(w))));
+            g.finish();
+        }
     }
 }
 
@@ -164,6 +198,6 @@ fn whole_models(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = quantize_throughput, whole_models
+    targets = quantize_throughput, fitting_rules, whole_models
 }
 criterion_main!(benches);

@@ -15,10 +15,19 @@
 //! default) fits a group's codebook again on its compensated weights when its first column
 //! is reached.
 //!
-//! The linear algebra is `faer`'s: a Cholesky factorization of the dampened `H` (columns in
-//! processing order), the upper triangular factor `U` of its inverse (`H⁻¹ = UᵀU`), and for
-//! every block of columns one matrix product that carries the block's errors to the columns
-//! after it; inside a block the updates run row by row.
+//! The linear algebra is `faer`'s, and needs no inverse. GPTQ spreads column `i`'s error
+//! `e_i = (w'_i − q_i)/U_ii` over the later columns with the upper factor `U` of `H⁻¹ = UᵀU`;
+//! summed up, that says `W − Q = E U`, so with `M = U⁻¹` the weight column `i` holds when it is
+//! rounded is `w'_i = w_i + Σ_{k<i} (w_k − q_k)·M_ki / M_ii` — the original weights and the
+//! rounding differences only. `M` is upper triangular with `H = M Mᵀ` (columns in processing
+//! order): the lower Cholesky factor of `H` taken in reverse order, with its rows and columns
+//! reversed back. So the work is one Cholesky factorization (in `f32` when its pivots show it
+//! accurate to well within the dampening, else in `f64`) and, per block of columns, one matrix
+//! product that gathers every earlier column's difference into the block, then smaller
+//! products and rank-1 updates inside it.
+//! Refitting a group's codebook needs the weights of columns not yet reached as GPTQ has
+//! updated them, which this form never holds; with refits on, the inverse factor `U` is
+//! formed and the errors are pushed forward block by block instead.
 //!
 //! ```
 //! use expquant::calibrate::Covariance;
@@ -43,14 +52,20 @@ use crate::covariance::Covariance;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::{
+    cholesky_in_place, cholesky_in_place_scratch, LltRegularization,
+};
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_inverse::invert_lower_triangular;
-use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use faer::traits::ComplexField;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 
 use crate::calibrate::bias_correction;
 use crate::config::Config;
 use crate::discretize::Family;
 use crate::error::{Error, Result};
+use crate::kernels::strict_cut;
 use crate::layout::Granularity;
 use crate::scheme::{Params, ScaleRule};
 use crate::tensor::{check_shape, quantize_weighted, QuantizedTensor};
@@ -198,13 +213,16 @@ pub fn quantize_compensated(
         layout: config.granularity(),
         cols,
         stride: family.level_count(),
+        cut_stride: family.level_count().next_power_of_two(),
         params: (0..plain.group_count())
             .filter_map(|g| plain.params(g))
             .collect(),
         levels: Vec::new(),
+        cuts: Vec::new(),
         importance: importance.as_deref(),
     };
     state.levels = vec![0.0; state.params.len() * state.stride];
+    state.cuts = vec![f32::INFINITY; state.params.len() * state.cut_stride];
     for g in 0..state.params.len() {
         state.set_levels(g);
     }
@@ -215,20 +233,39 @@ pub fn quantize_compensated(
             "no input rows were added to the covariance",
         ))?;
         let order = column_order(diagonal, options.order);
-        let u = inverse_factor(h, &order, options.dampening).ok_or(Error::NotPositiveDefinite {
+        let dampened = Dampened::new(h, options.dampening);
+        let not_pd = Error::NotPositiveDefinite {
             group: k,
             dampening: options.dampening,
-        })?;
+        };
         let block = first_row * cols..(first_row + rows_per_group) * cols;
-        compensate_rows(
-            &mut state,
-            &weights[block.clone()],
-            first_row,
-            &order,
-            &u,
-            options,
-            &mut codes[block],
-        )?;
+        let refits = options.refit_groups && matches!(state.layout, Granularity::PerGroup(_));
+        if refits {
+            let u = dampened
+                .cholesky::<f64>(h, &order, |v| v)
+                .and_then(|l| inverse_factor(l.as_ref()))
+                .ok_or(not_pd)?;
+            push_forward(
+                &mut state,
+                &weights[block.clone()],
+                first_row,
+                &order,
+                &u,
+                options,
+                &mut codes[block],
+            )?;
+        } else {
+            let m = dampened.gather_factor(h, &order).ok_or(not_pd)?;
+            gather_back(
+                &state,
+                &weights[block.clone()],
+                first_row,
+                &order,
+                m.as_ref().reverse_rows_and_cols(),
+                options.block_size,
+                &mut codes[block],
+            );
+        }
     }
     let tensor = QuantizedTensor::from_codes(rows, cols, *config, state.params, &codes)?;
     let bias_correction = match mean {
@@ -278,44 +315,130 @@ pub(crate) fn column_order(diagonal: &[f64], order: ColumnOrder) -> Vec<usize> {
     perm
 }
 
-/// The upper triangular `U` (row-major, `n × n`, in `f32`) with `Uᵀ U = H_p⁻¹`, where `H_p`
-/// is `h` with dead inputs given a unit-scale diagonal, dampened, and permuted to `order`;
-/// `None` when `H_p` has no Cholesky factorization.
-///
-/// `U` comes from one Cholesky factorization and one triangular inverse: with `J` the
-/// reversal, `J H_p J = L Lᵀ` gives `H_p⁻¹ = (J L⁻¹ J)ᵀ (J L⁻¹ J)`, and `J L⁻¹ J` is upper
-/// triangular with a positive diagonal, so it is the factor.
-pub(crate) fn inverse_factor(
-    h: MatRef<'_, f64>,
-    order: &[usize],
-    dampening: f64,
-) -> Option<Vec<f32>> {
-    let n = order.len();
-    let raw: Vec<f64> = (0..n).map(|j| h[(j, j)]).collect();
-    let live: Vec<f64> = raw.iter().copied().filter(|&d| d > 0.0).collect();
-    let live_mean = if live.is_empty() {
-        1.0
-    } else {
-        live.iter().sum::<f64>() / live.len() as f64
-    };
-    // A dead input's row and column are zero; any positive diagonal decouples it, and the
-    // live inputs' mean keeps the scale (and so the dampening) that of the others.
-    let diag: Vec<f64> = raw
-        .iter()
-        .map(|&d| if d == 0.0 { live_mean } else { d })
-        .collect();
-    let damp = dampening * diag.iter().sum::<f64>() / n as f64;
-    let reversed = Mat::<f64>::from_fn(n, n, |i, j| {
-        let (a, b) = (order[n - 1 - i], order[n - 1 - j]);
-        if a == b {
-            diag[a] + damp
+/// `H` made factorizable: dead inputs (zero diagonal) given the live inputs' mean diagonal,
+/// then `damp` added to every diagonal entry.
+struct Dampened {
+    diag: Vec<f64>,
+    damp: f64,
+}
+
+impl Dampened {
+    fn new(h: MatRef<'_, f64>, dampening: f64) -> Self {
+        let n = h.nrows();
+        let raw: Vec<f64> = (0..n).map(|j| h[(j, j)]).collect();
+        let live: Vec<f64> = raw.iter().copied().filter(|&d| d > 0.0).collect();
+        let live_mean = if live.is_empty() {
+            1.0
         } else {
-            h[(a, b)]
+            live.iter().sum::<f64>() / live.len() as f64
+        };
+        // A dead input's row and column are zero; any positive diagonal decouples it, and the
+        // live inputs' mean keeps the scale (and so the dampening) that of the others.
+        let diag: Vec<f64> = raw
+            .iter()
+            .map(|&d| if d == 0.0 { live_mean } else { d })
+            .collect();
+        let damp = dampening * diag.iter().sum::<f64>() / n as f64;
+        Dampened { diag, damp }
+    }
+
+    /// The lower Cholesky factor `L` of `J H_p J`, where `H_p` is the dampened `h` permuted to
+    /// `order` and `J` reverses the order, computed in `T` (`to` converts); `None` when the
+    /// factorization breaks down. The strict upper triangle is zero.
+    ///
+    /// `h` is symmetric, so entry `(a, b)` is read as `(b, a)`: filling a column of the factored
+    /// matrix then gathers from one row of `h` rather than striding through all of them.
+    fn cholesky<T: ComplexField>(
+        &self,
+        h: MatRef<'_, f64>,
+        order: &[usize],
+        to: impl Fn(f64) -> T,
+    ) -> Option<Mat<T>> {
+        let n = order.len();
+        let mut a = Mat::<T>::from_fn(n, n, |i, j| {
+            let (a, b) = (order[n - 1 - i], order[n - 1 - j]);
+            if a == b {
+                to(self.diag[a] + self.damp)
+            } else if i > j {
+                to(h[(b, a)])
+            } else {
+                to(0.0)
+            }
+        });
+        let mut scratch = MemBuffer::new(cholesky_in_place_scratch::<T>(
+            n,
+            Par::Seq,
+            Default::default(),
+        ));
+        cholesky_in_place(
+            a.as_mut(),
+            LltRegularization::default(),
+            Par::Seq,
+            MemStack::new(&mut scratch),
+            Default::default(),
+        )
+        .ok()?;
+        Some(a)
+    }
+
+    /// `L̃`: the factor `L` of [`cholesky`](Self::cholesky) with every column divided by its
+    /// diagonal entry, in `f32`. Reversed in rows and columns it is `M̃`, with
+    /// `M̃_ki = M_ki / M_ii` for the upper triangular `M = J L J` (`H_p = M Mᵀ`) that
+    /// [`gather_back`] works with. `None` when `H_p` has no Cholesky factorization (or an
+    /// entry does not fit in `f32`).
+    ///
+    /// The factorization runs in `f32` (twice the speed) when that is accurate to well within
+    /// the dampening, and in `f64` otherwise. Every exact pivot `L_jj²` of `H_p` is at least
+    /// the smallest eigenvalue, so at least `damp`; the `f32` factor is kept when every one of
+    /// its pivots is at least `damp / 2`, i.e. when rounding has not eaten half of the margin
+    /// that the dampening adds. Without dampening it always runs in `f64`.
+    fn gather_factor(&self, h: MatRef<'_, f64>, order: &[usize]) -> Option<Mat<f32>> {
+        if self.damp > 0.0 {
+            if let Some(mut l) = self.cholesky::<f32>(h, order, |v| v as f32) {
+                let n = l.nrows();
+                let accurate = (0..n).all(|j| {
+                    let pivot = f64::from(l[(j, j)]);
+                    pivot * pivot >= 0.5 * self.damp
+                });
+                if accurate && scale_columns(l.as_mut()) {
+                    return Some(l);
+                }
+            }
         }
-    });
-    let llt = reversed.llt(Side::Lower).ok()?;
+        let l = self.cholesky::<f64>(h, order, |v| v)?;
+        let n = l.nrows();
+        let mut l32 = Mat::<f32>::from_fn(n, n, |i, j| if i >= j { l[(i, j)] as f32 } else { 0.0 });
+        // Scaled in f32 from the rounded entries: the relative error stays that of f32.
+        scale_columns(l32.as_mut()).then_some(l32)
+    }
+}
+
+/// Divides every column of a lower triangular matrix by its diagonal entry; false when a
+/// result is not finite.
+fn scale_columns(mut l: MatMut<'_, f32>) -> bool {
+    let n = l.nrows();
+    for j in 0..n {
+        let pivot = l[(j, j)];
+        for i in j..n {
+            let v = l[(i, j)] / pivot;
+            if !v.is_finite() {
+                return false;
+            }
+            l[(i, j)] = v;
+        }
+    }
+    true
+}
+
+/// The upper triangular `U` (row-major, `n × n`, in `f32`) with `Uᵀ U = H_p⁻¹`, from the
+/// factor `L` of [`Dampened::cholesky`]; `None` when it does not fit in `f32`.
+///
+/// `H_p⁻¹ = (J L⁻¹ J)ᵀ (J L⁻¹ J)`, and `J L⁻¹ J` is upper triangular with a positive diagonal,
+/// so it is the factor.
+fn inverse_factor(l: MatRef<'_, f64>) -> Option<Vec<f32>> {
+    let n = l.nrows();
     let mut inverse = Mat::<f64>::zeros(n, n);
-    invert_lower_triangular(inverse.as_mut(), llt.L(), Par::Seq);
+    invert_lower_triangular(inverse.as_mut(), l, Par::Seq);
     let mut u = vec![0.0f32; n * n];
     for i in 0..n {
         for j in i..n {
@@ -341,6 +464,11 @@ struct State<'a> {
     params: Vec<Params<f32>>,
     /// Every group's levels, ascending, `stride` apiece.
     levels: Vec<f32>,
+    /// Cuts per codebook: the `stride − 1` cuts of a group's levels padded with +∞ to a
+    /// power of two, for [`encode`].
+    cut_stride: usize,
+    /// Every group's cuts, `cut_stride` apiece.
+    cuts: Vec<f32>,
     /// `E[x_j²]` per weight, for the OutputMse rule.
     importance: Option<&'a [f32]>,
 }
@@ -351,7 +479,20 @@ impl State<'_> {
         // Every parameter set here was fitted, so it builds a codebook of `stride` levels.
         if let Ok(codebook) = self.family.codebook(self.params[group]) {
             levels.copy_from_slice(&codebook.levels()[..self.stride]);
+            fill_cuts(
+                codebook.thresholds(),
+                &mut self.cuts[group * self.cut_stride..(group + 1) * self.cut_stride],
+            );
         }
+    }
+
+    /// The cuts and levels of codebook `group`.
+    #[inline]
+    fn codebook(&self, group: usize) -> (&[f32], &[f32]) {
+        (
+            &self.cuts[group * self.cut_stride..(group + 1) * self.cut_stride],
+            &self.levels[group * self.stride..(group + 1) * self.stride],
+        )
     }
 
     /// The codebook index of the weight at (`row`, original column `col`).
@@ -365,32 +506,166 @@ impl State<'_> {
     }
 }
 
-/// The code of the level nearest `x` and that level, with [`Codebook::encode`]'s thresholds
-/// and tie rule (toward zero).
+/// Writes the cuts of `thresholds` to `cuts`, the rest +∞.
+fn fill_cuts(thresholds: &[f64], cuts: &mut [f32]) {
+    cuts.fill(f32::INFINITY);
+    for (c, &t) in cuts.iter_mut().zip(thresholds) {
+        *c = strict_cut(t);
+    }
+}
+
+/// The code of the level nearest `x`, with [`Codebook::encode`]'s thresholds and tie rule
+/// (toward zero), from a codebook's cuts (see [`Encoder`]) padded with +∞ to a power of two:
+/// the number of cuts below `x`, counted by compares over all of them for up to 32 cuts and
+/// by a branch-free binary search over more.
 ///
 /// [`Codebook::encode`]: crate::Codebook::encode
+/// [`Encoder`]: crate::kernels::Encoder
 #[inline]
-fn nearest(levels: &[f32], x: f32) -> (u8, f32) {
-    let x = f64::from(x);
-    let (mut lo, mut hi) = (0, levels.len() - 1);
-    // Find the number of thresholds t_i = midpoint(l_i, l_{i+1}) that `x` passes; the
-    // predicate falls as i grows, as in `Codebook::encode`.
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        let t = f64::from(levels[mid]) * 0.5 + f64::from(levels[mid + 1]) * 0.5;
-        let passes = if t < 0.0 { x >= t } else { x > t };
-        if passes {
-            lo = mid + 1;
-        } else {
-            hi = mid;
+fn encode(cuts: &[f32], x: f32) -> usize {
+    match cuts.len() {
+        2 => count_below::<2>(cuts, x),
+        4 => count_below::<4>(cuts, x),
+        8 => count_below::<8>(cuts, x),
+        16 => count_below::<16>(cuts, x),
+        32 => count_below::<32>(cuts, x),
+        len => {
+            // Over the first `2^k − 1` cuts, the last being +∞ anyway.
+            let mut step = len / 2;
+            let mut pos = 0usize;
+            while step > 0 {
+                pos += usize::from(x > cuts[pos + step - 1]) * step;
+                step /= 2;
+            }
+            pos
         }
     }
-    (lo as u8, levels[lo])
+}
+
+/// The number of the first `N` cuts below `x` (a fixed count, so the compares vectorize).
+#[inline]
+fn count_below<const N: usize>(cuts: &[f32], x: f32) -> usize {
+    let mut count = 0u32;
+    for &c in &cuts[..N] {
+        count += u32::from(x > c);
+    }
+    count as usize
+}
+
+/// Rows handled together when permuting between row-major weights or codes and the
+/// column-major working copies, so that the rows being gathered stay in cache.
+const TILE_ROWS: usize = 16;
+
+/// Columns per inner block of [`gather_back`]: the span handled by rank-1 updates, between
+/// products.
+const INNER: usize = 16;
+
+/// Quantizes the rows of one covariance group (`weights`, `rows × cols` from global row
+/// `first_row`) in column order `order` with the gathering factor `m` (`M̃`, see
+/// [`Dampened::gather_factor`]), writing unpacked codes.
+///
+/// The working copy `w` is column-major in processing order; a column holds the original
+/// weights until it is rounded and the rounding difference `w − q` after. Each block of
+/// columns starts from its original weights plus one product with every earlier difference,
+/// `A = W_B + D_{<B} M̃_{<B,B}`; inside it, inner blocks of [`INNER`] columns take the
+/// block's earlier differences by a product, and their own by rank-1 updates over the rows.
+fn gather_back(
+    state: &State<'_>,
+    weights: &[f32],
+    first_row: usize,
+    order: &[usize],
+    m: MatRef<'_, f32>,
+    block_size: usize,
+    codes: &mut [u8],
+) {
+    let n = order.len();
+    let rows = weights.len() / n;
+    let mut w = vec![0.0f32; rows * n];
+    for r0 in (0..rows).step_by(TILE_ROWS) {
+        let r1 = (r0 + TILE_ROWS).min(rows);
+        for (column, &c) in w.chunks_exact_mut(rows).zip(order) {
+            for (v, r) in column[r0..r1].iter_mut().zip(r0..r1) {
+                *v = weights[r * n + c];
+            }
+        }
+    }
+    // Codes in processing order, column-major, until they are put back at the end.
+    let mut permuted = vec![0u8; rows * n];
+    let block_size = block_size.min(n);
+    let mut a = vec![0.0f32; rows * block_size];
+    for i1 in (0..n).step_by(block_size) {
+        let i2 = (i1 + block_size).min(n);
+        let width = i2 - i1;
+        let a = &mut a[..rows * width];
+        a.copy_from_slice(&w[rows * i1..rows * i2]);
+        if i1 > 0 {
+            matmul(
+                MatMut::from_column_major_slice_mut(a, rows, width),
+                Accum::Add,
+                MatRef::from_column_major_slice(&w[..rows * i1], rows, i1),
+                m.submatrix(0, i1, i1, width),
+                1.0,
+                Par::Seq,
+            );
+        }
+        for s1 in (i1..i2).step_by(INNER) {
+            let s2 = (s1 + INNER).min(i2);
+            if s1 > i1 {
+                matmul(
+                    MatMut::from_column_major_slice_mut(
+                        &mut a[rows * (s1 - i1)..rows * (s2 - i1)],
+                        rows,
+                        s2 - s1,
+                    ),
+                    Accum::Add,
+                    MatRef::from_column_major_slice(&w[rows * i1..rows * s1], rows, s1 - i1),
+                    m.submatrix(i1, s1, s1 - i1, s2 - s1),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            for i in s1..s2 {
+                let c = order[i];
+                let (current, later) = a[rows * (i - i1)..rows * (s2 - i1)].split_at_mut(rows);
+                let difference = &mut w[rows * i..rows * (i + 1)];
+                let codes = &mut permuted[rows * i..rows * (i + 1)];
+                for (r, ((d, code), &x)) in difference
+                    .iter_mut()
+                    .zip(codes.iter_mut())
+                    .zip(current.iter())
+                    .enumerate()
+                {
+                    let (cuts, levels) = state.codebook(state.group_of(first_row + r, c));
+                    let k = encode(cuts, x);
+                    *code = k as u8;
+                    *d -= levels[k];
+                }
+                for (s, column) in (i + 1..s2).zip(later.chunks_exact_mut(rows)) {
+                    let coefficient = m[(i, s)];
+                    if coefficient != 0.0 {
+                        for (v, &d) in column.iter_mut().zip(difference.iter()) {
+                            *v += coefficient * d;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for r0 in (0..rows).step_by(TILE_ROWS) {
+        let r1 = (r0 + TILE_ROWS).min(rows);
+        for (column, &c) in permuted.chunks_exact(rows).zip(order) {
+            for (&code, r) in column[r0..r1].iter().zip(r0..r1) {
+                codes[r * n + c] = code;
+            }
+        }
+    }
 }
 
 /// Quantizes the rows of one covariance group (`weights`, `rows × cols` from global row
-/// `first_row`) in column order `order` with inverse factor `u`, writing unpacked codes.
-fn compensate_rows(
+/// `first_row`) in column order `order` with inverse factor `u`, writing unpacked codes,
+/// refitting each group's codebook at its first column: GPTQ's own form, each block's errors
+/// pushed onto the columns after it, so that those columns hold their updated weights.
+fn push_forward(
     state: &mut State<'_>,
     weights: &[f32],
     first_row: usize,
@@ -452,11 +727,11 @@ fn compensate_rows(
             for t in 0..width {
                 let i = i1 + t;
                 let c = order[i];
-                let g = state.group_of(global, c);
-                let levels = &state.levels[g * state.stride..(g + 1) * state.stride];
+                let (cuts, levels) = state.codebook(state.group_of(global, c));
                 let x = block[t];
-                let (code, q) = nearest(levels, x);
-                codes[r * n + c] = code;
+                let code = encode(cuts, x);
+                let q = levels[code];
+                codes[r * n + c] = code as u8;
                 let e = (x - q) / u[i * n + i];
                 err[t] = e;
                 let u_row = &u[i * n + i + 1..i * n + i2];
@@ -507,4 +782,88 @@ fn refit_group(
         state.set_levels(group);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Codebook;
+
+    /// A small deterministic generator in `[-1, 1)`.
+    fn uniform(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+
+    #[test]
+    fn encode_agrees_with_the_codebook() {
+        let mut state = 7u64;
+        for len in [2usize, 3, 4, 7, 15, 16, 17, 31, 32, 33, 64, 100, 255, 256] {
+            let mut levels: Vec<f32> = (0..len).map(|_| uniform(&mut state) as f32).collect();
+            levels.sort_by(f32::total_cmp);
+            levels.dedup();
+            // Fixed outer levels; `x` exactly at every cut below tests the tie rule on both signs.
+            if levels.len() >= 4 {
+                levels[0] = -1.5;
+                let last = levels.len() - 1;
+                levels[last] = 1.5;
+            }
+            let codebook = Codebook::new(&levels).unwrap();
+            let mut cuts = vec![0.0; levels.len().next_power_of_two()];
+            fill_cuts(codebook.thresholds(), &mut cuts);
+            let mut xs: Vec<f32> = (0..2000)
+                .map(|_| 1.8 * uniform(&mut state) as f32)
+                .collect();
+            for &t in codebook.thresholds() {
+                let t = t as f32;
+                xs.extend([t, t.next_down(), t.next_up(), -t]);
+            }
+            xs.extend([0.0, -0.0, f32::MAX, -f32::MAX]);
+            for x in xs {
+                assert_eq!(
+                    encode(&cuts, x),
+                    usize::from(codebook.encode(x)),
+                    "{x} of {len}"
+                );
+            }
+        }
+    }
+
+    /// The `f32` factorization and the `f64` one give the same `L̃` to `f32` accuracy, and
+    /// without dampening only `f64` runs (the `f32` pivots could not be checked).
+    #[test]
+    fn f32_and_f64_factors_agree() {
+        let n = 96;
+        let mut state = 3u64;
+        // H = B Bᵀ / k + noise: strongly correlated, full rank.
+        let k = 8;
+        let b: Vec<f64> = (0..n * k).map(|_| uniform(&mut state)).collect();
+        let h = Mat::<f64>::from_fn(n, n, |i, j| {
+            let dot: f64 = (0..k).map(|t| b[i * k + t] * b[j * k + t]).sum();
+            dot / k as f64 + if i == j { 0.05 } else { 0.0 }
+        });
+        let order: Vec<usize> = (0..n).rev().collect();
+        let dampened = Dampened::new(h.as_ref(), 0.01);
+        let fast = dampened.gather_factor(h.as_ref(), &order).unwrap();
+        let exact = dampened.cholesky::<f64>(h.as_ref(), &order, |v| v).unwrap();
+        let mut worst = 0.0f64;
+        for j in 0..n {
+            for i in j..n {
+                let e = exact[(i, j)] / exact[(j, j)];
+                worst = worst.max((f64::from(fast[(i, j)]) - e).abs());
+            }
+        }
+        assert!(worst < 1e-4, "{worst}");
+        assert!(worst > 0.0, "the f32 path ran");
+        let undamped = Dampened::new(h.as_ref(), 0.0);
+        let exact = undamped.cholesky::<f64>(h.as_ref(), &order, |v| v).unwrap();
+        let got = undamped.gather_factor(h.as_ref(), &order).unwrap();
+        for j in 0..n {
+            for i in j..n {
+                assert_eq!(got[(i, j)], (exact[(i, j)] as f32) / (exact[(j, j)] as f32));
+            }
+        }
+    }
 }

@@ -46,7 +46,7 @@ impl core::fmt::Debug for Encoder {
 
 /// The `f32` cut `c` with `x > c` exactly when `x` lies on the upper side of threshold `t`
 /// under the codebook's tie rule (see [`Encoder`]).
-fn strict_cut(t: f64) -> f32 {
+pub(crate) fn strict_cut(t: f64) -> f32 {
     let inclusive = t < 0.0;
     let r = t as f32;
     let rw = f64::from(r);

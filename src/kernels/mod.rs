@@ -46,6 +46,7 @@ pub use decode::{decode, decode_with};
 pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
 pub(crate) use dot::{dot4_groups, dot_span};
+pub(crate) use encode::strict_cut;
 pub use encode::Encoder;
 #[cfg(feature = "parallel")]
 pub(crate) use gemm::ROWS_PER_PANEL;
