@@ -142,6 +142,16 @@ impl<'a> QuantizedView<'a> {
             .with_granularity(self.granularity())
             .with_scale_rule(self.scale_rule())
             .with_zero_level(self.zero_level())
+            .with_compact_params(self.compact_params())
+    }
+
+    /// Whether the group parameters are stored compactly (an `f16` scale per group and one
+    /// shared `q` per row; see [`Config::with_compact_params`](crate::Config::with_compact_params)).
+    pub fn compact_params(&self) -> bool {
+        matches!(
+            self.parts.shape().encoding,
+            crate::parts::ParamEncoding::Compact { .. }
+        )
     }
 
     /// Number of groups (codebooks).

@@ -152,7 +152,7 @@ static void test_enums_and_version(void) {
               EXPQ_GRANULARITY_PER_GROUP == 2,
           "granularity numbers");
     CHECK(EXPQ_MAX_LEVELS == 256, "EXPQ_MAX_LEVELS = %d", (int)EXPQ_MAX_LEVELS);
-    CHECK(EXPQ_FORMAT_VERSION == 1 && EXPQ_HEADER_LEN == 64 && EXPQ_CONTAINER_ALIGN == 64 &&
+    CHECK(EXPQ_FORMAT_VERSION == 2 && EXPQ_HEADER_LEN == 64 && EXPQ_CONTAINER_ALIGN == 64 &&
               EXPQ_MAX_NAME_LEN == 1024,
           "format constants");
 

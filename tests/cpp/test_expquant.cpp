@@ -18,7 +18,7 @@
 
 static_assert(EXPQ_VERSION_MAJOR * 10000L + EXPQ_VERSION_MINOR * 100L + EXPQ_VERSION_PATCH >= 100L,
               "the version macros are integer constant expressions (and at least 0.1.0)");
-static_assert(EXPQ_HEADER_LEN == 64 && EXPQ_FORMAT_VERSION == 1, "format constants");
+static_assert(EXPQ_HEADER_LEN == 64 && EXPQ_FORMAT_VERSION == 2, "format constants");
 
 namespace {
 
