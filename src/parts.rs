@@ -144,7 +144,9 @@ impl ParamEncoding {
                         head.copy_from_slice(&run[0].q.to_le_bytes());
                     }
                     for (slot, p) in scales.chunks_exact_mut(2).zip(run) {
-                        slot.copy_from_slice(&crate::discretize::shared::f16_bits(p.a).to_le_bytes());
+                        slot.copy_from_slice(
+                            &crate::discretize::shared::f16_bits(p.a).to_le_bytes(),
+                        );
                     }
                 }
             }

@@ -180,7 +180,16 @@ fn quantize_on(
     // Fits first, every group in order, then codebooks and codes: a failing fit is reported
     // before any codebook error, however the rows are split.
     let params = if config.compact_params() {
-        fit_compact(&family, config.scale_rule(), weights, importance, rows, cols, layout, threads)?
+        fit_compact(
+            &family,
+            config.scale_rule(),
+            weights,
+            importance,
+            rows,
+            cols,
+            layout,
+            threads,
+        )?
     } else if layout == Granularity::PerTensor {
         vec![fit(0..n)?]
     } else {
@@ -275,12 +284,17 @@ fn fit_compact(
         for (run, slots) in chunk.zip(out.chunks_exact_mut(per_run)) {
             let range = run * span..(run + 1) * span;
             let imp = importance.map(|imp| &imp[range.clone()]);
-            let q = fit_row(family, rule, &weights[range], imp, g, &mut scales, run * per_run)?;
+            let q = fit_row(
+                family,
+                rule,
+                &weights[range],
+                imp,
+                g,
+                &mut scales,
+                run * per_run,
+            )?;
             for (slot, &h) in slots.iter_mut().zip(&scales) {
-                *slot = Params {
-                    a: f16_value(h),
-                    q,
-                };
+                *slot = Params { a: f16_value(h), q };
             }
         }
         Ok(())
@@ -444,13 +458,21 @@ impl QuantizedTensor {
         // by every row and thread; W is never materialized.
         let g = self.granularity().group_len(self.cols());
         let isa = kernels::Isa::detect();
-        let plan = kernels::DotPlan::new(isa, self.bits(), x, g);
+        let compact = view.compact_params();
+        let plan = if compact {
+            kernels::DotPlan::for_scaled(isa, self.bits(), x)
+        } else {
+            kernels::DotPlan::new(isa, self.bits(), x, g)
+        };
         // Four rows per pass share each load of the permuted `x` (see `DotPlan::dot_rows`).
         // A row's result does not depend on its pass, but chunks of whole passes keep every
         // pass exactly as the serial loop forms it anyway.
         let first = rows.start;
         for_row_chunks(y, rows.len(), 1, 4, threads, |chunk, y| {
             let rows = first + chunk.start..first + chunk.end;
+            if compact && view.gemv_compact(isa, x, rows.clone(), y, Some(&plan)) {
+                return Ok(());
+            }
             if view.gemv_derived(isa, x, rows.clone(), y) {
                 return Ok(());
             }

@@ -282,7 +282,11 @@ impl<'a> QuantizedView<'a> {
     pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
         self.check_gemv(x, &rows, y)?;
         let isa = kernels::Isa::detect();
-        if self.gemv_derived(isa, x, rows.clone(), y) {
+        #[cfg(feature = "alloc")]
+        let compact = self.gemv_compact(isa, x, rows.clone(), y, None);
+        #[cfg(not(feature = "alloc"))]
+        let compact = self.gemv_compact(isa, x, rows.clone(), y);
+        if compact || self.gemv_derived(isa, x, rows.clone(), y) {
             return Ok(());
         }
         let bits = self.bits();
@@ -435,6 +439,48 @@ impl<'a> QuantizedView<'a> {
                 // The first row decides for all: the path depends on `isa` and `g` only.
                 None => return false,
             }
+        }
+        true
+    }
+
+    /// The GEMV of a tensor with compact parameters: a row's groups share its `q`, so its
+    /// level table is built once at `a = 1` and each group's sum is scaled by its own `a`
+    /// (see `kernels::dot_scaled`); with a `plan` (from `DotPlan::for_scaled`) through the
+    /// lane-permuted kernel. `false` (nothing written) for `f32` parameters. Shapes are
+    /// checked by the caller.
+    pub(crate) fn gemv_compact(
+        &self,
+        isa: kernels::Isa,
+        x: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+        #[cfg(feature = "alloc")] plan: Option<&kernels::DotPlan<'_>>,
+    ) -> bool {
+        let encoding = self.parts.shape().encoding;
+        if encoding.compact_run(self.parts.param_bytes(), 0).is_none() {
+            return false;
+        }
+        let bits = self.bits();
+        let g = self.granularity().group_len(self.cols());
+        let per_tensor = self.granularity() == Granularity::PerTensor;
+        let mut unit = kernels::Table::new();
+        let mut unit_q = f32::NAN;
+        for (row, out) in rows.zip(y.iter_mut()) {
+            let run = if per_tensor { 0 } else { row };
+            let Some((q, scales)) = encoding.compact_run(self.parts.param_bytes(), run) else {
+                return false;
+            };
+            if q.to_bits() != unit_q.to_bits() {
+                unit.len = self.family().levels_into(Params { a: 1.0, q }, &mut unit.v);
+                unit_q = q;
+            }
+            let packed = &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            #[cfg(feature = "alloc")]
+            if let Some(plan) = plan {
+                *out = plan.dot_scaled(packed, g, &unit, scales);
+                continue;
+            }
+            *out = kernels::dot_scaled(isa, bits, packed, x, g, &unit, scales);
         }
         true
     }

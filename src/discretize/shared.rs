@@ -110,8 +110,7 @@ pub(crate) fn fit_row(
     first_group: usize,
 ) -> Result<f32> {
     let g = g.max(1);
-    let row = family.fit_group(rule, weights, importance)?;
-    let mut q = if family.uses_q() { row.q } else { 1.0 };
+    let mut q = shared_q(family, rule, weights, importance, g)?;
     for (i, (w, slot)) in weights.chunks(g).zip(scales.iter_mut()).enumerate() {
         let imp = importance.map(|imp| &imp[i * g..i * g + w.len()]);
         let group = first_group + i;
@@ -149,6 +148,42 @@ pub(crate) fn fit_row(
 }
 
 #[cfg(feature = "alloc")]
+/// The row's shared `q`: the rule's fixed `q`, or the `q` that minimizes the row's squared
+/// error when each group takes its max-abs scale (as stored, in `f16`). Dividing each group
+/// by its scale and weighting each weight by the scale squared turns that into one max-abs
+/// fit at `a = 1`: `Σ a²·(w/a − Q₁(w/a))² = Σ (w − a·Q₁(w/a))²`. The other rules then fit each
+/// group's scale for this `q`.
+#[cfg(feature = "alloc")]
+fn shared_q(
+    family: &Family,
+    rule: ScaleRule,
+    weights: &[f32],
+    importance: Option<&[f32]>,
+    g: usize,
+) -> Result<f32> {
+    if !family.uses_q() {
+        return Ok(1.0);
+    }
+    if let ScaleRule::Fixed { .. } = rule {
+        return Ok(family.fit_group(rule, weights, importance)?.q);
+    }
+    let mut scaled = alloc::vec::Vec::with_capacity(weights.len());
+    let mut weight = alloc::vec::Vec::with_capacity(weights.len());
+    for (i, w) in weights.chunks(g).enumerate() {
+        let imp = importance.map(|imp| &imp[i * g..i * g + w.len()]);
+        let a = group_scale(family, ScaleRule::MaxAbs, w, imp, 1.0)?;
+        // An out-of-range scale is reported with its group by the caller.
+        let a = stored_scale(a).map_or(1.0, f16_value);
+        for (j, &v) in w.iter().enumerate() {
+            scaled.push(v / a);
+            weight.push((a * a * imp.map_or(1.0, |imp| imp[j])).min(f32::MAX));
+        }
+    }
+    Ok(family
+        .fit_group(ScaleRule::MaxAbs, &scaled, Some(&weight))?
+        .q)
+}
+
 /// The best scale of one group for a fixed `q` under `rule`, before rounding.
 fn group_scale(
     family: &Family,
@@ -236,6 +271,17 @@ mod tests {
     }
 
     #[test]
+    fn the_kernels_fast_reading_of_positive_scales_is_exact() {
+        for h in 1..0x7c00u16 {
+            assert_eq!(
+                crate::isa::portable::f16_positive(h).to_bits(),
+                f16_value(h).to_bits(),
+                "{h:#06x}"
+            );
+        }
+    }
+
+    #[test]
     fn f32_rounds_to_the_nearest_f16_ties_to_even() {
         let mut state = 0x9e37_79b9u32;
         let mut ties = 0;
@@ -298,6 +344,9 @@ mod tests {
         let w = [1.0e5f32, -3.0, 2.0, 0.5];
         let mut scales = [0u16; 2];
         let err = fit_row(&family, ScaleRule::MaxAbs, &w, None, 2, &mut scales, 7).unwrap_err();
-        assert!(matches!(err, Error::UnfittableGroup { group: 7, .. }), "{err}");
+        assert!(
+            matches!(err, Error::UnfittableGroup { group: 7, .. }),
+            "{err}"
+        );
     }
 }

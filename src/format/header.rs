@@ -43,7 +43,11 @@ pub(crate) fn parse_tensor(buf: &[u8]) -> Result<(Parts<&[u8]>, usize)> {
     }
     // Version 2 stores the parameter encoding in byte 12; version 1 has none (f32).
     let encoding_code = if version >= 2 { buf[12] } else { 0 };
-    let reserved_12 = if version >= 2 { &buf[13..16] } else { &buf[12..16] };
+    let reserved_12 = if version >= 2 {
+        &buf[13..16]
+    } else {
+        &buf[12..16]
+    };
     if reserved_12.iter().any(|&b| b != 0) || read_u32(buf, 60) != 0 {
         return corrupt("reserved header bytes are not zero");
     }

@@ -551,3 +551,21 @@ pub(crate) fn dot4_i8_groups(
     }
     acc
 }
+
+/// The value of a positive finite IEEE binary16 with bits `h` (the sign bit is ignored),
+/// exactly: the exponent and significand moved into an `f32`'s fields and re-biased by a
+/// multiplication with `2^112`, which is exact for normal and subnormal values alike. Group
+/// scales are checked to be positive and finite where they are stored.
+#[inline]
+pub(crate) fn f16_positive(h: u16) -> f32 {
+    f32::from_bits(u32::from(h & 0x7fff) << 13) * F16_REBIAS
+}
+
+/// `2^112`: the difference of the `f32` and `f16` exponent biases (127 − 15).
+pub(crate) const F16_REBIAS: f32 = 5.192_297e33;
+
+/// The `f16` scale of group `i` in `scales` (two little-endian bytes a group).
+#[inline]
+pub(crate) fn scale_at(scales: &[u8], i: usize) -> f32 {
+    f16_positive(u16::from_le_bytes([scales[2 * i], scales[2 * i + 1]]))
+}

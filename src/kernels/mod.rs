@@ -42,7 +42,7 @@ pub use decode::{decode, decode_with};
 #[cfg(feature = "alloc")]
 pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
-pub(crate) use dot::{dot4_groups, dot_span};
+pub(crate) use dot::{dot4_groups, dot_scaled, dot_span};
 pub use encode::Encoder;
 #[cfg(feature = "alloc")]
 pub(crate) use int8::{dot4_i8_groups, dot_int8_span, I8Table, Int8X};
