@@ -360,12 +360,19 @@ impl<'a> QuantizedView<'a> {
             let per_row = self.granularity().groups_per_row(cols);
             if g < cols && g.is_multiple_of(32) && isa.kind() != kernels::IsaKind::Scalar {
                 let mut done = true;
+                let encoding = self.parts.shape().encoding;
                 for (row, out) in rows.clone().zip(y.iter_mut()) {
                     let packed =
                         &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
-                    let params = |i: usize| {
-                        let p = self.parts.group_params(row * per_row + i);
-                        [p.a, p.q]
+                    // Compact parameters: the row's `q` and its groups' `f16` scales read
+                    // straight from their run, with no per-group index arithmetic.
+                    let run = encoding.compact_run(self.parts.param_bytes(), row);
+                    let params = |i: usize| match run {
+                        Some((q, scales)) => [crate::isa::portable::scale_at(scales, i), q],
+                        None => {
+                            let p = self.parts.group_params(row * per_row + i);
+                            [p.a, p.q]
+                        }
                     };
                     match kernels::dot4_i8_groups(isa, packed, xq, g, &gen, params) {
                         Some(v) => *out = v,
@@ -722,10 +729,15 @@ mod derived_int8_tests {
                     .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
                     .collect();
                 let xq = Int8X::new(&x).unwrap();
+                // Half the cases share one `q` across the row's groups (compact parameters),
+                // so the kernels' reuse of a row's table is checked too.
+                let shared_q = (g / 32 + cols) % 2 == 0;
+                let row_q = 0.3 + (next() % 60) as f32 * 0.01;
                 let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
                     .map(|_| {
                         let a = 0.1 + (next() % 100) as f32 * 0.01;
-                        [a, 0.3 + (next() % 60) as f32 * 0.01]
+                        let q = 0.3 + (next() % 60) as f32 * 0.01;
+                        [a, if shared_q { row_q } else { q }]
                     })
                     .collect();
                 let reference =
