@@ -359,20 +359,34 @@ impl<'a> QuantizedView<'a> {
         if let (Granularity::PerGroup(g), Some(gen)) = (self.granularity(), gen16(self.family())) {
             let per_row = self.granularity().groups_per_row(cols);
             if g < cols && g.is_multiple_of(32) && isa.kind() != kernels::IsaKind::Scalar {
-                let mut done = true;
                 let encoding = self.parts.shape().encoding;
+                if encoding.compact_run(self.parts.param_bytes(), 0).is_some() {
+                    // Compact parameters: the row's int8 table once, then one scalar
+                    // multiply per group.
+                    let mut table_q = f32::NAN;
+                    let mut t16 = [0i8; 16];
+                    for (row, out) in rows.clone().zip(y.iter_mut()) {
+                        let Some((q, scales)) = encoding.compact_run(self.parts.param_bytes(), row)
+                        else {
+                            break;
+                        };
+                        if q.to_bits() != table_q.to_bits() {
+                            t16 = crate::isa::portable::table16_i8(&gen, q);
+                            table_q = q;
+                        }
+                        let packed = &self.packed_codes()
+                            [row * self.row_bytes()..(row + 1) * self.row_bytes()];
+                        *out = kernels::dot4_i8_scaled(isa, packed, xq, g, &t16, scales);
+                    }
+                    return;
+                }
+                let mut done = true;
                 for (row, out) in rows.clone().zip(y.iter_mut()) {
                     let packed =
                         &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
-                    // Compact parameters: the row's `q` and its groups' `f16` scales read
-                    // straight from their run, with no per-group index arithmetic.
-                    let run = encoding.compact_run(self.parts.param_bytes(), row);
-                    let params = |i: usize| match run {
-                        Some((q, scales)) => [crate::isa::portable::scale_at(scales, i), q],
-                        None => {
-                            let p = self.parts.group_params(row * per_row + i);
-                            [p.a, p.q]
-                        }
+                    let params = |i: usize| {
+                        let p = self.parts.group_params(row * per_row + i);
+                        [p.a, p.q]
                     };
                     match kernels::dot4_i8_groups(isa, packed, xq, g, &gen, params) {
                         Some(v) => *out = v,

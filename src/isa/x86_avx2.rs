@@ -111,6 +111,22 @@ impl Avx2 {
         unsafe { dot_perm_scaled::<BITS>(bytes, t16, xp, g, scales) }
     }
 
+    /// Int8 dot product of a 4-bit row in groups of `g` codes (a multiple of 32) sharing one
+    /// int8 table up to an `f16` scale per group (see [`dot4_i8_scaled`]).
+    #[inline]
+    pub(crate) fn dot4_i8_scaled(
+        self,
+        bytes: &[u8],
+        t16: &[i8; 16],
+        xq: &[i8],
+        xscales: &[f32],
+        g: usize,
+        scales: &[u8],
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_i8_scaled(bytes, t16, xq, xscales, g, scales) }
+    }
+
     /// The int8 twin of [`dot4_groups`](Self::dot4_groups): groups of `g` codes (a multiple
     /// of 32), each group's int8 table derived in registers (see [`dot4_i8_groups`]).
     #[inline]
@@ -917,6 +933,73 @@ unsafe fn dot_perm_scaled<const BITS: i32>(
             };
             acc[0] = _mm256_fmadd_ps(p[0], s, acc[0]);
             acc[1] = _mm256_fmadd_ps(p[1], s, acc[1]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// [`dot4_i8`] over groups of `g` codes (a multiple of 32) that share the int8 table `t16`
+/// up to an `f16` scale per group: each block's `x` scale is multiplied by its group's
+/// `a / 127` before the block's integer sum is accumulated, so a group costs one scalar
+/// multiply and no table work (as
+/// [`portable::dot4_i8_scaled`](super::portable::dot4_i8_scaled)).
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_scaled(
+    bytes: &[u8],
+    t16: &[i8; 16],
+    xq: &[i8],
+    xscales: &[f32],
+    g: usize,
+    scales: &[u8],
+) -> f32 {
+    use super::portable::{scale_at, INV_127};
+    let per_group = (g / 32).max(1);
+    let blocks = (bytes.len() / 16)
+        .min(xq.len() / 32)
+        .min(xscales.len())
+        .min(scales.len() / 2 * per_group);
+    let scale = |b: usize| xscales[b] * (scale_at(scales, b / per_group) * INV_127);
+    // SAFETY: block `b < blocks` reads bytes `16b .. 16b + 16` of `bytes` (a pair of blocks
+    // `b + 1 < blocks` reads `16b .. 16b + 32`), `32b .. 32b + 32` of `xq`, and the table's
+    // 16 bytes.
+    unsafe {
+        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(t16.as_ptr().cast()));
+        let mask = _mm_set1_epi8(0x0f);
+        let mask2 = _mm256_set1_epi8(0x0f);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut b = 0;
+        while b + 2 <= blocks {
+            let v = _mm256_loadu_si256(bytes.as_ptr().add(16 * b).cast());
+            let lo = _mm256_and_si256(v, mask2);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask2);
+            let ul = _mm256_unpacklo_epi8(lo, hi);
+            let uh = _mm256_unpackhi_epi8(lo, hi);
+            for (k, codes) in [
+                _mm256_permute2x128_si256::<0x20>(ul, uh),
+                _mm256_permute2x128_si256::<0x31>(ul, uh),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let wv = _mm256_shuffle_epi8(table, codes);
+                let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * (b + k)).cast());
+                let s = _mm256_set1_ps(scale(b + k));
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[k]);
+            }
+            b += 2;
+        }
+        for b in b..blocks {
+            let v = _mm_loadu_si128(bytes.as_ptr().add(16 * b).cast());
+            let lo = _mm_and_si128(v, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
+            let codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+            let wv = _mm256_shuffle_epi8(table, codes);
+            let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
+            let s = _mm256_set1_ps(scale(b));
+            acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
         }
         hsum(_mm256_add_ps(acc[0], acc[1]))
     }

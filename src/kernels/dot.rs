@@ -459,3 +459,72 @@ mod scaled_tests {
         assert_eq!(fast_paths > 0, simd);
     }
 }
+
+#[cfg(all(test, feature = "alloc"))]
+mod int8_scaled_tests {
+    use crate::isa::portable;
+    use crate::kernels::{dot4_i8_scaled, Int8X, Isa};
+    use alloc::vec::Vec;
+
+    /// Every path agrees with the scalar reference, and the reference with the definition
+    /// written out group by group.
+    #[test]
+    fn int8_scaled_group_kernels_match_the_reference() {
+        let mut state = 0x1234_5678u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for (g, cols) in [
+            (32usize, 1024usize),
+            (128, 1024),
+            (32, 1000),
+            (64, 100),
+            (96, 4160),
+        ] {
+            let codes: Vec<u8> = (0..cols).map(|_| (next() % 15) as u8).collect();
+            let mut row = alloc::vec![0u8; cols.div_ceil(2)];
+            portable::pack_reference(&codes, 4, &mut row);
+            let x: Vec<f32> = (0..cols)
+                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                .collect();
+            let xq = Int8X::new(&x).unwrap();
+            let t16: [i8; 16] = core::array::from_fn(|i| (i as i8 - 7) * 15);
+            let scales: Vec<u8> = (0..cols.div_ceil(g))
+                .flat_map(|_| (0x3000u16 + (next() % 0x0c00) as u16).to_le_bytes())
+                .collect();
+            let definition: f32 = (0..cols)
+                .map(|j| {
+                    let b = j / portable::QBLOCK;
+                    f32::from(t16[usize::from(codes[j])])
+                        * f32::from(xq.xq[j])
+                        * xq.scales[b]
+                        * portable::scale_at(&scales, j / g)
+                        / 127.0
+                })
+                .sum();
+            let reference = dot4_i8_scaled(Isa::scalar(), &row, &xq, g, &t16, &scales);
+            let mag: f32 = (0..cols)
+                .map(|j| {
+                    (f32::from(t16[usize::from(codes[j])]) * f32::from(xq.xq[j])).abs()
+                        * xq.scales[j / portable::QBLOCK]
+                        * portable::scale_at(&scales, j / g)
+                        / 127.0
+                })
+                .sum();
+            assert!(
+                (reference - definition).abs() <= 1e-5 * mag,
+                "{reference} vs {definition}"
+            );
+            for isa in Isa::available() {
+                let got = dot4_i8_scaled(isa, &row, &xq, g, &t16, &scales);
+                assert!(
+                    (got - reference).abs() <= 1e-5 * mag,
+                    "{isa} g {g} cols {cols}: {got} vs {reference}"
+                );
+            }
+        }
+    }
+}

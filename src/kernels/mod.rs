@@ -45,7 +45,7 @@ pub use dot::{dot, dot_with};
 pub(crate) use dot::{dot4_groups, dot_scaled, dot_span};
 pub use encode::Encoder;
 #[cfg(feature = "alloc")]
-pub(crate) use int8::{dot4_i8_groups, dot_int8_span, I8Table, Int8X};
+pub(crate) use int8::{dot4_i8_groups, dot4_i8_scaled, dot_int8_span, I8Table, Int8X};
 pub use int8::{dot_int8, dot_int8_with};
 
 use crate::error::{Error, Result};
