@@ -147,7 +147,6 @@ pub(crate) fn fit_row(
     })
 }
 
-#[cfg(feature = "alloc")]
 /// The row's shared `q`: the rule's fixed `q`, or the `q` that minimizes the row's squared
 /// error when each group takes its max-abs scale (as stored, in `f16`). Dividing each group
 /// by its scale and weighting each weight by the scale squared turns that into one max-abs
@@ -184,6 +183,7 @@ fn shared_q(
         .q)
 }
 
+#[cfg(feature = "alloc")]
 /// The best scale of one group for a fixed `q` under `rule`, before rounding.
 fn group_scale(
     family: &Family,
