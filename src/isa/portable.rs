@@ -587,12 +587,12 @@ pub(crate) fn dot4_i8_scaled(
     let blocks = (xq.len() / QBLOCK)
         .min(xscales.len())
         .min(scales.len() / 2 * per_group);
-    for b in 0..blocks {
+    for (b, &xs) in xscales.iter().enumerate().take(blocks) {
         let mut sum = 0i32;
         for k in b * QBLOCK..(b + 1) * QBLOCK {
             sum += i32::from(t16[usize::from(code_at(bytes, 4, k))]) * i32::from(xq[k]);
         }
-        let s = xscales[b] * (scale_at(scales, b / per_group) * INV_127);
+        let s = xs * (scale_at(scales, b / per_group) * INV_127);
         acc += s * sum as f32;
     }
     acc
