@@ -404,8 +404,8 @@ impl QuantizedTensor {
     }
 
     /// Stored bits per weight: packed codes (with row padding) plus 32 bits per stored
-    /// parameter (`a`, and `q` where the family has two or more magnitudes to space), over
-    /// `rows × cols`.
+    /// parameter (`a`, and `q` where the family has two or more magnitudes to space; with
+    /// compact parameters 16 bits per `a` and 32 per row's `q`), over `rows × cols`.
     pub fn bits_per_weight(&self) -> f64 {
         self.parts.bits_per_weight()
     }

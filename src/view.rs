@@ -191,8 +191,9 @@ impl<'a> QuantizedView<'a> {
     }
 
     /// Stored bits per weight: packed codes (with row padding) plus the stored parameters
-    /// (32 bits for `a`, and for `q` where the family has two or more magnitudes to space),
-    /// over `rows × cols`; the header is excluded.
+    /// (32 bits for `a`, and for `q` where the family has two or more magnitudes to space; with
+    /// compact parameters 16 bits for each `a` and 32 for each row's `q`), over `rows × cols`;
+    /// the header is excluded.
     pub fn bits_per_weight(&self) -> f64 {
         self.parts.bits_per_weight()
     }
