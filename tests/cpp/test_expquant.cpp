@@ -311,10 +311,10 @@ void test_storage_and_view() {
         CHECK(std::string(e.what()).find("checksum") != std::string::npos, e.what());
     }
     auto future = bytes;
-    future[4] = 2;
+    future[4] = EXPQ_FORMAT_VERSION + 1;
     try {
         Tensor::deserialize(future);
-        CHECK(false, "format version 2 was accepted");
+        CHECK(false, "a future format version was accepted");
     } catch (const Error& e) {
         CHECK(e.status == EXPQ_STATUS_UNSUPPORTED_VERSION, "status");
     }

@@ -99,7 +99,16 @@ fn main() {
                     }
                 }
             }
-            // Compact parameters (format version 2): an f16 scale per group, one q per row.
+            // One container per scheme and width: its tensors under sorted names.
+            let named: Vec<(&str, &expquant::QuantizedTensor)> =
+                members.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            let bytes = write_container(&named).expect("distinct valid names");
+            write(container, &format!("{scheme}-{bits}.bin"), &bytes);
+            let few = write_container(&named[..2]).expect("distinct valid names");
+            write(container, &format!("{scheme}-{bits}-two.bin"), &few);
+            // Compact parameters (format version 2): an f16 scale per group, one q per row,
+            // with their own counter and container so that the files above stay as they are.
+            let mut compact = Vec::new();
             for granularity in granularities() {
                 for rule in [ScaleRule::MaxAbs, ScaleRule::Mse] {
                     let config = Config::new(scheme, bits)
@@ -112,20 +121,17 @@ fn main() {
                     let name = format!("{scheme}-{bits}-{granularity}-{rule}-compact")
                         .replace([':', ',', '.'], "_");
                     write(view, &format!("{name}.bin"), &bytes);
-                    let flags = (count % 4) as u8 | ((bits - 1) << 2);
-                    let x = &xs[count % xs.len()];
+                    let k = compact.len();
+                    let flags = (k % 4) as u8 | ((bits - 1) << 2);
+                    let x = &xs[k % xs.len()];
                     write(ffi, &format!("{name}.bin"), &ffi_input(flags, x, &bytes));
-                    count += 1;
-                    members.push((name, t));
+                    compact.push((name, t));
                 }
             }
-            // One container per scheme and width: its tensors under sorted names.
             let named: Vec<(&str, &expquant::QuantizedTensor)> =
-                members.iter().map(|(n, t)| (n.as_str(), t)).collect();
+                compact.iter().map(|(n, t)| (n.as_str(), t)).collect();
             let bytes = write_container(&named).expect("distinct valid names");
-            write(container, &format!("{scheme}-{bits}.bin"), &bytes);
-            let few = write_container(&named[..2]).expect("distinct valid names");
-            write(container, &format!("{scheme}-{bits}-two.bin"), &few);
+            write(container, &format!("{scheme}-{bits}-compact.bin"), &bytes);
         }
     }
 
