@@ -8,7 +8,7 @@ use std::hint::black_box;
 use bitpacking::{BitPacker, BitPacker8x};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use expquant::kernels::{self, Isa};
-use expquant::{pack, quantize, Config, ScaleRule};
+use expquant::{pack, quantize, Config, QuantizedView, ScaleRule};
 
 mod common;
 
@@ -330,9 +330,56 @@ fn gemv_modes(c: &mut Criterion) {
     }
 }
 
+/// Per-group GEMV with compact parameters (an `f16` scale per group, one `q` per row) beside
+/// per-row and per-group `f32` parameters, 4-bit exponential, in one run: the owned tensor's
+/// `gemv_rows` (lane-permuted `x`), the view's allocation-free `gemv_rows`, and int8
+/// activations, single-threaded. Throughput is the bytes a call reads (codes and
+/// parameters), so the rates of per-row and per-group compare per weight up to the
+/// parameters' share.
+fn gemv_compact(c: &mut Criterion) {
+    for (rows, cols) in [(1024, 1024), (4096, 4096)] {
+        let w = common::weights(5, rows * cols, 0.05);
+        let x = common::weights(6, cols, 1.0);
+        let base = Config::exponential(4).with_scale_rule(ScaleRule::MaxAbs);
+        let layouts = [
+            ("per_row", base),
+            ("group128", base.per_group(128)),
+            (
+                "group128_compact",
+                base.per_group(128).with_compact_params(true),
+            ),
+            ("group32", base.per_group(32)),
+            (
+                "group32_compact",
+                base.per_group(32).with_compact_params(true),
+            ),
+        ];
+        let mut y = vec![0.0f32; rows];
+        let mut g = c.benchmark_group(format!("gemv_compact/{rows}x{cols}"));
+        for (name, config) in layouts {
+            let q = quantize(&w, rows, cols, &config).unwrap();
+            let bytes = q.to_bytes();
+            let view = QuantizedView::from_bytes(&bytes).unwrap();
+            g.throughput(Throughput::Bytes(
+                (bytes.len() - expquant::format::HEADER_LEN) as u64,
+            ));
+            g.bench_function(format!("{name}/tensor"), |b| {
+                b.iter(|| q.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
+            });
+            g.bench_function(format!("{name}/view"), |b| {
+                b.iter(|| view.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
+            });
+            g.bench_function(format!("{name}/int8"), |b| {
+                b.iter(|| q.gemv_int8_rows(black_box(&x), 0..rows, &mut y).unwrap())
+            });
+        }
+        g.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = read_bandwidth, pack_unpack, dequantize, gemv, gemv_modes
+    targets = read_bandwidth, pack_unpack, dequantize, gemv, gemv_modes, gemv_compact
 }
 criterion_main!(benches);

@@ -41,11 +41,13 @@
 #define EXPQ_MAX_LEVELS 256
 
 /**
- * The version of the stored byte format that `expq_tensor_serialize` writes and
- * `expq_tensor_deserialize` and `expq_view_init` read; bytes of another version give
- * `EXPQ_STATUS_UNSUPPORTED_VERSION`.
+ * The newest version of the stored tensor format: `expq_tensor_deserialize` and
+ * `expq_view_init` read every version from 1 up to this one, and bytes of another version
+ * give `EXPQ_STATUS_UNSUPPORTED_VERSION`. `expq_tensor_serialize` writes version 1 for a
+ * tensor with `f32` group parameters (the bytes every earlier build wrote) and version 2
+ * only for compact parameters (`expq_config.compact_params`).
  */
-#define EXPQ_FORMAT_VERSION 1
+#define EXPQ_FORMAT_VERSION 2
 
 /**
  * The container format version that `expq_container_builder_write` writes; `expq_container_view_init`
@@ -332,6 +334,14 @@ typedef struct expq_config {
      * ignored otherwise.
      */
     double fixed_q;
+    /**
+     * Whether group parameters are stored compactly: each group's scale `a` as a 16-bit
+     * float and, for the exponential family, one ratio `q` per row shared by the row's
+     * groups (groups of 32 at 4 bits cost 4.5 bits per weight plus `32 / cols`, instead of
+     * 6). Off in `expq_config_default`. Such a tensor serializes as format version 2; a scale
+     * above 65504 makes `expq_quantize` fail. See the Rust `Config::with_compact_params`.
+     */
+    bool compact_params;
 } expq_config;
 #endif
 

@@ -28,6 +28,7 @@ pub struct Config {
     granularity: Granularity,
     rule: ScaleRule,
     zero_level: bool,
+    compact_params: bool,
 }
 
 impl Config {
@@ -49,6 +50,7 @@ impl Config {
             granularity: Granularity::PerRow,
             rule: ScaleRule::MaxAbs,
             zero_level: true,
+            compact_params: false,
         }
     }
 
@@ -84,6 +86,28 @@ impl Config {
     pub fn with_zero_level(mut self, zero_level: bool) -> Self {
         self.zero_level = zero_level;
         self
+    }
+
+    /// Sets whether group parameters are stored compactly (off by default): each group's
+    /// scale `a` as an IEEE binary16 (`f16`) and, for exponential levels, one ratio `q` per
+    /// row (an `f32`) shared by the row's groups, instead of an `f32` `a` and `q` per group.
+    /// At 4 bits in groups of 32 that is 4.5 bits per weight plus `32 / cols` for `q`
+    /// (6 with `f32` parameters). The row's `q` comes from fitting the whole row under the
+    /// scale rule; each group's `a` is then the rule's best for that `q`, rounded to `f16`
+    /// before the codes are chosen, so that every code is the nearest level of the stored
+    /// codebook. A scale above the largest `f16` (65504) makes `quantize` fail with
+    /// [`Error::UnfittableGroup`](crate::Error::UnfittableGroup); one below the smallest
+    /// positive `f16` (`2^-24`) is raised to it. Stored tensors with compact parameters use
+    /// format version 2.
+    pub fn with_compact_params(mut self, compact: bool) -> Self {
+        self.compact_params = compact;
+        self
+    }
+
+    /// Whether group parameters are stored compactly (see
+    /// [`with_compact_params`](Self::with_compact_params)).
+    pub fn compact_params(&self) -> bool {
+        self.compact_params
     }
 
     /// The level family.

@@ -207,11 +207,11 @@ pub enum Error {
     #[error("corrupt data: {0}")]
     Corrupt(&'static str),
     /// Stored bytes of a format version this build does not read.
-    #[error("unsupported format version {found} (this build reads version {supported})")]
+    #[error("unsupported format version {found} (this build reads versions 1 to {supported})")]
     UnsupportedVersion {
         /// The version in the data.
         found: u16,
-        /// The version this build reads.
+        /// The newest version this build reads.
         supported: u16,
     },
     /// A number that is not the code of any variant of an enum (a scheme, scale rule or

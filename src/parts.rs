@@ -5,6 +5,7 @@
 //! writes the same struct, so no tensor type has a constructor of its own for stored data.
 
 use crate::codebook::Codebook;
+use crate::discretize::shared::f16_value;
 use crate::discretize::Family;
 use crate::error::{Error, Result};
 use crate::layout::Granularity;
@@ -12,15 +13,16 @@ use crate::pack::{self, code_at};
 use crate::scheme::{Params, ScaleRule};
 
 /// How the per-group parameters are laid out in their byte buffer.
-///
-/// One variant today; a more compact one (a per-group `a` in `f16` and one shared `q`, with
-/// a later format version) is another variant with its own [`len`](Self::len) and
-/// [`read`](Self::read), and nothing else in `Parts` changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ParamEncoding {
     /// Little-endian `f32`s per group: `a`, then `q` when the family uses it (`per_group`
-    /// is 1 or 2).
+    /// is 1 or 2). Format version 1.
     F32 { per_group: usize },
+    /// Compact (format version 2): per run of `groups_per_q` consecutive groups (a row's
+    /// groups; the one group of a per-tensor layout), the shared `q` as a little-endian
+    /// `f32` when the family uses it (`q`), then each group's `a` as a little-endian
+    /// IEEE binary16.
+    Compact { q: bool, groups_per_q: usize },
 }
 
 impl ParamEncoding {
@@ -31,10 +33,47 @@ impl ParamEncoding {
         }
     }
 
+    /// The compact encoding of `family` on a `granularity` layout of `cols` columns: one
+    /// shared `q` per row of groups.
+    pub fn compact_for(family: Family, granularity: Granularity, cols: usize) -> Self {
+        ParamEncoding::Compact {
+            q: family.uses_q(),
+            groups_per_q: granularity.groups_per_row(cols).max(1),
+        }
+    }
+
+    /// The code the version-2 header stores for this encoding.
+    pub fn code(self) -> u8 {
+        match self {
+            ParamEncoding::F32 { .. } => 0,
+            ParamEncoding::Compact { .. } => 1,
+        }
+    }
+
+    /// Stored parameters per codebook (`a`, and `q` when the family uses it), whatever the
+    /// encoding: what the header's byte 11 records.
+    pub fn params_per_group(self) -> usize {
+        match self {
+            ParamEncoding::F32 { per_group } => per_group,
+            ParamEncoding::Compact { q, .. } => 1 + usize::from(q),
+        }
+    }
+
+    /// Bytes of one run of groups sharing a `q` (compact only).
+    #[inline]
+    fn run_len(q: bool, groups_per_q: usize) -> usize {
+        4 * usize::from(q) + 2 * groups_per_q
+    }
+
     /// Bytes for `groups` groups, or `None` on overflow.
     pub fn len(self, groups: usize) -> Option<usize> {
         match self {
             ParamEncoding::F32 { per_group } => groups.checked_mul(4 * per_group),
+            ParamEncoding::Compact { q, groups_per_q } => {
+                let runs = groups / groups_per_q.max(1);
+                runs.checked_mul(2 * groups_per_q)?
+                    .checked_add(runs.checked_mul(4 * usize::from(q))?)
+            }
         }
     }
 
@@ -53,10 +92,36 @@ impl ParamEncoding {
                     },
                 }
             }
+            ParamEncoding::Compact { q, groups_per_q } => {
+                let (run, i) = (group / groups_per_q, group % groups_per_q);
+                let at = run * Self::run_len(q, groups_per_q);
+                let qv = if q { read_f32(bytes, at) } else { 1.0 };
+                Params {
+                    a: f16_value(read_u16(bytes, at + 4 * usize::from(q) + 2 * i)),
+                    q: qv,
+                }
+            }
         }
     }
 
-    /// Writes `params` for consecutive groups into `out` ([`len`](Self::len) bytes).
+    /// The shared `q` of run `run` and the `f16` scales of its groups, for a compact
+    /// encoding; `None` for the `f32` one. `bytes` holds the run.
+    #[inline]
+    pub fn compact_run(self, bytes: &[u8], run: usize) -> Option<(f32, &[u8])> {
+        match self {
+            ParamEncoding::F32 { .. } => None,
+            ParamEncoding::Compact { q, groups_per_q } => {
+                let at = run * Self::run_len(q, groups_per_q);
+                let qv = if q { read_f32(bytes, at) } else { 1.0 };
+                let first = at + 4 * usize::from(q);
+                Some((qv, &bytes[first..first + 2 * groups_per_q]))
+            }
+        }
+    }
+
+    /// Writes `params` for consecutive groups into `out` ([`len`](Self::len) bytes). For the
+    /// compact encoding every `a` must be an `f16` value and the groups of a run share `q`
+    /// (as the compact fit makes them); the first group of each run gives its `q`.
     #[cfg(feature = "alloc")]
     pub fn write(self, params: &[Params<f32>], out: &mut [u8]) {
         match self {
@@ -68,15 +133,29 @@ impl ParamEncoding {
                     }
                 }
             }
+            ParamEncoding::Compact { q, groups_per_q } => {
+                let run_len = Self::run_len(q, groups_per_q);
+                for (chunk, run) in out
+                    .chunks_exact_mut(run_len)
+                    .zip(params.chunks(groups_per_q.max(1)))
+                {
+                    let (head, scales) = chunk.split_at_mut(4 * usize::from(q));
+                    if q {
+                        head.copy_from_slice(&run[0].q.to_le_bytes());
+                    }
+                    for (slot, p) in scales.chunks_exact_mut(2).zip(run) {
+                        slot.copy_from_slice(
+                            &crate::discretize::shared::f16_bits(p.a).to_le_bytes(),
+                        );
+                    }
+                }
+            }
         }
     }
+}
 
-    /// Stored bits of parameters per group.
-    pub fn bits_per_group(self) -> usize {
-        match self {
-            ParamEncoding::F32 { per_group } => 32 * per_group,
-        }
-    }
+fn read_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
 }
 
 fn read_f32(b: &[u8], at: usize) -> f32 {
@@ -220,8 +299,7 @@ impl<B: AsRef<[u8]>> Parts<B> {
 
     /// Stored bits per weight: codes and parameters, header excluded.
     pub fn bits_per_weight(&self) -> f64 {
-        let params = self.lengths.groups * self.shape.encoding.bits_per_group();
-        (self.lengths.codes as f64 * 8.0 + params as f64)
+        (self.lengths.codes as f64 * 8.0 + self.lengths.params as f64 * 8.0)
             / (self.shape.rows * self.shape.cols) as f64
     }
 

@@ -179,7 +179,18 @@ fn quantize_on(
     };
     // Fits first, every group in order, then codebooks and codes: a failing fit is reported
     // before any codebook error, however the rows are split.
-    let params = if layout == Granularity::PerTensor {
+    let params = if config.compact_params() {
+        fit_compact(
+            &family,
+            config.scale_rule(),
+            weights,
+            importance,
+            rows,
+            cols,
+            layout,
+            threads,
+        )?
+    } else if layout == Granularity::PerTensor {
         vec![fit(0..n)?]
     } else {
         // Each group's fit reads only its own weights, so rows split freely.
@@ -232,7 +243,11 @@ fn quantize_on(
         family,
         granularity: layout,
         rule: config.scale_rule(),
-        encoding: ParamEncoding::f32_for(family),
+        encoding: if config.compact_params() {
+            ParamEncoding::compact_for(family, layout, cols)
+        } else {
+            ParamEncoding::f32_for(family)
+        },
     };
     let mut param_bytes = vec![0u8; shape.lengths()?.params];
     shape.encoding.write(&params, &mut param_bytes);
@@ -240,6 +255,51 @@ fn quantize_on(
         config: *config,
         parts: Parts::new(shape, packed, param_bytes)?,
     })
+}
+
+/// The compact fit (see `Config::with_compact_params`): per row of groups (the whole tensor
+/// for a per-tensor layout) one shared `q`, each group's `a` an `f16` value; returned as one
+/// `Params` per group, in group order.
+#[allow(clippy::too_many_arguments)]
+fn fit_compact(
+    family: &crate::discretize::Family,
+    rule: ScaleRule,
+    weights: &[f32],
+    importance: Option<&[f32]>,
+    rows: usize,
+    cols: usize,
+    layout: Granularity,
+    threads: usize,
+) -> Result<Vec<Params<f32>>> {
+    use crate::discretize::shared::{f16_value, fit_row};
+    // A per-tensor layout is one run of one group over every weight.
+    let (runs, span, g) = match layout {
+        Granularity::PerTensor => (1, weights.len(), weights.len()),
+        _ => (rows, cols, layout.group_len(cols)),
+    };
+    let per_run = span.div_ceil(g);
+    let mut params = vec![Params { a: 0.0, q: 0.0 }; runs * per_run];
+    for_row_chunks(&mut params, runs, per_run, 1, threads, |chunk, out| {
+        let mut scales = vec![0u16; per_run];
+        for (run, slots) in chunk.zip(out.chunks_exact_mut(per_run)) {
+            let range = run * span..(run + 1) * span;
+            let imp = importance.map(|imp| &imp[range.clone()]);
+            let q = fit_row(
+                family,
+                rule,
+                &weights[range],
+                imp,
+                g,
+                &mut scales,
+                run * per_run,
+            )?;
+            for (slot, &h) in slots.iter_mut().zip(&scales) {
+                *slot = Params { a: f16_value(h), q };
+            }
+        }
+        Ok(())
+    })?;
+    Ok(params)
 }
 
 /// A quantized `rows × cols` matrix: one parametric codebook per group and the packed codes.
@@ -344,8 +404,8 @@ impl QuantizedTensor {
     }
 
     /// Stored bits per weight: packed codes (with row padding) plus 32 bits per stored
-    /// parameter (`a`, and `q` where the family has two or more magnitudes to space), over
-    /// `rows × cols`.
+    /// parameter (`a`, and `q` where the family has two or more magnitudes to space; with
+    /// compact parameters 16 bits per `a` and 32 per row's `q`), over `rows × cols`.
     pub fn bits_per_weight(&self) -> f64 {
         self.parts.bits_per_weight()
     }
@@ -398,13 +458,21 @@ impl QuantizedTensor {
         // by every row and thread; W is never materialized.
         let g = self.granularity().group_len(self.cols());
         let isa = kernels::Isa::detect();
-        let plan = kernels::DotPlan::new(isa, self.bits(), x, g);
+        let compact = view.compact_params();
+        let plan = if compact {
+            kernels::DotPlan::for_scaled(isa, self.bits(), x)
+        } else {
+            kernels::DotPlan::new(isa, self.bits(), x, g)
+        };
         // Four rows per pass share each load of the permuted `x` (see `DotPlan::dot_rows`).
         // A row's result does not depend on its pass, but chunks of whole passes keep every
         // pass exactly as the serial loop forms it anyway.
         let first = rows.start;
         for_row_chunks(y, rows.len(), 1, 4, threads, |chunk, y| {
             let rows = first + chunk.start..first + chunk.end;
+            if compact && view.gemv_compact(isa, x, rows.clone(), y, Some(&plan)) {
+                return Ok(());
+            }
             if view.gemv_derived(isa, x, rows.clone(), y) {
                 return Ok(());
             }
@@ -472,6 +540,11 @@ impl QuantizedTensor {
         codes: &[u8],
     ) -> Result<Self> {
         let family = config.family()?;
+        if config.compact_params() {
+            return Err(Error::InvalidCompensateOption(
+                "compact group parameters are not supported by error compensation",
+            ));
+        }
         let n = check_shape(rows, cols, codes.len())?;
         let granularity = config.granularity();
         let groups = granularity.group_count(rows, cols);

@@ -143,6 +143,16 @@ impl<'a> QuantizedView<'a> {
             .with_granularity(self.granularity())
             .with_scale_rule(self.scale_rule())
             .with_zero_level(self.zero_level())
+            .with_compact_params(self.compact_params())
+    }
+
+    /// Whether the group parameters are stored compactly (an `f16` scale per group and one
+    /// shared `q` per row; see [`Config::with_compact_params`](crate::Config::with_compact_params)).
+    pub fn compact_params(&self) -> bool {
+        matches!(
+            self.parts.shape().encoding,
+            crate::parts::ParamEncoding::Compact { .. }
+        )
     }
 
     /// Number of groups (codebooks).
@@ -182,8 +192,9 @@ impl<'a> QuantizedView<'a> {
     }
 
     /// Stored bits per weight: packed codes (with row padding) plus the stored parameters
-    /// (32 bits for `a`, and for `q` where the family has two or more magnitudes to space),
-    /// over `rows × cols`; the header is excluded.
+    /// (32 bits for `a`, and for `q` where the family has two or more magnitudes to space; with
+    /// compact parameters 16 bits for each `a` and 32 for each row's `q`), over `rows × cols`;
+    /// the header is excluded.
     pub fn bits_per_weight(&self) -> f64 {
         self.parts.bits_per_weight()
     }
@@ -273,7 +284,11 @@ impl<'a> QuantizedView<'a> {
     pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
         self.check_gemv(x, &rows, y)?;
         let isa = kernels::Isa::detect();
-        if self.gemv_derived(isa, x, rows.clone(), y) {
+        #[cfg(feature = "alloc")]
+        let compact = self.gemv_compact(isa, x, rows.clone(), y, None);
+        #[cfg(not(feature = "alloc"))]
+        let compact = self.gemv_compact(isa, x, rows.clone(), y);
+        if compact || self.gemv_derived(isa, x, rows.clone(), y) {
             return Ok(());
         }
         let bits = self.bits();
@@ -346,6 +361,27 @@ impl<'a> QuantizedView<'a> {
         if let (Granularity::PerGroup(g), Some(gen)) = (self.granularity(), gen16(self.family())) {
             let per_row = self.granularity().groups_per_row(cols);
             if g < cols && g.is_multiple_of(32) && isa.kind() != kernels::IsaKind::Scalar {
+                let encoding = self.parts.shape().encoding;
+                if encoding.compact_run(self.parts.param_bytes(), 0).is_some() {
+                    // Compact parameters: the row's int8 table once, then one scalar
+                    // multiply per group.
+                    let mut table_q = f32::NAN;
+                    let mut t16 = [0i8; 16];
+                    for (row, out) in rows.clone().zip(y.iter_mut()) {
+                        let Some((q, scales)) = encoding.compact_run(self.parts.param_bytes(), row)
+                        else {
+                            break;
+                        };
+                        if q.to_bits() != table_q.to_bits() {
+                            t16 = crate::isa::portable::table16_i8(&gen, q);
+                            table_q = q;
+                        }
+                        let packed = &self.packed_codes()
+                            [row * self.row_bytes()..(row + 1) * self.row_bytes()];
+                        *out = kernels::dot4_i8_scaled(isa, packed, xq, g, &t16, scales);
+                    }
+                    return;
+                }
                 let mut done = true;
                 for (row, out) in rows.clone().zip(y.iter_mut()) {
                     let packed =
@@ -559,6 +595,48 @@ impl<'a> QuantizedView<'a> {
                 // The first row decides for all: the path depends on `isa` and `g` only.
                 None => return false,
             }
+        }
+        true
+    }
+
+    /// The GEMV of a tensor with compact parameters: a row's groups share its `q`, so its
+    /// level table is built once at `a = 1` and each group's sum is scaled by its own `a`
+    /// (see `kernels::dot_scaled`); with a `plan` (from `DotPlan::for_scaled`) through the
+    /// lane-permuted kernel. `false` (nothing written) for `f32` parameters. Shapes are
+    /// checked by the caller.
+    pub(crate) fn gemv_compact(
+        &self,
+        isa: kernels::Isa,
+        x: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+        #[cfg(feature = "alloc")] plan: Option<&kernels::DotPlan<'_>>,
+    ) -> bool {
+        let encoding = self.parts.shape().encoding;
+        if encoding.compact_run(self.parts.param_bytes(), 0).is_none() {
+            return false;
+        }
+        let bits = self.bits();
+        let g = self.granularity().group_len(self.cols());
+        let per_tensor = self.granularity() == Granularity::PerTensor;
+        let mut unit = kernels::Table::new();
+        let mut unit_q = f32::NAN;
+        for (row, out) in rows.zip(y.iter_mut()) {
+            let run = if per_tensor { 0 } else { row };
+            let Some((q, scales)) = encoding.compact_run(self.parts.param_bytes(), run) else {
+                return false;
+            };
+            if q.to_bits() != unit_q.to_bits() {
+                unit.len = self.family().levels_into(Params { a: 1.0, q }, &mut unit.v);
+                unit_q = q;
+            }
+            let packed = &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            #[cfg(feature = "alloc")]
+            if let Some(plan) = plan {
+                *out = plan.dot_scaled(packed, g, &unit, scales);
+                continue;
+            }
+            *out = kernels::dot_scaled(isa, bits, packed, x, g, &unit, scales);
         }
         true
     }
@@ -800,10 +878,15 @@ mod derived_int8_tests {
                     .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
                     .collect();
                 let xq = Int8X::new(&x).unwrap();
+                // Half the cases share one `q` across the row's groups (compact parameters),
+                // so the kernels' reuse of a row's table is checked too.
+                let shared_q = (g / 32 + cols) % 2 == 0;
+                let row_q = 0.3 + (next() % 60) as f32 * 0.01;
                 let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
                     .map(|_| {
                         let a = 0.1 + (next() % 100) as f32 * 0.01;
-                        [a, 0.3 + (next() % 60) as f32 * 0.01]
+                        let q = 0.3 + (next() % 60) as f32 * 0.01;
+                        [a, if shared_q { row_q } else { q }]
                     })
                     .collect();
                 let reference =

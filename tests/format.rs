@@ -16,6 +16,8 @@ fn sample_configs() -> Vec<Config> {
             v.push(base);
             v.push(base.per_tensor().with_zero_level(false));
             v.push(base.per_group(5).with_scale_rule(ScaleRule::Mse));
+            v.push(base.per_group(8).with_compact_params(true));
+            v.push(base.per_tensor().with_compact_params(true));
         }
     }
     v.push(Config::exponential(3).with_scale_rule(ScaleRule::Fixed { a: 0.5, q: 0.25 }));
@@ -149,12 +151,12 @@ fn specific_corruptions_get_specific_errors() {
     );
     check(&|b| b[HEADER_LEN] = 0xFF, true, "index a level");
     let mut future = good.clone();
-    future[4] = 2;
+    future[4] = 3;
     assert_eq!(
         QuantizedView::from_bytes(&future).unwrap_err(),
         Error::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
 }

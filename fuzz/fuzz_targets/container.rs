@@ -8,7 +8,11 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     // The table checksum covers a span the input itself defines; libFuzzer's comparison
     // tracing is left to find matching checksums.
-    for mode in [Verification::Full, Verification::Lazy, Verification::Trusted] {
+    for mode in [
+        Verification::Full,
+        Verification::Lazy,
+        Verification::Trusted,
+    ] {
         let Ok(container) = ContainerView::with_verification(data, mode) else {
             continue;
         };

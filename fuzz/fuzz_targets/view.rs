@@ -23,7 +23,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let mut out = vec![0.0f32; n];
-    view.dequantize_into(&mut out).expect("a validated view decodes");
+    view.dequantize_into(&mut out)
+        .expect("a validated view decodes");
     assert!(out.iter().all(|v| v.is_finite()));
     let x = vec![1.0f32; view.cols()];
     let mut y = vec![0.0f32; view.rows()];

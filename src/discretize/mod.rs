@@ -31,6 +31,7 @@
 mod lanes;
 #[cfg(feature = "alloc")]
 pub(crate) mod search;
+pub(crate) mod shared;
 
 use crate::codebook::Codebook;
 use crate::error::{Error, Result};

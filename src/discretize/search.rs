@@ -744,3 +744,12 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
         }
     }
 }
+
+/// The best `a` under `rule` with `q` held fixed (compact parameters share one `q` across a
+/// row's groups and fit only each group's scale).
+pub(crate) fn fit_a(family: &Family, rule: ScaleRule, stats: &GroupStats, q: f64) -> f64 {
+    if stats.amax == 0.0 {
+        return 1.0;
+    }
+    best_a(rule, stats, &Shape::new(family, q), A_GRID, 4, SWEEP_LIMIT).0
+}

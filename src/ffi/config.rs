@@ -100,6 +100,12 @@ pub struct expq_config {
     /// The ratio `0 < q < 1` for `EXPQ_SCALE_RULE_FIXED` with the exponential family;
     /// ignored otherwise.
     pub fixed_q: f64,
+    /// Whether group parameters are stored compactly: each group's scale `a` as a 16-bit
+    /// float and, for the exponential family, one ratio `q` per row shared by the row's
+    /// groups (groups of 32 at 4 bits cost 4.5 bits per weight plus `32 / cols`, instead of
+    /// 6). Off in `expq_config_default`. Such a tensor serializes as format version 2; a scale
+    /// above 65504 makes `expq_quantize` fail. See the Rust `Config::with_compact_params`.
+    pub compact_params: expq_bool_value,
 }
 
 impl expq_config {
@@ -146,7 +152,8 @@ impl expq_config {
         Ok(Config::new(scheme, self.bits)
             .with_granularity(granularity)
             .with_scale_rule(rule)
-            .with_zero_level(self.zero_level != 0))
+            .with_zero_level(self.zero_level != 0)
+            .with_compact_params(self.compact_params != 0))
     }
 
     /// The C description of a Rust [`Config`].
@@ -164,6 +171,7 @@ impl expq_config {
             zero_level: u8::from(config.zero_level()),
             fixed_a,
             fixed_q,
+            compact_params: u8::from(config.compact_params()),
         }
     }
 }
@@ -262,7 +270,8 @@ mod tests {
         let config = Config::exponential(3)
             .per_group(16)
             .with_scale_rule(ScaleRule::Fixed { a: 2.0, q: 0.5 })
-            .with_zero_level(true);
+            .with_zero_level(true)
+            .with_compact_params(true);
         assert_eq!(
             expq_config::from_config(&config).rust_config().unwrap(),
             config

@@ -138,10 +138,12 @@ pub use tensor::*;
 /// any group (`expq_tensor_group_levels`, `expq_view_group_levels`).
 pub const EXPQ_MAX_LEVELS: usize = 256;
 
-/// The version of the stored byte format that `expq_tensor_serialize` writes and
-/// `expq_tensor_deserialize` and `expq_view_init` read; bytes of another version give
-/// `EXPQ_STATUS_UNSUPPORTED_VERSION`.
-pub const EXPQ_FORMAT_VERSION: u16 = 1;
+/// The newest version of the stored tensor format: `expq_tensor_deserialize` and
+/// `expq_view_init` read every version from 1 up to this one, and bytes of another version
+/// give `EXPQ_STATUS_UNSUPPORTED_VERSION`. `expq_tensor_serialize` writes version 1 for a
+/// tensor with `f32` group parameters (the bytes every earlier build wrote) and version 2
+/// only for compact parameters (`expq_config.compact_params`).
+pub const EXPQ_FORMAT_VERSION: u16 = 2;
 
 /// The container format version that `expq_container_builder_write` writes; `expq_container_view_init`
 /// reads every version from 1 up to this one. Independent of `EXPQ_FORMAT_VERSION`.

@@ -25,7 +25,7 @@ pub(crate) fn parse_tensor(buf: &[u8]) -> Result<(Parts<&[u8]>, usize)> {
     if buf[0..4] != TENSOR_MAGIC {
         return corrupt("bad magic: not an expquant tensor (expected \"EXQT\")");
     }
-    check_version(read_u16(buf, 4))?;
+    let version = check_version(read_u16(buf, 4))?;
     let scheme = Scheme::try_from(buf[6]).or_else(|_| corrupt("unknown scheme"))?;
     let bits = buf[7];
     if !(1..=8).contains(&bits) {
@@ -41,7 +41,14 @@ pub(crate) fn parse_tensor(buf: &[u8]) -> Result<(Parts<&[u8]>, usize)> {
     if ScaleRule::from_code(rule_code, || (1.0, 1.0)).is_err() {
         return corrupt("unknown scale rule");
     }
-    if read_u32(buf, 12) != 0 || read_u32(buf, 60) != 0 {
+    // Version 2 stores the parameter encoding in byte 12; version 1 has none (f32).
+    let encoding_code = if version >= 2 { buf[12] } else { 0 };
+    let reserved_12 = if version >= 2 {
+        &buf[13..16]
+    } else {
+        &buf[12..16]
+    };
+    if reserved_12.iter().any(|&b| b != 0) || read_u32(buf, 60) != 0 {
         return corrupt("reserved header bytes are not zero");
     }
     let rows = to_usize(read_u64(buf, 16), "row count too large")?;
@@ -58,7 +65,11 @@ pub(crate) fn parse_tensor(buf: &[u8]) -> Result<(Parts<&[u8]>, usize)> {
         Err(Error::ZeroGroupSize) => return corrupt("group size 0 for a per-group layout"),
         Err(_) => return corrupt("unknown granularity"),
     };
-    let encoding = ParamEncoding::f32_for(family);
+    let encoding = match encoding_code {
+        0 => ParamEncoding::f32_for(family),
+        1 => ParamEncoding::compact_for(family, granularity, cols),
+        _ => return corrupt("unknown parameter encoding"),
+    };
     let shape = Shape {
         rows,
         cols,
@@ -71,8 +82,7 @@ pub(crate) fn parse_tensor(buf: &[u8]) -> Result<(Parts<&[u8]>, usize)> {
     if read_u64(buf, 40) != lengths.groups as u64 {
         return corrupt("group count does not match the shape and layout");
     }
-    let ParamEncoding::F32 { per_group } = encoding;
-    if usize::from(buf[11]) != per_group {
+    if usize::from(buf[11]) != encoding.params_per_group() {
         return corrupt("parameters per group do not match the scheme and bits");
     }
     if read_u64(buf, 48) != lengths.codes as u64 {
@@ -147,10 +157,15 @@ pub(crate) fn write_tensor<B: AsRef<[u8]>>(parts: &Parts<B>, out: &mut [u8]) -> 
     let (codes, params) = payload.split_at_mut(lengths.codes);
     codes.copy_from_slice(parts.codes());
     params.copy_from_slice(parts.param_bytes());
-    let ParamEncoding::F32 { per_group } = shape.encoding;
+    // Version 1 for f32 parameters, so that their bytes are those every earlier build wrote
+    // and reads; version 2 only where it is needed.
+    let version = match shape.encoding {
+        ParamEncoding::F32 { .. } => 1u16,
+        ParamEncoding::Compact { .. } => FORMAT_VERSION,
+    };
     head.fill(0);
     head[0..4].copy_from_slice(&TENSOR_MAGIC);
-    head[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    head[4..6].copy_from_slice(&version.to_le_bytes());
     head[6] = shape.family.scheme().code();
     head[7] = shape.family.bits();
     head[8] = if shape.family.zero_level() {
@@ -160,7 +175,10 @@ pub(crate) fn write_tensor<B: AsRef<[u8]>>(parts: &Parts<B>, out: &mut [u8]) -> 
     };
     head[9] = shape.granularity.code();
     head[10] = shape.rule.code();
-    head[11] = per_group as u8;
+    head[11] = shape.encoding.params_per_group() as u8;
+    if version >= 2 {
+        head[12] = shape.encoding.code();
+    }
     head[16..24].copy_from_slice(&(shape.rows as u64).to_le_bytes());
     head[24..32].copy_from_slice(&(shape.cols as u64).to_le_bytes());
     head[32..40].copy_from_slice(&(shape.granularity.group_size() as u64).to_le_bytes());

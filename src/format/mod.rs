@@ -22,9 +22,11 @@ use crate::error::{Error, Result};
 pub const TENSOR_MAGIC: [u8; 4] = *b"EXQT";
 /// Magic bytes of a container of named tensors.
 pub const CONTAINER_MAGIC: [u8; 4] = *b"EXQC";
-/// The tensor format version this crate writes and reads (independent of
-/// [`CONTAINER_VERSION`]).
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest tensor format version this crate writes and reads; it reads every version from
+/// 1 up to this one. It writes version 1 for tensors with `f32` group parameters (the bytes
+/// earlier builds wrote) and version 2 only for compact parameters. Independent of
+/// [`CONTAINER_VERSION`].
+pub const FORMAT_VERSION: u16 = 2;
 /// The container format version this crate writes; it reads every version from 1 up to this
 /// one. Independent of the tensor version [`FORMAT_VERSION`].
 pub const CONTAINER_VERSION: u16 = 2;
@@ -57,9 +59,10 @@ fn to_usize(v: u64, reason: &'static str) -> Result<usize> {
     usize::try_from(v).or_else(|_| corrupt(reason))
 }
 
-fn check_version(version: u16) -> Result<()> {
-    if version == FORMAT_VERSION {
-        Ok(())
+/// The version, if this build reads it (1 up to [`FORMAT_VERSION`]).
+fn check_version(version: u16) -> Result<u16> {
+    if (1..=FORMAT_VERSION).contains(&version) {
+        Ok(version)
     } else {
         Err(Error::UnsupportedVersion {
             found: version,

@@ -220,6 +220,16 @@ impl Isa {
         matches!(self.0, Path::Avx512(t) if t.vbmi)
     }
 
+    /// This path, or the AVX2 path in place of AVX-512 (which implies it): for the kernels
+    /// that exist for AVX2 only and want their data in its layout.
+    #[inline]
+    pub(crate) fn without_avx512(self) -> Isa {
+        match self.0 {
+            Path::Avx512(t) => Isa(Path::Avx2(t.avx2())),
+            path => Isa(path),
+        }
+    }
+
     /// The path with its proof, for the dispatching code to match on.
     #[inline]
     pub(crate) fn path(self) -> Path {

@@ -552,6 +552,55 @@ pub(crate) fn dot4_i8_groups(
     acc
 }
 
+/// The value of a positive finite IEEE binary16 with bits `h` (the sign bit is ignored),
+/// exactly: the exponent and significand moved into an `f32`'s fields and re-biased by a
+/// multiplication with `2^112`, which is exact for normal and subnormal values alike. Group
+/// scales are checked to be positive and finite where they are stored.
+#[inline]
+pub(crate) fn f16_positive(h: u16) -> f32 {
+    f32::from_bits(u32::from(h & 0x7fff) << 13) * F16_REBIAS
+}
+
+/// `2^112`: the difference of the `f32` and `f16` exponent biases (127 − 15).
+pub(crate) const F16_REBIAS: f32 = 5.192_297e33;
+
+/// The `f16` scale of group `i` in `scales` (two little-endian bytes a group).
+#[inline]
+pub(crate) fn scale_at(scales: &[u8], i: usize) -> f32 {
+    f16_positive(u16::from_le_bytes([scales[2 * i], scales[2 * i + 1]]))
+}
+
+/// The int8 reference of a 4-bit row in groups of `g` codes (a multiple of [`QBLOCK`]) that
+/// share the int8 table `t16` (levels of `a = 127`) up to an `f16` scale per group:
+/// `Σ_b (xscales[b] · a_{group of b} / 127) · Σ_{j in block b} t16[code j] · xq[j]`, blocks
+/// in order. Stops at the last whole block of `xq`.
+pub(crate) fn dot4_i8_scaled(
+    bytes: &[u8],
+    t16: &[i8; 16],
+    xq: &[i8],
+    xscales: &[f32],
+    g: usize,
+    scales: &[u8],
+) -> f32 {
+    let mut acc = 0.0f32;
+    let per_group = (g / QBLOCK).max(1);
+    let blocks = (xq.len() / QBLOCK)
+        .min(xscales.len())
+        .min(scales.len() / 2 * per_group);
+    for (b, &xs) in xscales.iter().enumerate().take(blocks) {
+        let mut sum = 0i32;
+        for k in b * QBLOCK..(b + 1) * QBLOCK {
+            sum += i32::from(t16[usize::from(code_at(bytes, 4, k))]) * i32::from(xq[k]);
+        }
+        let s = xs * (scale_at(scales, b / per_group) * INV_127);
+        acc += s * sum as f32;
+    }
+    acc
+}
+
+/// `1/127`, the scale of a table of levels at `a = 127`.
+pub(crate) const INV_127: f32 = 1.0 / 127.0;
+
 // ---- GEMM micro-kernel --------------------------------------------------------------------
 
 /// Rows of W in one decoded GEMM panel (and in one micro-tile).

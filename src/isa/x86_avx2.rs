@@ -81,6 +81,52 @@ impl Avx2 {
         unsafe { dot4_groups(bytes, x, g, params, gen) }
     }
 
+    /// A 4-bit row in groups of `g` codes (a multiple of 16) that share one 16-entry table up
+    /// to an `f16` scale per group (see [`dot4_scaled`]).
+    #[inline]
+    pub(crate) fn dot4_scaled(
+        self,
+        bytes: &[u8],
+        table: &[f32; 256],
+        x: &[f32],
+        g: usize,
+        scales: &[u8],
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_scaled(bytes, table, x, g, scales) }
+    }
+
+    /// Whole blocks of the lane-permuted layout in groups of `g` codes that share one table
+    /// up to an `f16` scale per group (see [`dot_perm_scaled`]).
+    #[inline]
+    pub(crate) fn dot_perm_scaled<const BITS: i32>(
+        self,
+        bytes: &[u8],
+        t16: &[f32; 16],
+        xp: &[f32],
+        g: usize,
+        scales: &[u8],
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot_perm_scaled::<BITS>(bytes, t16, xp, g, scales) }
+    }
+
+    /// Int8 dot product of a 4-bit row in groups of `g` codes (a multiple of 32) sharing one
+    /// int8 table up to an `f16` scale per group (see [`dot4_i8_scaled`]).
+    #[inline]
+    pub(crate) fn dot4_i8_scaled(
+        self,
+        bytes: &[u8],
+        t16: &[i8; 16],
+        xq: &[i8],
+        xscales: &[f32],
+        g: usize,
+        scales: &[u8],
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_i8_scaled(bytes, t16, xq, xscales, g, scales) }
+    }
+
     /// The int8 twin of [`dot4_groups`](Self::dot4_groups): groups of `g` codes (a multiple
     /// of 32), each group's int8 table derived in registers (see [`dot4_i8_groups`]).
     #[inline]
@@ -548,11 +594,17 @@ unsafe fn dot4_i8_groups(
     let mask = _mm_set1_epi8(0x0f);
     let mut acc = _mm256_setzero_ps();
     let mut i = 0;
+    // Groups that share `q` (compact parameters: one `q` per row) share the int8 table.
+    let mut table_q = f32::NAN;
+    let mut table = _mm256_setzero_si256();
     for &[a, q] in params {
         if blocks == 0 || i + g > n {
             break;
         }
-        let table = _mm256_broadcastsi128_si256(table16_i8(gen, q));
+        if q.to_bits() != table_q.to_bits() {
+            table = _mm256_broadcastsi128_si256(table16_i8(gen, q));
+            table_q = q;
+        }
         let mut part = [_mm256_setzero_ps(); 2];
         for b in 0..blocks {
             // SAFETY: the block reads bytes `i/2 .. i/2 + 16` and `xq[i .. i + 32]`, inside
@@ -756,6 +808,200 @@ unsafe fn score_coarse(table: CoarseRows<'_>, pairs: &[u32], out: &mut [f32]) {
             // SAFETY: each chunk holds 8 floats.
             unsafe { _mm256_storeu_ps(scores.as_mut_ptr(), acc) };
         }
+    }
+}
+
+/// 4-bit dot product over a row of groups of `g` codes (a multiple of 16) that share the
+/// table `table` (at most 16 levels) up to a scale per group, `scales` holding each group's
+/// positive `f16` (two little-endian bytes). A group's products are summed in registers and
+/// scaled once at its end, so a group costs one multiply-add more than a run of the same
+/// codes under one table.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_scaled(bytes: &[u8], table: &[f32; 256], x: &[f32], g: usize, scales: &[u8]) -> f32 {
+    let n = x.len().min(bytes.len() * 2);
+    let groups = (scales.len() / 2).min(n.div_ceil(g.max(1)));
+    let steps = g / 16;
+    let mut i = 0;
+    let mut group = 0;
+    // SAFETY: each step reads bytes `i/2 .. i/2 + 8` and floats `i .. i + 16`, inside because
+    // the group ends at `i + g <= n`; the table holds 256 floats.
+    let mut acc = unsafe {
+        let t0 = _mm256_loadu_ps(table.as_ptr());
+        let t1 = _mm256_loadu_ps(table.as_ptr().add(8));
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        while steps > 0 && group < groups && i + g <= n {
+            let mut p0 = _mm256_setzero_ps();
+            let mut p1 = _mm256_setzero_ps();
+            for _ in 0..steps {
+                let c = nibbles(_mm_loadl_epi64(bytes.as_ptr().add(i / 2).cast()));
+                let w0 = pick16(t0, t1, _mm256_cvtepu8_epi32(c));
+                let w1 = pick16(t0, t1, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(c)));
+                p0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x.as_ptr().add(i)), p0);
+                p1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.as_ptr().add(i + 8)), p1);
+                i += 16;
+            }
+            let a = _mm256_set1_ps(super::portable::scale_at(scales, group));
+            acc0 = _mm256_fmadd_ps(p0, a, acc0);
+            acc1 = _mm256_fmadd_ps(p1, a, acc1);
+            group += 1;
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    };
+    // A short last group (the row's tail) through the reference.
+    if group < groups && i < n {
+        let part = super::portable::dot_span(4, bytes, i, table, &x[i..n]);
+        acc += super::portable::scale_at(scales, group) * part;
+    }
+    acc
+}
+
+/// [`dot_perm`] over groups of `g` codes that share `t16` up to an `f16` scale per group
+/// (`scales`, two little-endian bytes a group, positive and finite). Lane `l` of block `b`
+/// holds codes `b·B + l·C ..` (`B` codes a block, `C = 32 / BITS` a lane), so when a group
+/// boundary falls on a lane boundary (`g` a multiple of `C`, and `g` a multiple of `B` or `B`
+/// of `g`) each lane belongs to one group: a block's products are summed per lane and
+/// multiplied once by the vector of its lanes' scales. Returns 0 for any other `g`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_perm_scaled<const BITS: i32>(
+    bytes: &[u8],
+    t16: &[f32; 16],
+    xp: &[f32],
+    g: usize,
+    scales: &[u8],
+) -> f32 {
+    let per_lane = (32 / BITS) as usize;
+    let block = perm_block(BITS as u32);
+    if g == 0
+        || !g.is_multiple_of(per_lane)
+        || !(g.is_multiple_of(block) || block.is_multiple_of(g))
+    {
+        return 0.0;
+    }
+    let groups = scales.len() / 2;
+    let blocks = (bytes.len() / 32)
+        .min(xp.len() / block)
+        .min(groups * g / block);
+    // Lanes per group when groups are shorter than a block: lane `l` takes the scale of the
+    // block's group `l / lanes_per_group`.
+    let lanes_per_group = (g / per_lane).min(8);
+    let per_block = (block / g).max(1);
+    let pick = _mm256_setr_epi32(
+        0,
+        (1 / lanes_per_group) as i32,
+        (2 / lanes_per_group) as i32,
+        (3 / lanes_per_group) as i32,
+        (4 / lanes_per_group) as i32,
+        (5 / lanes_per_group) as i32,
+        (6 / lanes_per_group) as i32,
+        (7 / lanes_per_group) as i32,
+    );
+    // SAFETY: block `b` reads bytes `32b .. 32b + 32` and floats `b·8·C .. (b+1)·8·C`; its
+    // scales are groups below `groups` (`blocks` is clamped to them).
+    unsafe {
+        let t0 = _mm256_loadu_ps(t16.as_ptr());
+        let t1 = _mm256_loadu_ps(t16.as_ptr().add(8));
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut lane_scales = [0.0f32; 8];
+        for b in 0..blocks {
+            let mut v = _mm256_loadu_si256(bytes.as_ptr().add(32 * b).cast());
+            let xb = xp.as_ptr().add(b * 8 * per_lane);
+            let mut p = [_mm256_setzero_ps(); 2];
+            for m in 0..per_lane {
+                let w = if BITS == 4 {
+                    pick16(t0, t1, v)
+                } else {
+                    _mm256_permutevar8x32_ps(t0, v)
+                };
+                p[m % 2] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xb.add(8 * m)), p[m % 2]);
+                v = _mm256_srli_epi32::<BITS>(v);
+            }
+            let s = if g >= block {
+                _mm256_set1_ps(super::portable::scale_at(scales, b * block / g))
+            } else {
+                let first = b * per_block;
+                for (k, slot) in lane_scales.iter_mut().take(per_block).enumerate() {
+                    *slot = super::portable::scale_at(scales, first + k);
+                }
+                _mm256_permutevar8x32_ps(_mm256_loadu_ps(lane_scales.as_ptr()), pick)
+            };
+            acc[0] = _mm256_fmadd_ps(p[0], s, acc[0]);
+            acc[1] = _mm256_fmadd_ps(p[1], s, acc[1]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// [`dot4_i8`] over groups of `g` codes (a multiple of 32) that share the int8 table `t16`
+/// up to an `f16` scale per group: each block's `x` scale is multiplied by its group's
+/// `a / 127` before the block's integer sum is accumulated, so a group costs one scalar
+/// multiply and no table work (as
+/// [`portable::dot4_i8_scaled`](super::portable::dot4_i8_scaled)).
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_scaled(
+    bytes: &[u8],
+    t16: &[i8; 16],
+    xq: &[i8],
+    xscales: &[f32],
+    g: usize,
+    scales: &[u8],
+) -> f32 {
+    use super::portable::{scale_at, INV_127};
+    let per_group = (g / 32).max(1);
+    let blocks = (bytes.len() / 16)
+        .min(xq.len() / 32)
+        .min(xscales.len())
+        .min(scales.len() / 2 * per_group);
+    let scale = |b: usize| xscales[b] * (scale_at(scales, b / per_group) * INV_127);
+    // SAFETY: block `b < blocks` reads bytes `16b .. 16b + 16` of `bytes` (a pair of blocks
+    // `b + 1 < blocks` reads `16b .. 16b + 32`), `32b .. 32b + 32` of `xq`, and the table's
+    // 16 bytes.
+    unsafe {
+        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(t16.as_ptr().cast()));
+        let mask = _mm_set1_epi8(0x0f);
+        let mask2 = _mm256_set1_epi8(0x0f);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut b = 0;
+        while b + 2 <= blocks {
+            let v = _mm256_loadu_si256(bytes.as_ptr().add(16 * b).cast());
+            let lo = _mm256_and_si256(v, mask2);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask2);
+            let ul = _mm256_unpacklo_epi8(lo, hi);
+            let uh = _mm256_unpackhi_epi8(lo, hi);
+            for (k, codes) in [
+                _mm256_permute2x128_si256::<0x20>(ul, uh),
+                _mm256_permute2x128_si256::<0x31>(ul, uh),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let wv = _mm256_shuffle_epi8(table, codes);
+                let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * (b + k)).cast());
+                let s = _mm256_set1_ps(scale(b + k));
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[k]);
+            }
+            b += 2;
+        }
+        for b in b..blocks {
+            let v = _mm_loadu_si128(bytes.as_ptr().add(16 * b).cast());
+            let lo = _mm_and_si128(v, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
+            let codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+            let wv = _mm256_shuffle_epi8(table, codes);
+            let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
+            let s = _mm256_set1_ps(scale(b));
+            acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
     }
 }
 

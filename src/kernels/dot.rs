@@ -280,3 +280,251 @@ pub(crate) fn dot4_groups(
     }
     Some(acc)
 }
+
+/// A row of groups of `g` codes that share the level table `unit` up to a scale per group:
+/// `Σ_i a_i · Σ_{j in group i} unit[code j] · x[j]`, `a_i` the `f16` at bytes `2i .. 2i + 2`
+/// of `scales` (positive and finite, as stored parameters are checked to be). Compact
+/// parameters make a row's levels one unit table times each group's `a`, so the table is
+/// built once per row and a group costs one multiplication. The caller guarantees the codes
+/// exist and index `unit`, and that `scales` holds every group of `x`.
+pub(crate) fn dot_scaled(
+    isa: Isa,
+    bits: u8,
+    row: &[u8],
+    x: &[f32],
+    g: usize,
+    unit: &Table,
+    scales: &[u8],
+) -> f32 {
+    let g = g.max(1);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = match isa.path() {
+            Path::Avx2(t) => Some(t),
+            Path::Avx512(t) => Some(t.avx2()),
+            _ => None,
+        };
+        if let Some(t) = avx2 {
+            if bits == 4 && unit.len <= 16 && g.is_multiple_of(16) {
+                return t.dot4_scaled(row, &unit.v, x, g, scales);
+            }
+        }
+    }
+    dot_scaled_groups(isa, bits, row, 0, x, g, unit, scales)
+}
+
+/// The definition of [`dot_scaled`] from code `start` of the row on (a group boundary; `x`
+/// and `scales` begin there): each group's [`dot_span`] times its scale.
+#[allow(clippy::too_many_arguments)]
+fn dot_scaled_groups(
+    isa: Isa,
+    bits: u8,
+    row: &[u8],
+    start: usize,
+    x: &[f32],
+    g: usize,
+    unit: &Table,
+    scales: &[u8],
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, xg) in x.chunks(g).enumerate() {
+        let part = dot_span(isa, bits, row, start + i * g, unit, xg);
+        acc += portable::scale_at(scales, i) * part;
+    }
+    acc
+}
+
+#[cfg(feature = "alloc")]
+impl DotPlan<'_> {
+    /// A plan for [`dot_scaled`](Self::dot_scaled): `x` in the AVX2 lane layout at 1, 2 and
+    /// 4 bits on AVX2 and AVX-512 CPUs (the scaled kernel is the AVX2 one on both).
+    pub fn for_scaled(isa: Isa, bits: u8, x: &[f32]) -> DotPlan<'_> {
+        DotPlan::new(isa.without_avx512(), bits, x, x.len())
+    }
+
+    /// [`dot_scaled`](fn@dot_scaled) of a whole row with this plan's `x` (a plan from
+    /// [`for_scaled`](Self::for_scaled)): whole blocks through the lane-permuted kernel when
+    /// group boundaries fall on its lanes, the rest group by group.
+    pub fn dot_scaled(&self, row: &[u8], g: usize, unit: &Table, scales: &[u8]) -> f32 {
+        let g = g.max(1);
+        let x = self.x;
+        #[cfg(target_arch = "x86_64")]
+        if let Path::Avx2(t) = self.isa.path() {
+            let per_lane = 32 / usize::from(self.bits);
+            let block = self.block;
+            if block > 0
+                && unit.len <= 16
+                && g.is_multiple_of(per_lane)
+                && (g.is_multiple_of(block) || block.is_multiple_of(g))
+            {
+                // Whole blocks that end on a group boundary.
+                let blocks = (self.xperm.len() / block) / (g / block).max(1) * (g / block).max(1);
+                let done = blocks * block;
+                let bytes = &row[..done * usize::from(self.bits) / 8];
+                let t16 = unit.repeated16(self.bits);
+                let xp = &self.xperm[..done];
+                let head = match self.bits {
+                    4 => t.dot_perm_scaled::<4>(bytes, &t16, xp, g, scales),
+                    2 => t.dot_perm_scaled::<2>(bytes, &t16, xp, g, scales),
+                    _ => t.dot_perm_scaled::<1>(bytes, &t16, xp, g, scales),
+                };
+                let rest = &scales[2 * (done / g)..];
+                return head
+                    + dot_scaled_groups(self.isa, self.bits, row, done, &x[done..], g, unit, rest);
+            }
+        }
+        dot_scaled(self.isa, self.bits, row, x, g, unit, scales)
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod scaled_tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// Every path, with and without the lane-permuted plan, agrees with the scalar
+    /// definition (group by group: each group's reference dot product times its scale).
+    #[test]
+    fn scaled_group_kernels_match_the_reference() {
+        let mut state = 0x2545_f491u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let mut fast_paths = 0;
+        for bits in [1u8, 2, 3, 4, 8] {
+            let levels = (1usize << bits) - usize::from(bits > 1);
+            let unit: Vec<f32> = (0..levels)
+                .map(|i| i as f32 / levels as f32 - 0.4)
+                .collect();
+            let table = Table::from_levels(&unit);
+            for (g, cols) in [
+                (32, 256),
+                (128, 512),
+                (16, 200),
+                (64, 300),
+                (8, 64),
+                (32, 100),
+                (256, 1024),
+            ] {
+                let row_bytes = pack::packed_len(cols, bits).unwrap();
+                let codes: Vec<u8> = (0..cols).map(|_| (next() % levels as u32) as u8).collect();
+                let mut row = alloc::vec![0u8; row_bytes];
+                pack::pack_unchecked(&codes, bits, &mut row);
+                let x: Vec<f32> = (0..cols)
+                    .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
+                    .collect();
+                let scales: Vec<u8> = (0..cols.div_ceil(g))
+                    .flat_map(|_| (0x2c00u16 + (next() % 0x1000) as u16).to_le_bytes())
+                    .collect();
+                let reference =
+                    dot_scaled_groups(Isa::scalar(), bits, &row, 0, &x, g, &table, &scales);
+                let mag: f32 = codes
+                    .iter()
+                    .zip(&x)
+                    .enumerate()
+                    .map(|(j, (&c, &xj))| {
+                        (unit[usize::from(c)] * xj * portable::scale_at(&scales, j / g)).abs()
+                    })
+                    .sum();
+                for isa in Isa::available() {
+                    let plan = DotPlan::for_scaled(isa, bits, &x);
+                    for (what, got) in [
+                        (
+                            "dot_scaled",
+                            dot_scaled(isa, bits, &row, &x, g, &table, &scales),
+                        ),
+                        ("plan", plan.dot_scaled(&row, g, &table, &scales)),
+                    ] {
+                        assert!(
+                            (got - reference).abs() <= 1e-5 * mag,
+                            "{isa} {what} bits {bits} g {g} cols {cols}: {got} vs {reference}"
+                        );
+                    }
+                    if plan.block > 0 {
+                        fast_paths += 1;
+                    }
+                }
+            }
+        }
+        // The lane-permuted kernel ran wherever the CPU has it.
+        let simd = Isa::available().any(|i| {
+            matches!(
+                i.kind(),
+                crate::kernels::IsaKind::Avx2 | crate::kernels::IsaKind::Avx512
+            )
+        });
+        assert_eq!(fast_paths > 0, simd);
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod int8_scaled_tests {
+    use crate::isa::portable;
+    use crate::kernels::{dot4_i8_scaled, Int8X, Isa};
+    use alloc::vec::Vec;
+
+    /// Every path agrees with the scalar reference, and the reference with the definition
+    /// written out group by group.
+    #[test]
+    fn int8_scaled_group_kernels_match_the_reference() {
+        let mut state = 0x1234_5678u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for (g, cols) in [
+            (32usize, 1024usize),
+            (128, 1024),
+            (32, 1000),
+            (64, 100),
+            (96, 4160),
+        ] {
+            let codes: Vec<u8> = (0..cols).map(|_| (next() % 15) as u8).collect();
+            let mut row = alloc::vec![0u8; cols.div_ceil(2)];
+            portable::pack_reference(&codes, 4, &mut row);
+            let x: Vec<f32> = (0..cols)
+                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                .collect();
+            let xq = Int8X::new(&x).unwrap();
+            let t16: [i8; 16] = core::array::from_fn(|i| (i as i8 - 7) * 15);
+            let scales: Vec<u8> = (0..cols.div_ceil(g))
+                .flat_map(|_| (0x3000u16 + (next() % 0x0c00) as u16).to_le_bytes())
+                .collect();
+            let definition: f32 = (0..cols)
+                .map(|j| {
+                    let b = j / portable::QBLOCK;
+                    f32::from(t16[usize::from(codes[j])])
+                        * f32::from(xq.xq[j])
+                        * xq.scales[b]
+                        * portable::scale_at(&scales, j / g)
+                        / 127.0
+                })
+                .sum();
+            let reference = dot4_i8_scaled(Isa::scalar(), &row, &xq, g, &t16, &scales);
+            let mag: f32 = (0..cols)
+                .map(|j| {
+                    (f32::from(t16[usize::from(codes[j])]) * f32::from(xq.xq[j])).abs()
+                        * xq.scales[j / portable::QBLOCK]
+                        * portable::scale_at(&scales, j / g)
+                        / 127.0
+                })
+                .sum();
+            assert!(
+                (reference - definition).abs() <= 1e-5 * mag,
+                "{reference} vs {definition}"
+            );
+            for isa in Isa::available() {
+                let got = dot4_i8_scaled(isa, &row, &xq, g, &t16, &scales);
+                assert!(
+                    (got - reference).abs() <= 1e-5 * mag,
+                    "{isa} g {g} cols {cols}: {got} vs {reference}"
+                );
+            }
+        }
+    }
+}

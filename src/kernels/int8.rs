@@ -249,3 +249,36 @@ pub(crate) fn dot4_i8_groups(
     }
     Some(acc)
 }
+
+/// A 4-bit row in groups of `g` codes (a multiple of 32) that share the int8 table `t16` (the
+/// levels at `a = 127`) up to an `f16` scale per group (`scales`, two little-endian bytes a
+/// group, positive and finite): the finished row result. Whole blocks go through the
+/// kernel; a short last block (the row's tail) through the reference.
+#[cfg(feature = "alloc")]
+pub(crate) fn dot4_i8_scaled(
+    isa: Isa,
+    row: &[u8],
+    x: &Int8X,
+    g: usize,
+    t16: &[i8; 16],
+    scales: &[u8],
+) -> f32 {
+    let n = x.xq.len();
+    let whole = n / QBLOCK * QBLOCK;
+    let head = match isa.path() {
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2(t) => t.dot4_i8_scaled(row, t16, &x.xq[..whole], &x.scales, g, scales),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512(t) => t
+            .avx2()
+            .dot4_i8_scaled(row, t16, &x.xq[..whole], &x.scales, g, scales),
+        _ => portable::dot4_i8_scaled(row, t16, &x.xq[..whole], &x.scales, g, scales),
+    };
+    if whole == n {
+        return head;
+    }
+    let mut table = [0i8; 256];
+    table[..16].copy_from_slice(t16);
+    let part = portable::dot_i8_span(4, row, whole, n - whole, &table, &x.xq, &x.scales);
+    head + portable::scale_at(scales, whole / g.max(1)) * portable::INV_127 * part
+}

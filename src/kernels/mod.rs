@@ -45,14 +45,15 @@ pub use decode::{decode, decode_with};
 #[cfg(feature = "alloc")]
 pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
-pub(crate) use dot::{dot4_groups, dot_span};
+pub(crate) use dot::{dot4_groups, dot_scaled, dot_span};
+#[cfg(feature = "compensate")]
 pub(crate) use encode::strict_cut;
 pub use encode::Encoder;
 #[cfg(feature = "parallel")]
 pub(crate) use gemm::ROWS_PER_PANEL;
 pub(crate) use gemm::{gemm_rows, GemmSource};
 #[cfg(feature = "alloc")]
-pub(crate) use int8::{dot4_i8_groups, dot_int8_span, I8Table, Int8X};
+pub(crate) use int8::{dot4_i8_groups, dot4_i8_scaled, dot_int8_span, I8Table, Int8X};
 pub use int8::{dot_int8, dot_int8_with};
 
 use crate::error::{Error, Result};

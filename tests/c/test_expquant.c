@@ -152,7 +152,7 @@ static void test_enums_and_version(void) {
               EXPQ_GRANULARITY_PER_GROUP == 2,
           "granularity numbers");
     CHECK(EXPQ_MAX_LEVELS == 256, "EXPQ_MAX_LEVELS = %d", (int)EXPQ_MAX_LEVELS);
-    CHECK(EXPQ_FORMAT_VERSION == 1 && EXPQ_HEADER_LEN == 64 && EXPQ_CONTAINER_ALIGN == 64 &&
+    CHECK(EXPQ_FORMAT_VERSION == 2 && EXPQ_HEADER_LEN == 64 && EXPQ_CONTAINER_ALIGN == 64 &&
               EXPQ_MAX_NAME_LEN == 1024,
           "format constants");
 
@@ -795,8 +795,8 @@ static void test_storage(void) {
     bad[need - 3] ^= 0x01; /* inside the last group's q */
     expect_rejected("flipped parameter byte", bad, need, EXPQ_STATUS_CORRUPT_DATA, "checksum");
     bad[need - 3] ^= 0x01;
-    bad[4] = 2; /* format version 2, little-endian u16 at offset 4 */
-    expect_rejected("version 2", bad, need, EXPQ_STATUS_UNSUPPORTED_VERSION, "version 2");
+    bad[4] = EXPQ_FORMAT_VERSION + 1; /* a future version, little-endian u16 at offset 4 */
+    expect_rejected("version 3", bad, need, EXPQ_STATUS_UNSUPPORTED_VERSION, "version 3");
     bad[4] = 1;
     bad[0] = 'X'; /* magic */
     expect_rejected("bad magic", bad, need, EXPQ_STATUS_CORRUPT_DATA, "magic");

@@ -1,5 +1,6 @@
 //! Writes the fuzz targets' seed corpus: valid stored tensors of every bit width, scheme,
-//! zero-level setting, granularity and scale rule, containers of them, and `quantize` cases
+//! zero-level setting, granularity and scale rule (with `f32` and compact parameters),
+//! containers of them, and `quantize` cases
 //! with special weight sets. Seeded, the fuzzer starts past the magic, version, length and
 //! checksum checks instead of having to discover them.
 //!
@@ -105,6 +106,32 @@ fn main() {
             write(container, &format!("{scheme}-{bits}.bin"), &bytes);
             let few = write_container(&named[..2]).expect("distinct valid names");
             write(container, &format!("{scheme}-{bits}-two.bin"), &few);
+            // Compact parameters (format version 2): an f16 scale per group, one q per row,
+            // with their own counter and container so that the files above stay as they are.
+            let mut compact = Vec::new();
+            for granularity in granularities() {
+                for rule in [ScaleRule::MaxAbs, ScaleRule::Mse] {
+                    let config = Config::new(scheme, bits)
+                        .with_granularity(granularity)
+                        .with_scale_rule(rule)
+                        .with_compact_params(true);
+                    let t = quantize_weighted(&w, ROWS, COLS, &config, None)
+                        .expect("ordinary weights quantize");
+                    let bytes = t.to_bytes();
+                    let name = format!("{scheme}-{bits}-{granularity}-{rule}-compact")
+                        .replace([':', ',', '.'], "_");
+                    write(view, &format!("{name}.bin"), &bytes);
+                    let k = compact.len();
+                    let flags = (k % 4) as u8 | ((bits - 1) << 2);
+                    let x = &xs[k % xs.len()];
+                    write(ffi, &format!("{name}.bin"), &ffi_input(flags, x, &bytes));
+                    compact.push((name, t));
+                }
+            }
+            let named: Vec<(&str, &expquant::QuantizedTensor)> =
+                compact.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            let bytes = write_container(&named).expect("distinct valid names");
+            write(container, &format!("{scheme}-{bits}-compact.bin"), &bytes);
         }
     }
 
