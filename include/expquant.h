@@ -470,9 +470,13 @@ typedef struct expq_view {
      */
     uint8_t rule;
     /**
+     * Private: the parameter encoding's code (f32 or compact).
+     */
+    uint8_t encoding;
+    /**
      * Private: zero.
      */
-    uint8_t _reserved[3];
+    uint8_t _reserved[2];
 } expq_view;
 
 #ifdef __cplusplus

@@ -42,6 +42,21 @@ impl ParamEncoding {
         }
     }
 
+    /// The encoding whose [`code`](Self::code) is `code`, for `family` on a `granularity`
+    /// layout of `cols` columns, or `None` for a code no encoding has.
+    pub fn from_code(
+        code: u8,
+        family: Family,
+        granularity: Granularity,
+        cols: usize,
+    ) -> Option<Self> {
+        match code {
+            0 => Some(ParamEncoding::f32_for(family)),
+            1 => Some(ParamEncoding::compact_for(family, granularity, cols)),
+            _ => None,
+        }
+    }
+
     /// The code the version-2 header stores for this encoding.
     pub fn code(self) -> u8 {
         match self {

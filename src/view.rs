@@ -155,6 +155,13 @@ impl<'a> QuantizedView<'a> {
         )
     }
 
+    /// The stored parameter encoding's code (format byte 12), which the C view keeps to
+    /// rebuild this view from its bytes.
+    #[cfg(feature = "ffi-core")]
+    pub(crate) fn param_encoding_code(&self) -> u8 {
+        self.parts.shape().encoding.code()
+    }
+
     /// Number of groups (codebooks).
     pub fn group_count(&self) -> usize {
         self.parts.lengths().groups

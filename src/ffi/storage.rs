@@ -137,8 +137,10 @@ pub struct expq_view {
     granularity: u8,
     /// Private: the stored scale-rule code.
     rule: u8,
+    /// Private: the parameter encoding's code (f32 or compact).
+    encoding: u8,
     /// Private: zero.
-    _reserved: [u8; 3],
+    _reserved: [u8; 2],
 }
 
 // The C declaration cbindgen writes must have this layout on every target: five
@@ -150,7 +152,8 @@ const _: () = {
     assert!(offset_of!(expq_view, data) == 0);
     assert!(offset_of!(expq_view, group_size) == 4 * size_of::<usize>());
     assert!(offset_of!(expq_view, scheme) == 5 * size_of::<usize>());
-    assert!(offset_of!(expq_view, _reserved) == 5 * size_of::<usize>() + 5);
+    assert!(offset_of!(expq_view, encoding) == 5 * size_of::<usize>() + 5);
+    assert!(offset_of!(expq_view, _reserved) == 5 * size_of::<usize>() + 6);
 };
 
 /// The error for view fields that no `expq_view_init` could have written.
@@ -172,7 +175,8 @@ impl expq_view {
             zero_level: u8::from(view.zero_level()),
             granularity: view.granularity().code(),
             rule: view.scale_rule().code(),
-            _reserved: [0; 3],
+            encoding: view.param_encoding_code(),
+            _reserved: [0; 2],
         }
     }
 
@@ -201,7 +205,8 @@ impl expq_view {
             family,
             granularity,
             rule: crate::ScaleRule::MaxAbs,
-            encoding: ParamEncoding::f32_for(family),
+            encoding: ParamEncoding::from_code(self.encoding, family, granularity, self.cols)
+                .ok_or(TAMPERED)?,
         };
         let lengths = shape.lengths().map_err(|_| MISMATCH)?;
         let payload = bytes.get(HEADER_LEN..).ok_or(MISMATCH)?;

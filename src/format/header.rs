@@ -65,10 +65,8 @@ pub(crate) fn parse_tensor(buf: &[u8]) -> Result<(Parts<&[u8]>, usize)> {
         Err(Error::ZeroGroupSize) => return corrupt("group size 0 for a per-group layout"),
         Err(_) => return corrupt("unknown granularity"),
     };
-    let encoding = match encoding_code {
-        0 => ParamEncoding::f32_for(family),
-        1 => ParamEncoding::compact_for(family, granularity, cols),
-        _ => return corrupt("unknown parameter encoding"),
+    let Some(encoding) = ParamEncoding::from_code(encoding_code, family, granularity, cols) else {
+        return corrupt("unknown parameter encoding");
     };
     let shape = Shape {
         rows,
