@@ -23,6 +23,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+# shellcheck source=scripts/firmware_common.sh
+source "$root/scripts/firmware_common.sh"
 
 fail() {
   echo "check_firmware_c.sh: FAIL: $*" >&2
@@ -56,31 +58,10 @@ defined="$(arm-none-eabi-nm --defined-only "$lib" 2>/dev/null |
 $(diff <(echo "$declared") <(echo "$defined"))"
 
 # 2. No allocator anywhere in the image.
-alloc_symbols='__rust_alloc|__rg_alloc|__rdl_alloc|__rust_no_alloc_shim_is_unstable|\b_?(malloc|calloc|realloc|free|_sbrk)(_r)?\b'
-if grep -Eq "$alloc_symbols" "$map"; then
-  grep -En "$alloc_symbols" "$map" | head >&2
-  fail "the map file names an allocator"
-fi
-if arm-none-eabi-nm "$elf" | grep -Eq "$alloc_symbols"; then
-  fail "the ELF defines or references an allocator symbol"
-fi
+check_no_allocator "$map" "$elf" arm-none-eabi-nm '__rust_alloc|__rg_alloc|__rdl_alloc|__rust_no_alloc_shim_is_unstable|\b_?(malloc|calloc|realloc|free|_sbrk)(_r)?\b'
 
-# 3. The run. QEMU exits with the firmware's semihosting status.
-out="$(timeout 300 qemu-system-arm -M mps2-an386 -nographic -semihosting -kernel "$elf")" ||
-  fail "the firmware failed or timed out under QEMU (exit $?): $out"
-fw_pred="$(sed -n 's/^predictions: *//p' <<<"$out")"
-fw_top1="$(sed -n 's/^top-1: *//p' <<<"$out")"
-[ -n "$fw_pred" ] && [ -n "$fw_top1" ] || fail "the firmware printed no predictions: $out"
-count="$(wc -w <<<"$fw_pred")"
-
-# 4. The host path on the same images.
-host="$(cargo run --quiet --release --example export_model -- predict "$root/data" "$count")"
-host_pred="$(sed -n 's/^predictions: *//p' <<<"$host")"
-host_top1="$(sed -n 's/^top-1: *//p' <<<"$host")"
-[ "$fw_pred" = "$host_pred" ] || fail "predictions differ
-firmware: $fw_pred
-host:     $host_pred"
-[ "$fw_top1" = "$host_top1" ] || fail "top-1 differs: firmware $fw_top1, host $host_top1"
+# 3. The run under QEMU, and 4. the host path on the same images.
+run_and_compare_with_host "$elf"
 
 # 5. Footprint by symbol. The application is what main.c defines; startup.c (reset,
 # semihosting) counts with the C library and the compiler builtins as the rest.
@@ -109,4 +90,4 @@ for part in library checksum model images application rest; do
 done
 arm-none-eabi-size "$elf"
 
-echo "check_firmware_c.sh: OK: $count images, top-1 $fw_top1 on the C firmware and host, no allocator linked"
+echo "check_firmware_c.sh: OK: $count images, top-1 $top1 on the C firmware and host, no allocator linked"
