@@ -93,6 +93,22 @@ fn compensate(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // A 3×3 convolution over 32 channels: 288 columns, where widening the rows to f64 costs
+    // as much as the product.
+    let (rows, dim) = (16_384, 288);
+    let x = common::weights(10, rows * dim, 1.0);
+    let mut g = c.benchmark_group("covariance/add_rows_288");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(rows as u64));
+    g.bench_function("expquant", |b| {
+        b.iter(|| {
+            let mut acc = Covariance::new(1, dim).unwrap();
+            acc.add_rows(black_box(&x)).unwrap();
+            acc
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, compensate);

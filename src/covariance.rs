@@ -4,7 +4,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatMut, MatRef, Par};
+use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::error::{Error, Result};
 
@@ -149,19 +149,21 @@ impl Covariance {
             });
         }
         let (d, per_group) = (self.dim, self.dim * self.dim);
-        let mut batch = Mat::<f64>::zeros(BATCH_ROWS.min(inputs.len() / row_len), d);
+        // The batch is row-major so that widening each input row to f64 is one contiguous
+        // pass; the product reads it through strides.
+        let mut batch = vec![0.0f64; BATCH_ROWS.min(inputs.len() / row_len) * d];
         for rows in inputs.chunks(BATCH_ROWS * row_len) {
             let n = rows.len() / row_len;
             for k in 0..self.groups {
                 let sum = &mut self.sum[k * d..(k + 1) * d];
-                for i in 0..n {
+                for (i, wide) in batch.chunks_exact_mut(d).take(n).enumerate() {
                     let x = &rows[i * row_len + k * d..i * row_len + (k + 1) * d];
-                    for (j, (&v, s)) in x.iter().zip(sum.iter_mut()).enumerate() {
-                        batch[(i, j)] = f64::from(v);
-                        *s += f64::from(v);
+                    for ((&v, w), s) in x.iter().zip(wide.iter_mut()).zip(sum.iter_mut()) {
+                        *w = f64::from(v);
+                        *s += *w;
                     }
                 }
-                let x = batch.as_ref().subrows(0, n);
+                let x = MatRef::from_row_major_slice(&batch[..n * d], n, d);
                 let h = MatMut::from_row_major_slice_mut(
                     &mut self.second[k * per_group..(k + 1) * per_group],
                     d,
