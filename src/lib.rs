@@ -59,11 +59,17 @@
 //! - `compensate` (feature `compensate`): error-compensating (GPTQ/OBQ) quantization.
 //! - [`metrics`]: SQNR and error measures.
 //! - [`pack`]: dense bit packing of codes.
-//! - [`kernels`]: decoding and dot products (f32 and int8 activations) straight from packed
-//!   codes, and the [`kernels::Isa`] token; every SIMD kernel lives in the private `isa`
-//!   layer, one file per instruction set.
+//! - [`kernels`]: decoding, dot products (f32 and int8 activations) and the GEMM panel
+//!   kernels straight from packed codes, and the [`kernels::Isa`] token; every SIMD kernel
+//!   lives in the private `isa` layer, one file per instruction set. The tensor and the view
+//!   multiply with `gemv`, `gemv_int8` and `gemm` (a batch of columns, the im2col layout),
+//!   each with a `_rows` variant for a range of output rows.
 //! - [`format`]: the byte layout (`FORMAT.md`), its constants and [`format::crc32`].
 //! - `ffi` (features `ffi`, `ffi-core`): the C ABI.
+//!
+//! Group parameters are stored as `f32` (`a`, and `q` for exponential levels) per group, or
+//! compactly with [`Config::with_compact_params`]: an `f16` `a` per group and one `q` per
+//! row, 4.5 bits per weight for 4-bit groups of 32 instead of 6 (tensor format version 2).
 //!
 //! Private, re-exported above: `scheme` (the enums' code and name tables), `layout`
 //! (granularity), `config`, `tensor` (quantize), `view`, `parts` (the shape, codes and
@@ -86,7 +92,8 @@
 //!   subset, linked into firmware by the `capi-nostd/` static library.
 //! - `alloc`: fitting, [`quantize`] and owned tensors. Without it the crate still offers
 //!   codebooks, packing and the decode kernels, with no allocator at all.
-//! - `parallel`: [`quantize`] (from 64 K weights) and `gemv` (from 4 M weights) split rows
+//! - `parallel`: [`quantize`] (from 64 K weights), `gemv` (from 4 M weights) and `gemm`
+//!   (from 8 M multiply-adds) split rows
 //!   over `std::thread::scope` threads, with results bit for bit the single-threaded ones.
 //!   Implies `std`; no extra dependency.
 //! - `test-hooks`: entry points that force a thread count, for the tests and benchmarks
