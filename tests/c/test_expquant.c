@@ -31,18 +31,7 @@
 typedef char version_is_a_number[(EXPQ_VERSION_MAJOR * 10000L + EXPQ_VERSION_MINOR * 100L +
                                        EXPQ_VERSION_PATCH) >= 100L ? 1 : -1];
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, \
-                    #cond);                                                   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fputc('\n', stderr);                                              \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
+#include "check.h"
 
 static const char *status_name(expq_status s) {
     switch (s) {
