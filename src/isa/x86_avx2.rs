@@ -424,6 +424,25 @@ unsafe fn dot_i8(w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot4_i8(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
     let blocks = (bytes.len() / 16).min(xq.len() / 32).min(scales.len());
+    // SAFETY: `blocks` is clamped to the whole blocks `bytes` and `xq` hold.
+    unsafe { dot4_i8_blocks(bytes, t16, xq, blocks, |b| scales[b]) }
+}
+
+/// The block loop of [`dot4_i8`] and [`dot4_i8_scaled`], which differ only in each block's
+/// scale, `scale(b)`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; `bytes` holds at least `16 * blocks` bytes and `xq` at
+/// least `32 * blocks` values.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_blocks(
+    bytes: &[u8],
+    t16: &[i8; 16],
+    xq: &[i8],
+    blocks: usize,
+    scale: impl Fn(usize) -> f32,
+) -> f32 {
     // SAFETY: block `b < blocks` reads bytes `16b .. 16b + 16` of `bytes` (a pair of blocks
     // `b + 1 < blocks` reads `16b .. 16b + 32`), `32b .. 32b + 32` of `xq`, and the table's
     // 16 bytes.
@@ -450,7 +469,7 @@ unsafe fn dot4_i8(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f3
             {
                 let wv = _mm256_shuffle_epi8(table, codes);
                 let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * (b + k)).cast());
-                let s = _mm256_set1_ps(scales[b + k]);
+                let s = _mm256_set1_ps(scale(b + k));
                 acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[k]);
             }
             b += 2;
@@ -462,7 +481,7 @@ unsafe fn dot4_i8(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f3
             let codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
             let wv = _mm256_shuffle_epi8(table, codes);
             let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
-            let s = _mm256_set1_ps(scales[b]);
+            let s = _mm256_set1_ps(scale(b));
             acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
         }
         hsum(_mm256_add_ps(acc[0], acc[1]))
@@ -962,47 +981,8 @@ unsafe fn dot4_i8_scaled(
         .min(xscales.len())
         .min(scales.len() / 2 * per_group);
     let scale = |b: usize| xscales[b] * (scale_at(scales, b / per_group) * INV_127);
-    // SAFETY: block `b < blocks` reads bytes `16b .. 16b + 16` of `bytes` (a pair of blocks
-    // `b + 1 < blocks` reads `16b .. 16b + 32`), `32b .. 32b + 32` of `xq`, and the table's
-    // 16 bytes.
-    unsafe {
-        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(t16.as_ptr().cast()));
-        let mask = _mm_set1_epi8(0x0f);
-        let mask2 = _mm256_set1_epi8(0x0f);
-        let mut acc = [_mm256_setzero_ps(); 2];
-        let mut b = 0;
-        while b + 2 <= blocks {
-            let v = _mm256_loadu_si256(bytes.as_ptr().add(16 * b).cast());
-            let lo = _mm256_and_si256(v, mask2);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask2);
-            let ul = _mm256_unpacklo_epi8(lo, hi);
-            let uh = _mm256_unpackhi_epi8(lo, hi);
-            for (k, codes) in [
-                _mm256_permute2x128_si256::<0x20>(ul, uh),
-                _mm256_permute2x128_si256::<0x31>(ul, uh),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let wv = _mm256_shuffle_epi8(table, codes);
-                let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * (b + k)).cast());
-                let s = _mm256_set1_ps(scale(b + k));
-                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[k]);
-            }
-            b += 2;
-        }
-        for b in b..blocks {
-            let v = _mm_loadu_si128(bytes.as_ptr().add(16 * b).cast());
-            let lo = _mm_and_si128(v, mask);
-            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
-            let codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
-            let wv = _mm256_shuffle_epi8(table, codes);
-            let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
-            let s = _mm256_set1_ps(scale(b));
-            acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
-        }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
-    }
+    // SAFETY: `blocks` is clamped to the whole blocks `bytes` and `xq` hold.
+    unsafe { dot4_i8_blocks(bytes, t16, xq, blocks, scale) }
 }
 
 // ---- GEMM micro-kernel --------------------------------------------------------------------
