@@ -538,6 +538,11 @@ impl<'a> QuantizedView<'a> {
                     .family()
                     .levels_into(self.parts.group_params(group), &mut table.v);
             },
+            gen: gen16(self.family()),
+            params: |group: usize| {
+                let p = self.parts.group_params(group);
+                [p.a, p.q]
+            },
         };
         kernels::gemm_rows(kernels::Isa::detect(), &src, x, n, rows, y);
     }

@@ -660,3 +660,99 @@ pub(crate) fn gemm_tile(w: &GemmPanel, kc: usize, x: &[f32], n: usize, width: us
     }
     out
 }
+
+/// Columns of X in one narrow GEMM pass: batches of at most this many columns multiply
+/// straight from packed 4-bit codes instead of through a decoded panel.
+pub(crate) const GEMM_NARROW: usize = 8;
+
+/// Columns of W (the shared dimension) in one narrow pass: twice `GEMM_KC`, as no panel of W
+/// shares L1 with the block of X, and every block costs each row a reduction of its
+/// accumulators.
+pub(crate) const GEMM_NARROW_KC: usize = 512;
+
+/// Segments of one row in one `GEMM_NARROW_KC` block: groups of at least 64 codes give at
+/// most `GEMM_NARROW_KC / 64`, and a block may start inside a group.
+pub(crate) const GEMM_SEGS: usize = GEMM_NARROW_KC / 64 + 1;
+
+/// One `GEMM_NARROW_KC` block of X transposed: `x[c][gemm_xt_pos(k, kc)]` is input `k` of the block
+/// in column `c`, so a column's inputs are contiguous next to a row's codes. On the stack,
+/// in L1.
+#[derive(Clone)]
+#[repr(C, align(64))]
+pub(crate) struct GemmXt {
+    pub x: [[f32; GEMM_NARROW_KC]; GEMM_NARROW],
+}
+
+impl GemmXt {
+    pub(crate) fn new() -> Self {
+        GemmXt {
+            x: [[0.0; GEMM_NARROW_KC]; GEMM_NARROW],
+        }
+    }
+}
+
+/// Where input `k` of a block of `kc` sits in a [`GemmXt`] column. Each whole run of 64 codes
+/// is 32 bytes, 8 little-endian `u32` words of 8 codes: word `l` holds codes `8l..8l + 8`,
+/// nibble `m` code `8l + m`. A kernel that shifts all 8 words right by 4 bits per step
+/// meets code `8l + m` in lane `l` at step `m`, so that input goes to `8m + l`; the last run,
+/// shorter than 64, stays in order.
+#[inline]
+pub(crate) fn gemm_xt_pos(k: usize, kc: usize) -> usize {
+    if k < kc / 64 * 64 {
+        (k & !63) | ((k & 7) << 3) | ((k >> 3) & 7)
+    } else {
+        k
+    }
+}
+
+/// Codes `start..end` of a row's block, all in one group with parameters `(a, q)`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct GemmSeg {
+    pub start: usize,
+    pub end: usize,
+    pub a: f32,
+    pub q: f32,
+}
+
+/// Whether a narrow GEMM call on a block of `kc` codes is in bounds: `1 <= nc <=
+/// GEMM_NARROW`, `kc <= GEMM_NARROW_KC`, and every segment is ordered, starts on a run of 64 codes,
+/// ends on one or at `kc`, and lies inside `bytes`. The SIMD kernels take the reference when
+/// this fails.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn gemm4_narrow_fits(bytes: &[u8], segs: &[GemmSeg], kc: usize, nc: usize) -> bool {
+    (1..=GEMM_NARROW).contains(&nc)
+        && kc <= GEMM_NARROW_KC
+        && segs.iter().all(|s| {
+            s.start <= s.end
+                && s.start.is_multiple_of(64)
+                && (s.end.is_multiple_of(64) || s.end == kc)
+                && s.end <= kc
+                && s.end.div_ceil(2) <= bytes.len()
+        })
+}
+
+/// The narrow GEMM reference: `out[c] = Σ_s Σ_{k in s} table16(gen, a_s, q_s)[code k] ·
+/// xt.x[c][gemm_xt_pos(k, kc)]` for `c < nc` (0 past it), `code k` the 4-bit code `k` of
+/// `bytes`; summed in segment and `k` order with a separate multiply and add.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn gemm4_narrow(
+    bytes: &[u8],
+    segs: &[GemmSeg],
+    gen: &Gen16,
+    xt: &GemmXt,
+    kc: usize,
+    nc: usize,
+) -> [f32; GEMM_NARROW] {
+    let mut out = [0.0f32; GEMM_NARROW];
+    for s in segs {
+        let t = table16(gen, s.a, s.q);
+        for k in s.start..s.end {
+            let w = t[usize::from(code_at(bytes, 4, k))];
+            let p = gemm_xt_pos(k, kc);
+            for (o, xc) in out.iter_mut().zip(&xt.x).take(nc) {
+                *o += w * xc[p];
+            }
+        }
+    }
+    out
+}

@@ -1074,3 +1074,131 @@ unsafe fn gemm_tile_v<const NV: usize, const MASKED: bool>(
     // Lanes past `width` were loaded as 0, so their sums are 0 as the reference's are.
     out
 }
+
+use super::portable::{gemm4_narrow_fits, GemmSeg, GemmXt, GEMM_NARROW, GEMM_SEGS};
+
+impl Avx2 {
+    /// The narrow GEMM step (see [`portable::gemm4_narrow`](super::portable::gemm4_narrow),
+    /// the reference): one row's block of `kc` 4-bit codes times `nc` transposed columns of
+    /// X, each segment's table derived in registers and every code decoded in registers, so
+    /// no decoded weight is stored.
+    #[inline]
+    pub(crate) fn gemm4_narrow(
+        self,
+        bytes: &[u8],
+        segs: &[GemmSeg],
+        gen: &Gen16,
+        xt: &GemmXt,
+        kc: usize,
+        nc: usize,
+    ) -> [f32; GEMM_NARROW] {
+        if !gemm4_narrow_fits(bytes, segs, kc, nc) {
+            return super::portable::gemm4_narrow(bytes, segs, gen, xt, kc, nc);
+        }
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA; the bounds
+        // the kernel relies on were checked just above. Below 5 columns alternate steps get
+        // accumulators of their own, so 8 FMA chains stay in flight.
+        unsafe {
+            match nc {
+                1 => gemm4_narrow_v::<1, 2>(bytes, segs, gen, xt),
+                2 => gemm4_narrow_v::<2, 2>(bytes, segs, gen, xt),
+                3 => gemm4_narrow_v::<3, 2>(bytes, segs, gen, xt),
+                4 => gemm4_narrow_v::<4, 2>(bytes, segs, gen, xt),
+                5 => gemm4_narrow_v::<5, 1>(bytes, segs, gen, xt),
+                6 => gemm4_narrow_v::<6, 1>(bytes, segs, gen, xt),
+                7 => gemm4_narrow_v::<7, 1>(bytes, segs, gen, xt),
+                _ => gemm4_narrow_v::<8, 1>(bytes, segs, gen, xt),
+            }
+        }
+    }
+}
+
+/// `NC` columns, `S` accumulator sets (1 or 2, taken in turn step by step). Whole runs of 64
+/// codes are 8 words of 8 codes each: `vpermps` reads only the low 3 bits of a lane, so each
+/// step looks up the low nibble of every word and shifts the words right by 4 (the layout of
+/// [`gemm_xt_pos`](super::portable::gemm_xt_pos)). The block's last codes, past its last
+/// whole run, go 16 at a time in order and the rest through the reference table.
+///
+/// # Safety
+/// AVX2 and FMA; `gemm4_narrow_fits(bytes, segs, kc, NC)` and `S` is 1 or 2.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
+    bytes: &[u8],
+    segs: &[GemmSeg],
+    gen: &Gen16,
+    xt: &GemmXt,
+) -> [f32; GEMM_NARROW] {
+    let mut acc = [[_mm256_setzero_ps(); NC]; S];
+    let mut tail = [0.0f32; GEMM_NARROW];
+    // Every segment's table first, off the accumulators' dependency chains.
+    let mut tables = [(_mm256_setzero_ps(), _mm256_setzero_ps()); GEMM_SEGS];
+    for (t, s) in tables.iter_mut().zip(segs) {
+        *t = tables16(gen, s.a, s.q);
+    }
+    for (s, &(t0, t1)) in segs.iter().zip(&tables) {
+        let mut i = s.start;
+        while i + 64 <= s.end {
+            // SAFETY: `i + 64 <= end`, so bytes `i/2 .. i/2 + 32` lie inside `bytes` (`end <=
+            // 2·len`), and floats `i .. i + 64` of each column inside the block.
+            unsafe {
+                let mut v = _mm256_loadu_si256(bytes.as_ptr().add(i / 2).cast());
+                for m in 0..8 {
+                    let w = pick16(t0, t1, v);
+                    for col in 0..NC {
+                        let xv = _mm256_load_ps(xt.x[col].as_ptr().add(i + 8 * m));
+                        acc[m % S][col] = _mm256_fmadd_ps(w, xv, acc[m % S][col]);
+                    }
+                    v = _mm256_srli_epi32::<4>(v);
+                }
+            }
+            i += 64;
+        }
+        // Only the block's last run is short (`end` is a multiple of 64 or `kc`), and there
+        // the layout is in order.
+        while i + 16 <= s.end {
+            // SAFETY: `i` is even and `i + 16 <= end`, so bytes `i/2 .. i/2 + 8` lie inside
+            // `bytes`, and floats `i .. i + 16` of each column inside the block.
+            unsafe {
+                let c = nibbles(_mm_loadl_epi64(bytes.as_ptr().add(i / 2).cast()));
+                let w0 = pick16(t0, t1, _mm256_cvtepu8_epi32(c));
+                let w1 = pick16(t0, t1, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(c)));
+                for col in 0..NC {
+                    let xp = xt.x[col].as_ptr().add(i);
+                    acc[0][col] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp), acc[0][col]);
+                    acc[S - 1][col] =
+                        _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(8)), acc[S - 1][col]);
+                }
+            }
+            i += 16;
+        }
+        if i < s.end {
+            let t = super::portable::table16(gen, s.a, s.q);
+            for k in i..s.end {
+                let w = t[usize::from((bytes[k / 2] >> ((k % 2) * 4)) & 0x0f)];
+                for (o, xc) in tail.iter_mut().zip(&xt.x).take(NC) {
+                    *o += w * xc[k];
+                }
+            }
+        }
+    }
+    let v: [__m256; GEMM_NARROW] = core::array::from_fn(|c| match (c < NC, S) {
+        (false, _) => _mm256_setzero_ps(),
+        (true, 1) => acc[0][c],
+        (true, _) => _mm256_add_ps(acc[0][c], acc[1][c]),
+    });
+    // Column sums by a pairwise tree: the last `hadd` holds columns 0–3 and 4–7 as the sums
+    // of lanes 0–3 (low halves) and 4–7 (high halves) of each accumulator.
+    let h03 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    let h47 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    let sum = _mm256_add_ps(
+        _mm256_permute2f128_ps::<0x20>(h03, h47),
+        _mm256_permute2f128_ps::<0x31>(h03, h47),
+    );
+    let mut out = [0.0f32; GEMM_NARROW];
+    // SAFETY: `out` holds 8 floats.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
+    for (o, t) in out.iter_mut().zip(tail) {
+        *o += t;
+    }
+    out
+}

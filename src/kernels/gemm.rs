@@ -14,6 +14,14 @@
 //! `GEMM_NR`-column tile of the matching rows of X, adding into Y. The panel, the micro-tile
 //! and one codebook table per panel row live on the stack, so nothing is allocated.
 //!
+//! A batch of at most `GEMM_NARROW` columns is too narrow to amortize a decoded panel (each
+//! decoded weight meets only `n` columns), so 4-bit codes whose group tables follow from
+//! their parameters (`GemmSource::gen`) skip it on x86-64: each `GEMM_NARROW_KC` block of X is
+//! transposed onto the stack once (in the order the kernel meets the codes), and then row by
+//! row 64 codes at a time are decoded in registers, through a table derived in registers per
+//! group, and multiplied into `n` accumulators, one per column, as a GEMV would for each
+//! column at once.
+//!
 //! # Numbers
 //! Each `Y[r·n + c]` is a sum over `j` in order within a panel and panel by panel; the SIMD
 //! micro-kernels fuse each multiply-add, the reference does not, so paths differ by ordinary
@@ -23,7 +31,10 @@
 use core::ops::Range;
 
 use super::{decode_span, Table};
-use crate::isa::portable::{self, GemmPanel, GemmTile, GEMM_KC, GEMM_MR, GEMM_NR};
+use crate::isa::portable::{
+    self, gemm_xt_pos, Gen16, GemmPanel, GemmSeg, GemmTile, GemmXt, GEMM_KC, GEMM_MR, GEMM_NARROW, GEMM_NARROW_KC, GEMM_NR,
+    GEMM_SEGS,
+};
 use crate::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use crate::isa::Path;
@@ -52,8 +63,39 @@ pub(crate) fn gemm_tile(
     portable::gemm_tile(w, kc, x, n, width)
 }
 
+/// Whether `isa` has a narrow kernel: elsewhere the panel path is the faster one.
+fn has_narrow(isa: Isa) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa.path(), Path::Avx512(_) | Path::Avx2(_)) {
+        return true;
+    }
+    let _ = isa;
+    false
+}
+
+/// One row's block times `nc` transposed columns on `isa` (see `portable::gemm4_narrow`,
+/// which runs where `isa` has no kernel of its own).
+pub(crate) fn gemm4_narrow(
+    isa: Isa,
+    bytes: &[u8],
+    segs: &[GemmSeg],
+    gen: &Gen16,
+    xt: &GemmXt,
+    kc: usize,
+    nc: usize,
+) -> [f32; GEMM_NARROW] {
+    #[cfg(target_arch = "x86_64")]
+    match isa.path() {
+        Path::Avx512(t) => return t.avx2().gemm4_narrow(bytes, segs, gen, xt, kc, nc),
+        Path::Avx2(t) => return t.gemm4_narrow(bytes, segs, gen, xt, kc, nc),
+        _ => {}
+    }
+    let _ = isa;
+    portable::gemm4_narrow(bytes, segs, gen, xt, kc, nc)
+}
+
 /// Where a GEMM's weights come from: the packed codes of each row and each group's levels.
-pub(crate) struct GemmSource<R, G, L> {
+pub(crate) struct GemmSource<R, G, L, P> {
     /// Bits per code.
     pub bits: u8,
     /// Columns of W.
@@ -62,18 +104,23 @@ pub(crate) struct GemmSource<R, G, L> {
     pub group_len: usize,
     /// `row(r)`: the packed codes of row `r`.
     pub row: R,
-    /// `group(r, i)`: the index of group `i` of row `r`.
+    /// `group(r, i)`: the index of group `i` of row `r`; a row's groups have consecutive
+    /// indices.
     pub group: G,
     /// `load(group, table)`: fills `table` with the group's levels.
     pub load: L,
+    /// How a group's 16-entry table follows from its parameters, where it does (4 bits).
+    pub gen: Option<Gen16>,
+    /// `params(group)`: the group's `(a, q)`, for `gen`.
+    pub params: P,
 }
 
 /// `Y[rows] = W[rows]·X` with the layouts of the module docs: `x` holds `cols × n` values and
 /// `y` `rows.len() × n`. The caller has checked the shapes, every row in `rows` exists, and
 /// the codes index their groups' tables.
-pub(crate) fn gemm_rows<'s, R, G, L>(
+pub(crate) fn gemm_rows<'s, R, G, L, P>(
     isa: Isa,
-    src: &GemmSource<R, G, L>,
+    src: &GemmSource<R, G, L, P>,
     x: &[f32],
     n: usize,
     rows: Range<usize>,
@@ -82,10 +129,14 @@ pub(crate) fn gemm_rows<'s, R, G, L>(
     R: Fn(usize) -> &'s [u8],
     G: Fn(usize, usize) -> usize,
     L: Fn(usize, &mut Table),
+    P: Fn(usize) -> [f32; 2],
 {
     let cols = src.cols;
     if n == 0 || cols == 0 {
         y.fill(0.0);
+        return;
+    }
+    if gemm_rows_narrow(isa, src, x, n, rows.clone(), y) {
         return;
     }
     let g = src.group_len.max(1);
@@ -135,6 +186,82 @@ pub(crate) fn gemm_rows<'s, R, G, L>(
             k0 += kc;
         }
     }
+}
+
+/// The narrow path of the module docs, when it applies: `false` (nothing written) unless
+/// `n <= GEMM_NARROW`, the codes are 4-bit with derived tables, every group boundary falls on
+/// a multiple of 64 codes, and `isa` has the kernel. Shapes as for [`gemm_rows`], `n >= 1`
+/// and `cols >= 1`.
+fn gemm_rows_narrow<'s, R, G, L, P>(
+    isa: Isa,
+    src: &GemmSource<R, G, L, P>,
+    x: &[f32],
+    n: usize,
+    rows: Range<usize>,
+    y: &mut [f32],
+) -> bool
+where
+    R: Fn(usize) -> &'s [u8],
+    G: Fn(usize, usize) -> usize,
+    P: Fn(usize) -> [f32; 2],
+{
+    let cols = src.cols;
+    let g = src.group_len.max(1);
+    let Some(gen) = src.gen.as_ref() else {
+        return false;
+    };
+    if n > GEMM_NARROW || src.bits != 4 || !(g >= cols || g.is_multiple_of(64)) || !has_narrow(isa)
+    {
+        return false;
+    }
+    let mut xt = GemmXt::new();
+    let mut segs = [GemmSeg::default(); GEMM_SEGS];
+    let mut k0 = 0;
+    while k0 < cols {
+        let kc = GEMM_NARROW_KC.min(cols - k0);
+        for (k, xr) in x[k0 * n..(k0 + kc) * n].chunks_exact(n).enumerate() {
+            let p = gemm_xt_pos(k, kc);
+            for (c, &v) in xr.iter().enumerate() {
+                xt.x[c][p] = v;
+            }
+        }
+        // The block starts in group `i0` of every row; one division per block, not per row.
+        let i0 = k0 / g;
+        for (row, yr) in rows.clone().zip(y.chunks_exact_mut(n)) {
+            // The block's codes start on a byte: `k0` is a multiple of `GEMM_NARROW_KC`.
+            let bytes = &(src.row)(row)[k0 / 2..];
+            let first = (src.group)(row, i0);
+            let mut count = 0;
+            let mut k = k0;
+            for (j, seg) in segs.iter_mut().enumerate() {
+                if k >= k0 + kc {
+                    break;
+                }
+                let end = ((i0 + j + 1) * g).min(k0 + kc);
+                let [a, q] = (src.params)(first + j);
+                *seg = GemmSeg {
+                    start: k - k0,
+                    end: end - k0,
+                    a,
+                    q,
+                };
+                count += 1;
+                k = end;
+            }
+            // Group boundaries on multiples of 64 cut a block into at most `GEMM_SEGS`.
+            debug_assert_eq!(k, k0 + kc);
+            let sums = gemm4_narrow(isa, bytes, &segs[..count], gen, &xt, kc, n);
+            if k0 == 0 {
+                yr.copy_from_slice(&sums[..n]);
+            } else {
+                for (o, s) in yr.iter_mut().zip(sums) {
+                    *o += s;
+                }
+            }
+        }
+        k0 += kc;
+    }
+    true
 }
 
 #[cfg(test)]
