@@ -321,6 +321,99 @@ mod tests {
     }
 
     #[test]
+    fn narrow_kernels_match_the_reference() {
+        let mut seed = 11u64;
+        let bytes: alloc::vec::Vec<u8> = (0..GEMM_NARROW_KC / 2)
+            .map(|_| (lcg(&mut seed).to_bits() >> 7) as u8)
+            .collect();
+        let mut xt = GemmXt::new();
+        for col in xt.x.iter_mut() {
+            for v in col.iter_mut() {
+                *v = lcg(&mut seed);
+            }
+        }
+        let mut u = [0.0f32; 16];
+        for (i, v) in u.iter_mut().enumerate() {
+            *v = i as f32 / 7.5 - 1.0;
+        }
+        let gens = [
+            Gen16::Exp { zero: false },
+            Gen16::Exp { zero: true },
+            Gen16::Scaled(u),
+        ];
+        let seg = |start: usize, end: usize, a: f32, q: f32| GemmSeg { start, end, a, q };
+        let kcs: [(usize, alloc::vec::Vec<GemmSeg>); 6] = [
+            (GEMM_NARROW_KC, alloc::vec![seg(0, GEMM_NARROW_KC, 0.7, 0.6)]),
+            (
+                GEMM_NARROW_KC,
+                (0..GEMM_NARROW_KC / 64)
+                    .map(|i| seg(64 * i, 64 * i + 64, 0.1 + i as f32 / 9.0, 0.5 + i as f32 / 40.0))
+                    .collect(),
+            ),
+            (
+                500,
+                alloc::vec![seg(0, 128, 1.5, 0.7), seg(128, 384, 0.2, 0.9), seg(384, 500, 3.0, 0.4)],
+            ),
+            (77, alloc::vec![seg(0, 64, 0.9, 0.8), seg(64, 77, 0.4, 0.3)]),
+            (21, alloc::vec![seg(0, 21, 0.9, 0.8)]),
+            (0, alloc::vec![]),
+        ];
+        for &isa in &Isa::available().collect::<alloc::vec::Vec<_>>() {
+            for gen in &gens {
+                for (kc, segs) in &kcs {
+                    for nc in 1..=GEMM_NARROW {
+                        let reference = portable::gemm4_narrow(&bytes, segs, gen, &xt, *kc, nc);
+                        let got = gemm4_narrow(isa, &bytes, segs, gen, &xt, *kc, nc);
+                        for c in 0..GEMM_NARROW {
+                            let mut mag = 0.0f32;
+                            for s in segs.iter().filter(|_| c < nc) {
+                                let t = portable::table16(gen, s.a, s.q);
+                                for k in s.start..s.end {
+                                    let w = t[usize::from(portable::code_at(&bytes, 4, k))];
+                                    mag += (w * xt.x[c][gemm_xt_pos(k, *kc)]).abs();
+                                }
+                            }
+                            let (a, b) = (got[c], reference[c]);
+                            assert!(
+                                (a - b).abs() <= 1e-5 * mag,
+                                "{isa} {gen:?} kc={kc} nc={nc} [{c}]: {a} vs {b}"
+                            );
+                            if c >= nc {
+                                assert_eq!(a, 0.0, "{isa}: column past nc");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn narrow_bounds_are_checked() {
+        let seg = |start, end| GemmSeg {
+            start,
+            end,
+            a: 1.0,
+            q: 0.5,
+        };
+        let bytes = [0u8; 40];
+        assert!(portable::gemm4_narrow_fits(&bytes, &[seg(0, 64), seg(64, 80)], 80, 8));
+        assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(0, 64)], 80, 0));
+        assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(0, 64)], 80, 9));
+        // A segment ending inside a run of 64 must end the block.
+        assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(0, 32)], 80, 1));
+        assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(32, 80)], 80, 1));
+        assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(64, 0)], 80, 1));
+        assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(0, 81)], 81, 1));
+        assert!(!portable::gemm4_narrow_fits(&[0u8; 1 << 10], &[], GEMM_NARROW_KC + 1, 1));
+        // The layout of whole runs is a transposition of 8 × 8; the short last run stays put.
+        assert_eq!(gemm_xt_pos(1, 64), 8);
+        assert_eq!(gemm_xt_pos(8, 64), 1);
+        assert_eq!(gemm_xt_pos(64 + 8 * 3 + 5, 200), 64 + 8 * 5 + 3);
+        assert_eq!(gemm_xt_pos(130, 140), 130);
+    }
+
+    #[test]
     fn tile_bounds_are_checked() {
         assert!(!portable::gemm_tile_fits(4, &[0.0; 10], 3, 2));
         assert!(portable::gemm_tile_fits(4, &[0.0; 11], 3, 2));
