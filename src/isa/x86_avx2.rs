@@ -1113,6 +1113,18 @@ impl Avx2 {
     }
 }
 
+/// [`pick16`] with `d = t0 ^ t1` in place of `t1`: bit 3 of a code, spread over its lane,
+/// selects the bits that turn `t0[i]` into `t1[i]`. The same exact values as the blend; the
+/// select is plain bit operations, which more execution ports take than a variable blend
+/// (in a loop that keeps the FMA ports busy).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn pick16_xor(t0: __m256, d: __m256, idx: __m256i) -> __m256 {
+    let upper = _mm256_castsi256_ps(_mm256_srai_epi32::<31>(_mm256_slli_epi32::<28>(idx)));
+    let lo = _mm256_permutevar8x32_ps(t0, idx);
+    _mm256_xor_ps(lo, _mm256_and_ps(_mm256_permutevar8x32_ps(d, idx), upper))
+}
+
 /// `NC` columns, `S` accumulator sets (1 or 2, taken in turn step by step). Whole runs of 64
 /// codes are 8 words of 8 codes each: `vpermps` reads only the low 3 bits of a lane, so each
 /// step looks up the low nibble of every word and shifts the words right by 4 (the layout of
@@ -1137,13 +1149,14 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
     }
     for (s, &(t0, t1)) in segs.iter().zip(&tables) {
         let mut i = s.start;
+        let d = _mm256_xor_ps(t0, t1);
         while i + 64 <= s.end {
             // SAFETY: `i + 64 <= end`, so bytes `i/2 .. i/2 + 32` lie inside `bytes` (`end <=
             // 2·len`), and floats `i .. i + 64` of each column inside the block.
             unsafe {
                 let mut v = _mm256_loadu_si256(bytes.as_ptr().add(i / 2).cast());
                 for m in 0..8 {
-                    let w = pick16(t0, t1, v);
+                    let w = pick16_xor(t0, d, v);
                     for col in 0..NC {
                         let xv = _mm256_load_ps(xt.x[col].as_ptr().add(i + 8 * m));
                         acc[m % S][col] = _mm256_fmadd_ps(w, xv, acc[m % S][col]);
