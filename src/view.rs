@@ -539,9 +539,11 @@ impl<'a> QuantizedView<'a> {
                     .levels_into(self.parts.group_params(group), &mut table.v);
             },
             gen: gen16(self.family()),
-            params: |group: usize| {
-                let p = self.parts.group_params(group);
-                [p.a, p.q]
+            params: |first: usize, out: &mut [[f32; 2]]| {
+                for (group, slot) in (first..).zip(out.iter_mut()) {
+                    let p = self.parts.group_params(group);
+                    *slot = [p.a, p.q];
+                }
             },
         };
         kernels::gemm_rows(kernels::Isa::detect(), &src, x, n, rows, y);

@@ -111,7 +111,7 @@ pub(crate) struct GemmSource<R, G, L, P> {
     pub load: L,
     /// How a group's 16-entry table follows from its parameters, where it does (4 bits).
     pub gen: Option<Gen16>,
-    /// `params(group)`: the group's `(a, q)`, for `gen`.
+    /// `params(first, out)`: the `(a, q)` of groups `first..first + out.len()`, for `gen`.
     pub params: P,
 }
 
@@ -129,7 +129,7 @@ pub(crate) fn gemm_rows<'s, R, G, L, P>(
     R: Fn(usize) -> &'s [u8],
     G: Fn(usize, usize) -> usize,
     L: Fn(usize, &mut Table),
-    P: Fn(usize) -> [f32; 2],
+    P: Fn(usize, &mut [[f32; 2]]),
 {
     let cols = src.cols;
     if n == 0 || cols == 0 {
@@ -203,7 +203,7 @@ fn gemm_rows_narrow<'s, R, G, L, P>(
 where
     R: Fn(usize) -> &'s [u8],
     G: Fn(usize, usize) -> usize,
-    P: Fn(usize) -> [f32; 2],
+    P: Fn(usize, &mut [[f32; 2]]),
 {
     let cols = src.cols;
     let g = src.group_len.max(1);
@@ -225,30 +225,27 @@ where
                 xt.x[c][p] = v;
             }
         }
-        // The block starts in group `i0` of every row; one division per block, not per row.
+        // The block holds groups `i0..i0 + count` of every row: divisions per block, not per
+        // row. Group boundaries on multiples of 64 cut a block into at most `GEMM_SEGS`.
         let i0 = k0 / g;
+        let count = (k0 + kc).div_ceil(g).min(i0 + GEMM_SEGS) - i0;
         for (row, yr) in rows.clone().zip(y.chunks_exact_mut(n)) {
             // The block's codes start on a byte: `k0` is a multiple of `GEMM_NARROW_KC`.
             let bytes = &(src.row)(row)[k0 / 2..];
             let first = (src.group)(row, i0);
-            let mut count = 0;
+            let mut params = [[0.0f32; 2]; GEMM_SEGS];
+            (src.params)(first, &mut params[..count]);
             let mut k = k0;
-            for (j, seg) in segs.iter_mut().enumerate() {
-                if k >= k0 + kc {
-                    break;
-                }
+            for (j, (seg, &[a, q])) in segs.iter_mut().zip(&params[..count]).enumerate() {
                 let end = ((i0 + j + 1) * g).min(k0 + kc);
-                let [a, q] = (src.params)(first + j);
                 *seg = GemmSeg {
                     start: k - k0,
                     end: end - k0,
                     a,
                     q,
                 };
-                count += 1;
                 k = end;
             }
-            // Group boundaries on multiples of 64 cut a block into at most `GEMM_SEGS`.
             debug_assert_eq!(k, k0 + kc);
             let sums = gemm4_narrow(isa, bytes, &segs[..count], gen, &xt, kc, n);
             if k0 == 0 {
