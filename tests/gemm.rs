@@ -213,7 +213,11 @@ fn narrow_batches_match_a_plain_product() {
             // Row ranges are exact slices of the whole product.
             let mut part = vec![f32::NAN; 5 * n];
             q.gemm_rows(&x, n, 3..8, &mut part).unwrap();
-            assert_eq!(bits_of(&part), bits_of(&y[3 * n..8 * n]), "{config:?} n={n}");
+            assert_eq!(
+                bits_of(&part),
+                bits_of(&y[3 * n..8 * n]),
+                "{config:?} n={n}"
+            );
         }
     }
 }

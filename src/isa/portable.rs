@@ -665,10 +665,10 @@ pub(crate) fn gemm_tile(w: &GemmPanel, kc: usize, x: &[f32], n: usize, width: us
 /// straight from packed 4-bit codes instead of through a decoded panel.
 pub(crate) const GEMM_NARROW: usize = 8;
 
-/// Columns of W (the shared dimension) in one narrow pass: twice `GEMM_KC`, as no panel of W
-/// shares L1 with the block of X, and every block costs each row a reduction of its
-/// accumulators.
-pub(crate) const GEMM_NARROW_KC: usize = 512;
+/// Columns of W (the shared dimension) in one narrow pass: four times `GEMM_KC`, as no panel
+/// of W shares L1 with the block of X, and every block costs each row a reduction of its
+/// accumulators. The block of X then takes 32 KiB of stack.
+pub(crate) const GEMM_NARROW_KC: usize = 1024;
 
 /// Segments of one row in one `GEMM_NARROW_KC` block: groups of at least 64 codes give at
 /// most `GEMM_NARROW_KC / 64`, and a block may start inside a group.

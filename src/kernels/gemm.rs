@@ -26,14 +26,18 @@
 //! Each `Y[r·n + c]` is a sum over `j` in order within a panel and panel by panel; the SIMD
 //! micro-kernels fuse each multiply-add, the reference does not, so paths differ by ordinary
 //! `f32` rounding: `|fast − reference| <= 1e-5 · Σ_j |W[r,j]·X[j,c]|` for the shapes the
-//! tests cover. A GEMV sums in yet another order, within the same bound.
+//! tests cover. The narrow path sums each block of a row in 8 lanes (lane `l` takes codes
+//! `8l..8l + 8` of every run of 64) and then across the lanes, and a GEMV in yet another
+//! order, within the same bound.
+//! Either way each row's result depends on that row alone, so row ranges and threads give
+//! the same bits.
 
 use core::ops::Range;
 
 use super::{decode_span, Table};
 use crate::isa::portable::{
-    self, gemm_xt_pos, Gen16, GemmPanel, GemmSeg, GemmTile, GemmXt, GEMM_KC, GEMM_MR, GEMM_NARROW, GEMM_NARROW_KC, GEMM_NR,
-    GEMM_SEGS,
+    self, gemm_xt_pos, GemmPanel, GemmSeg, GemmTile, GemmXt, Gen16, GEMM_KC, GEMM_MR, GEMM_NARROW,
+    GEMM_NARROW_KC, GEMM_NR, GEMM_SEGS,
 };
 use crate::isa::Isa;
 #[cfg(target_arch = "x86_64")]
@@ -136,7 +140,8 @@ pub(crate) fn gemm_rows<'s, R, G, L, P>(
         y.fill(0.0);
         return;
     }
-    if gemm_rows_narrow(isa, src, x, n, rows.clone(), y) {
+    if let Some(gen) = narrow_gen(isa, src, n) {
+        gemm_rows_narrow(isa, src, gen, x, n, rows, y);
         return;
     }
     let g = src.group_len.max(1);
@@ -188,32 +193,37 @@ pub(crate) fn gemm_rows<'s, R, G, L, P>(
     }
 }
 
-/// The narrow path of the module docs, when it applies: `false` (nothing written) unless
-/// `n <= GEMM_NARROW`, the codes are 4-bit with derived tables, every group boundary falls on
-/// a multiple of 64 codes, and `isa` has the kernel. Shapes as for [`gemm_rows`], `n >= 1`
-/// and `cols >= 1`.
+/// The table generator of the narrow path of the module docs, when that path applies:
+/// `n <= GEMM_NARROW`, 4-bit codes with derived tables, every group boundary on a multiple of
+/// 64 codes, and a kernel for `isa`.
+fn narrow_gen<R, G, L, P>(isa: Isa, src: &GemmSource<R, G, L, P>, n: usize) -> Option<&Gen16> {
+    let g = src.group_len.max(1);
+    let fits = n <= GEMM_NARROW
+        && src.bits == 4
+        && (g >= src.cols || g.is_multiple_of(64))
+        && has_narrow(isa);
+    src.gen.as_ref().filter(|_| fits)
+}
+
+/// The narrow path of the module docs (`narrow_gen` gave `gen`). Shapes as for
+/// [`gemm_rows`], `1 <= n <= GEMM_NARROW` and `cols >= 1`. Never inlined: its block of X
+/// takes stack only when it runs.
+#[inline(never)]
 fn gemm_rows_narrow<'s, R, G, L, P>(
     isa: Isa,
     src: &GemmSource<R, G, L, P>,
+    gen: &Gen16,
     x: &[f32],
     n: usize,
     rows: Range<usize>,
     y: &mut [f32],
-) -> bool
-where
+) where
     R: Fn(usize) -> &'s [u8],
     G: Fn(usize, usize) -> usize,
     P: Fn(usize, &mut [[f32; 2]]),
 {
     let cols = src.cols;
     let g = src.group_len.max(1);
-    let Some(gen) = src.gen.as_ref() else {
-        return false;
-    };
-    if n > GEMM_NARROW || src.bits != 4 || !(g >= cols || g.is_multiple_of(64)) || !has_narrow(isa)
-    {
-        return false;
-    }
     let mut xt = GemmXt::new();
     let mut segs = [GemmSeg::default(); GEMM_SEGS];
     let mut k0 = 0;
@@ -258,7 +268,6 @@ where
         }
         k0 += kc;
     }
-    true
 }
 
 #[cfg(test)]
@@ -340,16 +349,30 @@ mod tests {
         ];
         let seg = |start: usize, end: usize, a: f32, q: f32| GemmSeg { start, end, a, q };
         let kcs: [(usize, alloc::vec::Vec<GemmSeg>); 6] = [
-            (GEMM_NARROW_KC, alloc::vec![seg(0, GEMM_NARROW_KC, 0.7, 0.6)]),
+            (
+                GEMM_NARROW_KC,
+                alloc::vec![seg(0, GEMM_NARROW_KC, 0.7, 0.6)],
+            ),
             (
                 GEMM_NARROW_KC,
                 (0..GEMM_NARROW_KC / 64)
-                    .map(|i| seg(64 * i, 64 * i + 64, 0.1 + i as f32 / 9.0, 0.5 + i as f32 / 40.0))
+                    .map(|i| {
+                        seg(
+                            64 * i,
+                            64 * i + 64,
+                            0.1 + i as f32 / 9.0,
+                            0.5 + i as f32 / 40.0,
+                        )
+                    })
                     .collect(),
             ),
             (
                 500,
-                alloc::vec![seg(0, 128, 1.5, 0.7), seg(128, 384, 0.2, 0.9), seg(384, 500, 3.0, 0.4)],
+                alloc::vec![
+                    seg(0, 128, 1.5, 0.7),
+                    seg(128, 384, 0.2, 0.9),
+                    seg(384, 500, 3.0, 0.4)
+                ],
             ),
             (77, alloc::vec![seg(0, 64, 0.9, 0.8), seg(64, 77, 0.4, 0.3)]),
             (21, alloc::vec![seg(0, 21, 0.9, 0.8)]),
@@ -394,7 +417,12 @@ mod tests {
             q: 0.5,
         };
         let bytes = [0u8; 40];
-        assert!(portable::gemm4_narrow_fits(&bytes, &[seg(0, 64), seg(64, 80)], 80, 8));
+        assert!(portable::gemm4_narrow_fits(
+            &bytes,
+            &[seg(0, 64), seg(64, 80)],
+            80,
+            8
+        ));
         assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(0, 64)], 80, 0));
         assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(0, 64)], 80, 9));
         // A segment ending inside a run of 64 must end the block.
@@ -402,7 +430,12 @@ mod tests {
         assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(32, 80)], 80, 1));
         assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(64, 0)], 80, 1));
         assert!(!portable::gemm4_narrow_fits(&bytes, &[seg(0, 81)], 81, 1));
-        assert!(!portable::gemm4_narrow_fits(&[0u8; 1 << 10], &[], GEMM_NARROW_KC + 1, 1));
+        assert!(!portable::gemm4_narrow_fits(
+            &[0u8; 1 << 10],
+            &[],
+            GEMM_NARROW_KC + 1,
+            1
+        ));
         // The layout of whole runs is a transposition of 8 × 8; the short last run stays put.
         assert_eq!(gemm_xt_pos(1, 64), 8);
         assert_eq!(gemm_xt_pos(8, 64), 1);
