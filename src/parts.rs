@@ -119,6 +119,27 @@ impl ParamEncoding {
         }
     }
 
+    /// The `(a, q)` of groups `first..first + out.len()`, as [`read`](Self::read) gives them
+    /// one at a time, with the encoding matched once; `bytes` holds those groups.
+    #[inline]
+    pub fn read_run(self, bytes: &[u8], first: usize, out: &mut [[f32; 2]]) {
+        match self {
+            ParamEncoding::F32 { per_group } if per_group > 0 => {
+                let at = first * per_group * 4;
+                for (slot, b) in out.iter_mut().zip(bytes[at..].chunks_exact(per_group * 4)) {
+                    let q = if per_group == 2 { read_f32(b, 4) } else { 1.0 };
+                    *slot = [read_f32(b, 0), q];
+                }
+            }
+            _ => {
+                for (group, slot) in (first..).zip(out.iter_mut()) {
+                    let p = self.read(bytes, group);
+                    *slot = [p.a, p.q];
+                }
+            }
+        }
+    }
+
     /// The shared `q` of run `run` and the `f16` scales of its groups, for a compact
     /// encoding; `None` for the `f32` one. `bytes` holds the run.
     #[inline]

@@ -540,10 +540,8 @@ impl<'a> QuantizedView<'a> {
             },
             gen: gen16(self.family()),
             params: |first: usize, out: &mut [[f32; 2]]| {
-                for (group, slot) in (first..).zip(out.iter_mut()) {
-                    let p = self.parts.group_params(group);
-                    *slot = [p.a, p.q];
-                }
+                let encoding = self.parts.shape().encoding;
+                encoding.read_run(self.parts.param_bytes(), first, out);
             },
         };
         kernels::gemm_rows(kernels::Isa::detect(), &src, x, n, rows, y);
