@@ -1157,9 +1157,9 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
                 let mut v = _mm256_loadu_si256(bytes.as_ptr().add(i / 2).cast());
                 for m in 0..8 {
                     let w = pick16_xor(t0, d, v);
-                    for col in 0..NC {
-                        let xv = _mm256_load_ps(xt.x[col].as_ptr().add(i + 8 * m));
-                        acc[m % S][col] = _mm256_fmadd_ps(w, xv, acc[m % S][col]);
+                    for (a, xc) in acc[m % S].iter_mut().zip(&xt.x) {
+                        let xv = _mm256_load_ps(xc.as_ptr().add(i + 8 * m));
+                        *a = _mm256_fmadd_ps(w, xv, *a);
                     }
                     v = _mm256_srli_epi32::<4>(v);
                 }
@@ -1175,8 +1175,8 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
                 let c = nibbles(_mm_loadl_epi64(bytes.as_ptr().add(i / 2).cast()));
                 let w0 = pick16(t0, t1, _mm256_cvtepu8_epi32(c));
                 let w1 = pick16(t0, t1, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(c)));
-                for col in 0..NC {
-                    let xp = xt.x[col].as_ptr().add(i);
+                for (col, xc) in xt.x.iter().enumerate().take(NC) {
+                    let xp = xc.as_ptr().add(i);
                     acc[0][col] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp), acc[0][col]);
                     acc[S - 1][col] =
                         _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(8)), acc[S - 1][col]);
