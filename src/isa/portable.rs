@@ -734,7 +734,6 @@ pub(crate) fn gemm4_narrow_fits(bytes: &[u8], segs: &[GemmSeg], kc: usize, nc: u
 /// The narrow GEMM reference: `out[c] = Σ_s Σ_{k in s} table16(gen, a_s, q_s)[code k] ·
 /// xt.x[c][gemm_xt_pos(k, kc)]` for `c < nc` (0 past it), `code k` the 4-bit code `k` of
 /// `bytes`; summed in segment and `k` order with a separate multiply and add.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn gemm4_narrow(
     bytes: &[u8],
     segs: &[GemmSeg],
