@@ -67,7 +67,7 @@ pub(crate) fn gemm_tile(
     portable::gemm_tile(w, kc, x, n, width)
 }
 
-/// Whether `isa` has a narrow kernel: elsewhere the panel path is the faster one.
+/// Whether `isa` has a narrow kernel (x86-64 only; elsewhere the panel path runs).
 fn has_narrow(isa: Isa) -> bool {
     #[cfg(target_arch = "x86_64")]
     if matches!(isa.path(), Path::Avx512(_) | Path::Avx2(_)) {
