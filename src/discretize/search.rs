@@ -13,7 +13,8 @@
 //! section. At the candidate `q`s (for histograms only the best one) an exact breakpoint
 //! sweep ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`:
 //! over every `a ∈ [0.01, 1.5]·max|w|` for sorted atoms with at most [`SWEEP_LIMIT`]
-//! breakpoints, over a window around the best Lloyd optimum otherwise. The grid is dense
+//! breakpoints (histograms with at most [`HISTOGRAM_SWEEP_LIMIT`]), over a window around the
+//! best Lloyd optimum otherwise. The grid is dense
 //! for sorted atoms (jagged in `q`) and coarse for histograms (smooth). (Max-abs fits search
 //! `q` alone at `a = max|w|`: a dense grid here, or the sixteen-lane search in `lanes` for
 //! small groups.)
@@ -658,7 +659,7 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
 /// The best `(a, score)` for one shape, exact where it is affordable. Lloyd walks from
 /// `max|w|` and from `hint` find a good local optimum; then a breakpoint sweep covers every
 /// `a` in `[A_LO, A_HI]·max|w|` when the group is sorted atoms with at most `SWEEP_LIMIT`
-/// breakpoints, else the window `[a/A_WINDOW, a·A_WINDOW]` around that optimum (large groups are summarized by
+/// breakpoints (a histogram with at most `HISTOGRAM_SWEEP_LIMIT`), else the window `[a/A_WINDOW, a·A_WINDOW]` around that optimum (large groups are summarized by
 /// histograms, whose error curves are smooth at that scale).
 fn final_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, hint: f64) -> (f64, f64) {
     let start = if hint.is_finite() && hint > 0.0 {
@@ -667,7 +668,14 @@ fn final_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, hint: f64) -> (f6
         stats.amax
     };
     let mut walked = lloyd(rule, stats, shape, start);
-    let (lo, hi) = if stats.bin_scale.is_none() && stats.x.len() * shape.k <= SWEEP_LIMIT {
+    let breakpoints = stats.x.len() * shape.k;
+    let full = match stats.bin_scale {
+        None => breakpoints <= SWEEP_LIMIT,
+        // Few levels: the whole range is cheap, and the correlation's optimum can lie far
+        // from the squared error's, around which the window is centred.
+        Some(_) => breakpoints <= HISTOGRAM_SWEEP_LIMIT,
+    };
+    let (lo, hi) = if full {
         (stats.amax * A_LO, stats.amax * A_HI)
     } else {
         // Lloyd converges slowly from far away (a top level at `max|w|` when the optimum
@@ -702,6 +710,8 @@ fn final_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, hint: f64) -> (f6
 
 /// Breakpoint sweeps over the whole `a` range up to this many breakpoints (`atoms × K`).
 const SWEEP_LIMIT: usize = 1 << 14;
+/// Histograms sweep the whole range up to this many breakpoints (bins × K).
+const HISTOGRAM_SWEEP_LIMIT: usize = 4096;
 /// Half-width (as a ratio) of the window a sweep covers for larger groups.
 const A_WINDOW: f64 = 1.15;
 
