@@ -624,12 +624,16 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
             _ => ls.clamp(from, to),
         };
         let v = score(rule, stats, a, sums);
+        let tie = (v - best.0).abs() <= 1e-12 * best.0.abs();
+        if !(tie || v < best.0) {
+            return;
+        }
+        // The MSE only matters for the piece that wins or ties.
         let mse = match rule {
             ScaleRule::Correlation => score(ScaleRule::Mse, stats, a, sums),
             _ => v,
         };
-        let tie = (v - best.0).abs() <= 1e-12 * best.0.abs();
-        if (v < best.0 && !tie) || (tie && mse < best.1) {
+        if !tie || mse < best.1 {
             *best = (v, mse, a);
         }
     };
