@@ -62,14 +62,6 @@ pub(crate) mod math {
         Float::exp(x)
     }
     #[inline]
-    pub fn powf(x: f64, y: f64) -> f64 {
-        Float::powf(x, y)
-    }
-    #[inline]
-    pub fn powi(x: f64, n: i32) -> f64 {
-        Float::powi(x, n)
-    }
-    #[inline]
     pub fn log10(x: f64) -> f64 {
         Float::log10(x)
     }
