@@ -355,16 +355,32 @@ impl Dampened {
         to: impl Fn(f64) -> T,
     ) -> Option<Mat<T>> {
         let n = order.len();
-        let mut a = Mat::<T>::from_fn(n, n, |i, j| {
-            let (a, b) = (order[n - 1 - i], order[n - 1 - j]);
-            if a == b {
-                to(self.diag[a] + self.damp)
-            } else if i > j {
-                to(h[(b, a)])
-            } else {
-                to(0.0)
+        // Only the lower triangle is read and written by the factorization; the upper one
+        // stays zero.
+        let mut a = Mat::<T>::zeros(n, n);
+        for j in 0..n {
+            let b = order[n - 1 - j];
+            let column = a.col_as_slice_mut(j);
+            column[j] = to(self.diag[b] + self.damp);
+            match symmetric_line(h, b) {
+                Some(line) => {
+                    for (v, &a) in column[j + 1..]
+                        .iter_mut()
+                        .zip(order[..n - 1 - j].iter().rev())
+                    {
+                        *v = to(line[a]);
+                    }
+                }
+                None => {
+                    for (v, &a) in column[j + 1..]
+                        .iter_mut()
+                        .zip(order[..n - 1 - j].iter().rev())
+                    {
+                        *v = to(h[(b, a)]);
+                    }
+                }
             }
-        });
+        }
         let mut scratch = MemBuffer::new(cholesky_in_place_scratch::<T>(
             n,
             Par::Seq,
@@ -411,6 +427,15 @@ impl Dampened {
         // Scaled in f32 from the rounded entries: the relative error stays that of f32.
         scale_columns(l32.as_mut()).then_some(l32)
     }
+}
+
+/// Row `b` of the symmetric `h` as a contiguous slice (row `b` or, the same values, column
+/// `b`, whichever is contiguous); `None` when neither is.
+fn symmetric_line(h: MatRef<'_, f64>, b: usize) -> Option<&[f64]> {
+    if let Some(row) = h.row(b).try_as_row_major() {
+        return Some(row.as_slice());
+    }
+    h.col(b).try_as_col_major().map(|c| c.as_slice())
 }
 
 /// Divides every column of a lower triangular matrix by its diagonal entry; false when a
@@ -556,19 +581,22 @@ fn count_below<const N: usize>(cuts: &[f32], x: f32) -> usize {
 /// column-major working copies, so that the rows being gathered stay in cache.
 const TILE_ROWS: usize = 16;
 
-/// Columns per inner block of [`gather_back`]: the span handled by rank-1 updates, between
-/// products.
+/// Columns per inner block of [`gather_back`]'s leaves: the span handled by rank-1 updates,
+/// between products.
 const INNER: usize = 16;
 
 /// Quantizes the rows of one covariance group (`weights`, `rows × cols` from global row
 /// `first_row`) in column order `order` with the gathering factor `m` (`M̃`, see
 /// [`Dampened::gather_factor`]), writing unpacked codes.
 ///
-/// The working copy `w` is column-major in processing order; a column holds the original
-/// weights until it is rounded and the rounding difference `w − q` after. Each block of
-/// columns starts from its original weights plus one product with every earlier difference,
-/// `A = W_B + D_{<B} M̃_{<B,B}`; inside it, inner blocks of [`INNER`] columns take the
-/// block's earlier differences by a product, and their own by rank-1 updates over the rows.
+/// Column `i` is rounded at `w_i + g_i` with `g_i = Σ_{k<i} d_k M̃_ki`, the gathered sum of the
+/// earlier rounding differences `d_k = w_k − q_k`. The working matrix (column-major, in
+/// processing order) holds `g_i` for a column not yet rounded and `d_i` after. The sums are
+/// formed recursively: the columns split into halves, the first half is finished, its
+/// differences reach the whole second half in one product `G_R += D_L M̃_{L,R}`, then the
+/// second half is finished. The products have both dimensions long, the shape a matrix product
+/// runs fastest on; halves of at most `block_size` columns are leaves
+/// ([`Gather::finish_leaf`]), which copy in their original weights.
 fn gather_back(
     state: &State<'_>,
     weights: &[f32],
@@ -580,82 +608,129 @@ fn gather_back(
 ) {
     let n = order.len();
     let rows = weights.len() / n;
+    let block_size = block_size.clamp(1, n);
+    // Sums and differences; codes in processing order, column-major, until they are put back
+    // at the end.
     let mut w = vec![0.0f32; rows * n];
-    for r0 in (0..rows).step_by(TILE_ROWS) {
-        let r1 = (r0 + TILE_ROWS).min(rows);
-        for (column, &c) in w.chunks_exact_mut(rows).zip(order) {
-            for (v, r) in column[r0..r1].iter_mut().zip(r0..r1) {
-                *v = weights[r * n + c];
-            }
-        }
-    }
-    // Codes in processing order, column-major, until they are put back at the end.
     let mut permuted = vec![0u8; rows * n];
-    let block_size = block_size.min(n);
-    let mut a = vec![0.0f32; rows * block_size];
-    for i1 in (0..n).step_by(block_size) {
-        let i2 = (i1 + block_size).min(n);
-        let width = i2 - i1;
-        let a = &mut a[..rows * width];
-        a.copy_from_slice(&w[rows * i1..rows * i2]);
-        if i1 > 0 {
-            matmul(
-                MatMut::from_column_major_slice_mut(a, rows, width),
-                Accum::Add,
-                MatRef::from_column_major_slice(&w[..rows * i1], rows, i1),
-                m.submatrix(0, i1, i1, width),
-                1.0,
-                Par::Seq,
-            );
-        }
-        for s1 in (i1..i2).step_by(INNER) {
-            let s2 = (s1 + INNER).min(i2);
-            if s1 > i1 {
-                matmul(
-                    MatMut::from_column_major_slice_mut(
-                        &mut a[rows * (s1 - i1)..rows * (s2 - i1)],
-                        rows,
-                        s2 - s1,
-                    ),
-                    Accum::Add,
-                    MatRef::from_column_major_slice(&w[rows * i1..rows * s1], rows, s1 - i1),
-                    m.submatrix(i1, s1, s1 - i1, s2 - s1),
-                    1.0,
-                    Par::Seq,
-                );
-            }
-            for i in s1..s2 {
-                let c = order[i];
-                let (current, later) = a[rows * (i - i1)..rows * (s2 - i1)].split_at_mut(rows);
-                let difference = &mut w[rows * i..rows * (i + 1)];
-                let codes = &mut permuted[rows * i..rows * (i + 1)];
-                for (r, ((d, code), &x)) in difference
-                    .iter_mut()
-                    .zip(codes.iter_mut())
-                    .zip(current.iter())
-                    .enumerate()
-                {
-                    let (cuts, levels) = state.codebook(state.group_of(first_row + r, c));
-                    let k = encode(cuts, x);
-                    *code = k as u8;
-                    *d -= levels[k];
-                }
-                for (s, column) in (i + 1..s2).zip(later.chunks_exact_mut(rows)) {
-                    let coefficient = m[(i, s)];
-                    if coefficient != 0.0 {
-                        for (v, &d) in column.iter_mut().zip(difference.iter()) {
-                            *v += coefficient * d;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let gather = Gather {
+        state,
+        weights,
+        first_row,
+        order,
+        m,
+        rows,
+        block_size,
+    };
+    let mut original = vec![0.0f32; rows * block_size];
+    gather.finish(&mut w, &mut permuted, 0, &mut original);
     for r0 in (0..rows).step_by(TILE_ROWS) {
         let r1 = (r0 + TILE_ROWS).min(rows);
         for (column, &c) in permuted.chunks_exact(rows).zip(order) {
             for (&code, r) in column[r0..r1].iter().zip(r0..r1) {
                 codes[r * n + c] = code;
+            }
+        }
+    }
+}
+
+/// What [`gather_back`]'s recursion shares.
+struct Gather<'s, 'a> {
+    state: &'s State<'a>,
+    /// The group's original weights, row-major.
+    weights: &'s [f32],
+    first_row: usize,
+    order: &'s [usize],
+    m: MatRef<'s, f32>,
+    rows: usize,
+    block_size: usize,
+}
+
+impl Gather<'_, '_> {
+    /// Finishes the columns `first..first + width` in processing order, whose sums and then
+    /// differences are `w` (`rows × width`, column-major) and whose codes go to `codes`, every
+    /// earlier column's difference already gathered into `w`. `original` is scratch space for
+    /// a leaf's weights.
+    fn finish(&self, w: &mut [f32], codes: &mut [u8], first: usize, original: &mut [f32]) {
+        let rows = self.rows;
+        let width = if rows == 0 { 0 } else { w.len() / rows };
+        if width <= self.block_size {
+            self.finish_leaf(w, codes, first, &mut original[..rows * width]);
+            return;
+        }
+        // The first half rounded up to whole blocks, so that leaves stay `block_size` wide.
+        let half = width.div_ceil(2).div_ceil(self.block_size) * self.block_size;
+        let (left, right) = w.split_at_mut(rows * half);
+        let (left_codes, right_codes) = codes.split_at_mut(rows * half);
+        self.finish(left, left_codes, first, original);
+        matmul(
+            MatMut::from_column_major_slice_mut(right, rows, width - half),
+            Accum::Add,
+            MatRef::from_column_major_slice(left, rows, half),
+            self.m.submatrix(first, first + half, half, width - half),
+            1.0,
+            Par::Seq,
+        );
+        self.finish(right, right_codes, first + half, original);
+    }
+
+    /// [`finish`](Self::finish) for one leaf: its original weights copied in column-major,
+    /// then inner blocks of [`INNER`] columns take the leaf's earlier differences by a
+    /// product and their own by rank-1 updates over the rows.
+    fn finish_leaf(&self, w: &mut [f32], codes: &mut [u8], first: usize, original: &mut [f32]) {
+        let rows = self.rows;
+        let width = if rows == 0 { 0 } else { w.len() / rows };
+        let n = self.order.len();
+        let order = &self.order[first..first + width];
+        for r0 in (0..rows).step_by(TILE_ROWS) {
+            let r1 = (r0 + TILE_ROWS).min(rows);
+            for (column, &c) in original.chunks_exact_mut(rows).zip(order) {
+                for (v, r) in column[r0..r1].iter_mut().zip(r0..r1) {
+                    *v = self.weights[r * n + c];
+                }
+            }
+        }
+        for s1 in (0..width).step_by(INNER) {
+            let s2 = (s1 + INNER).min(width);
+            let (done, rest) = w.split_at_mut(rows * s1);
+            let block = &mut rest[..rows * (s2 - s1)];
+            if s1 > 0 {
+                matmul(
+                    MatMut::from_column_major_slice_mut(block, rows, s2 - s1),
+                    Accum::Add,
+                    MatRef::from_column_major_slice(done, rows, s1),
+                    self.m.submatrix(first, first + s1, s1, s2 - s1),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            for t in 0..s2 - s1 {
+                let i = first + s1 + t;
+                let c = self.order[i];
+                let (current, later) = block[rows * t..].split_at_mut(rows);
+                let column_codes = &mut codes[rows * (s1 + t)..rows * (s1 + t + 1)];
+                let weights = &original[rows * (s1 + t)..rows * (s1 + t + 1)];
+                for (r, ((g, code), &x)) in current
+                    .iter_mut()
+                    .zip(column_codes.iter_mut())
+                    .zip(weights)
+                    .enumerate()
+                {
+                    let (cuts, levels) = self
+                        .state
+                        .codebook(self.state.group_of(self.first_row + r, c));
+                    let k = encode(cuts, x + *g);
+                    *code = k as u8;
+                    *g = x - levels[k];
+                }
+                for (s, column) in (i + 1..).zip(later.chunks_exact_mut(rows)) {
+                    let coefficient = self.m[(i, s)];
+                    if coefficient != 0.0 {
+                        for (v, &d) in column.iter_mut().zip(current.iter()) {
+                            *v += coefficient * d;
+                        }
+                    }
+                }
             }
         }
     }
