@@ -590,13 +590,14 @@ const INNER: usize = 16;
 /// [`Dampened::gather_factor`]), writing unpacked codes.
 ///
 /// Column `i` is rounded at `w_i + g_i` with `g_i = Σ_{k<i} d_k M̃_ki`, the gathered sum of the
-/// earlier rounding differences `d_k = w_k − q_k`. The working matrix (column-major, in
-/// processing order) holds `g_i` for a column not yet rounded and `d_i` after. The sums are
-/// formed recursively: the columns split into halves, the first half is finished, its
-/// differences reach the whole second half in one product `G_R += D_L M̃_{L,R}`, then the
-/// second half is finished. The products have both dimensions long, the shape a matrix product
-/// runs fastest on; halves of at most `block_size` columns are leaves
-/// ([`Gather::finish_leaf`]), which copy in their original weights.
+/// earlier rounding differences `d_k = w_k − q_k`. The working copy `w` (column-major, in
+/// processing order) holds a column's original weights until it is rounded and `d_i` after;
+/// the sums `g` are formed recursively: the columns split into halves, the first half is
+/// finished, its differences reach the whole second half in one product
+/// `G_R += D_L M̃_{L,R}`, then the second half is finished. The products have both dimensions
+/// long, the shape a matrix product runs fastest on; halves of at most `block_size` columns
+/// are leaves ([`Gather::finish_leaf`]). The first half's sums are dead once it is finished,
+/// so the second half's take their place and `g` holds half of the columns.
 fn gather_back(
     state: &State<'_>,
     weights: &[f32],
@@ -608,22 +609,37 @@ fn gather_back(
 ) {
     let n = order.len();
     let rows = weights.len() / n;
-    let block_size = block_size.clamp(1, n);
-    // Sums and differences; codes in processing order, column-major, until they are put back
-    // at the end.
     let mut w = vec![0.0f32; rows * n];
+    for r0 in (0..rows).step_by(TILE_ROWS) {
+        let r1 = (r0 + TILE_ROWS).min(rows);
+        for (column, &c) in w.chunks_exact_mut(rows).zip(order) {
+            for (v, r) in column[r0..r1].iter_mut().zip(r0..r1) {
+                *v = weights[r * n + c];
+            }
+        }
+    }
+    // Codes in processing order, column-major, until they are put back at the end.
     let mut permuted = vec![0u8; rows * n];
     let gather = Gather {
         state,
-        weights,
         first_row,
         order,
         m,
         rows,
-        block_size,
+        block_size: block_size.clamp(1, n),
     };
-    let mut original = vec![0.0f32; rows * block_size];
-    gather.finish(&mut w, &mut permuted, 0, &mut original);
+    let half = gather.split(n);
+    let mut g = vec![0.0f32; rows * half];
+    if half == n {
+        gather.finish(&mut w, &mut g, &mut permuted, 0);
+    } else {
+        let (left, right) = w.split_at_mut(rows * half);
+        let (left_codes, right_codes) = permuted.split_at_mut(rows * half);
+        gather.finish(left, &mut g, left_codes, 0);
+        let g = &mut g[..rows * (n - half)];
+        gather.carry(left, g, Accum::Replace, 0, half);
+        gather.finish(right, g, right_codes, half);
+    }
     for r0 in (0..rows).step_by(TILE_ROWS) {
         let r1 = (r0 + TILE_ROWS).min(rows);
         for (column, &c) in permuted.chunks_exact(rows).zip(order) {
@@ -637,8 +653,6 @@ fn gather_back(
 /// What [`gather_back`]'s recursion shares.
 struct Gather<'s, 'a> {
     state: &'s State<'a>,
-    /// The group's original weights, row-major.
-    weights: &'s [f32],
     first_row: usize,
     order: &'s [usize],
     m: MatRef<'s, f32>,
@@ -647,86 +661,85 @@ struct Gather<'s, 'a> {
 }
 
 impl Gather<'_, '_> {
-    /// Finishes the columns `first..first + width` in processing order, whose sums and then
-    /// differences are `w` (`rows × width`, column-major) and whose codes go to `codes`, every
-    /// earlier column's difference already gathered into `w`. `original` is scratch space for
-    /// a leaf's weights.
-    fn finish(&self, w: &mut [f32], codes: &mut [u8], first: usize, original: &mut [f32]) {
-        let rows = self.rows;
-        let width = if rows == 0 { 0 } else { w.len() / rows };
+    /// Where `width` columns split: the first half rounded up to whole blocks (so that leaves
+    /// stay `block_size` wide), or `width` for a leaf.
+    fn split(&self, width: usize) -> usize {
         if width <= self.block_size {
-            self.finish_leaf(w, codes, first, &mut original[..rows * width]);
-            return;
+            width
+        } else {
+            width.div_ceil(2).div_ceil(self.block_size) * self.block_size
         }
-        // The first half rounded up to whole blocks, so that leaves stay `block_size` wide.
-        let half = width.div_ceil(2).div_ceil(self.block_size) * self.block_size;
-        let (left, right) = w.split_at_mut(rows * half);
-        let (left_codes, right_codes) = codes.split_at_mut(rows * half);
-        self.finish(left, left_codes, first, original);
+    }
+
+    /// `g += D M̃[first..first + k, first + k..]` (or `=` with [`Accum::Replace`]): the
+    /// differences `d` of the `k` columns from `first` gathered into the columns after them.
+    fn carry(&self, d: &[f32], g: &mut [f32], accum: Accum, first: usize, k: usize) {
+        let rows = self.rows;
+        let width = g.len() / rows;
         matmul(
-            MatMut::from_column_major_slice_mut(right, rows, width - half),
-            Accum::Add,
-            MatRef::from_column_major_slice(left, rows, half),
-            self.m.submatrix(first, first + half, half, width - half),
+            MatMut::from_column_major_slice_mut(g, rows, width),
+            accum,
+            MatRef::from_column_major_slice(d, rows, k),
+            self.m.submatrix(first, first + k, k, width),
             1.0,
             Par::Seq,
         );
-        self.finish(right, right_codes, first + half, original);
     }
 
-    /// [`finish`](Self::finish) for one leaf: its original weights copied in column-major,
-    /// then inner blocks of [`INNER`] columns take the leaf's earlier differences by a
-    /// product and their own by rank-1 updates over the rows.
-    fn finish_leaf(&self, w: &mut [f32], codes: &mut [u8], first: usize, original: &mut [f32]) {
+    /// Finishes the columns `first..first + width` in processing order, whose weights and then
+    /// differences are `w` (`rows × width`, column-major), sums `g` (the same shape) and codes
+    /// `codes`, every earlier column's difference already gathered into `g`.
+    fn finish(&self, w: &mut [f32], g: &mut [f32], codes: &mut [u8], first: usize) {
         let rows = self.rows;
         let width = if rows == 0 { 0 } else { w.len() / rows };
-        let n = self.order.len();
-        let order = &self.order[first..first + width];
-        for r0 in (0..rows).step_by(TILE_ROWS) {
-            let r1 = (r0 + TILE_ROWS).min(rows);
-            for (column, &c) in original.chunks_exact_mut(rows).zip(order) {
-                for (v, r) in column[r0..r1].iter_mut().zip(r0..r1) {
-                    *v = self.weights[r * n + c];
-                }
-            }
+        let half = self.split(width);
+        if half == width {
+            self.finish_leaf(w, g, codes, first);
+            return;
         }
+        let (left, right) = w.split_at_mut(rows * half);
+        let (left_g, right_g) = g.split_at_mut(rows * half);
+        let (left_codes, right_codes) = codes.split_at_mut(rows * half);
+        self.finish(left, left_g, left_codes, first);
+        self.carry(left, right_g, Accum::Add, first, half);
+        self.finish(right, right_g, right_codes, first + half);
+    }
+
+    /// [`finish`](Self::finish) for one leaf: inner blocks of [`INNER`] columns take the
+    /// leaf's earlier differences by a product and their own by rank-1 updates over the rows.
+    fn finish_leaf(&self, w: &mut [f32], g: &mut [f32], codes: &mut [u8], first: usize) {
+        let rows = self.rows;
+        let width = if rows == 0 { 0 } else { w.len() / rows };
         for s1 in (0..width).step_by(INNER) {
             let s2 = (s1 + INNER).min(width);
             let (done, rest) = w.split_at_mut(rows * s1);
-            let block = &mut rest[..rows * (s2 - s1)];
+            let sums = &mut g[rows * s1..rows * s2];
             if s1 > 0 {
-                matmul(
-                    MatMut::from_column_major_slice_mut(block, rows, s2 - s1),
-                    Accum::Add,
-                    MatRef::from_column_major_slice(done, rows, s1),
-                    self.m.submatrix(first, first + s1, s1, s2 - s1),
-                    1.0,
-                    Par::Seq,
-                );
+                self.carry(done, sums, Accum::Add, first, s1);
             }
             for t in 0..s2 - s1 {
                 let i = first + s1 + t;
                 let c = self.order[i];
-                let (current, later) = block[rows * t..].split_at_mut(rows);
+                let (current, later) = sums[rows * t..].split_at_mut(rows);
+                let difference = &mut rest[rows * t..rows * (t + 1)];
                 let column_codes = &mut codes[rows * (s1 + t)..rows * (s1 + t + 1)];
-                let weights = &original[rows * (s1 + t)..rows * (s1 + t + 1)];
-                for (r, ((g, code), &x)) in current
+                for (r, ((d, code), &sum)) in difference
                     .iter_mut()
                     .zip(column_codes.iter_mut())
-                    .zip(weights)
+                    .zip(current.iter())
                     .enumerate()
                 {
                     let (cuts, levels) = self
                         .state
                         .codebook(self.state.group_of(self.first_row + r, c));
-                    let k = encode(cuts, x + *g);
+                    let k = encode(cuts, *d + sum);
                     *code = k as u8;
-                    *g = x - levels[k];
+                    *d -= levels[k];
                 }
                 for (s, column) in (i + 1..).zip(later.chunks_exact_mut(rows)) {
                     let coefficient = self.m[(i, s)];
                     if coefficient != 0.0 {
-                        for (v, &d) in column.iter_mut().zip(current.iter()) {
+                        for (v, &d) in column.iter_mut().zip(difference.iter()) {
                             *v += coefficient * d;
                         }
                     }
