@@ -22,9 +22,10 @@
 //! rounding differences only. `M` is upper triangular with `H = M Mᵀ` (columns in processing
 //! order): the lower Cholesky factor of `H` taken in reverse order, with its rows and columns
 //! reversed back. So the work is one Cholesky factorization (in `f32` when its pivots show it
-//! accurate to well within the dampening, else in `f64`) and, per block of columns, one matrix
-//! product that gathers every earlier column's difference into the block, then smaller
-//! products and rank-1 updates inside it.
+//! accurate to well within the dampening, else in `f64`) and the gathering of every earlier
+//! column's difference into the later columns: by halves, each finished half's differences
+//! reaching the whole next half in one long matrix product, down to blocks of columns that
+//! use smaller products and rank-1 updates.
 //! Refitting a group's codebook needs the weights of columns not yet reached as GPTQ has
 //! updated them, which this form never holds; with refits on, the inverse factor `U` is
 //! formed and the errors are pushed forward block by block instead.
@@ -364,19 +365,19 @@ impl Dampened {
             column[j] = to(self.diag[b] + self.damp);
             match symmetric_line(h, b) {
                 Some(line) => {
-                    for (v, &a) in column[j + 1..]
+                    for (v, &other) in column[j + 1..]
                         .iter_mut()
                         .zip(order[..n - 1 - j].iter().rev())
                     {
-                        *v = to(line[a]);
+                        *v = to(line[other]);
                     }
                 }
                 None => {
-                    for (v, &a) in column[j + 1..]
+                    for (v, &other) in column[j + 1..]
                         .iter_mut()
                         .zip(order[..n - 1 - j].iter().rev())
                     {
-                        *v = to(h[(b, a)]);
+                        *v = to(h[(b, other)]);
                     }
                 }
             }
@@ -691,7 +692,7 @@ impl Gather<'_, '_> {
     /// `codes`, every earlier column's difference already gathered into `g`.
     fn finish(&self, w: &mut [f32], g: &mut [f32], codes: &mut [u8], first: usize) {
         let rows = self.rows;
-        let width = if rows == 0 { 0 } else { w.len() / rows };
+        let width = w.len().checked_div(rows).unwrap_or(0);
         let half = self.split(width);
         if half == width {
             self.finish_leaf(w, g, codes, first);
@@ -709,7 +710,7 @@ impl Gather<'_, '_> {
     /// leaf's earlier differences by a product and their own by rank-1 updates over the rows.
     fn finish_leaf(&self, w: &mut [f32], g: &mut [f32], codes: &mut [u8], first: usize) {
         let rows = self.rows;
-        let width = if rows == 0 { 0 } else { w.len() / rows };
+        let width = w.len().checked_div(rows).unwrap_or(0);
         for s1 in (0..width).step_by(INNER) {
             let s2 = (s1 + INNER).min(width);
             let (done, rest) = w.split_at_mut(rows * s1);
