@@ -22,9 +22,10 @@
 //! rounding differences only. `M` is upper triangular with `H = M Mᵀ` (columns in processing
 //! order): the lower Cholesky factor of `H` taken in reverse order, with its rows and columns
 //! reversed back. So the work is one Cholesky factorization (in `f32` when its pivots show it
-//! accurate to well within the dampening, else in `f64`) and, per block of columns, one matrix
-//! product that gathers every earlier column's difference into the block, then smaller
-//! products and rank-1 updates inside it.
+//! accurate to well within the dampening, else in `f64`) and the gathering of every earlier
+//! column's difference into the later columns: by halves, each finished half's differences
+//! reaching the whole next half in one long matrix product, down to blocks of columns that
+//! use smaller products and rank-1 updates.
 //! Refitting a group's codebook needs the weights of columns not yet reached as GPTQ has
 //! updated them, which this form never holds; with refits on, the inverse factor `U` is
 //! formed and the errors are pushed forward block by block instead.
@@ -355,16 +356,32 @@ impl Dampened {
         to: impl Fn(f64) -> T,
     ) -> Option<Mat<T>> {
         let n = order.len();
-        let mut a = Mat::<T>::from_fn(n, n, |i, j| {
-            let (a, b) = (order[n - 1 - i], order[n - 1 - j]);
-            if a == b {
-                to(self.diag[a] + self.damp)
-            } else if i > j {
-                to(h[(b, a)])
-            } else {
-                to(0.0)
+        // Only the lower triangle is read and written by the factorization; the upper one
+        // stays zero.
+        let mut a = Mat::<T>::zeros(n, n);
+        for j in 0..n {
+            let b = order[n - 1 - j];
+            let column = a.col_as_slice_mut(j);
+            column[j] = to(self.diag[b] + self.damp);
+            match symmetric_line(h, b) {
+                Some(line) => {
+                    for (v, &other) in column[j + 1..]
+                        .iter_mut()
+                        .zip(order[..n - 1 - j].iter().rev())
+                    {
+                        *v = to(line[other]);
+                    }
+                }
+                None => {
+                    for (v, &other) in column[j + 1..]
+                        .iter_mut()
+                        .zip(order[..n - 1 - j].iter().rev())
+                    {
+                        *v = to(h[(b, other)]);
+                    }
+                }
             }
-        });
+        }
         let mut scratch = MemBuffer::new(cholesky_in_place_scratch::<T>(
             n,
             Par::Seq,
@@ -411,6 +428,15 @@ impl Dampened {
         // Scaled in f32 from the rounded entries: the relative error stays that of f32.
         scale_columns(l32.as_mut()).then_some(l32)
     }
+}
+
+/// Row `b` of the symmetric `h` as a contiguous slice (row `b` or, the same values, column
+/// `b`, whichever is contiguous); `None` when neither is.
+fn symmetric_line(h: MatRef<'_, f64>, b: usize) -> Option<&[f64]> {
+    if let Some(row) = h.row(b).try_as_row_major() {
+        return Some(row.as_slice());
+    }
+    h.col(b).try_as_col_major().map(|c| c.as_slice())
 }
 
 /// Divides every column of a lower triangular matrix by its diagonal entry; false when a
@@ -556,19 +582,23 @@ fn count_below<const N: usize>(cuts: &[f32], x: f32) -> usize {
 /// column-major working copies, so that the rows being gathered stay in cache.
 const TILE_ROWS: usize = 16;
 
-/// Columns per inner block of [`gather_back`]: the span handled by rank-1 updates, between
-/// products.
+/// Columns per inner block of [`gather_back`]'s leaves: the span handled by rank-1 updates,
+/// between products.
 const INNER: usize = 16;
 
 /// Quantizes the rows of one covariance group (`weights`, `rows × cols` from global row
 /// `first_row`) in column order `order` with the gathering factor `m` (`M̃`, see
 /// [`Dampened::gather_factor`]), writing unpacked codes.
 ///
-/// The working copy `w` is column-major in processing order; a column holds the original
-/// weights until it is rounded and the rounding difference `w − q` after. Each block of
-/// columns starts from its original weights plus one product with every earlier difference,
-/// `A = W_B + D_{<B} M̃_{<B,B}`; inside it, inner blocks of [`INNER`] columns take the
-/// block's earlier differences by a product, and their own by rank-1 updates over the rows.
+/// Column `i` is rounded at `w_i + g_i` with `g_i = Σ_{k<i} d_k M̃_ki`, the gathered sum of the
+/// earlier rounding differences `d_k = w_k − q_k`. The working copy `w` (column-major, in
+/// processing order) holds a column's original weights until it is rounded and `d_i` after;
+/// the sums `g` are formed recursively: the columns split into halves, the first half is
+/// finished, its differences reach the whole second half in one product
+/// `G_R += D_L M̃_{L,R}`, then the second half is finished. The products have both dimensions
+/// long, the shape a matrix product runs fastest on; halves of at most `block_size` columns
+/// are leaves ([`Gather::finish_leaf`]). The first half's sums are dead once it is finished,
+/// so the second half's take their place and `g` holds half of the columns.
 fn gather_back(
     state: &State<'_>,
     weights: &[f32],
@@ -591,71 +621,130 @@ fn gather_back(
     }
     // Codes in processing order, column-major, until they are put back at the end.
     let mut permuted = vec![0u8; rows * n];
-    let block_size = block_size.min(n);
-    let mut a = vec![0.0f32; rows * block_size];
-    for i1 in (0..n).step_by(block_size) {
-        let i2 = (i1 + block_size).min(n);
-        let width = i2 - i1;
-        let a = &mut a[..rows * width];
-        a.copy_from_slice(&w[rows * i1..rows * i2]);
-        if i1 > 0 {
-            matmul(
-                MatMut::from_column_major_slice_mut(a, rows, width),
-                Accum::Add,
-                MatRef::from_column_major_slice(&w[..rows * i1], rows, i1),
-                m.submatrix(0, i1, i1, width),
-                1.0,
-                Par::Seq,
-            );
-        }
-        for s1 in (i1..i2).step_by(INNER) {
-            let s2 = (s1 + INNER).min(i2);
-            if s1 > i1 {
-                matmul(
-                    MatMut::from_column_major_slice_mut(
-                        &mut a[rows * (s1 - i1)..rows * (s2 - i1)],
-                        rows,
-                        s2 - s1,
-                    ),
-                    Accum::Add,
-                    MatRef::from_column_major_slice(&w[rows * i1..rows * s1], rows, s1 - i1),
-                    m.submatrix(i1, s1, s1 - i1, s2 - s1),
-                    1.0,
-                    Par::Seq,
-                );
-            }
-            for i in s1..s2 {
-                let c = order[i];
-                let (current, later) = a[rows * (i - i1)..rows * (s2 - i1)].split_at_mut(rows);
-                let difference = &mut w[rows * i..rows * (i + 1)];
-                let codes = &mut permuted[rows * i..rows * (i + 1)];
-                for (r, ((d, code), &x)) in difference
-                    .iter_mut()
-                    .zip(codes.iter_mut())
-                    .zip(current.iter())
-                    .enumerate()
-                {
-                    let (cuts, levels) = state.codebook(state.group_of(first_row + r, c));
-                    let k = encode(cuts, x);
-                    *code = k as u8;
-                    *d -= levels[k];
-                }
-                for (s, column) in (i + 1..s2).zip(later.chunks_exact_mut(rows)) {
-                    let coefficient = m[(i, s)];
-                    if coefficient != 0.0 {
-                        for (v, &d) in column.iter_mut().zip(difference.iter()) {
-                            *v += coefficient * d;
-                        }
-                    }
-                }
-            }
-        }
+    let gather = Gather {
+        state,
+        first_row,
+        order,
+        m,
+        rows,
+        block_size: block_size.clamp(1, n),
+    };
+    let half = gather.split(n);
+    let mut g = vec![0.0f32; rows * half];
+    if half == n {
+        gather.finish(&mut w, &mut g, &mut permuted, 0);
+    } else {
+        let (left, right) = w.split_at_mut(rows * half);
+        let (left_codes, right_codes) = permuted.split_at_mut(rows * half);
+        gather.finish(left, &mut g, left_codes, 0);
+        let g = &mut g[..rows * (n - half)];
+        gather.carry(left, g, Accum::Replace, 0, half);
+        gather.finish(right, g, right_codes, half);
     }
     for r0 in (0..rows).step_by(TILE_ROWS) {
         let r1 = (r0 + TILE_ROWS).min(rows);
         for (column, &c) in permuted.chunks_exact(rows).zip(order) {
             for (&code, r) in column[r0..r1].iter().zip(r0..r1) {
                 codes[r * n + c] = code;
+            }
+        }
+    }
+}
+
+/// What [`gather_back`]'s recursion shares.
+struct Gather<'s, 'a> {
+    state: &'s State<'a>,
+    first_row: usize,
+    order: &'s [usize],
+    m: MatRef<'s, f32>,
+    rows: usize,
+    block_size: usize,
+}
+
+impl Gather<'_, '_> {
+    /// Where `width` columns split: the first half rounded up to whole blocks (so that leaves
+    /// stay `block_size` wide), or `width` for a leaf.
+    fn split(&self, width: usize) -> usize {
+        if width <= self.block_size {
+            width
+        } else {
+            width.div_ceil(2).div_ceil(self.block_size) * self.block_size
+        }
+    }
+
+    /// `g += D M̃[first..first + k, first + k..]` (or `=` with [`Accum::Replace`]): the
+    /// differences `d` of the `k` columns from `first` gathered into the columns after them.
+    fn carry(&self, d: &[f32], g: &mut [f32], accum: Accum, first: usize, k: usize) {
+        let rows = self.rows;
+        let width = g.len() / rows;
+        matmul(
+            MatMut::from_column_major_slice_mut(g, rows, width),
+            accum,
+            MatRef::from_column_major_slice(d, rows, k),
+            self.m.submatrix(first, first + k, k, width),
+            1.0,
+            Par::Seq,
+        );
+    }
+
+    /// Finishes the columns `first..first + width` in processing order, whose weights and then
+    /// differences are `w` (`rows × width`, column-major), sums `g` (the same shape) and codes
+    /// `codes`, every earlier column's difference already gathered into `g`.
+    fn finish(&self, w: &mut [f32], g: &mut [f32], codes: &mut [u8], first: usize) {
+        let rows = self.rows;
+        let width = w.len().checked_div(rows).unwrap_or(0);
+        let half = self.split(width);
+        if half == width {
+            self.finish_leaf(w, g, codes, first);
+            return;
+        }
+        let (left, right) = w.split_at_mut(rows * half);
+        let (left_g, right_g) = g.split_at_mut(rows * half);
+        let (left_codes, right_codes) = codes.split_at_mut(rows * half);
+        self.finish(left, left_g, left_codes, first);
+        self.carry(left, right_g, Accum::Add, first, half);
+        self.finish(right, right_g, right_codes, first + half);
+    }
+
+    /// [`finish`](Self::finish) for one leaf: inner blocks of [`INNER`] columns take the
+    /// leaf's earlier differences by a product and their own by rank-1 updates over the rows.
+    fn finish_leaf(&self, w: &mut [f32], g: &mut [f32], codes: &mut [u8], first: usize) {
+        let rows = self.rows;
+        let width = w.len().checked_div(rows).unwrap_or(0);
+        for s1 in (0..width).step_by(INNER) {
+            let s2 = (s1 + INNER).min(width);
+            let (done, rest) = w.split_at_mut(rows * s1);
+            let sums = &mut g[rows * s1..rows * s2];
+            if s1 > 0 {
+                self.carry(done, sums, Accum::Add, first, s1);
+            }
+            for t in 0..s2 - s1 {
+                let i = first + s1 + t;
+                let c = self.order[i];
+                let (current, later) = sums[rows * t..].split_at_mut(rows);
+                let difference = &mut rest[rows * t..rows * (t + 1)];
+                let column_codes = &mut codes[rows * (s1 + t)..rows * (s1 + t + 1)];
+                for (r, ((d, code), &sum)) in difference
+                    .iter_mut()
+                    .zip(column_codes.iter_mut())
+                    .zip(current.iter())
+                    .enumerate()
+                {
+                    let (cuts, levels) = self
+                        .state
+                        .codebook(self.state.group_of(self.first_row + r, c));
+                    let k = encode(cuts, *d + sum);
+                    *code = k as u8;
+                    *d -= levels[k];
+                }
+                for (s, column) in (i + 1..).zip(later.chunks_exact_mut(rows)) {
+                    let coefficient = self.m[(i, s)];
+                    if coefficient != 0.0 {
+                        for (v, &d) in column.iter_mut().zip(difference.iter()) {
+                            *v += coefficient * d;
+                        }
+                    }
+                }
             }
         }
     }
