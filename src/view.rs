@@ -410,6 +410,9 @@ impl<'a> QuantizedView<'a> {
                 }
             }
         }
+        if bits == 4 && g >= cols && self.gemv_int8_batched(isa, xq, rows.clone(), y) {
+            return;
+        }
         let mut table = kernels::Table::new();
         let mut t8 = kernels::I8Table::new();
         let mut loaded = usize::MAX;
@@ -434,6 +437,63 @@ impl<'a> QuantizedView<'a> {
             }
             *out = acc;
         }
+    }
+
+    /// 4-bit rows of one group each, [`kernels::ROWS_PER_PASS`] rows per pass over `x`;
+    /// `false` where no batched kernel runs (then `y` is left to the general loop). Each
+    /// row's result is the general loop's up to `f32` summation order, and does not depend
+    /// on where `rows` starts.
+    #[cfg(feature = "alloc")]
+    fn gemv_int8_batched(
+        &self,
+        isa: kernels::Isa,
+        xq: &kernels::Int8X,
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) -> bool {
+        const R: usize = kernels::ROWS_PER_PASS;
+        let rb = self.row_bytes();
+        let codes = self.packed_codes();
+        let mut table = kernels::Table::new();
+        let mut tables: [kernels::I8Table; R] = core::array::from_fn(|_| kernels::I8Table::new());
+        let mut loaded = [usize::MAX; R];
+        let mut first = rows.start;
+        for ys in y.chunks_mut(R) {
+            for (r, (t8, at)) in tables
+                .iter_mut()
+                .zip(&mut loaded)
+                .enumerate()
+                .take(ys.len())
+            {
+                let group = self.group_index(first + r, 0);
+                if *at != group {
+                    table.len = self
+                        .family()
+                        .levels_into(self.parts.group_params(group), &mut table.v);
+                    t8.set(&table);
+                    *at = group;
+                }
+            }
+            let row = |r: usize| &codes[(first + r) * rb..(first + r + 1) * rb];
+            if ys.len() == R {
+                let t: [&kernels::I8Table; R] = core::array::from_fn(|r| &tables[r]);
+                let Some(out) = kernels::dot4_i8_rows(isa, core::array::from_fn(row), t, xq) else {
+                    return false;
+                };
+                for ((y, v), t8) in ys.iter_mut().zip(out).zip(&tables) {
+                    *y = t8.scale * v;
+                }
+            } else {
+                for (r, y) in ys.iter_mut().enumerate() {
+                    let Some([v]) = kernels::dot4_i8_rows(isa, [row(r)], [&tables[r]], xq) else {
+                        return false;
+                    };
+                    *y = tables[r].scale * v;
+                }
+            }
+            first += ys.len();
+        }
+        true
     }
 
     /// `Y = W·X` for a batch of `n` columns. `x` is the `cols × n` matrix X and `y` the `rows ×

@@ -66,6 +66,37 @@ impl Avx2 {
         unsafe { dot4_i8(bytes, t16, xq, scales) }
     }
 
+    /// Int8 dot products of `R` packed 4-bit rows (whole blocks, each through its own table)
+    /// with one `x` in pair order (see [`dot4_i8_rows`]).
+    #[inline]
+    pub(crate) fn dot4_i8_rows<const R: usize>(
+        self,
+        rows: [&[u8]; R],
+        tables: [&[i8; 16]; R],
+        xp: &[i8],
+        ps: &[f32],
+    ) -> [f32; R] {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_i8_rows(rows, tables, xp, ps) }
+    }
+
+    /// Int8 dot product of a 4-bit row in groups of `g` codes (a multiple of 32) sharing one
+    /// int8 table up to an `f16` scale per group, `x` in pair order (see
+    /// [`dot4_i8_pairs_scaled`]).
+    #[inline]
+    pub(crate) fn dot4_i8_pairs_scaled(
+        self,
+        bytes: &[u8],
+        t16: &[i8; 16],
+        xp: &[i8],
+        ps: &[f32],
+        g: usize,
+        scales: &[u8],
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_i8_pairs_scaled(bytes, t16, xp, ps, g, scales) }
+    }
+
     /// A 4-bit row cut into groups of `g` codes (a multiple of 16), each group's table
     /// derived in registers from its `(a, q)` (see [`dot4_groups`]).
     #[inline]
@@ -109,22 +140,6 @@ impl Avx2 {
     ) -> f32 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
         unsafe { dot_perm_scaled::<BITS>(bytes, t16, xp, g, scales) }
-    }
-
-    /// Int8 dot product of a 4-bit row in groups of `g` codes (a multiple of 32) sharing one
-    /// int8 table up to an `f16` scale per group (see [`dot4_i8_scaled`]).
-    #[inline]
-    pub(crate) fn dot4_i8_scaled(
-        self,
-        bytes: &[u8],
-        t16: &[i8; 16],
-        xq: &[i8],
-        xscales: &[f32],
-        g: usize,
-        scales: &[u8],
-    ) -> f32 {
-        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_scaled(bytes, t16, xq, xscales, g, scales) }
     }
 
     /// The int8 twin of [`dot4_groups`](Self::dot4_groups): groups of `g` codes (a multiple
@@ -428,8 +443,7 @@ unsafe fn dot4_i8(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f3
     unsafe { dot4_i8_blocks(bytes, t16, xq, blocks, |b| scales[b]) }
 }
 
-/// The block loop of [`dot4_i8`] and [`dot4_i8_scaled`], which differ only in each block's
-/// scale, `scale(b)`.
+/// The block loop of [`dot4_i8`] (`x` in natural order), each block scaled by `scale(b)`.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; `bytes` holds at least `16 * blocks` bytes and `xq` at
@@ -486,6 +500,191 @@ unsafe fn dot4_i8_blocks(
         }
         hsum(_mm256_add_ps(acc[0], acc[1]))
     }
+}
+
+/// The `i32` sums of a pair of blocks from one 32-byte load `v` of their packed codes: the
+/// low nibbles (even positions) meet `xe` and the high nibbles (odd positions) `xo`, `x` in
+/// [`pair_order`](super::portable::pair_order), so lane 0 sums block `b` and lane 1 block
+/// `b + 1` with no permute.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn pair_sums(v: __m256i, table: __m256i, xe: __m256i, xo: __m256i) -> __m256i {
+    let mask = _mm256_set1_epi8(0x0f);
+    let lo = _mm256_and_si256(v, mask);
+    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+    _mm256_add_epi32(
+        block_i8(_mm256_shuffle_epi8(table, lo), xe),
+        block_i8(_mm256_shuffle_epi8(table, hi), xo),
+    )
+}
+
+/// Int8 dot products of `R` packed 4-bit rows with one `x` in
+/// [`pair_order`](super::portable::pair_order) (`xp`, `blocks` whole blocks), each row
+/// through its 16-entry table. A pair of blocks scales its `i32` sums by the vector
+/// `pair_scale(r, b)` (block `b`'s scale in lanes 0–3, block `b + 1`'s in lanes 4–7); a last
+/// lone block by `block_scale(r, b)`. The rows share each load of `x`, and every row runs
+/// the same operations in the same order whatever rows it is batched with, so a row's result
+/// does not depend on `R`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes and `xp` at
+/// least `32 * blocks` values.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_pairs<const R: usize>(
+    rows: [&[u8]; R],
+    tables: [&[i8; 16]; R],
+    xp: &[i8],
+    blocks: usize,
+    pair_scale: impl Fn(usize, usize) -> __m256,
+    block_scale: impl Fn(usize, usize) -> f32,
+) -> [f32; R] {
+    // SAFETY: the blocks from `b` on that a step reads (four, two, or the lone last one) are
+    // below `blocks`: bytes `16b ..` of every row and values `32b ..` of `xp` past them stay
+    // inside the lengths the caller guarantees; the tables hold 16 bytes.
+    unsafe {
+        let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
+        let tv: [__m256i; R] = core::array::from_fn(|r| {
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
+        });
+        let x = xp.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut b = 0;
+        // Two pairs per step: their scaled sums meet in one add per row, which keeps each
+        // row's accumulator chain short.
+        while b + 4 <= blocks {
+            let (x0e, x0o) = (load(x, 32 * b), load(x, 32 * b + 32));
+            let (x1e, x1o) = (load(x, 32 * b + 64), load(x, 32 * b + 96));
+            for r in 0..R {
+                let c = rows[r].as_ptr().cast::<i8>();
+                let s0 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], x0e, x0o));
+                let s1 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b + 32), tv[r], x1e, x1o));
+                let p = _mm256_mul_ps(s0, pair_scale(r, b));
+                let p = _mm256_fmadd_ps(s1, pair_scale(r, b + 2), p);
+                acc[r] = _mm256_add_ps(acc[r], p);
+            }
+            b += 4;
+        }
+        if b + 2 <= blocks {
+            let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
+            for r in 0..R {
+                let c = rows[r].as_ptr().cast::<i8>();
+                let s = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], xe, xo));
+                acc[r] = _mm256_fmadd_ps(s, pair_scale(r, b), acc[r]);
+            }
+            b += 2;
+        }
+        let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
+        if b < blocks {
+            // A lone block: its 16 bytes' low nibbles in lane 0 and high nibbles in lane 1
+            // meet its even and odd values, which lie in that order.
+            let mask = _mm_set1_epi8(0x0f);
+            let xv = load(x, 32 * b);
+            for r in 0..R {
+                let v = _mm_loadu_si128(rows[r].as_ptr().add(16 * b).cast());
+                let codes = _mm256_set_m128i(
+                    _mm_and_si128(_mm_srli_epi16::<4>(v), mask),
+                    _mm_and_si128(v, mask),
+                );
+                let sums = block_i8(_mm256_shuffle_epi8(tv[r], codes), xv);
+                out[r] += hsum(_mm256_cvtepi32_ps(sums)) * block_scale(r, b);
+            }
+        }
+        out
+    }
+}
+
+/// [`dot4_i8_pairs`] for rows with one scale per block, `ps` holding each block's scale four
+/// times (so the pair `b`, `b + 1` loads its scale vector from `ps[4b ..]`).
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_rows<const R: usize>(
+    rows: [&[u8]; R],
+    tables: [&[i8; 16]; R],
+    xp: &[i8],
+    ps: &[f32],
+) -> [f32; R] {
+    let blocks = rows
+        .iter()
+        .fold(xp.len() / 32, |m, r| m.min(r.len() / 16))
+        .min(ps.len() / 4);
+    // SAFETY: a pair `b + 1 < blocks` reads `ps[4b .. 4b + 8]`, inside `ps`.
+    let pair = |_, b: usize| unsafe { _mm256_loadu_ps(ps.as_ptr().add(4 * b)) };
+    // SAFETY: `blocks` is clamped to the whole blocks every row and `xp` hold.
+    unsafe { dot4_i8_pairs(rows, tables, xp, blocks, pair, |_, b| ps[4 * b]) }
+}
+
+/// [`dot4_i8_rows`] for one row in groups of `g` codes (a multiple of 32) sharing its
+/// int8 table up to an `f16` scale per group (`scales`, two little-endian bytes a group): a
+/// block's scale is its `x` scale times its group's `a / 127`, as
+/// [`portable::dot4_i8_scaled`](super::portable::dot4_i8_scaled) computes it (the same
+/// products, so the same bits), the group scale decoded in registers.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_pairs_scaled(
+    bytes: &[u8],
+    t16: &[i8; 16],
+    xp: &[i8],
+    ps: &[f32],
+    g: usize,
+    scales: &[u8],
+) -> f32 {
+    use super::portable::{scale_at, F16_REBIAS, INV_127};
+    let per_group = (g / 32).max(1);
+    let blocks = (bytes.len() / 16)
+        .min(xp.len() / 32)
+        .min(ps.len() / 4)
+        .min(scales.len() / 2 * per_group);
+    // `h << 13` read as an `f32` is the `f16` value times 2^-112; one product with
+    // `2^112 / 127` (exact: a power of two times `INV_127`) rounds it to `a · INV_127`
+    // exactly as the reference's two products do, for normal and subnormal `a` alike.
+    let k = _mm256_set1_ps(F16_REBIAS * INV_127);
+    let field = _mm256_set1_epi32(0x7fff << 13);
+    // Lanes 0–3 take the first `f16` of a broadcast dword, lanes 4–7 the second.
+    let split = _mm256_setr_epi8(
+        0, 1, -1, -1, 0, 1, -1, -1, 0, 1, -1, -1, 0, 1, -1, -1, 2, 3, -1, -1, 2, 3, -1, -1, 2, 3,
+        -1, -1, 2, 3, -1, -1,
+    );
+    let group = |h: __m256i| {
+        let bits = _mm256_and_si256(_mm256_slli_epi32::<13>(h), field);
+        _mm256_mul_ps(_mm256_castsi256_ps(bits), k)
+    };
+    let pair = |_, b: usize| {
+        // SAFETY: a pair `b + 1 < blocks` reads `ps[4b .. 4b + 8]`, and the `f16` scales of
+        // its groups, all inside the clamped lengths.
+        let (s, h) = unsafe {
+            let s = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
+            let h = if per_group == 1 {
+                let d = u32::from_le_bytes([
+                    scales[2 * b],
+                    scales[2 * b + 1],
+                    scales[2 * b + 2],
+                    scales[2 * b + 3],
+                ]);
+                _mm256_shuffle_epi8(_mm256_set1_epi32(d as i32), split)
+            } else {
+                let f16 =
+                    |i: usize| i32::from(u16::from_le_bytes([scales[2 * i], scales[2 * i + 1]]));
+                let (i0, i1) = (b / per_group, (b + 1) / per_group);
+                let (h0, h1) = (f16(i0), f16(i1));
+                if i0 == i1 {
+                    _mm256_set1_epi32(h0)
+                } else {
+                    _mm256_setr_epi32(h0, h0, h0, h0, h1, h1, h1, h1)
+                }
+            };
+            (s, h)
+        };
+        _mm256_mul_ps(s, group(h))
+    };
+    let lone = |_, b: usize| ps[4 * b] * (scale_at(scales, b / per_group) * INV_127);
+    // SAFETY: `blocks` is clamped to the whole blocks `bytes` and `xp` hold.
+    let [r] = unsafe { dot4_i8_pairs([bytes], [t16], xp, blocks, pair, lone) };
+    r
 }
 
 /// A group's two 8-entry halves of its 16-entry table, computed as
@@ -955,34 +1154,6 @@ unsafe fn dot_perm_scaled<const BITS: i32>(
         }
         hsum(_mm256_add_ps(acc[0], acc[1]))
     }
-}
-
-/// [`dot4_i8`] over groups of `g` codes (a multiple of 32) that share the int8 table `t16`
-/// up to an `f16` scale per group: each block's `x` scale is multiplied by its group's
-/// `a / 127` before the block's integer sum is accumulated, so a group costs one scalar
-/// multiply and no table work (as
-/// [`portable::dot4_i8_scaled`](super::portable::dot4_i8_scaled)).
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_scaled(
-    bytes: &[u8],
-    t16: &[i8; 16],
-    xq: &[i8],
-    xscales: &[f32],
-    g: usize,
-    scales: &[u8],
-) -> f32 {
-    use super::portable::{scale_at, INV_127};
-    let per_group = (g / 32).max(1);
-    let blocks = (bytes.len() / 16)
-        .min(xq.len() / 32)
-        .min(xscales.len())
-        .min(scales.len() / 2 * per_group);
-    let scale = |b: usize| xscales[b] * (scale_at(scales, b / per_group) * INV_127);
-    // SAFETY: `blocks` is clamped to the whole blocks `bytes` and `xq` hold.
-    unsafe { dot4_i8_blocks(bytes, t16, xq, blocks, scale) }
 }
 
 // ---- GEMM micro-kernel --------------------------------------------------------------------
