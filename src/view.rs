@@ -454,41 +454,51 @@ impl<'a> QuantizedView<'a> {
         const R: usize = kernels::ROWS_PER_PASS;
         let rb = self.row_bytes();
         let codes = self.packed_codes();
+        let gen = gen16(self.family());
         let mut table = kernels::Table::new();
-        let mut tables: [kernels::I8Table; R] = core::array::from_fn(|_| kernels::I8Table::new());
-        let mut loaded = [usize::MAX; R];
+        let mut t8 = kernels::I8Table::new();
+        // Each slot's table, its scale, and the group it was made for: a family whose int8
+        // table follows from `q` alone (scale `a / 127`) gets it derived in registers, any
+        // other from its levels.
+        let mut tables = [[0i8; 16]; R];
+        let mut scale = [0.0f32; R];
+        let mut made = [None; R];
         let mut first = rows.start;
         for ys in y.chunks_mut(R) {
-            for (r, (t8, at)) in tables
-                .iter_mut()
-                .zip(&mut loaded)
-                .enumerate()
-                .take(ys.len())
-            {
+            for r in 0..ys.len() {
                 let group = self.group_index(first + r, 0);
-                if *at != group {
-                    table.len = self
-                        .family()
-                        .levels_into(self.parts.group_params(group), &mut table.v);
-                    t8.set(&table);
-                    *at = group;
+                let p = self.parts.group_params(group);
+                match &gen {
+                    Some(gen) => {
+                        if made[r] != Some(p.q.to_bits()) {
+                            tables[r] = kernels::table16_i8(isa, gen, p.q);
+                            made[r] = Some(p.q.to_bits());
+                        }
+                        scale[r] = p.a / 127.0;
+                    }
+                    None => {
+                        table.len = self.family().levels_into(p, &mut table.v);
+                        t8.set(&table);
+                        tables[r] = t8.t16();
+                        scale[r] = t8.scale;
+                    }
                 }
             }
             let row = |r: usize| &codes[(first + r) * rb..(first + r + 1) * rb];
             if ys.len() == R {
-                let t: [&kernels::I8Table; R] = core::array::from_fn(|r| &tables[r]);
+                let t: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);
                 let Some(out) = kernels::dot4_i8_rows(isa, core::array::from_fn(row), t, xq) else {
                     return false;
                 };
-                for ((y, v), t8) in ys.iter_mut().zip(out).zip(&tables) {
-                    *y = t8.scale * v;
+                for ((y, v), s) in ys.iter_mut().zip(out).zip(scale) {
+                    *y = s * v;
                 }
             } else {
                 for (r, y) in ys.iter_mut().enumerate() {
                     let Some([v]) = kernels::dot4_i8_rows(isa, [row(r)], [&tables[r]], xq) else {
                         return false;
                     };
-                    *y = tables[r].scale * v;
+                    *y = scale[r] * v;
                 }
             }
             first += ys.len();

@@ -66,6 +66,16 @@ impl Avx2 {
         unsafe { dot4_i8(bytes, t16, xq, scales) }
     }
 
+    /// A group's int8 table derived in registers (see [`table16_i8`]).
+    #[inline]
+    pub(crate) fn table16_i8(self, gen: &Gen16, q: f32) -> [i8; 16] {
+        let mut out = [0i8; 16];
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA; `out` holds
+        // the 16 bytes stored.
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), table16_i8(gen, q)) };
+        out
+    }
+
     /// Int8 dot products of `R` packed 4-bit rows (whole blocks, each through its own table)
     /// with one `x` in pair order (see [`dot4_i8_rows`]).
     #[inline]

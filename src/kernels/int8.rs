@@ -44,9 +44,8 @@ impl I8Table {
         self.len = table.len;
     }
 
-    /// The first sixteen entries, the register table of the 4-bit x86 kernels.
-    #[cfg(target_arch = "x86_64")]
-    fn t16(&self) -> [i8; 16] {
+    /// The first sixteen entries, the register table of the 4-bit kernels.
+    pub fn t16(&self) -> [i8; 16] {
         core::array::from_fn(|i| self.v[i])
     }
 }
@@ -108,15 +107,15 @@ impl Int8X {
 /// Rows per pass of the batched 4-bit int8 kernel.
 pub(crate) const ROWS_PER_PASS: usize = 4;
 
-/// `R` whole 4-bit rows (`x.xq.len()` codes each) through their tables (at most 16 levels
-/// each), as [`dot_int8_span`] over the whole row computes each (multiply by the table's
-/// scale for the dot product), in one pass over `x` on the paths with a batched kernel;
-/// `None` on the others. A row's result does not depend on the rows batched with it.
+/// `R` whole 4-bit rows (`x.xq.len()` codes each) through their 16-entry int8 tables, as
+/// [`dot_int8_span`] over the whole row computes each (multiply by the table's scale for the
+/// dot product), in one pass over `x` on the paths with a batched kernel; `None` on the
+/// others. A row's result does not depend on the rows batched with it.
 #[cfg(feature = "alloc")]
 pub(crate) fn dot4_i8_rows<const R: usize>(
     isa: Isa,
     rows: [&[u8]; R],
-    tables: [&I8Table; R],
+    tables: [&[i8; 16]; R],
     x: &Int8X,
 ) -> Option<[f32; R]> {
     #[cfg(target_arch = "x86_64")]
@@ -126,16 +125,14 @@ pub(crate) fn dot4_i8_rows<const R: usize>(
             Path::Avx512(t) => t.avx2(),
             _ => return None,
         };
-        if tables.iter().any(|t| t.len > 16) {
-            return None;
-        }
-        let t16: [[i8; 16]; R] = core::array::from_fn(|r| tables[r].t16());
-        let mut out = t.dot4_i8_rows(rows, core::array::from_fn(|r| &t16[r]), &x.xp, &x.ps);
+        let mut out = t.dot4_i8_rows(rows, tables, &x.xp, &x.ps);
         let n = x.xq.len();
         let whole = x.xp.len();
         if whole < n {
-            for (o, (row, table)) in out.iter_mut().zip(rows.iter().zip(tables)) {
-                *o += portable::dot_i8_span(4, row, whole, n - whole, &table.v, &x.xq, &x.scales);
+            let mut wide = [0i8; 256];
+            for (o, (row, t16)) in out.iter_mut().zip(rows.iter().zip(tables)) {
+                wide[..16].copy_from_slice(t16);
+                *o += portable::dot_i8_span(4, row, whole, n - whole, &wide, &x.xq, &x.scales);
             }
         }
         Some(out)
@@ -144,6 +141,19 @@ pub(crate) fn dot4_i8_rows<const R: usize>(
     {
         let _ = (isa, rows, tables, x);
         None
+    }
+}
+
+/// A 4-bit group's int8 table derived from its `q` (see
+/// [`portable::table16_i8`]; the group's scale is `a / 127`), in registers where a kernel
+/// does it, with the same bits on every path.
+pub(crate) fn table16_i8(isa: Isa, gen: &portable::Gen16, q: f32) -> [i8; 16] {
+    match isa.path() {
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2(t) => t.table16_i8(gen, q),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512(t) => t.avx2().table16_i8(gen, q),
+        _ => portable::table16_i8(gen, q),
     }
 }
 
@@ -403,7 +413,11 @@ mod tests {
                 .map(|r| row(&mut next, cols, if r % 2 == 0 { 16 } else { 15 }))
                 .collect();
             let packed: [&[u8]; ROWS_PER_PASS] = core::array::from_fn(|r| &rows[r].0[..]);
-            let tables: [&I8Table; ROWS_PER_PASS] = core::array::from_fn(|r| &rows[r].1);
+            let t16: Vec<[i8; 16]> = rows
+                .iter()
+                .map(|(_, t)| core::array::from_fn(|i| t.v[i]))
+                .collect();
+            let tables: [&[i8; 16]; ROWS_PER_PASS] = core::array::from_fn(|r| &t16[r]);
             for isa in Isa::available() {
                 let Some(batched) = dot4_i8_rows(isa, packed, tables, &xq) else {
                     continue;
