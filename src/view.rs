@@ -370,23 +370,7 @@ impl<'a> QuantizedView<'a> {
             if g < cols && g.is_multiple_of(32) && isa.kind() != kernels::IsaKind::Scalar {
                 let encoding = self.parts.shape().encoding;
                 if encoding.compact_run(self.parts.param_bytes(), 0).is_some() {
-                    // Compact parameters: the row's int8 table once, then one scalar
-                    // multiply per group.
-                    let mut table_q = f32::NAN;
-                    let mut t16 = [0i8; 16];
-                    for (row, out) in rows.clone().zip(y.iter_mut()) {
-                        let Some((q, scales)) = encoding.compact_run(self.parts.param_bytes(), row)
-                        else {
-                            break;
-                        };
-                        if q.to_bits() != table_q.to_bits() {
-                            t16 = crate::isa::portable::table16_i8(&gen, q);
-                            table_q = q;
-                        }
-                        let packed = &self.packed_codes()
-                            [row * self.row_bytes()..(row + 1) * self.row_bytes()];
-                        *out = kernels::dot4_i8_scaled(isa, packed, xq, g, &t16, scales);
-                    }
+                    self.gemv_int8_compact(isa, xq, g, &gen, rows, y);
                     return;
                 }
                 let mut done = true;
@@ -436,6 +420,59 @@ impl<'a> QuantizedView<'a> {
                 start += len;
             }
             *out = acc;
+        }
+    }
+
+    /// Compact parameters (one `q` per row, an `f16` scale per group of `g` codes): each row's
+    /// int8 table once, then one product per block; [`kernels::ROWS_PER_PASS`] rows per pass
+    /// over `x` where a batched kernel runs, each row's result the same whatever rows run
+    /// with it.
+    #[cfg(feature = "alloc")]
+    fn gemv_int8_compact(
+        &self,
+        isa: kernels::Isa,
+        xq: &kernels::Int8X,
+        g: usize,
+        gen: &Gen16,
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) {
+        const R: usize = kernels::ROWS_PER_PASS;
+        let encoding = self.parts.shape().encoding;
+        let params = self.parts.param_bytes();
+        let rb = self.row_bytes();
+        let codes = self.packed_codes();
+        let mut tables = [[0i8; 16]; R];
+        let mut made = [None; R];
+        let mut first = rows.start;
+        for ys in y.chunks_mut(R) {
+            let mut scales: [&[u8]; R] = [&[]; R];
+            for r in 0..ys.len() {
+                let Some((q, s)) = encoding.compact_run(params, first + r) else {
+                    return;
+                };
+                if made[r] != Some(q.to_bits()) {
+                    tables[r] = kernels::table16_i8(isa, gen, q);
+                    made[r] = Some(q.to_bits());
+                }
+                scales[r] = s;
+            }
+            let row = |r: usize| &codes[(first + r) * rb..(first + r + 1) * rb];
+            let batched = if ys.len() == R {
+                let t: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);
+                kernels::dot4_i8_scaled_rows(isa, core::array::from_fn(row), xq, g, t, scales)
+            } else {
+                None
+            };
+            match batched {
+                Some(out) => ys.copy_from_slice(&out),
+                None => {
+                    for (r, y) in ys.iter_mut().enumerate() {
+                        *y = kernels::dot4_i8_scaled(isa, row(r), xq, g, &tables[r], scales[r]);
+                    }
+                }
+            }
+            first += ys.len();
         }
     }
 

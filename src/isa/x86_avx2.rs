@@ -90,21 +90,21 @@ impl Avx2 {
         unsafe { dot4_i8_rows(rows, tables, xp, ps) }
     }
 
-    /// Int8 dot product of a 4-bit row in groups of `g` codes (a multiple of 32) sharing one
-    /// int8 table up to an `f16` scale per group, `x` in pair order (see
+    /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
+    /// sharing one int8 table up to an `f16` scale per group, `x` in pair order (see
     /// [`dot4_i8_pairs_scaled`]).
     #[inline]
-    pub(crate) fn dot4_i8_pairs_scaled(
+    pub(crate) fn dot4_i8_pairs_scaled<const R: usize>(
         self,
-        bytes: &[u8],
-        t16: &[i8; 16],
+        rows: [&[u8]; R],
+        tables: [&[i8; 16]; R],
         xp: &[i8],
         ps: &[f32],
         g: usize,
-        scales: &[u8],
-    ) -> f32 {
+        scales: [&[u8]; R],
+    ) -> [f32; R] {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_pairs_scaled(bytes, t16, xp, ps, g, scales) }
+        unsafe { dot4_i8_pairs_scaled(rows, tables, xp, ps, g, scales) }
     }
 
     /// A 4-bit row cut into groups of `g` codes (a multiple of 16), each group's table
@@ -626,29 +626,31 @@ unsafe fn dot4_i8_rows<const R: usize>(
     unsafe { dot4_i8_pairs(rows, tables, xp, blocks, pair, |_, b| ps[4 * b]) }
 }
 
-/// [`dot4_i8_rows`] for one row in groups of `g` codes (a multiple of 32) sharing its
-/// int8 table up to an `f16` scale per group (`scales`, two little-endian bytes a group): a
-/// block's scale is its `x` scale times its group's `a / 127`, as
+/// [`dot4_i8_rows`] for rows in groups of `g` codes (a multiple of 32), each row sharing its
+/// int8 table up to an `f16` scale per group (`scales[r]`, two little-endian bytes a group):
+/// a block's scale is its `x` scale times its group's `a / 127`, as
 /// [`portable::dot4_i8_scaled`](super::portable::dot4_i8_scaled) computes it (the same
 /// products, so the same bits), the group scale decoded in registers.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_pairs_scaled(
-    bytes: &[u8],
-    t16: &[i8; 16],
+unsafe fn dot4_i8_pairs_scaled<const R: usize>(
+    rows: [&[u8]; R],
+    tables: [&[i8; 16]; R],
     xp: &[i8],
     ps: &[f32],
     g: usize,
-    scales: &[u8],
-) -> f32 {
+    scales: [&[u8]; R],
+) -> [f32; R] {
     use super::portable::{scale_at, F16_REBIAS, INV_127};
     let per_group = (g / 32).max(1);
-    let blocks = (bytes.len() / 16)
-        .min(xp.len() / 32)
-        .min(ps.len() / 4)
-        .min(scales.len() / 2 * per_group);
+    let blocks = rows
+        .iter()
+        .zip(&scales)
+        .fold((xp.len() / 32).min(ps.len() / 4), |m, (r, s)| {
+            m.min(r.len() / 16).min(s.len() / 2 * per_group)
+        });
     // `h << 13` read as an `f32` is the `f16` value times 2^-112; one product with
     // `2^112 / 127` (exact: a power of two times `INV_127`) rounds it to `a · INV_127`
     // exactly as the reference's two products do, for normal and subnormal `a` alike.
@@ -663,7 +665,8 @@ unsafe fn dot4_i8_pairs_scaled(
         let bits = _mm256_and_si256(_mm256_slli_epi32::<13>(h), field);
         _mm256_mul_ps(_mm256_castsi256_ps(bits), k)
     };
-    let pair = |_, b: usize| {
+    let pair = |r: usize, b: usize| {
+        let scales = scales[r];
         // SAFETY: a pair `b + 1 < blocks` reads `ps[4b .. 4b + 8]`, and the `f16` scales of
         // its groups, all inside the clamped lengths.
         let (s, h) = unsafe {
@@ -691,10 +694,9 @@ unsafe fn dot4_i8_pairs_scaled(
         };
         _mm256_mul_ps(s, group(h))
     };
-    let lone = |_, b: usize| ps[4 * b] * (scale_at(scales, b / per_group) * INV_127);
-    // SAFETY: `blocks` is clamped to the whole blocks `bytes` and `xp` hold.
-    let [r] = unsafe { dot4_i8_pairs([bytes], [t16], xp, blocks, pair, lone) };
-    r
+    let lone = |r: usize, b: usize| ps[4 * b] * (scale_at(scales[r], b / per_group) * INV_127);
+    // SAFETY: `blocks` is clamped to the whole blocks every row and `xp` hold.
+    unsafe { dot4_i8_pairs(rows, tables, xp, blocks, pair, lone) }
 }
 
 /// A group's two 8-entry halves of its 16-entry table, computed as

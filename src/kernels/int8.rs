@@ -327,24 +327,60 @@ pub(crate) fn dot4_i8_scaled(
     t16: &[i8; 16],
     scales: &[u8],
 ) -> f32 {
+    if let Some([v]) = dot4_i8_scaled_rows(isa, [row], x, g, [t16], [scales]) {
+        return v;
+    }
     let n = x.xq.len();
     let whole = n / QBLOCK * QBLOCK;
-    let head = match isa.path() {
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx2(t) => t.dot4_i8_pairs_scaled(row, t16, &x.xp, &x.ps, g, scales),
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx512(t) => t
-            .avx2()
-            .dot4_i8_pairs_scaled(row, t16, &x.xp, &x.ps, g, scales),
-        _ => portable::dot4_i8_scaled(row, t16, &x.xq[..whole], &x.scales, g, scales),
-    };
+    let head = portable::dot4_i8_scaled(row, t16, &x.xq[..whole], &x.scales, g, scales);
+    head + scaled_tail(row, x, g, t16, scales)
+}
+
+/// [`dot4_i8_scaled`] for `R` rows in one pass over `x` on the paths with a batched kernel;
+/// `None` on the others. A row's result does not depend on the rows batched with it.
+#[cfg(feature = "alloc")]
+pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
+    isa: Isa,
+    rows: [&[u8]; R],
+    x: &Int8X,
+    g: usize,
+    tables: [&[i8; 16]; R],
+    scales: [&[u8]; R],
+) -> Option<[f32; R]> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let t = match isa.path() {
+            Path::Avx2(t) => t,
+            Path::Avx512(t) => t.avx2(),
+            _ => return None,
+        };
+        let mut out = t.dot4_i8_pairs_scaled(rows, tables, &x.xp, &x.ps, g, scales);
+        if x.xp.len() < x.xq.len() {
+            for (r, o) in out.iter_mut().enumerate() {
+                *o += scaled_tail(rows[r], x, g, tables[r], scales[r]);
+            }
+        }
+        Some(out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, rows, x, g, tables, scales);
+        None
+    }
+}
+
+/// The short last block of a compact row (0 when the row ends on a whole block).
+#[cfg(feature = "alloc")]
+fn scaled_tail(row: &[u8], x: &Int8X, g: usize, t16: &[i8; 16], scales: &[u8]) -> f32 {
+    let n = x.xq.len();
+    let whole = n / QBLOCK * QBLOCK;
     if whole == n {
-        return head;
+        return 0.0;
     }
     let mut table = [0i8; 256];
     table[..16].copy_from_slice(t16);
     let part = portable::dot_i8_span(4, row, whole, n - whole, &table, &x.xq, &x.scales);
-    head + portable::scale_at(scales, whole / g.max(1)) * portable::INV_127 * part
+    portable::scale_at(scales, whole / g.max(1)) * portable::INV_127 * part
 }
 
 #[cfg(all(test, feature = "alloc"))]
