@@ -630,7 +630,8 @@ unsafe fn dot4_i8_rows<const R: usize>(
 /// int8 table up to an `f16` scale per group (`scales[r]`, two little-endian bytes a group):
 /// a block's scale is its `x` scale times its group's `a / 127`, as
 /// [`portable::dot4_i8_scaled`](super::portable::dot4_i8_scaled) computes it (the same
-/// products, so the same bits), the group scale decoded in registers.
+/// products, so the same bits), computed for a span of blocks at a time before the span's
+/// pair loop.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
@@ -643,7 +644,9 @@ unsafe fn dot4_i8_pairs_scaled<const R: usize>(
     g: usize,
     scales: [&[u8]; R],
 ) -> [f32; R] {
-    use super::portable::{scale_at, F16_REBIAS, INV_127};
+    use super::portable::{scale_at, INV_127};
+    // Blocks per chunk of combined scales (even, so pairs stay aligned).
+    const SPAN: usize = 64;
     let per_group = (g / 32).max(1);
     let blocks = rows
         .iter()
@@ -651,52 +654,48 @@ unsafe fn dot4_i8_pairs_scaled<const R: usize>(
         .fold((xp.len() / 32).min(ps.len() / 4), |m, (r, s)| {
             m.min(r.len() / 16).min(s.len() / 2 * per_group)
         });
-    // `h << 13` read as an `f32` is the `f16` value times 2^-112; one product with
-    // `2^112 / 127` (exact: a power of two times `INV_127`) rounds it to `a · INV_127`
-    // exactly as the reference's two products do, for normal and subnormal `a` alike.
-    let k = _mm256_set1_ps(F16_REBIAS * INV_127);
-    let field = _mm256_set1_epi32(0x7fff << 13);
-    // Lanes 0–3 take the first `f16` of a broadcast dword, lanes 4–7 the second.
-    let split = _mm256_setr_epi8(
-        0, 1, -1, -1, 0, 1, -1, -1, 0, 1, -1, -1, 0, 1, -1, -1, 2, 3, -1, -1, 2, 3, -1, -1, 2, 3,
-        -1, -1, 2, 3, -1, -1,
-    );
-    let group = |h: __m256i| {
-        let bits = _mm256_and_si256(_mm256_slli_epi32::<13>(h), field);
-        _mm256_mul_ps(_mm256_castsi256_ps(bits), k)
-    };
-    let pair = |r: usize, b: usize| {
-        let scales = scales[r];
-        // SAFETY: a pair `b + 1 < blocks` reads `ps[4b .. 4b + 8]`, and the `f16` scales of
-        // its groups, all inside the clamped lengths.
-        let (s, h) = unsafe {
-            let s = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
-            let h = if per_group == 1 {
-                let d = u32::from_le_bytes([
-                    scales[2 * b],
-                    scales[2 * b + 1],
-                    scales[2 * b + 2],
-                    scales[2 * b + 3],
-                ]);
-                _mm256_shuffle_epi8(_mm256_set1_epi32(d as i32), split)
-            } else {
-                let f16 =
-                    |i: usize| i32::from(u16::from_le_bytes([scales[2 * i], scales[2 * i + 1]]));
-                let (i0, i1) = (b / per_group, (b + 1) / per_group);
-                let (h0, h1) = (f16(i0), f16(i1));
-                if i0 == i1 {
-                    _mm256_set1_epi32(h0)
-                } else {
-                    _mm256_setr_epi32(h0, h0, h0, h0, h1, h1, h1, h1)
+    let mut out = [0.0f32; R];
+    let mut combined = [[0.0f32; 4 * SPAN]; R];
+    let mut b0 = 0;
+    while b0 < blocks {
+        let nb = SPAN.min(blocks - b0);
+        // Each block's scale, `x` scale times its group's `a / 127`, four times: the pair
+        // loop then runs as for rows with one scale per block.
+        for (cs, scales) in combined.iter_mut().zip(&scales) {
+            let mut group = b0 / per_group;
+            let mut left = per_group - b0 % per_group;
+            let mut gs = _mm_set1_ps(scale_at(scales, group) * INV_127);
+            for k in 0..nb {
+                if left == 0 {
+                    group += 1;
+                    left = per_group;
+                    gs = _mm_set1_ps(scale_at(scales, group) * INV_127);
                 }
-            };
-            (s, h)
+                left -= 1;
+                // SAFETY: block `b0 + k < blocks` has its four scales in `ps`, and `cs`
+                // holds `4 * SPAN` floats.
+                unsafe {
+                    let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
+                    _mm_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm_mul_ps(v, gs));
+                }
+            }
+        }
+        let part_rows: [&[u8]; R] = core::array::from_fn(|r| &rows[r][16 * b0..]);
+        let cs = &combined;
+        // SAFETY: a pair `k + 1 < nb` reads `cs[r][4k .. 4k + 8]`, inside the chunk's scales.
+        let pair = |r: usize, k: usize| unsafe { _mm256_loadu_ps(cs[r].as_ptr().add(4 * k)) };
+        // SAFETY: `nb` blocks from `b0` lie inside every row and `xp`.
+        let part = unsafe {
+            dot4_i8_pairs(part_rows, tables, &xp[32 * b0..], nb, pair, |r, k| {
+                cs[r][4 * k]
+            })
         };
-        _mm256_mul_ps(s, group(h))
-    };
-    let lone = |r: usize, b: usize| ps[4 * b] * (scale_at(scales[r], b / per_group) * INV_127);
-    // SAFETY: `blocks` is clamped to the whole blocks every row and `xp` hold.
-    unsafe { dot4_i8_pairs(rows, tables, xp, blocks, pair, lone) }
+        for (o, p) in out.iter_mut().zip(part) {
+            *o += p;
+        }
+        b0 += nb;
+    }
+    out
 }
 
 /// A group's two 8-entry halves of its 16-entry table, computed as
