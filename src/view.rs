@@ -444,6 +444,7 @@ impl<'a> QuantizedView<'a> {
         let codes = self.packed_codes();
         let mut tables = [[0i8; 16]; R];
         let mut made = [None; R];
+        let mut scratch = [[0.0f32; 4 * crate::isa::portable::SPAN_BLOCKS]; R];
         let mut first = rows.start;
         for ys in y.chunks_mut(R) {
             let mut scales: [&[u8]; R] = [&[]; R];
@@ -460,7 +461,8 @@ impl<'a> QuantizedView<'a> {
             let row = |r: usize| &codes[(first + r) * rb..(first + r + 1) * rb];
             let batched = if ys.len() == R {
                 let t: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);
-                kernels::dot4_i8_scaled_rows(isa, core::array::from_fn(row), xq, g, t, scales)
+                let rows = core::array::from_fn(row);
+                kernels::dot4_i8_scaled_rows(isa, rows, xq, g, t, scales, &mut scratch)
             } else {
                 None
             };

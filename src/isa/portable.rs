@@ -592,6 +592,14 @@ pub(crate) fn scale_at(scales: &[u8], i: usize) -> f32 {
     f16_positive(u16::from_le_bytes([scales[2 * i], scales[2 * i + 1]]))
 }
 
+/// Blocks per span of the compact int8 kernels' combined scales (even, so pairs of blocks
+/// stay whole).
+pub(crate) const SPAN_BLOCKS: usize = 64;
+
+/// A span's combined scales (each block's `x` scale times its group's `a / 127`, four
+/// times), scratch the caller keeps across rows so that no kernel call clears it.
+pub(crate) type SpanScales = [f32; 4 * SPAN_BLOCKS];
+
 /// The int8 reference of a 4-bit row in groups of `g` codes (a multiple of [`QBLOCK`]) that
 /// share the int8 table `t16` (levels of `a = 127`) up to an `f16` scale per group:
 /// `Σ_b (xscales[b] · a_{group of b} / 127) · Σ_{j in block b} t16[code j] · xq[j]`, blocks

@@ -7,7 +7,9 @@
 
 use core::arch::x86_64::*;
 
-use super::portable::{CoarseRows, Gen16, LaneTables, LANES, PAIRS_PER_SUM};
+use super::portable::{
+    CoarseRows, Gen16, LaneTables, SpanScales, LANES, PAIRS_PER_SUM, SPAN_BLOCKS,
+};
 use super::Avx2;
 
 impl Avx2 {
@@ -102,9 +104,10 @@ impl Avx2 {
         ps: &[f32],
         g: usize,
         scales: [&[u8]; R],
+        scratch: &mut [SpanScales; R],
     ) -> [f32; R] {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_pairs_scaled(rows, tables, xp, ps, g, scales) }
+        unsafe { dot4_i8_pairs_scaled(rows, tables, xp, ps, g, scales, scratch) }
     }
 
     /// A 4-bit row cut into groups of `g` codes (a multiple of 16), each group's table
@@ -643,10 +646,9 @@ unsafe fn dot4_i8_pairs_scaled<const R: usize>(
     ps: &[f32],
     g: usize,
     scales: [&[u8]; R],
+    combined: &mut [SpanScales; R],
 ) -> [f32; R] {
-    use super::portable::{scale_at, INV_127};
-    // Blocks per chunk of combined scales (even, so pairs stay aligned).
-    const SPAN: usize = 64;
+    const SPAN: usize = SPAN_BLOCKS;
     let per_group = (g / 32).max(1);
     let blocks = rows
         .iter()
@@ -655,33 +657,120 @@ unsafe fn dot4_i8_pairs_scaled<const R: usize>(
             m.min(r.len() / 16).min(s.len() / 2 * per_group)
         });
     let mut out = [0.0f32; R];
-    let mut combined = [[0.0f32; 4 * SPAN]; R];
     let mut b0 = 0;
     while b0 < blocks {
         let nb = SPAN.min(blocks - b0);
         // Each block's scale, `x` scale times its group's `a / 127`, four times: the pair
         // loop then runs as for rows with one scale per block.
         for (cs, scales) in combined.iter_mut().zip(&scales) {
+            if per_group == 1 {
+                // A group per block: eight groups' scales spread over four vectors of two
+                // blocks each.
+                let mut k = 0;
+                while k < nb {
+                    let gs = group_scales8(scales, b0 + k);
+                    // SAFETY: `gs` holds 8 floats.
+                    let gv = unsafe { _mm256_loadu_ps(gs.as_ptr()) };
+                    for j in 0..4 {
+                        if k + 2 * j + 2 > nb {
+                            break;
+                        }
+                        let idx = _mm256_setr_epi32(
+                            2 * j as i32,
+                            2 * j as i32,
+                            2 * j as i32,
+                            2 * j as i32,
+                            2 * j as i32 + 1,
+                            2 * j as i32 + 1,
+                            2 * j as i32 + 1,
+                            2 * j as i32 + 1,
+                        );
+                        let at = 4 * (k + 2 * j);
+                        // SAFETY: blocks `b0 + k + 2j`, `+ 1` are below `blocks` (so their
+                        // scales are in `ps`) and below `SPAN` in `cs`.
+                        unsafe {
+                            let v = _mm256_loadu_ps(ps.as_ptr().add(4 * b0 + at));
+                            let g = _mm256_permutevar8x32_ps(gv, idx);
+                            _mm256_storeu_ps(cs.as_mut_ptr().add(at), _mm256_mul_ps(v, g));
+                        }
+                    }
+                    if nb - k < 8 && nb % 2 == 1 {
+                        // The span's lone last block.
+                        let last = nb - 1;
+                        // SAFETY: block `b0 + last < blocks`; `cs` holds `4 * SPAN` floats.
+                        unsafe {
+                            let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + last)));
+                            let g = _mm_set1_ps(gs[last - k]);
+                            _mm_storeu_ps(cs.as_mut_ptr().add(4 * last), _mm_mul_ps(v, g));
+                        }
+                    }
+                    k += 8;
+                }
+                continue;
+            }
+            if per_group % 2 == 0 {
+                // Pairs never straddle groups (spans start on even blocks): one product per
+                // pair with its group's scale.
+                let mut group = b0 / per_group;
+                let mut left = per_group - b0 % per_group;
+                let mut gs = group_scales8(scales, group);
+                let mut gi = 0;
+                let mut k = 0;
+                while k < nb {
+                    if left == 0 {
+                        group += 1;
+                        gi += 1;
+                        if gi == 8 {
+                            gs = group_scales8(scales, group);
+                            gi = 0;
+                        }
+                        left = per_group;
+                    }
+                    let g = _mm256_set1_ps(gs[gi]);
+                    // SAFETY: blocks `b0 + k` (and `b0 + k + 1` when `k + 1 < nb`) are below
+                    // `blocks`, so their scales are in `ps`; `cs` holds `4 * SPAN` floats.
+                    unsafe {
+                        if k + 2 <= nb {
+                            let v = _mm256_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
+                            _mm256_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm256_mul_ps(v, g));
+                        } else {
+                            let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
+                            let g = _mm256_castps256_ps128(g);
+                            _mm_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm_mul_ps(v, g));
+                        }
+                    }
+                    k += 2;
+                    left = left.saturating_sub(2);
+                }
+                continue;
+            }
             let mut group = b0 / per_group;
-            let mut left = per_group - b0 % per_group;
-            let mut gs = _mm_set1_ps(scale_at(scales, group) * INV_127);
-            for k in 0..nb {
-                if left == 0 {
-                    group += 1;
-                    left = per_group;
-                    gs = _mm_set1_ps(scale_at(scales, group) * INV_127);
+            let mut skip = b0 % per_group;
+            let mut k = 0;
+            while k < nb {
+                let gs = group_scales8(scales, group);
+                for gs in gs {
+                    let run = (per_group - skip).min(nb - k);
+                    skip = 0;
+                    let gs = _mm_set1_ps(gs);
+                    for k in k..k + run {
+                        // SAFETY: block `b0 + k < blocks` has its four scales in `ps`, and
+                        // `cs` holds `4 * SPAN` floats.
+                        unsafe {
+                            let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
+                            _mm_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm_mul_ps(v, gs));
+                        }
+                    }
+                    k += run;
+                    if k == nb {
+                        break;
+                    }
                 }
-                left -= 1;
-                // SAFETY: block `b0 + k < blocks` has its four scales in `ps`, and `cs`
-                // holds `4 * SPAN` floats.
-                unsafe {
-                    let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
-                    _mm_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm_mul_ps(v, gs));
-                }
+                group += 8;
             }
         }
         let part_rows: [&[u8]; R] = core::array::from_fn(|r| &rows[r][16 * b0..]);
-        let cs = &combined;
+        let cs = &*combined;
         // SAFETY: a pair `k + 1 < nb` reads `cs[r][4k .. 4k + 8]`, inside the chunk's scales.
         let pair = |r: usize, k: usize| unsafe { _mm256_loadu_ps(cs[r].as_ptr().add(4 * k)) };
         // SAFETY: `nb` blocks from `b0` lie inside every row and `xp`.
@@ -694,6 +783,39 @@ unsafe fn dot4_i8_pairs_scaled<const R: usize>(
             *o += p;
         }
         b0 += nb;
+    }
+    out
+}
+
+/// The `a / 127` of groups `first .. first + 8` from their `f16` scales (two little-endian
+/// bytes a group; 0 past the end of `scales`), with the bits of
+/// `scale_at(scales, i) * INV_127`: `h << 13` read as an `f32` is the `f16` value times
+/// 2^-112, and one product with `2^112 · INV_127` (a power of two times `INV_127`, exact)
+/// rounds the same real number the reference's two products round, for normal and subnormal
+/// `f16` alike.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn group_scales8(scales: &[u8], first: usize) -> [f32; 8] {
+    use super::portable::{scale_at, F16_REBIAS, INV_127};
+    let mut out = [0.0f32; 8];
+    if scales.len() >= 2 * (first + 8) {
+        // SAFETY: bytes `2·first .. 2·first + 16` lie inside `scales`; `out` holds 8 floats.
+        unsafe {
+            let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(scales.as_ptr().add(2 * first).cast()));
+            let bits =
+                _mm256_and_si256(_mm256_slli_epi32::<13>(h), _mm256_set1_epi32(0x7fff << 13));
+            let v = _mm256_mul_ps(
+                _mm256_castsi256_ps(bits),
+                _mm256_set1_ps(F16_REBIAS * INV_127),
+            );
+            _mm256_storeu_ps(out.as_mut_ptr(), v);
+        }
+    } else {
+        for (i, o) in out.iter_mut().enumerate() {
+            if 2 * (first + i) + 2 <= scales.len() {
+                *o = scale_at(scales, first + i) * INV_127;
+            }
+        }
     }
     out
 }

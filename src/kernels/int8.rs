@@ -327,7 +327,8 @@ pub(crate) fn dot4_i8_scaled(
     t16: &[i8; 16],
     scales: &[u8],
 ) -> f32 {
-    if let Some([v]) = dot4_i8_scaled_rows(isa, [row], x, g, [t16], [scales]) {
+    let mut scratch = [[0.0; 4 * portable::SPAN_BLOCKS]];
+    if let Some([v]) = dot4_i8_scaled_rows(isa, [row], x, g, [t16], [scales], &mut scratch) {
         return v;
     }
     let n = x.xq.len();
@@ -336,8 +337,9 @@ pub(crate) fn dot4_i8_scaled(
     head + scaled_tail(row, x, g, t16, scales)
 }
 
-/// [`dot4_i8_scaled`] for `R` rows in one pass over `x` on the paths with a batched kernel;
-/// `None` on the others. A row's result does not depend on the rows batched with it.
+/// [`dot4_i8_scaled`] for `R` rows in one pass over `x` on the paths with a batched kernel
+/// (`scratch` its working space); `None` on the others. A row's result does not depend on
+/// the rows batched with it.
 #[cfg(feature = "alloc")]
 pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
     isa: Isa,
@@ -346,6 +348,7 @@ pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
     g: usize,
     tables: [&[i8; 16]; R],
     scales: [&[u8]; R],
+    scratch: &mut [portable::SpanScales; R],
 ) -> Option<[f32; R]> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -354,7 +357,7 @@ pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
             Path::Avx512(t) => t.avx2(),
             _ => return None,
         };
-        let mut out = t.dot4_i8_pairs_scaled(rows, tables, &x.xp, &x.ps, g, scales);
+        let mut out = t.dot4_i8_pairs_scaled(rows, tables, &x.xp, &x.ps, g, scales, scratch);
         if x.xp.len() < x.xq.len() {
             for (r, o) in out.iter_mut().enumerate() {
                 *o += scaled_tail(rows[r], x, g, tables[r], scales[r]);
@@ -364,7 +367,7 @@ pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (isa, rows, x, g, tables, scales);
+        let _ = (isa, rows, x, g, tables, scales, scratch);
         None
     }
 }
