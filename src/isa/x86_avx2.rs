@@ -96,6 +96,7 @@ impl Avx2 {
     /// sharing one int8 table up to an `f16` scale per group, `x` in pair order (see
     /// [`dot4_i8_pairs_scaled`]).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn dot4_i8_pairs_scaled<const R: usize>(
         self,
         rows: [&[u8]; R],
@@ -638,6 +639,7 @@ unsafe fn dot4_i8_rows<const R: usize>(
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot4_i8_pairs_scaled<const R: usize>(
     rows: [&[u8]; R],
@@ -708,7 +710,7 @@ unsafe fn dot4_i8_pairs_scaled<const R: usize>(
                 }
                 continue;
             }
-            if per_group % 2 == 0 {
+            if per_group.is_multiple_of(2) {
                 // Pairs never straddle groups (spans start on even blocks): one product per
                 // pair with its group's scale.
                 let mut group = b0 / per_group;
