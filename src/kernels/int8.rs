@@ -82,9 +82,11 @@ pub(crate) struct Int8X {
     /// One scale per block of [`QBLOCK`] (the last block possibly short).
     pub scales: alloc::vec::Vec<f32>,
     /// The whole blocks of `xq` in pair order.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub xp: alloc::vec::Vec<i8>,
     /// Each whole block's scale four times, so a pair of blocks loads its lanes' scales
     /// from one place.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub ps: alloc::vec::Vec<f32>,
 }
 
