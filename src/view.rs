@@ -370,23 +370,7 @@ impl<'a> QuantizedView<'a> {
             if g < cols && g.is_multiple_of(32) && isa.kind() != kernels::IsaKind::Scalar {
                 let encoding = self.parts.shape().encoding;
                 if encoding.compact_run(self.parts.param_bytes(), 0).is_some() {
-                    // Compact parameters: the row's int8 table once, then one scalar
-                    // multiply per group.
-                    let mut table_q = f32::NAN;
-                    let mut t16 = [0i8; 16];
-                    for (row, out) in rows.clone().zip(y.iter_mut()) {
-                        let Some((q, scales)) = encoding.compact_run(self.parts.param_bytes(), row)
-                        else {
-                            break;
-                        };
-                        if q.to_bits() != table_q.to_bits() {
-                            t16 = crate::isa::portable::table16_i8(&gen, q);
-                            table_q = q;
-                        }
-                        let packed = &self.packed_codes()
-                            [row * self.row_bytes()..(row + 1) * self.row_bytes()];
-                        *out = kernels::dot4_i8_scaled(isa, packed, xq, g, &t16, scales);
-                    }
+                    self.gemv_int8_compact(isa, xq, g, &gen, rows, y);
                     return;
                 }
                 let mut done = true;
@@ -409,6 +393,9 @@ impl<'a> QuantizedView<'a> {
                     return;
                 }
             }
+        }
+        if bits == 4 && g >= cols && self.gemv_int8_batched(isa, xq, rows.clone(), y) {
+            return;
         }
         let mut table = kernels::Table::new();
         let mut t8 = kernels::I8Table::new();
@@ -434,6 +421,128 @@ impl<'a> QuantizedView<'a> {
             }
             *out = acc;
         }
+    }
+
+    /// Compact parameters (one `q` per row, an `f16` scale per group of `g` codes): each row's
+    /// int8 table once, then one product per block; [`kernels::ROWS_PER_PASS`] rows per pass
+    /// over `x` where a batched kernel runs, each row's result the same whatever rows run
+    /// with it.
+    #[cfg(feature = "alloc")]
+    fn gemv_int8_compact(
+        &self,
+        isa: kernels::Isa,
+        xq: &kernels::Int8X,
+        g: usize,
+        gen: &Gen16,
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) {
+        const R: usize = kernels::ROWS_PER_PASS;
+        let encoding = self.parts.shape().encoding;
+        let params = self.parts.param_bytes();
+        let rb = self.row_bytes();
+        let codes = self.packed_codes();
+        let mut tables = [[0i8; 16]; R];
+        let mut made = [None; R];
+        let mut scratch = [[0.0f32; 4 * crate::isa::portable::SPAN_BLOCKS]; R];
+        let mut first = rows.start;
+        for ys in y.chunks_mut(R) {
+            let mut scales: [&[u8]; R] = [&[]; R];
+            for r in 0..ys.len() {
+                let Some((q, s)) = encoding.compact_run(params, first + r) else {
+                    return;
+                };
+                if made[r] != Some(q.to_bits()) {
+                    tables[r] = kernels::table16_i8(isa, gen, q);
+                    made[r] = Some(q.to_bits());
+                }
+                scales[r] = s;
+            }
+            let row = |r: usize| &codes[(first + r) * rb..(first + r + 1) * rb];
+            let batched = if ys.len() == R {
+                let t: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);
+                let rows = core::array::from_fn(row);
+                kernels::dot4_i8_scaled_rows(isa, rows, xq, g, t, scales, &mut scratch)
+            } else {
+                None
+            };
+            match batched {
+                Some(out) => ys.copy_from_slice(&out),
+                None => {
+                    for (r, y) in ys.iter_mut().enumerate() {
+                        *y = kernels::dot4_i8_scaled(isa, row(r), xq, g, &tables[r], scales[r]);
+                    }
+                }
+            }
+            first += ys.len();
+        }
+    }
+
+    /// 4-bit rows of one group each, [`kernels::ROWS_PER_PASS`] rows per pass over `x`;
+    /// `false` where no batched kernel runs (then `y` is left to the general loop). Each
+    /// row's result is the general loop's up to `f32` summation order, and does not depend
+    /// on where `rows` starts.
+    #[cfg(feature = "alloc")]
+    fn gemv_int8_batched(
+        &self,
+        isa: kernels::Isa,
+        xq: &kernels::Int8X,
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) -> bool {
+        const R: usize = kernels::ROWS_PER_PASS;
+        let rb = self.row_bytes();
+        let codes = self.packed_codes();
+        let gen = gen16(self.family());
+        let mut table = kernels::Table::new();
+        let mut t8 = kernels::I8Table::new();
+        // Each slot's table, its scale, and the group it was made for: a family whose int8
+        // table follows from `q` alone (scale `a / 127`) gets it derived in registers, any
+        // other from its levels.
+        let mut tables = [[0i8; 16]; R];
+        let mut scale = [0.0f32; R];
+        let mut made = [None; R];
+        let mut first = rows.start;
+        for ys in y.chunks_mut(R) {
+            for r in 0..ys.len() {
+                let group = self.group_index(first + r, 0);
+                let p = self.parts.group_params(group);
+                match &gen {
+                    Some(gen) => {
+                        if made[r] != Some(p.q.to_bits()) {
+                            tables[r] = kernels::table16_i8(isa, gen, p.q);
+                            made[r] = Some(p.q.to_bits());
+                        }
+                        scale[r] = p.a / 127.0;
+                    }
+                    None => {
+                        table.len = self.family().levels_into(p, &mut table.v);
+                        t8.set(&table);
+                        tables[r] = t8.t16();
+                        scale[r] = t8.scale;
+                    }
+                }
+            }
+            let row = |r: usize| &codes[(first + r) * rb..(first + r + 1) * rb];
+            if ys.len() == R {
+                let t: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);
+                let Some(out) = kernels::dot4_i8_rows(isa, core::array::from_fn(row), t, xq) else {
+                    return false;
+                };
+                for ((y, v), s) in ys.iter_mut().zip(out).zip(scale) {
+                    *y = s * v;
+                }
+            } else {
+                for (r, y) in ys.iter_mut().enumerate() {
+                    let Some([v]) = kernels::dot4_i8_rows(isa, [row(r)], [&tables[r]], xq) else {
+                        return false;
+                    };
+                    *y = scale[r] * v;
+                }
+            }
+            first += ys.len();
+        }
+        true
     }
 
     /// `Y = W·X` for a batch of `n` columns. `x` is the `cols × n` matrix X and `y` the `rows ×

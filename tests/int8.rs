@@ -188,6 +188,42 @@ fn non_finite_inputs_are_errors_and_rows_match_the_whole() {
     assert!(t.gemv_int8_rows(&x, 5..9, &mut part).is_err());
 }
 
+#[test]
+fn a_rows_result_does_not_depend_on_the_rows_run_with_it() {
+    // The 4-bit per-row and compact-group kernels run rows in batches; every split of the
+    // rows must give each row the bits the whole GEMV gives it.
+    let (rows, cols) = (11, 1000);
+    let w = common::weights(21, rows * cols, 0.05);
+    let mut rng = Rng::new(3);
+    let x = random_x(&mut rng, cols);
+    for config in [
+        Config::exponential(4),
+        Config::exponential(4).per_tensor(),
+        Config::linear(4),
+        Config::exponential(4)
+            .per_group(32)
+            .with_compact_params(true),
+        Config::exponential(4)
+            .per_group(128)
+            .with_compact_params(true),
+        Config::exponential(4)
+            .per_group(96)
+            .with_compact_params(true),
+    ] {
+        let t = quantize(&w, rows, cols, &config).unwrap();
+        let mut whole = vec![0.0f32; rows];
+        t.gemv_int8(&x, &mut whole).unwrap();
+        for start in 0..rows {
+            for end in start + 1..=rows {
+                let mut part = vec![0.0f32; end - start];
+                t.gemv_int8_rows(&x, start..end, &mut part).unwrap();
+                assert_eq!(part, whole[start..end], "rows {start}..{end}");
+            }
+        }
+        check_against_f32(&t, &x);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]

@@ -445,6 +445,28 @@ pub(crate) fn dot_i8(w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
     acc
 }
 
+/// The pair order of `x` for the 4-bit int8 kernels: per pair of blocks `b`, `b + 1` (64
+/// values) the 16 even-position values of block `b`, then those of block `b + 1`, then the
+/// odd-position ones of `b` and of `b + 1`; a last block without a partner holds its 16
+/// even-position values, then its 16 odd ones. That is where a 32-byte load of packed codes
+/// puts the low nibbles (even positions) and the high nibbles (odd positions) of the two
+/// blocks' codes, one block per 128-bit lane, so they meet their `x` without a permute.
+/// Covers the whole blocks of `xq` (`out` has at least as many values).
+pub(crate) fn pair_order(xq: &[i8], out: &mut [i8]) {
+    let blocks = xq.len() / QBLOCK;
+    let mut b = 0;
+    while b < blocks {
+        let width = if b + 1 < blocks { 2 } else { 1 };
+        let src = &xq[b * QBLOCK..(b + width) * QBLOCK];
+        let dst = &mut out[b * QBLOCK..(b + width) * QBLOCK];
+        for (k, &v) in src.iter().enumerate() {
+            let (block, pos) = (k / QBLOCK, k % QBLOCK);
+            dst[(pos % 2) * 16 * width + block * 16 + pos / 2] = v;
+        }
+        b += width;
+    }
+}
+
 // ---- Group tables derived from parameters ------------------------------------------------
 
 /// How a 4-bit group's 16-entry table follows from its parameters `(a, q)`, for kernels that
@@ -569,6 +591,14 @@ pub(crate) const F16_REBIAS: f32 = 5.192_297e33;
 pub(crate) fn scale_at(scales: &[u8], i: usize) -> f32 {
     f16_positive(u16::from_le_bytes([scales[2 * i], scales[2 * i + 1]]))
 }
+
+/// Blocks per span of the compact int8 kernels' combined scales (even, so pairs of blocks
+/// stay whole).
+pub(crate) const SPAN_BLOCKS: usize = 64;
+
+/// A span's combined scales (each block's `x` scale times its group's `a / 127`, four
+/// times), scratch the caller keeps across rows so that no kernel call clears it.
+pub(crate) type SpanScales = [f32; 4 * SPAN_BLOCKS];
 
 /// The int8 reference of a 4-bit row in groups of `g` codes (a multiple of [`QBLOCK`]) that
 /// share the int8 table `t16` (levels of `a = 127`) up to an `f16` scale per group:

@@ -7,7 +7,9 @@
 
 use core::arch::x86_64::*;
 
-use super::portable::{CoarseRows, Gen16, LaneTables, LANES, PAIRS_PER_SUM};
+use super::portable::{
+    CoarseRows, Gen16, LaneTables, SpanScales, LANES, PAIRS_PER_SUM, SPAN_BLOCKS,
+};
 use super::Avx2;
 
 impl Avx2 {
@@ -66,6 +68,49 @@ impl Avx2 {
         unsafe { dot4_i8(bytes, t16, xq, scales) }
     }
 
+    /// A group's int8 table derived in registers (see [`table16_i8`]).
+    #[inline]
+    pub(crate) fn table16_i8(self, gen: &Gen16, q: f32) -> [i8; 16] {
+        let mut out = [0i8; 16];
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA; `out` holds
+        // the 16 bytes stored.
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), table16_i8(gen, q)) };
+        out
+    }
+
+    /// Int8 dot products of `R` packed 4-bit rows (whole blocks, each through its own table)
+    /// with one `x` in pair order (see [`dot4_i8_rows`]).
+    #[inline]
+    pub(crate) fn dot4_i8_rows<const R: usize>(
+        self,
+        rows: [&[u8]; R],
+        tables: [&[i8; 16]; R],
+        xp: &[i8],
+        ps: &[f32],
+    ) -> [f32; R] {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_i8_rows(rows, tables, xp, ps) }
+    }
+
+    /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
+    /// sharing one int8 table up to an `f16` scale per group, `x` in pair order (see
+    /// [`dot4_i8_pairs_scaled`]).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dot4_i8_pairs_scaled<const R: usize>(
+        self,
+        rows: [&[u8]; R],
+        tables: [&[i8; 16]; R],
+        xp: &[i8],
+        ps: &[f32],
+        g: usize,
+        scales: [&[u8]; R],
+        scratch: &mut [SpanScales; R],
+    ) -> [f32; R] {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot4_i8_pairs_scaled(rows, tables, xp, ps, g, scales, scratch) }
+    }
+
     /// A 4-bit row cut into groups of `g` codes (a multiple of 16), each group's table
     /// derived in registers from its `(a, q)` (see [`dot4_groups`]).
     #[inline]
@@ -109,22 +154,6 @@ impl Avx2 {
     ) -> f32 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
         unsafe { dot_perm_scaled::<BITS>(bytes, t16, xp, g, scales) }
-    }
-
-    /// Int8 dot product of a 4-bit row in groups of `g` codes (a multiple of 32) sharing one
-    /// int8 table up to an `f16` scale per group (see [`dot4_i8_scaled`]).
-    #[inline]
-    pub(crate) fn dot4_i8_scaled(
-        self,
-        bytes: &[u8],
-        t16: &[i8; 16],
-        xq: &[i8],
-        xscales: &[f32],
-        g: usize,
-        scales: &[u8],
-    ) -> f32 {
-        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_scaled(bytes, t16, xq, xscales, g, scales) }
     }
 
     /// The int8 twin of [`dot4_groups`](Self::dot4_groups): groups of `g` codes (a multiple
@@ -428,8 +457,7 @@ unsafe fn dot4_i8(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f3
     unsafe { dot4_i8_blocks(bytes, t16, xq, blocks, |b| scales[b]) }
 }
 
-/// The block loop of [`dot4_i8`] and [`dot4_i8_scaled`], which differ only in each block's
-/// scale, `scale(b)`.
+/// The block loop of [`dot4_i8`] (`x` in natural order), each block scaled by `scale(b)`.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; `bytes` holds at least `16 * blocks` bytes and `xq` at
@@ -486,6 +514,312 @@ unsafe fn dot4_i8_blocks(
         }
         hsum(_mm256_add_ps(acc[0], acc[1]))
     }
+}
+
+/// The `i32` sums of a pair of blocks from one 32-byte load `v` of their packed codes: the
+/// low nibbles (even positions) meet `xe` and the high nibbles (odd positions) `xo`, `x` in
+/// [`pair_order`](super::portable::pair_order), so lane 0 sums block `b` and lane 1 block
+/// `b + 1` with no permute.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn pair_sums(v: __m256i, table: __m256i, xe: __m256i, xo: __m256i) -> __m256i {
+    let mask = _mm256_set1_epi8(0x0f);
+    let lo = _mm256_and_si256(v, mask);
+    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+    _mm256_add_epi32(
+        block_i8(_mm256_shuffle_epi8(table, lo), xe),
+        block_i8(_mm256_shuffle_epi8(table, hi), xo),
+    )
+}
+
+/// Int8 dot products of `R` packed 4-bit rows with one `x` in
+/// [`pair_order`](super::portable::pair_order) (`xp`, `blocks` whole blocks), each row
+/// through its 16-entry table. A pair of blocks scales its `i32` sums by the vector
+/// `pair_scale(r, b)` (block `b`'s scale in lanes 0–3, block `b + 1`'s in lanes 4–7); a last
+/// lone block by `block_scale(r, b)`. The rows share each load of `x`, and every row runs
+/// the same operations in the same order whatever rows it is batched with, so a row's result
+/// does not depend on `R`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes and `xp` at
+/// least `32 * blocks` values.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_pairs<const R: usize>(
+    rows: [&[u8]; R],
+    tables: [&[i8; 16]; R],
+    xp: &[i8],
+    blocks: usize,
+    pair_scale: impl Fn(usize, usize) -> __m256,
+    block_scale: impl Fn(usize, usize) -> f32,
+) -> [f32; R] {
+    // SAFETY: the blocks from `b` on that a step reads (four, two, or the lone last one) are
+    // below `blocks`: bytes `16b ..` of every row and values `32b ..` of `xp` past them stay
+    // inside the lengths the caller guarantees; the tables hold 16 bytes.
+    unsafe {
+        let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
+        let tv: [__m256i; R] = core::array::from_fn(|r| {
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
+        });
+        let x = xp.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut b = 0;
+        // Two pairs per step: their scaled sums meet in one add per row, which keeps each
+        // row's accumulator chain short.
+        while b + 4 <= blocks {
+            let (x0e, x0o) = (load(x, 32 * b), load(x, 32 * b + 32));
+            let (x1e, x1o) = (load(x, 32 * b + 64), load(x, 32 * b + 96));
+            for r in 0..R {
+                let c = rows[r].as_ptr().cast::<i8>();
+                let s0 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], x0e, x0o));
+                let s1 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b + 32), tv[r], x1e, x1o));
+                let p = _mm256_mul_ps(s0, pair_scale(r, b));
+                let p = _mm256_fmadd_ps(s1, pair_scale(r, b + 2), p);
+                acc[r] = _mm256_add_ps(acc[r], p);
+            }
+            b += 4;
+        }
+        if b + 2 <= blocks {
+            let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
+            for r in 0..R {
+                let c = rows[r].as_ptr().cast::<i8>();
+                let s = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], xe, xo));
+                acc[r] = _mm256_fmadd_ps(s, pair_scale(r, b), acc[r]);
+            }
+            b += 2;
+        }
+        let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
+        if b < blocks {
+            // A lone block: its 16 bytes' low nibbles in lane 0 and high nibbles in lane 1
+            // meet its even and odd values, which lie in that order.
+            let mask = _mm_set1_epi8(0x0f);
+            let xv = load(x, 32 * b);
+            for r in 0..R {
+                let v = _mm_loadu_si128(rows[r].as_ptr().add(16 * b).cast());
+                let codes = _mm256_set_m128i(
+                    _mm_and_si128(_mm_srli_epi16::<4>(v), mask),
+                    _mm_and_si128(v, mask),
+                );
+                let sums = block_i8(_mm256_shuffle_epi8(tv[r], codes), xv);
+                out[r] += hsum(_mm256_cvtepi32_ps(sums)) * block_scale(r, b);
+            }
+        }
+        out
+    }
+}
+
+/// [`dot4_i8_pairs`] for rows with one scale per block, `ps` holding each block's scale four
+/// times (so the pair `b`, `b + 1` loads its scale vector from `ps[4b ..]`).
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_rows<const R: usize>(
+    rows: [&[u8]; R],
+    tables: [&[i8; 16]; R],
+    xp: &[i8],
+    ps: &[f32],
+) -> [f32; R] {
+    let blocks = rows
+        .iter()
+        .fold(xp.len() / 32, |m, r| m.min(r.len() / 16))
+        .min(ps.len() / 4);
+    // SAFETY: a pair `b + 1 < blocks` reads `ps[4b .. 4b + 8]`, inside `ps`.
+    let pair = |_, b: usize| unsafe { _mm256_loadu_ps(ps.as_ptr().add(4 * b)) };
+    // SAFETY: `blocks` is clamped to the whole blocks every row and `xp` hold.
+    unsafe { dot4_i8_pairs(rows, tables, xp, blocks, pair, |_, b| ps[4 * b]) }
+}
+
+/// [`dot4_i8_rows`] for rows in groups of `g` codes (a multiple of 32), each row sharing its
+/// int8 table up to an `f16` scale per group (`scales[r]`, two little-endian bytes a group):
+/// a block's scale is its `x` scale times its group's `a / 127`, as
+/// [`portable::dot4_i8_scaled`](super::portable::dot4_i8_scaled) computes it (the same
+/// products, so the same bits), computed for a span of blocks at a time before the span's
+/// pair loop.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_pairs_scaled<const R: usize>(
+    rows: [&[u8]; R],
+    tables: [&[i8; 16]; R],
+    xp: &[i8],
+    ps: &[f32],
+    g: usize,
+    scales: [&[u8]; R],
+    combined: &mut [SpanScales; R],
+) -> [f32; R] {
+    const SPAN: usize = SPAN_BLOCKS;
+    let per_group = (g / 32).max(1);
+    let blocks = rows
+        .iter()
+        .zip(&scales)
+        .fold((xp.len() / 32).min(ps.len() / 4), |m, (r, s)| {
+            m.min(r.len() / 16).min(s.len() / 2 * per_group)
+        });
+    let mut out = [0.0f32; R];
+    let mut b0 = 0;
+    while b0 < blocks {
+        let nb = SPAN.min(blocks - b0);
+        // Each block's scale, `x` scale times its group's `a / 127`, four times: the pair
+        // loop then runs as for rows with one scale per block.
+        for (cs, scales) in combined.iter_mut().zip(&scales) {
+            if per_group == 1 {
+                // A group per block: eight groups' scales spread over four vectors of two
+                // blocks each.
+                let mut k = 0;
+                while k < nb {
+                    let gs = group_scales8(scales, b0 + k);
+                    // SAFETY: `gs` holds 8 floats.
+                    let gv = unsafe { _mm256_loadu_ps(gs.as_ptr()) };
+                    for j in 0..4 {
+                        if k + 2 * j + 2 > nb {
+                            break;
+                        }
+                        let idx = _mm256_setr_epi32(
+                            2 * j as i32,
+                            2 * j as i32,
+                            2 * j as i32,
+                            2 * j as i32,
+                            2 * j as i32 + 1,
+                            2 * j as i32 + 1,
+                            2 * j as i32 + 1,
+                            2 * j as i32 + 1,
+                        );
+                        let at = 4 * (k + 2 * j);
+                        // SAFETY: blocks `b0 + k + 2j`, `+ 1` are below `blocks` (so their
+                        // scales are in `ps`) and below `SPAN` in `cs`.
+                        unsafe {
+                            let v = _mm256_loadu_ps(ps.as_ptr().add(4 * b0 + at));
+                            let g = _mm256_permutevar8x32_ps(gv, idx);
+                            _mm256_storeu_ps(cs.as_mut_ptr().add(at), _mm256_mul_ps(v, g));
+                        }
+                    }
+                    if nb - k < 8 && nb % 2 == 1 {
+                        // The span's lone last block.
+                        let last = nb - 1;
+                        // SAFETY: block `b0 + last < blocks`; `cs` holds `4 * SPAN` floats.
+                        unsafe {
+                            let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + last)));
+                            let g = _mm_set1_ps(gs[last - k]);
+                            _mm_storeu_ps(cs.as_mut_ptr().add(4 * last), _mm_mul_ps(v, g));
+                        }
+                    }
+                    k += 8;
+                }
+                continue;
+            }
+            if per_group.is_multiple_of(2) {
+                // Pairs never straddle groups (spans start on even blocks): one product per
+                // pair with its group's scale.
+                let mut group = b0 / per_group;
+                let mut left = per_group - b0 % per_group;
+                let mut gs = group_scales8(scales, group);
+                let mut gi = 0;
+                let mut k = 0;
+                while k < nb {
+                    if left == 0 {
+                        group += 1;
+                        gi += 1;
+                        if gi == 8 {
+                            gs = group_scales8(scales, group);
+                            gi = 0;
+                        }
+                        left = per_group;
+                    }
+                    let g = _mm256_set1_ps(gs[gi]);
+                    // SAFETY: blocks `b0 + k` (and `b0 + k + 1` when `k + 1 < nb`) are below
+                    // `blocks`, so their scales are in `ps`; `cs` holds `4 * SPAN` floats.
+                    unsafe {
+                        if k + 2 <= nb {
+                            let v = _mm256_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
+                            _mm256_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm256_mul_ps(v, g));
+                        } else {
+                            let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
+                            let g = _mm256_castps256_ps128(g);
+                            _mm_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm_mul_ps(v, g));
+                        }
+                    }
+                    k += 2;
+                    left = left.saturating_sub(2);
+                }
+                continue;
+            }
+            let mut group = b0 / per_group;
+            let mut skip = b0 % per_group;
+            let mut k = 0;
+            while k < nb {
+                let gs = group_scales8(scales, group);
+                for gs in gs {
+                    let run = (per_group - skip).min(nb - k);
+                    skip = 0;
+                    let gs = _mm_set1_ps(gs);
+                    for k in k..k + run {
+                        // SAFETY: block `b0 + k < blocks` has its four scales in `ps`, and
+                        // `cs` holds `4 * SPAN` floats.
+                        unsafe {
+                            let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
+                            _mm_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm_mul_ps(v, gs));
+                        }
+                    }
+                    k += run;
+                    if k == nb {
+                        break;
+                    }
+                }
+                group += 8;
+            }
+        }
+        let part_rows: [&[u8]; R] = core::array::from_fn(|r| &rows[r][16 * b0..]);
+        let cs = &*combined;
+        // SAFETY: a pair `k + 1 < nb` reads `cs[r][4k .. 4k + 8]`, inside the chunk's scales.
+        let pair = |r: usize, k: usize| unsafe { _mm256_loadu_ps(cs[r].as_ptr().add(4 * k)) };
+        // SAFETY: `nb` blocks from `b0` lie inside every row and `xp`.
+        let part = unsafe {
+            dot4_i8_pairs(part_rows, tables, &xp[32 * b0..], nb, pair, |r, k| {
+                cs[r][4 * k]
+            })
+        };
+        for (o, p) in out.iter_mut().zip(part) {
+            *o += p;
+        }
+        b0 += nb;
+    }
+    out
+}
+
+/// The `a / 127` of groups `first .. first + 8` from their `f16` scales (two little-endian
+/// bytes a group; 0 past the end of `scales`), with the bits of
+/// `scale_at(scales, i) * INV_127`: `h << 13` read as an `f32` is the `f16` value times
+/// 2^-112, and one product with `2^112 · INV_127` (a power of two times `INV_127`, exact)
+/// rounds the same real number the reference's two products round, for normal and subnormal
+/// `f16` alike.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn group_scales8(scales: &[u8], first: usize) -> [f32; 8] {
+    use super::portable::{scale_at, F16_REBIAS, INV_127};
+    let mut out = [0.0f32; 8];
+    if scales.len() >= 2 * (first + 8) {
+        // SAFETY: bytes `2·first .. 2·first + 16` lie inside `scales`; `out` holds 8 floats.
+        unsafe {
+            let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(scales.as_ptr().add(2 * first).cast()));
+            let bits =
+                _mm256_and_si256(_mm256_slli_epi32::<13>(h), _mm256_set1_epi32(0x7fff << 13));
+            let v = _mm256_mul_ps(
+                _mm256_castsi256_ps(bits),
+                _mm256_set1_ps(F16_REBIAS * INV_127),
+            );
+            _mm256_storeu_ps(out.as_mut_ptr(), v);
+        }
+    } else {
+        for (i, o) in out.iter_mut().enumerate() {
+            if 2 * (first + i) + 2 <= scales.len() {
+                *o = scale_at(scales, first + i) * INV_127;
+            }
+        }
+    }
+    out
 }
 
 /// A group's two 8-entry halves of its 16-entry table, computed as
@@ -955,34 +1289,6 @@ unsafe fn dot_perm_scaled<const BITS: i32>(
         }
         hsum(_mm256_add_ps(acc[0], acc[1]))
     }
-}
-
-/// [`dot4_i8`] over groups of `g` codes (a multiple of 32) that share the int8 table `t16`
-/// up to an `f16` scale per group: each block's `x` scale is multiplied by its group's
-/// `a / 127` before the block's integer sum is accumulated, so a group costs one scalar
-/// multiply and no table work (as
-/// [`portable::dot4_i8_scaled`](super::portable::dot4_i8_scaled)).
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_scaled(
-    bytes: &[u8],
-    t16: &[i8; 16],
-    xq: &[i8],
-    xscales: &[f32],
-    g: usize,
-    scales: &[u8],
-) -> f32 {
-    use super::portable::{scale_at, INV_127};
-    let per_group = (g / 32).max(1);
-    let blocks = (bytes.len() / 16)
-        .min(xq.len() / 32)
-        .min(xscales.len())
-        .min(scales.len() / 2 * per_group);
-    let scale = |b: usize| xscales[b] * (scale_at(scales, b / per_group) * INV_127);
-    // SAFETY: `blocks` is clamped to the whole blocks `bytes` and `xq` hold.
-    unsafe { dot4_i8_blocks(bytes, t16, xq, blocks, scale) }
 }
 
 // ---- GEMM micro-kernel --------------------------------------------------------------------

@@ -44,9 +44,8 @@ impl I8Table {
         self.len = table.len;
     }
 
-    /// The first sixteen entries, the register table of the 4-bit x86 kernels.
-    #[cfg(target_arch = "x86_64")]
-    fn t16(&self) -> [i8; 16] {
+    /// The first sixteen entries, the register table of the 4-bit kernels.
+    pub fn t16(&self) -> [i8; 16] {
         core::array::from_fn(|i| self.v[i])
     }
 }
@@ -74,11 +73,21 @@ pub(crate) fn quantize_x(x: &[f32], xq: &mut [i8], scales: &mut [f32]) {
     }
 }
 
-/// `x` quantized once for a whole GEMV.
+/// `x` quantized once for a whole GEMV, in natural order and, for the 4-bit kernels, in
+/// [`pair_order`](portable::pair_order).
 #[cfg(feature = "alloc")]
 pub(crate) struct Int8X {
+    /// The int8 values in natural order.
     pub xq: alloc::vec::Vec<i8>,
+    /// One scale per block of [`QBLOCK`] (the last block possibly short).
     pub scales: alloc::vec::Vec<f32>,
+    /// The whole blocks of `xq` in pair order.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub xp: alloc::vec::Vec<i8>,
+    /// Each whole block's scale four times, so a pair of blocks loads its lanes' scales
+    /// from one place.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub ps: alloc::vec::Vec<f32>,
 }
 
 #[cfg(feature = "alloc")]
@@ -89,7 +98,64 @@ impl Int8X {
         let mut xq = alloc::vec![0i8; x.len()];
         let mut scales = alloc::vec![0.0f32; x.len().div_ceil(QBLOCK)];
         quantize_x(x, &mut xq, &mut scales);
-        Ok(Int8X { xq, scales })
+        let whole = x.len() / QBLOCK;
+        let mut xp = alloc::vec![0i8; whole * QBLOCK];
+        portable::pair_order(&xq, &mut xp);
+        let ps = scales[..whole].iter().flat_map(|&s| [s; 4]).collect();
+        Ok(Int8X { xq, scales, xp, ps })
+    }
+}
+
+/// Rows per pass of the batched 4-bit int8 kernel.
+pub(crate) const ROWS_PER_PASS: usize = 4;
+
+/// `R` whole 4-bit rows (`x.xq.len()` codes each) through their 16-entry int8 tables, as
+/// [`dot_int8_span`] over the whole row computes each (multiply by the table's scale for the
+/// dot product), in one pass over `x` on the paths with a batched kernel; `None` on the
+/// others. A row's result does not depend on the rows batched with it.
+#[cfg(feature = "alloc")]
+pub(crate) fn dot4_i8_rows<const R: usize>(
+    isa: Isa,
+    rows: [&[u8]; R],
+    tables: [&[i8; 16]; R],
+    x: &Int8X,
+) -> Option<[f32; R]> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let t = match isa.path() {
+            Path::Avx2(t) => t,
+            Path::Avx512(t) => t.avx2(),
+            _ => return None,
+        };
+        let mut out = t.dot4_i8_rows(rows, tables, &x.xp, &x.ps);
+        let n = x.xq.len();
+        let whole = x.xp.len();
+        if whole < n {
+            let mut wide = [0i8; 256];
+            for (o, (row, t16)) in out.iter_mut().zip(rows.iter().zip(tables)) {
+                wide[..16].copy_from_slice(t16);
+                *o += portable::dot_i8_span(4, row, whole, n - whole, &wide, &x.xq, &x.scales);
+            }
+        }
+        Some(out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, rows, tables, x);
+        None
+    }
+}
+
+/// A 4-bit group's int8 table derived from its `q` (see
+/// [`portable::table16_i8`]; the group's scale is `a / 127`), in registers where a kernel
+/// does it, with the same bits on every path.
+pub(crate) fn table16_i8(isa: Isa, gen: &portable::Gen16, q: f32) -> [i8; 16] {
+    match isa.path() {
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2(t) => t.table16_i8(gen, q),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512(t) => t.avx2().table16_i8(gen, q),
+        _ => portable::table16_i8(gen, q),
     }
 }
 
@@ -263,22 +329,200 @@ pub(crate) fn dot4_i8_scaled(
     t16: &[i8; 16],
     scales: &[u8],
 ) -> f32 {
+    let mut scratch = [[0.0; 4 * portable::SPAN_BLOCKS]];
+    if let Some([v]) = dot4_i8_scaled_rows(isa, [row], x, g, [t16], [scales], &mut scratch) {
+        return v;
+    }
     let n = x.xq.len();
     let whole = n / QBLOCK * QBLOCK;
-    let head = match isa.path() {
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx2(t) => t.dot4_i8_scaled(row, t16, &x.xq[..whole], &x.scales, g, scales),
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx512(t) => t
-            .avx2()
-            .dot4_i8_scaled(row, t16, &x.xq[..whole], &x.scales, g, scales),
-        _ => portable::dot4_i8_scaled(row, t16, &x.xq[..whole], &x.scales, g, scales),
-    };
+    let head = portable::dot4_i8_scaled(row, t16, &x.xq[..whole], &x.scales, g, scales);
+    head + scaled_tail(row, x, g, t16, scales)
+}
+
+/// [`dot4_i8_scaled`] for `R` rows in one pass over `x` on the paths with a batched kernel
+/// (`scratch` its working space); `None` on the others. A row's result does not depend on
+/// the rows batched with it.
+#[cfg(feature = "alloc")]
+pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
+    isa: Isa,
+    rows: [&[u8]; R],
+    x: &Int8X,
+    g: usize,
+    tables: [&[i8; 16]; R],
+    scales: [&[u8]; R],
+    scratch: &mut [portable::SpanScales; R],
+) -> Option<[f32; R]> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let t = match isa.path() {
+            Path::Avx2(t) => t,
+            Path::Avx512(t) => t.avx2(),
+            _ => return None,
+        };
+        let mut out = t.dot4_i8_pairs_scaled(rows, tables, &x.xp, &x.ps, g, scales, scratch);
+        if x.xp.len() < x.xq.len() {
+            for (r, o) in out.iter_mut().enumerate() {
+                *o += scaled_tail(rows[r], x, g, tables[r], scales[r]);
+            }
+        }
+        Some(out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, rows, x, g, tables, scales, scratch);
+        None
+    }
+}
+
+/// The short last block of a compact row (0 when the row ends on a whole block).
+#[cfg(feature = "alloc")]
+fn scaled_tail(row: &[u8], x: &Int8X, g: usize, t16: &[i8; 16], scales: &[u8]) -> f32 {
+    let n = x.xq.len();
+    let whole = n / QBLOCK * QBLOCK;
     if whole == n {
-        return head;
+        return 0.0;
     }
     let mut table = [0i8; 256];
     table[..16].copy_from_slice(t16);
     let part = portable::dot_i8_span(4, row, whole, n - whole, &table, &x.xq, &x.scales);
-    head + portable::scale_at(scales, whole / g.max(1)) * portable::INV_127 * part
+    portable::scale_at(scales, whole / g.max(1)) * portable::INV_127 * part
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    fn rng(seed: u32) -> impl FnMut() -> u32 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        }
+    }
+
+    /// Packed random 4-bit codes below `levels` and their int8 table.
+    fn row(next: &mut impl FnMut() -> u32, cols: usize, levels: usize) -> (Vec<u8>, I8Table) {
+        let codes: Vec<u8> = (0..cols).map(|_| (next() % levels as u32) as u8).collect();
+        let mut packed = alloc::vec![0u8; cols.div_ceil(2)];
+        portable::pack_reference(&codes, 4, &mut packed);
+        let mut table = Table::new();
+        for (k, v) in table.v[..levels].iter_mut().enumerate() {
+            *v = (k as f32 - 7.5) * (1.0 + (next() % 100) as f32 / 100.0);
+        }
+        table.len = levels;
+        let mut t8 = I8Table::new();
+        t8.set(&table);
+        (packed, t8)
+    }
+
+    #[test]
+    fn pair_order_puts_even_and_odd_positions_where_the_nibbles_land() {
+        let xq: Vec<i8> = (0..160).map(|i| i as i8).collect();
+        let mut xp = alloc::vec![0i8; 160];
+        portable::pair_order(&xq, &mut xp);
+        // Pairs (0, 1) and (2, 3), then block 4 alone.
+        for pair in 0..2 {
+            let p = &xp[64 * pair..64 * pair + 64];
+            for k in 0..16 {
+                let b0 = 64 * pair;
+                assert_eq!(p[k], xq[b0 + 2 * k]);
+                assert_eq!(p[16 + k], xq[b0 + 32 + 2 * k]);
+                assert_eq!(p[32 + k], xq[b0 + 2 * k + 1]);
+                assert_eq!(p[48 + k], xq[b0 + 32 + 2 * k + 1]);
+            }
+        }
+        for k in 0..16 {
+            assert_eq!(xp[128 + k], xq[128 + 2 * k]);
+            assert_eq!(xp[144 + k], xq[128 + 2 * k + 1]);
+        }
+    }
+
+    /// The batched rows agree with the scalar reference on every path, and a row's result is
+    /// bit for bit the same alone or batched.
+    #[test]
+    fn batched_int8_rows_match_the_reference_and_each_other() {
+        let mut next = rng(0x9e37_79b9);
+        for cols in [32usize, 64, 96, 100, 128, 192, 1000, 1024, 4160] {
+            let x: Vec<f32> = (0..cols)
+                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                .collect();
+            let xq = Int8X::new(&x).unwrap();
+            let rows: Vec<_> = (0..ROWS_PER_PASS)
+                .map(|r| row(&mut next, cols, if r % 2 == 0 { 16 } else { 15 }))
+                .collect();
+            let packed: [&[u8]; ROWS_PER_PASS] = core::array::from_fn(|r| &rows[r].0[..]);
+            let t16: Vec<[i8; 16]> = rows
+                .iter()
+                .map(|(_, t)| core::array::from_fn(|i| t.v[i]))
+                .collect();
+            let tables: [&[i8; 16]; ROWS_PER_PASS] = core::array::from_fn(|r| &t16[r]);
+            for isa in Isa::available() {
+                let Some(batched) = dot4_i8_rows(isa, packed, tables, &xq) else {
+                    continue;
+                };
+                for r in 0..ROWS_PER_PASS {
+                    let (p, t) = (&rows[r].0, &rows[r].1);
+                    let reference = portable::dot_i8_span(4, p, 0, cols, &t.v, &xq.xq, &xq.scales);
+                    let mag: f32 = (0..cols)
+                        .map(|j| {
+                            let w = t.v[usize::from(portable::code_at(p, 4, j))];
+                            (f32::from(w) * f32::from(xq.xq[j])).abs() * xq.scales[j / QBLOCK]
+                        })
+                        .sum();
+                    assert!(
+                        (batched[r] - reference).abs() <= 1e-5 * mag,
+                        "{isa} cols {cols} row {r}: {} vs {reference}",
+                        batched[r]
+                    );
+                    let [alone] = dot4_i8_rows(isa, [packed[r]], [tables[r]], &xq).unwrap();
+                    assert_eq!(alone.to_bits(), batched[r].to_bits(), "{isa} cols {cols}");
+                }
+            }
+        }
+    }
+
+    /// The compact kernel with subnormal and normal `f16` group scales agrees with the
+    /// reference on every path.
+    #[test]
+    fn scaled_rows_agree_for_subnormal_group_scales() {
+        let mut next = rng(0x2545_f491);
+        for (g, cols) in [(32usize, 96usize), (64, 320), (128, 1024), (96, 4160)] {
+            let x: Vec<f32> = (0..cols)
+                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                .collect();
+            let xq = Int8X::new(&x).unwrap();
+            let (packed, t8) = row(&mut next, cols, 16);
+            let t16: [i8; 16] = core::array::from_fn(|i| t8.v[i]);
+            let scales: Vec<u8> = (0..cols.div_ceil(g))
+                .flat_map(|i| {
+                    let h = if i % 2 == 0 {
+                        1 + next() % 0x3ff
+                    } else {
+                        0x0400 + next() % 0x7000
+                    };
+                    (h as u16).to_le_bytes()
+                })
+                .collect();
+            let reference = dot4_i8_scaled(Isa::scalar(), &packed, &xq, g, &t16, &scales);
+            let mag: f32 = (0..cols)
+                .map(|j| {
+                    let w = t16[usize::from(portable::code_at(&packed, 4, j))];
+                    (f32::from(w) * f32::from(xq.xq[j])).abs()
+                        * xq.scales[j / QBLOCK]
+                        * portable::scale_at(&scales, j / g)
+                        * portable::INV_127
+                })
+                .sum();
+            for isa in Isa::available() {
+                let got = dot4_i8_scaled(isa, &packed, &xq, g, &t16, &scales);
+                assert!(
+                    (got - reference).abs() <= 1e-5 * mag,
+                    "{isa} g {g} cols {cols}: {got} vs {reference}"
+                );
+            }
+        }
+    }
 }

@@ -31,7 +31,11 @@
 //! block scale `s_b = max_b|x| / 127` and level scale `t = max|L| / 127`, the result differs
 //! from the exact `Σ L_j·x_j` by at most
 //! `Σ_j (|L_j|·s_b/2 + t·|x_j|/2 + t·s_b/4)` plus `f32` summation error: about `1/127` of
-//! `Σ|L_j·x_j|` in the worst case. A NaN or infinite `x` is an error in this mode.
+//! `Σ|L_j·x_j|` in the worst case. A NaN or infinite `x` is an error in this mode. The 4-bit
+//! GEMV of exponential and linear codebooks derives the int8 levels from the unit levels
+//! (`round(127·q^k)`, `round(127·u_k)`) with `t = a / 127`, which is `max|L| / 127` since
+//! their top level is `a`: each int8 level is within half a step (plus `f32` rounding of the
+//! unit level) of `L / t`, as the bound assumes.
 
 mod decode;
 mod dot;
@@ -53,7 +57,10 @@ pub use encode::Encoder;
 pub(crate) use gemm::ROWS_PER_PANEL;
 pub(crate) use gemm::{gemm_rows, GemmSource};
 #[cfg(feature = "alloc")]
-pub(crate) use int8::{dot4_i8_groups, dot4_i8_scaled, dot_int8_span, I8Table, Int8X};
+pub(crate) use int8::{
+    dot4_i8_groups, dot4_i8_rows, dot4_i8_scaled, dot4_i8_scaled_rows, dot_int8_span, table16_i8,
+    I8Table, Int8X, ROWS_PER_PASS,
+};
 pub use int8::{dot_int8, dot_int8_with};
 
 use crate::error::{Error, Result};
