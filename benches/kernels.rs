@@ -24,11 +24,31 @@ fn read_sum(v: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
+/// [`read_sum`] over four quarters of `v` at once: four sequential streams, as a GEMV that
+/// runs four rows per pass reads them. A single stream can stop short of what the memory
+/// system delivers to one core (its prefetchers track a few streams at a time), so this is
+/// the other half of the read ceiling.
+fn read_sum_4streams(v: &[f32]) -> f32 {
+    let q = v.len() / 4 / 16 * 16;
+    let mut acc = [[0.0f32; 16]; 4];
+    for i in (0..q).step_by(16) {
+        for (s, a) in acc.iter_mut().enumerate() {
+            for (a, x) in a.iter_mut().zip(&v[s * q + i..s * q + i + 16]) {
+                *a += x;
+            }
+        }
+    }
+    acc.iter().flatten().sum::<f32>() + v[4 * q..].iter().sum::<f32>()
+}
+
 fn read_bandwidth(c: &mut Criterion) {
     let buf = common::weights(9, 64 << 20, 1.0); // 256 MiB
     let mut g = c.benchmark_group("read_bandwidth");
     g.throughput(Throughput::Bytes((buf.len() * 4) as u64));
     g.bench_function("sum_256MiB", |b| b.iter(|| read_sum(black_box(&buf))));
+    g.bench_function("sum_256MiB_4streams", |b| {
+        b.iter(|| read_sum_4streams(black_box(&buf)))
+    });
     g.finish();
 }
 
@@ -312,6 +332,9 @@ fn gemv_modes(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("gemv_modes/{rows}x{cols}"));
         g.throughput(Throughput::Bytes((buf.len() * 4) as u64));
         g.bench_function("read_256MiB", |b| b.iter(|| read_sum(black_box(&buf))));
+        g.bench_function("read_256MiB_4streams", |b| {
+            b.iter(|| read_sum_4streams(black_box(&buf)))
+        });
         g.throughput(Throughput::Bytes((rows * cols * 4) as u64));
         g.bench_function("dense_f32", |b| {
             b.iter(|| gemv_f32(black_box(&w), rows, cols, &x, &mut y))
