@@ -117,6 +117,28 @@ fn batch_of_one_is_the_gemv_exactly() {
     }
 }
 
+/// `y` (`rows × n`) against the plain product of the dequantized `dq` (`rows × cols`) and `x`
+/// (`cols × n`) in `f64`, within the module's bound `1e-5 · Σ_j |W[r,j]·X[j,c]|`.
+fn assert_plain_product(dq: &[f32], x: &[f32], n: usize, y: &[f32], what: &str) {
+    let rows = y.len() / n;
+    let cols = x.len() / n;
+    for r in 0..rows {
+        for c in 0..n {
+            let (mut exact, mut mag) = (0.0f64, 0.0f64);
+            for j in 0..cols {
+                let p = f64::from(dq[r * cols + j]) * f64::from(x[j * n + c]);
+                exact += p;
+                mag += p.abs();
+            }
+            let got = f64::from(y[r * n + c]);
+            assert!(
+                (got - exact).abs() <= 1e-5 * mag,
+                "{what} n={n} [{r},{c}]: {got} vs {exact}"
+            );
+        }
+    }
+}
+
 /// Shapes past one panel in every direction (several row passes, K blocks and column
 /// tiles, with remainders), against a plain loop over the dequantized matrix in `f64`.
 #[test]
@@ -143,21 +165,7 @@ fn large_shapes_match_a_plain_product() {
         let dq = q.dequantize();
         let mut y = vec![f32::NAN; rows * n];
         q.gemm(&x, n, &mut y).unwrap();
-        for r in 0..rows {
-            for c in 0..n {
-                let (mut exact, mut mag) = (0.0f64, 0.0f64);
-                for j in 0..cols {
-                    let p = f64::from(dq[r * cols + j]) * f64::from(x[j * n + c]);
-                    exact += p;
-                    mag += p.abs();
-                }
-                let got = f64::from(y[r * n + c]);
-                assert!(
-                    (got - exact).abs() <= 1e-5 * mag,
-                    "{rows}x{cols} n={n} [{r},{c}]: {got} vs {exact}"
-                );
-            }
-        }
+        assert_plain_product(&dq, &x, n, &y, &format!("{rows}x{cols}"));
     }
 }
 
@@ -195,21 +203,7 @@ fn narrow_batches_match_a_plain_product() {
             let x = weights(22 + n as u64, cols * n, 1.0);
             let mut y = vec![f32::NAN; rows * n];
             q.gemm(&x, n, &mut y).unwrap();
-            for r in 0..rows {
-                for c in 0..n {
-                    let (mut exact, mut mag) = (0.0f64, 0.0f64);
-                    for j in 0..cols {
-                        let p = f64::from(dq[r * cols + j]) * f64::from(x[j * n + c]);
-                        exact += p;
-                        mag += p.abs();
-                    }
-                    let got = f64::from(y[r * n + c]);
-                    assert!(
-                        (got - exact).abs() <= 1e-5 * mag,
-                        "{config:?} n={n} [{r},{c}]: {got} vs {exact}"
-                    );
-                }
-            }
+            assert_plain_product(&dq, &x, n, &y, &format!("{config:?}"));
             // Row ranges are exact slices of the whole product.
             let mut part = vec![f32::NAN; 5 * n];
             q.gemm_rows(&x, n, 3..8, &mut part).unwrap();
