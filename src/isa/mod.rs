@@ -235,6 +235,19 @@ impl Isa {
     pub(crate) fn path(self) -> Path {
         self.0
     }
+
+    /// The AVX2 proof this path carries or implies (detection requires AVX2 and FMA for
+    /// AVX-512), for the kernels AVX-512 machines run in their AVX2 form; `None` on the
+    /// other paths.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub(crate) fn avx2(self) -> Option<Avx2> {
+        match self.0 {
+            Path::Avx2(t) => Some(t),
+            Path::Avx512(t) => Some(t.avx2()),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Isa {

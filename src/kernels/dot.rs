@@ -299,12 +299,7 @@ pub(crate) fn dot_scaled(
     let g = g.max(1);
     #[cfg(target_arch = "x86_64")]
     {
-        let avx2 = match isa.path() {
-            Path::Avx2(t) => Some(t),
-            Path::Avx512(t) => Some(t.avx2()),
-            _ => None,
-        };
-        if let Some(t) = avx2 {
+        if let Some(t) = isa.avx2() {
             if bits == 4 && unit.len <= 16 && g.is_multiple_of(16) {
                 return t.dot4_scaled(row, &unit.v, x, g, scales);
             }

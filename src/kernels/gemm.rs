@@ -70,11 +70,12 @@ pub(crate) fn gemm_tile(
 /// Whether `isa` has a narrow kernel (x86-64 only; elsewhere the panel path runs).
 fn has_narrow(isa: Isa) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa.path(), Path::Avx512(_) | Path::Avx2(_)) {
-        return true;
+    return isa.avx2().is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        false
     }
-    let _ = isa;
-    false
 }
 
 /// One row's block times `nc` transposed columns on `isa` (see `portable::gemm4_narrow`,
@@ -89,10 +90,8 @@ pub(crate) fn gemm4_narrow(
     nc: usize,
 ) -> [f32; GEMM_NARROW] {
     #[cfg(target_arch = "x86_64")]
-    match isa.path() {
-        Path::Avx512(t) => return t.avx2().gemm4_narrow(bytes, segs, gen, xt, kc, nc),
-        Path::Avx2(t) => return t.gemm4_narrow(bytes, segs, gen, xt, kc, nc),
-        _ => {}
+    if let Some(t) = isa.avx2() {
+        return t.gemm4_narrow(bytes, segs, gen, xt, kc, nc);
     }
     let _ = isa;
     portable::gemm4_narrow(bytes, segs, gen, xt, kc, nc)

@@ -122,11 +122,7 @@ pub(crate) fn dot4_i8_rows<const R: usize>(
 ) -> Option<[f32; R]> {
     #[cfg(target_arch = "x86_64")]
     {
-        let t = match isa.path() {
-            Path::Avx2(t) => t,
-            Path::Avx512(t) => t.avx2(),
-            _ => return None,
-        };
+        let t = isa.avx2()?;
         let mut out = t.dot4_i8_rows(rows, tables, &x.xp, &x.ps);
         let n = x.xq.len();
         let whole = x.xp.len();
@@ -150,13 +146,12 @@ pub(crate) fn dot4_i8_rows<const R: usize>(
 /// [`portable::table16_i8`]; the group's scale is `a / 127`), in registers where a kernel
 /// does it, with the same bits on every path.
 pub(crate) fn table16_i8(isa: Isa, gen: &portable::Gen16, q: f32) -> [i8; 16] {
-    match isa.path() {
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx2(t) => t.table16_i8(gen, q),
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx512(t) => t.avx2().table16_i8(gen, q),
-        _ => portable::table16_i8(gen, q),
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = isa.avx2() {
+        return t.table16_i8(gen, q);
     }
+    let _ = isa;
+    portable::table16_i8(gen, q)
 }
 
 /// `Σ_b scales[b] · Σ table.v[code j] · xq[j]` over codes `start .. start + len` of one packed
@@ -354,11 +349,7 @@ pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
 ) -> Option<[f32; R]> {
     #[cfg(target_arch = "x86_64")]
     {
-        let t = match isa.path() {
-            Path::Avx2(t) => t,
-            Path::Avx512(t) => t.avx2(),
-            _ => return None,
-        };
+        let t = isa.avx2()?;
         let mut out = t.dot4_i8_pairs_scaled(rows, tables, &x.xp, &x.ps, g, scales, scratch);
         if x.xp.len() < x.xq.len() {
             for (r, o) in out.iter_mut().enumerate() {
