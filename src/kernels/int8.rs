@@ -124,13 +124,9 @@ pub(crate) fn dot4_i8_rows<const R: usize>(
     {
         let t = isa.avx2()?;
         let mut out = t.dot4_i8_rows(rows, tables, &x.xp, &x.ps);
-        let n = x.xq.len();
-        let whole = x.xp.len();
-        if whole < n {
-            let mut wide = [0i8; 256];
+        if x.xp.len() < x.xq.len() {
             for (o, (row, t16)) in out.iter_mut().zip(rows.iter().zip(tables)) {
-                wide[..16].copy_from_slice(t16);
-                *o += portable::dot_i8_span(4, row, whole, n - whole, &wide, &x.xq, &x.scales);
+                *o += short_tail(row, x, t16);
             }
         }
         Some(out)
@@ -365,9 +361,10 @@ pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
     }
 }
 
-/// The short last block of a compact row (0 when the row ends on a whole block).
+/// The short last block of a 4-bit row through its 16-entry table, by the reference (0 when
+/// the row ends on a whole block): the part the pair-order kernels leave.
 #[cfg(feature = "alloc")]
-fn scaled_tail(row: &[u8], x: &Int8X, g: usize, t16: &[i8; 16], scales: &[u8]) -> f32 {
+fn short_tail(row: &[u8], x: &Int8X, t16: &[i8; 16]) -> f32 {
     let n = x.xq.len();
     let whole = n / QBLOCK * QBLOCK;
     if whole == n {
@@ -375,8 +372,19 @@ fn scaled_tail(row: &[u8], x: &Int8X, g: usize, t16: &[i8; 16], scales: &[u8]) -
     }
     let mut table = [0i8; 256];
     table[..16].copy_from_slice(t16);
-    let part = portable::dot_i8_span(4, row, whole, n - whole, &table, &x.xq, &x.scales);
-    portable::scale_at(scales, whole / g.max(1)) * portable::INV_127 * part
+    portable::dot_i8_span(4, row, whole, n - whole, &table, &x.xq, &x.scales)
+}
+
+/// The short last block of a compact row, scaled by its group's `a / 127` (0 when the row
+/// ends on a whole block).
+#[cfg(feature = "alloc")]
+fn scaled_tail(row: &[u8], x: &Int8X, g: usize, t16: &[i8; 16], scales: &[u8]) -> f32 {
+    let n = x.xq.len();
+    let whole = n / QBLOCK * QBLOCK;
+    if whole == n {
+        return 0.0;
+    }
+    portable::scale_at(scales, whole / g.max(1)) * portable::INV_127 * short_tail(row, x, t16)
 }
 
 #[cfg(all(test, feature = "alloc"))]
@@ -445,10 +453,7 @@ mod tests {
                 .map(|r| row(&mut next, cols, if r % 2 == 0 { 16 } else { 15 }))
                 .collect();
             let packed: [&[u8]; ROWS_PER_PASS] = core::array::from_fn(|r| &rows[r].0[..]);
-            let t16: Vec<[i8; 16]> = rows
-                .iter()
-                .map(|(_, t)| core::array::from_fn(|i| t.v[i]))
-                .collect();
+            let t16: Vec<[i8; 16]> = rows.iter().map(|(_, t)| t.t16()).collect();
             let tables: [&[i8; 16]; ROWS_PER_PASS] = core::array::from_fn(|r| &t16[r]);
             for isa in Isa::available() {
                 let Some(batched) = dot4_i8_rows(isa, packed, tables, &xq) else {
@@ -486,7 +491,7 @@ mod tests {
                 .collect();
             let xq = Int8X::new(&x).unwrap();
             let (packed, t8) = row(&mut next, cols, 16);
-            let t16: [i8; 16] = core::array::from_fn(|i| t8.v[i]);
+            let t16 = t8.t16();
             let scales: Vec<u8> = (0..cols.div_ceil(g))
                 .flat_map(|i| {
                     let h = if i % 2 == 0 {
