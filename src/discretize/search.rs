@@ -660,11 +660,13 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
     (best.2, best.0)
 }
 
-/// The best `(a, score)` for one shape, exact where it is affordable. Lloyd walks from
-/// `max|w|` and from `hint` find a good local optimum; then a breakpoint sweep covers every
-/// `a` in `[A_LO, A_HI]·max|w|` when the group is sorted atoms with at most `SWEEP_LIMIT`
-/// breakpoints (a histogram with at most `HISTOGRAM_SWEEP_LIMIT`), else the window `[a/A_WINDOW, a·A_WINDOW]` around that optimum (large groups are summarized by
-/// histograms, whose error curves are smooth at that scale).
+/// The best `(a, score)` for one shape, exact where it is affordable. A Lloyd walk from
+/// `hint` finds a local optimum; then a breakpoint sweep covers every `a` in
+/// `[A_LO, A_HI]·max|w|` when the group is sorted atoms with at most `SWEEP_LIMIT`
+/// breakpoints (a histogram with at most `HISTOGRAM_SWEEP_LIMIT`). Otherwise walks from
+/// `max|w|` and from the best point of a coarse `a` grid join the first, and the sweep covers
+/// the window `[a/A_WINDOW, a·A_WINDOW]` around the best of them (large groups are summarized
+/// by histograms, whose error curves are smooth at that scale).
 fn final_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, hint: f64) -> (f64, f64) {
     let start = if hint.is_finite() && hint > 0.0 {
         hint
@@ -695,8 +697,12 @@ fn final_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, hint: f64) -> (f6
             }
             a *= ratio;
         }
-        for start in [stats.amax, grid_best.1] {
-            let other = lloyd(rule, stats, shape, start);
+        for other_start in [stats.amax, grid_best.1] {
+            // A walk from where the first one started would only repeat it.
+            if other_start == start {
+                continue;
+            }
+            let other = lloyd(rule, stats, shape, other_start);
             if other.0 < walked.0 {
                 walked = other;
             }
@@ -882,8 +888,8 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
             // settles which is best (histograms are smooth in `q`: the best one suffices).
             let chosen = best_q(&candidates);
             let mut best = (f64::INFINITY, amax, DEFAULT_Q);
+            let histogram = stats.bin_scale.is_some();
             for (i, &(_, q)) in candidates.iter().enumerate() {
-                let histogram = stats.bin_scale.is_some();
                 if candidates[..i].iter().any(|c| c.1 == q) || (histogram && q != chosen) {
                     continue;
                 }
