@@ -363,23 +363,12 @@ impl Dampened {
             let b = order[n - 1 - j];
             let column = a.col_as_slice_mut(j);
             column[j] = to(self.diag[b] + self.damp);
+            // Below the diagonal: `h[(b, other)]` for the columns processed before `b`, in
+            // reverse processing order.
+            let (below, others) = (&mut column[j + 1..], order[..n - 1 - j].iter().rev());
             match symmetric_line(h, b) {
-                Some(line) => {
-                    for (v, &other) in column[j + 1..]
-                        .iter_mut()
-                        .zip(order[..n - 1 - j].iter().rev())
-                    {
-                        *v = to(line[other]);
-                    }
-                }
-                None => {
-                    for (v, &other) in column[j + 1..]
-                        .iter_mut()
-                        .zip(order[..n - 1 - j].iter().rev())
-                    {
-                        *v = to(h[(b, other)]);
-                    }
-                }
+                Some(line) => fill_from(below, others, |other| to(line[other])),
+                None => fill_from(below, others, |other| to(h[(b, other)])),
             }
         }
         let mut scratch = MemBuffer::new(cholesky_in_place_scratch::<T>(
@@ -427,6 +416,18 @@ impl Dampened {
         let mut l32 = Mat::<f32>::from_fn(n, n, |i, j| if i >= j { l[(i, j)] as f32 } else { 0.0 });
         // Scaled in f32 from the rounded entries: the relative error stays that of f32.
         scale_columns(l32.as_mut()).then_some(l32)
+    }
+}
+
+/// `out[i] = read(k_i)`, `k_i` the `i`-th index `from` yields: one loop, monomorphized per
+/// `read`, for the contiguous and the strided source.
+fn fill_from<'o, T>(
+    out: &mut [T],
+    from: impl Iterator<Item = &'o usize>,
+    read: impl Fn(usize) -> T,
+) {
+    for (v, &other) in out.iter_mut().zip(from) {
+        *v = read(other);
     }
 }
 
