@@ -4,8 +4,9 @@
 //! the packed GEMV called once per column (what a caller without a GEMM would do).
 //!
 //! Throughput counts multiply-adds (`rows·cols·n`), so the figures of one group compare
-//! directly. Shapes: 4096 × 4096 and 1024 × 1024 at n = 1, 8, 64, 256; exponential 4-bit per
-//! row and per group of 128.
+//! directly. Shapes: 4096 × 4096 and 1024 × 1024 at n = 1, 2, 3, 4, 6, 8, 64, 256; exponential
+//! 4-bit per row and per group of 128. At n = 1 `gemm` is the GEMV call, so `gemv_x_n` there
+//! is the GEMV it must not be slower than.
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -28,7 +29,7 @@ fn gemm(c: &mut Criterion) {
             ),
         ];
         let wm = Mat::<f32>::from_fn(rows, cols, |i, j| w[i * cols + j]);
-        for n in [1usize, 8, 64, 256] {
+        for n in [1usize, 2, 3, 4, 6, 8, 64, 256] {
             let x = common::weights(2, cols * n, 1.0);
             let xm = Mat::<f32>::from_fn(cols, n, |j, c| x[j * n + c]);
             let columns: Vec<Vec<f32>> = (0..n)
