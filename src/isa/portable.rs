@@ -722,14 +722,17 @@ impl GemmXt {
 }
 
 /// Where input `k` of a block of `kc` sits in a [`GemmXt`] column. Each whole run of 64 codes
-/// is 32 bytes, 8 little-endian `u32` words of 8 codes: word `l` holds codes `8l..8l + 8`,
-/// nibble `m` code `8l + m`. A kernel that shifts all 8 words right by 4 bits per step
-/// meets code `8l + m` in lane `l` at step `m`, so that input goes to `8m + l`; the last run,
-/// shorter than 64, stays in order.
+/// is 32 bytes, byte `b` holding code `2b` (low nibble) and `2b + 1` (high nibble). A kernel
+/// that looks up the low nibbles of all 32 bytes and then the high ones, 8 `f32` at a time
+/// with lane `l` of vector `m` taking byte `4m + (l & 3) + 16·(l >> 2)` (the order in which
+/// byte-wise unpacking within 128-bit halves leaves them), meets code `2b + h` at position
+/// `32h + 8m + l` of the run, so that is where its input goes; the last run, shorter than
+/// 64, stays in order.
 #[inline]
 pub(crate) fn gemm_xt_pos(k: usize, kc: usize) -> usize {
     if k < kc / 64 * 64 {
-        (k & !63) | ((k & 7) << 3) | ((k >> 3) & 7)
+        let b = (k >> 1) & 31;
+        (k & !63) | ((k & 1) << 5) | (((b >> 2) & 3) << 3) | ((b >> 4) << 2) | (b & 3)
     } else {
         k
     }

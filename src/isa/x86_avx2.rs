@@ -1402,12 +1402,12 @@ impl Avx2 {
             return super::portable::gemm4_narrow(bytes, segs, gen, xt, kc, nc);
         }
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA; the bounds
-        // the kernel relies on were checked just above. Below 5 columns alternate steps get
-        // accumulators of their own, so 8 FMA chains stay in flight.
+        // the kernel relies on were checked just above. Below 5 columns successive vectors of
+        // codes take turns over accumulator sets, so 6 to 8 FMA chains stay in flight.
         unsafe {
             match nc {
-                1 => gemm4_narrow_v::<1, 2>(bytes, segs, gen, xt),
-                2 => gemm4_narrow_v::<2, 2>(bytes, segs, gen, xt),
+                1 => gemm4_narrow_v::<1, 8>(bytes, segs, gen, xt),
+                2 => gemm4_narrow_v::<2, 4>(bytes, segs, gen, xt),
                 3 => gemm4_narrow_v::<3, 2>(bytes, segs, gen, xt),
                 4 => gemm4_narrow_v::<4, 2>(bytes, segs, gen, xt),
                 5 => gemm4_narrow_v::<5, 1>(bytes, segs, gen, xt),
@@ -1419,26 +1419,61 @@ impl Avx2 {
     }
 }
 
-/// [`pick16`] with `d = t0 ^ t1` in place of `t1`: bit 3 of a code, spread over its lane,
-/// selects the bits that turn `t0[i]` into `t1[i]`. The same exact values as the blend; the
-/// select is plain bit operations, which more execution ports take than a variable blend
-/// (in a loop that keeps the FMA ports busy).
+/// The four byte planes of a 16-entry `f32` table `(t0, t1)`, two to a vector: byte `e` of
+/// plane `j` is byte `j` of entry `e`, planes 0 and 2 in the low and high 128-bit lanes of
+/// the first vector, planes 1 and 3 in the second. Broadcast to both lanes (a load), a plane
+/// is the form `vpshufb` looks up 32 codes at a time in.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn pick16_xor(t0: __m256, d: __m256, idx: __m256i) -> __m256 {
-    let upper = _mm256_castsi256_ps(_mm256_srai_epi32::<31>(_mm256_slli_epi32::<28>(idx)));
-    let lo = _mm256_permutevar8x32_ps(t0, idx);
-    _mm256_xor_ps(lo, _mm256_and_ps(_mm256_permutevar8x32_ps(d, idx), upper))
+fn planes16(t0: __m256, t1: __m256) -> [__m256i; 2] {
+    // Within each lane, byte `j` of the 4 entries to bytes `4j..4j + 4`.
+    let by_byte = _mm256_setr_epi8(
+        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10,
+        14, 3, 7, 11, 15,
+    );
+    // Then the lanes' words of byte `j` next to each other: bytes 0 and 1 of entries 0..8 in
+    // the low lane, bytes 2 and 3 in the high one.
+    let pair = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let a = _mm256_shuffle_epi8(_mm256_castps_si256(t0), by_byte);
+    let b = _mm256_shuffle_epi8(_mm256_castps_si256(t1), by_byte);
+    let a = _mm256_permutevar8x32_epi32(a, pair);
+    let b = _mm256_permutevar8x32_epi32(b, pair);
+    [_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b)]
 }
 
-/// `NC` columns, `S` accumulator sets (1 or 2, taken in turn step by step). Whole runs of 64
-/// codes are 8 words of 8 codes each: `vpermps` reads only the low 3 bits of a lane, so each
-/// step looks up the low nibble of every word and shifts the words right by 4 (the layout of
-/// [`gemm_xt_pos`](super::portable::gemm_xt_pos)). The block's last codes, past its last
-/// whole run, go 16 at a time in order and the rest through the reference table.
+/// Table entries of 32 codes (one per byte of `idx`, each below 16) as four vectors of 8
+/// `f32`: vector `m` lane `l` is the entry of byte `4m + (l & 3) + 16·(l >> 2)`. Four
+/// `vpshufb` look up one byte plane each, and two rounds of unpacking put the bytes of each
+/// entry together (the byte order the unpacking leaves is the layout of
+/// [`gemm_xt_pos`](super::portable::gemm_xt_pos)).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn look32(planes: &[__m256i; 4], idx: __m256i) -> [__m256; 4] {
+    let b0 = _mm256_shuffle_epi8(planes[0], idx);
+    let b1 = _mm256_shuffle_epi8(planes[1], idx);
+    let b2 = _mm256_shuffle_epi8(planes[2], idx);
+    let b3 = _mm256_shuffle_epi8(planes[3], idx);
+    let lo01 = _mm256_unpacklo_epi8(b0, b1);
+    let hi01 = _mm256_unpackhi_epi8(b0, b1);
+    let lo23 = _mm256_unpacklo_epi8(b2, b3);
+    let hi23 = _mm256_unpackhi_epi8(b2, b3);
+    [
+        _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23)),
+        _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23)),
+        _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23)),
+        _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23)),
+    ]
+}
+
+/// `NC` columns, `S` accumulator sets (1, 2, 4 or 8, taken in turn vector by vector, so that
+/// `NC·S` FMA chains stay in flight). A whole run of 64 codes is 32 bytes: their low nibbles
+/// (even codes) and high nibbles (odd codes) are two vectors of 32 indices, each looked up
+/// by [`look32`], which decodes 8 codes in a few byte shuffles rather than a `vpermps` per
+/// table half. The block's last codes, past its last whole run, go 16 at a time in order
+/// and the rest through the reference table.
 ///
 /// # Safety
-/// AVX2 and FMA; `gemm4_narrow_fits(bytes, segs, kc, NC)` and `S` is 1 or 2.
+/// AVX2 and FMA; `gemm4_narrow_fits(bytes, segs, kc, NC)` and `S` is 1, 2, 4 or 8.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
     bytes: &[u8],
@@ -1448,32 +1483,55 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
 ) -> [f32; GEMM_NARROW] {
     let mut acc = [[_mm256_setzero_ps(); NC]; S];
     let mut tail = [0.0f32; GEMM_NARROW];
-    // Every segment's table first, off the accumulators' dependency chains.
-    let mut tables = [(_mm256_setzero_ps(), _mm256_setzero_ps()); GEMM_SEGS];
-    for (t, s) in tables.iter_mut().zip(segs) {
-        *t = tables16(gen, s.a, s.q);
+    let nib = _mm256_set1_epi8(0x0f);
+    // Every segment's planes first, off the accumulators' dependency chains, stored so that
+    // broadcasting a plane is a load rather than a shuffle.
+    let mut all = [[_mm256_setzero_si256(); 2]; GEMM_SEGS];
+    for (p, s) in all.iter_mut().zip(segs) {
+        let (t0, t1) = tables16(gen, s.a, s.q);
+        *p = planes16(t0, t1);
     }
-    for (s, &(t0, t1)) in segs.iter().zip(&tables) {
+    for (s, p) in segs.iter().zip(&all) {
+        let base = p.as_ptr().cast::<__m128i>();
+        // SAFETY: `p` is 64 aligned bytes, the 16-byte planes 0, 2, 1 and 3 in that order.
+        let planes = unsafe {
+            [
+                _mm256_broadcastsi128_si256(_mm_load_si128(base)),
+                _mm256_broadcastsi128_si256(_mm_load_si128(base.add(2))),
+                _mm256_broadcastsi128_si256(_mm_load_si128(base.add(1))),
+                _mm256_broadcastsi128_si256(_mm_load_si128(base.add(3))),
+            ]
+        };
         let mut i = s.start;
-        let d = _mm256_xor_ps(t0, t1);
         while i + 64 <= s.end {
             // SAFETY: `i + 64 <= end`, so bytes `i/2 .. i/2 + 32` lie inside `bytes` (`end <=
             // 2·len`), and floats `i .. i + 64` of each column inside the block.
             unsafe {
-                let mut v = _mm256_loadu_si256(bytes.as_ptr().add(i / 2).cast());
-                for m in 0..8 {
-                    let w = pick16_xor(t0, d, v);
-                    for (a, xc) in acc[m % S].iter_mut().zip(&xt.x) {
-                        let xv = _mm256_load_ps(xc.as_ptr().add(i + 8 * m));
-                        *a = _mm256_fmadd_ps(w, xv, *a);
+                let v = _mm256_loadu_si256(bytes.as_ptr().add(i / 2).cast());
+                let halves = [
+                    _mm256_and_si256(v, nib),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib),
+                ];
+                for (h, &idx) in halves.iter().enumerate() {
+                    let w = look32(&planes, idx);
+                    for (m, &w) in w.iter().enumerate() {
+                        let set = &mut acc[(4 * h + m) % S];
+                        for (a, xc) in set.iter_mut().zip(&xt.x) {
+                            let xv = _mm256_load_ps(xc.as_ptr().add(i + 32 * h + 8 * m));
+                            *a = _mm256_fmadd_ps(w, xv, *a);
+                        }
                     }
-                    v = _mm256_srli_epi32::<4>(v);
                 }
             }
             i += 64;
         }
         // Only the block's last run is short (`end` is a multiple of 64 or `kc`), and there
         // the layout is in order.
+        let (t0, t1) = if i + 16 <= s.end {
+            tables16(gen, s.a, s.q)
+        } else {
+            (_mm256_setzero_ps(), _mm256_setzero_ps())
+        };
         while i + 16 <= s.end {
             // SAFETY: `i` is even and `i + 16 <= end`, so bytes `i/2 .. i/2 + 8` lie inside
             // `bytes`, and floats `i .. i + 16` of each column inside the block.
@@ -1500,10 +1558,23 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
             }
         }
     }
-    let v: [__m256; GEMM_NARROW] = core::array::from_fn(|c| match (c < NC, S) {
-        (false, _) => _mm256_setzero_ps(),
-        (true, 1) => acc[0][c],
-        (true, _) => _mm256_add_ps(acc[0][c], acc[1][c]),
+    // The sets pairwise, then the columns.
+    let mut width = S;
+    while width > 1 {
+        width /= 2;
+        let (low, high) = acc.split_at_mut(width);
+        for (l, h) in low.iter_mut().zip(&*high) {
+            for (a, &b) in l.iter_mut().zip(h) {
+                *a = _mm256_add_ps(*a, b);
+            }
+        }
+    }
+    let v: [__m256; GEMM_NARROW] = core::array::from_fn(|c| {
+        if c < NC {
+            acc[0][c]
+        } else {
+            _mm256_setzero_ps()
+        }
     });
     // Column sums by a pairwise tree: the last `hadd` holds columns 0–3 and 4–7 as the sums
     // of lanes 0–3 (low halves) and 4–7 (high halves) of each accumulator.

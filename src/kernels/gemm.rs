@@ -19,16 +19,16 @@
 //! their parameters (`GemmSource::gen`) skip it on x86-64: each `GEMM_NARROW_KC` block of X is
 //! transposed onto the stack once (in the order the kernel meets the codes), and then row by
 //! row 64 codes at a time are decoded in registers, through a table derived in registers per
-//! group, and multiplied into `n` accumulators, one per column, as a GEMV would for each
-//! column at once.
+//! group and looked up one byte plane at a time, and multiplied into accumulators per column,
+//! as a GEMV would for each column at once.
 //!
 //! # Numbers
 //! Each `Y[r·n + c]` is a sum over `j` in order within a panel and panel by panel; the SIMD
 //! micro-kernels fuse each multiply-add, the reference does not, so paths differ by ordinary
 //! `f32` rounding: `|fast − reference| <= 1e-5 · Σ_j |W[r,j]·X[j,c]|` for the shapes the
-//! tests cover. The narrow path sums each block of a row in 8 lanes (lane `l` takes codes
-//! `8l..8l + 8` of every run of 64) and then across the lanes, and a GEMV in yet another
-//! order, within the same bound.
+//! tests cover. The narrow path sums each block of a row in 8 lanes (which codes of a run of
+//! 64 meet in a lane follows `gemm_xt_pos`), over one to eight accumulators a column, and then
+//! across them and the lanes, and a GEMV in yet another order, within the same bound.
 //! Either way each row's result depends on that row alone, so row ranges and threads give
 //! the same bits.
 
@@ -435,11 +435,25 @@ mod tests {
             GEMM_NARROW_KC + 1,
             1
         ));
-        // The layout of whole runs is a transposition of 8 × 8; the short last run stays put.
-        assert_eq!(gemm_xt_pos(1, 64), 8);
-        assert_eq!(gemm_xt_pos(8, 64), 1);
-        assert_eq!(gemm_xt_pos(64 + 8 * 3 + 5, 200), 64 + 8 * 5 + 3);
+        // Whole runs: odd codes in the second half, byte `b` at `8·(b/4 % 4) + 4·(b/16) + b % 4`;
+        // the short last run stays put, and every block is a permutation.
+        assert_eq!(gemm_xt_pos(1, 64), 32);
+        assert_eq!(gemm_xt_pos(2, 64), 1);
+        assert_eq!(gemm_xt_pos(8, 64), 8);
+        assert_eq!(gemm_xt_pos(32, 64), 4);
+        assert_eq!(gemm_xt_pos(64 + 8 * 3 + 5, 200), 64 + 32 + 8 * 3 + 2);
         assert_eq!(gemm_xt_pos(130, 140), 130);
+        for kc in [0usize, 63, 64, 200, GEMM_NARROW_KC] {
+            let mut seen = alloc::vec![false; kc];
+            for k in 0..kc {
+                let p = gemm_xt_pos(k, kc);
+                assert!(
+                    p < kc && !seen[p],
+                    "kc={kc} k={k}: position {p} out of range or taken"
+                );
+                seen[p] = true;
+            }
+        }
     }
 
     #[test]
