@@ -1441,6 +1441,66 @@ fn planes16(t0: __m256, t1: __m256) -> [__m256i; 2] {
     [_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b)]
 }
 
+/// [`planes16`] of the exponential table `table16(&Gen16::Exp { zero }, a, q)`, built from
+/// its 8 magnitudes `a·q^k` (the products of [`tables16`], so the same bits) in fewer
+/// shuffles: the ascending table is the magnitudes negated, then the same magnitudes in
+/// reverse order (without `a·q^7` and with zeros at entries 7 and 15 when `zero`), and
+/// negation only flips the sign bit, in byte 3 of an entry.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn planes_exp(a: &f32, q: &f32, zero: bool) -> [__m256i; 2] {
+    let one = _mm256_set1_ps(1.0);
+    // Broadcast from memory: loads, not shuffles.
+    let qv = _mm256_broadcast_ss(q);
+    let q2 = _mm256_mul_ps(qv, qv);
+    let q4 = _mm256_mul_ps(q2, q2);
+    let b1 = _mm256_blend_ps::<0b1010_1010>(one, qv);
+    let b2 = _mm256_blend_ps::<0b1100_1100>(one, q2);
+    let b4 = _mm256_blend_ps::<0b1111_0000>(one, q4);
+    let p = _mm256_mul_ps(_mm256_mul_ps(b1, b2), b4);
+    let m = _mm256_castps_si256(_mm256_mul_ps(p, _mm256_broadcast_ss(a)));
+    let by_byte = _mm256_setr_epi8(
+        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10,
+        14, 3, 7, 11, 15,
+    );
+    // Byte `j` of the 8 magnitudes in bytes `8(j % 2)..` of lane `j / 2`.
+    let v = _mm256_permutevar8x32_epi32(
+        _mm256_shuffle_epi8(m, by_byte),
+        _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
+    );
+    // Each plane: its 8 bytes in order, then reversed; an index with its top bit set reads 0.
+    let (even, odd, sign) = if zero {
+        (
+            _mm256_setr_epi8(
+                0, 1, 2, 3, 4, 5, 6, -128, 6, 5, 4, 3, 2, 1, 0, -128, 0, 1, 2, 3, 4, 5, 6, -128, 6,
+                5, 4, 3, 2, 1, 0, -128,
+            ),
+            _mm256_setr_epi8(
+                8, 9, 10, 11, 12, 13, 14, -128, 14, 13, 12, 11, 10, 9, 8, -128, 8, 9, 10, 11, 12,
+                13, 14, -128, 14, 13, 12, 11, 10, 9, 8, -128,
+            ),
+            _mm256_setr_epi64x(0, 0, 0x0080_8080_8080_8080, 0),
+        )
+    } else {
+        (
+            _mm256_setr_epi8(
+                0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 0, 0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4,
+                3, 2, 1, 0,
+            ),
+            _mm256_setr_epi8(
+                8, 9, 10, 11, 12, 13, 14, 15, 15, 14, 13, 12, 11, 10, 9, 8, 8, 9, 10, 11, 12, 13,
+                14, 15, 15, 14, 13, 12, 11, 10, 9, 8,
+            ),
+            _mm256_setr_epi64x(0, 0, -0x7f7f_7f7f_7f7f_7f80, 0),
+        )
+    };
+    [
+        _mm256_shuffle_epi8(v, even),
+        // Plane 3 (the high lane) holds the sign bits: entries below 8 are negative.
+        _mm256_xor_si256(_mm256_shuffle_epi8(v, odd), sign),
+    ]
+}
+
 /// Table entries of 32 codes (one per byte of `idx`, each below 16) as four vectors of 8
 /// `f32`: vector `m` lane `l` is the entry of byte `4m + (l & 3) + 16·(l >> 2)`. Four
 /// `vpshufb` look up one byte plane each, and two rounds of unpacking put the bytes of each
@@ -1488,8 +1548,13 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
     // broadcasting a plane is a load rather than a shuffle.
     let mut all = [[_mm256_setzero_si256(); 2]; GEMM_SEGS];
     for (p, s) in all.iter_mut().zip(segs) {
-        let (t0, t1) = tables16(gen, s.a, s.q);
-        *p = planes16(t0, t1);
+        *p = match gen {
+            Gen16::Exp { zero } => planes_exp(&s.a, &s.q, *zero),
+            Gen16::Scaled(_) => {
+                let (t0, t1) = tables16(gen, s.a, s.q);
+                planes16(t0, t1)
+            }
+        };
     }
     for (s, p) in segs.iter().zip(&all) {
         let base = p.as_ptr().cast::<__m128i>();
