@@ -1491,12 +1491,13 @@ fn planes_exp(a: &f32, q: &f32, zero: bool) -> [__m256i; 2] {
                 8, 9, 10, 11, 12, 13, 14, 15, 15, 14, 13, 12, 11, 10, 9, 8, 8, 9, 10, 11, 12, 13,
                 14, 15, 15, 14, 13, 12, 11, 10, 9, 8,
             ),
-            _mm256_setr_epi64x(0, 0, -0x7f7f_7f7f_7f7f_7f80, 0),
+            _mm256_setr_epi64x(0, 0, 0x8080_8080_8080_8080_u64 as i64, 0),
         )
     };
     [
         _mm256_shuffle_epi8(v, even),
-        // Plane 3 (the high lane) holds the sign bits: entries below 8 are negative.
+        // Plane 3 (the high lane) holds the sign bits: entries below 8 (below 7 with a zero
+        // level) are negative.
         _mm256_xor_si256(_mm256_shuffle_epi8(v, odd), sign),
     ]
 }
@@ -1528,8 +1529,8 @@ fn look32(planes: &[__m256i; 4], idx: __m256i) -> [__m256; 4] {
 /// `NC` columns, `S` accumulator sets (1, 2, 4 or 8, taken in turn vector by vector, so that
 /// `NC·S` FMA chains stay in flight). A whole run of 64 codes is 32 bytes: their low nibbles
 /// (even codes) and high nibbles (odd codes) are two vectors of 32 indices, each looked up
-/// by [`look32`], which decodes 8 codes in a few byte shuffles rather than a `vpermps` per
-/// table half. The block's last codes, past its last whole run, go 16 at a time in order
+/// by [`look32`]: 12 byte shuffles per 32 codes, where a `vpermps` lookup per table half
+/// takes 8 shuffles and 20 shifts and bit operations. The block's last codes, past its last whole run, go 16 at a time in order
 /// and the rest through the reference table.
 ///
 /// # Safety
