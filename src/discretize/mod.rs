@@ -31,6 +31,8 @@
 mod lanes;
 #[cfg(feature = "alloc")]
 pub(crate) mod search;
+#[cfg(feature = "alloc")]
+mod small;
 pub(crate) mod shared;
 
 use crate::codebook::Codebook;

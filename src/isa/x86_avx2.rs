@@ -1048,6 +1048,63 @@ unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
 }
 
 // ---- The fit's scoring lanes ------------------------------------------------------------
+// The small-group assignment's types, imported here so that this section stands alone.
+use super::portable::{
+    assign_vectors, AssignAtoms, AssignLevels, ASSIGN_CUTS, ASSIGN_LANES,
+};
+
+impl Avx2 {
+    /// The fit's small-group assignment sums (see
+    /// [`portable::assign_sums`](super::portable::assign_sums), the reference).
+    #[inline]
+    pub(crate) fn assign_sums(self, levels: AssignLevels<'_>, atoms: AssignAtoms<'_>) -> [f64; 3] {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { assign_sums(levels, atoms) }
+    }
+}
+
+/// [`portable::assign_sums`](super::portable::assign_sums) with AVX2, eight atoms per vector;
+/// bit-identical to it (the same operations in the same order, no fused multiply-add).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn assign_sums(levels: AssignLevels<'_>, atoms: AssignAtoms<'_>) -> [f64; 3] {
+    let cuts = levels.cut.len().min(levels.above.len()).min(ASSIGN_CUTS);
+    let (cut, above) = (&levels.cut[..cuts], &levels.above[..cuts]);
+    let base = _mm256_set1_ps(levels.base);
+    let mut acc = [_mm256_setzero_ps(); 3];
+    for v in 0..assign_vectors(atoms) {
+        let at = v * ASSIGN_LANES;
+        // SAFETY: `assign_vectors` counts whole vectors of the shortest slice, so the eight
+        // floats from `at` are in bounds of each.
+        let load = |s: &[f32]| unsafe { _mm256_loadu_ps(s.as_ptr().add(at)) };
+        let x = load(atoms.x);
+        let mut c = base;
+        // Broadcasts straight from the slices: a table of vectors would be rebuilt (and
+        // zeroed) on every call, which costs more than the compares.
+        for (&t, &l) in cut.iter().zip(above) {
+            let mask = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(t));
+            c = _mm256_blendv_ps(c, _mm256_set1_ps(l), mask);
+        }
+        acc[0] = _mm256_add_ps(acc[0], _mm256_mul_ps(c, load(atoms.wx)));
+        acc[1] = _mm256_add_ps(acc[1], _mm256_mul_ps(_mm256_mul_ps(c, c), load(atoms.w0)));
+        acc[2] = _mm256_add_ps(acc[2], _mm256_mul_ps(c, load(atoms.ws)));
+    }
+    // As `portable::assign_lane_sum`: lane `i` plus lane `i + 4` in `f64`, then pairwise.
+    acc.map(|v| {
+        let halves = _mm256_add_pd(
+            _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)),
+        );
+        let pairs = _mm_add_pd(
+            _mm256_castpd256_pd128(halves),
+            _mm256_extractf128_pd::<1>(halves),
+        );
+        _mm_cvtsd_f64(_mm_add_sd(pairs, _mm_unpackhi_pd(pairs, pairs)))
+    })
+}
+
 
 /// [`portable::score`](super::portable::score) with AVX2, as two halves of eight lanes. Bit-identical to it: the same
 /// operations in the same order.
