@@ -634,7 +634,9 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
     }
     levels.extend_from_slice(unit);
     let n = stats.x.len();
-    let mut events: Vec<Event> = Vec::new();
+    // At most one event per atom and threshold: a full sweep's events are reserved at once
+    // (a window's are far fewer than that bound and grow as needed).
+    let mut events: Vec<Event> = Vec::with_capacity((n * (levels.len() - 1)).min(SWEEP_LIMIT));
     let mut ends: Vec<usize> = Vec::with_capacity(levels.len());
     for (l, pair) in levels.windows(2).enumerate() {
         let mu = (pair[0] + pair[1]) * 0.5;
