@@ -31,9 +31,9 @@
 mod lanes;
 #[cfg(feature = "alloc")]
 pub(crate) mod search;
+pub(crate) mod shared;
 #[cfg(feature = "alloc")]
 mod small;
-pub(crate) mod shared;
 
 use crate::codebook::Codebook;
 use crate::error::{Error, Result};

@@ -174,11 +174,9 @@ mod tests {
                 let family = Family::new(scheme, bits, zero).unwrap();
                 for (seed, n) in [(1u32, 1usize), (2, 7), (3, 8), (4, 32), (5, 45), (6, 64)] {
                     let w = weights(seed + u32::from(bits), n);
-                    let imp: alloc::vec::Vec<f32> =
-                        (0..n).map(|i| 0.25 + (i % 5) as f32).collect();
+                    let imp: alloc::vec::Vec<f32> = (0..n).map(|i| 0.25 + (i % 5) as f32).collect();
                     for importance in [None, Some(&imp[..])] {
-                        let stats =
-                            GroupStats::for_rule(ScaleRule::Mse, &w, importance).unwrap();
+                        let stats = GroupStats::for_rule(ScaleRule::Mse, &w, importance).unwrap();
                         let small = SmallAtoms::new(&stats, family.magnitude_count(), isa)
                             .expect("a small group");
                         let reference =

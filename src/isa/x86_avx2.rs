@@ -1049,9 +1049,7 @@ unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
 
 // ---- The fit's scoring lanes ------------------------------------------------------------
 // The small-group assignment's types, imported here so that this section stands alone.
-use super::portable::{
-    assign_vectors, AssignAtoms, AssignLevels, ASSIGN_CUTS, ASSIGN_LANES,
-};
+use super::portable::{assign_vectors, AssignAtoms, AssignLevels, ASSIGN_CUTS, ASSIGN_LANES};
 
 impl Avx2 {
     /// The fit's small-group assignment sums (see
@@ -1104,7 +1102,6 @@ unsafe fn assign_sums(levels: AssignLevels<'_>, atoms: AssignAtoms<'_>) -> [f64;
         _mm_cvtsd_f64(_mm_add_sd(pairs, _mm_unpackhi_pd(pairs, pairs)))
     })
 }
-
 
 /// [`portable::score`](super::portable::score) with AVX2, as two halves of eight lanes. Bit-identical to it: the same
 /// operations in the same order.
