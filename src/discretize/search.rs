@@ -9,13 +9,15 @@
 //! Under the MSE and correlation rules, each candidate `q` of a log grid is scored by Lloyd
 //! walks in `a` (nearest-level assignment, then the closed-form best `a` of that assignment,
 //! a few assignments per walk), started at the previous candidate's best `a` and, for sorted
-//! atoms, also at `max|w|`. The best few local minima of the grid are refined by golden
-//! section. At the candidate `q`s (for histograms only the best one) an exact breakpoint
-//! sweep ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`:
-//! over every `a ∈ [0.01, 1.5]·max|w|` for sorted atoms with at most [`SWEEP_LIMIT`]
-//! breakpoints (histograms with at most [`HISTOGRAM_SWEEP_LIMIT`]), over a window around the
-//! best Lloyd optimum otherwise. The grid is dense
-//! for sorted atoms (jagged in `q`) and coarse for histograms (smooth). (Max-abs fits search
+//! atoms, also at `max|w|`. For groups of at most 64 sorted atoms (and families of at most
+//! 16 magnitudes) these walks run on `f32` sums computed in vectors by `small`, which only
+//! rank the candidates. The best few local minima of the grid are refined by golden section.
+//! At the candidate `q`s (for histograms only the best one) an exact breakpoint sweep
+//! ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`: over
+//! every `a ∈ [0.01, 1.5]·max|w|` for sorted atoms with at most [`SWEEP_LIMIT`] breakpoints
+//! (histograms with at most [`HISTOGRAM_SWEEP_LIMIT`]), over a window around the best Lloyd
+//! optimum otherwise. The grid is dense for sorted atoms (jagged in `q`) and coarse for
+//! histograms (smooth). (Max-abs fits search
 //! `q` alone at `a = max|w|`: a dense grid here, or the sixteen-lane search in `lanes` for
 //! small groups.)
 //!

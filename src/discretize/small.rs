@@ -149,7 +149,7 @@ mod tests {
                 state ^= state << 5;
                 // Heavy-tailed, signed, with exact zeros now and then.
                 let u = (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
-                if state % 11 == 0 {
+                if state.is_multiple_of(11) {
                     0.0
                 } else {
                     u * u * u * 8.0
@@ -172,7 +172,19 @@ mod tests {
                 (Scheme::Linear, 4, true),
             ] {
                 let family = Family::new(scheme, bits, zero).unwrap();
-                for (seed, n) in [(1u32, 1usize), (2, 7), (3, 8), (4, 32), (5, 45), (6, 64)] {
+                // Every vector count from one to eight, full and partly padded.
+                for (seed, n) in [
+                    (1u32, 1usize),
+                    (2, 7),
+                    (3, 8),
+                    (4, 16),
+                    (5, 24),
+                    (6, 32),
+                    (7, 40),
+                    (8, 45),
+                    (9, 56),
+                    (10, 64),
+                ] {
                     let w = weights(seed + u32::from(bits), n);
                     let imp: alloc::vec::Vec<f32> = (0..n).map(|i| 0.25 + (i % 5) as f32).collect();
                     for importance in [None, Some(&imp[..])] {
@@ -210,6 +222,38 @@ mod tests {
             }
         }
         assert!(checked >= 7 * 6 * 2 * 12, "{checked}");
+    }
+
+    #[test]
+    fn every_path_gives_the_references_bits_beyond_a_small_group() {
+        // More vectors than a small group has: the kernels' general loop.
+        let n = 13 * ASSIGN_LANES;
+        let x: alloc::vec::Vec<f32> = weights(21, n).iter().map(|w| w.abs()).collect();
+        let w0: alloc::vec::Vec<f32> = (0..n).map(|i| 0.5 + (i % 3) as f32).collect();
+        let wx: alloc::vec::Vec<f32> = x.iter().zip(&w0).map(|(x, w)| x * w).collect();
+        let ws: alloc::vec::Vec<f32> = (0..n).map(|i| [1.0, -1.0, 0.0][i % 3]).collect();
+        let atoms = AssignAtoms {
+            x: &x,
+            w0: &w0,
+            wx: &wx,
+            ws: &ws,
+        };
+        let cut = [0.05f32, 0.1, 0.2, 0.4, 0.8];
+        let above = [0.1f32, 0.15, 0.3, 0.6, 1.0];
+        let levels = AssignLevels {
+            base: 0.0,
+            cut: &cut,
+            above: &above,
+        };
+        let want = portable::assign_sums(levels, atoms);
+        assert!(want.iter().all(|v| *v != 0.0), "{want:?}");
+        for isa in Isa::available() {
+            assert_eq!(
+                assign_sums_with(isa, levels, atoms).map(f64::to_bits),
+                want.map(f64::to_bits),
+                "{isa}"
+            );
+        }
     }
 
     #[test]

@@ -281,27 +281,24 @@ pub(crate) struct AssignAtoms<'a> {
 /// The reference of the fit's small-group assignment: each atom takes the unit level `c` of
 /// the last threshold it exceeds, and the result is `[Σc·wx, Σc²·w0, Σc·ws]`. Atom `i` is
 /// summed in lane `i mod 8` in `f32` (products rounded before the add, never fused), then the
-/// lanes in `f64` by [`assign_lane_sum`], so the vector path computes the same bits. Reads whole
-/// vectors of [`ASSIGN_LANES`] atoms of the shortest slice.
+/// lanes in `f64` by [`assign_lane_sum`], so the vector path computes the same bits. Reads
+/// whole vectors of [`ASSIGN_LANES`] atoms of the shortest slice.
 pub(crate) fn assign_sums(levels: AssignLevels<'_>, atoms: AssignAtoms<'_>) -> [f64; 3] {
     let cuts = levels.cut.len().min(levels.above.len()).min(ASSIGN_CUTS);
     let (cut, above) = (&levels.cut[..cuts], &levels.above[..cuts]);
-    let mut acc = [[0.0f32; ASSIGN_LANES]; 3];
-    let vectors = assign_vectors(atoms);
-    for v in 0..vectors {
-        for lane in 0..ASSIGN_LANES {
-            let i = v * ASSIGN_LANES + lane;
-            let x = atoms.x[i];
-            let mut c = levels.base;
-            for (&t, &l) in cut.iter().zip(above) {
-                c = if x > t { l } else { c };
-            }
-            acc[0][lane] += c * atoms.wx[i];
-            acc[1][lane] += (c * c) * atoms.w0[i];
-            acc[2][lane] += c * atoms.ws[i];
+    let [mut cx, mut cc, mut cs] = [[0.0f32; ASSIGN_LANES]; 3];
+    for i in 0..assign_vectors(atoms) * ASSIGN_LANES {
+        let lane = i % ASSIGN_LANES;
+        let x = atoms.x[i];
+        let mut c = levels.base;
+        for (&t, &l) in cut.iter().zip(above) {
+            c = if x > t { l } else { c };
         }
+        cx[lane] += c * atoms.wx[i];
+        cc[lane] += (c * c) * atoms.w0[i];
+        cs[lane] += c * atoms.ws[i];
     }
-    acc.map(assign_lane_sum)
+    [cx, cc, cs].map(assign_lane_sum)
 }
 
 /// The eight lanes of one of [`assign_sums`]' sums, added in `f64` as the vector paths add
