@@ -32,6 +32,8 @@ mod lanes;
 #[cfg(feature = "alloc")]
 pub(crate) mod search;
 pub(crate) mod shared;
+#[cfg(feature = "alloc")]
+mod small;
 
 use crate::codebook::Codebook;
 use crate::error::{Error, Result};

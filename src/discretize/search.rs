@@ -9,13 +9,15 @@
 //! Under the MSE and correlation rules, each candidate `q` of a log grid is scored by Lloyd
 //! walks in `a` (nearest-level assignment, then the closed-form best `a` of that assignment,
 //! a few assignments per walk), started at the previous candidate's best `a` and, for sorted
-//! atoms, also at `max|w|`. The best few local minima of the grid are refined by golden
-//! section. At the candidate `q`s (for histograms only the best one) an exact breakpoint
-//! sweep ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`:
-//! over every `a ∈ [0.01, 1.5]·max|w|` for sorted atoms with at most [`SWEEP_LIMIT`]
-//! breakpoints (histograms with at most [`HISTOGRAM_SWEEP_LIMIT`]), over a window around the
-//! best Lloyd optimum otherwise. The grid is dense
-//! for sorted atoms (jagged in `q`) and coarse for histograms (smooth). (Max-abs fits search
+//! atoms, also at `max|w|`. For groups of at most 64 sorted atoms (and families of at most
+//! 16 magnitudes) these walks run on `f32` sums computed in vectors by `small`, which only
+//! rank the candidates. The best few local minima of the grid are refined by golden section.
+//! At the candidate `q`s (for histograms only the best one) an exact breakpoint sweep
+//! ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`: over
+//! every `a ∈ [0.01, 1.5]·max|w|` for sorted atoms with at most [`SWEEP_LIMIT`] breakpoints
+//! (histograms with at most [`HISTOGRAM_SWEEP_LIMIT`]), over a window around the best Lloyd
+//! optimum otherwise. The grid is dense for sorted atoms (jagged in `q`) and coarse for
+//! histograms (smooth). (Max-abs fits search
 //! `q` alone at `a = max|w|`: a dense grid here, or the sixteen-lane search in `lanes` for
 //! small groups.)
 //!
@@ -28,10 +30,12 @@
 
 use alloc::vec::Vec;
 
+use super::small::{SmallAtoms, SmallLevels};
 use super::{Family, ScaleRule};
 use crate::error::{Error, Result};
 use crate::float::math::{exp, ln, sqrt};
 use crate::float::Real;
+use crate::isa::Isa;
 
 /// Under the searching rules, groups larger than this are summarized by a histogram instead
 /// of sorted: a row of a few thousand weights is then summarized in one pass.
@@ -239,6 +243,28 @@ impl GroupStats {
         self.amax
     }
 
+    /// Number of atoms.
+    pub(super) fn atom_count(&self) -> usize {
+        self.x.len()
+    }
+
+    /// Whether the atoms are histogram bins (a large group) rather than single weights.
+    pub(super) fn is_histogram(&self) -> bool {
+        self.bin_scale.is_some()
+    }
+
+    /// Atom `i`: magnitude, Σimp, Σimp·x and Σimp·sign.
+    pub(super) fn atom(&self, i: usize) -> [f64; 4] {
+        let d = |p: &[f64]| p[i + 1] - p[i];
+        [self.x[i], d(&self.p0), d(&self.p1), d(&self.ps)]
+    }
+
+    /// Σimp over the group.
+    #[cfg(test)]
+    pub(super) fn total_importance(&self) -> f64 {
+        self.total(&self.p0)
+    }
+
     fn total(&self, p: &[f64]) -> f64 {
         p[p.len() - 1]
     }
@@ -367,17 +393,17 @@ fn sign(w: f64) -> f64 {
 
 /// Sums over an assignment of atoms to levels `a·c_j`, enough to score any objective.
 #[derive(Clone, Copy)]
-struct Assignment {
+pub(super) struct Assignment {
     /// Σ c·imp·x
-    cx: f64,
+    pub cx: f64,
     /// Σ c²·imp
-    cc: f64,
+    pub cc: f64,
     /// Σ c·imp·sign
-    cs: f64,
+    pub cs: f64,
 }
 
 /// A level family's unit magnitudes for one `q`.
-struct Shape {
+pub(super) struct Shape {
     unit: [f64; 128],
     k: usize,
     zero: bool,
@@ -385,7 +411,7 @@ struct Shape {
 
 impl Shape {
     #[inline]
-    fn new(family: &Family, q: f64) -> Self {
+    pub(super) fn new(family: &Family, q: f64) -> Self {
         // Built in place: a 1 KiB array returned through a local costs a copy per `q`.
         let mut shape = Shape {
             unit: [0.0; 128],
@@ -397,7 +423,7 @@ impl Shape {
     }
 
     /// Assigns atoms to the nearest of the magnitudes `a·unit` (and zero).
-    fn assign(&self, stats: &GroupStats, a: f64) -> Assignment {
+    pub(super) fn assign(&self, stats: &GroupStats, a: f64) -> Assignment {
         let mut out = Assignment {
             cx: 0.0,
             cc: 0.0,
@@ -496,11 +522,22 @@ fn score(rule: ScaleRule, stats: &GroupStats, a: f64, s: &Assignment) -> f64 {
 /// never rises along the way; for the correlation, which depends on the assignment alone,
 /// the walk supplies good assignments to score.
 fn lloyd(rule: ScaleRule, stats: &GroupStats, shape: &Shape, a0: f64) -> (f64, f64) {
+    lloyd_with(rule, stats, a0, |a| shape.assign(stats, a))
+}
+
+/// [`lloyd`] with the assignment at `a` given by `assign`.
+#[inline]
+fn lloyd_with(
+    rule: ScaleRule,
+    stats: &GroupStats,
+    a0: f64,
+    assign: impl Fn(f64) -> Assignment,
+) -> (f64, f64) {
     let mut a = a0;
     let mut best = (f64::INFINITY, a0);
     let mut previous: Option<Assignment> = None;
     for _ in 0..LLOYD_STEPS {
-        let s = shape.assign(stats, a);
+        let s = assign(a);
         let v = score(rule, stats, a, &s);
         if v < best.0 {
             best = (v, a);
@@ -515,6 +552,25 @@ fn lloyd(rule: ScaleRule, stats: &GroupStats, shape: &Shape, a0: f64) -> (f64, f
             break;
         }
         a = next;
+    }
+    best
+}
+
+/// The better of Lloyd walks from `start` and from `other` (when given).
+#[inline]
+fn best_walk(
+    rule: ScaleRule,
+    stats: &GroupStats,
+    start: f64,
+    other: Option<f64>,
+    assign: impl Fn(f64) -> Assignment,
+) -> (f64, f64) {
+    let mut best = lloyd_with(rule, stats, start, &assign);
+    if let Some(other) = other {
+        let walked = lloyd_with(rule, stats, other, &assign);
+        if walked.0 < best.0 {
+            best = walked;
+        }
     }
     best
 }
@@ -580,7 +636,9 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
     }
     levels.extend_from_slice(unit);
     let n = stats.x.len();
-    let mut events: Vec<Event> = Vec::new();
+    // At most one event per atom and threshold: a full sweep's events are reserved at once
+    // (a window's are far fewer than that bound and grow as needed).
+    let mut events: Vec<Event> = Vec::with_capacity((n * (levels.len() - 1)).min(SWEEP_LIMIT));
     let mut ends: Vec<usize> = Vec::with_capacity(levels.len());
     for (l, pair) in levels.windows(2).enumerate() {
         let mu = (pair[0] + pair[1]) * 0.5;
@@ -869,17 +927,23 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
             } else {
                 (FIT_Q_GRID, FIT_Q_REFINE)
             };
+            // Small groups walk on `f32` sums in vectors (see `small`): they rank the
+            // candidates; the exact sweeps below settle `a`.
+            let small = SmallAtoms::new(stats, k, Isa::detect());
             let candidates = search_q(k, points, refine, FIT_GOLDEN_STEPS, |q| {
-                let shape = Shape::new(family, q);
-                let mut best = lloyd(rule, stats, &shape, warm);
                 // Histograms are smooth in `a` too: the walk from the neighbour's optimum
                 // is enough there.
-                if warm != amax && stats.bin_scale.is_none() {
-                    let other = lloyd(rule, stats, &shape, amax);
-                    if other.0 < best.0 {
-                        best = other;
+                let other = (warm != amax && stats.bin_scale.is_none()).then_some(amax);
+                let best = match &small {
+                    Some(atoms) => {
+                        let levels = SmallLevels::new(family, q);
+                        best_walk(rule, stats, warm, other, |a| atoms.assign(&levels, a))
                     }
-                }
+                    None => {
+                        let shape = Shape::new(family, q);
+                        best_walk(rule, stats, warm, other, |a| shape.assign(stats, a))
+                    }
+                };
                 warm = best.1;
                 seen.push((best.0, q, best.1));
                 best.0

@@ -251,6 +251,76 @@ pub(crate) fn lut_dot(codes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
 
 // ---- The fit's scoring lanes ------------------------------------------------------------
 
+/// Most decision thresholds [`assign_sums`] reads (a 5-bit family's).
+pub(crate) const ASSIGN_CUTS: usize = 16;
+/// Atoms per vector of [`assign_sums`]; its slices are whole vectors.
+pub(crate) const ASSIGN_LANES: usize = 8;
+
+/// One level set at a fixed scale for [`assign_sums`]: a magnitude above `cut[j]` takes the
+/// unit level `above[j]`, one above no threshold takes `base`.
+#[derive(Clone, Copy)]
+pub(crate) struct AssignLevels<'a> {
+    /// The unit level below the first threshold (zero, or the smallest magnitude).
+    pub base: f32,
+    /// Thresholds, ascending; at most [`ASSIGN_CUTS`] are read.
+    pub cut: &'a [f32],
+    /// `above[j]`: the unit level of a magnitude above `cut[j]`.
+    pub above: &'a [f32],
+}
+
+/// A small group's atoms for [`assign_sums`], side by side: magnitude `x`, importance `w0`,
+/// `w0·x` and `w0·sign(w)`. Padding atoms carry zero importance, so they add nothing.
+#[derive(Clone, Copy)]
+pub(crate) struct AssignAtoms<'a> {
+    pub x: &'a [f32],
+    pub w0: &'a [f32],
+    pub wx: &'a [f32],
+    pub ws: &'a [f32],
+}
+
+/// The reference of the fit's small-group assignment: each atom takes the unit level `c` of
+/// the last threshold it exceeds, and the result is `[Σc·wx, Σc²·w0, Σc·ws]`. Atom `i` is
+/// summed in lane `i mod 8` in `f32` (products rounded before the add, never fused), then the
+/// lanes in `f64` by [`assign_lane_sum`], so the vector path computes the same bits. Reads
+/// whole vectors of [`ASSIGN_LANES`] atoms of the shortest slice.
+pub(crate) fn assign_sums(levels: AssignLevels<'_>, atoms: AssignAtoms<'_>) -> [f64; 3] {
+    let cuts = levels.cut.len().min(levels.above.len()).min(ASSIGN_CUTS);
+    let (cut, above) = (&levels.cut[..cuts], &levels.above[..cuts]);
+    let [mut cx, mut cc, mut cs] = [[0.0f32; ASSIGN_LANES]; 3];
+    for i in 0..assign_vectors(atoms) * ASSIGN_LANES {
+        let lane = i % ASSIGN_LANES;
+        let x = atoms.x[i];
+        let mut c = levels.base;
+        for (&t, &l) in cut.iter().zip(above) {
+            c = if x > t { l } else { c };
+        }
+        cx[lane] += c * atoms.wx[i];
+        cc[lane] += (c * c) * atoms.w0[i];
+        cs[lane] += c * atoms.ws[i];
+    }
+    [cx, cc, cs].map(assign_lane_sum)
+}
+
+/// The eight lanes of one of [`assign_sums`]' sums, added in `f64` as the vector paths add
+/// them: lane `i` with lane `i + 4`, then those four pairwise.
+#[inline(always)]
+pub(crate) fn assign_lane_sum(lanes: [f32; ASSIGN_LANES]) -> f64 {
+    let s: [f64; 4] = core::array::from_fn(|i| f64::from(lanes[i]) + f64::from(lanes[i + 4]));
+    (s[0] + s[2]) + (s[1] + s[3])
+}
+
+/// Whole vectors of atoms that every slice of `atoms` holds.
+#[inline]
+pub(crate) fn assign_vectors(atoms: AssignAtoms<'_>) -> usize {
+    let n = atoms
+        .x
+        .len()
+        .min(atoms.w0.len())
+        .min(atoms.wx.len())
+        .min(atoms.ws.len());
+    n / ASSIGN_LANES
+}
+
 /// Candidates scored per pass of the fit's lane kernels.
 pub(crate) const LANES: usize = 16;
 /// Fixed-point scale of the integer kernel: magnitudes in `[0, 1]` become `[0, 16383]`. One

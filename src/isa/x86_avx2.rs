@@ -1048,6 +1048,127 @@ unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
 }
 
 // ---- The fit's scoring lanes ------------------------------------------------------------
+// The small-group assignment's types, imported here so that this section stands alone.
+use super::portable::{assign_vectors, AssignAtoms, AssignLevels, ASSIGN_CUTS, ASSIGN_LANES};
+
+impl Avx2 {
+    /// The fit's small-group assignment sums (see
+    /// [`portable::assign_sums`](super::portable::assign_sums), the reference).
+    #[inline]
+    pub(crate) fn assign_sums(self, levels: AssignLevels<'_>, atoms: AssignAtoms<'_>) -> [f64; 3] {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { assign_sums(levels, atoms) }
+    }
+}
+
+/// [`portable::assign_sums`](super::portable::assign_sums) with AVX2, eight atoms per vector;
+/// bit-identical to it (the same operations in the same order, no fused multiply-add).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn assign_sums(levels: AssignLevels<'_>, atoms: AssignAtoms<'_>) -> [f64; 3] {
+    // SAFETY: the CPU supports AVX2 (this function's contract), and each fixed count is the
+    // number of whole vectors `atoms` holds.
+    unsafe {
+        match assign_vectors(atoms) {
+            1 => assign_sums_fixed::<1>(levels, atoms),
+            2 => assign_sums_fixed::<2>(levels, atoms),
+            3 => assign_sums_fixed::<3>(levels, atoms),
+            4 => assign_sums_fixed::<4>(levels, atoms),
+            5 => assign_sums_fixed::<5>(levels, atoms),
+            6 => assign_sums_fixed::<6>(levels, atoms),
+            7 => assign_sums_fixed::<7>(levels, atoms),
+            8 => assign_sums_fixed::<8>(levels, atoms),
+            _ => assign_sums_any(levels, atoms),
+        }
+    }
+}
+
+/// [`assign_sums`] for exactly `V` vectors of atoms, all held in registers: each threshold
+/// and level is broadcast once and compared with every vector.
+///
+/// # Safety
+/// The CPU supports AVX2, and every slice of `atoms` holds at least `8·V` floats.
+#[target_feature(enable = "avx2")]
+unsafe fn assign_sums_fixed<const V: usize>(
+    levels: AssignLevels<'_>,
+    atoms: AssignAtoms<'_>,
+) -> [f64; 3] {
+    let cuts = levels.cut.len().min(levels.above.len()).min(ASSIGN_CUTS);
+    let (cut, above) = (&levels.cut[..cuts], &levels.above[..cuts]);
+    // SAFETY: the caller guarantees `8·V` floats in each slice, so vector `v < V` is in bounds.
+    let load = |s: &[f32], v: usize| unsafe { _mm256_loadu_ps(s.as_ptr().add(v * ASSIGN_LANES)) };
+    let x: [__m256; V] = core::array::from_fn(|v| load(atoms.x, v));
+    let mut c = [_mm256_set1_ps(levels.base); V];
+    for (&t, &l) in cut.iter().zip(above) {
+        let (t, l) = (_mm256_set1_ps(t), _mm256_set1_ps(l));
+        for (c, &x) in c.iter_mut().zip(&x) {
+            *c = _mm256_blendv_ps(*c, l, _mm256_cmp_ps::<_CMP_GT_OQ>(x, t));
+        }
+    }
+    let mut acc = [_mm256_setzero_ps(); 3];
+    for (v, &c) in c.iter().enumerate() {
+        acc[0] = _mm256_add_ps(acc[0], _mm256_mul_ps(c, load(atoms.wx, v)));
+        acc[1] = _mm256_add_ps(
+            acc[1],
+            _mm256_mul_ps(_mm256_mul_ps(c, c), load(atoms.w0, v)),
+        );
+        acc[2] = _mm256_add_ps(acc[2], _mm256_mul_ps(c, load(atoms.ws, v)));
+    }
+    // SAFETY: the CPU supports AVX2 (this function's contract).
+    unsafe { assign_lane_sums(acc) }
+}
+
+/// [`assign_sums`] for any number of vectors, one vector of atoms at a time.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn assign_sums_any(levels: AssignLevels<'_>, atoms: AssignAtoms<'_>) -> [f64; 3] {
+    let cuts = levels.cut.len().min(levels.above.len()).min(ASSIGN_CUTS);
+    let (cut, above) = (&levels.cut[..cuts], &levels.above[..cuts]);
+    let base = _mm256_set1_ps(levels.base);
+    let mut acc = [_mm256_setzero_ps(); 3];
+    for v in 0..assign_vectors(atoms) {
+        let at = v * ASSIGN_LANES;
+        // SAFETY: `assign_vectors` counts whole vectors of the shortest slice, so the eight
+        // floats from `at` are in bounds of each.
+        let load = |s: &[f32]| unsafe { _mm256_loadu_ps(s.as_ptr().add(at)) };
+        let x = load(atoms.x);
+        let mut c = base;
+        for (&t, &l) in cut.iter().zip(above) {
+            let mask = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(t));
+            c = _mm256_blendv_ps(c, _mm256_set1_ps(l), mask);
+        }
+        acc[0] = _mm256_add_ps(acc[0], _mm256_mul_ps(c, load(atoms.wx)));
+        acc[1] = _mm256_add_ps(acc[1], _mm256_mul_ps(_mm256_mul_ps(c, c), load(atoms.w0)));
+        acc[2] = _mm256_add_ps(acc[2], _mm256_mul_ps(c, load(atoms.ws)));
+    }
+    // SAFETY: the CPU supports AVX2 (this function's contract).
+    unsafe { assign_lane_sums(acc) }
+}
+
+/// As `portable::assign_lane_sum` for each sum: lane `i` plus lane `i + 4` in `f64`, then
+/// pairwise.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn assign_lane_sums(acc: [__m256; 3]) -> [f64; 3] {
+    acc.map(|v| {
+        let halves = _mm256_add_pd(
+            _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)),
+        );
+        let pairs = _mm_add_pd(
+            _mm256_castpd256_pd128(halves),
+            _mm256_extractf128_pd::<1>(halves),
+        );
+        _mm_cvtsd_f64(_mm_add_sd(pairs, _mm_unpackhi_pd(pairs, pairs)))
+    })
+}
 
 /// [`portable::score`](super::portable::score) with AVX2, as two halves of eight lanes. Bit-identical to it: the same
 /// operations in the same order.
