@@ -414,12 +414,14 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
 }
 
 /// One block's 32 int8 products summed in `i32` lanes: `vpmaddubsw` takes an unsigned and a
-/// signed operand, so the weight's sign moves onto `x` (`|w|·(x·sign w)`). With both in
+/// signed operand, so `x`'s sign moves onto the weight (`|x|·(w·sign x)`). With both in
 /// `[−127, 127]` a pair sums to at most `2·127² < 2^15`: the 16-bit step cannot saturate.
+/// `|x|` depends on `x` alone, so where several rows meet the same `x` it is computed once
+/// for all of them and each row pays one sign operation, not two.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn block_i8(w: __m256i, x: __m256i) -> __m256i {
-    let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    let p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(w, x));
     _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }
 
