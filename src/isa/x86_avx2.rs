@@ -555,7 +555,7 @@ unsafe fn dot4_i8_pairs<const R: usize>(
     pair_scale: impl Fn(usize, usize) -> __m256,
     block_scale: impl Fn(usize, usize) -> f32,
 ) -> [f32; R] {
-    // SAFETY: the blocks from `b` on that a step reads (four, two, or the lone last one) are
+    // SAFETY: the blocks from `b` on that a step reads (a pair, or the lone last one) are
     // below `blocks`: bytes `16b ..` of every row and values `32b ..` of `xp` past them stay
     // inside the lengths the caller guarantees; the tables hold 16 bytes.
     unsafe {
@@ -566,22 +566,10 @@ unsafe fn dot4_i8_pairs<const R: usize>(
         let x = xp.as_ptr();
         let mut acc = [_mm256_setzero_ps(); R];
         let mut b = 0;
-        // Two pairs per step: their scaled sums meet in one add per row, which keeps each
-        // row's accumulator chain short.
-        while b + 4 <= blocks {
-            let (x0e, x0o) = (load(x, 32 * b), load(x, 32 * b + 32));
-            let (x1e, x1o) = (load(x, 32 * b + 64), load(x, 32 * b + 96));
-            for r in 0..R {
-                let c = rows[r].as_ptr().cast::<i8>();
-                let s0 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], x0e, x0o));
-                let s1 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b + 32), tv[r], x1e, x1o));
-                let p = _mm256_mul_ps(s0, pair_scale(r, b));
-                let p = _mm256_fmadd_ps(s1, pair_scale(r, b + 2), p);
-                acc[r] = _mm256_add_ps(acc[r], p);
-            }
-            b += 4;
-        }
-        if b + 2 <= blocks {
+        // One pair per step keeps `x`, `|x|`, the tables and the accumulators of four rows in
+        // the sixteen vector registers; each row's chain of one FMA per step is far shorter
+        // than the step's work for all rows.
+        while b + 2 <= blocks {
             let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
             for r in 0..R {
                 let c = rows[r].as_ptr().cast::<i8>();
