@@ -417,7 +417,7 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
 /// signed operand, so `x`'s sign moves onto the weight (`|x|·(w·sign x)`). With both in
 /// `[−127, 127]` a pair sums to at most `2·127² < 2^15`: the 16-bit step cannot saturate.
 /// `|x|` depends on `x` alone, so where several rows meet the same `x` it is computed once
-/// for all of them and each row pays one sign operation, not two.
+/// for all of them and each row pays a single sign operation per block.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn block_i8(w: __m256i, x: __m256i) -> __m256i {
