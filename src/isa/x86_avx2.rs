@@ -414,12 +414,14 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
 }
 
 /// One block's 32 int8 products summed in `i32` lanes: `vpmaddubsw` takes an unsigned and a
-/// signed operand, so the weight's sign moves onto `x` (`|w|·(x·sign w)`). With both in
+/// signed operand, so `x`'s sign moves onto the weight (`|x|·(w·sign x)`). With both in
 /// `[−127, 127]` a pair sums to at most `2·127² < 2^15`: the 16-bit step cannot saturate.
+/// `|x|` depends on `x` alone, so where several rows meet the same `x` it is computed once
+/// for all of them and each row pays a single sign operation per block.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn block_i8(w: __m256i, x: __m256i) -> __m256i {
-    let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    let p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(w, x));
     _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }
 
@@ -553,7 +555,7 @@ unsafe fn dot4_i8_pairs<const R: usize>(
     pair_scale: impl Fn(usize, usize) -> __m256,
     block_scale: impl Fn(usize, usize) -> f32,
 ) -> [f32; R] {
-    // SAFETY: the blocks from `b` on that a step reads (four, two, or the lone last one) are
+    // SAFETY: the blocks from `b` on that a step reads (a pair, or the lone last one) are
     // below `blocks`: bytes `16b ..` of every row and values `32b ..` of `xp` past them stay
     // inside the lengths the caller guarantees; the tables hold 16 bytes.
     unsafe {
@@ -564,22 +566,10 @@ unsafe fn dot4_i8_pairs<const R: usize>(
         let x = xp.as_ptr();
         let mut acc = [_mm256_setzero_ps(); R];
         let mut b = 0;
-        // Two pairs per step: their scaled sums meet in one add per row, which keeps each
-        // row's accumulator chain short.
-        while b + 4 <= blocks {
-            let (x0e, x0o) = (load(x, 32 * b), load(x, 32 * b + 32));
-            let (x1e, x1o) = (load(x, 32 * b + 64), load(x, 32 * b + 96));
-            for r in 0..R {
-                let c = rows[r].as_ptr().cast::<i8>();
-                let s0 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], x0e, x0o));
-                let s1 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b + 32), tv[r], x1e, x1o));
-                let p = _mm256_mul_ps(s0, pair_scale(r, b));
-                let p = _mm256_fmadd_ps(s1, pair_scale(r, b + 2), p);
-                acc[r] = _mm256_add_ps(acc[r], p);
-            }
-            b += 4;
-        }
-        if b + 2 <= blocks {
+        // One pair per step keeps `x`, `|x|`, the tables and the accumulators of four rows in
+        // the sixteen vector registers; each row's chain of one FMA per step is far shorter
+        // than the step's work for all rows.
+        while b + 2 <= blocks {
             let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
             for r in 0..R {
                 let c = rows[r].as_ptr().cast::<i8>();
