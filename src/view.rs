@@ -477,15 +477,16 @@ impl<'a> QuantizedView<'a> {
     ) -> bool {
         const R: usize = kernels::ROWS_PER_PASS;
         let per_row = self.granularity().groups_per_row(self.cols());
+        let encoding = self.parts.shape().encoding;
+        let param_bytes = self.parts.param_bytes();
         let rb = self.row_bytes();
         let codes = self.packed_codes();
         let mut first = rows.start;
         for ys in y.chunks_mut(R) {
             let at = first;
             let row = |r: usize| &codes[(at + r) * rb..(at + r + 1) * rb];
-            let params = |r: usize, i: usize| {
-                let p = self.parts.group_params((at + r) * per_row + i);
-                [p.a, p.q]
+            let params = |r: usize, i: usize, out: &mut [[f32; 2]]| {
+                encoding.read_run(param_bytes, (at + r) * per_row + i, out);
             };
             if ys.len() == R {
                 let rows: [&[u8]; R] = core::array::from_fn(row);
@@ -495,8 +496,9 @@ impl<'a> QuantizedView<'a> {
                 ys.copy_from_slice(&out);
             } else {
                 for (r, y) in ys.iter_mut().enumerate() {
-                    let p = |i: usize| params(r, i);
-                    let Some(v) = kernels::dot4_i8_groups(isa, row(r), xq, g, gen, p) else {
+                    let p = |_: usize, i: usize, out: &mut [[f32; 2]]| params(r, i, out);
+                    let Some([v]) = kernels::dot4_i8_groups_rows(isa, [row(r)], xq, g, gen, p)
+                    else {
                         return false;
                     };
                     *y = v;

@@ -165,7 +165,7 @@ impl Avx2 {
         g: usize,
         groups: usize,
         gen: &Gen16,
-        params: impl Fn(usize, usize) -> [f32; 2],
+        params: impl Fn(usize, usize, &mut [[f32; 2]]),
     ) -> [f32; R] {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
         unsafe { dot4_i8_groups(rows, xp, ps, g, groups, gen, params) }
@@ -633,19 +633,18 @@ unsafe fn dot4_i8_rows<const R: usize>(
 const WINDOW: usize = 16;
 
 /// One row's parameters for groups `base .. base + WINDOW` in [`dot4_i8_pairs_grouped`]:
-/// each group's `a / 127`, with 8 floats of slack so that a vector load at any group of the
-/// window stays inside, and, for groups with their own `q`, each group's int8 table, with one
-/// of slack so that a 32-byte load of two neighbours stays inside. Groups past the row's last
-/// are 0.
+/// each group's `a / 127` four times (the lanes of one block in a pair's vector) and, for
+/// groups with their own `q`, each group's int8 table, each with one group of slack so that
+/// a 32-byte load of two neighbours stays inside. Groups past the row's last are 0.
 #[derive(Clone, Copy)]
 struct GroupWindow {
-    scale: [f32; WINDOW + 8],
+    scale: [[f32; 4]; WINDOW + 1],
     table: [[i8; 16]; WINDOW + 1],
 }
 
 impl GroupWindow {
     const ZERO: GroupWindow = GroupWindow {
-        scale: [0.0; WINDOW + 8],
+        scale: [[0.0; 4]; WINDOW + 1],
         table: [[0; 16]; WINDOW + 1],
     };
 }
@@ -671,10 +670,13 @@ fn window_table(w: &GroupWindow, o: usize, d: usize) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn window_scales(w: &GroupWindow, o: usize, d: usize) -> __m256 {
-    let s = &w.scale[o..o + 8];
-    let idx = _mm256_setr_epi32(0, 0, 0, 0, d as i32, d as i32, d as i32, d as i32);
-    // SAFETY: `s` holds 8 floats.
-    _mm256_permutevar8x32_ps(unsafe { _mm256_loadu_ps(s.as_ptr()) }, idx)
+    let s = &w.scale[o..o + 2];
+    if d == 0 {
+        _mm256_set1_ps(s[0][0])
+    } else {
+        // SAFETY: `s` holds two neighbouring groups' four floats, 8 contiguous floats.
+        unsafe { _mm256_loadu_ps(s.as_ptr().cast()) }
+    }
 }
 
 /// Int8 dot products of `R` packed 4-bit rows in groups of `pg` blocks (`pg · 32` codes) with
@@ -685,9 +687,9 @@ fn window_scales(w: &GroupWindow, o: usize, d: usize) -> __m256 {
 /// `tables[r]`.
 ///
 /// A step of two pairs whose four blocks lie in one group scales its sums by the `x` scales
-/// and then the step's sum by the group's scale, one FMA per step and row, as the per-row
-/// kernel adds it; a step across groups multiplies each pair's `x` scales by its groups'
-/// scales first. Every row runs the same operations in the same order whatever rows it is
+/// and then the step's sum by the group's scale, one FMA per step and row where the per-row
+/// kernel adds; any other pair goes alone, its `x` scales multiplied by its groups' scales
+/// first (one step of one pair keeps fewer vectors live than two). Every row runs the same operations in the same order whatever rows it is
 /// batched with (the branches depend on the block index only), so a row's result does not
 /// depend on `R`.
 ///
@@ -739,7 +741,9 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
         let pairs = blocks & !1;
         let mut b = 0;
         while b < pairs {
-            let step = if b + 4 <= pairs { 4 } else { 2 };
+            // Two pairs in one group, or else one pair.
+            let four = b + 4 <= pairs && group(gb, rem, 3) == gb;
+            let step = if four { 4 } else { 2 };
             let last = group(gb, rem, step - 1);
             if gb < base || last - base >= WINDOW {
                 base = gb;
@@ -747,48 +751,28 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
                     fill(r, base, w);
                 }
             }
-            let o0 = gb - base;
+            let o = gb - base;
             let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
-            let ps0 = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
-            if step == 4 {
+            if four {
                 let (x1e, x1o) = (load(x, 32 * b + 64), load(x, 32 * b + 96));
-                let ps1 = _mm256_loadu_ps(ps.as_ptr().add(4 * b + 8));
-                if last == gb {
-                    for r in 0..R {
-                        let c = rows[r].as_ptr().cast::<i8>();
-                        let t = table(&win[r], r, o0, 0);
-                        let s0 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), t, xe, xo));
-                        let s1 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b + 32), t, x1e, x1o));
-                        let p = _mm256_mul_ps(s0, ps0);
-                        let p = _mm256_fmadd_ps(s1, ps1, p);
-                        acc[r] = _mm256_fmadd_ps(p, _mm256_set1_ps(win[r].scale[o0]), acc[r]);
-                    }
-                } else {
-                    let g2 = group(gb, rem, 2);
-                    let (d0, o1, d1) = (group(gb, rem, 1) - gb, g2 - base, last - g2);
-                    for r in 0..R {
-                        let c = rows[r].as_ptr().cast::<i8>();
-                        let w = &win[r];
-                        let c0 = _mm256_mul_ps(ps0, window_scales(w, o0, d0));
-                        let c1 = _mm256_mul_ps(ps1, window_scales(w, o1, d1));
-                        let t0 = table(w, r, o0, d0);
-                        let t1 = table(w, r, o1, d1);
-                        let s0 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), t0, xe, xo));
-                        let s1 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b + 32), t1, x1e, x1o));
-                        let p = _mm256_mul_ps(s0, c0);
-                        let p = _mm256_fmadd_ps(s1, c1, p);
-                        acc[r] = _mm256_add_ps(acc[r], p);
-                    }
+                for r in 0..R {
+                    let c = rows[r].as_ptr().cast::<i8>();
+                    let t = table(&win[r], r, o, 0);
+                    let s0 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), t, xe, xo));
+                    let s1 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b + 32), t, x1e, x1o));
+                    let p = _mm256_mul_ps(s0, _mm256_loadu_ps(ps.as_ptr().add(4 * b)));
+                    let p = _mm256_fmadd_ps(s1, _mm256_loadu_ps(ps.as_ptr().add(4 * b + 8)), p);
+                    acc[r] = _mm256_fmadd_ps(p, _mm256_set1_ps(win[r].scale[o][0]), acc[r]);
                 }
             } else {
-                let d0 = last - gb;
+                let d = last - gb;
                 for r in 0..R {
                     let c = rows[r].as_ptr().cast::<i8>();
                     let w = &win[r];
-                    let c0 = _mm256_mul_ps(ps0, window_scales(w, o0, d0));
-                    let s =
-                        _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), table(w, r, o0, d0), xe, xo));
-                    acc[r] = _mm256_fmadd_ps(s, c0, acc[r]);
+                    let sc = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
+                    let sc = _mm256_mul_ps(sc, window_scales(w, o, d));
+                    let s = pair_sums(load(c, 16 * b), table(w, r, o, d), xe, xo);
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[r]);
                 }
             }
             b += step;
@@ -818,7 +802,7 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
                 );
                 let t = table(&win[r], r, o, 0);
                 let sums = block_i8(_mm256_shuffle_epi8(t, codes), xv);
-                out[r] += hsum(_mm256_cvtepi32_ps(sums)) * (ps[4 * b] * win[r].scale[o]);
+                out[r] += hsum(_mm256_cvtepi32_ps(sums)) * (ps[4 * b] * win[r].scale[o][0]);
             }
         }
         out
@@ -848,15 +832,20 @@ unsafe fn dot4_i8_compact<const R: usize>(
             m.min(r.len() / 16).min(s.len() / 2 * pg)
         });
     let fill = |r: usize, first: usize, w: &mut GroupWindow| {
-        w.scale[..8].copy_from_slice(&group_scales8(scales[r], first));
-        w.scale[8..16].copy_from_slice(&group_scales8(scales[r], first + 8));
+        for half in 0..WINDOW / 8 {
+            let gs = group_scales8(scales[r], first + 8 * half);
+            // SAFETY: `gs` holds 8 floats.
+            let v = unsafe { _mm256_loadu_ps(gs.as_ptr()) };
+            spread_scales8(v, &mut w.scale[8 * half..8 * half + 8]);
+        }
     };
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, false>(rows, tables, xp, ps, blocks, pg, fill) }
 }
 
 /// [`dot4_i8_rows`] for rows in groups of `g` codes (a multiple of 32), each group with its
-/// own `(a, q)` (`params(r, i)` for group `i` of row `r`, `groups` groups a row): each
+/// own `(a, q)` (`params(r, i, out)` writes those of groups `i .. i + out.len()` of row `r`
+/// to `out`, all below `groups`, the groups a row): each
 /// group's int8 table derived in registers as [`table16_i8`] does, its sums scaled by
 /// `a / 127`, through [`dot4_i8_pairs_grouped`].
 ///
@@ -871,7 +860,7 @@ unsafe fn dot4_i8_groups<const R: usize>(
     g: usize,
     groups: usize,
     gen: &Gen16,
-    params: impl Fn(usize, usize) -> [f32; 2],
+    params: impl Fn(usize, usize, &mut [[f32; 2]]),
 ) -> [f32; R] {
     let pg = (g / 32).max(1);
     let blocks = rows
@@ -880,33 +869,197 @@ unsafe fn dot4_i8_groups<const R: usize>(
             m.min(r.len() / 16)
         })
         .min(groups * pg);
+    // Linear levels share one table whatever `q`; exponential ones derive eight groups'
+    // tables at a time.
+    let shared = match gen {
+        Gen16::Scaled(_) => Some(super::portable::table16_i8(gen, 0.0)),
+        Gen16::Exp { .. } => None,
+    };
+    let zero = matches!(gen, Gen16::Exp { zero: true });
     let fill = |r: usize, first: usize, w: &mut GroupWindow| {
-        let mut made = None;
-        for i in 0..WINDOW {
-            let group = first + i;
-            if group >= groups {
-                w.scale[i] = 0.0;
-                w.table[i] = [0; 16];
-                continue;
+        for half in 0..WINDOW / 8 {
+            let start = first + 8 * half;
+            let mut p = [[0.0f32; 2]; 8];
+            if start < groups {
+                params(r, start, &mut p[..(groups - start).min(8)]);
             }
-            let [a, q] = params(r, group);
-            w.scale[i] = a / 127.0;
-            // Groups that share `q` share the table.
-            match made {
-                Some((prev, k)) if prev == q.to_bits() => w.table[i] = w.table[k],
-                _ => {
-                    // SAFETY: `w.table[i]` holds the 16 bytes stored.
-                    unsafe {
-                        _mm_storeu_si128(w.table[i].as_mut_ptr().cast(), table16_i8(gen, q));
-                    }
-                    made = Some((q.to_bits(), i));
-                }
+            // SAFETY: `p` holds 16 floats.
+            let (v0, v1) = unsafe {
+                (
+                    _mm256_loadu_ps(p.as_ptr().cast()),
+                    _mm256_loadu_ps(p.as_ptr().add(4).cast()),
+                )
+            };
+            // Per 128-bit lane `[a0 a1 a4 a5 | a2 a3 a6 a7]`; the 64-bit swap orders them.
+            let order = |v: __m256| {
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+            };
+            let a = order(_mm256_shuffle_ps::<0b10_00_10_00>(v0, v1));
+            let q = order(_mm256_shuffle_ps::<0b11_01_11_01>(v0, v1));
+            let s = _mm256_div_ps(a, _mm256_set1_ps(127.0));
+            spread_scales8(s, &mut w.scale[8 * half..8 * half + 8]);
+            let tables = &mut w.table[8 * half..8 * half + 8];
+            match shared {
+                Some(t) => tables.iter_mut().for_each(|o| *o = t),
+                None => tables8_i8(zero, q, tables),
             }
         }
     };
     let none = [&[0i8; 16]; R];
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, true>(rows, none, xp, ps, blocks, pg, fill) }
+}
+
+/// Eight groups' scales `v` (lane = group) four times each into `out` (8 groups), so that a
+/// pair of blocks in neighbouring groups loads its lanes' scales from one place.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn spread_scales8(v: __m256, out: &mut [[f32; 4]]) {
+    let out = &mut out[..8];
+    for k in 0..4 {
+        let (i, j) = (2 * k as i32, 2 * k as i32 + 1);
+        let idx = _mm256_setr_epi32(i, i, i, i, j, j, j, j);
+        let at = &mut out[2 * k..2 * k + 2];
+        // SAFETY: `at` holds two groups' four floats, 8 contiguous floats.
+        unsafe { _mm256_storeu_ps(at.as_mut_ptr().cast(), _mm256_permutevar8x32_ps(v, idx)) };
+    }
+}
+
+/// Eight exponential groups' int8 tables from their `q` (lane = group) at once, with the bits
+/// [`table16_i8`] gives each: the powers `q^k · 127` of all eight in one vector per `k`
+/// (lane = group, the products in [`powers8`](super::portable::powers8)'s order), rounded,
+/// then transposed to one 8-byte magnitude row per group and spread to its 16 entries
+/// (negated magnitudes ascending, then the positive ones descending, with the zero level at
+/// entries 7 and 15 when `zero`). `out` holds at least 8 tables.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn tables8_i8(zero: bool, q1: __m256, out: &mut [[i8; 16]]) {
+    let out = &mut out[..8];
+    let q2 = _mm256_mul_ps(q1, q1);
+    let q4 = _mm256_mul_ps(q2, q2);
+    let q3 = _mm256_mul_ps(q1, q2);
+    let p = [
+        _mm256_set1_ps(1.0),
+        q1,
+        q2,
+        q3,
+        q4,
+        _mm256_mul_ps(q1, q4),
+        _mm256_mul_ps(q2, q4),
+        _mm256_mul_ps(q3, q4),
+    ];
+    let m = p.map(|p| _mm256_cvtps_epi32(_mm256_mul_ps(p, _mm256_set1_ps(127.0))));
+    // Per 128-bit lane (groups 0–3, 4–7): bytes `4k + g` hold power `k` of group `g`.
+    let b0 = _mm256_packs_epi16(
+        _mm256_packs_epi32(m[0], m[1]),
+        _mm256_packs_epi32(m[2], m[3]),
+    );
+    let b1 = _mm256_packs_epi16(
+        _mm256_packs_epi32(m[4], m[5]),
+        _mm256_packs_epi32(m[6], m[7]),
+    );
+    let by_group = _mm256_setr_epi8(
+        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10,
+        14, 3, 7, 11, 15,
+    );
+    let s0 = _mm256_shuffle_epi8(b0, by_group);
+    let s1 = _mm256_shuffle_epi8(b1, by_group);
+    // Per lane: groups (0, 1) | (4, 5) and (2, 3) | (6, 7), 8 magnitudes each.
+    let u = [_mm256_unpacklo_epi32(s0, s1), _mm256_unpackhi_epi32(s0, s1)];
+    let z = -128i8; // `vpshufb` writes 0 for an index with its top bit set.
+    let spread = |h: i8| {
+        let k = |i: i8| h + i;
+        if zero {
+            _mm256_setr_epi8(
+                k(0),
+                k(1),
+                k(2),
+                k(3),
+                k(4),
+                k(5),
+                k(6),
+                z,
+                k(6),
+                k(5),
+                k(4),
+                k(3),
+                k(2),
+                k(1),
+                k(0),
+                z,
+                k(0),
+                k(1),
+                k(2),
+                k(3),
+                k(4),
+                k(5),
+                k(6),
+                z,
+                k(6),
+                k(5),
+                k(4),
+                k(3),
+                k(2),
+                k(1),
+                k(0),
+                z,
+            )
+        } else {
+            _mm256_setr_epi8(
+                k(0),
+                k(1),
+                k(2),
+                k(3),
+                k(4),
+                k(5),
+                k(6),
+                k(7),
+                k(7),
+                k(6),
+                k(5),
+                k(4),
+                k(3),
+                k(2),
+                k(1),
+                k(0),
+                k(0),
+                k(1),
+                k(2),
+                k(3),
+                k(4),
+                k(5),
+                k(6),
+                k(7),
+                k(7),
+                k(6),
+                k(5),
+                k(4),
+                k(3),
+                k(2),
+                k(1),
+                k(0),
+            )
+        }
+    };
+    let (lo, hi) = (spread(0), spread(8));
+    let sign = _mm256_setr_epi8(
+        -1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1, 1,
+        1, 1, 1, 1, 1, 1, 1,
+    );
+    for (j, u) in u.into_iter().enumerate() {
+        for (h, idx) in [lo, hi].into_iter().enumerate() {
+            let t = _mm256_sign_epi8(_mm256_shuffle_epi8(u, idx), sign);
+            let g = 2 * j + h;
+            // SAFETY: tables `g` and `g + 4` hold 16 bytes each.
+            unsafe {
+                _mm_storeu_si128(out[g].as_mut_ptr().cast(), _mm256_castsi256_si128(t));
+                _mm_storeu_si128(
+                    out[g + 4].as_mut_ptr().cast(),
+                    _mm256_extracti128_si256::<1>(t),
+                );
+            }
+        }
+    }
 }
 
 /// The `a / 127` of groups `first .. first + 8` from their `f16` scales (two little-endian

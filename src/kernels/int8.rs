@@ -267,7 +267,7 @@ pub fn dot_int8_with(isa: Isa, bits: u8, packed: &[u8], levels: &[f32], x: &[f32
 /// [`dot_int8_span`] over a whole 4-bit row in groups of `g` codes (a multiple of 32), each
 /// group's int8 table derived from its parameters (`params(i)` gives group `i`'s `(a, q)`),
 /// scaled by `a/127`: the finished row result. `None` where no such kernel runs.
-#[cfg(feature = "alloc")]
+#[cfg(all(test, feature = "alloc"))]
 pub(crate) fn dot4_i8_groups(
     isa: Isa,
     row: &[u8],
@@ -276,11 +276,17 @@ pub(crate) fn dot4_i8_groups(
     gen: &portable::Gen16,
     params: impl Fn(usize) -> [f32; 2],
 ) -> Option<f32> {
-    dot4_i8_groups_rows(isa, [row], x, g, gen, |_, i| params(i)).map(|[v]| v)
+    let run = |_: usize, first: usize, out: &mut [[f32; 2]]| {
+        for (i, o) in (first..).zip(out.iter_mut()) {
+            *o = params(i);
+        }
+    };
+    dot4_i8_groups_rows(isa, [row], x, g, gen, run).map(|[v]| v)
 }
 
-/// [`dot4_i8_groups`] for `R` rows (`params(r, i)` gives group `i` of row `r`), in one pass
-/// over `x` on the paths with a batched kernel. A row's result does not depend on the rows
+/// [`dot4_i8_groups`] for `R` rows (`params(r, i, out)` writes the `(a, q)` of groups
+/// `i .. i + out.len()` of row `r`, all inside the row, to `out`), in one pass over `x` on
+/// the paths with a batched kernel. A row's result does not depend on the rows
 /// batched with it.
 #[cfg(feature = "alloc")]
 pub(crate) fn dot4_i8_groups_rows<const R: usize>(
@@ -289,7 +295,7 @@ pub(crate) fn dot4_i8_groups_rows<const R: usize>(
     x: &Int8X,
     g: usize,
     gen: &portable::Gen16,
-    params: impl Fn(usize, usize) -> [f32; 2],
+    params: impl Fn(usize, usize, &mut [[f32; 2]]),
 ) -> Option<[f32; R]> {
     if g == 0 || !g.is_multiple_of(QBLOCK) {
         return None;
@@ -298,7 +304,8 @@ pub(crate) fn dot4_i8_groups_rows<const R: usize>(
     let groups = n.div_ceil(g);
     if isa.path() == Path::Scalar {
         return Some(core::array::from_fn(|r| {
-            let p: alloc::vec::Vec<[f32; 2]> = (0..groups).map(|i| params(r, i)).collect();
+            let mut p = alloc::vec![[0.0f32; 2]; groups];
+            params(r, 0, &mut p);
             portable::dot4_i8_groups(rows[r], &x.xq, &x.scales, g, &p, gen)
         }));
     }
@@ -309,7 +316,9 @@ pub(crate) fn dot4_i8_groups_rows<const R: usize>(
         if x.xp.len() < n {
             let group = x.xp.len() / g;
             for (r, o) in out.iter_mut().enumerate() {
-                let [a, q] = params(r, group);
+                let mut p = [[0.0f32; 2]];
+                params(r, group, &mut p);
+                let [[a, q]] = p;
                 *o += (a / 127.0) * short_tail(rows[r], x, &portable::table16_i8(gen, q));
             }
         }
@@ -541,7 +550,14 @@ mod tests {
                         .collect()
                 })
                 .collect();
-            let gen = portable::Gen16::Exp { zero: false };
+            // Both exponential shapes, whose tables the kernel derives eight at a time, and
+            // a linear one, whose table does not depend on `q`.
+            let u: [f32; 16] = core::array::from_fn(|k| (k as f32 - 7.5) / 7.5);
+            let gens = [
+                portable::Gen16::Exp { zero: false },
+                portable::Gen16::Exp { zero: true },
+                portable::Gen16::Scaled(u),
+            ];
             // Each term's magnitude, so the bound scales with the sum's size.
             let mag = |r: usize, t: &dyn Fn(usize) -> [i8; 16], s: &dyn Fn(usize) -> f32| {
                 (0..cols)
@@ -571,24 +587,35 @@ mod tests {
                         assert_eq!(alone.to_bits(), batched[r].to_bits(), "{isa} g {g}");
                     }
                 }
-                let p = |r: usize, i: usize| params[r][i];
-                let Some(batched) = dot4_i8_groups_rows(isa, packed, &xq, g, &gen, p) else {
-                    continue;
-                };
-                for r in 0..R {
-                    let pr = |i: usize| params[r][i];
-                    let reference =
-                        dot4_i8_groups(Isa::scalar(), packed[r], &xq, g, &gen, pr).unwrap();
-                    let t = |i: usize| portable::table16_i8(&gen, params[r][i][1]);
-                    let m = mag(r, &t, &|i| params[r][i][0] / 127.0);
-                    assert!(
-                        (batched[r] - reference).abs() <= 1e-5 * m,
-                        "{isa} groups g {g} cols {cols} row {r}: {} vs {reference}",
-                        batched[r]
-                    );
-                    let [alone] =
-                        dot4_i8_groups_rows(isa, [packed[r]], &xq, g, &gen, |_, i| pr(i)).unwrap();
-                    assert_eq!(alone.to_bits(), batched[r].to_bits(), "{isa} g {g}");
+                for gen in gens {
+                    let p = |r: usize, i: usize, out: &mut [[f32; 2]]| {
+                        out.copy_from_slice(&params[r][i..i + out.len()])
+                    };
+                    let Some(batched) = dot4_i8_groups_rows(isa, packed, &xq, g, &gen, p) else {
+                        continue;
+                    };
+                    for r in 0..R {
+                        let pr = |i: usize| params[r][i];
+                        let reference =
+                            dot4_i8_groups(Isa::scalar(), packed[r], &xq, g, &gen, pr).unwrap();
+                        let t = |i: usize| portable::table16_i8(&gen, params[r][i][1]);
+                        let m = mag(r, &t, &|i| params[r][i][0] / 127.0);
+                        assert!(
+                            (batched[r] - reference).abs() <= 1e-5 * m,
+                            "{isa} {gen:?} g {g} cols {cols} row {r}: {} vs {reference}",
+                            batched[r]
+                        );
+                        let [alone] = dot4_i8_groups_rows(
+                            isa,
+                            [packed[r]],
+                            &xq,
+                            g,
+                            &gen,
+                            |_, i, o: &mut [[f32; 2]]| p(r, i, o),
+                        )
+                        .unwrap();
+                        assert_eq!(alone.to_bits(), batched[r].to_bits(), "{isa} g {g}");
+                    }
                 }
             }
         }
