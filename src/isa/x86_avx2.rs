@@ -683,15 +683,15 @@ fn window_scales(w: &GroupWindow, o: usize, d: usize) -> __m256 {
 /// one `x` in [`pair_order`](super::portable::pair_order) (`xp`, `blocks` whole blocks, `ps`
 /// each block's scale four times), each group scaled by its `a / 127`. `fill(r, base, w)`
 /// writes row `r`'s parameters of groups `base .. base + WINDOW` into `w`; with `TABLES` each
-/// group looks its codes up in its own table from the window, without in the row's
+/// group looks its codes up in its own table from the window, without it in the row's
 /// `tables[r]`.
 ///
 /// A step of two pairs whose four blocks lie in one group scales its sums by the `x` scales
 /// and then the step's sum by the group's scale, one FMA per step and row where the per-row
 /// kernel adds; any other pair goes alone, its `x` scales multiplied by its groups' scales
-/// first (one step of one pair keeps fewer vectors live than two). Every row runs the same operations in the same order whatever rows it is
-/// batched with (the branches depend on the block index only), so a row's result does not
-/// depend on `R`.
+/// first (a step of one pair keeps fewer vectors live than two). Every row runs the same
+/// operations in the same order whatever rows it is batched with (the branches depend on the
+/// block index only), so a row's result does not depend on `R`.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
