@@ -407,9 +407,9 @@ impl<'a> QuantizedView<'a> {
     }
 
     /// Compact parameters (one `q` per row, an `f16` scale per group of `g` codes): each row's
-    /// int8 table once, then one product per block; [`kernels::ROWS_PER_PASS`] rows per pass
-    /// over `x` where a batched kernel runs, each row's result the same whatever rows run
-    /// with it.
+    /// int8 table once, each group's sums scaled by its `a / 127`;
+    /// [`kernels::ROWS_PER_PASS`] rows per pass over `x` where a batched kernel runs, each
+    /// row's result the same whatever rows run with it.
     #[cfg(feature = "alloc")]
     fn gemv_int8_compact(
         &self,
