@@ -366,30 +366,13 @@ impl<'a> QuantizedView<'a> {
         let g = self.granularity().group_len(cols);
         // 4-bit groups of a multiple of 32 codes: each group's int8 table derived in registers.
         if let (Granularity::PerGroup(g), Some(gen)) = (self.granularity(), gen16(self.family())) {
-            let per_row = self.granularity().groups_per_row(cols);
             if g < cols && g.is_multiple_of(32) && isa.kind() != kernels::IsaKind::Scalar {
                 let encoding = self.parts.shape().encoding;
                 if encoding.compact_run(self.parts.param_bytes(), 0).is_some() {
                     self.gemv_int8_compact(isa, xq, g, &gen, rows, y);
                     return;
                 }
-                let mut done = true;
-                for (row, out) in rows.clone().zip(y.iter_mut()) {
-                    let packed =
-                        &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
-                    let params = |i: usize| {
-                        let p = self.parts.group_params(row * per_row + i);
-                        [p.a, p.q]
-                    };
-                    match kernels::dot4_i8_groups(isa, packed, xq, g, &gen, params) {
-                        Some(v) => *out = v,
-                        None => {
-                            done = false;
-                            break;
-                        }
-                    }
-                }
-                if done {
+                if self.gemv_int8_groups(isa, xq, g, &gen, rows.clone(), y) {
                     return;
                 }
             }
@@ -424,9 +407,9 @@ impl<'a> QuantizedView<'a> {
     }
 
     /// Compact parameters (one `q` per row, an `f16` scale per group of `g` codes): each row's
-    /// int8 table once, then one product per block; [`kernels::ROWS_PER_PASS`] rows per pass
-    /// over `x` where a batched kernel runs, each row's result the same whatever rows run
-    /// with it.
+    /// int8 table once, each group's sums scaled by its `a / 127`;
+    /// [`kernels::ROWS_PER_PASS`] rows per pass over `x` where a batched kernel runs, each
+    /// row's result the same whatever rows run with it.
     #[cfg(feature = "alloc")]
     fn gemv_int8_compact(
         &self,
@@ -444,7 +427,6 @@ impl<'a> QuantizedView<'a> {
         let codes = self.packed_codes();
         let mut tables = [[0i8; 16]; R];
         let mut made = [None; R];
-        let mut scratch = [[0.0f32; 4 * crate::isa::portable::SPAN_BLOCKS]; R];
         let mut first = rows.start;
         for ys in y.chunks_mut(R) {
             let mut scales: [&[u8]; R] = [&[]; R];
@@ -462,7 +444,7 @@ impl<'a> QuantizedView<'a> {
             let batched = if ys.len() == R {
                 let t: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);
                 let rows = core::array::from_fn(row);
-                kernels::dot4_i8_scaled_rows(isa, rows, xq, g, t, scales, &mut scratch)
+                kernels::dot4_i8_scaled_rows(isa, rows, xq, g, t, scales)
             } else {
                 None
             };
@@ -476,6 +458,55 @@ impl<'a> QuantizedView<'a> {
             }
             first += ys.len();
         }
+    }
+
+    /// `f32` parameters per group of `g` codes (a multiple of 32): each group's int8 table
+    /// derived in registers from its `q`, its sums scaled by `a / 127`;
+    /// [`kernels::ROWS_PER_PASS`] rows per pass over `x` where a batched kernel runs, each
+    /// row's result the same whatever rows run with it. `false` where no such kernel runs
+    /// (then `y` is left to the general loop).
+    #[cfg(feature = "alloc")]
+    fn gemv_int8_groups(
+        &self,
+        isa: kernels::Isa,
+        xq: &kernels::Int8X,
+        g: usize,
+        gen: &Gen16,
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) -> bool {
+        const R: usize = kernels::ROWS_PER_PASS;
+        let per_row = self.granularity().groups_per_row(self.cols());
+        let encoding = self.parts.shape().encoding;
+        let param_bytes = self.parts.param_bytes();
+        let rb = self.row_bytes();
+        let codes = self.packed_codes();
+        let mut first = rows.start;
+        for ys in y.chunks_mut(R) {
+            let at = first;
+            let row = |r: usize| &codes[(at + r) * rb..(at + r + 1) * rb];
+            let params = |r: usize, i: usize, out: &mut [[f32; 2]]| {
+                encoding.read_run(param_bytes, (at + r) * per_row + i, out);
+            };
+            if ys.len() == R {
+                let rows: [&[u8]; R] = core::array::from_fn(row);
+                let Some(out) = kernels::dot4_i8_groups_rows(isa, rows, xq, g, gen, params) else {
+                    return false;
+                };
+                ys.copy_from_slice(&out);
+            } else {
+                for (r, y) in ys.iter_mut().enumerate() {
+                    let p = |_: usize, i: usize, out: &mut [[f32; 2]]| params(r, i, out);
+                    let Some([v]) = kernels::dot4_i8_groups_rows(isa, [row(r)], xq, g, gen, p)
+                    else {
+                        return false;
+                    };
+                    *y = v;
+                }
+            }
+            first += ys.len();
+        }
+        true
     }
 
     /// 4-bit rows of one group each, [`kernels::ROWS_PER_PASS`] rows per pass over `x`;

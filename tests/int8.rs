@@ -190,8 +190,8 @@ fn non_finite_inputs_are_errors_and_rows_match_the_whole() {
 
 #[test]
 fn a_rows_result_does_not_depend_on_the_rows_run_with_it() {
-    // The 4-bit per-row and compact-group kernels run rows in batches; every split of the
-    // rows must give each row the bits the whole GEMV gives it.
+    // The 4-bit per-row and group kernels run rows in batches; every split of the rows must
+    // give each row the bits the whole GEMV gives it.
     let (rows, cols) = (11, 1000);
     let w = common::weights(21, rows * cols, 0.05);
     let mut rng = Rng::new(3);
@@ -209,6 +209,11 @@ fn a_rows_result_does_not_depend_on_the_rows_run_with_it() {
         Config::exponential(4)
             .per_group(96)
             .with_compact_params(true),
+        Config::exponential(4).per_group(32),
+        Config::exponential(4).per_group(64),
+        Config::exponential(4).per_group(96),
+        Config::exponential(4).per_group(128),
+        Config::linear(4).per_group(32),
     ] {
         let t = quantize(&w, rows, cols, &config).unwrap();
         let mut whole = vec![0.0f32; rows];

@@ -662,18 +662,11 @@ pub(crate) fn scale_at(scales: &[u8], i: usize) -> f32 {
     f16_positive(u16::from_le_bytes([scales[2 * i], scales[2 * i + 1]]))
 }
 
-/// Blocks per span of the compact int8 kernels' combined scales (even, so pairs of blocks
-/// stay whole).
-pub(crate) const SPAN_BLOCKS: usize = 64;
-
-/// A span's combined scales (each block's `x` scale times its group's `a / 127`, four
-/// times), scratch the caller keeps across rows so that no kernel call clears it.
-pub(crate) type SpanScales = [f32; 4 * SPAN_BLOCKS];
-
 /// The int8 reference of a 4-bit row in groups of `g` codes (a multiple of [`QBLOCK`]) that
 /// share the int8 table `t16` (levels of `a = 127`) up to an `f16` scale per group:
-/// `Σ_b (xscales[b] · a_{group of b} / 127) · Σ_{j in block b} t16[code j] · xq[j]`, blocks
-/// in order. Stops at the last whole block of `xq`.
+/// `Σ_groups (a_g / 127) · Σ_{b in g} xscales[b] · Σ_{j in block b} t16[code j] · xq[j]`,
+/// groups and blocks in order, as [`dot4_i8_groups`] sums. Stops at the last whole block of
+/// `xq`.
 pub(crate) fn dot4_i8_scaled(
     bytes: &[u8],
     t16: &[i8; 16],
@@ -687,13 +680,20 @@ pub(crate) fn dot4_i8_scaled(
     let blocks = (xq.len() / QBLOCK)
         .min(xscales.len())
         .min(scales.len() / 2 * per_group);
-    for (b, &xs) in xscales.iter().enumerate().take(blocks) {
-        let mut sum = 0i32;
-        for k in b * QBLOCK..(b + 1) * QBLOCK {
-            sum += i32::from(t16[usize::from(code_at(bytes, 4, k))]) * i32::from(xq[k]);
+    let mut b = 0;
+    while b < blocks {
+        let group = b / per_group;
+        let end = ((group + 1) * per_group).min(blocks);
+        let mut part = 0.0f32;
+        for (b, &xs) in xscales.iter().enumerate().take(end).skip(b) {
+            let mut sum = 0i32;
+            for k in b * QBLOCK..(b + 1) * QBLOCK {
+                sum += i32::from(t16[usize::from(code_at(bytes, 4, k))]) * i32::from(xq[k]);
+            }
+            part += xs * sum as f32;
         }
-        let s = xs * (scale_at(scales, b / per_group) * INV_127);
-        acc += s * sum as f32;
+        acc += (scale_at(scales, group) * INV_127) * part;
+        b = end;
     }
     acc
 }

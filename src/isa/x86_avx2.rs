@@ -7,9 +7,7 @@
 
 use core::arch::x86_64::*;
 
-use super::portable::{
-    CoarseRows, Gen16, LaneTables, SpanScales, LANES, PAIRS_PER_SUM, SPAN_BLOCKS,
-};
+use super::portable::{CoarseRows, Gen16, LaneTables, LANES, PAIRS_PER_SUM};
 use super::Avx2;
 
 impl Avx2 {
@@ -94,10 +92,9 @@ impl Avx2 {
 
     /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
     /// sharing one int8 table up to an `f16` scale per group, `x` in pair order (see
-    /// [`dot4_i8_pairs_scaled`]).
+    /// [`dot4_i8_compact`]).
     #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn dot4_i8_pairs_scaled<const R: usize>(
+    pub(crate) fn dot4_i8_compact<const R: usize>(
         self,
         rows: [&[u8]; R],
         tables: [&[i8; 16]; R],
@@ -105,10 +102,9 @@ impl Avx2 {
         ps: &[f32],
         g: usize,
         scales: [&[u8]; R],
-        scratch: &mut [SpanScales; R],
     ) -> [f32; R] {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_pairs_scaled(rows, tables, xp, ps, g, scales, scratch) }
+        unsafe { dot4_i8_compact(rows, tables, xp, ps, g, scales) }
     }
 
     /// A 4-bit row cut into groups of `g` codes (a multiple of 16), each group's table
@@ -156,20 +152,23 @@ impl Avx2 {
         unsafe { dot_perm_scaled::<BITS>(bytes, t16, xp, g, scales) }
     }
 
-    /// The int8 twin of [`dot4_groups`](Self::dot4_groups): groups of `g` codes (a multiple
-    /// of 32), each group's int8 table derived in registers (see [`dot4_i8_groups`]).
+    /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
+    /// group's int8 table derived in registers from its `(a, q)`, `x` in pair order (see
+    /// [`dot4_i8_groups`]).
     #[inline]
-    pub(crate) fn dot4_i8_groups(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dot4_i8_groups<const R: usize>(
         self,
-        bytes: &[u8],
-        xq: &[i8],
-        scales: &[f32],
+        rows: [&[u8]; R],
+        xp: &[i8],
+        ps: &[f32],
         g: usize,
-        params: &[[f32; 2]],
+        groups: usize,
         gen: &Gen16,
-    ) -> f32 {
+        params: impl Fn(usize, usize, &mut [[f32; 2]]),
+    ) -> [f32; R] {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_groups(bytes, xq, scales, g, params, gen) }
+        unsafe { dot4_i8_groups(rows, xp, ps, g, groups, gen, params) }
     }
 
     /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
@@ -620,163 +619,437 @@ unsafe fn dot4_i8_rows<const R: usize>(
     unsafe { dot4_i8_pairs(rows, tables, xp, blocks, pair, |_, b| ps[4 * b]) }
 }
 
+/// Groups of one row that the grouped int8 kernels hold parameters for at a time.
+const WINDOW: usize = 16;
+
+/// One row's parameters for groups `base .. base + WINDOW` in [`dot4_i8_pairs_grouped`]:
+/// each group's `a / 127` four times (the lanes of one block in a pair's vector) and, for
+/// groups with their own `q`, each group's int8 table, each with one group of slack so that
+/// a 32-byte load of two neighbours stays inside. Groups past the row's last are 0.
+#[derive(Clone, Copy)]
+struct GroupWindow {
+    scale: [[f32; 4]; WINDOW + 1],
+    table: [[i8; 16]; WINDOW + 1],
+}
+
+impl GroupWindow {
+    const ZERO: GroupWindow = GroupWindow {
+        scale: [[0.0; 4]; WINDOW + 1],
+        table: [[0; 16]; WINDOW + 1],
+    };
+}
+
+/// The table register of a pair of blocks whose first block lies in window group `o` and
+/// whose second lies `d` (0 or 1) groups later: one group's table in both 128-bit lanes, or
+/// two neighbours' tables, one per lane.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn window_table(w: &GroupWindow, o: usize, d: usize) -> __m256i {
+    let t = &w.table[o..o + 2];
+    if d == 0 {
+        // SAFETY: `t[0]` holds 16 bytes.
+        unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t[0].as_ptr().cast())) }
+    } else {
+        // SAFETY: `t` holds two neighbouring 16-byte tables, 32 contiguous bytes.
+        unsafe { _mm256_loadu_si256(t.as_ptr().cast()) }
+    }
+}
+
+/// The group scales of a pair of blocks as [`window_table`] places its tables: window group
+/// `o`'s `a / 127` in lanes 0–3 and group `o + d`'s in lanes 4–7.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn window_scales(w: &GroupWindow, o: usize, d: usize) -> __m256 {
+    let s = &w.scale[o..o + 2];
+    if d == 0 {
+        _mm256_set1_ps(s[0][0])
+    } else {
+        // SAFETY: `s` holds two neighbouring groups' four floats, 8 contiguous floats.
+        unsafe { _mm256_loadu_ps(s.as_ptr().cast()) }
+    }
+}
+
+/// Int8 dot products of `R` packed 4-bit rows in groups of `pg` blocks (`pg · 32` codes) with
+/// one `x` in [`pair_order`](super::portable::pair_order) (`xp`, `blocks` whole blocks, `ps`
+/// each block's scale four times), each group scaled by its `a / 127`. `fill(r, base, w)`
+/// writes row `r`'s parameters of groups `base .. base + WINDOW` into `w`; with `TABLES` each
+/// group looks its codes up in its own table from the window, without it in the row's
+/// `tables[r]`.
+///
+/// A step of two pairs whose four blocks lie in one group scales its sums by the `x` scales
+/// and then the step's sum by the group's scale, one FMA per step and row where the per-row
+/// kernel adds; any other pair goes alone, its `x` scales multiplied by its groups' scales
+/// first (a step of one pair keeps fewer vectors live than two). Every row runs the same
+/// operations in the same order whatever rows it is batched with (the branches depend on the
+/// block index only), so a row's result does not depend on `R`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
+/// `32 * blocks` values and `ps` at least `4 * blocks` floats; `pg >= 1`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
+    rows: [&[u8]; R],
+    tables: [&[i8; 16]; R],
+    xp: &[i8],
+    ps: &[f32],
+    blocks: usize,
+    pg: usize,
+    mut fill: impl FnMut(usize, usize, &mut GroupWindow),
+) -> [f32; R] {
+    // SAFETY: the blocks from `b` on that a step reads (four, two, or the lone last one) are
+    // below `blocks`: bytes `16b ..` of every row, values `32b ..` of `xp` and floats `4b ..`
+    // of `ps` past them stay inside the lengths the caller guarantees; the tables hold 16
+    // bytes.
+    unsafe {
+        let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
+        let tv: [__m256i; R] = core::array::from_fn(|r| {
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
+        });
+        let table = |w: &GroupWindow, r: usize, o: usize, d: usize| {
+            if TABLES {
+                window_table(w, o, d)
+            } else {
+                tv[r]
+            }
+        };
+        let x = xp.as_ptr();
+        let mut win = [GroupWindow::ZERO; R];
+        let mut base = usize::MAX;
+        let mut acc = [_mm256_setzero_ps(); R];
+        // The group of block `b` and `b`'s place in it, advanced without a division: a step
+        // crosses at most one group boundary unless groups are one block (`rem + 3 < 2·pg`
+        // for `pg >= 3`, and `rem` is 0 for `pg == 2` at an even `b`).
+        let (mut gb, mut rem) = (0usize, 0usize);
+        let group = |gb: usize, rem: usize, k: usize| {
+            if pg == 1 {
+                gb + k
+            } else {
+                gb + usize::from(rem + k >= pg)
+            }
+        };
+        let pairs = blocks & !1;
+        let mut b = 0;
+        while b < pairs {
+            // Two pairs in one group, or else one pair.
+            let four = b + 4 <= pairs && group(gb, rem, 3) == gb;
+            let step = if four { 4 } else { 2 };
+            let last = group(gb, rem, step - 1);
+            if gb < base || last - base >= WINDOW {
+                base = gb;
+                for (r, w) in win.iter_mut().enumerate() {
+                    fill(r, base, w);
+                }
+            }
+            let o = gb - base;
+            let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
+            if four {
+                let (x1e, x1o) = (load(x, 32 * b + 64), load(x, 32 * b + 96));
+                for r in 0..R {
+                    let c = rows[r].as_ptr().cast::<i8>();
+                    let t = table(&win[r], r, o, 0);
+                    let s0 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), t, xe, xo));
+                    let s1 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b + 32), t, x1e, x1o));
+                    let p = _mm256_mul_ps(s0, _mm256_loadu_ps(ps.as_ptr().add(4 * b)));
+                    let p = _mm256_fmadd_ps(s1, _mm256_loadu_ps(ps.as_ptr().add(4 * b + 8)), p);
+                    acc[r] = _mm256_fmadd_ps(p, _mm256_set1_ps(win[r].scale[o][0]), acc[r]);
+                }
+            } else {
+                let d = last - gb;
+                for r in 0..R {
+                    let c = rows[r].as_ptr().cast::<i8>();
+                    let w = &win[r];
+                    let sc = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
+                    let sc = _mm256_mul_ps(sc, window_scales(w, o, d));
+                    let s = pair_sums(load(c, 16 * b), table(w, r, o, d), xe, xo);
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[r]);
+                }
+            }
+            b += step;
+            rem += step;
+            while rem >= pg {
+                rem -= pg;
+                gb += 1;
+            }
+        }
+        let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
+        if b < blocks {
+            // A lone block, as in `dot4_i8_pairs`.
+            if gb < base || gb - base >= WINDOW {
+                base = gb;
+                for (r, w) in win.iter_mut().enumerate() {
+                    fill(r, base, w);
+                }
+            }
+            let o = gb - base;
+            let mask = _mm_set1_epi8(0x0f);
+            let xv = load(x, 32 * b);
+            for r in 0..R {
+                let v = _mm_loadu_si128(rows[r].as_ptr().add(16 * b).cast());
+                let codes = _mm256_set_m128i(
+                    _mm_and_si128(_mm_srli_epi16::<4>(v), mask),
+                    _mm_and_si128(v, mask),
+                );
+                let t = table(&win[r], r, o, 0);
+                let sums = block_i8(_mm256_shuffle_epi8(t, codes), xv);
+                out[r] += hsum(_mm256_cvtepi32_ps(sums)) * (ps[4 * b] * win[r].scale[o][0]);
+            }
+        }
+        out
+    }
+}
+
 /// [`dot4_i8_rows`] for rows in groups of `g` codes (a multiple of 32), each row sharing its
-/// int8 table up to an `f16` scale per group (`scales[r]`, two little-endian bytes a group):
-/// a block's scale is its `x` scale times its group's `a / 127`, as
-/// [`portable::dot4_i8_scaled`](super::portable::dot4_i8_scaled) computes it (the same
-/// products, so the same bits), computed for a span of blocks at a time before the span's
-/// pair loop.
+/// int8 table up to an `f16` scale per group (`scales[r]`, two little-endian bytes a group),
+/// through [`dot4_i8_pairs_grouped`].
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_pairs_scaled<const R: usize>(
+unsafe fn dot4_i8_compact<const R: usize>(
     rows: [&[u8]; R],
     tables: [&[i8; 16]; R],
     xp: &[i8],
     ps: &[f32],
     g: usize,
     scales: [&[u8]; R],
-    combined: &mut [SpanScales; R],
 ) -> [f32; R] {
-    const SPAN: usize = SPAN_BLOCKS;
-    let per_group = (g / 32).max(1);
+    let pg = (g / 32).max(1);
     let blocks = rows
         .iter()
         .zip(&scales)
         .fold((xp.len() / 32).min(ps.len() / 4), |m, (r, s)| {
-            m.min(r.len() / 16).min(s.len() / 2 * per_group)
+            m.min(r.len() / 16).min(s.len() / 2 * pg)
         });
-    let mut out = [0.0f32; R];
-    let mut b0 = 0;
-    while b0 < blocks {
-        let nb = SPAN.min(blocks - b0);
-        // Each block's scale, `x` scale times its group's `a / 127`, four times: the pair
-        // loop then runs as for rows with one scale per block.
-        for (cs, scales) in combined.iter_mut().zip(&scales) {
-            if per_group == 1 {
-                // A group per block: eight groups' scales spread over four vectors of two
-                // blocks each.
-                let mut k = 0;
-                while k < nb {
-                    let gs = group_scales8(scales, b0 + k);
-                    // SAFETY: `gs` holds 8 floats.
-                    let gv = unsafe { _mm256_loadu_ps(gs.as_ptr()) };
-                    for j in 0..4 {
-                        if k + 2 * j + 2 > nb {
-                            break;
-                        }
-                        let idx = _mm256_setr_epi32(
-                            2 * j as i32,
-                            2 * j as i32,
-                            2 * j as i32,
-                            2 * j as i32,
-                            2 * j as i32 + 1,
-                            2 * j as i32 + 1,
-                            2 * j as i32 + 1,
-                            2 * j as i32 + 1,
-                        );
-                        let at = 4 * (k + 2 * j);
-                        // SAFETY: blocks `b0 + k + 2j`, `+ 1` are below `blocks` (so their
-                        // scales are in `ps`) and below `SPAN` in `cs`.
-                        unsafe {
-                            let v = _mm256_loadu_ps(ps.as_ptr().add(4 * b0 + at));
-                            let g = _mm256_permutevar8x32_ps(gv, idx);
-                            _mm256_storeu_ps(cs.as_mut_ptr().add(at), _mm256_mul_ps(v, g));
-                        }
-                    }
-                    if nb - k < 8 && nb % 2 == 1 {
-                        // The span's lone last block.
-                        let last = nb - 1;
-                        // SAFETY: block `b0 + last < blocks`; `cs` holds `4 * SPAN` floats.
-                        unsafe {
-                            let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + last)));
-                            let g = _mm_set1_ps(gs[last - k]);
-                            _mm_storeu_ps(cs.as_mut_ptr().add(4 * last), _mm_mul_ps(v, g));
-                        }
-                    }
-                    k += 8;
-                }
-                continue;
+    let fill = |r: usize, first: usize, w: &mut GroupWindow| {
+        for half in 0..WINDOW / 8 {
+            let gs = group_scales8(scales[r], first + 8 * half);
+            // SAFETY: `gs` holds 8 floats.
+            let v = unsafe { _mm256_loadu_ps(gs.as_ptr()) };
+            spread_scales8(v, &mut w.scale[8 * half..8 * half + 8]);
+        }
+    };
+    // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
+    unsafe { dot4_i8_pairs_grouped::<R, false>(rows, tables, xp, ps, blocks, pg, fill) }
+}
+
+/// [`dot4_i8_rows`] for rows in groups of `g` codes (a multiple of 32), each group with its
+/// own `(a, q)` (`params(r, i, out)` writes those of groups `i .. i + out.len()` of row `r`
+/// to `out`, all below `groups`, the groups a row): each
+/// group's int8 table derived in registers as [`table16_i8`] does, its sums scaled by
+/// `a / 127`, through [`dot4_i8_pairs_grouped`].
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_groups<const R: usize>(
+    rows: [&[u8]; R],
+    xp: &[i8],
+    ps: &[f32],
+    g: usize,
+    groups: usize,
+    gen: &Gen16,
+    params: impl Fn(usize, usize, &mut [[f32; 2]]),
+) -> [f32; R] {
+    let pg = (g / 32).max(1);
+    let blocks = rows
+        .iter()
+        .fold((xp.len() / 32).min(ps.len() / 4), |m, r| {
+            m.min(r.len() / 16)
+        })
+        .min(groups * pg);
+    // Linear levels share one table whatever `q`; exponential ones derive eight groups'
+    // tables at a time.
+    let shared = match gen {
+        Gen16::Scaled(_) => Some(super::portable::table16_i8(gen, 0.0)),
+        Gen16::Exp { .. } => None,
+    };
+    let zero = matches!(gen, Gen16::Exp { zero: true });
+    let fill = |r: usize, first: usize, w: &mut GroupWindow| {
+        for half in 0..WINDOW / 8 {
+            let start = first + 8 * half;
+            let mut p = [[0.0f32; 2]; 8];
+            if start < groups {
+                params(r, start, &mut p[..(groups - start).min(8)]);
             }
-            if per_group.is_multiple_of(2) {
-                // Pairs never straddle groups (spans start on even blocks): one product per
-                // pair with its group's scale.
-                let mut group = b0 / per_group;
-                let mut left = per_group - b0 % per_group;
-                let mut gs = group_scales8(scales, group);
-                let mut gi = 0;
-                let mut k = 0;
-                while k < nb {
-                    if left == 0 {
-                        group += 1;
-                        gi += 1;
-                        if gi == 8 {
-                            gs = group_scales8(scales, group);
-                            gi = 0;
-                        }
-                        left = per_group;
-                    }
-                    let g = _mm256_set1_ps(gs[gi]);
-                    // SAFETY: blocks `b0 + k` (and `b0 + k + 1` when `k + 1 < nb`) are below
-                    // `blocks`, so their scales are in `ps`; `cs` holds `4 * SPAN` floats.
-                    unsafe {
-                        if k + 2 <= nb {
-                            let v = _mm256_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
-                            _mm256_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm256_mul_ps(v, g));
-                        } else {
-                            let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
-                            let g = _mm256_castps256_ps128(g);
-                            _mm_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm_mul_ps(v, g));
-                        }
-                    }
-                    k += 2;
-                    left = left.saturating_sub(2);
-                }
-                continue;
-            }
-            let mut group = b0 / per_group;
-            let mut skip = b0 % per_group;
-            let mut k = 0;
-            while k < nb {
-                let gs = group_scales8(scales, group);
-                for gs in gs {
-                    let run = (per_group - skip).min(nb - k);
-                    skip = 0;
-                    let gs = _mm_set1_ps(gs);
-                    for k in k..k + run {
-                        // SAFETY: block `b0 + k < blocks` has its four scales in `ps`, and
-                        // `cs` holds `4 * SPAN` floats.
-                        unsafe {
-                            let v = _mm_loadu_ps(ps.as_ptr().add(4 * (b0 + k)));
-                            _mm_storeu_ps(cs.as_mut_ptr().add(4 * k), _mm_mul_ps(v, gs));
-                        }
-                    }
-                    k += run;
-                    if k == nb {
-                        break;
-                    }
-                }
-                group += 8;
+            // SAFETY: `p` holds 16 floats.
+            let (v0, v1) = unsafe {
+                (
+                    _mm256_loadu_ps(p.as_ptr().cast()),
+                    _mm256_loadu_ps(p.as_ptr().add(4).cast()),
+                )
+            };
+            // Per 128-bit lane `[a0 a1 a4 a5 | a2 a3 a6 a7]`; the 64-bit swap orders them.
+            let order = |v: __m256| {
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+            };
+            let a = order(_mm256_shuffle_ps::<0b10_00_10_00>(v0, v1));
+            let q = order(_mm256_shuffle_ps::<0b11_01_11_01>(v0, v1));
+            let s = _mm256_div_ps(a, _mm256_set1_ps(127.0));
+            spread_scales8(s, &mut w.scale[8 * half..8 * half + 8]);
+            let tables = &mut w.table[8 * half..8 * half + 8];
+            match shared {
+                Some(t) => tables.iter_mut().for_each(|o| *o = t),
+                None => tables8_i8(zero, q, tables),
             }
         }
-        let part_rows: [&[u8]; R] = core::array::from_fn(|r| &rows[r][16 * b0..]);
-        let cs = &*combined;
-        // SAFETY: a pair `k + 1 < nb` reads `cs[r][4k .. 4k + 8]`, inside the chunk's scales.
-        let pair = |r: usize, k: usize| unsafe { _mm256_loadu_ps(cs[r].as_ptr().add(4 * k)) };
-        // SAFETY: `nb` blocks from `b0` lie inside every row and `xp`.
-        let part = unsafe {
-            dot4_i8_pairs(part_rows, tables, &xp[32 * b0..], nb, pair, |r, k| {
-                cs[r][4 * k]
-            })
-        };
-        for (o, p) in out.iter_mut().zip(part) {
-            *o += p;
-        }
-        b0 += nb;
+    };
+    let none = [&[0i8; 16]; R];
+    // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
+    unsafe { dot4_i8_pairs_grouped::<R, true>(rows, none, xp, ps, blocks, pg, fill) }
+}
+
+/// Eight groups' scales `v` (lane = group) four times each into `out` (8 groups), so that a
+/// pair of blocks in neighbouring groups loads its lanes' scales from one place.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn spread_scales8(v: __m256, out: &mut [[f32; 4]]) {
+    let out = &mut out[..8];
+    for k in 0..4 {
+        let (i, j) = (2 * k as i32, 2 * k as i32 + 1);
+        let idx = _mm256_setr_epi32(i, i, i, i, j, j, j, j);
+        let at = &mut out[2 * k..2 * k + 2];
+        // SAFETY: `at` holds two groups' four floats, 8 contiguous floats.
+        unsafe { _mm256_storeu_ps(at.as_mut_ptr().cast(), _mm256_permutevar8x32_ps(v, idx)) };
     }
-    out
+}
+
+/// Eight exponential groups' int8 tables from their `q` (lane = group) at once, with the bits
+/// [`table16_i8`] gives each: the powers `q^k · 127` of all eight in one vector per `k`
+/// (lane = group, the products in [`powers8`](super::portable::powers8)'s order), rounded,
+/// then transposed to one 8-byte magnitude row per group and spread to its 16 entries
+/// (negated magnitudes ascending, then the positive ones descending, with the zero level at
+/// entries 7 and 15 when `zero`). `out` holds at least 8 tables.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn tables8_i8(zero: bool, q1: __m256, out: &mut [[i8; 16]]) {
+    let out = &mut out[..8];
+    let q2 = _mm256_mul_ps(q1, q1);
+    let q4 = _mm256_mul_ps(q2, q2);
+    let q3 = _mm256_mul_ps(q1, q2);
+    let p = [
+        _mm256_set1_ps(1.0),
+        q1,
+        q2,
+        q3,
+        q4,
+        _mm256_mul_ps(q1, q4),
+        _mm256_mul_ps(q2, q4),
+        _mm256_mul_ps(q3, q4),
+    ];
+    let m = p.map(|p| _mm256_cvtps_epi32(_mm256_mul_ps(p, _mm256_set1_ps(127.0))));
+    // Per 128-bit lane (groups 0–3, 4–7): bytes `4k + g` hold power `k` of group `g`.
+    let b0 = _mm256_packs_epi16(
+        _mm256_packs_epi32(m[0], m[1]),
+        _mm256_packs_epi32(m[2], m[3]),
+    );
+    let b1 = _mm256_packs_epi16(
+        _mm256_packs_epi32(m[4], m[5]),
+        _mm256_packs_epi32(m[6], m[7]),
+    );
+    let by_group = _mm256_setr_epi8(
+        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10,
+        14, 3, 7, 11, 15,
+    );
+    let s0 = _mm256_shuffle_epi8(b0, by_group);
+    let s1 = _mm256_shuffle_epi8(b1, by_group);
+    // Per lane: groups (0, 1) | (4, 5) and (2, 3) | (6, 7), 8 magnitudes each.
+    let u = [_mm256_unpacklo_epi32(s0, s1), _mm256_unpackhi_epi32(s0, s1)];
+    let z = -128i8; // `vpshufb` writes 0 for an index with its top bit set.
+    let spread = |h: i8| {
+        let k = |i: i8| h + i;
+        if zero {
+            _mm256_setr_epi8(
+                k(0),
+                k(1),
+                k(2),
+                k(3),
+                k(4),
+                k(5),
+                k(6),
+                z,
+                k(6),
+                k(5),
+                k(4),
+                k(3),
+                k(2),
+                k(1),
+                k(0),
+                z,
+                k(0),
+                k(1),
+                k(2),
+                k(3),
+                k(4),
+                k(5),
+                k(6),
+                z,
+                k(6),
+                k(5),
+                k(4),
+                k(3),
+                k(2),
+                k(1),
+                k(0),
+                z,
+            )
+        } else {
+            _mm256_setr_epi8(
+                k(0),
+                k(1),
+                k(2),
+                k(3),
+                k(4),
+                k(5),
+                k(6),
+                k(7),
+                k(7),
+                k(6),
+                k(5),
+                k(4),
+                k(3),
+                k(2),
+                k(1),
+                k(0),
+                k(0),
+                k(1),
+                k(2),
+                k(3),
+                k(4),
+                k(5),
+                k(6),
+                k(7),
+                k(7),
+                k(6),
+                k(5),
+                k(4),
+                k(3),
+                k(2),
+                k(1),
+                k(0),
+            )
+        }
+    };
+    let (lo, hi) = (spread(0), spread(8));
+    let sign = _mm256_setr_epi8(
+        -1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1, 1,
+        1, 1, 1, 1, 1, 1, 1,
+    );
+    for (j, u) in u.into_iter().enumerate() {
+        for (h, idx) in [lo, hi].into_iter().enumerate() {
+            let t = _mm256_sign_epi8(_mm256_shuffle_epi8(u, idx), sign);
+            let g = 2 * j + h;
+            // SAFETY: tables `g` and `g + 4` hold 16 bytes each.
+            unsafe {
+                _mm_storeu_si128(out[g].as_mut_ptr().cast(), _mm256_castsi256_si128(t));
+                _mm_storeu_si128(
+                    out[g + 4].as_mut_ptr().cast(),
+                    _mm256_extracti128_si256::<1>(t),
+                );
+            }
+        }
+    }
 }
 
 /// The `a / 127` of groups `first .. first + 8` from their `f16` scales (two little-endian
@@ -916,74 +1189,6 @@ fn table16_i8(gen: &Gen16, q: f32) -> __m128i {
     // Per 128-bit lane the low 8 bytes are [lo 4, hi 4]; interleaving the lanes' dwords
     // gives [lo 0..8, hi 0..8].
     _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b))
-}
-
-/// Int8 dot product over a 4-bit row in groups of `g` codes (a multiple of 32), each group's
-/// int8 table derived in registers and its block sums scaled by `a/127` at the group's end.
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_groups(
-    bytes: &[u8],
-    xq: &[i8],
-    scales: &[f32],
-    g: usize,
-    params: &[[f32; 2]],
-    gen: &Gen16,
-) -> f32 {
-    let n = xq.len().min(bytes.len() * 2).min(scales.len() * 32);
-    let blocks = g / 32;
-    let mask = _mm_set1_epi8(0x0f);
-    let mut acc = _mm256_setzero_ps();
-    let mut i = 0;
-    // Groups that share `q` (compact parameters: one `q` per row) share the int8 table.
-    let mut table_q = f32::NAN;
-    let mut table = _mm256_setzero_si256();
-    for &[a, q] in params {
-        if blocks == 0 || i + g > n {
-            break;
-        }
-        if q.to_bits() != table_q.to_bits() {
-            table = _mm256_broadcastsi128_si256(table16_i8(gen, q));
-            table_q = q;
-        }
-        let mut part = [_mm256_setzero_ps(); 2];
-        for b in 0..blocks {
-            // SAFETY: the block reads bytes `i/2 .. i/2 + 16` and `xq[i .. i + 32]`, inside
-            // because the group ends at `i + g <= n`.
-            let (v, xv) = unsafe {
-                (
-                    _mm_loadu_si128(bytes.as_ptr().add(i / 2).cast()),
-                    _mm256_loadu_si256(xq.as_ptr().add(i).cast()),
-                )
-            };
-            let lo = _mm_and_si128(v, mask);
-            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
-            let codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
-            let wv = _mm256_shuffle_epi8(table, codes);
-            let s = _mm256_set1_ps(scales[i / 32]);
-            part[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, part[b % 2]);
-            i += 32;
-        }
-        acc = _mm256_fmadd_ps(
-            _mm256_add_ps(part[0], part[1]),
-            _mm256_set1_ps(a / 127.0),
-            acc,
-        );
-    }
-    let mut total = hsum(acc);
-    // A short last group through the reference.
-    if i < n {
-        let group = i / g.max(1);
-        if let Some(&[a, q]) = params.get(group) {
-            let mut t = [0i8; 256];
-            t[..16].copy_from_slice(&super::portable::table16_i8(gen, q));
-            let part = super::portable::dot_i8_span(4, bytes, i, n - i, &t, xq, scales);
-            total += (a / 127.0) * part;
-        }
-    }
-    total
 }
 
 /// Looks up 8 codes below 16 in the table halves `t0`, `t1`.

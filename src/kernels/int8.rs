@@ -267,7 +267,7 @@ pub fn dot_int8_with(isa: Isa, bits: u8, packed: &[u8], levels: &[f32], x: &[f32
 /// [`dot_int8_span`] over a whole 4-bit row in groups of `g` codes (a multiple of 32), each
 /// group's int8 table derived from its parameters (`params(i)` gives group `i`'s `(a, q)`),
 /// scaled by `a/127`: the finished row result. `None` where no such kernel runs.
-#[cfg(feature = "alloc")]
+#[cfg(all(test, feature = "alloc"))]
 pub(crate) fn dot4_i8_groups(
     isa: Isa,
     row: &[u8],
@@ -276,35 +276,58 @@ pub(crate) fn dot4_i8_groups(
     gen: &portable::Gen16,
     params: impl Fn(usize) -> [f32; 2],
 ) -> Option<f32> {
+    let run = |_: usize, first: usize, out: &mut [[f32; 2]]| {
+        for (i, o) in (first..).zip(out.iter_mut()) {
+            *o = params(i);
+        }
+    };
+    dot4_i8_groups_rows(isa, [row], x, g, gen, run).map(|[v]| v)
+}
+
+/// [`dot4_i8_groups`] for `R` rows (`params(r, i, out)` writes the `(a, q)` of groups
+/// `i .. i + out.len()` of row `r`, all inside the row, to `out`), in one pass over `x` on
+/// the paths with a batched kernel. A row's result does not depend on the rows
+/// batched with it.
+#[cfg(feature = "alloc")]
+pub(crate) fn dot4_i8_groups_rows<const R: usize>(
+    isa: Isa,
+    rows: [&[u8]; R],
+    x: &Int8X,
+    g: usize,
+    gen: &portable::Gen16,
+    params: impl Fn(usize, usize, &mut [[f32; 2]]),
+) -> Option<[f32; R]> {
     if g == 0 || !g.is_multiple_of(QBLOCK) {
         return None;
     }
-    const RUN: usize = 64;
-    let mut buf = [[0.0f32; 2]; RUN];
     let n = x.xq.len();
     let groups = n.div_ceil(g);
-    let mut acc = 0.0f32;
-    let mut first = 0;
-    while first < groups {
-        let k = RUN.min(groups - first);
-        for (j, slot) in buf[..k].iter_mut().enumerate() {
-            *slot = params(first + j);
-        }
-        let start = first * g;
-        let xs = &x.xq[start..((first + k) * g).min(n)];
-        let ss = &x.scales[start / QBLOCK..];
-        let bytes = &row[start / 2..];
-        acc += match isa.path() {
-            Path::Scalar => portable::dot4_i8_groups(bytes, xs, ss, g, &buf[..k], gen),
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx2(t) => t.dot4_i8_groups(bytes, xs, ss, g, &buf[..k], gen),
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx512(t) => t.avx2().dot4_i8_groups(bytes, xs, ss, g, &buf[..k], gen),
-            _ => return None,
-        };
-        first += k;
+    if isa.path() == Path::Scalar {
+        return Some(core::array::from_fn(|r| {
+            let mut p = alloc::vec![[0.0f32; 2]; groups];
+            params(r, 0, &mut p);
+            portable::dot4_i8_groups(rows[r], &x.xq, &x.scales, g, &p, gen)
+        }));
     }
-    Some(acc)
+    #[cfg(target_arch = "x86_64")]
+    {
+        let t = isa.avx2()?;
+        let mut out = t.dot4_i8_groups(rows, &x.xp, &x.ps, g, groups, gen, &params);
+        if x.xp.len() < n {
+            let group = x.xp.len() / g;
+            for (r, o) in out.iter_mut().enumerate() {
+                let mut p = [[0.0f32; 2]];
+                params(r, group, &mut p);
+                let [[a, q]] = p;
+                *o += (a / 127.0) * short_tail(rows[r], x, &portable::table16_i8(gen, q));
+            }
+        }
+        Some(out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
 }
 
 /// A 4-bit row in groups of `g` codes (a multiple of 32) that share the int8 table `t16` (the
@@ -320,8 +343,7 @@ pub(crate) fn dot4_i8_scaled(
     t16: &[i8; 16],
     scales: &[u8],
 ) -> f32 {
-    let mut scratch = [[0.0; 4 * portable::SPAN_BLOCKS]];
-    if let Some([v]) = dot4_i8_scaled_rows(isa, [row], x, g, [t16], [scales], &mut scratch) {
+    if let Some([v]) = dot4_i8_scaled_rows(isa, [row], x, g, [t16], [scales]) {
         return v;
     }
     let n = x.xq.len();
@@ -330,8 +352,8 @@ pub(crate) fn dot4_i8_scaled(
     head + scaled_tail(row, x, g, t16, scales)
 }
 
-/// [`dot4_i8_scaled`] for `R` rows in one pass over `x` on the paths with a batched kernel
-/// (`scratch` its working space); `None` on the others. A row's result does not depend on
+/// [`dot4_i8_scaled`] for `R` rows in one pass over `x` on the paths with a batched kernel;
+/// `None` on the others. A row's result does not depend on
 /// the rows batched with it.
 #[cfg(feature = "alloc")]
 pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
@@ -341,12 +363,11 @@ pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
     g: usize,
     tables: [&[i8; 16]; R],
     scales: [&[u8]; R],
-    scratch: &mut [portable::SpanScales; R],
 ) -> Option<[f32; R]> {
     #[cfg(target_arch = "x86_64")]
     {
         let t = isa.avx2()?;
-        let mut out = t.dot4_i8_pairs_scaled(rows, tables, &x.xp, &x.ps, g, scales, scratch);
+        let mut out = t.dot4_i8_compact(rows, tables, &x.xp, &x.ps, g, scales);
         if x.xp.len() < x.xq.len() {
             for (r, o) in out.iter_mut().enumerate() {
                 *o += scaled_tail(rows[r], x, g, tables[r], scales[r]);
@@ -356,7 +377,7 @@ pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (isa, rows, x, g, tables, scales, scratch);
+        let _ = (isa, rows, x, g, tables, scales);
         None
     }
 }
@@ -475,6 +496,126 @@ mod tests {
                     );
                     let [alone] = dot4_i8_rows(isa, [packed[r]], [tables[r]], &xq).unwrap();
                     assert_eq!(alone.to_bits(), batched[r].to_bits(), "{isa} cols {cols}");
+                }
+            }
+        }
+    }
+
+    /// The batched group kernels (a table per row with an `f16` scale per group, and a table
+    /// and `f32` scale per group) agree with their scalar references on every path for group
+    /// sizes whose pairs of blocks straddle groups (odd multiples of 32) and ones whose do
+    /// not, and a row's result is bit for bit the same alone or batched.
+    #[test]
+    fn batched_group_rows_match_the_reference_and_each_other() {
+        const R: usize = ROWS_PER_PASS;
+        let mut next = rng(0x1b87_3593);
+        for (g, cols) in [
+            (32usize, 96usize),
+            (32, 1000),
+            (64, 320),
+            (64, 4160),
+            (96, 4160),
+            (128, 1024),
+            (128, 1000),
+            (256, 4096),
+            (160, 3000),
+        ] {
+            let x: Vec<f32> = (0..cols)
+                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                .collect();
+            let xq = Int8X::new(&x).unwrap();
+            let groups = cols.div_ceil(g);
+            let rows: Vec<(Vec<u8>, I8Table)> = (0..R).map(|_| row(&mut next, cols, 16)).collect();
+            let packed: [&[u8]; R] = core::array::from_fn(|r| &rows[r].0[..]);
+            let t16: Vec<[i8; 16]> = rows.iter().map(|(_, t)| t.t16()).collect();
+            let tables: [&[i8; 16]; R] = core::array::from_fn(|r| &t16[r]);
+            let scales: Vec<Vec<u8>> = (0..R)
+                .map(|_| {
+                    (0..groups)
+                        .flat_map(|_| ((0x2000 + next() % 0x3000) as u16).to_le_bytes())
+                        .collect()
+                })
+                .collect();
+            let sc: [&[u8]; R] = core::array::from_fn(|r| &scales[r][..]);
+            // Half the rows share one `q` over their groups, so the table reuse runs too.
+            let params: Vec<Vec<[f32; 2]>> = (0..R)
+                .map(|r| {
+                    let row_q = 0.3 + (next() % 60) as f32 * 0.01;
+                    (0..groups)
+                        .map(|_| {
+                            let a = 0.1 + (next() % 100) as f32 * 0.01;
+                            let q = 0.3 + (next() % 60) as f32 * 0.01;
+                            [a, if r % 2 == 0 { row_q } else { q }]
+                        })
+                        .collect()
+                })
+                .collect();
+            // Both exponential shapes, whose tables the kernel derives eight at a time, and
+            // a linear one, whose table does not depend on `q`.
+            let u: [f32; 16] = core::array::from_fn(|k| (k as f32 - 7.5) / 7.5);
+            let gens = [
+                portable::Gen16::Exp { zero: false },
+                portable::Gen16::Exp { zero: true },
+                portable::Gen16::Scaled(u),
+            ];
+            // Each term's magnitude, so the bound scales with the sum's size.
+            let mag = |r: usize, t: &dyn Fn(usize) -> [i8; 16], s: &dyn Fn(usize) -> f32| {
+                (0..cols)
+                    .map(|j| {
+                        let w = t(j / g)[usize::from(portable::code_at(packed[r], 4, j))];
+                        (f32::from(w) * f32::from(xq.xq[j])).abs()
+                            * xq.scales[j / QBLOCK]
+                            * s(j / g)
+                    })
+                    .sum::<f32>()
+            };
+            for isa in Isa::available() {
+                if let Some(batched) = dot4_i8_scaled_rows(isa, packed, &xq, g, tables, sc) {
+                    for r in 0..R {
+                        let reference =
+                            dot4_i8_scaled(Isa::scalar(), packed[r], &xq, g, tables[r], sc[r]);
+                        let s = |i: usize| portable::scale_at(sc[r], i) * portable::INV_127;
+                        let m = mag(r, &|_| t16[r], &s);
+                        assert!(
+                            (batched[r] - reference).abs() <= 1e-5 * m,
+                            "{isa} compact g {g} cols {cols} row {r}: {} vs {reference}",
+                            batched[r]
+                        );
+                        let [alone] =
+                            dot4_i8_scaled_rows(isa, [packed[r]], &xq, g, [tables[r]], [sc[r]])
+                                .unwrap();
+                        assert_eq!(alone.to_bits(), batched[r].to_bits(), "{isa} g {g}");
+                    }
+                }
+                for gen in gens {
+                    let p = |r: usize, i: usize, out: &mut [[f32; 2]]| {
+                        out.copy_from_slice(&params[r][i..i + out.len()])
+                    };
+                    let Some(batched) = dot4_i8_groups_rows(isa, packed, &xq, g, &gen, p) else {
+                        continue;
+                    };
+                    for r in 0..R {
+                        let pr = |i: usize| params[r][i];
+                        let reference =
+                            dot4_i8_groups(Isa::scalar(), packed[r], &xq, g, &gen, pr).unwrap();
+                        let t = |i: usize| portable::table16_i8(&gen, params[r][i][1]);
+                        let m = mag(r, &t, &|i| params[r][i][0] / 127.0);
+                        assert!(
+                            (batched[r] - reference).abs() <= 1e-5 * m,
+                            "{isa} {gen:?} g {g} cols {cols} row {r}: {} vs {reference}",
+                            batched[r]
+                        );
+                        let [alone] = dot4_i8_groups_rows(
+                            isa,
+                            [packed[r]],
+                            &xq,
+                            g,
+                            &gen,
+                            |_, i, o: &mut [[f32; 2]]| p(r, i, o),
+                        )
+                        .unwrap();
+                        assert_eq!(alone.to_bits(), batched[r].to_bits(), "{isa} g {g}");
+                    }
                 }
             }
         }
