@@ -801,7 +801,7 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
 
 /// [`dot4_i8_rows`] for rows in groups of `g` codes (a multiple of 32), each row sharing its
 /// int8 table up to an `f16` scale per group (`scales[r]`, two little-endian bytes a group),
-/// through [`dot4_i8_pairs_grouped`], or [`dot4_i8_compact_blocks`] for groups of one block.
+/// through [`dot4_i8_pairs_grouped`].
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
