@@ -821,10 +821,6 @@ unsafe fn dot4_i8_compact<const R: usize>(
         .fold((xp.len() / 32).min(ps.len() / 4), |m, (r, s)| {
             m.min(r.len() / 16).min(s.len() / 2 * pg)
         });
-    if pg == 1 {
-        // SAFETY: as above.
-        return unsafe { dot4_i8_compact_blocks(rows, tables, xp, ps, blocks, scales) };
-    }
     let fill = |r: usize, first: usize, w: &mut GroupWindow| {
         for half in 0..WINDOW / 8 {
             let gs = group_scales8(scales[r], first + 8 * half);
@@ -835,69 +831,6 @@ unsafe fn dot4_i8_compact<const R: usize>(
     };
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, false>(rows, tables, xp, ps, blocks, pg, fill) }
-}
-
-/// Blocks of [`dot4_i8_compact`] a span of which gets its scales before the pair loop runs
-/// over it (even, so that no pair straddles two spans).
-const COMPACT_SPAN: usize = 64;
-
-/// [`dot4_i8_compact`] for groups of one block (32 codes): every pair of blocks straddles two
-/// groups, so rather than combining two group scales per pair inside the pair loop, a span's
-/// blocks first get their `x` scale times their group's `a / 127` (eight groups per vector
-/// step), and the span then runs the per-row loop [`dot4_i8_pairs`] on those scales. The
-/// pair loop keeps the per-row kernel's register use, which the grouped loop exceeds here.
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes and every
-/// `scales[r]` at least `2 * blocks`; `xp` holds at least `32 * blocks` values and `ps`
-/// `4 * blocks`.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_compact_blocks<const R: usize>(
-    rows: [&[u8]; R],
-    tables: [&[i8; 16]; R],
-    xp: &[i8],
-    ps: &[f32],
-    blocks: usize,
-    scales: [&[u8]; R],
-) -> [f32; R] {
-    // Eight groups of slack: the spread writes whole runs of eight groups.
-    let mut combined = [[[0.0f32; 4]; COMPACT_SPAN + 8]; R];
-    let mut out = [0.0f32; R];
-    let mut b0 = 0;
-    while b0 < blocks {
-        let nb = COMPACT_SPAN.min(blocks - b0);
-        for (c, scales) in combined.iter_mut().zip(&scales) {
-            for k in (0..nb).step_by(8) {
-                let gs = group_scales8(scales, b0 + k);
-                // SAFETY: `gs` holds 8 floats.
-                let v = unsafe { _mm256_loadu_ps(gs.as_ptr()) };
-                spread_scales8(v, &mut c[k..k + 8]);
-            }
-            for (c, p) in c[..nb]
-                .iter_mut()
-                .zip(ps[4 * b0..4 * (b0 + nb)].chunks_exact(4))
-            {
-                for (c, p) in c.iter_mut().zip(p) {
-                    *c *= p;
-                }
-            }
-        }
-        let part_rows: [&[u8]; R] = core::array::from_fn(|r| &rows[r][16 * b0..]);
-        let cs = &combined;
-        // SAFETY: a pair `k + 1 < nb` reads `cs[r][k .. k + 2]`, 8 contiguous floats.
-        let pair = |r: usize, k: usize| unsafe { _mm256_loadu_ps(cs[r][k..k + 2].as_ptr().cast()) };
-        // SAFETY: `nb` blocks from `b0` lie inside every row and `xp` (the caller's bounds).
-        let part = unsafe {
-            dot4_i8_pairs(part_rows, tables, &xp[32 * b0..], nb, pair, |r, k| {
-                cs[r][k][0]
-            })
-        };
-        for (o, p) in out.iter_mut().zip(part) {
-            *o += p;
-        }
-        b0 += nb;
-    }
-    out
 }
 
 /// [`dot4_i8_rows`] for rows in groups of `g` codes (a multiple of 32), each group with its
