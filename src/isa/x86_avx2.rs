@@ -957,79 +957,17 @@ fn tables8_i8(zero: bool, q1: __m256, out: &mut [[i8; 16]]) {
     // Per lane: groups (0, 1) | (4, 5) and (2, 3) | (6, 7), 8 magnitudes each.
     let u = [_mm256_unpacklo_epi32(s0, s1), _mm256_unpackhi_epi32(s0, s1)];
     let z = -128i8; // `vpshufb` writes 0 for an index with its top bit set.
+                    // One 128-bit lane's indices into a group's 8 magnitudes at `h`: negated ascending then
+                    // positive descending (the zero level, written as `z`, at entries 7 and 15 when `zero`).
     let spread = |h: i8| {
-        let k = |i: i8| h + i;
-        if zero {
-            _mm256_setr_epi8(
-                k(0),
-                k(1),
-                k(2),
-                k(3),
-                k(4),
-                k(5),
-                k(6),
-                z,
-                k(6),
-                k(5),
-                k(4),
-                k(3),
-                k(2),
-                k(1),
-                k(0),
-                z,
-                k(0),
-                k(1),
-                k(2),
-                k(3),
-                k(4),
-                k(5),
-                k(6),
-                z,
-                k(6),
-                k(5),
-                k(4),
-                k(3),
-                k(2),
-                k(1),
-                k(0),
-                z,
-            )
+        let order: [i8; 16] = if zero {
+            [0, 1, 2, 3, 4, 5, 6, z, 6, 5, 4, 3, 2, 1, 0, z]
         } else {
-            _mm256_setr_epi8(
-                k(0),
-                k(1),
-                k(2),
-                k(3),
-                k(4),
-                k(5),
-                k(6),
-                k(7),
-                k(7),
-                k(6),
-                k(5),
-                k(4),
-                k(3),
-                k(2),
-                k(1),
-                k(0),
-                k(0),
-                k(1),
-                k(2),
-                k(3),
-                k(4),
-                k(5),
-                k(6),
-                k(7),
-                k(7),
-                k(6),
-                k(5),
-                k(4),
-                k(3),
-                k(2),
-                k(1),
-                k(0),
-            )
-        }
+            [0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 0]
+        };
+        let idx = order.map(|i| if i == z { z } else { h + i });
+        // SAFETY: `idx` holds 16 bytes.
+        unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(idx.as_ptr().cast())) }
     };
     let (lo, hi) = (spread(0), spread(8));
     let sign = _mm256_setr_epi8(
