@@ -533,6 +533,26 @@ fn pair_sums(v: __m256i, table: __m256i, xe: __m256i, xo: __m256i) -> __m256i {
     )
 }
 
+/// The `i32` sum, as `f32`, of a lone last block (the first 16 bytes of `bytes`) with its
+/// 32 values `xv` in [`pair_order`](super::portable::pair_order): its low nibbles in lane 0
+/// and high nibbles in lane 1 meet its even and odd values, which lie in that order.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn lone_block_sum(bytes: &[u8], table: __m256i, xv: __m256i) -> f32 {
+    let bytes = &bytes[..16];
+    // SAFETY: `bytes` holds 16 bytes.
+    let v = unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) };
+    let mask = _mm_set1_epi8(0x0f);
+    let codes = _mm256_set_m128i(
+        _mm_and_si128(_mm_srli_epi16::<4>(v), mask),
+        _mm_and_si128(v, mask),
+    );
+    hsum(_mm256_cvtepi32_ps(block_i8(
+        _mm256_shuffle_epi8(table, codes),
+        xv,
+    )))
+}
+
 /// Int8 dot products of `R` packed 4-bit rows with one `x` in
 /// [`pair_order`](super::portable::pair_order) (`xp`, `blocks` whole blocks), each row
 /// through its 16-entry table. A pair of blocks scales its `i32` sums by the vector
@@ -579,18 +599,9 @@ unsafe fn dot4_i8_pairs<const R: usize>(
         }
         let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
         if b < blocks {
-            // A lone block: its 16 bytes' low nibbles in lane 0 and high nibbles in lane 1
-            // meet its even and odd values, which lie in that order.
-            let mask = _mm_set1_epi8(0x0f);
             let xv = load(x, 32 * b);
             for r in 0..R {
-                let v = _mm_loadu_si128(rows[r].as_ptr().add(16 * b).cast());
-                let codes = _mm256_set_m128i(
-                    _mm_and_si128(_mm_srli_epi16::<4>(v), mask),
-                    _mm_and_si128(v, mask),
-                );
-                let sums = block_i8(_mm256_shuffle_epi8(tv[r], codes), xv);
-                out[r] += hsum(_mm256_cvtepi32_ps(sums)) * block_scale(r, b);
+                out[r] += lone_block_sum(&rows[r][16 * b..], tv[r], xv) * block_scale(r, b);
             }
         }
         out
@@ -791,7 +802,7 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
         }
         let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
         if b < blocks {
-            // A lone block, as in `dot4_i8_pairs`.
+            // A lone block.
             if gb < base || gb - base >= WINDOW {
                 base = gb;
                 for (r, w) in win.iter_mut().enumerate() {
@@ -799,17 +810,10 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
                 }
             }
             let o = gb - base;
-            let mask = _mm_set1_epi8(0x0f);
             let xv = load(x, 32 * b);
             for r in 0..R {
-                let v = _mm_loadu_si128(rows[r].as_ptr().add(16 * b).cast());
-                let codes = _mm256_set_m128i(
-                    _mm_and_si128(_mm_srli_epi16::<4>(v), mask),
-                    _mm_and_si128(v, mask),
-                );
-                let t = table(&win[r], r, o, 0);
-                let sums = block_i8(_mm256_shuffle_epi8(t, codes), xv);
-                out[r] += hsum(_mm256_cvtepi32_ps(sums)) * (ps[4 * b] * win[r].scale[o][0]);
+                let sum = lone_block_sum(&rows[r][16 * b..], table(&win[r], r, o, 0), xv);
+                out[r] += sum * (ps[4 * b] * win[r].scale[o][0]);
             }
         }
         out
