@@ -189,6 +189,19 @@ fn large_groups_take_the_histogram_path_and_stay_near_optimal() {
     }
 }
 
+/// The small-group tests' verdict: no group past its bound (`failures`), and the fit's error
+/// ratio to the reference scan at most 1.001 on average over all groups.
+fn assert_group_ratios(label: &str, ratios: &[f64], failures: &[String]) {
+    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+    println!(
+        "{label}: worst {:.5}, mean {mean:.6} over {} groups",
+        ratios.iter().fold(0.0f64, |m, r| m.max(*r)),
+        ratios.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(mean <= 1.001, "{label}: mean ratio {mean}");
+}
+
 #[test]
 fn small_max_abs_groups_are_near_a_dense_scan() {
     // Groups of up to 1 024 weights at 2–5 bits take the sixteen-lane search; the tiniest
@@ -214,14 +227,7 @@ fn small_max_abs_groups_are_near_a_dense_scan() {
             }
         }
     }
-    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
-    println!(
-        "worst {:.5}, mean {mean:.6} over {} groups",
-        ratios.iter().fold(0.0f64, |m, r| m.max(*r)),
-        ratios.len()
-    );
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(mean <= 1.001, "mean ratio {mean}");
+    assert_group_ratios("max-abs", &ratios, &failures);
 }
 
 #[test]
@@ -276,13 +282,6 @@ fn small_mse_and_correlation_groups_are_near_brute_force() {
                 }
             }
         }
-        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
-        println!(
-            "{rule:?}: worst {:.5}, mean {mean:.6} over {} groups",
-            ratios.iter().fold(0.0f64, |m, r| m.max(*r)),
-            ratios.len()
-        );
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
-        assert!(mean <= 1.001, "{rule:?}: mean ratio {mean}");
+        assert_group_ratios(&format!("{rule:?}"), &ratios, &failures);
     }
 }
