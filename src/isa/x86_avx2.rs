@@ -991,7 +991,7 @@ unsafe fn dot4_i8_compact<const R: usize>(
             spread_scales8(v, &mut w.scale[8 * half..8 * half + 8]);
         }
     };
-    if pg % 2 == 0 {
+    if pg.is_multiple_of(2) {
         // SAFETY: each table holds 16 bytes.
         let tv: [__m256i; R] = core::array::from_fn(|r| unsafe {
             _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
