@@ -308,7 +308,8 @@ fn gemv(c: &mut Criterion) {
 }
 
 /// GEMV modes side by side at 4 bits, with their baselines in the same group: the read pass
-/// over 256 MiB and the dense f32 GEMV. Per row and groups of 32 and 128, `f32` and int8
+/// over 256 MiB and the dense f32 GEMV. Per row and groups of 32 and 128 (`f32` parameters
+/// per group, and compact ones: an `f16` scale per group, one `q` per row), `f32` and int8
 /// activations, single-threaded (`gemv_rows`, `gemv_int8_rows`). Throughput is the bytes a
 /// call reads (codes and parameters; `x` is in cache), so criterion's GiB/s compare directly
 /// with the read pass. Max-abs fits keep the setup short at this size.
@@ -321,7 +322,15 @@ fn gemv_modes(c: &mut Criterion) {
         let layouts = [
             ("per_row", base),
             ("group128", base.per_group(128)),
+            (
+                "group128_compact",
+                base.per_group(128).with_compact_params(true),
+            ),
             ("group32", base.per_group(32)),
+            (
+                "group32_compact",
+                base.per_group(32).with_compact_params(true),
+            ),
         ];
         let qs: Vec<_> = layouts
             .iter()
@@ -340,7 +349,7 @@ fn gemv_modes(c: &mut Criterion) {
             b.iter(|| gemv_f32(black_box(&w), rows, cols, &x, &mut y))
         });
         for ((name, _), q) in layouts.iter().zip(&qs) {
-            let bytes = q.packed_codes().len() + q.group_count() * 8;
+            let bytes = q.to_bytes().len() - expquant::format::HEADER_LEN;
             g.throughput(Throughput::Bytes(bytes as u64));
             g.bench_function(format!("{name}/f32"), |b| {
                 b.iter(|| q.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())

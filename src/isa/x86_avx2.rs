@@ -820,9 +820,150 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
     }
 }
 
+/// Int8 dot products of `R` packed 4-bit rows in groups of an even number `pg` of blocks,
+/// one group at a time: each group's pairs run the per-row loop of [`dot4_i8_pairs`] into
+/// fresh accumulators (the `x` scales applied per pair), which then join the row's total
+/// scaled by the group's `a / 127`, one FMA per group and row. `group(r, i)` gives row `r`'s
+/// table register and scale for group `i`; it is called in order of `i` for every row.
+/// A short last group (the blocks past the whole groups) runs the same way, its last block
+/// alone if odd. Every row runs the same operations in the same order whatever rows it is
+/// batched with, so a row's result does not depend on `R`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
+/// `32 * blocks` values and `ps` at least `4 * blocks` floats; `pg` is even and at least 2.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_pairs_nested<const R: usize>(
+    rows: [&[u8]; R],
+    xp: &[i8],
+    ps: &[f32],
+    blocks: usize,
+    pg: usize,
+    mut group: impl FnMut(usize, usize) -> (__m256i, f32),
+) -> [f32; R] {
+    // SAFETY: every pair `b, b + 1` read lies below the group's end, itself at most `blocks`,
+    // and a lone block `b` below `blocks`: bytes `16b ..` of every row, values `32b ..` of
+    // `xp` and floats `4b ..` of `ps` past them stay inside the lengths the caller
+    // guarantees.
+    unsafe {
+        let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
+        let x = xp.as_ptr();
+        let mut total = [_mm256_setzero_ps(); R];
+        let mut lone = [0.0f32; R];
+        let mut start = 0;
+        let mut i = 0;
+        while start < blocks {
+            let end = (start + pg).min(blocks);
+            let mut tv = [_mm256_setzero_si256(); R];
+            let mut sc = [0.0f32; R];
+            for r in 0..R {
+                (tv[r], sc[r]) = group(r, i);
+            }
+            let mut acc = [_mm256_setzero_ps(); R];
+            let mut b = start;
+            while b + 2 <= end {
+                let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
+                let scale = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
+                for r in 0..R {
+                    let c = rows[r].as_ptr().cast::<i8>();
+                    let s = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], xe, xo));
+                    acc[r] = _mm256_fmadd_ps(s, scale, acc[r]);
+                }
+                b += 2;
+            }
+            for r in 0..R {
+                total[r] = _mm256_fmadd_ps(acc[r], _mm256_set1_ps(sc[r]), total[r]);
+            }
+            if b < end {
+                let xv = load(x, 32 * b);
+                for r in 0..R {
+                    let sum = lone_block_sum(&rows[r][16 * b..], tv[r], xv);
+                    lone[r] = sum * (ps[4 * b] * sc[r]);
+                }
+            }
+            start = end;
+            i += 1;
+        }
+        core::array::from_fn(|r| hsum(total[r]) + lone[r])
+    }
+}
+
+/// Int8 dot products of `R` packed 4-bit rows in groups of one block, each row through its
+/// table `tables[r]`: the per-row pair loop of [`dot4_i8_pairs`] (one pair a step, the
+/// accumulators in registers), each pair's `x` scales multiplied by its two groups' scales
+/// from the rows' windows, which `fill(r, base, w)` refills every [`WINDOW`] groups outside
+/// the pair loop. Every row runs the same operations in the same order whatever rows it is
+/// batched with, so a row's result does not depend on `R`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
+/// `32 * blocks` values and `ps` at least `4 * blocks` floats.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_pairs_single<const R: usize>(
+    rows: [&[u8]; R],
+    tables: [&[i8; 16]; R],
+    xp: &[i8],
+    ps: &[f32],
+    blocks: usize,
+    mut fill: impl FnMut(usize, usize, &mut GroupWindow),
+) -> [f32; R] {
+    // SAFETY: a pair `b + 1 < pairs <= blocks` and the lone last block `b < blocks` read
+    // bytes `16b ..` of every row, values `32b ..` of `xp` and floats `4b ..` of `ps` inside
+    // the lengths the caller guarantees; the tables hold 16 bytes; a window offset `o` is
+    // even and below `WINDOW`, so `window_scales` reads inside the window.
+    unsafe {
+        let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
+        let tv: [__m256i; R] = core::array::from_fn(|r| {
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
+        });
+        let x = xp.as_ptr();
+        let mut win = [GroupWindow::ZERO; R];
+        let mut acc = [_mm256_setzero_ps(); R];
+        let pairs = blocks & !1;
+        let mut base = 0;
+        while base < pairs {
+            for (r, w) in win.iter_mut().enumerate() {
+                fill(r, base, w);
+            }
+            let end = (base + WINDOW).min(pairs);
+            let mut b = base;
+            while b < end {
+                let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
+                let scale = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
+                let o = b - base;
+                for r in 0..R {
+                    let c = rows[r].as_ptr().cast::<i8>();
+                    let sc = _mm256_mul_ps(scale, window_scales(&win[r], o, 1));
+                    let s = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], xe, xo));
+                    acc[r] = _mm256_fmadd_ps(s, sc, acc[r]);
+                }
+                b += 2;
+            }
+            base = end;
+        }
+        let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
+        if pairs < blocks {
+            let b = pairs;
+            for (r, w) in win.iter_mut().enumerate() {
+                fill(r, b, w);
+            }
+            let xv = load(x, 32 * b);
+            for r in 0..R {
+                let sum = lone_block_sum(&rows[r][16 * b..], tv[r], xv);
+                out[r] += sum * (ps[4 * b] * win[r].scale[0][0]);
+            }
+        }
+        out
+    }
+}
+
 /// [`dot4_i8_rows`] for rows in groups of `g` codes (a multiple of 32), each row sharing its
-/// int8 table up to an `f16` scale per group (`scales[r]`, two little-endian bytes a group),
-/// through [`dot4_i8_pairs_grouped`].
+/// int8 table up to an `f16` scale per group (`scales[r]`, two little-endian bytes a group):
+/// groups of an even number of blocks through [`dot4_i8_pairs_nested`], whose inner loop is
+/// the per-row one (the group scale joins once per group), groups of one block through
+/// [`dot4_i8_pairs_single`], others through [`dot4_i8_pairs_grouped`].
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
@@ -850,6 +991,26 @@ unsafe fn dot4_i8_compact<const R: usize>(
             spread_scales8(v, &mut w.scale[8 * half..8 * half + 8]);
         }
     };
+    if pg.is_multiple_of(2) {
+        // SAFETY: each table holds 16 bytes.
+        let tv: [__m256i; R] = core::array::from_fn(|r| unsafe {
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
+        });
+        // `blocks` is clamped to the groups every row's scales hold.
+        let group = |r: usize, i: usize| {
+            (
+                tv[r],
+                super::portable::scale_at(scales[r], i) * super::portable::INV_127,
+            )
+        };
+        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold;
+        // `pg` is even and at least 2.
+        return unsafe { dot4_i8_pairs_nested(rows, xp, ps, blocks, pg, group) };
+    }
+    if pg == 1 {
+        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
+        return unsafe { dot4_i8_pairs_single(rows, tables, xp, ps, blocks, fill) };
+    }
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, false>(rows, tables, xp, ps, blocks, pg, fill) }
 }
