@@ -11,7 +11,11 @@
 //! a few assignments per walk), started at the previous candidate's best `a` and, for sorted
 //! atoms, also at `max|w|`. For groups of at most 64 sorted atoms (and families of at most
 //! 16 magnitudes) these walks run on `f32` sums computed in vectors by `small`, which only
-//! rank the candidates. The best few local minima of the grid are refined by golden section.
+//! rank the candidates; there each walk is two assignments (the grid moves `q` in small steps,
+//! so the first step from the neighbour's optimum is nearly all of the walk), the two walks
+//! run in lockstep, and the squared error searches a grid half as dense as the correlation's
+//! (whose score, piecewise constant in `a`, the walks only sample). The best few local
+//! minima of the grid are refined by golden section.
 //! At the candidate `q`s (for histograms only the best one) an exact breakpoint sweep
 //! ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`: over
 //! every `a ∈ [0.01, 1.5]·max|w|` for sorted atoms with at most [`SWEEP_LIMIT`] breakpoints
@@ -72,6 +76,12 @@ const FIT_Q_REFINE: usize = 3;
 const FIT_Q_GRID_LARGE: usize = 24;
 const FIT_Q_REFINE_LARGE: usize = 2;
 const FIT_GOLDEN_STEPS: usize = 12;
+/// Groups that take the `f32` walks of `small`: under the squared error half the grid
+/// keeps `tests/fit.rs`'s bounds (the correlation, piecewise constant in `a` and sampled
+/// only by the walks, keeps the full grid), and fewer golden steps refine each minimum
+/// (the exact sweeps at the candidates settle `a` anyway).
+const FIT_Q_GRID_SMALL_MSE: usize = 64;
+const FIT_GOLDEN_STEPS_SMALL: usize = 6;
 /// Groups of at most this many atoms count them in `split` instead of bisecting.
 const COUNT_LIMIT: usize = 64;
 /// Points of the coarse `a` grid that seeds the final Lloyd walks.
@@ -497,21 +507,50 @@ impl Quality {
 
 /// The quantity a rule minimizes, for scale `a` and an assignment.
 fn score(rule: ScaleRule, stats: &GroupStats, a: f64, s: &Assignment) -> f64 {
-    let s2 = stats.total(&stats.p2);
-    match rule {
-        ScaleRule::Correlation => {
-            let w = stats.total(&stats.p0);
-            let mean_w = stats.sum_w / w;
-            let var_w = s2 / w - mean_w * mean_w;
+    Scorer::new(rule, stats).score(a, s)
+}
+
+/// [`score`] with the group's own terms computed once: the walks and sweeps score hundreds
+/// of assignments of one group.
+#[derive(Clone, Copy)]
+struct Scorer {
+    correlation: bool,
+    /// Σimp·x².
+    s2: f64,
+    /// Σimp, the weighted mean of `w` and its variance (for the correlation).
+    w: f64,
+    mean_w: f64,
+    var_w: f64,
+}
+
+impl Scorer {
+    fn new(rule: ScaleRule, stats: &GroupStats) -> Self {
+        let s2 = stats.total(&stats.p2);
+        let w = stats.total(&stats.p0);
+        let mean_w = stats.sum_w / w;
+        Scorer {
+            correlation: rule == ScaleRule::Correlation,
+            s2,
+            w,
+            mean_w,
+            var_w: s2 / w - mean_w * mean_w,
+        }
+    }
+
+    #[inline(always)]
+    fn score(&self, a: f64, s: &Assignment) -> f64 {
+        if self.correlation {
+            let w = self.w;
             let mean_c = s.cs / w;
             let var_c = s.cc / w - mean_c * mean_c;
-            if var_w <= 0.0 || var_c <= 0.0 {
+            if self.var_w <= 0.0 || var_c <= 0.0 {
                 return 0.0;
             }
             // `a` cancels: correlation depends on the assignment only.
-            -(s.cx / w - mean_w * mean_c) / sqrt(var_w * var_c)
+            -(s.cx / w - self.mean_w * mean_c) / sqrt(self.var_w * var_c)
+        } else {
+            self.s2 - 2.0 * a * s.cx + a * a * s.cc
         }
-        _ => s2 - 2.0 * a * s.cx + a * a * s.cc,
     }
 }
 
@@ -533,12 +572,13 @@ fn lloyd_with(
     a0: f64,
     assign: impl Fn(f64) -> Assignment,
 ) -> (f64, f64) {
+    let scorer = Scorer::new(rule, stats);
     let mut a = a0;
     let mut best = (f64::INFINITY, a0);
     let mut previous: Option<Assignment> = None;
     for _ in 0..LLOYD_STEPS {
         let s = assign(a);
-        let v = score(rule, stats, a, &s);
+        let v = scorer.score(a, &s);
         if v < best.0 {
             best = (v, a);
         }
@@ -575,6 +615,66 @@ fn best_walk(
     best
 }
 
+/// [`best_walk`] of two assignments per walk, for small groups: both walks' steps are
+/// independent of each other, so they run in lockstep and their latencies overlap.
+#[inline]
+fn small_walks(
+    rule: ScaleRule,
+    stats: &GroupStats,
+    start: f64,
+    other: Option<f64>,
+    assign: impl Fn(f64) -> Assignment,
+) -> (f64, f64) {
+    // The first step of a walk: its score at `a`, and the scale of its assignment (the
+    // next point) when that is a usable scale.
+    let scorer = Scorer::new(rule, stats);
+    let first = |a: f64, s: &Assignment| {
+        let v = scorer.score(a, s);
+        let best = if v < f64::INFINITY {
+            (v, a)
+        } else {
+            (f64::INFINITY, a)
+        };
+        let next = s.cx / s.cc;
+        (
+            best,
+            (s.cc > 0.0 && next.is_finite() && next > 0.0).then_some(next),
+        )
+    };
+    let last = |best: (f64, f64), next: Option<(f64, Assignment)>| match next {
+        Some((a, s)) => {
+            let v = scorer.score(a, &s);
+            if v < best.0 {
+                (v, a)
+            } else {
+                best
+            }
+        }
+        None => best,
+    };
+    let s = assign(start);
+    match other {
+        None => {
+            let (best, next) = first(start, &s);
+            last(best, next.map(|a| (a, assign(a))))
+        }
+        Some(o) => {
+            let t = assign(o);
+            let ((best_s, next_s), (best_o, next_o)) = (first(start, &s), first(o, &t));
+            let (ns, no) = (
+                next_s.map(|a| (a, assign(a))),
+                next_o.map(|a| (a, assign(a))),
+            );
+            let (from_start, from_other) = (last(best_s, ns), last(best_o, no));
+            if from_other.0 < from_start.0 {
+                from_other
+            } else {
+                from_start
+            }
+        }
+    }
+}
+
 /// One breakpoint of [`sweep_a`]: at scale `a`, atom `atom` drops from level `level + 1` to
 /// level `level`.
 #[derive(Clone, Copy)]
@@ -584,39 +684,80 @@ struct Event {
     level: u32,
 }
 
-/// Merges `runs` (each sorted by `a`, given by their end offsets in `events`) into one sorted
-/// list, pairwise: `O(events · log runs)`, and no comparison sort.
-fn merge_runs(mut events: Vec<Event>, mut ends: Vec<usize>) -> Vec<Event> {
-    let mut out: Vec<Event> = Vec::with_capacity(events.len());
-    let mut next_ends = Vec::with_capacity(ends.len());
+/// Buffers of [`sweep_a`], kept across the sweeps of one fit so that each sweep allocates
+/// nothing.
+#[derive(Default)]
+pub(crate) struct SweepScratch {
+    events: Vec<Event>,
+    spare: Vec<Event>,
+    ends: Vec<usize>,
+    next_ends: Vec<usize>,
+}
+
+/// Merges the runs of `scratch.events` (each sorted by `a`, given by their end offsets in
+/// `scratch.ends`) into one sorted list in place, pairwise: `O(events · log runs)`, and no
+/// comparison sort.
+fn merge_runs(scratch: &mut SweepScratch) {
+    let SweepScratch {
+        events,
+        spare,
+        ends,
+        next_ends,
+    } = scratch;
+    spare.clear();
+    spare.extend_from_slice(events);
     while ends.len() > 1 {
-        out.clear();
         next_ends.clear();
         let mut start = 0;
         for pair in ends.chunks(2) {
             let mid = pair[0];
             let end = *pair.last().unwrap_or(&mid);
-            let (left, right) = (&events[start..mid], &events[mid..end]);
-            let (mut i, mut j) = (0, 0);
-            while i < left.len() && j < right.len() {
-                // Ties take the left run first, so the merge is stable.
-                if right[j].a < left[i].a {
-                    out.push(right[j]);
-                    j += 1;
-                } else {
-                    out.push(left[i]);
-                    i += 1;
-                }
-            }
-            out.extend_from_slice(&left[i..]);
-            out.extend_from_slice(&right[j..]);
+            merge_pair(&events[start..end], mid - start, &mut spare[start..end]);
             next_ends.push(end);
             start = end;
         }
-        core::mem::swap(&mut events, &mut out);
-        core::mem::swap(&mut ends, &mut next_ends);
+        core::mem::swap(events, spare);
+        core::mem::swap(ends, next_ends);
     }
-    events
+}
+
+/// The stable merge of the two sorted runs `both[..nl]` and `both[nl..]` into `out` (ties
+/// take the first run first). Which run the next event comes from is a coin flip for the
+/// branch predictor, so each choice is index arithmetic rather than a branch, and the merge
+/// runs from both ends at once: two independent chains of loads and compares instead of
+/// one. Under the order (`a`, run, position) every event has one place, which both ends
+/// agree on.
+fn merge_pair(both: &[Event], nl: usize, out: &mut [Event]) {
+    let total = both.len();
+    let nr = total - nl;
+    if nl == 0 || nr == 0 {
+        out.copy_from_slice(both);
+        return;
+    }
+    // Front: the next smallest; back: the next largest (`i2`, `j2` count what is left).
+    let (mut i, mut j) = (0usize, 0usize);
+    let (mut i2, mut j2) = (nl, nr);
+    for _ in 0..total / 2 {
+        let (li, rj) = (i.min(nl - 1), nl + j.min(nr - 1));
+        let right = (i == nl) | ((j < nr) & (both[rj].a < both[li].a));
+        let t = usize::from(right);
+        out[i + j] = both[li + t * (rj - li)];
+        j += t;
+        i += 1 - t;
+
+        let (li, rj) = (i2.max(1) - 1, nl + j2.max(1) - 1);
+        let left = (j2 == 0) | ((i2 > 0) & (both[rj].a < both[li].a));
+        let t = usize::from(left);
+        out[i2 + j2 - 1] = both[rj - t * (rj - li)];
+        i2 -= t;
+        j2 -= 1 - t;
+    }
+    if total % 2 == 1 {
+        // The one event left is where the two ends meet.
+        let (li, rj) = (i.min(nl - 1), nl + j.min(nr - 1));
+        let right = (i == nl) | ((j < nr) & (both[rj].a < both[li].a));
+        out[i + j] = both[if right { rj } else { li }];
+    }
 }
 
 /// The exact best `(a, score)` over `a` in `[lo, hi]` for one level shape.
@@ -627,7 +768,13 @@ fn merge_runs(mut events: Vec<Event>, mut ends: Vec<usize>) -> Vec<Event> {
 /// correlation a constant. The breakpoints of one `μ_l` are already in order (the atoms are
 /// sorted), so merging the `K` lists orders all of them and one sweep visits every piece:
 /// `O(atoms·K·log K)`, no grid.
-fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64) -> (f64, f64) {
+fn sweep_a(
+    rule: ScaleRule,
+    stats: &GroupStats,
+    shape: &Shape,
+    (lo, hi): (f64, f64),
+    scratch: &mut SweepScratch,
+) -> (f64, f64) {
     let unit = &shape.unit[..shape.k];
     // Levels as unit magnitudes, ascending, zero included when the family has it.
     let mut levels: Vec<f64> = Vec::with_capacity(shape.k + 1);
@@ -636,10 +783,9 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
     }
     levels.extend_from_slice(unit);
     let n = stats.x.len();
-    // At most one event per atom and threshold: a full sweep's events are reserved at once
-    // (a window's are far fewer than that bound and grow as needed).
-    let mut events: Vec<Event> = Vec::with_capacity((n * (levels.len() - 1)).min(SWEEP_LIMIT));
-    let mut ends: Vec<usize> = Vec::with_capacity(levels.len());
+    scratch.events.clear();
+    scratch.ends.clear();
+    let (events, ends) = (&mut scratch.events, &mut scratch.ends);
     for (l, pair) in levels.windows(2).enumerate() {
         let mu = (pair[0] + pair[1]) * 0.5;
         // The atoms whose breakpoint lies in (lo, hi], found by bisection and then checked
@@ -662,14 +808,25 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
             ends.push(events.len());
         }
     }
-    let events = merge_runs(events, ends);
+    merge_runs(scratch);
+    let events = &scratch.events;
     let mut sums = shape.assign(stats, lo);
     let mut piece_lo = lo;
     // (score, mse, a): equal correlations are common in small groups (the correlation is
     // flat across many pieces), so ties go to the lower MSE, which also keeps the choice
     // independent of the weights' overall scale.
     let mut best = (f64::INFINITY, f64::INFINITY, lo);
+    let (scorer, mse_scorer) = (Scorer::new(rule, stats), Scorer::new(ScaleRule::Mse, stats));
     let visit = |sums: &Assignment, from: f64, to: f64, best: &mut (f64, f64, f64)| {
+        if !scorer.correlation && sums.cc > 0.0 {
+            // No `a` of this piece scores below the parabola's vertex, `s2 − cx²/cc`: when
+            // even that clearly exceeds the best so far (by far more than rounding), the
+            // piece can neither win nor tie, and its division is skipped.
+            let slack = 1e-9 * scorer.s2;
+            if scorer.s2 * sums.cc - sums.cx * sums.cx > (best.0 + slack) * sums.cc {
+                return;
+            }
+        }
         let ls = if sums.cc > 0.0 {
             sums.cx / sums.cc
         } else {
@@ -681,14 +838,14 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
             ScaleRule::Correlation if !(from..to).contains(&ls) => 0.5 * (from + to),
             _ => ls.clamp(from, to),
         };
-        let v = score(rule, stats, a, sums);
+        let v = scorer.score(a, sums);
         let tie = (v - best.0).abs() <= 1e-12 * best.0.abs();
         if !(tie || v < best.0) {
             return;
         }
         // The MSE only matters for the piece that wins or ties.
         let mse = match rule {
-            ScaleRule::Correlation => score(ScaleRule::Mse, stats, a, sums),
+            ScaleRule::Correlation => mse_scorer.score(a, sums),
             _ => v,
         };
         if !tie || mse < best.1 {
@@ -725,13 +882,18 @@ fn sweep_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, lo: f64, hi: f64)
 /// `max|w|` and from the best point of a coarse `a` grid join the first, and the sweep covers
 /// the window `[a/A_WINDOW, a·A_WINDOW]` around the best of them (large groups are summarized
 /// by histograms, whose error curves are smooth at that scale).
-fn final_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, hint: f64) -> (f64, f64) {
+fn final_a(
+    rule: ScaleRule,
+    stats: &GroupStats,
+    shape: &Shape,
+    hint: f64,
+    scratch: &mut SweepScratch,
+) -> (f64, f64) {
     let start = if hint.is_finite() && hint > 0.0 {
         hint
     } else {
         stats.amax
     };
-    let mut walked = lloyd(rule, stats, shape, start);
     let breakpoints = stats.x.len() * shape.k;
     let full = match stats.bin_scale {
         None => breakpoints <= SWEEP_LIMIT,
@@ -739,6 +901,7 @@ fn final_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, hint: f64) -> (f6
         // from the squared error's, around which the window is centred.
         Some(_) => breakpoints <= HISTOGRAM_SWEEP_LIMIT,
     };
+    let mut walked = lloyd(rule, stats, shape, start);
     let (lo, hi) = if full {
         (stats.amax * A_LO, stats.amax * A_HI)
     } else {
@@ -767,7 +930,7 @@ fn final_a(rule: ScaleRule, stats: &GroupStats, shape: &Shape, hint: f64) -> (f6
         }
         (walked.1 / A_WINDOW, walked.1 * A_WINDOW)
     };
-    let swept = sweep_a(rule, stats, shape, lo, hi);
+    let swept = sweep_a(rule, stats, shape, (lo, hi), scratch);
     // The sweep is exact on its range; a walk can only end outside it.
     if walked.0 < swept.1 {
         (walked.1, walked.0)
@@ -914,7 +1077,8 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
         ScaleRule::Mse | ScaleRule::OutputMse | ScaleRule::Correlation => {
             if !family.uses_q() {
                 let shape = Shape::new(family, DEFAULT_Q);
-                return (final_a(rule, stats, &shape, amax).0, DEFAULT_Q);
+                let scratch = &mut SweepScratch::default();
+                return (final_a(rule, stats, &shape, amax, scratch).0, DEFAULT_Q);
             }
             // Each `q` is scored by a Lloyd walk from the best `a` of the `q` scored before
             // (the grid and the golden steps move in small steps, so that `a` is usually
@@ -922,22 +1086,29 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
             let mut warm = amax;
             // (score, q, a) of every `q` scored, for the hints below.
             let mut seen: Vec<(f64, f64, f64)> = Vec::new();
-            let (points, refine) = if stats.bin_scale.is_some() {
-                (FIT_Q_GRID_LARGE, FIT_Q_REFINE_LARGE)
-            } else {
-                (FIT_Q_GRID, FIT_Q_REFINE)
-            };
             // Small groups walk on `f32` sums in vectors (see `small`): they rank the
             // candidates; the exact sweeps below settle `a`.
             let small = SmallAtoms::new(stats, k, Isa::detect());
-            let candidates = search_q(k, points, refine, FIT_GOLDEN_STEPS, |q| {
+            let (points, refine, steps) = if stats.bin_scale.is_some() {
+                (FIT_Q_GRID_LARGE, FIT_Q_REFINE_LARGE, FIT_GOLDEN_STEPS)
+            } else if small.is_some() {
+                let points = if rule == ScaleRule::Correlation {
+                    FIT_Q_GRID
+                } else {
+                    FIT_Q_GRID_SMALL_MSE
+                };
+                (points, FIT_Q_REFINE, FIT_GOLDEN_STEPS_SMALL)
+            } else {
+                (FIT_Q_GRID, FIT_Q_REFINE, FIT_GOLDEN_STEPS)
+            };
+            let candidates = search_q(k, points, refine, steps, |q| {
                 // Histograms are smooth in `a` too: the walk from the neighbour's optimum
                 // is enough there.
                 let other = (warm != amax && stats.bin_scale.is_none()).then_some(amax);
                 let best = match &small {
                     Some(atoms) => {
                         let levels = SmallLevels::new(family, q);
-                        best_walk(rule, stats, warm, other, |a| atoms.assign(&levels, a))
+                        small_walks(rule, stats, warm, other, |a| atoms.assign(&levels, a))
                     }
                     None => {
                         let shape = Shape::new(family, q);
@@ -953,12 +1124,13 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
             let chosen = best_q(&candidates);
             let mut best = (f64::INFINITY, amax, DEFAULT_Q);
             let histogram = stats.bin_scale.is_some();
+            let mut scratch = SweepScratch::default();
             for (i, &(_, q)) in candidates.iter().enumerate() {
                 if candidates[..i].iter().any(|c| c.1 == q) || (histogram && q != chosen) {
                     continue;
                 }
                 let hint = seen.iter().find(|s| s.1 == q).map_or(amax, |s| s.2);
-                let (a, v) = final_a(rule, stats, &Shape::new(family, q), hint);
+                let (a, v) = final_a(rule, stats, &Shape::new(family, q), hint, &mut scratch);
                 if v < best.0 {
                     best = (v, a, q);
                 }
@@ -974,5 +1146,58 @@ pub(crate) fn fit_a(family: &Family, rule: ScaleRule, stats: &GroupStats, q: f64
     if stats.amax == 0.0 {
         return 1.0;
     }
-    final_a(rule, stats, &Shape::new(family, q), stats.amax).0
+    let scratch = &mut SweepScratch::default();
+    final_a(rule, stats, &Shape::new(family, q), stats.amax, scratch).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs of breakpoints with many ties (within and across runs) and empty runs: the merge
+    /// must equal a stable sort by `a`, so that events at one `a` keep the order in which
+    /// the sweep applies them.
+    #[test]
+    fn merging_runs_is_a_stable_sort() {
+        let mut state = 0x2545_f491u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let mut checked = 0;
+        for runs in 1..=17usize {
+            for _ in 0..20 {
+                let mut scratch = SweepScratch::default();
+                for level in 0..runs {
+                    // Lengths 0–9, values from a small set so that ties are common.
+                    let len = (next() % 10) as usize;
+                    let mut a: Vec<f64> = (0..len).map(|_| f64::from(next() % 7)).collect();
+                    a.sort_by(f64::total_cmp);
+                    for (atom, a) in a.into_iter().enumerate() {
+                        scratch.events.push(Event {
+                            a,
+                            atom: atom as u32,
+                            level: level as u32,
+                        });
+                    }
+                    if scratch.ends.last() != Some(&scratch.events.len()) {
+                        scratch.ends.push(scratch.events.len());
+                    }
+                }
+                let mut want = scratch.events.clone();
+                want.sort_by(|l, r| l.a.total_cmp(&r.a));
+                merge_runs(&mut scratch);
+                let key = |e: &Event| (e.a.to_bits(), e.atom, e.level);
+                assert_eq!(
+                    scratch.events.iter().map(key).collect::<Vec<_>>(),
+                    want.iter().map(key).collect::<Vec<_>>(),
+                    "{runs} runs"
+                );
+                checked += want.len();
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+    }
 }
