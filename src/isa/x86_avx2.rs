@@ -555,7 +555,7 @@ fn lone_block_sum(bytes: &[u8], table: __m256i, xv: __m256i) -> f32 {
 
 /// How far ahead in bytes [`dot4_i8_pairs`] prefetches each row's codes: several steps of
 /// its loop, so a line is asked for well before it is read and is still in L1 when it is.
-const PREFETCH: usize = 512;
+const PREFETCH: usize = 1024;
 
 /// Int8 dot products of `R` packed 4-bit rows with one `x` in
 /// [`pair_order`](super::portable::pair_order) (`xp`, `blocks` whole blocks), each row
