@@ -578,9 +578,10 @@ unsafe fn dot4_i8_pairs<const R: usize>(
     pair_scale: impl Fn(usize, usize) -> __m256,
     block_scale: impl Fn(usize, usize) -> f32,
 ) -> [f32; R] {
-    // SAFETY: the blocks from `b` on that a step reads (a pair, or the lone last one) are
-    // below `blocks`: bytes `16b ..` of every row and values `32b ..` of `xp` past them stay
-    // inside the lengths the caller guarantees; the tables hold 16 bytes.
+    // SAFETY: the blocks from `b` on that a step reads (two pairs, a pair, or the lone last
+    // one) are below `blocks`: bytes `16b ..` of every row and values `32b ..` of `xp` past
+    // them stay inside the lengths the caller guarantees; the tables hold 16 bytes; a
+    // prefetch reads nothing.
     unsafe {
         let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
         let tv: [__m256i; R] = core::array::from_fn(|r| {
