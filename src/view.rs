@@ -512,7 +512,12 @@ impl<'a> QuantizedView<'a> {
     /// 4-bit rows of one group each, [`kernels::ROWS_PER_PASS`] rows per pass over `x`;
     /// `false` where no batched kernel runs (then `y` is left to the general loop). Each
     /// row's result is the general loop's up to `f32` summation order, and does not depend
-    /// on where `rows` starts.
+    /// on where `rows` starts or which rows share its pass.
+    ///
+    /// Pass `k` takes row `k` of each quarter of `rows` (the last `rows.len() % R` rows go
+    /// alone), so each of the kernel's streams runs through consecutive rows, one contiguous
+    /// stretch of memory: the hardware prefetchers keep following it across rows and pages,
+    /// and the kernel's own prefetch reaches into the stream's next row.
     #[cfg(feature = "alloc")]
     fn gemv_int8_batched(
         &self,
@@ -533,45 +538,47 @@ impl<'a> QuantizedView<'a> {
         let mut tables = [[0i8; 16]; R];
         let mut scale = [0.0f32; R];
         let mut made = [None; R];
-        let mut first = rows.start;
-        for ys in y.chunks_mut(R) {
-            for r in 0..ys.len() {
-                let group = self.group_index(first + r, 0);
+        let quads = y.len() / R;
+        let passes = (0..quads)
+            .map(|k| (k, R))
+            .chain((R * quads..y.len()).map(|i| (i, 1)));
+        for (k, width) in passes {
+            // Slot `s` of the pass holds row `rows.start + at(s)`, output `y[at(s)]`.
+            let at = |s: usize| k + s * quads;
+            for s in 0..width {
+                let group = self.group_index(rows.start + at(s), 0);
                 let p = self.parts.group_params(group);
                 match &gen {
                     Some(gen) => {
-                        if made[r] != Some(p.q.to_bits()) {
-                            tables[r] = kernels::table16_i8(isa, gen, p.q);
-                            made[r] = Some(p.q.to_bits());
+                        if made[s] != Some(p.q.to_bits()) {
+                            tables[s] = kernels::table16_i8(isa, gen, p.q);
+                            made[s] = Some(p.q.to_bits());
                         }
-                        scale[r] = p.a / 127.0;
+                        scale[s] = p.a / 127.0;
                     }
                     None => {
                         table.len = self.family().levels_into(p, &mut table.v);
                         t8.set(&table);
-                        tables[r] = t8.t16();
-                        scale[r] = t8.scale;
+                        tables[s] = t8.t16();
+                        scale[s] = t8.scale;
                     }
                 }
             }
-            let row = |r: usize| &codes[(first + r) * rb..(first + r + 1) * rb];
-            if ys.len() == R {
-                let t: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);
+            let row = |s: usize| &codes[(rows.start + at(s)) * rb..][..rb];
+            if width == R {
+                let t: [&[i8; 16]; R] = core::array::from_fn(|s| &tables[s]);
                 let Some(out) = kernels::dot4_i8_rows(isa, core::array::from_fn(row), t, xq) else {
                     return false;
                 };
-                for ((y, v), s) in ys.iter_mut().zip(out).zip(scale) {
-                    *y = s * v;
+                for (s, v) in out.into_iter().enumerate() {
+                    y[at(s)] = scale[s] * v;
                 }
             } else {
-                for (r, y) in ys.iter_mut().enumerate() {
-                    let Some([v]) = kernels::dot4_i8_rows(isa, [row(r)], [&tables[r]], xq) else {
-                        return false;
-                    };
-                    *y = scale[r] * v;
-                }
+                let Some([v]) = kernels::dot4_i8_rows(isa, [row(0)], [&tables[0]], xq) else {
+                    return false;
+                };
+                y[k] = scale[0] * v;
             }
-            first += ys.len();
         }
         true
     }

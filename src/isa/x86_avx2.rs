@@ -553,6 +553,10 @@ fn lone_block_sum(bytes: &[u8], table: __m256i, xv: __m256i) -> f32 {
     )))
 }
 
+/// How far ahead in bytes [`dot4_i8_pairs`] prefetches each row's codes: several steps of
+/// its loop, so a line is asked for well before it is read and is still in L1 when it is.
+const PREFETCH: usize = 1024;
+
 /// Int8 dot products of `R` packed 4-bit rows with one `x` in
 /// [`pair_order`](super::portable::pair_order) (`xp`, `blocks` whole blocks), each row
 /// through its 16-entry table. A pair of blocks scales its `i32` sums by the vector
@@ -574,9 +578,10 @@ unsafe fn dot4_i8_pairs<const R: usize>(
     pair_scale: impl Fn(usize, usize) -> __m256,
     block_scale: impl Fn(usize, usize) -> f32,
 ) -> [f32; R] {
-    // SAFETY: the blocks from `b` on that a step reads (a pair, or the lone last one) are
-    // below `blocks`: bytes `16b ..` of every row and values `32b ..` of `xp` past them stay
-    // inside the lengths the caller guarantees; the tables hold 16 bytes.
+    // SAFETY: the blocks from `b` on that a step reads (two pairs, a pair, or the lone last
+    // one) are below `blocks`: bytes `16b ..` of every row and values `32b ..` of `xp` past
+    // them stay inside the lengths the caller guarantees; the tables hold 16 bytes; a
+    // prefetch reads nothing.
     unsafe {
         let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
         let tv: [__m256i; R] = core::array::from_fn(|r| {
@@ -584,17 +589,33 @@ unsafe fn dot4_i8_pairs<const R: usize>(
         });
         let x = xp.as_ptr();
         let mut acc = [_mm256_setzero_ps(); R];
-        let mut b = 0;
-        // One pair per step keeps `x`, `|x|`, the tables and the accumulators of four rows in
-        // the sixteen vector registers; each row's chain of one FMA per step is far shorter
-        // than the step's work for all rows.
-        while b + 2 <= blocks {
+        // One pair of blocks: `x`, `|x|`, the tables and the accumulators of four rows fit
+        // the sixteen vector registers; each row's chain of one FMA per pair is far shorter
+        // than the pair's work for all rows.
+        let mut pair = |b: usize| {
             let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
             for r in 0..R {
                 let c = rows[r].as_ptr().cast::<i8>();
                 let s = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], xe, xo));
                 acc[r] = _mm256_fmadd_ps(s, pair_scale(r, b), acc[r]);
             }
+        };
+        let mut b = 0;
+        // Two pairs per step read a 64-byte line of every row. The out-of-order window holds
+        // only a few steps of this much work, too little to cover a miss, so each step asks
+        // for its rows' line `PREFETCH` bytes ahead; where the rows run on in memory (the
+        // next row of each stream, as the GEMV orders them) that reaches into the next row.
+        // A prefetch never faults, so the address may lie past a row's end.
+        while b + 4 <= blocks {
+            for row in &rows {
+                _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(16 * b + PREFETCH).cast());
+            }
+            pair(b);
+            pair(b + 2);
+            b += 4;
+        }
+        if b + 2 <= blocks {
+            pair(b);
             b += 2;
         }
         let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
