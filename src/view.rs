@@ -408,8 +408,8 @@ impl<'a> QuantizedView<'a> {
 
     /// Compact parameters (one `q` per row, an `f16` scale per group of `g` codes): each row's
     /// int8 table once, each group's sums scaled by its `a / 127`;
-    /// [`kernels::ROWS_PER_PASS`] rows per pass over `x` where a batched kernel runs, each
-    /// row's result the same whatever rows run with it.
+    /// [`kernels::ROWS_PER_PASS`] rows per pass over `x` ([`stream_passes`]) where a batched
+    /// kernel runs, each row's result the same whatever rows run with it.
     #[cfg(feature = "alloc")]
     fn gemv_int8_compact(
         &self,
@@ -427,43 +427,47 @@ impl<'a> QuantizedView<'a> {
         let codes = self.packed_codes();
         let mut tables = [[0i8; 16]; R];
         let mut made = [None; R];
-        let mut first = rows.start;
-        for ys in y.chunks_mut(R) {
+        for pass in stream_passes::<R>(y.len()) {
+            let (width, at) = (pass.width, |s: usize| pass.at(s));
             let mut scales: [&[u8]; R] = [&[]; R];
-            for r in 0..ys.len() {
-                let Some((q, s)) = encoding.compact_run(params, first + r) else {
+            for s in 0..width {
+                let Some((q, bytes)) = encoding.compact_run(params, rows.start + at(s)) else {
                     return;
                 };
-                if made[r] != Some(q.to_bits()) {
-                    tables[r] = kernels::table16_i8(isa, gen, q);
-                    made[r] = Some(q.to_bits());
+                if made[s] != Some(q.to_bits()) {
+                    tables[s] = kernels::table16_i8(isa, gen, q);
+                    made[s] = Some(q.to_bits());
                 }
-                scales[r] = s;
+                scales[s] = bytes;
             }
-            let row = |r: usize| &codes[(first + r) * rb..(first + r + 1) * rb];
-            let batched = if ys.len() == R {
-                let t: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);
+            let row = |s: usize| &codes[(rows.start + at(s)) * rb..][..rb];
+            let batched = if width == R {
+                let t: [&[i8; 16]; R] = core::array::from_fn(|s| &tables[s]);
                 let rows = core::array::from_fn(row);
                 kernels::dot4_i8_scaled_rows(isa, rows, xq, g, t, scales)
             } else {
                 None
             };
             match batched {
-                Some(out) => ys.copy_from_slice(&out),
+                Some(out) => {
+                    for (s, v) in out.into_iter().enumerate() {
+                        y[at(s)] = v;
+                    }
+                }
                 None => {
-                    for (r, y) in ys.iter_mut().enumerate() {
-                        *y = kernels::dot4_i8_scaled(isa, row(r), xq, g, &tables[r], scales[r]);
+                    for s in 0..width {
+                        y[at(s)] =
+                            kernels::dot4_i8_scaled(isa, row(s), xq, g, &tables[s], scales[s]);
                     }
                 }
             }
-            first += ys.len();
         }
     }
 
     /// `f32` parameters per group of `g` codes (a multiple of 32): each group's int8 table
     /// derived in registers from its `q`, its sums scaled by `a / 127`;
-    /// [`kernels::ROWS_PER_PASS`] rows per pass over `x` where a batched kernel runs, each
-    /// row's result the same whatever rows run with it. `false` where no such kernel runs
+    /// [`kernels::ROWS_PER_PASS`] rows per pass over `x` ([`stream_passes`]) where a batched
+    /// kernel runs, each row's result the same whatever rows run with it. `false` where no such kernel runs
     /// (then `y` is left to the general loop).
     #[cfg(feature = "alloc")]
     fn gemv_int8_groups(
@@ -481,30 +485,28 @@ impl<'a> QuantizedView<'a> {
         let param_bytes = self.parts.param_bytes();
         let rb = self.row_bytes();
         let codes = self.packed_codes();
-        let mut first = rows.start;
-        for ys in y.chunks_mut(R) {
-            let at = first;
-            let row = |r: usize| &codes[(at + r) * rb..(at + r + 1) * rb];
-            let params = |r: usize, i: usize, out: &mut [[f32; 2]]| {
-                encoding.read_run(param_bytes, (at + r) * per_row + i, out);
+        for pass in stream_passes::<R>(y.len()) {
+            let (width, at) = (pass.width, |s: usize| pass.at(s));
+            let row = |s: usize| &codes[(rows.start + at(s)) * rb..][..rb];
+            let params = |s: usize, i: usize, out: &mut [[f32; 2]]| {
+                encoding.read_run(param_bytes, (rows.start + at(s)) * per_row + i, out);
             };
-            if ys.len() == R {
-                let rows: [&[u8]; R] = core::array::from_fn(row);
-                let Some(out) = kernels::dot4_i8_groups_rows(isa, rows, xq, g, gen, params) else {
+            if width == R {
+                let packed: [&[u8]; R] = core::array::from_fn(row);
+                let Some(out) = kernels::dot4_i8_groups_rows(isa, packed, xq, g, gen, params)
+                else {
                     return false;
                 };
-                ys.copy_from_slice(&out);
-            } else {
-                for (r, y) in ys.iter_mut().enumerate() {
-                    let p = |_: usize, i: usize, out: &mut [[f32; 2]]| params(r, i, out);
-                    let Some([v]) = kernels::dot4_i8_groups_rows(isa, [row(r)], xq, g, gen, p)
-                    else {
-                        return false;
-                    };
-                    *y = v;
+                for (s, v) in out.into_iter().enumerate() {
+                    y[at(s)] = v;
                 }
+            } else {
+                let Some([v]) = kernels::dot4_i8_groups_rows(isa, [row(0)], xq, g, gen, params)
+                else {
+                    return false;
+                };
+                y[at(0)] = v;
             }
-            first += ys.len();
         }
         true
     }
@@ -512,12 +514,8 @@ impl<'a> QuantizedView<'a> {
     /// 4-bit rows of one group each, [`kernels::ROWS_PER_PASS`] rows per pass over `x`;
     /// `false` where no batched kernel runs (then `y` is left to the general loop). Each
     /// row's result is the general loop's up to `f32` summation order, and does not depend
-    /// on where `rows` starts or which rows share its pass.
-    ///
-    /// Pass `k` takes row `k` of each quarter of `rows` (the last `rows.len() % R` rows go
-    /// alone), so each of the kernel's streams runs through consecutive rows, one contiguous
-    /// stretch of memory: the hardware prefetchers keep following it across rows and pages,
-    /// and the kernel's own prefetch reaches into the stream's next row.
+    /// on where `rows` starts or which rows share its pass. The passes are
+    /// [`stream_passes`]'.
     #[cfg(feature = "alloc")]
     fn gemv_int8_batched(
         &self,
@@ -538,13 +536,8 @@ impl<'a> QuantizedView<'a> {
         let mut tables = [[0i8; 16]; R];
         let mut scale = [0.0f32; R];
         let mut made = [None; R];
-        let quads = y.len() / R;
-        let passes = (0..quads)
-            .map(|k| (k, R))
-            .chain((R * quads..y.len()).map(|i| (i, 1)));
-        for (k, width) in passes {
-            // Slot `s` of the pass holds row `rows.start + at(s)`, output `y[at(s)]`.
-            let at = |s: usize| k + s * quads;
+        for pass in stream_passes::<R>(y.len()) {
+            let (width, at) = (pass.width, |s: usize| pass.at(s));
             for s in 0..width {
                 let group = self.group_index(rows.start + at(s), 0);
                 let p = self.parts.group_params(group);
@@ -577,7 +570,7 @@ impl<'a> QuantizedView<'a> {
                 let Some([v]) = kernels::dot4_i8_rows(isa, [row(0)], [&tables[0]], xq) else {
                     return false;
                 };
-                y[k] = scale[0] * v;
+                y[at(0)] = scale[0] * v;
             }
         }
         true
@@ -880,6 +873,45 @@ fn expect_len(what: &'static str, expected: usize, actual: usize) -> Result<()> 
             actual,
         })
     }
+}
+
+/// One pass of a batched int8 GEMV: `width` rows (the kernel's `R`, or one), slot `s` holding
+/// row `at(s)` of the range.
+#[cfg(feature = "alloc")]
+#[derive(Clone, Copy)]
+struct StreamPass {
+    first: usize,
+    stride: usize,
+    width: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl StreamPass {
+    fn at(self, s: usize) -> usize {
+        self.first + s * self.stride
+    }
+}
+
+/// The passes of an `R`-row int8 GEMV over `len` rows: pass `k` takes row `k` of each of the
+/// `R` stretches of `len / R` rows, the last `len % R` rows go alone. Each of the kernel's `R`
+/// streams then runs through consecutive rows, one contiguous stretch of memory, which the
+/// hardware prefetchers keep following across rows and pages and into which the kernels'
+/// own prefetch reaches past a row's end; `R` neighbouring rows per pass would start `R` new
+/// short streams every pass.
+#[cfg(feature = "alloc")]
+fn stream_passes<const R: usize>(len: usize) -> impl Iterator<Item = StreamPass> {
+    let stride = len / R;
+    let whole = (0..stride).map(move |first| StreamPass {
+        first,
+        stride,
+        width: R,
+    });
+    let lone = (R * stride..len).map(|first| StreamPass {
+        first,
+        stride: 0,
+        width: 1,
+    });
+    whole.chain(lone)
 }
 
 /// How a group's 4-bit table follows from `(a, q)` for `family`, when it fits 16 entries in
