@@ -1017,12 +1017,14 @@ unsafe fn dot4_i8_compact<const R: usize>(
         let tv: [__m256i; R] = core::array::from_fn(|r| unsafe {
             _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
         });
-        // `blocks` is clamped to the groups every row's scales hold.
+        // `blocks` is clamped to the groups every row's scales hold. The nested loop asks for
+        // the groups in order, so eight at a time are converted in one vector.
+        let mut eight = [[0.0f32; 8]; R];
         let group = |r: usize, i: usize| {
-            (
-                tv[r],
-                super::portable::scale_at(scales[r], i) * super::portable::INV_127,
-            )
+            if i % 8 == 0 {
+                eight[r] = group_scales8(scales[r], i);
+            }
+            (tv[r], eight[r][i % 8])
         };
         // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold;
         // `pg` is even and at least 2.
