@@ -1021,7 +1021,7 @@ unsafe fn dot4_i8_compact<const R: usize>(
         // the groups in order, so eight at a time are converted in one vector.
         let mut eight = [[0.0f32; 8]; R];
         let group = |r: usize, i: usize| {
-            if i % 8 == 0 {
+            if i.is_multiple_of(8) {
                 eight[r] = group_scales8(scales[r], i);
             }
             (tv[r], eight[r][i % 8])
