@@ -5,7 +5,7 @@ Both run in this one process, interleaved call by call, on the same W (rows x co
 shaped) and x; the table gives medians. ONNX Runtime: 4-bit blocks of 32 and 128 (a float
 scale per block, the default zero point 8), accuracy level 0 (float compute) and 4 (int8
 activations). libexpquant: exponential 4-bit, max-abs fit, per row and in groups of 128 and
-32, float and int8 activations, through the C ABI (`expq_tensor_gemv_rows` and
+32 (`f32` and compact group parameters), float and int8 activations, through the C ABI (`expq_tensor_gemv_rows` and
 `expq_tensor_gemv_int8_rows`, which never spawn threads).
 
 Needs numpy, onnx and onnxruntime; use a throwaway virtual environment:
@@ -37,6 +37,7 @@ class Config(C.Structure):
         ("zero_level", C.c_bool),
         ("fixed_a", C.c_double),
         ("fixed_q", C.c_double),
+        ("compact_params", C.c_bool),
     ]
 
 
@@ -67,9 +68,10 @@ def fptr(a):
     return a.ctypes.data_as(C.POINTER(C.c_float))
 
 
-def expquant_case(lib, w, rows, cols, group, int8):
+def expquant_case(lib, w, rows, cols, group, int8, compact=False):
     config = lib.expq_config_default(SCHEME_EXPONENTIAL, 4)
     config.scale_rule = RULE_MAX_ABS
+    config.compact_params = compact
     if group:
         config.granularity, config.group_size = PER_GROUP, group
     else:
@@ -137,9 +139,16 @@ def main():
 
     cases = {}
     keep = []
-    for name, group in (("per row", 0), ("groups of 128", 128), ("groups of 32", 32)):
+    layouts = (
+        ("per row", 0, False),
+        ("groups of 128", 128, False),
+        ("groups of 32", 32, False),
+        ("compact groups of 128", 128, True),
+        ("compact groups of 32", 32, True),
+    )
+    for name, group, compact in layouts:
         for int8 in (False, True):
-            run, bits, t = expquant_case(lib, w, rows, cols, group, int8)
+            run, bits, t = expquant_case(lib, w, rows, cols, group, int8, compact)
             keep.append(t)
             cases[f"expquant exp 4-bit {name}, {'int8' if int8 else 'f32'} x"] = (run, bits)
     for block in (128, 32):
