@@ -912,10 +912,11 @@ unsafe fn dot4_i8_pairs_nested<const R: usize>(
 
 /// Int8 dot products of `R` packed 4-bit rows in groups of one block, each row through its
 /// table `tables[r]`: the per-row pair loop of [`dot4_i8_pairs`] (one pair a step, the
-/// accumulators in registers), each pair's `x` scales multiplied by its two groups' scales
-/// from the rows' windows, which `fill(r, base, w)` refills every [`WINDOW`] groups outside
-/// the pair loop. Every row runs the same operations in the same order whatever rows it is
-/// batched with, so a row's result does not depend on `R`.
+/// accumulators in registers), each pair's `x` scales multiplied by its two groups' scales,
+/// picked by one permute from the eight groups' scales `eight(r, base)` gives for groups
+/// `base .. base + 8` of row `r` (called every eight groups). Every row runs the same
+/// operations in the same order whatever rows it is batched with, so a row's result does
+/// not depend on `R`.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
@@ -928,37 +929,45 @@ unsafe fn dot4_i8_pairs_single<const R: usize>(
     xp: &[i8],
     ps: &[f32],
     blocks: usize,
-    mut fill: impl FnMut(usize, usize, &mut GroupWindow),
+    mut eight: impl FnMut(usize, usize) -> [f32; 8],
 ) -> [f32; R] {
+    // Lanes of the eight scales that a pair at offset `2k` of the eight takes: group `2k`'s
+    // for its first block, group `2k + 1`'s for its second.
+    const PICK: [[i32; 8]; 4] = [
+        [0, 0, 0, 0, 1, 1, 1, 1],
+        [2, 2, 2, 2, 3, 3, 3, 3],
+        [4, 4, 4, 4, 5, 5, 5, 5],
+        [6, 6, 6, 6, 7, 7, 7, 7],
+    ];
     // SAFETY: a pair `b + 1 < pairs <= blocks` and the lone last block `b < blocks` read
     // bytes `16b ..` of every row, values `32b ..` of `xp` and floats `4b ..` of `ps` inside
-    // the lengths the caller guarantees; the tables hold 16 bytes; a window offset `o` is
-    // even and below `WINDOW`, so `window_scales` reads inside the window.
+    // the lengths the caller guarantees; the tables hold 16 bytes, `PICK` rows and the eight
+    // scales 8 lanes each.
     unsafe {
         let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
         let tv: [__m256i; R] = core::array::from_fn(|r| {
             _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
         });
         let x = xp.as_ptr();
-        let mut win = [GroupWindow::ZERO; R];
+        let mut scales = [[0.0f32; 8]; R];
         let mut acc = [_mm256_setzero_ps(); R];
         let pairs = blocks & !1;
         let mut base = 0;
         while base < pairs {
-            for (r, w) in win.iter_mut().enumerate() {
-                fill(r, base, w);
+            for (r, s) in scales.iter_mut().enumerate() {
+                *s = eight(r, base);
             }
-            let end = (base + WINDOW).min(pairs);
+            let end = (base + 8).min(pairs);
             let mut b = base;
             while b < end {
                 let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
                 let scale = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
-                let o = b - base;
+                let pick = _mm256_loadu_si256(PICK[(b - base) / 2].as_ptr().cast());
                 for r in 0..R {
                     let c = rows[r].as_ptr().cast::<i8>();
-                    let sc = _mm256_mul_ps(scale, window_scales(&win[r], o, 1));
+                    let g = _mm256_permutevar8x32_ps(_mm256_loadu_ps(scales[r].as_ptr()), pick);
                     let s = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], xe, xo));
-                    acc[r] = _mm256_fmadd_ps(s, sc, acc[r]);
+                    acc[r] = _mm256_fmadd_ps(s, _mm256_mul_ps(scale, g), acc[r]);
                 }
                 b += 2;
             }
@@ -967,13 +976,11 @@ unsafe fn dot4_i8_pairs_single<const R: usize>(
         let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
         if pairs < blocks {
             let b = pairs;
-            for (r, w) in win.iter_mut().enumerate() {
-                fill(r, b, w);
-            }
             let xv = load(x, 32 * b);
             for r in 0..R {
+                let g = eight(r, b)[0];
                 let sum = lone_block_sum(&rows[r][16 * b..], tv[r], xv);
-                out[r] += sum * (ps[4 * b] * win[r].scale[0][0]);
+                out[r] += sum * (ps[4 * b] * g);
             }
         }
         out
@@ -1031,8 +1038,9 @@ unsafe fn dot4_i8_compact<const R: usize>(
         return unsafe { dot4_i8_pairs_nested(rows, xp, ps, blocks, pg, group) };
     }
     if pg == 1 {
+        let eight = |r: usize, first: usize| group_scales8(scales[r], first);
         // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
-        return unsafe { dot4_i8_pairs_single(rows, tables, xp, ps, blocks, fill) };
+        return unsafe { dot4_i8_pairs_single(rows, tables, xp, ps, blocks, eight) };
     }
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, false>(rows, tables, xp, ps, blocks, pg, fill) }
