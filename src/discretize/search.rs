@@ -82,6 +82,10 @@ const FIT_GOLDEN_STEPS: usize = 12;
 /// (the exact sweeps at the candidates settle `a` anyway).
 const FIT_Q_GRID_SMALL_MSE: usize = 64;
 const FIT_GOLDEN_STEPS_SMALL: usize = 6;
+/// The correlation's golden steps on that path: its score is piecewise constant in `q` at
+/// the scale of a few grid steps, so longer refinement finds nothing the exact sweeps at the
+/// candidates miss.
+const FIT_GOLDEN_STEPS_SMALL_CORRELATION: usize = 2;
 /// Groups of at most this many atoms count them in `split` instead of bisecting.
 const COUNT_LIMIT: usize = 64;
 /// Points of the coarse `a` grid that seeds the final Lloyd walks.
@@ -552,6 +556,44 @@ impl Scorer {
             self.s2 - 2.0 * a * s.cx + a * a * s.cc
         }
     }
+
+    /// A quantity that orders assignments as [`score`](Self::score) does, for ranking
+    /// alone. The squared error is its own; for the correlation `ρ` it is `−ρ·|ρ|·var_w`
+    /// (`var_w > 0` a constant of the group), which rises with `−ρ` and needs one division
+    /// instead of three and a square root: with `N = Σc·x − mean_w·Σc·sign` and
+    /// `V = Σc²·Σimp − (Σc·sign)²`, `ρ = N / √(var_w·V)`.
+    #[inline(always)]
+    fn rank(&self, a: f64, s: &Assignment) -> f64 {
+        if self.correlation {
+            let n = s.cx - self.mean_w * s.cs;
+            let v = s.cc * self.w - s.cs * s.cs;
+            if self.var_w <= 0.0 || v <= 0.0 {
+                return 0.0;
+            }
+            -(n * n.abs()) / v
+        } else {
+            self.score(a, s)
+        }
+    }
+
+    /// Whether the correlation of `s` certainly ranks below `bound` (a finite negative
+    /// score) by more than rounding, tested without a division or a square root: then a
+    /// sweep piece with that assignment can neither win nor tie. `false` whenever in doubt.
+    #[inline(always)]
+    fn correlation_below(&self, s: &Assignment, bound: f64) -> bool {
+        if !(self.correlation && self.var_w > 0.0 && bound < 0.0 && bound.is_finite()) {
+            return false;
+        }
+        // Score `−N/√(var_w·V)` (see `rank`) is at most `bound = −m` iff `N ≥ m·√(var_w·V)`.
+        // `N` rounded up and `V` down by far more than their rounding errors, and the bound
+        // relaxed by a relative 1e-9 (more than the tie tolerance and the score's own
+        // rounding), keep every piece that could reach it.
+        let n = s.cx - self.mean_w * s.cs;
+        let n_hi = n + 1e-12 * (s.cx.abs() + (self.mean_w * s.cs).abs());
+        let v_lo = s.cc * self.w - s.cs * s.cs - 1e-12 * (s.cc * self.w);
+        let m = -bound;
+        n_hi <= 0.0 || n_hi * n_hi < m * m * (1.0 - 1e-9) * self.var_w * v_lo
+    }
 }
 
 /// Lloyd iterations for one shape from `a0`: assign every atom to its nearest level at the
@@ -616,20 +658,22 @@ fn best_walk(
 }
 
 /// [`best_walk`] of two assignments per walk, for small groups: both walks' steps are
-/// independent of each other, so they run in lockstep and their latencies overlap.
+/// independent of each other, so they run in lockstep and their latencies overlap. Under
+/// the correlation the walk from `other` (`max|w|`) is one assignment: its score depends on
+/// the assignment alone, and the walk from the neighbour's optimum already supplies the
+/// nearby assignments, so a second step from `max|w|` rarely finds a better one. Returns the
+/// best `(rank, a)` visited ([`Scorer::rank`]: the candidates are only compared).
 #[inline]
 fn small_walks(
-    rule: ScaleRule,
-    stats: &GroupStats,
+    scorer: &Scorer,
     start: f64,
     other: Option<f64>,
     assign: impl Fn(f64) -> Assignment,
 ) -> (f64, f64) {
     // The first step of a walk: its score at `a`, and the scale of its assignment (the
     // next point) when that is a usable scale.
-    let scorer = Scorer::new(rule, stats);
     let first = |a: f64, s: &Assignment| {
-        let v = scorer.score(a, s);
+        let v = scorer.rank(a, s);
         let best = if v < f64::INFINITY {
             (v, a)
         } else {
@@ -643,7 +687,7 @@ fn small_walks(
     };
     let last = |best: (f64, f64), next: Option<(f64, Assignment)>| match next {
         Some((a, s)) => {
-            let v = scorer.score(a, &s);
+            let v = scorer.rank(a, &s);
             if v < best.0 {
                 (v, a)
             } else {
@@ -663,7 +707,9 @@ fn small_walks(
             let ((best_s, next_s), (best_o, next_o)) = (first(start, &s), first(o, &t));
             let (ns, no) = (
                 next_s.map(|a| (a, assign(a))),
-                next_o.map(|a| (a, assign(a))),
+                next_o
+                    .filter(|_| !scorer.correlation)
+                    .map(|a| (a, assign(a))),
             );
             let (from_start, from_other) = (last(best_s, ns), last(best_o, no));
             if from_other.0 < from_start.0 {
@@ -827,6 +873,9 @@ fn sweep_a(
                 return;
             }
         }
+        if scorer.correlation_below(sums, best.0) {
+            return;
+        }
         let ls = if sums.cc > 0.0 {
             sums.cx / sums.cc
         } else {
@@ -901,7 +950,14 @@ fn final_a(
         // from the squared error's, around which the window is centred.
         Some(_) => breakpoints <= HISTOGRAM_SWEEP_LIMIT,
     };
-    let mut walked = lloyd(rule, stats, shape, start);
+    // The full sweep is exact on its range, where a walk can only tie it (and a walk from
+    // inside the range rarely leaves it): under the correlation, whose sweeps are the dearer,
+    // it is skipped.
+    let mut walked = if full && rule == ScaleRule::Correlation {
+        (f64::INFINITY, start)
+    } else {
+        lloyd(rule, stats, shape, start)
+    };
     let (lo, hi) = if full {
         (stats.amax * A_LO, stats.amax * A_HI)
     } else {
@@ -1092,15 +1148,15 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
             let (points, refine, steps) = if stats.bin_scale.is_some() {
                 (FIT_Q_GRID_LARGE, FIT_Q_REFINE_LARGE, FIT_GOLDEN_STEPS)
             } else if small.is_some() {
-                let points = if rule == ScaleRule::Correlation {
-                    FIT_Q_GRID
+                if rule == ScaleRule::Correlation {
+                    (FIT_Q_GRID, FIT_Q_REFINE, FIT_GOLDEN_STEPS_SMALL_CORRELATION)
                 } else {
-                    FIT_Q_GRID_SMALL_MSE
-                };
-                (points, FIT_Q_REFINE, FIT_GOLDEN_STEPS_SMALL)
+                    (FIT_Q_GRID_SMALL_MSE, FIT_Q_REFINE, FIT_GOLDEN_STEPS_SMALL)
+                }
             } else {
                 (FIT_Q_GRID, FIT_Q_REFINE, FIT_GOLDEN_STEPS)
             };
+            let scorer = Scorer::new(rule, stats);
             let candidates = search_q(k, points, refine, steps, |q| {
                 // Histograms are smooth in `a` too: the walk from the neighbour's optimum
                 // is enough there.
@@ -1108,7 +1164,7 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
                 let best = match &small {
                     Some(atoms) => {
                         let levels = SmallLevels::new(family, q);
-                        small_walks(rule, stats, warm, other, |a| atoms.assign(&levels, a))
+                        small_walks(&scorer, warm, other, |a| atoms.assign(&levels, a))
                     }
                     None => {
                         let shape = Shape::new(family, q);
