@@ -813,12 +813,14 @@ fn merge_pair(both: &[Event], nl: usize, out: &mut [Event]) {
 /// assignment is fixed, so the MSE is a quadratic in `a` (minimized in closed form) and the
 /// correlation a constant. The breakpoints of one `μ_l` are already in order (the atoms are
 /// sorted), so merging the `K` lists orders all of them and one sweep visits every piece:
-/// `O(atoms·K·log K)`, no grid.
+/// `O(atoms·K·log K)`, no grid. `bound` (a score some piece reaches, or infinity) lets the
+/// correlation dismiss pieces that score worse without scoring them.
 fn sweep_a(
     rule: ScaleRule,
     stats: &GroupStats,
     shape: &Shape,
     (lo, hi): (f64, f64),
+    bound: f64,
     scratch: &mut SweepScratch,
 ) -> (f64, f64) {
     let unit = &shape.unit[..shape.k];
@@ -856,71 +858,79 @@ fn sweep_a(
     }
     merge_runs(scratch);
     let events = &scratch.events;
-    let mut sums = shape.assign(stats, lo);
-    let mut piece_lo = lo;
-    // (score, mse, a): equal correlations are common in small groups (the correlation is
-    // flat across many pieces), so ties go to the lower MSE, which also keeps the choice
-    // independent of the weights' overall scale.
-    let mut best = (f64::INFINITY, f64::INFINITY, lo);
     let (scorer, mse_scorer) = (Scorer::new(rule, stats), Scorer::new(ScaleRule::Mse, stats));
-    let visit = |sums: &Assignment, from: f64, to: f64, best: &mut (f64, f64, f64)| {
-        if !scorer.correlation && sums.cc > 0.0 {
-            // No `a` of this piece scores below the parabola's vertex, `s2 − cx²/cc`: when
-            // even that clearly exceeds the best so far (by far more than rounding), the
-            // piece can neither win nor tie, and its division is skipped.
-            let slack = 1e-9 * scorer.s2;
-            if scorer.s2 * sums.cc - sums.cx * sums.cx > (best.0 + slack) * sums.cc {
+    let run = |bound: f64| {
+        let mut sums = shape.assign(stats, lo);
+        let mut piece_lo = lo;
+        // (score, mse, a): equal correlations are common in small groups (the correlation is
+        // flat across many pieces), so ties go to the lower MSE, which also keeps the choice
+        // independent of the weights' overall scale.
+        let mut best = (f64::INFINITY, f64::INFINITY, lo);
+        let visit = |sums: &Assignment, from: f64, to: f64, best: &mut (f64, f64, f64)| {
+            if !scorer.correlation && sums.cc > 0.0 {
+                // No `a` of this piece scores below the parabola's vertex, `s2 − cx²/cc`: when
+                // even that clearly exceeds the best so far (by far more than rounding), the
+                // piece can neither win nor tie, and its division is skipped.
+                let slack = 1e-9 * scorer.s2;
+                if scorer.s2 * sums.cc - sums.cx * sums.cx > (best.0 + slack) * sums.cc {
+                    return;
+                }
+            }
+            if scorer.correlation_below(sums, best.0.min(bound)) {
                 return;
             }
-        }
-        if scorer.correlation_below(sums, best.0) {
-            return;
-        }
-        let ls = if sums.cc > 0.0 {
-            sums.cx / sums.cc
-        } else {
-            from
+            let ls = if sums.cc > 0.0 {
+                sums.cx / sums.cc
+            } else {
+                from
+            };
+            let a = match rule {
+                // `to` already belongs to the next piece, whose assignment (and correlation)
+                // differs; the MSE is continuous there, the correlation is not.
+                ScaleRule::Correlation if !(from..to).contains(&ls) => 0.5 * (from + to),
+                _ => ls.clamp(from, to),
+            };
+            let v = scorer.score(a, sums);
+            let tie = (v - best.0).abs() <= 1e-12 * best.0.abs();
+            if !(tie || v < best.0) {
+                return;
+            }
+            // The MSE only matters for the piece that wins or ties.
+            let mse = match rule {
+                ScaleRule::Correlation => mse_scorer.score(a, sums),
+                _ => v,
+            };
+            if !tie || mse < best.1 {
+                *best = (v, mse, a);
+            }
         };
-        let a = match rule {
-            // `to` already belongs to the next piece, whose assignment (and correlation)
-            // differs; the MSE is continuous there, the correlation is not.
-            ScaleRule::Correlation if !(from..to).contains(&ls) => 0.5 * (from + to),
-            _ => ls.clamp(from, to),
-        };
-        let v = scorer.score(a, sums);
-        let tie = (v - best.0).abs() <= 1e-12 * best.0.abs();
-        if !(tie || v < best.0) {
-            return;
+        let mut i = 0;
+        while i < events.len() {
+            let a = events[i].a;
+            // The piece before this breakpoint still has the old assignment.
+            visit(&sums, piece_lo, a, &mut best);
+            // Every event at this same `a` applies together.
+            while i < events.len() && events[i].a == a {
+                let (j, l) = (events[i].atom as usize, events[i].level as usize);
+                let (c_lo, c_hi) = (levels[l], levels[l + 1]);
+                let s0 = stats.p0[j + 1] - stats.p0[j];
+                let s1 = stats.p1[j + 1] - stats.p1[j];
+                let ss = stats.ps[j + 1] - stats.ps[j];
+                sums.cx += (c_lo - c_hi) * s1;
+                sums.cc += (c_lo * c_lo - c_hi * c_hi) * s0;
+                sums.cs += (c_lo - c_hi) * ss;
+                i += 1;
+            }
+            piece_lo = a;
         }
-        // The MSE only matters for the piece that wins or ties.
-        let mse = match rule {
-            ScaleRule::Correlation => mse_scorer.score(a, sums),
-            _ => v,
-        };
-        if !tie || mse < best.1 {
-            *best = (v, mse, a);
-        }
+        visit(&sums, piece_lo, hi, &mut best);
+        best
     };
-    let mut i = 0;
-    while i < events.len() {
-        let a = events[i].a;
-        // The piece before this breakpoint still has the old assignment.
-        visit(&sums, piece_lo, a, &mut best);
-        // Every event at this same `a` applies together.
-        while i < events.len() && events[i].a == a {
-            let (j, l) = (events[i].atom as usize, events[i].level as usize);
-            let (c_lo, c_hi) = (levels[l], levels[l + 1]);
-            let s0 = stats.p0[j + 1] - stats.p0[j];
-            let s1 = stats.p1[j + 1] - stats.p1[j];
-            let ss = stats.ps[j + 1] - stats.ps[j];
-            sums.cx += (c_lo - c_hi) * s1;
-            sums.cc += (c_lo * c_lo - c_hi * c_hi) * s0;
-            sums.cs += (c_lo - c_hi) * ss;
-            i += 1;
-        }
-        piece_lo = a;
+    let mut best = run(bound);
+    if best.0 == f64::INFINITY && bound.is_finite() {
+        // Rounding kept even the piece that reaches `bound` out: sweep without it.
+        best = run(f64::INFINITY);
     }
-    visit(&sums, piece_lo, hi, &mut best);
     (best.2, best.0)
 }
 
@@ -986,7 +996,15 @@ fn final_a(
         }
         (walked.1 / A_WINDOW, walked.1 * A_WINDOW)
     };
-    let swept = sweep_a(rule, stats, shape, (lo, hi), scratch);
+    // Under the correlation most pieces of a sweep score worse than the piece of `start` (the
+    // search's own optimum for this `q`): with that score as a bound from the outset, they
+    // are dismissed by a division-free test instead of scored.
+    let bound = if rule == ScaleRule::Correlation && (lo..=hi).contains(&start) {
+        score(rule, stats, start, &shape.assign(stats, start))
+    } else {
+        f64::INFINITY
+    };
+    let swept = sweep_a(rule, stats, shape, (lo, hi), bound, scratch);
     // The sweep is exact on its range; a walk can only end outside it.
     if walked.0 < swept.1 {
         (walked.1, walked.0)
