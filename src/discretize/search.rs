@@ -750,8 +750,14 @@ fn merge_runs(scratch: &mut SweepScratch) {
         ends,
         next_ends,
     } = scratch;
-    spare.clear();
-    spare.extend_from_slice(events);
+    // Every pass writes each position of `spare` (the merges of its pairs of runs cover them
+    // all), so only its length matters.
+    let blank = Event {
+        a: 0.0,
+        atom: 0,
+        level: 0,
+    };
+    spare.resize(events.len(), blank);
     while ends.len() > 1 {
         next_ends.clear();
         let mut start = 0;
