@@ -15,19 +15,24 @@
 //! so the first step from the neighbour's optimum is nearly all of the walk), the two walks
 //! run in lockstep, and the squared error searches a grid half as dense as the correlation's
 //! (whose score, piecewise constant in `a`, the walks only sample). The best few local
-//! minima of the grid are refined by golden section.
+//! minima of the grid are refined by golden section. Under the correlation the walks there
+//! rank candidates by a monotone stand-in for the score without its square root, the walk
+//! from `max|w|` is one assignment, and the refinement two golden steps.
 //! At the candidate `q`s (for histograms only the best one) an exact breakpoint sweep
 //! ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`: over
 //! every `a ∈ [0.01, 1.5]·max|w|` for sorted atoms with at most [`SWEEP_LIMIT`] breakpoints
 //! (histograms with at most [`HISTOGRAM_SWEEP_LIMIT`]), over a window around the best Lloyd
 //! optimum otherwise. The grid is dense for sorted atoms (jagged in `q`) and coarse for
-//! histograms (smooth). (Max-abs fits search
+//! histograms (smooth). Under the correlation a sweep takes the score of its hint's piece as
+//! a bound from the start and dismisses every piece that scores worse by a division-free
+//! test, and a full sweep is not preceded by a Lloyd walk (which could only tie it on its
+//! range). (Max-abs fits search
 //! `q` alone at `a = max|w|`: a dense grid here, or the sixteen-lane search in `lanes` for
 //! small groups.)
 //!
 //! What that guarantees: the returned `a` is the exact optimum for the returned `q` over
-//! the swept range (the window for large groups), and never worse than the Lloyd walks
-//! found. The choice of `q` is a search, not a proof: `tests/fit.rs` holds the objective
+//! the swept range (the window for large groups), and never worse than the Lloyd walk that
+//! precedes the sweep, where one does. The choice of `q` is a search, not a proof: `tests/fit.rs` holds the objective
 //! within 0.5 % of a dense brute-force scan of `(a, q)` for groups of 24 to 50 000 weights,
 //! and for groups of 8–64 weights — whose error curves are the most jagged — within 2 % of
 //! the squared error and 5 % of `1 − correlation` per group, 0.1 % on average.
