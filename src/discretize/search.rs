@@ -32,10 +32,11 @@
 //!
 //! What that guarantees: the returned `a` is the exact optimum for the returned `q` over
 //! the swept range (the window for large groups), and never worse than the Lloyd walk that
-//! precedes the sweep, where one does. The choice of `q` is a search, not a proof: `tests/fit.rs` holds the objective
-//! within 0.5 % of a dense brute-force scan of `(a, q)` for groups of 24 to 50 000 weights,
-//! and for groups of 8–64 weights — whose error curves are the most jagged — within 2 % of
-//! the squared error and 5 % of `1 − correlation` per group, 0.1 % on average.
+//! precedes the sweep, where one does. The choice of `q` is a search, not a proof:
+//! `tests/fit.rs` holds the objective within 0.5 % of a dense brute-force scan of `(a, q)`
+//! for groups of 24 to 50 000 weights, and for groups of 8–64 weights — whose error curves
+//! are the most jagged — within 2 % of the squared error and 5 % of `1 − correlation` per
+//! group, 0.1 % on average.
 
 use alloc::vec::Vec;
 
@@ -87,9 +88,9 @@ const FIT_GOLDEN_STEPS: usize = 12;
 /// (the exact sweeps at the candidates settle `a` anyway).
 const FIT_Q_GRID_SMALL_MSE: usize = 64;
 const FIT_GOLDEN_STEPS_SMALL: usize = 6;
-/// The correlation's golden steps on that path: its score is piecewise constant in `q` at
-/// the scale of a few grid steps, so longer refinement finds nothing the exact sweeps at the
-/// candidates miss.
+/// The correlation's golden steps on that path: the walks only sample its piecewise
+/// constant score, so a longer refinement mostly ranks samples more finely, and the exact
+/// sweeps at the candidates settle the rest (two steps keep `tests/fit.rs`'s bounds).
 const FIT_GOLDEN_STEPS_SMALL_CORRELATION: usize = 2;
 /// Groups of at most this many atoms count them in `split` instead of bisecting.
 const COUNT_LIMIT: usize = 64;
