@@ -15,22 +15,28 @@
 //! so the first step from the neighbour's optimum is nearly all of the walk), the two walks
 //! run in lockstep, and the squared error searches a grid half as dense as the correlation's
 //! (whose score, piecewise constant in `a`, the walks only sample). The best few local
-//! minima of the grid are refined by golden section.
+//! minima of the grid are refined by golden section. Under the correlation the walks there
+//! rank candidates by a monotone stand-in for the score without its square root, the walk
+//! from `max|w|` is one assignment, and the refinement two golden steps.
 //! At the candidate `q`s (for histograms only the best one) an exact breakpoint sweep
 //! ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`: over
 //! every `a ∈ [0.01, 1.5]·max|w|` for sorted atoms with at most [`SWEEP_LIMIT`] breakpoints
 //! (histograms with at most [`HISTOGRAM_SWEEP_LIMIT`]), over a window around the best Lloyd
 //! optimum otherwise. The grid is dense for sorted atoms (jagged in `q`) and coarse for
-//! histograms (smooth). (Max-abs fits search
+//! histograms (smooth). Under the correlation a sweep takes the score of its hint's piece as
+//! a bound from the start and dismisses every piece that scores worse by a division-free
+//! test, and a full sweep is not preceded by a Lloyd walk (which could only tie it on its
+//! range). (Max-abs fits search
 //! `q` alone at `a = max|w|`: a dense grid here, or the sixteen-lane search in `lanes` for
 //! small groups.)
 //!
 //! What that guarantees: the returned `a` is the exact optimum for the returned `q` over
-//! the swept range (the window for large groups), and never worse than the Lloyd walks
-//! found. The choice of `q` is a search, not a proof: `tests/fit.rs` holds the objective
-//! within 0.5 % of a dense brute-force scan of `(a, q)` for groups of 24 to 50 000 weights,
-//! and for groups of 8–64 weights — whose error curves are the most jagged — within 2 % of
-//! the squared error and 5 % of `1 − correlation` per group, 0.1 % on average.
+//! the swept range (the window for large groups), and never worse than the Lloyd walk that
+//! precedes the sweep, where one does. The choice of `q` is a search, not a proof:
+//! `tests/fit.rs` holds the objective within 0.5 % of a dense brute-force scan of `(a, q)`
+//! for groups of 24 to 50 000 weights, and for groups of 8–64 weights — whose error curves
+//! are the most jagged — within 2 % of the squared error and 5 % of `1 − correlation` per
+//! group, 0.1 % on average.
 
 use alloc::vec::Vec;
 
@@ -82,6 +88,10 @@ const FIT_GOLDEN_STEPS: usize = 12;
 /// (the exact sweeps at the candidates settle `a` anyway).
 const FIT_Q_GRID_SMALL_MSE: usize = 64;
 const FIT_GOLDEN_STEPS_SMALL: usize = 6;
+/// The correlation's golden steps on that path: the walks only sample its piecewise
+/// constant score, so a longer refinement mostly ranks samples more finely, and the exact
+/// sweeps at the candidates settle the rest (two steps keep `tests/fit.rs`'s bounds).
+const FIT_GOLDEN_STEPS_SMALL_CORRELATION: usize = 2;
 /// Groups of at most this many atoms count them in `split` instead of bisecting.
 const COUNT_LIMIT: usize = 64;
 /// Points of the coarse `a` grid that seeds the final Lloyd walks.
@@ -552,6 +562,44 @@ impl Scorer {
             self.s2 - 2.0 * a * s.cx + a * a * s.cc
         }
     }
+
+    /// A quantity that orders assignments as [`score`](Self::score) does, for ranking
+    /// alone. The squared error is its own; for the correlation `ρ` it is `−ρ·|ρ|·var_w`
+    /// (`var_w > 0` a constant of the group), which rises with `−ρ` and needs one division
+    /// instead of three and a square root: with `N = Σc·x − mean_w·Σc·sign` and
+    /// `V = Σc²·Σimp − (Σc·sign)²`, `ρ = N / √(var_w·V)`.
+    #[inline(always)]
+    fn rank(&self, a: f64, s: &Assignment) -> f64 {
+        if self.correlation {
+            let n = s.cx - self.mean_w * s.cs;
+            let v = s.cc * self.w - s.cs * s.cs;
+            if self.var_w <= 0.0 || v <= 0.0 {
+                return 0.0;
+            }
+            -(n * n.abs()) / v
+        } else {
+            self.score(a, s)
+        }
+    }
+
+    /// Whether the correlation of `s` certainly ranks below `bound` (a finite negative
+    /// score) by more than rounding, tested without a division or a square root: then a
+    /// sweep piece with that assignment can neither win nor tie. `false` whenever in doubt.
+    #[inline(always)]
+    fn correlation_below(&self, s: &Assignment, bound: f64) -> bool {
+        if !(self.correlation && self.var_w > 0.0 && bound < 0.0 && bound.is_finite()) {
+            return false;
+        }
+        // Score `−N/√(var_w·V)` (see `rank`) is at most `bound = −m` iff `N ≥ m·√(var_w·V)`.
+        // `N` rounded up and `V` down by far more than their rounding errors, and the bound
+        // relaxed by a relative 1e-9 (more than the tie tolerance and the score's own
+        // rounding), keep every piece that could reach it.
+        let n = s.cx - self.mean_w * s.cs;
+        let n_hi = n + 1e-12 * (s.cx.abs() + (self.mean_w * s.cs).abs());
+        let v_lo = s.cc * self.w - s.cs * s.cs - 1e-12 * (s.cc * self.w);
+        let m = -bound;
+        n_hi <= 0.0 || n_hi * n_hi < m * m * (1.0 - 1e-9) * self.var_w * v_lo
+    }
 }
 
 /// Lloyd iterations for one shape from `a0`: assign every atom to its nearest level at the
@@ -616,20 +664,22 @@ fn best_walk(
 }
 
 /// [`best_walk`] of two assignments per walk, for small groups: both walks' steps are
-/// independent of each other, so they run in lockstep and their latencies overlap.
+/// independent of each other, so they run in lockstep and their latencies overlap. Under
+/// the correlation the walk from `other` (`max|w|`) is one assignment: its score depends on
+/// the assignment alone, and the walk from the neighbour's optimum already supplies the
+/// nearby assignments, so a second step from `max|w|` rarely finds a better one. Returns the
+/// best `(rank, a)` visited ([`Scorer::rank`]: the candidates are only compared).
 #[inline]
 fn small_walks(
-    rule: ScaleRule,
-    stats: &GroupStats,
+    scorer: &Scorer,
     start: f64,
     other: Option<f64>,
     assign: impl Fn(f64) -> Assignment,
 ) -> (f64, f64) {
     // The first step of a walk: its score at `a`, and the scale of its assignment (the
     // next point) when that is a usable scale.
-    let scorer = Scorer::new(rule, stats);
     let first = |a: f64, s: &Assignment| {
-        let v = scorer.score(a, s);
+        let v = scorer.rank(a, s);
         let best = if v < f64::INFINITY {
             (v, a)
         } else {
@@ -643,7 +693,7 @@ fn small_walks(
     };
     let last = |best: (f64, f64), next: Option<(f64, Assignment)>| match next {
         Some((a, s)) => {
-            let v = scorer.score(a, &s);
+            let v = scorer.rank(a, &s);
             if v < best.0 {
                 (v, a)
             } else {
@@ -663,7 +713,9 @@ fn small_walks(
             let ((best_s, next_s), (best_o, next_o)) = (first(start, &s), first(o, &t));
             let (ns, no) = (
                 next_s.map(|a| (a, assign(a))),
-                next_o.map(|a| (a, assign(a))),
+                next_o
+                    .filter(|_| !scorer.correlation)
+                    .map(|a| (a, assign(a))),
             );
             let (from_start, from_other) = (last(best_s, ns), last(best_o, no));
             if from_other.0 < from_start.0 {
@@ -704,8 +756,14 @@ fn merge_runs(scratch: &mut SweepScratch) {
         ends,
         next_ends,
     } = scratch;
-    spare.clear();
-    spare.extend_from_slice(events);
+    // Every pass writes each position of `spare` (the merges of its pairs of runs cover them
+    // all), so only its length matters.
+    let blank = Event {
+        a: 0.0,
+        atom: 0,
+        level: 0,
+    };
+    spare.resize(events.len(), blank);
     while ends.len() > 1 {
         next_ends.clear();
         let mut start = 0;
@@ -767,12 +825,14 @@ fn merge_pair(both: &[Event], nl: usize, out: &mut [Event]) {
 /// assignment is fixed, so the MSE is a quadratic in `a` (minimized in closed form) and the
 /// correlation a constant. The breakpoints of one `μ_l` are already in order (the atoms are
 /// sorted), so merging the `K` lists orders all of them and one sweep visits every piece:
-/// `O(atoms·K·log K)`, no grid.
+/// `O(atoms·K·log K)`, no grid. `bound` (a score some piece reaches, or infinity) lets the
+/// correlation dismiss pieces that score worse without scoring them.
 fn sweep_a(
     rule: ScaleRule,
     stats: &GroupStats,
     shape: &Shape,
     (lo, hi): (f64, f64),
+    bound: f64,
     scratch: &mut SweepScratch,
 ) -> (f64, f64) {
     let unit = &shape.unit[..shape.k];
@@ -810,68 +870,79 @@ fn sweep_a(
     }
     merge_runs(scratch);
     let events = &scratch.events;
-    let mut sums = shape.assign(stats, lo);
-    let mut piece_lo = lo;
-    // (score, mse, a): equal correlations are common in small groups (the correlation is
-    // flat across many pieces), so ties go to the lower MSE, which also keeps the choice
-    // independent of the weights' overall scale.
-    let mut best = (f64::INFINITY, f64::INFINITY, lo);
     let (scorer, mse_scorer) = (Scorer::new(rule, stats), Scorer::new(ScaleRule::Mse, stats));
-    let visit = |sums: &Assignment, from: f64, to: f64, best: &mut (f64, f64, f64)| {
-        if !scorer.correlation && sums.cc > 0.0 {
-            // No `a` of this piece scores below the parabola's vertex, `s2 − cx²/cc`: when
-            // even that clearly exceeds the best so far (by far more than rounding), the
-            // piece can neither win nor tie, and its division is skipped.
-            let slack = 1e-9 * scorer.s2;
-            if scorer.s2 * sums.cc - sums.cx * sums.cx > (best.0 + slack) * sums.cc {
+    let run = |bound: f64| {
+        let mut sums = shape.assign(stats, lo);
+        let mut piece_lo = lo;
+        // (score, mse, a): equal correlations are common in small groups (the correlation is
+        // flat across many pieces), so ties go to the lower MSE, which also keeps the choice
+        // independent of the weights' overall scale.
+        let mut best = (f64::INFINITY, f64::INFINITY, lo);
+        let visit = |sums: &Assignment, from: f64, to: f64, best: &mut (f64, f64, f64)| {
+            if !scorer.correlation && sums.cc > 0.0 {
+                // No `a` of this piece scores below the parabola's vertex, `s2 − cx²/cc`: when
+                // even that clearly exceeds the best so far (by far more than rounding), the
+                // piece can neither win nor tie, and its division is skipped.
+                let slack = 1e-9 * scorer.s2;
+                if scorer.s2 * sums.cc - sums.cx * sums.cx > (best.0 + slack) * sums.cc {
+                    return;
+                }
+            }
+            if scorer.correlation_below(sums, best.0.min(bound)) {
                 return;
             }
-        }
-        let ls = if sums.cc > 0.0 {
-            sums.cx / sums.cc
-        } else {
-            from
+            let ls = if sums.cc > 0.0 {
+                sums.cx / sums.cc
+            } else {
+                from
+            };
+            let a = match rule {
+                // `to` already belongs to the next piece, whose assignment (and correlation)
+                // differs; the MSE is continuous there, the correlation is not.
+                ScaleRule::Correlation if !(from..to).contains(&ls) => 0.5 * (from + to),
+                _ => ls.clamp(from, to),
+            };
+            let v = scorer.score(a, sums);
+            let tie = (v - best.0).abs() <= 1e-12 * best.0.abs();
+            if !(tie || v < best.0) {
+                return;
+            }
+            // The MSE only matters for the piece that wins or ties.
+            let mse = match rule {
+                ScaleRule::Correlation => mse_scorer.score(a, sums),
+                _ => v,
+            };
+            if !tie || mse < best.1 {
+                *best = (v, mse, a);
+            }
         };
-        let a = match rule {
-            // `to` already belongs to the next piece, whose assignment (and correlation)
-            // differs; the MSE is continuous there, the correlation is not.
-            ScaleRule::Correlation if !(from..to).contains(&ls) => 0.5 * (from + to),
-            _ => ls.clamp(from, to),
-        };
-        let v = scorer.score(a, sums);
-        let tie = (v - best.0).abs() <= 1e-12 * best.0.abs();
-        if !(tie || v < best.0) {
-            return;
+        let mut i = 0;
+        while i < events.len() {
+            let a = events[i].a;
+            // The piece before this breakpoint still has the old assignment.
+            visit(&sums, piece_lo, a, &mut best);
+            // Every event at this same `a` applies together.
+            while i < events.len() && events[i].a == a {
+                let (j, l) = (events[i].atom as usize, events[i].level as usize);
+                let (c_lo, c_hi) = (levels[l], levels[l + 1]);
+                let s0 = stats.p0[j + 1] - stats.p0[j];
+                let s1 = stats.p1[j + 1] - stats.p1[j];
+                let ss = stats.ps[j + 1] - stats.ps[j];
+                sums.cx += (c_lo - c_hi) * s1;
+                sums.cc += (c_lo * c_lo - c_hi * c_hi) * s0;
+                sums.cs += (c_lo - c_hi) * ss;
+                i += 1;
+            }
+            piece_lo = a;
         }
-        // The MSE only matters for the piece that wins or ties.
-        let mse = match rule {
-            ScaleRule::Correlation => mse_scorer.score(a, sums),
-            _ => v,
-        };
-        if !tie || mse < best.1 {
-            *best = (v, mse, a);
-        }
+        visit(&sums, piece_lo, hi, &mut best);
+        best
     };
-    let mut i = 0;
-    while i < events.len() {
-        let a = events[i].a;
-        // The piece before this breakpoint still has the old assignment.
-        visit(&sums, piece_lo, a, &mut best);
-        // Every event at this same `a` applies together.
-        while i < events.len() && events[i].a == a {
-            let (j, l) = (events[i].atom as usize, events[i].level as usize);
-            let (c_lo, c_hi) = (levels[l], levels[l + 1]);
-            let s0 = stats.p0[j + 1] - stats.p0[j];
-            let s1 = stats.p1[j + 1] - stats.p1[j];
-            let ss = stats.ps[j + 1] - stats.ps[j];
-            sums.cx += (c_lo - c_hi) * s1;
-            sums.cc += (c_lo * c_lo - c_hi * c_hi) * s0;
-            sums.cs += (c_lo - c_hi) * ss;
-            i += 1;
-        }
-        piece_lo = a;
+    let mut best = run(bound);
+    if best.0 == f64::INFINITY && bound.is_finite() {
+        // Rounding kept even the piece that reaches `bound` out: sweep without it.
+        best = run(f64::INFINITY);
     }
-    visit(&sums, piece_lo, hi, &mut best);
     (best.2, best.0)
 }
 
@@ -901,7 +972,14 @@ fn final_a(
         // from the squared error's, around which the window is centred.
         Some(_) => breakpoints <= HISTOGRAM_SWEEP_LIMIT,
     };
-    let mut walked = lloyd(rule, stats, shape, start);
+    // The full sweep is exact on its range, where a walk can only tie it (and a walk from
+    // inside the range rarely leaves it): under the correlation, whose sweeps are the dearer,
+    // it is skipped.
+    let mut walked = if full && rule == ScaleRule::Correlation {
+        (f64::INFINITY, start)
+    } else {
+        lloyd(rule, stats, shape, start)
+    };
     let (lo, hi) = if full {
         (stats.amax * A_LO, stats.amax * A_HI)
     } else {
@@ -930,7 +1008,15 @@ fn final_a(
         }
         (walked.1 / A_WINDOW, walked.1 * A_WINDOW)
     };
-    let swept = sweep_a(rule, stats, shape, (lo, hi), scratch);
+    // Under the correlation most pieces of a sweep score worse than the piece of `start` (the
+    // search's own optimum for this `q`): with that score as a bound from the outset, they
+    // are dismissed by a division-free test instead of scored.
+    let bound = if rule == ScaleRule::Correlation && (lo..=hi).contains(&start) {
+        score(rule, stats, start, &shape.assign(stats, start))
+    } else {
+        f64::INFINITY
+    };
+    let swept = sweep_a(rule, stats, shape, (lo, hi), bound, scratch);
     // The sweep is exact on its range; a walk can only end outside it.
     if walked.0 < swept.1 {
         (walked.1, walked.0)
@@ -1092,15 +1178,15 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
             let (points, refine, steps) = if stats.bin_scale.is_some() {
                 (FIT_Q_GRID_LARGE, FIT_Q_REFINE_LARGE, FIT_GOLDEN_STEPS)
             } else if small.is_some() {
-                let points = if rule == ScaleRule::Correlation {
-                    FIT_Q_GRID
+                if rule == ScaleRule::Correlation {
+                    (FIT_Q_GRID, FIT_Q_REFINE, FIT_GOLDEN_STEPS_SMALL_CORRELATION)
                 } else {
-                    FIT_Q_GRID_SMALL_MSE
-                };
-                (points, FIT_Q_REFINE, FIT_GOLDEN_STEPS_SMALL)
+                    (FIT_Q_GRID_SMALL_MSE, FIT_Q_REFINE, FIT_GOLDEN_STEPS_SMALL)
+                }
             } else {
                 (FIT_Q_GRID, FIT_Q_REFINE, FIT_GOLDEN_STEPS)
             };
+            let scorer = Scorer::new(rule, stats);
             let candidates = search_q(k, points, refine, steps, |q| {
                 // Histograms are smooth in `a` too: the walk from the neighbour's optimum
                 // is enough there.
@@ -1108,7 +1194,7 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
                 let best = match &small {
                     Some(atoms) => {
                         let levels = SmallLevels::new(family, q);
-                        small_walks(rule, stats, warm, other, |a| atoms.assign(&levels, a))
+                        small_walks(&scorer, warm, other, |a| atoms.assign(&levels, a))
                     }
                     None => {
                         let shape = Shape::new(family, q);
