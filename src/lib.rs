@@ -140,6 +140,8 @@ mod parts;
 mod scheme;
 #[cfg(feature = "alloc")]
 mod tensor;
+#[cfg(test)]
+mod test_rng;
 mod view;
 
 pub use codebook::Codebook;

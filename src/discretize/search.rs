@@ -1245,13 +1245,7 @@ mod tests {
     /// the sweep applies them.
     #[test]
     fn merging_runs_is_a_stable_sort() {
-        let mut state = 0x2545_f491u32;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = crate::test_rng::xorshift32(0x2545_f491);
         let mut checked = 0;
         for runs in 1..=17usize {
             for _ in 0..20 {

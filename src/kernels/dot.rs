@@ -381,13 +381,7 @@ mod scaled_tests {
     /// definition (group by group: each group's reference dot product times its scale).
     #[test]
     fn scaled_group_kernels_match_the_reference() {
-        let mut state = 0x2545_f491u32;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = crate::test_rng::xorshift32(0x2545_f491u32);
         let mut fast_paths = 0;
         for bits in [1u8, 2, 3, 4, 8] {
             let levels = (1usize << bits) - usize::from(bits > 1);
@@ -465,13 +459,7 @@ mod int8_scaled_tests {
     /// written out group by group.
     #[test]
     fn int8_scaled_group_kernels_match_the_reference() {
-        let mut state = 0x1234_5678u32;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = crate::test_rng::xorshift32(0x1234_5678u32);
         for (g, cols) in [
             (32usize, 1024usize),
             (128, 1024),

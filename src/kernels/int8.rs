@@ -413,15 +413,7 @@ mod tests {
     use super::*;
     use alloc::vec::Vec;
 
-    fn rng(seed: u32) -> impl FnMut() -> u32 {
-        let mut state = seed;
-        move || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        }
-    }
+    use crate::test_rng::xorshift32 as rng;
 
     /// Packed random 4-bit codes below `levels` and their int8 table.
     fn row(next: &mut impl FnMut() -> u32, cols: usize, levels: usize) -> (Vec<u8>, I8Table) {
