@@ -87,6 +87,28 @@ fn compact_tensors_round_trip_as_version_2_and_f32_ones_stay_version_1() {
 }
 
 #[test]
+fn version_2_tensors_with_f32_parameters_read_and_write_back_as_version_1() {
+    // FORMAT.md: readers accept version 2 with the `f32` encoding; writers use version 1 for
+    // it, so such a tensor comes back canonical, not byte for byte.
+    let (rows, cols) = (3, 64);
+    let w = weights(11, rows * cols, 0.1);
+    for config in configs() {
+        let plain = quantize(&w, rows, cols, &config).unwrap();
+        let v1 = plain.to_bytes();
+        let mut v2 = v1.clone();
+        v2[4..6].copy_from_slice(&2u16.to_le_bytes());
+        assert_eq!(v2[12], 0, "{config:?}");
+        fix_checksum(&mut v2);
+        let read = QuantizedTensor::from_bytes(&v2).unwrap();
+        assert_eq!(read.dequantize(), plain.dequantize(), "{config:?}");
+        assert_eq!(read.to_bytes(), v1, "{config:?}");
+        let view = QuantizedView::from_bytes(&v2).unwrap();
+        assert!(!view.compact_params());
+        assert_eq!(view.dequantize(), plain.dequantize(), "{config:?}");
+    }
+}
+
+#[test]
 fn bits_per_weight_meet_the_targets_on_wide_rows() {
     let (rows, cols) = (2, 8192);
     let w = weights(9, rows * cols, 0.05);

@@ -139,13 +139,23 @@ fuzz_target!(|data: &[u8]| {
             assert!(same_bits(&y_rows, &y_t[half..]), "row-range GEMV differs");
         }
     }
-    // Round trip: the tensor serializes back to the bytes it came from.
+    // Round trip: the tensor serializes back to the bytes it came from, in the canonical
+    // form writers use (FORMAT.md): a version-2 tensor with `f32` parameters comes back as
+    // version 1, which differs in the version field and so in the checksum.
+    let mut expected = bytes.clone();
+    if expected[4..6] == 2u16.to_le_bytes() && expected[12] == 0 {
+        expected[4..6].copy_from_slice(&1u16.to_le_bytes());
+        let mut covered = expected[..CRC_AT].to_vec();
+        covered.extend_from_slice(&expected[HEADER_LEN..]);
+        let crc = expquant::format::crc32(&covered);
+        expected[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    }
     let mut written = 0usize;
     let mut again = vec![0u8; bytes.len()];
     // SAFETY: `again` holds the length passed; `written` is writable.
     let status = unsafe { expq_tensor_serialize(t, again.as_mut_ptr(), again.len(), &mut written) };
     assert!(
-        ok(status) && written == bytes.len() && again == bytes,
+        ok(status) && written == bytes.len() && again == expected,
         "round trip changed the bytes"
     );
     // SAFETY: `t` came from `expq_tensor_deserialize` and is freed once.
