@@ -198,6 +198,12 @@ impl<'a> QuantizedView<'a> {
         self.parts.lengths().row_bytes
     }
 
+    /// The packed codes of row `row` (below [`rows`](Self::rows)).
+    fn row_codes(&self, row: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.packed_codes()[row * rb..(row + 1) * rb]
+    }
+
     /// Stored bits per weight: packed codes (with row padding) plus the stored parameters
     /// (32 bits for `a`, and for `q` where the family has two or more magnitudes to space; with
     /// compact parameters 16 bits for each `a` and 32 for each row's `q`), over `rows × cols`;
@@ -224,8 +230,7 @@ impl<'a> QuantizedView<'a> {
         let mut table = kernels::Table::new();
         let mut loaded = usize::MAX;
         for (row, out_row) in out.chunks_exact_mut(self.cols()).enumerate() {
-            let packed_row =
-                &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            let packed_row = self.row_codes(row);
             for (i, chunk) in out_row.chunks_mut(g).enumerate() {
                 let group = self.group_index(row, i);
                 if group != loaded {
@@ -384,7 +389,7 @@ impl<'a> QuantizedView<'a> {
         let mut t8 = kernels::I8Table::new();
         let mut loaded = usize::MAX;
         for (row, out) in rows.zip(y) {
-            let packed = &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            let packed = self.row_codes(row);
             let mut acc = 0.0f32;
             let mut start = 0;
             for i in 0..cols.div_ceil(g) {
@@ -423,15 +428,12 @@ impl<'a> QuantizedView<'a> {
         const R: usize = kernels::ROWS_PER_PASS;
         let encoding = self.parts.shape().encoding;
         let params = self.parts.param_bytes();
-        let rb = self.row_bytes();
-        let codes = self.packed_codes();
         let mut tables = [[0i8; 16]; R];
         let mut made = [None; R];
         for pass in stream_passes::<R>(y.len()) {
-            let (width, at) = (pass.width, |s: usize| pass.at(s));
             let mut scales: [&[u8]; R] = [&[]; R];
-            for s in 0..width {
-                let Some((q, bytes)) = encoding.compact_run(params, rows.start + at(s)) else {
+            for s in 0..pass.width {
+                let Some((q, bytes)) = encoding.compact_run(params, rows.start + pass.at(s)) else {
                     return;
                 };
                 if made[s] != Some(q.to_bits()) {
@@ -440,8 +442,8 @@ impl<'a> QuantizedView<'a> {
                 }
                 scales[s] = bytes;
             }
-            let row = |s: usize| &codes[(rows.start + at(s)) * rb..][..rb];
-            let batched = if width == R {
+            let row = |s: usize| self.row_codes(rows.start + pass.at(s));
+            let batched = if pass.width == R {
                 let t: [&[i8; 16]; R] = core::array::from_fn(|s| &tables[s]);
                 let rows = core::array::from_fn(row);
                 kernels::dot4_i8_scaled_rows(isa, rows, xq, g, t, scales)
@@ -451,12 +453,12 @@ impl<'a> QuantizedView<'a> {
             match batched {
                 Some(out) => {
                     for (s, v) in out.into_iter().enumerate() {
-                        y[at(s)] = v;
+                        y[pass.at(s)] = v;
                     }
                 }
                 None => {
-                    for s in 0..width {
-                        y[at(s)] =
+                    for s in 0..pass.width {
+                        y[pass.at(s)] =
                             kernels::dot4_i8_scaled(isa, row(s), xq, g, &tables[s], scales[s]);
                     }
                 }
@@ -467,8 +469,8 @@ impl<'a> QuantizedView<'a> {
     /// `f32` parameters per group of `g` codes (a multiple of 32): each group's int8 table
     /// derived in registers from its `q`, its sums scaled by `a / 127`;
     /// [`kernels::ROWS_PER_PASS`] rows per pass over `x` ([`stream_passes`]) where a batched
-    /// kernel runs, each row's result the same whatever rows run with it. `false` where no such kernel runs
-    /// (then `y` is left to the general loop).
+    /// kernel runs, each row's result the same whatever rows run with it. `false` where no
+    /// such kernel runs (then `y` is left to the general loop).
     #[cfg(feature = "alloc")]
     fn gemv_int8_groups(
         &self,
@@ -483,29 +485,26 @@ impl<'a> QuantizedView<'a> {
         let per_row = self.granularity().groups_per_row(self.cols());
         let encoding = self.parts.shape().encoding;
         let param_bytes = self.parts.param_bytes();
-        let rb = self.row_bytes();
-        let codes = self.packed_codes();
         for pass in stream_passes::<R>(y.len()) {
-            let (width, at) = (pass.width, |s: usize| pass.at(s));
-            let row = |s: usize| &codes[(rows.start + at(s)) * rb..][..rb];
+            let row = |s: usize| self.row_codes(rows.start + pass.at(s));
             let params = |s: usize, i: usize, out: &mut [[f32; 2]]| {
-                encoding.read_run(param_bytes, (rows.start + at(s)) * per_row + i, out);
+                encoding.read_run(param_bytes, (rows.start + pass.at(s)) * per_row + i, out);
             };
-            if width == R {
+            if pass.width == R {
                 let packed: [&[u8]; R] = core::array::from_fn(row);
                 let Some(out) = kernels::dot4_i8_groups_rows(isa, packed, xq, g, gen, params)
                 else {
                     return false;
                 };
                 for (s, v) in out.into_iter().enumerate() {
-                    y[at(s)] = v;
+                    y[pass.at(s)] = v;
                 }
             } else {
                 let Some([v]) = kernels::dot4_i8_groups_rows(isa, [row(0)], xq, g, gen, params)
                 else {
                     return false;
                 };
-                y[at(0)] = v;
+                y[pass.at(0)] = v;
             }
         }
         true
@@ -514,8 +513,8 @@ impl<'a> QuantizedView<'a> {
     /// 4-bit rows of one group each, [`kernels::ROWS_PER_PASS`] rows per pass over `x`;
     /// `false` where no batched kernel runs (then `y` is left to the general loop). Each
     /// row's result is the general loop's up to `f32` summation order, and does not depend
-    /// on where `rows` starts or which rows share its pass. The passes are
-    /// [`stream_passes`]'.
+    /// on where `rows` starts or which rows share its pass. The passes are those of
+    /// [`stream_passes`].
     #[cfg(feature = "alloc")]
     fn gemv_int8_batched(
         &self,
@@ -525,8 +524,6 @@ impl<'a> QuantizedView<'a> {
         y: &mut [f32],
     ) -> bool {
         const R: usize = kernels::ROWS_PER_PASS;
-        let rb = self.row_bytes();
-        let codes = self.packed_codes();
         let gen = gen16(self.family());
         let mut table = kernels::Table::new();
         let mut t8 = kernels::I8Table::new();
@@ -537,9 +534,8 @@ impl<'a> QuantizedView<'a> {
         let mut scale = [0.0f32; R];
         let mut made = [None; R];
         for pass in stream_passes::<R>(y.len()) {
-            let (width, at) = (pass.width, |s: usize| pass.at(s));
-            for s in 0..width {
-                let group = self.group_index(rows.start + at(s), 0);
+            for s in 0..pass.width {
+                let group = self.group_index(rows.start + pass.at(s), 0);
                 let p = self.parts.group_params(group);
                 match &gen {
                     Some(gen) => {
@@ -557,20 +553,20 @@ impl<'a> QuantizedView<'a> {
                     }
                 }
             }
-            let row = |s: usize| &codes[(rows.start + at(s)) * rb..][..rb];
-            if width == R {
+            let row = |s: usize| self.row_codes(rows.start + pass.at(s));
+            if pass.width == R {
                 let t: [&[i8; 16]; R] = core::array::from_fn(|s| &tables[s]);
                 let Some(out) = kernels::dot4_i8_rows(isa, core::array::from_fn(row), t, xq) else {
                     return false;
                 };
                 for (s, v) in out.into_iter().enumerate() {
-                    y[at(s)] = scale[s] * v;
+                    y[pass.at(s)] = scale[s] * v;
                 }
             } else {
                 let Some([v]) = kernels::dot4_i8_rows(isa, [row(0)], [&tables[0]], xq) else {
                     return false;
                 };
-                y[at(0)] = scale[0] * v;
+                y[pass.at(0)] = scale[0] * v;
             }
         }
         true
@@ -671,7 +667,7 @@ impl<'a> QuantizedView<'a> {
             bits: self.bits(),
             cols: self.cols(),
             group_len: self.granularity().group_len(self.cols()),
-            row: |r: usize| &self.packed_codes()[r * self.row_bytes()..(r + 1) * self.row_bytes()],
+            row: |r: usize| self.row_codes(r),
             group: |r: usize, i: usize| self.group_index(r, i),
             load: |group: usize, table: &mut kernels::Table| {
                 table.len = self
@@ -737,7 +733,7 @@ impl<'a> QuantizedView<'a> {
         };
         let per_row = self.granularity().groups_per_row(cols);
         for (row, out) in rows.zip(y.iter_mut()) {
-            let packed = &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            let packed = self.row_codes(row);
             let params = |i: usize| {
                 let p = self.parts.group_params(row * per_row + i);
                 [p.a, p.q]
@@ -782,7 +778,7 @@ impl<'a> QuantizedView<'a> {
                 unit.len = self.family().levels_into(Params { a: 1.0, q }, &mut unit.v);
                 unit_q = q;
             }
-            let packed = &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+            let packed = self.row_codes(row);
             #[cfg(feature = "alloc")]
             if let Some(plan) = plan {
                 *out = plan.dot_scaled(packed, g, &unit, scales);
@@ -828,7 +824,7 @@ impl<'a> QuantizedView<'a> {
             let row_of = |k: usize| first + k.min(live - 1);
             let packed: [&[u8]; R] = core::array::from_fn(|k| {
                 let row = row_of(k);
-                &self.packed_codes()[row * self.row_bytes()..(row + 1) * self.row_bytes()]
+                self.row_codes(row)
             });
             let mut acc = [0.0f32; R];
             let mut start = 0;
