@@ -25,6 +25,14 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
             .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
 }
 
+/// Writes the checksum that the header's covered bytes (at least `HEADER_LEN` of them) call for.
+fn fix_checksum(bytes: &mut [u8]) {
+    let mut covered = bytes[..CRC_AT].to_vec();
+    covered.extend_from_slice(&bytes[HEADER_LEN..]);
+    let crc = expquant::format::crc32(&covered);
+    bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
 fn ok(status: expq_status) -> bool {
     assert_ne!(
         status,
@@ -40,10 +48,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut bytes = tensor.to_vec();
     if flags & 1 == 1 && bytes.len() >= HEADER_LEN {
-        let mut covered = bytes[..CRC_AT].to_vec();
-        covered.extend_from_slice(&bytes[HEADER_LEN..]);
-        let crc = expquant::format::crc32(&covered);
-        bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        fix_checksum(&mut bytes);
     }
 
     // The raw decode path: the tensor bytes as packed codes, `x` as the levels.
@@ -145,10 +150,7 @@ fuzz_target!(|data: &[u8]| {
     let mut expected = bytes.clone();
     if expected[4..6] == 2u16.to_le_bytes() && expected[12] == 0 {
         expected[4..6].copy_from_slice(&1u16.to_le_bytes());
-        let mut covered = expected[..CRC_AT].to_vec();
-        covered.extend_from_slice(&expected[HEADER_LEN..]);
-        let crc = expquant::format::crc32(&covered);
-        expected[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        fix_checksum(&mut expected);
     }
     let mut written = 0usize;
     let mut again = vec![0u8; bytes.len()];
