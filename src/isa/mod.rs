@@ -5,7 +5,8 @@
 //! [`Isa`] names a path and is also the proof that the CPU runs it: its fields are private,
 //! and only detection ([`Isa::detect`], [`Isa::available`]) builds one with a SIMD path in it,
 //! while [`Isa::portable`] and [`Isa::scalar`] need nothing from the CPU. A SIMD path carries a
-//! per-instruction-set proof ([`Avx2`], [`Avx512`], [`Neon`], [`Avx512Vbmi`]), a zero-sized
+//! per-instruction-set proof ([`Avx2`], [`Avx512`], [`Neon`], [`Avx512Vbmi`],
+//! [`Avx512Vnni`]), a zero-sized
 //! value with a private field that only detection in this module creates. The
 //! `#[target_feature]` functions of the per-ISA files are private to their file; the only way
 //! in is a safe method on the proof type, which takes the proof by value and holds the one
@@ -15,6 +16,9 @@
 //! - [`portable`]: the scalar references (one code at a time) and the word-at-a-time (SWAR)
 //!   paths, for every target and `no_std`.
 //! - `x86_avx2`, `x86_avx512`: x86-64 AVX2 + FMA and AVX-512 (F, BW, VL; VBMI where present).
+//!   The int8 GEMV kernels live in `x86_avx2` once, generic over how a block's byte products
+//!   are summed: AVX2's `vpmaddubsw` + `vpmaddwd`, or AVX-512 VNNI's `vpdpbusd` on 256-bit
+//!   vectors where the CPU has it (same integer sums, so the same bits).
 //! - `aarch64_neon`: AArch64 Advanced SIMD.
 //!
 //! Each per-ISA file holds every kernel of its instruction set: decode, dot product, encode,
@@ -44,12 +48,21 @@ pub(crate) struct Avx2 {
 pub(crate) struct Avx512 {
     /// Whether the CPU also has AVX-512 VBMI (byte permutes).
     vbmi: bool,
+    /// Whether the CPU also has AVX-512 VNNI (`vpdpbusd`, byte dot products into `i32`).
+    vnni: bool,
 }
 
 /// Proof that the CPU runs AVX-512 F, BW, VL and VBMI, AVX2 and FMA. Only detection creates
 /// one (through [`Avx512::vbmi`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Avx512Vbmi {
+    _detected: (),
+}
+
+/// Proof that the CPU runs AVX-512 VNNI on 256-bit vectors (AVX-512 VNNI and VL), AVX2 and
+/// FMA. Only detection creates one (through [`Avx512::vnni`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Avx512Vnni {
     _detected: (),
 }
 
@@ -73,6 +86,13 @@ impl Avx512 {
     #[inline]
     pub(crate) fn vbmi(self) -> Option<Avx512Vbmi> {
         self.vbmi.then_some(Avx512Vbmi { _detected: () })
+    }
+
+    /// The VNNI proof, if detection found AVX-512 VNNI as well.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn vnni(self) -> Option<Avx512Vnni> {
+        self.vnni.then_some(Avx512Vnni { _detected: () })
     }
 }
 
@@ -149,13 +169,16 @@ impl fmt::Display for IsaKind {
     }
 }
 
-/// Detection's answer, cached: 0 until detection ran, then one of the `STATE_*` codes.
+/// Detection's answer, cached: 0 until detection ran, then one of the `STATE_*` codes (for
+/// AVX-512, with the `FLAG_*` bits of the extensions found beside it).
 static DETECTED: AtomicU8 = AtomicU8::new(0);
 const STATE_SWAR: u8 = 1;
 const STATE_AVX2: u8 = 2;
 const STATE_AVX512: u8 = 3;
-const STATE_AVX512_VBMI: u8 = 4;
 const STATE_NEON: u8 = 5;
+const STATE_MASK: u8 = 0x0f;
+const FLAG_VBMI: u8 = 0x10;
+const FLAG_VNNI: u8 = 0x20;
 
 impl Isa {
     /// The fastest path this CPU runs. With `std` detected at run time on first use and
@@ -220,6 +243,13 @@ impl Isa {
         matches!(self.0, Path::Avx512(t) if t.vbmi)
     }
 
+    /// Whether this is the AVX-512 path on a CPU that also has AVX-512 VNNI (`vpdpbusd`),
+    /// which the int8-activation GEMV kernels use to sum byte products. The results are the
+    /// same bits as on the AVX2 path: both sum the same products exactly in integers.
+    pub fn has_vnni(self) -> bool {
+        matches!(self.0, Path::Avx512(t) if t.vnni)
+    }
+
     /// This path, or the AVX2 path in place of AVX-512 (which implies it): for the kernels
     /// that exist for AVX2 only and want their data in its layout.
     #[inline]
@@ -248,6 +278,17 @@ impl Isa {
             _ => None,
         }
     }
+
+    /// The AVX-512 VNNI proof, on the AVX-512 path of a CPU that has VNNI; `None` on the
+    /// other paths (the AVX2 path of such a CPU included, so that tests can compare the two).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub(crate) fn avx512_vnni(self) -> Option<Avx512Vnni> {
+        match self.0 {
+            Path::Avx512(t) => t.vnni(),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Isa {
@@ -256,12 +297,15 @@ impl fmt::Debug for Isa {
     }
 }
 
-/// The [`IsaKind`] name, with `+vbmi` on an AVX-512 path that has VBMI.
+/// The [`IsaKind`] name, with `+vbmi` and `+vnni` on an AVX-512 path that has VBMI or VNNI.
 impl fmt::Display for Isa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.kind().name())?;
         if self.has_vbmi() {
             f.write_str("+vbmi")?;
+        }
+        if self.has_vnni() {
+            f.write_str("+vnni")?;
         }
         Ok(())
     }
@@ -271,10 +315,12 @@ impl fmt::Display for Isa {
 /// only, from what the CPU reported.
 #[inline]
 fn from_state(state: u8) -> Path {
-    match state {
+    match state & STATE_MASK {
         STATE_AVX2 => Path::Avx2(Avx2 { _detected: () }),
-        STATE_AVX512 => Path::Avx512(Avx512 { vbmi: false }),
-        STATE_AVX512_VBMI => Path::Avx512(Avx512 { vbmi: true }),
+        STATE_AVX512 => Path::Avx512(Avx512 {
+            vbmi: state & FLAG_VBMI != 0,
+            vnni: state & FLAG_VNNI != 0,
+        }),
         STATE_NEON => Path::Neon(Neon { _detected: () }),
         _ => Path::Swar,
     }
@@ -287,11 +333,9 @@ fn probe() -> u8 {
         use std::arch::is_x86_feature_detected as has;
         let avx2 = has!("avx2") && has!("fma");
         if avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
-            return if has!("avx512vbmi") {
-                STATE_AVX512_VBMI
-            } else {
-                STATE_AVX512
-            };
+            let vbmi = if has!("avx512vbmi") { FLAG_VBMI } else { 0 };
+            let vnni = if has!("avx512vnni") { FLAG_VNNI } else { 0 };
+            return STATE_AVX512 | vbmi | vnni;
         }
         if avx2 {
             return STATE_AVX2;
@@ -307,11 +351,17 @@ fn probe() -> u8 {
             target_feature = "avx512bw",
             target_feature = "avx512vl"
         )) {
-            return if cfg!(target_feature = "avx512vbmi") {
-                STATE_AVX512_VBMI
+            let vbmi = if cfg!(target_feature = "avx512vbmi") {
+                FLAG_VBMI
             } else {
-                STATE_AVX512
+                0
             };
+            let vnni = if cfg!(target_feature = "avx512vnni") {
+                FLAG_VNNI
+            } else {
+                0
+            };
+            return STATE_AVX512 | vbmi | vnni;
         }
         if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
             return STATE_AVX2;

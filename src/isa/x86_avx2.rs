@@ -8,7 +8,7 @@
 use core::arch::x86_64::*;
 
 use super::portable::{CoarseRows, Gen16, LaneTables, LANES, PAIRS_PER_SUM};
-use super::Avx2;
+use super::{Avx2, Avx512Vnni};
 
 impl Avx2 {
     /// `out[i] = table[codes[i]]` for codes below `levels`, over the shorter slice.
@@ -87,7 +87,7 @@ impl Avx2 {
         ps: &[f32],
     ) -> [f32; R] {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_rows(rows, tables, xp, ps) }
+        unsafe { dot4_i8_rows::<R, Maddubs>(rows, tables, xp, ps) }
     }
 
     /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
@@ -104,7 +104,7 @@ impl Avx2 {
         scales: [&[u8]; R],
     ) -> [f32; R] {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_compact(rows, tables, xp, ps, g, scales) }
+        unsafe { dot4_i8_compact::<R, Maddubs>(rows, tables, xp, ps, g, scales) }
     }
 
     /// A 4-bit row cut into groups of `g` codes (a multiple of 16), each group's table
@@ -168,7 +168,7 @@ impl Avx2 {
         params: impl Fn(usize, usize, &mut [[f32; 2]]),
     ) -> [f32; R] {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_groups(rows, xp, ps, g, groups, gen, params) }
+        unsafe { dot4_i8_groups::<R, Maddubs>(rows, xp, ps, g, groups, gen, params) }
     }
 
     /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
@@ -420,8 +420,93 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn block_i8(w: __m256i, x: __m256i) -> __m256i {
-    let p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(w, x));
-    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+    maddubs_add(
+        _mm256_setzero_si256(),
+        _mm256_abs_epi8(x),
+        _mm256_sign_epi8(w, x),
+    )
+}
+
+/// How a batched int8 kernel sums byte products: `acc` plus, in each `i32` lane, the four
+/// products of that lane's bytes of `u` (unsigned) and `s` (signed). The kernels pass
+/// `u = |x|` and `s = w · sign x`, both at most 127 in magnitude, where every implementation
+/// sums exactly: the kernels give the same bits whichever one they are built with.
+///
+/// The kernels generic over it carry the AVX2 and FMA features only, so an implementation
+/// that needs more instructions states them in inline assembly rather than in a
+/// `target_feature` (which would keep it from inlining into them).
+trait ByteDot {
+    /// `acc` plus the lanes' byte products of `u` and `s`.
+    ///
+    /// # Safety
+    /// The CPU supports the implementation's instructions.
+    unsafe fn dot_add(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+}
+
+/// AVX2: `vpmaddubsw` sums neighbouring products into `i16`, `vpmaddwd` by one sums those
+/// pairs into `i32`. Exact for the kernels' operands: a pair is at most `2·127² < 2^15`.
+struct Maddubs;
+
+impl ByteDot for Maddubs {
+    #[inline(always)]
+    unsafe fn dot_add(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: the caller guarantees AVX2 and FMA.
+        unsafe { maddubs_add(acc, u, s) }
+    }
+}
+
+/// [`Maddubs`]'s sum.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn maddubs_add(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(u, s);
+    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+/// AVX-512 VNNI on 256-bit vectors: one `vpdpbusd` sums a lane's four products into `i32`
+/// with no narrower step, so it is exact for any bytes.
+struct Vpdpbusd;
+
+impl ByteDot for Vpdpbusd {
+    #[inline(always)]
+    unsafe fn dot_add(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: the caller guarantees AVX2, AVX-512 VNNI and VL.
+        unsafe { vpdpbusd_add(acc, u, s) }
+    }
+}
+
+/// [`Vpdpbusd`]'s sum: the EVEX form (AVX-512 VNNI with VL), which both the Intel and the AMD
+/// CPUs with AVX-512 VNNI run; `{evex}` keeps the assembler from choosing the VEX form of
+/// AVX-VNNI, a different extension. Operands as `_mm256_dpbusd_epi32(acc, u, s)`: the second
+/// register holds the unsigned bytes, the third the signed ones.
+///
+/// # Safety
+/// The CPU supports AVX-512 VNNI and VL.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn vpdpbusd_add(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    // SAFETY: the caller guarantees the instruction; it reads and writes registers only.
+    unsafe {
+        core::arch::asm!(
+            "{{evex}} vpdpbusd {acc}, {u}, {s}",
+            acc = inout(ymm_reg) acc,
+            u = in(ymm_reg) u,
+            s = in(ymm_reg) s,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// `acc` plus one block's 32 int8 products in `i32` lanes, as [`block_i8`] sums them, by `D`.
+///
+/// # Safety
+/// The CPU supports AVX2, FMA and `D`'s instructions.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_add<D: ByteDot>(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+    // SAFETY: the caller guarantees `D`'s instructions.
+    unsafe { D::dot_add(acc, _mm256_abs_epi8(x), _mm256_sign_epi8(w, x)) }
 }
 
 /// Int8 dot product of whole blocks: each block's exact `i32` sum (per lane) is scaled by its
@@ -521,24 +606,31 @@ unsafe fn dot4_i8_blocks(
 /// low nibbles (even positions) meet `xe` and the high nibbles (odd positions) `xo`, `x` in
 /// [`pair_order`](super::portable::pair_order), so lane 0 sums block `b` and lane 1 block
 /// `b + 1` with no permute.
+///
+/// # Safety
+/// The CPU supports AVX2, FMA and `D`'s instructions.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn pair_sums(v: __m256i, table: __m256i, xe: __m256i, xo: __m256i) -> __m256i {
+unsafe fn pair_sums<D: ByteDot>(v: __m256i, table: __m256i, xe: __m256i, xo: __m256i) -> __m256i {
     let mask = _mm256_set1_epi8(0x0f);
     let lo = _mm256_and_si256(v, mask);
     let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-    _mm256_add_epi32(
-        block_i8(_mm256_shuffle_epi8(table, lo), xe),
-        block_i8(_mm256_shuffle_epi8(table, hi), xo),
-    )
+    // SAFETY: the caller guarantees `D`'s instructions.
+    unsafe {
+        let even = block_add::<D>(_mm256_setzero_si256(), _mm256_shuffle_epi8(table, lo), xe);
+        block_add::<D>(even, _mm256_shuffle_epi8(table, hi), xo)
+    }
 }
 
 /// The `i32` sum, as `f32`, of a lone last block (the first 16 bytes of `bytes`) with its
 /// 32 values `xv` in [`pair_order`](super::portable::pair_order): its low nibbles in lane 0
 /// and high nibbles in lane 1 meet its even and odd values, which lie in that order.
+///
+/// # Safety
+/// The CPU supports AVX2, FMA and `D`'s instructions.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn lone_block_sum(bytes: &[u8], table: __m256i, xv: __m256i) -> f32 {
+unsafe fn lone_block_sum<D: ByteDot>(bytes: &[u8], table: __m256i, xv: __m256i) -> f32 {
     let bytes = &bytes[..16];
     // SAFETY: `bytes` holds 16 bytes.
     let v = unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) };
@@ -547,10 +639,60 @@ fn lone_block_sum(bytes: &[u8], table: __m256i, xv: __m256i) -> f32 {
         _mm_and_si128(_mm_srli_epi16::<4>(v), mask),
         _mm_and_si128(v, mask),
     );
-    hsum(_mm256_cvtepi32_ps(block_i8(
-        _mm256_shuffle_epi8(table, codes),
-        xv,
-    )))
+    let w = _mm256_shuffle_epi8(table, codes);
+    // SAFETY: the caller guarantees `D`'s instructions.
+    hsum(_mm256_cvtepi32_ps(unsafe {
+        block_add::<D>(_mm256_setzero_si256(), w, xv)
+    }))
+}
+
+impl Avx512Vnni {
+    /// [`Avx2::dot4_i8_rows`] with each block's byte products summed by one `vpdpbusd`
+    /// per half: the same bits.
+    #[inline]
+    pub(crate) fn dot4_i8_rows<const R: usize>(
+        self,
+        rows: [&[u8]; R],
+        tables: [&[i8; 16]; R],
+        xp: &[i8],
+        ps: &[f32],
+    ) -> [f32; R] {
+        // SAFETY: an `Avx512Vnni` proof exists only when detection found AVX-512 VNNI and VL,
+        // AVX2 and FMA.
+        unsafe { dot4_i8_rows::<R, Vpdpbusd>(rows, tables, xp, ps) }
+    }
+
+    /// [`Avx2::dot4_i8_compact`] with the byte products summed by `vpdpbusd`: the same bits.
+    #[inline]
+    pub(crate) fn dot4_i8_compact<const R: usize>(
+        self,
+        rows: [&[u8]; R],
+        tables: [&[i8; 16]; R],
+        xp: &[i8],
+        ps: &[f32],
+        g: usize,
+        scales: [&[u8]; R],
+    ) -> [f32; R] {
+        // SAFETY: as in `dot4_i8_rows`.
+        unsafe { dot4_i8_compact::<R, Vpdpbusd>(rows, tables, xp, ps, g, scales) }
+    }
+
+    /// [`Avx2::dot4_i8_groups`] with the byte products summed by `vpdpbusd`: the same bits.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dot4_i8_groups<const R: usize>(
+        self,
+        rows: [&[u8]; R],
+        xp: &[i8],
+        ps: &[f32],
+        g: usize,
+        groups: usize,
+        gen: &Gen16,
+        params: impl Fn(usize, usize, &mut [[f32; 2]]),
+    ) -> [f32; R] {
+        // SAFETY: as in `dot4_i8_rows`.
+        unsafe { dot4_i8_groups::<R, Vpdpbusd>(rows, xp, ps, g, groups, gen, params) }
+    }
 }
 
 /// How far ahead in bytes [`dot4_i8_pairs`] prefetches each row's codes: several steps of
@@ -570,7 +712,7 @@ const PREFETCH: usize = 1024;
 /// least `32 * blocks` values.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_pairs<const R: usize>(
+unsafe fn dot4_i8_pairs<const R: usize, D: ByteDot>(
     rows: [&[u8]; R],
     tables: [&[i8; 16]; R],
     xp: &[i8],
@@ -596,7 +738,7 @@ unsafe fn dot4_i8_pairs<const R: usize>(
             let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
             for r in 0..R {
                 let c = rows[r].as_ptr().cast::<i8>();
-                let s = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], xe, xo));
+                let s = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), tv[r], xe, xo));
                 acc[r] = _mm256_fmadd_ps(s, pair_scale(r, b), acc[r]);
             }
         };
@@ -622,7 +764,7 @@ unsafe fn dot4_i8_pairs<const R: usize>(
         if b < blocks {
             let xv = load(x, 32 * b);
             for r in 0..R {
-                out[r] += lone_block_sum(&rows[r][16 * b..], tv[r], xv) * block_scale(r, b);
+                out[r] += lone_block_sum::<D>(&rows[r][16 * b..], tv[r], xv) * block_scale(r, b);
             }
         }
         out
@@ -635,7 +777,7 @@ unsafe fn dot4_i8_pairs<const R: usize>(
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_rows<const R: usize>(
+unsafe fn dot4_i8_rows<const R: usize, D: ByteDot>(
     rows: [&[u8]; R],
     tables: [&[i8; 16]; R],
     xp: &[i8],
@@ -648,7 +790,7 @@ unsafe fn dot4_i8_rows<const R: usize>(
     // SAFETY: a pair `b + 1 < blocks` reads `ps[4b .. 4b + 8]`, inside `ps`.
     let pair = |_, b: usize| unsafe { _mm256_loadu_ps(ps.as_ptr().add(4 * b)) };
     // SAFETY: `blocks` is clamped to the whole blocks every row and `xp` hold.
-    unsafe { dot4_i8_pairs(rows, tables, xp, blocks, pair, |_, b| ps[4 * b]) }
+    unsafe { dot4_i8_pairs::<R, D>(rows, tables, xp, blocks, pair, |_, b| ps[4 * b]) }
 }
 
 /// Groups of one row that the grouped int8 kernels hold parameters for at a time.
@@ -722,7 +864,7 @@ fn window_scales(w: &GroupWindow, o: usize, d: usize) -> __m256 {
 /// `32 * blocks` values and `ps` at least `4 * blocks` floats; `pg >= 1`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
+unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool, D: ByteDot>(
     rows: [&[u8]; R],
     tables: [&[i8; 16]; R],
     xp: &[i8],
@@ -782,8 +924,8 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
                 for r in 0..R {
                     let c = rows[r].as_ptr().cast::<i8>();
                     let w = &win[r];
-                    let s0 = pair_sums(load(c, 16 * b), table(w, r, o, 1), xe, xo);
-                    let s1 = pair_sums(load(c, 16 * b + 32), table(w, r, o + 2, 1), x1e, x1o);
+                    let s0 = pair_sums::<D>(load(c, 16 * b), table(w, r, o, 1), xe, xo);
+                    let s1 = pair_sums::<D>(load(c, 16 * b + 32), table(w, r, o + 2, 1), x1e, x1o);
                     let sc0 = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
                     let sc0 = _mm256_mul_ps(sc0, window_scales(w, o, 1));
                     let sc1 = _mm256_loadu_ps(ps.as_ptr().add(4 * b + 8));
@@ -797,8 +939,8 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
                 for r in 0..R {
                     let c = rows[r].as_ptr().cast::<i8>();
                     let t = table(&win[r], r, o, 0);
-                    let s0 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), t, xe, xo));
-                    let s1 = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b + 32), t, x1e, x1o));
+                    let s0 = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), t, xe, xo));
+                    let s1 = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b + 32), t, x1e, x1o));
                     let p = _mm256_mul_ps(s0, _mm256_loadu_ps(ps.as_ptr().add(4 * b)));
                     let p = _mm256_fmadd_ps(s1, _mm256_loadu_ps(ps.as_ptr().add(4 * b + 8)), p);
                     acc[r] = _mm256_fmadd_ps(p, _mm256_set1_ps(win[r].scale[o][0]), acc[r]);
@@ -810,7 +952,7 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
                     let w = &win[r];
                     let sc = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
                     let sc = _mm256_mul_ps(sc, window_scales(w, o, d));
-                    let s = pair_sums(load(c, 16 * b), table(w, r, o, d), xe, xo);
+                    let s = pair_sums::<D>(load(c, 16 * b), table(w, r, o, d), xe, xo);
                     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[r]);
                 }
             }
@@ -833,7 +975,7 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
             let o = gb - base;
             let xv = load(x, 32 * b);
             for r in 0..R {
-                let sum = lone_block_sum(&rows[r][16 * b..], table(&win[r], r, o, 0), xv);
+                let sum = lone_block_sum::<D>(&rows[r][16 * b..], table(&win[r], r, o, 0), xv);
                 out[r] += sum * (ps[4 * b] * win[r].scale[o][0]);
             }
         }
@@ -855,7 +997,7 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool>(
 /// `32 * blocks` values and `ps` at least `4 * blocks` floats; `pg` is even and at least 2.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_pairs_nested<const R: usize>(
+unsafe fn dot4_i8_pairs_nested<const R: usize, D: ByteDot>(
     rows: [&[u8]; R],
     xp: &[i8],
     ps: &[f32],
@@ -888,7 +1030,7 @@ unsafe fn dot4_i8_pairs_nested<const R: usize>(
                 let scale = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
                 for r in 0..R {
                     let c = rows[r].as_ptr().cast::<i8>();
-                    let s = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], xe, xo));
+                    let s = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), tv[r], xe, xo));
                     acc[r] = _mm256_fmadd_ps(s, scale, acc[r]);
                 }
                 b += 2;
@@ -899,7 +1041,7 @@ unsafe fn dot4_i8_pairs_nested<const R: usize>(
             if b < end {
                 let xv = load(x, 32 * b);
                 for r in 0..R {
-                    let sum = lone_block_sum(&rows[r][16 * b..], tv[r], xv);
+                    let sum = lone_block_sum::<D>(&rows[r][16 * b..], tv[r], xv);
                     lone[r] = sum * (ps[4 * b] * sc[r]);
                 }
             }
@@ -923,7 +1065,7 @@ unsafe fn dot4_i8_pairs_nested<const R: usize>(
 /// `32 * blocks` values and `ps` at least `4 * blocks` floats.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_pairs_single<const R: usize>(
+unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
     rows: [&[u8]; R],
     tables: [&[i8; 16]; R],
     xp: &[i8],
@@ -966,7 +1108,7 @@ unsafe fn dot4_i8_pairs_single<const R: usize>(
                 for r in 0..R {
                     let c = rows[r].as_ptr().cast::<i8>();
                     let g = _mm256_permutevar8x32_ps(_mm256_loadu_ps(scales[r].as_ptr()), pick);
-                    let s = _mm256_cvtepi32_ps(pair_sums(load(c, 16 * b), tv[r], xe, xo));
+                    let s = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), tv[r], xe, xo));
                     acc[r] = _mm256_fmadd_ps(s, _mm256_mul_ps(scale, g), acc[r]);
                 }
                 b += 2;
@@ -979,7 +1121,7 @@ unsafe fn dot4_i8_pairs_single<const R: usize>(
             let xv = load(x, 32 * b);
             for r in 0..R {
                 let g = eight(r, b)[0];
-                let sum = lone_block_sum(&rows[r][16 * b..], tv[r], xv);
+                let sum = lone_block_sum::<D>(&rows[r][16 * b..], tv[r], xv);
                 out[r] += sum * (ps[4 * b] * g);
             }
         }
@@ -996,7 +1138,7 @@ unsafe fn dot4_i8_pairs_single<const R: usize>(
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_compact<const R: usize>(
+unsafe fn dot4_i8_compact<const R: usize, D: ByteDot>(
     rows: [&[u8]; R],
     tables: [&[i8; 16]; R],
     xp: &[i8],
@@ -1035,15 +1177,15 @@ unsafe fn dot4_i8_compact<const R: usize>(
         };
         // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold;
         // `pg` is even and at least 2.
-        return unsafe { dot4_i8_pairs_nested(rows, xp, ps, blocks, pg, group) };
+        return unsafe { dot4_i8_pairs_nested::<R, D>(rows, xp, ps, blocks, pg, group) };
     }
     if pg == 1 {
         let eight = |r: usize, first: usize| group_scales8(scales[r], first);
         // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
-        return unsafe { dot4_i8_pairs_single(rows, tables, xp, ps, blocks, eight) };
+        return unsafe { dot4_i8_pairs_single::<R, D>(rows, tables, xp, ps, blocks, eight) };
     }
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
-    unsafe { dot4_i8_pairs_grouped::<R, false>(rows, tables, xp, ps, blocks, pg, fill) }
+    unsafe { dot4_i8_pairs_grouped::<R, false, D>(rows, tables, xp, ps, blocks, pg, fill) }
 }
 
 /// [`dot4_i8_rows`] for rows in groups of `g` codes (a multiple of 32), each group with its
@@ -1056,7 +1198,7 @@ unsafe fn dot4_i8_compact<const R: usize>(
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_groups<const R: usize>(
+unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
     rows: [&[u8]; R],
     xp: &[i8],
     ps: &[f32],
@@ -1110,7 +1252,7 @@ unsafe fn dot4_i8_groups<const R: usize>(
     };
     let none = [&[0i8; 16]; R];
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
-    unsafe { dot4_i8_pairs_grouped::<R, true>(rows, none, xp, ps, blocks, pg, fill) }
+    unsafe { dot4_i8_pairs_grouped::<R, true, D>(rows, none, xp, ps, blocks, pg, fill) }
 }
 
 /// Eight groups' scales `v` (lane = group) four times each into `out` (8 groups), so that a
@@ -2124,4 +2266,215 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
         *o += t;
     }
     out
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use crate::isa::Isa;
+    use crate::test_rng::xorshift32 as rng;
+    use alloc::vec::Vec;
+
+    /// [`ByteDot`] by widening to `i16` and `i32` before any sum, exact for any bytes: the
+    /// definition `vpdpbusd` implements, in AVX2 instructions, so that the kernels can be run
+    /// with it on any AVX2 CPU.
+    struct Widened;
+
+    impl ByteDot for Widened {
+        #[inline(always)]
+        unsafe fn dot_add(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+            // SAFETY: the caller guarantees AVX2 and FMA.
+            unsafe { widened_add(acc, u, s) }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn widened_add(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        let zero = _mm256_setzero_si256();
+        // `u` zero-extends against zero bytes; `s` sign-extends from the high byte of a copy.
+        let lo = _mm256_madd_epi16(
+            _mm256_unpacklo_epi8(u, zero),
+            _mm256_srai_epi16::<8>(_mm256_unpacklo_epi8(s, s)),
+        );
+        let hi = _mm256_madd_epi16(
+            _mm256_unpackhi_epi8(u, zero),
+            _mm256_srai_epi16::<8>(_mm256_unpackhi_epi8(s, s)),
+        );
+        // Per 128-bit lane `lo` sums bytes (0, 1) … (6, 7) and `hi` (8, 9) … (14, 15).
+        _mm256_add_epi32(acc, _mm256_hadd_epi32(lo, hi))
+    }
+
+    /// `D`'s sum of random bytes over their whole ranges, as `i32` lanes.
+    fn lanes<D: ByteDot>(acc: &[i32; 8], u: &[u8; 32], s: &[i8; 32]) -> [i32; 8] {
+        let mut out = [0i32; 8];
+        // SAFETY: the callers hold the proof of `D`'s instructions; the arrays hold 32 bytes.
+        unsafe {
+            let v = D::dot_add(
+                _mm256_loadu_si256(acc.as_ptr().cast()),
+                _mm256_loadu_si256(u.as_ptr().cast()),
+                _mm256_loadu_si256(s.as_ptr().cast()),
+            );
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), v);
+        }
+        out
+    }
+
+    /// `Widened` (and on a CPU with AVX-512 VNNI, `vpdpbusd`) adds each lane's four products
+    /// of unsigned and signed bytes, whatever the bytes; `Maddubs` does for the kernels'
+    /// operands (both below 128 in magnitude).
+    #[test]
+    fn byte_dots_add_the_four_products_of_each_lane() {
+        let Some(_avx2) = Isa::detect().avx2() else {
+            return;
+        };
+        let vnni = Isa::detect().avx512_vnni();
+        let mut next = rng(0x51ed_270b);
+        for round in 0..2000 {
+            let acc: [i32; 8] = core::array::from_fn(|_| next() as i32 >> 8);
+            let mut u: [u8; 32] = core::array::from_fn(|_| next() as u8);
+            let mut s: [i8; 32] = core::array::from_fn(|_| next() as i8);
+            if round % 4 == 0 {
+                // The extremes every lane at once.
+                u = [255; 32];
+                s = core::array::from_fn(|i| if i % 2 == 0 { -128 } else { 127 });
+            }
+            let expect: [i32; 8] = core::array::from_fn(|j| {
+                acc[j]
+                    + (4 * j..4 * j + 4)
+                        .map(|i| i32::from(u[i]) * i32::from(s[i]))
+                        .sum::<i32>()
+            });
+            assert_eq!(lanes::<Widened>(&acc, &u, &s), expect, "round {round}");
+            if vnni.is_some() {
+                assert_eq!(
+                    lanes::<Vpdpbusd>(&acc, &u, &s),
+                    expect,
+                    "vpdpbusd round {round}"
+                );
+            }
+            let u7 = u.map(|v| v & 0x7f);
+            let s7 = s.map(|v| v.max(-127));
+            let expect7: [i32; 8] = core::array::from_fn(|j| {
+                acc[j]
+                    + (4 * j..4 * j + 4)
+                        .map(|i| i32::from(u7[i]) * i32::from(s7[i]))
+                        .sum::<i32>()
+            });
+            assert_eq!(
+                lanes::<Maddubs>(&acc, &u7, &s7),
+                expect7,
+                "maddubs round {round}"
+            );
+        }
+    }
+
+    /// The batched int8 kernels (per row, compact groups of every shape, groups with their
+    /// own tables) give the same bits whichever [`ByteDot`] sums their products, `x` and the
+    /// tables at the ends of their range included: the `vpdpbusd` build is the AVX2 one.
+    #[test]
+    fn int8_kernels_give_the_same_bits_with_every_byte_dot() {
+        const R: usize = 4;
+        let Some(_avx2) = Isa::detect().avx2() else {
+            return;
+        };
+        let vnni = Isa::detect().avx512_vnni().is_some();
+        let mut next = rng(0x0bad_cafe);
+        for (cols, g) in [
+            (1024usize, 32usize),
+            (992, 64),
+            (1056, 128),
+            (960, 96),
+            (4096, 256),
+        ] {
+            let blocks = cols / 32;
+            let xp: Vec<i8> = (0..cols)
+                .map(|i| match i % 97 {
+                    0 => 127,
+                    1 => -127,
+                    _ => ((next() % 255) as i32 - 127) as i8,
+                })
+                .collect();
+            let ps: Vec<f32> = (0..blocks)
+                .flat_map(|_| [1e-3 * (1 + next() % 1000) as f32; 4])
+                .collect();
+            let rows: Vec<Vec<u8>> = (0..R)
+                .map(|_| (0..cols / 2).map(|_| next() as u8).collect())
+                .collect();
+            let tables: Vec<[i8; 16]> = (0..R)
+                .map(|r| {
+                    core::array::from_fn(|k| match (r, k) {
+                        (0, 0) => -127,
+                        (0, 15) => 127,
+                        _ => ((next() % 255) as i32 - 127) as i8,
+                    })
+                })
+                .collect();
+            let groups = cols.div_ceil(g);
+            let scales: Vec<Vec<u8>> = (0..R)
+                .map(|_| {
+                    (0..groups)
+                        .flat_map(|_| ((0x2000 + next() % 0x3000) as u16).to_le_bytes())
+                        .collect()
+                })
+                .collect();
+            let params: Vec<Vec<[f32; 2]>> = (0..R)
+                .map(|_| {
+                    let pair =
+                        |n: u32| [0.1 + (n % 100) as f32 * 0.01, 0.3 + (n % 60) as f32 * 0.01];
+                    (0..groups).map(|_| pair(next())).collect()
+                })
+                .collect();
+            let rows_r: [&[u8]; R] = core::array::from_fn(|r| &rows[r][..]);
+            let tables_r: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);
+            let scales_r: [&[u8]; R] = core::array::from_fn(|r| &scales[r][..]);
+            let p = |r: usize, i: usize, out: &mut [[f32; 2]]| {
+                out.copy_from_slice(&params[r][i..i + out.len()])
+            };
+            let gen = Gen16::Exp { zero: true };
+            let bits = |v: [f32; R]| v.map(f32::to_bits);
+            // SAFETY: detection found AVX2 and FMA (and, where `vnni`, AVX-512 VNNI and VL);
+            // the kernels clamp their work to the slices.
+            let run = |which: u8| unsafe {
+                match which {
+                    0 => [
+                        bits(dot4_i8_rows::<R, Maddubs>(rows_r, tables_r, &xp, &ps)),
+                        bits(dot4_i8_compact::<R, Maddubs>(
+                            rows_r, tables_r, &xp, &ps, g, scales_r,
+                        )),
+                        bits(dot4_i8_groups::<R, Maddubs>(
+                            rows_r, &xp, &ps, g, groups, &gen, p,
+                        )),
+                    ],
+                    1 => [
+                        bits(dot4_i8_rows::<R, Widened>(rows_r, tables_r, &xp, &ps)),
+                        bits(dot4_i8_compact::<R, Widened>(
+                            rows_r, tables_r, &xp, &ps, g, scales_r,
+                        )),
+                        bits(dot4_i8_groups::<R, Widened>(
+                            rows_r, &xp, &ps, g, groups, &gen, p,
+                        )),
+                    ],
+                    _ => [
+                        bits(dot4_i8_rows::<R, Vpdpbusd>(rows_r, tables_r, &xp, &ps)),
+                        bits(dot4_i8_compact::<R, Vpdpbusd>(
+                            rows_r, tables_r, &xp, &ps, g, scales_r,
+                        )),
+                        bits(dot4_i8_groups::<R, Vpdpbusd>(
+                            rows_r, &xp, &ps, g, groups, &gen, p,
+                        )),
+                    ],
+                }
+            };
+            let maddubs = run(0);
+            assert!(
+                maddubs.iter().flatten().any(|&b| b != 0),
+                "cols {cols}: all zero"
+            );
+            assert_eq!(run(1), maddubs, "widened, cols {cols} g {g}");
+            if vnni {
+                assert_eq!(run(2), maddubs, "vpdpbusd, cols {cols} g {g}");
+            }
+        }
+    }
 }

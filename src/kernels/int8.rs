@@ -122,8 +122,10 @@ pub(crate) fn dot4_i8_rows<const R: usize>(
 ) -> Option<[f32; R]> {
     #[cfg(target_arch = "x86_64")]
     {
-        let t = isa.avx2()?;
-        let mut out = t.dot4_i8_rows(rows, tables, &x.xp, &x.ps);
+        let mut out = match isa.avx512_vnni() {
+            Some(t) => t.dot4_i8_rows(rows, tables, &x.xp, &x.ps),
+            None => isa.avx2()?.dot4_i8_rows(rows, tables, &x.xp, &x.ps),
+        };
         if x.xp.len() < x.xq.len() {
             for (o, (row, t16)) in out.iter_mut().zip(rows.iter().zip(tables)) {
                 *o += short_tail(row, x, t16);
@@ -311,8 +313,13 @@ pub(crate) fn dot4_i8_groups_rows<const R: usize>(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let t = isa.avx2()?;
-        let mut out = t.dot4_i8_groups(rows, &x.xp, &x.ps, g, groups, gen, &params);
+        let (xp, ps) = (&x.xp, &x.ps);
+        let mut out = match isa.avx512_vnni() {
+            Some(t) => t.dot4_i8_groups(rows, xp, ps, g, groups, gen, &params),
+            None => isa
+                .avx2()?
+                .dot4_i8_groups(rows, xp, ps, g, groups, gen, &params),
+        };
         if x.xp.len() < n {
             let group = x.xp.len() / g;
             for (r, o) in out.iter_mut().enumerate() {
@@ -366,8 +373,11 @@ pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
 ) -> Option<[f32; R]> {
     #[cfg(target_arch = "x86_64")]
     {
-        let t = isa.avx2()?;
-        let mut out = t.dot4_i8_compact(rows, tables, &x.xp, &x.ps, g, scales);
+        let (xp, ps) = (&x.xp, &x.ps);
+        let mut out = match isa.avx512_vnni() {
+            Some(t) => t.dot4_i8_compact(rows, tables, xp, ps, g, scales),
+            None => isa.avx2()?.dot4_i8_compact(rows, tables, xp, ps, g, scales),
+        };
         if x.xp.len() < x.xq.len() {
             for (r, o) in out.iter_mut().enumerate() {
                 *o += scaled_tail(rows[r], x, g, tables[r], scales[r]);
