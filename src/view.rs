@@ -930,7 +930,7 @@ fn gen16(family: Family) -> Option<Gen16> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "alloc"))]
 mod derived_table_tests {
     use super::gen16;
     use crate::discretize::Family;
@@ -1018,7 +1018,7 @@ mod derived_table_tests {
                     );
                 }
                 #[cfg(target_arch = "x86_64")]
-                if std::is_x86_feature_detected!("avx2") {
+                if crate::isa::Isa::detect().avx2().is_some() {
                     assert!(fast
                         .iter()
                         .any(|i| dot4_groups(*i, &row, &x, g, &gen, |i| params[i]).is_some()));
@@ -1028,7 +1028,7 @@ mod derived_table_tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "alloc"))]
 mod derived_int8_tests {
     use super::gen16;
     use crate::discretize::Family;
@@ -1089,7 +1089,7 @@ mod derived_int8_tests {
                     }
                 }
                 #[cfg(target_arch = "x86_64")]
-                if std::is_x86_feature_detected!("avx2") {
+                if crate::isa::Isa::detect().avx2().is_some() {
                     assert!(ran, "no SIMD path ran");
                 }
                 let _ = ran;

@@ -269,7 +269,7 @@ fn gemm_rows_narrow<'s, R, G, L, P>(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
 
