@@ -6,8 +6,8 @@
 //! and only detection ([`Isa::detect`], [`Isa::available`]) builds one with a SIMD path in it,
 //! while [`Isa::portable`] and [`Isa::scalar`] need nothing from the CPU. A SIMD path carries a
 //! per-instruction-set proof ([`Avx2`], [`Avx512`], [`Neon`], [`Avx512Vbmi`],
-//! [`Avx512Vnni`]), a zero-sized
-//! value with a private field that only detection in this module creates. The
+//! [`Avx512Vnni`], [`AvxVnni`]), a small value with private fields that only detection in
+//! this module creates. The
 //! `#[target_feature]` functions of the per-ISA files are private to their file; the only way
 //! in is a safe method on the proof type, which takes the proof by value and holds the one
 //! `unsafe` call. So a `target_feature` function runs only on a CPU detection vouched for.
@@ -16,9 +16,11 @@
 //! - [`portable`]: the scalar references (one code at a time) and the word-at-a-time (SWAR)
 //!   paths, for every target and `no_std`.
 //! - `x86_avx2`, `x86_avx512`: x86-64 AVX2 + FMA and AVX-512 (F, BW, VL; VBMI where present).
-//!   The int8 GEMV kernels live in `x86_avx2` once, generic over how a block's byte products
-//!   are summed: AVX2's `vpmaddubsw` + `vpmaddwd`, or AVX-512 VNNI's `vpdpbusd` on 256-bit
-//!   vectors where the CPU has it (same integer sums, so the same bits).
+//!   The batched int8 GEMV kernels live in `x86_avx2` once, generic over how a block's byte
+//!   products are summed: AVX2's `vpmaddubsw` + `vpmaddwd`, or `vpdpbusd` on 256-bit vectors
+//!   where the CPU has AVX-512 VNNI or AVX-VNNI (same integer sums, so the same bits). Their
+//!   way in is `x86_avx2::Int8Rows`, an enum of the three builds whose variants hold the
+//!   proofs.
 //! - `aarch64_neon`: AArch64 Advanced SIMD.
 //!
 //! Each per-ISA file holds every kernel of its instruction set: decode, dot product, encode,
@@ -40,7 +42,25 @@ pub(crate) mod x86_avx512;
 /// Proof that the CPU runs AVX2 and FMA. Only detection creates one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Avx2 {
+    /// Whether the path also uses AVX-VNNI (the VEX `vpdpbusd`): on a CPU that has it and
+    /// no AVX-512 (where the AVX-512 path's VNNI serves instead).
+    vnni: bool,
+}
+
+/// Proof that the CPU runs AVX-VNNI (VEX `vpdpbusd` on 256-bit vectors), AVX2 and FMA. Only
+/// detection creates one (through [`Avx2::vnni`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct AvxVnni {
     _detected: (),
+}
+
+impl Avx2 {
+    /// The AVX-VNNI proof, if detection found AVX-VNNI on this path.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn vnni(self) -> Option<AvxVnni> {
+        self.vnni.then_some(AvxVnni { _detected: () })
+    }
 }
 
 /// Proof that the CPU runs AVX-512 F, BW and VL, AVX2 and FMA. Only detection creates one.
@@ -78,7 +98,7 @@ impl Avx512 {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     #[inline]
     pub(crate) fn avx2(self) -> Avx2 {
-        Avx2 { _detected: () }
+        Avx2 { vnni: false }
     }
 
     /// The VBMI proof, if detection found VBMI as well.
@@ -243,11 +263,16 @@ impl Isa {
         matches!(self.0, Path::Avx512(t) if t.vbmi)
     }
 
-    /// Whether this is the AVX-512 path on a CPU that also has AVX-512 VNNI (`vpdpbusd`),
-    /// which the int8-activation GEMV kernels use to sum byte products. The results are the
-    /// same bits as on the AVX2 path: both sum the same products exactly in integers.
+    /// Whether this path sums the int8-activation GEMV's byte products with `vpdpbusd`: the
+    /// AVX-512 path on a CPU with AVX-512 VNNI, or the AVX2 path on a CPU with AVX-VNNI and
+    /// no AVX-512. The results are the same bits as with AVX2's instructions: both sum the
+    /// same products exactly in integers.
     pub fn has_vnni(self) -> bool {
-        matches!(self.0, Path::Avx512(t) if t.vnni)
+        match self.0 {
+            Path::Avx512(t) => t.vnni,
+            Path::Avx2(t) => t.vnni,
+            _ => false,
+        }
     }
 
     /// This path, or the AVX2 path in place of AVX-512 (which implies it): for the kernels
@@ -289,6 +314,17 @@ impl Isa {
             _ => None,
         }
     }
+
+    /// The AVX-VNNI proof, on the AVX2 path of a CPU that has AVX-VNNI and no AVX-512;
+    /// `None` on the other paths.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub(crate) fn avx_vnni(self) -> Option<AvxVnni> {
+        match self.0 {
+            Path::Avx2(t) => t.vnni(),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Isa {
@@ -316,7 +352,9 @@ impl fmt::Display for Isa {
 #[inline]
 fn from_state(state: u8) -> Path {
     match state & STATE_MASK {
-        STATE_AVX2 => Path::Avx2(Avx2 { _detected: () }),
+        STATE_AVX2 => Path::Avx2(Avx2 {
+            vnni: state & FLAG_VNNI != 0,
+        }),
         STATE_AVX512 => Path::Avx512(Avx512 {
             vbmi: state & FLAG_VBMI != 0,
             vnni: state & FLAG_VNNI != 0,
@@ -338,7 +376,7 @@ fn probe() -> u8 {
             return STATE_AVX512 | vbmi | vnni;
         }
         if avx2 {
-            return STATE_AVX2;
+            return STATE_AVX2 | if has!("avxvnni") { FLAG_VNNI } else { 0 };
         }
     }
     #[cfg(all(not(feature = "std"), target_arch = "x86_64"))]
@@ -364,7 +402,12 @@ fn probe() -> u8 {
             return STATE_AVX512 | vbmi | vnni;
         }
         if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
-            return STATE_AVX2;
+            let vnni = if cfg!(target_feature = "avxvnni") {
+                FLAG_VNNI
+            } else {
+                0
+            };
+            return STATE_AVX2 | vnni;
         }
     }
     // Every AArch64 CPU a `neon` target runs on has it: nothing to detect.

@@ -8,7 +8,7 @@
 use core::arch::x86_64::*;
 
 use super::portable::{CoarseRows, Gen16, LaneTables, LANES, PAIRS_PER_SUM};
-use super::{Avx2, Avx512Vnni};
+use super::{Avx2, Avx512Vnni, AvxVnni, Isa};
 
 impl Avx2 {
     /// `out[i] = table[codes[i]]` for codes below `levels`, over the shorter slice.
@@ -76,37 +76,6 @@ impl Avx2 {
         out
     }
 
-    /// Int8 dot products of `R` packed 4-bit rows (whole blocks, each through its own table)
-    /// with one `x` in pair order (see [`dot4_i8_rows`]).
-    #[inline]
-    pub(crate) fn dot4_i8_rows<const R: usize>(
-        self,
-        rows: [&[u8]; R],
-        tables: [&[i8; 16]; R],
-        xp: &[i8],
-        ps: &[f32],
-    ) -> [f32; R] {
-        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_rows::<R, Maddubs>(rows, tables, xp, ps) }
-    }
-
-    /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
-    /// sharing one int8 table up to an `f16` scale per group, `x` in pair order (see
-    /// [`dot4_i8_compact`]).
-    #[inline]
-    pub(crate) fn dot4_i8_compact<const R: usize>(
-        self,
-        rows: [&[u8]; R],
-        tables: [&[i8; 16]; R],
-        xp: &[i8],
-        ps: &[f32],
-        g: usize,
-        scales: [&[u8]; R],
-    ) -> [f32; R] {
-        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_compact::<R, Maddubs>(rows, tables, xp, ps, g, scales) }
-    }
-
     /// A 4-bit row cut into groups of `g` codes (a multiple of 16), each group's table
     /// derived in registers from its `(a, q)` (see [`dot4_groups`]).
     #[inline]
@@ -150,25 +119,6 @@ impl Avx2 {
     ) -> f32 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
         unsafe { dot_perm_scaled::<BITS>(bytes, t16, xp, g, scales) }
-    }
-
-    /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
-    /// group's int8 table derived in registers from its `(a, q)`, `x` in pair order (see
-    /// [`dot4_i8_groups`]).
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn dot4_i8_groups<const R: usize>(
-        self,
-        rows: [&[u8]; R],
-        xp: &[i8],
-        ps: &[f32],
-        g: usize,
-        groups: usize,
-        gen: &Gen16,
-        params: impl Fn(usize, usize, &mut [[f32; 2]]),
-    ) -> [f32; R] {
-        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot4_i8_groups::<R, Maddubs>(rows, xp, ps, g, groups, gen, params) }
     }
 
     /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
@@ -498,6 +448,37 @@ unsafe fn vpdpbusd_add(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     acc
 }
 
+/// AVX-VNNI: the VEX form of [`Vpdpbusd`], for CPUs that have it without AVX-512.
+struct VpdpbusdVex;
+
+impl ByteDot for VpdpbusdVex {
+    #[inline(always)]
+    unsafe fn dot_add(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: the caller guarantees AVX2 and AVX-VNNI.
+        unsafe { vpdpbusd_vex_add(acc, u, s) }
+    }
+}
+
+/// [`VpdpbusdVex`]'s sum, as [`vpdpbusd_add`] with the VEX encoding.
+///
+/// # Safety
+/// The CPU supports AVX-VNNI.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn vpdpbusd_vex_add(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    // SAFETY: the caller guarantees the instruction; it reads and writes registers only.
+    unsafe {
+        core::arch::asm!(
+            "{{vex}} vpdpbusd {acc}, {u}, {s}",
+            acc = inout(ymm_reg) acc,
+            u = in(ymm_reg) u,
+            s = in(ymm_reg) s,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
 /// `acc` plus one block's 32 int8 products in `i32` lanes, as [`block_i8`] sums them, by `D`.
 ///
 /// # Safety
@@ -646,9 +627,36 @@ unsafe fn lone_block_sum<D: ByteDot>(bytes: &[u8], table: __m256i, xv: __m256i) 
     }))
 }
 
-impl Avx512Vnni {
-    /// [`Avx2::dot4_i8_rows`] with each block's byte products summed by one `vpdpbusd`
-    /// per half: the same bits.
+/// The batched int8 kernels (per row, compact groups, groups with their own tables), built
+/// for the instructions the CPU sums byte products with. Each variant holds the proof of its
+/// instructions; the three builds give the same bits.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code, reason = "the variants' proofs are held, never read")]
+pub(crate) enum Int8Rows {
+    /// AVX2: `vpmaddubsw` + `vpmaddwd` ([`Maddubs`]).
+    Avx2(Avx2),
+    /// AVX-VNNI: the VEX `vpdpbusd` ([`VpdpbusdVex`]).
+    AvxVnni(AvxVnni),
+    /// AVX-512 VNNI with VL: the EVEX `vpdpbusd` ([`Vpdpbusd`]).
+    Avx512Vnni(Avx512Vnni),
+}
+
+impl Int8Rows {
+    /// The build for `isa`: a VNNI one where the path has VNNI, else AVX2's; `None` off x86
+    /// SIMD paths.
+    #[inline]
+    pub(crate) fn of(isa: Isa) -> Option<Int8Rows> {
+        if let Some(t) = isa.avx512_vnni() {
+            return Some(Int8Rows::Avx512Vnni(t));
+        }
+        if let Some(t) = isa.avx_vnni() {
+            return Some(Int8Rows::AvxVnni(t));
+        }
+        isa.avx2().map(Int8Rows::Avx2)
+    }
+
+    /// Int8 dot products of `R` packed 4-bit rows (whole blocks, each through its own table)
+    /// with one `x` in pair order (see [`dot4_i8_rows`]).
     #[inline]
     pub(crate) fn dot4_i8_rows<const R: usize>(
         self,
@@ -657,12 +665,20 @@ impl Avx512Vnni {
         xp: &[i8],
         ps: &[f32],
     ) -> [f32; R] {
-        // SAFETY: an `Avx512Vnni` proof exists only when detection found AVX-512 VNNI and VL,
-        // AVX2 and FMA.
-        unsafe { dot4_i8_rows::<R, Vpdpbusd>(rows, tables, xp, ps) }
+        // SAFETY: each variant holds the proof that detection found its instructions, AVX2
+        // and FMA.
+        unsafe {
+            match self {
+                Int8Rows::Avx2(_) => dot4_i8_rows::<R, Maddubs>(rows, tables, xp, ps),
+                Int8Rows::AvxVnni(_) => dot4_i8_rows::<R, VpdpbusdVex>(rows, tables, xp, ps),
+                Int8Rows::Avx512Vnni(_) => dot4_i8_rows::<R, Vpdpbusd>(rows, tables, xp, ps),
+            }
+        }
     }
 
-    /// [`Avx2::dot4_i8_compact`] with the byte products summed by `vpdpbusd`: the same bits.
+    /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
+    /// sharing one int8 table up to an `f16` scale per group, `x` in pair order (see
+    /// [`dot4_i8_compact`]).
     #[inline]
     pub(crate) fn dot4_i8_compact<const R: usize>(
         self,
@@ -673,11 +689,24 @@ impl Avx512Vnni {
         g: usize,
         scales: [&[u8]; R],
     ) -> [f32; R] {
+        let t = tables;
         // SAFETY: as in `dot4_i8_rows`.
-        unsafe { dot4_i8_compact::<R, Vpdpbusd>(rows, tables, xp, ps, g, scales) }
+        unsafe {
+            match self {
+                Int8Rows::Avx2(_) => dot4_i8_compact::<R, Maddubs>(rows, t, xp, ps, g, scales),
+                Int8Rows::AvxVnni(_) => {
+                    dot4_i8_compact::<R, VpdpbusdVex>(rows, t, xp, ps, g, scales)
+                }
+                Int8Rows::Avx512Vnni(_) => {
+                    dot4_i8_compact::<R, Vpdpbusd>(rows, t, xp, ps, g, scales)
+                }
+            }
+        }
     }
 
-    /// [`Avx2::dot4_i8_groups`] with the byte products summed by `vpdpbusd`: the same bits.
+    /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
+    /// group's int8 table derived in registers from its `(a, q)`, `x` in pair order (see
+    /// [`dot4_i8_groups`]).
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn dot4_i8_groups<const R: usize>(
@@ -690,8 +719,19 @@ impl Avx512Vnni {
         gen: &Gen16,
         params: impl Fn(usize, usize, &mut [[f32; 2]]),
     ) -> [f32; R] {
+        let n = groups;
         // SAFETY: as in `dot4_i8_rows`.
-        unsafe { dot4_i8_groups::<R, Vpdpbusd>(rows, xp, ps, g, groups, gen, params) }
+        unsafe {
+            match self {
+                Int8Rows::Avx2(_) => dot4_i8_groups::<R, Maddubs>(rows, xp, ps, g, n, gen, params),
+                Int8Rows::AvxVnni(_) => {
+                    dot4_i8_groups::<R, VpdpbusdVex>(rows, xp, ps, g, n, gen, params)
+                }
+                Int8Rows::Avx512Vnni(_) => {
+                    dot4_i8_groups::<R, Vpdpbusd>(rows, xp, ps, g, n, gen, params)
+                }
+            }
+        }
     }
 }
 
@@ -2328,7 +2368,7 @@ mod tests {
         let Some(_avx2) = Isa::detect().avx2() else {
             return;
         };
-        let vnni = Isa::detect().avx512_vnni();
+        let (evex, vex) = (Isa::detect().avx512_vnni(), Isa::detect().avx_vnni());
         let mut next = rng(0x51ed_270b);
         for round in 0..2000 {
             let acc: [i32; 8] = core::array::from_fn(|_| next() as i32 >> 8);
@@ -2346,11 +2386,18 @@ mod tests {
                         .sum::<i32>()
             });
             assert_eq!(lanes::<Widened>(&acc, &u, &s), expect, "round {round}");
-            if vnni.is_some() {
+            if evex.is_some() {
                 assert_eq!(
                     lanes::<Vpdpbusd>(&acc, &u, &s),
                     expect,
-                    "vpdpbusd round {round}"
+                    "evex round {round}"
+                );
+            }
+            if vex.is_some() {
+                assert_eq!(
+                    lanes::<VpdpbusdVex>(&acc, &u, &s),
+                    expect,
+                    "vex round {round}"
                 );
             }
             let u7 = u.map(|v| v & 0x7f);
@@ -2378,7 +2425,8 @@ mod tests {
         let Some(_avx2) = Isa::detect().avx2() else {
             return;
         };
-        let vnni = Isa::detect().avx512_vnni().is_some();
+        let evex = Isa::detect().avx512_vnni().is_some();
+        let vex = Isa::detect().avx_vnni().is_some();
         let mut next = rng(0x0bad_cafe);
         for (cols, g) in [
             (1024usize, 32usize),
@@ -2427,53 +2475,39 @@ mod tests {
                 .collect();
             let rows_r: [&[u8]; R] = core::array::from_fn(|r| &rows[r][..]);
             let tables_r: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);
-            let scales_r: [&[u8]; R] = core::array::from_fn(|r| &scales[r][..]);
+            let sc: [&[u8]; R] = core::array::from_fn(|r| &scales[r][..]);
             let p = |r: usize, i: usize, out: &mut [[f32; 2]]| {
                 out.copy_from_slice(&params[r][i..i + out.len()])
             };
             let gen = Gen16::Exp { zero: true };
             let bits = |v: [f32; R]| v.map(f32::to_bits);
-            // SAFETY: detection found AVX2 and FMA (and, where `vnni`, AVX-512 VNNI and VL);
-            // the kernels clamp their work to the slices.
-            let run = |which: u8| unsafe {
-                match which {
-                    0 => [
-                        bits(dot4_i8_rows::<R, Maddubs>(rows_r, tables_r, &xp, &ps)),
-                        bits(dot4_i8_compact::<R, Maddubs>(
-                            rows_r, tables_r, &xp, &ps, g, scales_r,
-                        )),
-                        bits(dot4_i8_groups::<R, Maddubs>(
-                            rows_r, &xp, &ps, g, groups, &gen, p,
-                        )),
-                    ],
-                    1 => [
-                        bits(dot4_i8_rows::<R, Widened>(rows_r, tables_r, &xp, &ps)),
-                        bits(dot4_i8_compact::<R, Widened>(
-                            rows_r, tables_r, &xp, &ps, g, scales_r,
-                        )),
-                        bits(dot4_i8_groups::<R, Widened>(
-                            rows_r, &xp, &ps, g, groups, &gen, p,
-                        )),
-                    ],
-                    _ => [
-                        bits(dot4_i8_rows::<R, Vpdpbusd>(rows_r, tables_r, &xp, &ps)),
-                        bits(dot4_i8_compact::<R, Vpdpbusd>(
-                            rows_r, tables_r, &xp, &ps, g, scales_r,
-                        )),
-                        bits(dot4_i8_groups::<R, Vpdpbusd>(
-                            rows_r, &xp, &ps, g, groups, &gen, p,
-                        )),
-                    ],
-                }
-            };
-            let maddubs = run(0);
+            // The three kernels built with one `ByteDot`, as bits.
+            macro_rules! run {
+                ($d:ty) => {
+                    // SAFETY: detection found AVX2 and FMA, and the instructions of `$d`
+                    // where it is a VNNI build; the kernels clamp their work to the slices.
+                    unsafe {
+                        [
+                            bits(dot4_i8_rows::<R, $d>(rows_r, tables_r, &xp, &ps)),
+                            bits(dot4_i8_compact::<R, $d>(rows_r, tables_r, &xp, &ps, g, sc)),
+                            bits(dot4_i8_groups::<R, $d>(
+                                rows_r, &xp, &ps, g, groups, &gen, p,
+                            )),
+                        ]
+                    }
+                };
+            }
+            let maddubs = run!(Maddubs);
             assert!(
                 maddubs.iter().flatten().any(|&b| b != 0),
                 "cols {cols}: all zero"
             );
-            assert_eq!(run(1), maddubs, "widened, cols {cols} g {g}");
-            if vnni {
-                assert_eq!(run(2), maddubs, "vpdpbusd, cols {cols} g {g}");
+            assert_eq!(run!(Widened), maddubs, "widened, cols {cols} g {g}");
+            if evex {
+                assert_eq!(run!(Vpdpbusd), maddubs, "evex, cols {cols} g {g}");
+            }
+            if vex {
+                assert_eq!(run!(VpdpbusdVex), maddubs, "vex, cols {cols} g {g}");
             }
         }
     }

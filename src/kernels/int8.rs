@@ -15,6 +15,8 @@
 use super::{check_codes, Table, CHUNK};
 use crate::error::{Error, Result};
 use crate::isa::portable::{self, QBLOCK};
+#[cfg(target_arch = "x86_64")]
+use crate::isa::x86_avx2::Int8Rows;
 use crate::isa::{Isa, Path};
 use crate::pack;
 
@@ -122,10 +124,8 @@ pub(crate) fn dot4_i8_rows<const R: usize>(
 ) -> Option<[f32; R]> {
     #[cfg(target_arch = "x86_64")]
     {
-        let mut out = match isa.avx512_vnni() {
-            Some(t) => t.dot4_i8_rows(rows, tables, &x.xp, &x.ps),
-            None => isa.avx2()?.dot4_i8_rows(rows, tables, &x.xp, &x.ps),
-        };
+        let t = Int8Rows::of(isa)?;
+        let mut out = t.dot4_i8_rows(rows, tables, &x.xp, &x.ps);
         if x.xp.len() < x.xq.len() {
             for (o, (row, t16)) in out.iter_mut().zip(rows.iter().zip(tables)) {
                 *o += short_tail(row, x, t16);
@@ -313,13 +313,8 @@ pub(crate) fn dot4_i8_groups_rows<const R: usize>(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let (xp, ps) = (&x.xp, &x.ps);
-        let mut out = match isa.avx512_vnni() {
-            Some(t) => t.dot4_i8_groups(rows, xp, ps, g, groups, gen, &params),
-            None => isa
-                .avx2()?
-                .dot4_i8_groups(rows, xp, ps, g, groups, gen, &params),
-        };
+        let t = Int8Rows::of(isa)?;
+        let mut out = t.dot4_i8_groups(rows, &x.xp, &x.ps, g, groups, gen, &params);
         if x.xp.len() < n {
             let group = x.xp.len() / g;
             for (r, o) in out.iter_mut().enumerate() {
@@ -373,11 +368,8 @@ pub(crate) fn dot4_i8_scaled_rows<const R: usize>(
 ) -> Option<[f32; R]> {
     #[cfg(target_arch = "x86_64")]
     {
-        let (xp, ps) = (&x.xp, &x.ps);
-        let mut out = match isa.avx512_vnni() {
-            Some(t) => t.dot4_i8_compact(rows, tables, xp, ps, g, scales),
-            None => isa.avx2()?.dot4_i8_compact(rows, tables, xp, ps, g, scales),
-        };
+        let t = Int8Rows::of(isa)?;
+        let mut out = t.dot4_i8_compact(rows, tables, &x.xp, &x.ps, g, scales);
         if x.xp.len() < x.xq.len() {
             for (r, o) in out.iter_mut().enumerate() {
                 *o += scaled_tail(rows[r], x, g, tables[r], scales[r]);
