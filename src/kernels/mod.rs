@@ -27,7 +27,8 @@
 //! [`dot_int8`] and the tensors' `gemv_int8` are an explicit precision mode: `x` is quantized
 //! once per call to int8 in blocks of 32 values with an `f32` scale each, each codebook's
 //! levels to int8 with a scale of their own, and the products are summed exactly in
-//! integers (AVX2 `vpmaddubsw`/`vpmaddwd`; the scalar reference everywhere else). With
+//! integers (AVX2 `vpmaddubsw`/`vpmaddwd`, or `vpdpbusd` where the CPU has AVX-512 VNNI or
+//! AVX-VNNI, which give the same bits; the scalar reference everywhere else). With
 //! block scale `s_b = max_b|x| / 127` and level scale `t = max|L| / 127`, the result differs
 //! from the exact `Σ L_j·x_j` by at most
 //! `Σ_j (|L_j|·s_b/2 + t·|x_j|/2 + t·s_b/4)` plus `f32` summation error: about `1/127` of
