@@ -510,6 +510,14 @@ size_t expq_last_error_message(char *buf, size_t buf_len);
  */
 const char *expq_version(void);
 
+/**
+ * The SIMD path this CPU runs the kernels on, a static NUL-terminated string such as
+ * `"avx2"`, `"avx2+vnni"`, `"avx512+vbmi+vnni"`, `"neon"` or `"swar"` (the portable path),
+ * for logs and benchmark reports. `+vnni` means the int8-activation GEMV sums with
+ * `vpdpbusd`. Never NULL; do not free it.
+ */
+const char *expq_simd_path(void);
+
 #if !defined(EXPQ_NO_STD)
 /**
  * The default configuration for `scheme` at `bits` bits, the same as the Rust

@@ -61,6 +61,7 @@ def load_lib(path):
     lib.expq_tensor_bits_per_weight.restype = C.c_double
     lib.expq_tensor_bits_per_weight.argtypes = [C.c_void_p]
     lib.expq_tensor_free.argtypes = [C.c_void_p]
+    lib.expq_simd_path.restype = C.c_char_p
     return lib
 
 
@@ -173,7 +174,8 @@ def main():
 
     base = statistics.median(times[next(iter(cases))])
     print(f"W {rows}x{cols}, one thread, {args.reps} interleaved calls each, medians; "
-          f"onnxruntime {ort.__version__}\n")
+          f"onnxruntime {ort.__version__}; expquant kernels on "
+          f"{lib.expq_simd_path().decode()}\n")
     print("| kernel | bits/w | median ms | GB/s of weights | vs expquant per-row f32 "
           "| rel. error of y |")
     print("|---|---|---|---|---|---|")

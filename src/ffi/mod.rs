@@ -641,6 +641,15 @@ pub extern "C" fn expq_version() -> *const core::ffi::c_char {
     VERSION.as_ptr().cast()
 }
 
+/// The SIMD path this CPU runs the kernels on, a static NUL-terminated string such as
+/// `"avx2"`, `"avx2+vnni"`, `"avx512+vbmi+vnni"`, `"neon"` or `"swar"` (the portable path),
+/// for logs and benchmark reports. `+vnni` means the int8-activation GEMV sums with
+/// `vpdpbusd`. Never NULL; do not free it.
+#[no_mangle]
+pub extern "C" fn expq_simd_path() -> *const core::ffi::c_char {
+    crate::kernels::Isa::detect().name_nul().as_ptr().cast()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -788,8 +797,25 @@ mod tests {
         assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
     }
 
+    #[test]
+    fn simd_path_is_the_detected_paths_name() {
+        // SAFETY: `expq_simd_path` returns a static NUL-terminated string.
+        let p = unsafe { core::ffi::CStr::from_ptr(expq_simd_path()) };
+        let detected = crate::kernels::Isa::detect();
+        assert_eq!(p.to_str().unwrap(), detected.name());
+        for isa in crate::kernels::Isa::available() {
+            let name = isa.name();
+            assert!(name.starts_with(isa.kind().name()), "{name}");
+            assert_eq!(isa.name_nul(), std::format!("{name}\0"));
+            assert_eq!(std::format!("{isa}"), name);
+            assert_eq!(name.contains("+vnni"), isa.has_vnni(), "{name}");
+            assert_eq!(name.contains("+vbmi"), isa.has_vbmi(), "{name}");
+        }
+    }
+
     /// Every exported function runs inside `boundary` (rustls-ffi's "each export is
-    /// wrapped" check), except `expq_version`, which only returns a static pointer.
+    /// wrapped" check), except `expq_version` and `expq_simd_path`, which only return a
+    /// static pointer (the latter after CPU feature detection, which cannot panic).
     #[test]
     fn every_export_is_behind_the_panic_boundary() {
         let sources = [
@@ -818,7 +844,7 @@ mod tests {
                 let body_len = lines[i..].iter().position(|l| *l == "}").unwrap();
                 let body = lines[i..i + body_len].join("\n");
                 count += 1;
-                if name == "expq_version" {
+                if name == "expq_version" || name == "expq_simd_path" {
                     continue;
                 }
                 assert!(

@@ -263,6 +263,36 @@ impl Isa {
         matches!(self.0, Path::Avx512(t) if t.vbmi)
     }
 
+    /// The path's name: the [`IsaKind`] name, then `+vbmi` where [`has_vbmi`](Self::has_vbmi)
+    /// and `+vnni` where [`has_vnni`](Self::has_vnni), such as `avx2`, `avx2+vnni` or
+    /// `avx512+vbmi+vnni`. For logs and benchmark reports that say which kernels ran.
+    ///
+    /// ```
+    /// use expquant::kernels::Isa;
+    /// let name = Isa::detect().name();
+    /// assert!(name.starts_with(Isa::detect().kind().name()));
+    /// assert_eq!(Isa::scalar().name(), "scalar");
+    /// ```
+    pub fn name(self) -> &'static str {
+        let name = self.name_nul();
+        &name[..name.len() - 1]
+    }
+
+    /// [`name`](Self::name) with a NUL byte at the end, for the C ABI.
+    pub(crate) fn name_nul(self) -> &'static str {
+        match (self.kind(), self.has_vbmi(), self.has_vnni()) {
+            (IsaKind::Scalar, ..) => "scalar\0",
+            (IsaKind::Swar, ..) => "swar\0",
+            (IsaKind::Avx2, _, false) => "avx2\0",
+            (IsaKind::Avx2, _, true) => "avx2+vnni\0",
+            (IsaKind::Avx512, false, false) => "avx512\0",
+            (IsaKind::Avx512, true, false) => "avx512+vbmi\0",
+            (IsaKind::Avx512, false, true) => "avx512+vnni\0",
+            (IsaKind::Avx512, true, true) => "avx512+vbmi+vnni\0",
+            (IsaKind::Neon, ..) => "neon\0",
+        }
+    }
+
     /// Whether this path sums the int8-activation GEMV's byte products with `vpdpbusd`: the
     /// AVX-512 path on a CPU with AVX-512 VNNI, or the AVX2 path on a CPU with AVX-VNNI and
     /// no AVX-512. The results are the same bits as with AVX2's instructions: both sum the
@@ -333,17 +363,10 @@ impl fmt::Debug for Isa {
     }
 }
 
-/// The [`IsaKind`] name, with `+vbmi` and `+vnni` on an AVX-512 path that has VBMI or VNNI.
+/// [`Isa::name`].
 impl fmt::Display for Isa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.kind().name())?;
-        if self.has_vbmi() {
-            f.write_str("+vbmi")?;
-        }
-        if self.has_vnni() {
-            f.write_str("+vnni")?;
-        }
-        Ok(())
+        f.write_str(self.name())
     }
 }
 

@@ -123,6 +123,21 @@ static void test_enums_and_version(void) {
     CHECK(strncmp(v, from_macros, n) == 0 && (v[n] == '\0' || v[n] == '-' || v[n] == '+'),
           "expq_version() \"%s\", header macros %s", v, from_macros);
     CHECK(sizeof(version_is_a_number) == 1, "version typedef");
+    {
+        /* The kernels' path: one of the documented names. */
+        const char *path = expq_simd_path();
+        const char *kinds[] = {"scalar", "swar", "avx2", "avx512", "neon"};
+        int known = 0;
+        size_t k;
+        CHECK(path != NULL, "expq_simd_path() is NULL");
+        for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            size_t len = strlen(kinds[k]);
+            if (strncmp(path, kinds[k], len) == 0 && (path[len] == '\0' || path[len] == '+')) {
+                known = 1;
+            }
+        }
+        CHECK(known, "expq_simd_path() \"%s\"", path);
+    }
     CHECK(strcmp(FORMAT_VERSION, "this program's own") == 0 &&
               strcmp(HEADER_LEN, "this program's own") == 0,
           "the program's own macros");
@@ -1112,6 +1127,7 @@ int main(void) {
         fprintf(stderr, "test_expquant (C): %d check(s) failed\n", failures);
         return 1;
     }
-    printf("test_expquant (C): all checks passed (expquant %s)\n", expq_version());
+    printf("test_expquant (C): all checks passed (expquant %s, %s)\n", expq_version(),
+           expq_simd_path());
     return 0;
 }
