@@ -413,68 +413,52 @@ fn maddubs_add(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
 }
 
-/// AVX-512 VNNI on 256-bit vectors: one `vpdpbusd` sums a lane's four products into `i32`
-/// with no narrower step, so it is exact for any bytes.
-struct Vpdpbusd;
+/// `vpdpbusd` on 256-bit vectors: one instruction sums a lane's four products into `i32`
+/// with no narrower step, so it is exact for any bytes. `EVEX`: the AVX-512 VNNI form (with
+/// VL), which the Intel and AMD CPUs with AVX-512 VNNI run; else the VEX form of AVX-VNNI,
+/// a different extension, for CPUs that have it without AVX-512.
+struct Vpdpbusd<const EVEX: bool>;
 
-impl ByteDot for Vpdpbusd {
+/// [`Vpdpbusd`] in its AVX-512 VNNI form.
+type VpdpbusdEvex = Vpdpbusd<true>;
+/// [`Vpdpbusd`] in its AVX-VNNI form.
+type VpdpbusdVex = Vpdpbusd<false>;
+
+impl<const EVEX: bool> ByteDot for Vpdpbusd<EVEX> {
     #[inline(always)]
     unsafe fn dot_add(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-        // SAFETY: the caller guarantees AVX2, AVX-512 VNNI and VL.
-        unsafe { vpdpbusd_add(acc, u, s) }
+        // SAFETY: the caller guarantees AVX2 and the form's extension.
+        unsafe { vpdpbusd_add::<EVEX>(acc, u, s) }
     }
 }
 
-/// [`Vpdpbusd`]'s sum: the EVEX form (AVX-512 VNNI with VL), which both the Intel and the AMD
-/// CPUs with AVX-512 VNNI run; `{evex}` keeps the assembler from choosing the VEX form of
-/// AVX-VNNI, a different extension. Operands as `_mm256_dpbusd_epi32(acc, u, s)`: the second
-/// register holds the unsigned bytes, the third the signed ones.
+/// [`Vpdpbusd`]'s sum. The `{evex}` or `{vex}` prefix fixes the encoding the assembler would
+/// otherwise choose. Operands as `_mm256_dpbusd_epi32(acc, u, s)`: the second register holds
+/// the unsigned bytes, the third the signed ones.
 ///
 /// # Safety
-/// The CPU supports AVX-512 VNNI and VL.
+/// The CPU supports AVX-512 VNNI and VL (`EVEX`) or AVX-VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn vpdpbusd_add(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+unsafe fn vpdpbusd_add<const EVEX: bool>(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    macro_rules! vpdpbusd {
+        ($prefix:literal) => {
+            core::arch::asm!(
+                concat!($prefix, " vpdpbusd {acc}, {u}, {s}"),
+                acc = inout(ymm_reg) acc,
+                u = in(ymm_reg) u,
+                s = in(ymm_reg) s,
+                options(pure, nomem, nostack, preserves_flags),
+            )
+        };
+    }
     // SAFETY: the caller guarantees the instruction; it reads and writes registers only.
     unsafe {
-        core::arch::asm!(
-            "{{evex}} vpdpbusd {acc}, {u}, {s}",
-            acc = inout(ymm_reg) acc,
-            u = in(ymm_reg) u,
-            s = in(ymm_reg) s,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-    }
-    acc
-}
-
-/// AVX-VNNI: the VEX form of [`Vpdpbusd`], for CPUs that have it without AVX-512.
-struct VpdpbusdVex;
-
-impl ByteDot for VpdpbusdVex {
-    #[inline(always)]
-    unsafe fn dot_add(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-        // SAFETY: the caller guarantees AVX2 and AVX-VNNI.
-        unsafe { vpdpbusd_vex_add(acc, u, s) }
-    }
-}
-
-/// [`VpdpbusdVex`]'s sum, as [`vpdpbusd_add`] with the VEX encoding.
-///
-/// # Safety
-/// The CPU supports AVX-VNNI.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn vpdpbusd_vex_add(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-    // SAFETY: the caller guarantees the instruction; it reads and writes registers only.
-    unsafe {
-        core::arch::asm!(
-            "{{vex}} vpdpbusd {acc}, {u}, {s}",
-            acc = inout(ymm_reg) acc,
-            u = in(ymm_reg) u,
-            s = in(ymm_reg) s,
-            options(pure, nomem, nostack, preserves_flags),
-        );
+        if EVEX {
+            vpdpbusd!("{{evex}}");
+        } else {
+            vpdpbusd!("{{vex}}");
+        }
     }
     acc
 }
@@ -637,7 +621,7 @@ pub(crate) enum Int8Rows {
     Avx2(Avx2),
     /// AVX-VNNI: the VEX `vpdpbusd` ([`VpdpbusdVex`]).
     AvxVnni(AvxVnni),
-    /// AVX-512 VNNI with VL: the EVEX `vpdpbusd` ([`Vpdpbusd`]).
+    /// AVX-512 VNNI with VL: the EVEX `vpdpbusd` ([`VpdpbusdEvex`]).
     Avx512Vnni(Avx512Vnni),
 }
 
@@ -671,7 +655,7 @@ impl Int8Rows {
             match self {
                 Int8Rows::Avx2(_) => dot4_i8_rows::<R, Maddubs>(rows, tables, xp, ps),
                 Int8Rows::AvxVnni(_) => dot4_i8_rows::<R, VpdpbusdVex>(rows, tables, xp, ps),
-                Int8Rows::Avx512Vnni(_) => dot4_i8_rows::<R, Vpdpbusd>(rows, tables, xp, ps),
+                Int8Rows::Avx512Vnni(_) => dot4_i8_rows::<R, VpdpbusdEvex>(rows, tables, xp, ps),
             }
         }
     }
@@ -698,7 +682,7 @@ impl Int8Rows {
                     dot4_i8_compact::<R, VpdpbusdVex>(rows, t, xp, ps, g, scales)
                 }
                 Int8Rows::Avx512Vnni(_) => {
-                    dot4_i8_compact::<R, Vpdpbusd>(rows, t, xp, ps, g, scales)
+                    dot4_i8_compact::<R, VpdpbusdEvex>(rows, t, xp, ps, g, scales)
                 }
             }
         }
@@ -728,7 +712,7 @@ impl Int8Rows {
                     dot4_i8_groups::<R, VpdpbusdVex>(rows, xp, ps, g, n, gen, params)
                 }
                 Int8Rows::Avx512Vnni(_) => {
-                    dot4_i8_groups::<R, Vpdpbusd>(rows, xp, ps, g, n, gen, params)
+                    dot4_i8_groups::<R, VpdpbusdEvex>(rows, xp, ps, g, n, gen, params)
                 }
             }
         }
@@ -2388,7 +2372,7 @@ mod tests {
             assert_eq!(lanes::<Widened>(&acc, &u, &s), expect, "round {round}");
             if evex.is_some() {
                 assert_eq!(
-                    lanes::<Vpdpbusd>(&acc, &u, &s),
+                    lanes::<VpdpbusdEvex>(&acc, &u, &s),
                     expect,
                     "evex round {round}"
                 );
@@ -2504,7 +2488,7 @@ mod tests {
             );
             assert_eq!(run!(Widened), maddubs, "widened, cols {cols} g {g}");
             if evex {
-                assert_eq!(run!(Vpdpbusd), maddubs, "evex, cols {cols} g {g}");
+                assert_eq!(run!(VpdpbusdEvex), maddubs, "evex, cols {cols} g {g}");
             }
             if vex {
                 assert_eq!(run!(VpdpbusdVex), maddubs, "vex, cols {cols} g {g}");
