@@ -484,18 +484,16 @@ impl Quality {
     /// Scores `levels` (a symmetric codebook, ascending, in any float type) whose top
     /// magnitude is `a`.
     pub fn of<T: Real>(rule: ScaleRule, stats: &GroupStats, levels: &[T], a: f64) -> Self {
-        let positive: Vec<f64> = levels
-            .iter()
-            .map(|l| l.widen())
-            .filter(|&l| l > 0.0)
-            .collect();
         let mut unit = [0.0; 128];
-        for (u, m) in unit.iter_mut().zip(&positive) {
+        let positive = levels.iter().map(|l| l.widen()).filter(|&l| l > 0.0);
+        let mut k = 0;
+        for (u, m) in unit.iter_mut().zip(positive) {
             *u = m / a;
+            k += 1;
         }
         let shape = Shape {
             unit,
-            k: positive.len(),
+            k,
             zero: levels.len() % 2 == 1,
         };
         let sums = shape.assign(stats, a);
