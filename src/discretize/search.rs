@@ -14,7 +14,8 @@
 //! rank the candidates; there each walk is two assignments (the grid moves `q` in small steps,
 //! so the first step from the neighbour's optimum is nearly all of the walk), the two walks
 //! run in lockstep, and the squared error searches a grid half as dense as the correlation's
-//! (whose score, piecewise constant in `a`, the walks only sample). The best few local
+//! (whose score, piecewise constant in `a`, the walks only sample); every group of a family
+//! scores the same grid, so its `q` and levels are built once (under `std`). The best few local
 //! minima of the grid are refined by golden section. Under the correlation the walks there
 //! rank candidates by a monotone stand-in for the score without its square root, the walk
 //! from `max|w|` is one assignment, and the refinement two golden steps.
@@ -1083,23 +1084,17 @@ pub(crate) fn u_range(k: usize) -> (f64, f64) {
 /// first strictly smallest value is the search's answer. The error is continuous in `q` but,
 /// for small groups, has many shallow valleys; refining several of them keeps the search near
 /// the best of a dense brute-force scan.
+///
+/// `inner` gets the index of a grid point with its `q` (`None` for a refinement's `q`).
 fn search_q(
-    k: usize,
-    points: usize,
+    grid: &QGrid,
     refine: usize,
     steps: usize,
-    mut inner: impl FnMut(f64) -> f64,
+    mut inner: impl FnMut(Option<usize>, f64) -> f64,
 ) -> Vec<(f64, f64)> {
-    let (u_lo, u_hi) = u_range(k);
-    // Search over ln u, so the grid is dense where q is near 1 and levels are many.
-    let (l_lo, l_hi) = (ln(u_lo), ln(u_hi));
-    let q_of = |l: f64| exp(-exp(l));
-    let step = (l_hi - l_lo) / (points - 1) as f64;
+    let points = grid.q.len();
     let grid: Vec<(f64, f64)> = (0..points)
-        .map(|i| {
-            let l = l_lo + step * i as f64;
-            (inner(q_of(l)), l)
-        })
+        .map(|i| (inner(Some(i), grid.q[i]), grid.l[i]))
         .collect();
     let mut minima: Vec<usize> = (0..points)
         .filter(|&i| {
@@ -1113,10 +1108,71 @@ fn search_q(
     for &i in minima.iter().take(refine) {
         let lo = grid[i.saturating_sub(1)].1;
         let hi = grid[(i + 1).min(points - 1)].1;
-        let refined = golden(lo, hi, steps, |l| inner(q_of(l)));
+        let refined = golden(lo, hi, steps, |l| inner(None, q_of(l)));
         found.push((refined.0, q_of(refined.1)));
     }
     found
+}
+
+/// `q` at a point `l = ln(−ln q)` of [`search_q`]'s search.
+fn q_of(l: f64) -> f64 {
+    exp(-exp(l))
+}
+
+/// The grid [`search_q`] scores first: `points` values of `l = ln(−ln q)` evenly spaced over
+/// the range [`u_range`] gives for `k` magnitudes (over `ln u`, so the grid is dense where
+/// `q` is near 1 and the levels are many), and their `q`.
+struct QGrid {
+    l: Vec<f64>,
+    q: Vec<f64>,
+}
+
+impl QGrid {
+    fn new(k: usize, points: usize) -> Self {
+        let (u_lo, u_hi) = u_range(k);
+        let (l_lo, l_hi) = (ln(u_lo), ln(u_hi));
+        let step = (l_hi - l_lo) / (points - 1) as f64;
+        let l: Vec<f64> = (0..points).map(|i| l_lo + step * i as f64).collect();
+        let q = l.iter().map(|&l| q_of(l)).collect();
+        QGrid { l, q }
+    }
+}
+
+/// A [`QGrid`] with the levels of each of its points for [`SmallAtoms::assign`].
+struct SmallGrid {
+    grid: QGrid,
+    levels: Vec<SmallLevels>,
+}
+
+impl SmallGrid {
+    fn new(family: &Family, points: usize) -> Self {
+        let grid = QGrid::new(family.magnitude_count(), points);
+        let levels = grid
+            .q
+            .iter()
+            .map(|&q| SmallLevels::new(family, q))
+            .collect();
+        SmallGrid { grid, levels }
+    }
+}
+
+/// Runs `f` with the small-group grid of `family` at `points` points. Every small group of a
+/// family scores the same grid, whose `q` (two exponentials each) and levels cost about as
+/// much to build as one of its assignments: under `std` the grids of
+/// [`FIT_Q_GRID`] and [`FIT_Q_GRID_SMALL_MSE`] points are built once per family and kept for
+/// the process (a few KiB each) for the families that search `q` (exponential ones); other
+/// grids, and every grid without `std`, per call.
+fn with_small_grid<R>(family: &Family, points: usize, f: impl FnOnce(&SmallGrid) -> R) -> R {
+    #[cfg(feature = "std")]
+    if family.uses_q() && (points == FIT_Q_GRID || points == FIT_Q_GRID_SMALL_MSE) {
+        use std::sync::OnceLock;
+        // One slot per (bits, zero level, grid): all that a grid and its levels depend on.
+        static GRIDS: [OnceLock<SmallGrid>; 32] = [const { OnceLock::new() }; 32];
+        let family_slot = usize::from(family.bits - 1) * 2 + usize::from(family.has_zero());
+        let slot = family_slot * 2 + usize::from(points == FIT_Q_GRID);
+        return f(GRIDS[slot].get_or_init(|| SmallGrid::new(family, points)));
+    }
+    f(&SmallGrid::new(family, points))
 }
 
 /// The first strictly smallest of [`search_q`]'s candidates.
@@ -1155,7 +1211,10 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
             } else {
                 Q_GRID
             };
-            let q = best_q(&search_q(k, points, Q_REFINE, GOLDEN_STEPS, mse_at_max));
+            let grid = QGrid::new(k, points);
+            let q = best_q(&search_q(&grid, Q_REFINE, GOLDEN_STEPS, |_, q| {
+                mse_at_max(q)
+            }));
             (amax, q)
         }
         ScaleRule::Mse | ScaleRule::OutputMse | ScaleRule::Correlation => {
@@ -1185,14 +1244,22 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
                 (FIT_Q_GRID, FIT_Q_REFINE, FIT_GOLDEN_STEPS)
             };
             let scorer = Scorer::new(rule, stats);
-            let candidates = search_q(k, points, refine, steps, |q| {
+            // One `q` scored, with its levels when the small grid holds them.
+            let mut score_q = |levels: Option<&SmallLevels>, q: f64| {
                 // Histograms are smooth in `a` too: the walk from the neighbour's optimum
                 // is enough there.
                 let other = (warm != amax && stats.bin_scale.is_none()).then_some(amax);
                 let best = match &small {
                     Some(atoms) => {
-                        let levels = SmallLevels::new(family, q);
-                        small_walks(&scorer, warm, other, |a| atoms.assign(&levels, a))
+                        let built;
+                        let levels = match levels {
+                            Some(levels) => levels,
+                            None => {
+                                built = SmallLevels::new(family, q);
+                                &built
+                            }
+                        };
+                        small_walks(&scorer, warm, other, |a| atoms.assign(levels, a))
                     }
                     None => {
                         let shape = Shape::new(family, q);
@@ -1202,7 +1269,18 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
                 warm = best.1;
                 seen.push((best.0, q, best.1));
                 best.0
-            });
+            };
+            let candidates = if small.is_some() {
+                with_small_grid(family, points, |small| {
+                    search_q(&small.grid, refine, steps, |i, q| {
+                        score_q(i.map(|i| &small.levels[i]), q)
+                    })
+                })
+            } else {
+                search_q(&QGrid::new(k, points), refine, steps, |_, q| {
+                    score_q(None, q)
+                })
+            };
             // The scores above are Lloyd's local optima; the exact sweep at each candidate
             // settles which is best (histograms are smooth in `q`: the best one suffices).
             let chosen = best_q(&candidates);
