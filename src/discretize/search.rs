@@ -21,7 +21,8 @@
 //! from `max|w|` is one assignment, and the refinement two golden steps.
 //! At the candidate `q`s (for histograms only the best one) an exact breakpoint sweep
 //! ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`: over
-//! every `a ∈ [0.01, 1.5]·max|w|` for sorted atoms with at most [`SWEEP_LIMIT`] breakpoints
+//! every `a ∈ [0.01, 1.5]·max|w|` (from `0.15·max|w|` under the correlation in groups of at
+//! most 64 sorted atoms) for sorted atoms with at most [`SWEEP_LIMIT`] breakpoints
 //! (histograms with at most [`HISTOGRAM_SWEEP_LIMIT`]), over a window around the best Lloyd
 //! optimum otherwise. The grid is dense for sorted atoms (jagged in `q`) and coarse for
 //! histograms (smooth). Under the correlation a sweep takes the score of its hint's piece as
@@ -41,7 +42,7 @@
 
 use alloc::vec::Vec;
 
-use super::small::{SmallAtoms, SmallLevels};
+use super::small::{self, SmallAtoms, SmallLevels};
 use super::{Family, ScaleRule};
 use crate::error::{Error, Result};
 use crate::float::math::{exp, ln, sqrt};
@@ -63,6 +64,11 @@ const MAX_ABS_EXACT_LIMIT: usize = 1024;
 const MIN_BINS: usize = 256;
 /// The range of `a` an exact sweep covers, as multiples of `max|w|`.
 const A_LO: f64 = 0.01;
+/// The correlation's sweeps in groups of at most `small::MAX_ATOMS` sorted weights start
+/// higher: the correlation weighs each weight by its square, and in so few weights the
+/// largest carries a large share of the energy, so a top level this far below it (clipping
+/// it and every weight near it) does not win there; the pieces below would only be scored.
+const A_LO_SMALL_CORRELATION: f64 = 0.15;
 /// A top level above `max|w|` can pay off: it moves the lower levels onto clusters.
 const A_HI: f64 = 1.5;
 /// Max-abs: grid points for `q`, log-spaced in `-ln q`.
@@ -947,7 +953,8 @@ fn sweep_a(
 
 /// The best `(a, score)` for one shape, exact where it is affordable. A Lloyd walk from
 /// `hint` finds a local optimum; then a breakpoint sweep covers every `a` in
-/// `[A_LO, A_HI]·max|w|` when the group is sorted atoms with at most `SWEEP_LIMIT`
+/// `[A_LO, A_HI]·max|w|` (from `A_LO_SMALL_CORRELATION` under the correlation in small
+/// groups) when the group is sorted atoms with at most `SWEEP_LIMIT`
 /// breakpoints (a histogram with at most `HISTOGRAM_SWEEP_LIMIT`). Otherwise walks from
 /// `max|w|` and from the best point of a coarse `a` grid join the first, and the sweep covers
 /// the window `[a/A_WINDOW, a·A_WINDOW]` around the best of them (large groups are summarized
@@ -980,7 +987,13 @@ fn final_a(
         lloyd(rule, stats, shape, start)
     };
     let (lo, hi) = if full {
-        (stats.amax * A_LO, stats.amax * A_HI)
+        let small = stats.bin_scale.is_none() && stats.x.len() <= small::MAX_ATOMS;
+        let a_lo = if rule == ScaleRule::Correlation && small {
+            A_LO_SMALL_CORRELATION
+        } else {
+            A_LO
+        };
+        (stats.amax * a_lo, stats.amax * A_HI)
     } else {
         // Lloyd converges slowly from far away (a top level at `max|w|` when the optimum
         // clips many outliers), so the best point of a coarse log grid and `max|w|` are
