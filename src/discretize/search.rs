@@ -842,11 +842,12 @@ fn sweep_a(
 ) -> (f64, f64) {
     let unit = &shape.unit[..shape.k];
     // Levels as unit magnitudes, ascending, zero included when the family has it.
-    let mut levels: Vec<f64> = Vec::with_capacity(shape.k + 1);
-    if shape.zero {
-        levels.push(0.0);
-    }
-    levels.extend_from_slice(unit);
+    // On the stack: a sweep runs per candidate `q`, and an allocation is a measurable share
+    // of a small group's sweep.
+    let mut table = [0.0f64; 129];
+    let zero = usize::from(shape.zero);
+    table[zero..zero + unit.len()].copy_from_slice(unit);
+    let levels = &table[..zero + unit.len()];
     let n = stats.x.len();
     scratch.events.clear();
     scratch.ends.clear();
