@@ -751,6 +751,23 @@ pub(crate) struct SweepScratch {
     next_ends: Vec<usize>,
 }
 
+impl SweepScratch {
+    /// Buffers sized for the sweeps of a group of `atoms` atoms and `k` magnitudes (up to a
+    /// small group's worth of events), so that they are allocated once, not grown.
+    fn for_group(atoms: usize, k: usize) -> Self {
+        let events = (atoms * k).min(RESERVED_EVENTS);
+        SweepScratch {
+            events: Vec::with_capacity(events),
+            spare: Vec::with_capacity(events),
+            ends: Vec::with_capacity(k + 1),
+            next_ends: Vec::with_capacity(k + 1),
+        }
+    }
+}
+
+/// Most events [`SweepScratch::for_group`] reserves room for.
+const RESERVED_EVENTS: usize = 1024;
+
 /// Merges the runs of `scratch.events` (each sorted by `a`, given by their end offsets in
 /// `scratch.ends`) into one sorted list in place, pairwise: `O(events · log runs)`, and no
 /// comparison sort.
@@ -1300,7 +1317,7 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
             let chosen = best_q(&candidates);
             let mut best = (f64::INFINITY, amax, DEFAULT_Q);
             let histogram = stats.bin_scale.is_some();
-            let mut scratch = SweepScratch::default();
+            let mut scratch = SweepScratch::for_group(stats.x.len(), k);
             for (i, &(_, q)) in candidates.iter().enumerate() {
                 if candidates[..i].iter().any(|c| c.1 == q) || (histogram && q != chosen) {
                     continue;
