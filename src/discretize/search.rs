@@ -69,7 +69,8 @@ const A_LO: f64 = 0.01;
 /// The correlation's sweeps in groups of at most `small::MAX_ATOMS` sorted weights start
 /// higher: the correlation weighs each weight by its square, and in so few weights the
 /// largest carries a large share of the energy, so a top level this far below it (clipping
-/// it and every weight near it) does not win there; the pieces below would only be scored.
+/// it and every weight near it) was not found to win in any group measured (BENCHMARKS.md);
+/// the pieces below would only be scored.
 const A_LO_SMALL_CORRELATION: f64 = 0.15;
 /// A top level above `max|w|` can pay off: it moves the lower levels onto clusters.
 const A_HI: f64 = 1.5;
@@ -103,8 +104,8 @@ const FIT_GOLDEN_STEPS_SMALL: usize = 6;
 const FIT_GOLDEN_STEPS_SMALL_CORRELATION: usize = 2;
 /// Under the correlation, small groups of more atoms than this walk one assignment per
 /// candidate `q` ([`small_step`]); the tiniest keep two-assignment walks
-/// ([`small_walks`]), since their score jumps the most between neighbouring `q` and a walk
-/// continued across grid points loses the optimum there (their walks are the cheapest too).
+/// ([`small_walks`]): there a walk continued across candidates missed optima that
+/// `tests/fit.rs` bounds, and their walks are the cheapest anyway.
 const STEP_ATOMS: usize = 8;
 /// Groups of at most this many atoms count them in `split` instead of bisecting.
 const COUNT_LIMIT: usize = 64;
@@ -1228,10 +1229,10 @@ impl SmallGrid {
 
 /// Runs `f` with the small-group grid of `family` at `points` points. Every small group of a
 /// family scores the same grid, whose `q` (two exponentials each) and levels cost about as
-/// much to build as one of its assignments: under `std` the grids of
-/// [`FIT_Q_GRID`] and [`FIT_Q_GRID_SMALL_MSE`] points are built once per family and kept for
-/// the process (a few KiB each) for the families that search `q` (exponential ones); other
-/// grids, and every grid without `std`, per call.
+/// much to build as one of its assignments: under `std` the grids of [`FIT_Q_GRID`] and
+/// [`FIT_Q_GRID_SMALL_MSE`] points are built once per family and kept for the process (at
+/// most about 30 KiB each) for the families that search `q` (exponential ones); other grids,
+/// and every grid without `std`, per call.
 fn with_small_grid<R>(family: &Family, points: usize, f: impl FnOnce(&SmallGrid) -> R) -> R {
     #[cfg(feature = "std")]
     if family.uses_q() && (points == FIT_Q_GRID || points == FIT_Q_GRID_SMALL_MSE) {
