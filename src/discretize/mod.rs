@@ -383,6 +383,9 @@ impl Family {
             &[0.0]
         };
         let mut best: Option<(search::Quality, Params<T>)> = None;
+        // One level table for every neighbour, filled as `codebook` fills its own (a
+        // `Codebook` per neighbour would zero and copy kilobytes of tables it does not use).
+        let mut levels = [T::zero(); 256];
         for da in [0.0, -nudge, nudge] {
             for &dq in q_choices {
                 let candidate = Params {
@@ -393,11 +396,12 @@ impl Family {
                         one
                     },
                 };
-                let Ok(codebook) = self.codebook(candidate) else {
+                // A neighbour `codebook` would refuse is skipped.
+                if self.check_levels(candidate).is_err() {
                     continue;
-                };
-                let quality =
-                    search::Quality::of(rule, &stats, codebook.levels(), candidate.a.widen());
+                }
+                let n = self.levels_into(candidate, &mut levels);
+                let quality = search::Quality::of(rule, &stats, &levels[..n], candidate.a.widen());
                 if best.as_ref().is_none_or(|(b, _)| quality.better_than(b)) {
                     best = Some((quality, candidate));
                 }

@@ -14,13 +14,17 @@
 //! rank the candidates; there each walk is two assignments (the grid moves `q` in small steps,
 //! so the first step from the neighbour's optimum is nearly all of the walk), the two walks
 //! run in lockstep, and the squared error searches a grid half as dense as the correlation's
-//! (whose score, piecewise constant in `a`, the walks only sample). The best few local
+//! (whose score, piecewise constant in `a`, the walks only sample); every group of a family
+//! scores the same grid, so its `q` and levels are built once (under `std`). The best few local
 //! minima of the grid are refined by golden section. Under the correlation the walks there
 //! rank candidates by a monotone stand-in for the score without its square root, the walk
-//! from `max|w|` is one assignment, and the refinement two golden steps.
+//! from `max|w|` is one assignment, and the refinement two golden steps; in groups of more
+//! than 8 atoms the walk from the neighbour is one assignment too, continued from candidate
+//! to candidate (each starts where the previous one's Lloyd step led).
 //! At the candidate `q`s (for histograms only the best one) an exact breakpoint sweep
 //! ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`: over
-//! every `a ∈ [0.01, 1.5]·max|w|` for sorted atoms with at most [`SWEEP_LIMIT`] breakpoints
+//! every `a ∈ [0.01, 1.5]·max|w|` (from `0.15·max|w|` under the correlation in groups of at
+//! most 64 sorted atoms) for sorted atoms with at most [`SWEEP_LIMIT`] breakpoints
 //! (histograms with at most [`HISTOGRAM_SWEEP_LIMIT`]), over a window around the best Lloyd
 //! optimum otherwise. The grid is dense for sorted atoms (jagged in `q`) and coarse for
 //! histograms (smooth). Under the correlation a sweep takes the score of its hint's piece as
@@ -40,7 +44,7 @@
 
 use alloc::vec::Vec;
 
-use super::small::{SmallAtoms, SmallLevels};
+use super::small::{self, SmallAtoms, SmallLevels};
 use super::{Family, ScaleRule};
 use crate::error::{Error, Result};
 use crate::float::math::{exp, ln, sqrt};
@@ -62,6 +66,12 @@ const MAX_ABS_EXACT_LIMIT: usize = 1024;
 const MIN_BINS: usize = 256;
 /// The range of `a` an exact sweep covers, as multiples of `max|w|`.
 const A_LO: f64 = 0.01;
+/// The correlation's sweeps in groups of at most `small::MAX_ATOMS` sorted weights start
+/// higher: the correlation weighs each weight by its square, and in so few weights the
+/// largest carries a large share of the energy, so a top level this far below it (clipping
+/// it and every weight near it) was not found to win in any group measured (BENCHMARKS.md);
+/// the pieces below would only be scored.
+const A_LO_SMALL_CORRELATION: f64 = 0.15;
 /// A top level above `max|w|` can pay off: it moves the lower levels onto clusters.
 const A_HI: f64 = 1.5;
 /// Max-abs: grid points for `q`, log-spaced in `-ln q`.
@@ -92,6 +102,11 @@ const FIT_GOLDEN_STEPS_SMALL: usize = 6;
 /// constant score, so a longer refinement mostly ranks samples more finely, and the exact
 /// sweeps at the candidates settle the rest (two steps keep `tests/fit.rs`'s bounds).
 const FIT_GOLDEN_STEPS_SMALL_CORRELATION: usize = 2;
+/// Under the correlation, small groups of more atoms than this walk one assignment per
+/// candidate `q` ([`small_step`]); the tiniest keep two-assignment walks
+/// ([`small_walks`]): there a walk continued across candidates missed optima that
+/// `tests/fit.rs` bounds, and their walks are the cheapest anyway.
+const STEP_ATOMS: usize = 8;
 /// Groups of at most this many atoms count them in `split` instead of bisecting.
 const COUNT_LIMIT: usize = 64;
 /// Points of the coarse `a` grid that seeds the final Lloyd walks.
@@ -484,18 +499,16 @@ impl Quality {
     /// Scores `levels` (a symmetric codebook, ascending, in any float type) whose top
     /// magnitude is `a`.
     pub fn of<T: Real>(rule: ScaleRule, stats: &GroupStats, levels: &[T], a: f64) -> Self {
-        let positive: Vec<f64> = levels
-            .iter()
-            .map(|l| l.widen())
-            .filter(|&l| l > 0.0)
-            .collect();
         let mut unit = [0.0; 128];
-        for (u, m) in unit.iter_mut().zip(&positive) {
+        let positive = levels.iter().map(|l| l.widen()).filter(|&l| l > 0.0);
+        let mut k = 0;
+        for (u, m) in unit.iter_mut().zip(positive) {
             *u = m / a;
+            k += 1;
         }
         let shape = Shape {
             unit,
-            k: positive.len(),
+            k,
             zero: levels.len() % 2 == 1,
         };
         let sums = shape.assign(stats, a);
@@ -663,6 +676,38 @@ fn best_walk(
     best
 }
 
+/// The correlation's walk in a small group, one assignment per candidate `q`: the rank at
+/// `start` (where the previous candidate's step led) and at `other` (`max|w|`), the better
+/// `(rank, a)` of the two, and the Lloyd step of the better one's assignment, where the next
+/// candidate starts. Successive candidates differ little in `q`, so one walk continued
+/// across them samples about the scales that a walk per candidate would, with half of its
+/// assignments.
+#[inline]
+fn small_step(
+    scorer: &Scorer,
+    start: f64,
+    other: Option<f64>,
+    assign: impl Fn(f64) -> Assignment,
+) -> ((f64, f64), f64) {
+    let s = assign(start);
+    let mut best = (scorer.rank(start, &s), start, s);
+    if let Some(o) = other {
+        let t = assign(o);
+        let v = scorer.rank(o, &t);
+        if v < best.0 {
+            best = (v, o, t);
+        }
+    }
+    let (v, a, s) = best;
+    let next = s.cx / s.cc;
+    let next = if s.cc > 0.0 && next.is_finite() && next > 0.0 {
+        next
+    } else {
+        a
+    };
+    ((v, a), next)
+}
+
 /// [`best_walk`] of two assignments per walk, for small groups: both walks' steps are
 /// independent of each other, so they run in lockstep and their latencies overlap. Under
 /// the correlation the walk from `other` (`max|w|`) is one assignment: its score depends on
@@ -745,6 +790,23 @@ pub(crate) struct SweepScratch {
     ends: Vec<usize>,
     next_ends: Vec<usize>,
 }
+
+impl SweepScratch {
+    /// Buffers sized for the sweeps of a group of `atoms` atoms and `k` magnitudes (up to a
+    /// small group's worth of events), so that they are allocated once, not grown.
+    fn for_group(atoms: usize, k: usize) -> Self {
+        let events = (atoms * k).min(RESERVED_EVENTS);
+        SweepScratch {
+            events: Vec::with_capacity(events),
+            spare: Vec::with_capacity(events),
+            ends: Vec::with_capacity(k + 1),
+            next_ends: Vec::with_capacity(k + 1),
+        }
+    }
+}
+
+/// Most events [`SweepScratch::for_group`] reserves room for.
+const RESERVED_EVENTS: usize = 1024;
 
 /// Merges the runs of `scratch.events` (each sorted by `a`, given by their end offsets in
 /// `scratch.ends`) into one sorted list in place, pairwise: `O(events · log runs)`, and no
@@ -837,11 +899,12 @@ fn sweep_a(
 ) -> (f64, f64) {
     let unit = &shape.unit[..shape.k];
     // Levels as unit magnitudes, ascending, zero included when the family has it.
-    let mut levels: Vec<f64> = Vec::with_capacity(shape.k + 1);
-    if shape.zero {
-        levels.push(0.0);
-    }
-    levels.extend_from_slice(unit);
+    // On the stack: a sweep runs per candidate `q`, and an allocation is a measurable share
+    // of a small group's sweep.
+    let mut table = [0.0f64; 129];
+    let zero = usize::from(shape.zero);
+    table[zero..zero + unit.len()].copy_from_slice(unit);
+    let levels = &table[..zero + unit.len()];
     let n = stats.x.len();
     scratch.events.clear();
     scratch.ends.clear();
@@ -948,7 +1011,8 @@ fn sweep_a(
 
 /// The best `(a, score)` for one shape, exact where it is affordable. A Lloyd walk from
 /// `hint` finds a local optimum; then a breakpoint sweep covers every `a` in
-/// `[A_LO, A_HI]·max|w|` when the group is sorted atoms with at most `SWEEP_LIMIT`
+/// `[A_LO, A_HI]·max|w|` (from `A_LO_SMALL_CORRELATION` under the correlation in small
+/// groups) when the group is sorted atoms with at most `SWEEP_LIMIT`
 /// breakpoints (a histogram with at most `HISTOGRAM_SWEEP_LIMIT`). Otherwise walks from
 /// `max|w|` and from the best point of a coarse `a` grid join the first, and the sweep covers
 /// the window `[a/A_WINDOW, a·A_WINDOW]` around the best of them (large groups are summarized
@@ -981,7 +1045,13 @@ fn final_a(
         lloyd(rule, stats, shape, start)
     };
     let (lo, hi) = if full {
-        (stats.amax * A_LO, stats.amax * A_HI)
+        let small = stats.bin_scale.is_none() && stats.x.len() <= small::MAX_ATOMS;
+        let a_lo = if rule == ScaleRule::Correlation && small {
+            A_LO_SMALL_CORRELATION
+        } else {
+            A_LO
+        };
+        (stats.amax * a_lo, stats.amax * A_HI)
     } else {
         // Lloyd converges slowly from far away (a top level at `max|w|` when the optimum
         // clips many outliers), so the best point of a coarse log grid and `max|w|` are
@@ -1085,23 +1155,17 @@ pub(crate) fn u_range(k: usize) -> (f64, f64) {
 /// first strictly smallest value is the search's answer. The error is continuous in `q` but,
 /// for small groups, has many shallow valleys; refining several of them keeps the search near
 /// the best of a dense brute-force scan.
+///
+/// `inner` gets the index of a grid point with its `q` (`None` for a refinement's `q`).
 fn search_q(
-    k: usize,
-    points: usize,
+    grid: &QGrid,
     refine: usize,
     steps: usize,
-    mut inner: impl FnMut(f64) -> f64,
+    mut inner: impl FnMut(Option<usize>, f64) -> f64,
 ) -> Vec<(f64, f64)> {
-    let (u_lo, u_hi) = u_range(k);
-    // Search over ln u, so the grid is dense where q is near 1 and levels are many.
-    let (l_lo, l_hi) = (ln(u_lo), ln(u_hi));
-    let q_of = |l: f64| exp(-exp(l));
-    let step = (l_hi - l_lo) / (points - 1) as f64;
+    let points = grid.q.len();
     let grid: Vec<(f64, f64)> = (0..points)
-        .map(|i| {
-            let l = l_lo + step * i as f64;
-            (inner(q_of(l)), l)
-        })
+        .map(|i| (inner(Some(i), grid.q[i]), grid.l[i]))
         .collect();
     let mut minima: Vec<usize> = (0..points)
         .filter(|&i| {
@@ -1115,10 +1179,71 @@ fn search_q(
     for &i in minima.iter().take(refine) {
         let lo = grid[i.saturating_sub(1)].1;
         let hi = grid[(i + 1).min(points - 1)].1;
-        let refined = golden(lo, hi, steps, |l| inner(q_of(l)));
+        let refined = golden(lo, hi, steps, |l| inner(None, q_of(l)));
         found.push((refined.0, q_of(refined.1)));
     }
     found
+}
+
+/// `q` at a point `l = ln(−ln q)` of [`search_q`]'s search.
+fn q_of(l: f64) -> f64 {
+    exp(-exp(l))
+}
+
+/// The grid [`search_q`] scores first: `points` values of `l = ln(−ln q)` evenly spaced over
+/// the range [`u_range`] gives for `k` magnitudes (over `ln u`, so the grid is dense where
+/// `q` is near 1 and the levels are many), and their `q`.
+struct QGrid {
+    l: Vec<f64>,
+    q: Vec<f64>,
+}
+
+impl QGrid {
+    fn new(k: usize, points: usize) -> Self {
+        let (u_lo, u_hi) = u_range(k);
+        let (l_lo, l_hi) = (ln(u_lo), ln(u_hi));
+        let step = (l_hi - l_lo) / (points - 1) as f64;
+        let l: Vec<f64> = (0..points).map(|i| l_lo + step * i as f64).collect();
+        let q = l.iter().map(|&l| q_of(l)).collect();
+        QGrid { l, q }
+    }
+}
+
+/// A [`QGrid`] with the levels of each of its points for [`SmallAtoms::assign`].
+struct SmallGrid {
+    grid: QGrid,
+    levels: Vec<SmallLevels>,
+}
+
+impl SmallGrid {
+    fn new(family: &Family, points: usize) -> Self {
+        let grid = QGrid::new(family.magnitude_count(), points);
+        let levels = grid
+            .q
+            .iter()
+            .map(|&q| SmallLevels::new(family, q))
+            .collect();
+        SmallGrid { grid, levels }
+    }
+}
+
+/// Runs `f` with the small-group grid of `family` at `points` points. Every small group of a
+/// family scores the same grid, whose `q` (two exponentials each) and levels cost about as
+/// much to build as one of its assignments: under `std` the grids of [`FIT_Q_GRID`] and
+/// [`FIT_Q_GRID_SMALL_MSE`] points are built once per family and kept for the process (at
+/// most about 30 KiB each) for the families that search `q` (exponential ones); other grids,
+/// and every grid without `std`, per call.
+fn with_small_grid<R>(family: &Family, points: usize, f: impl FnOnce(&SmallGrid) -> R) -> R {
+    #[cfg(feature = "std")]
+    if family.uses_q() && (points == FIT_Q_GRID || points == FIT_Q_GRID_SMALL_MSE) {
+        use std::sync::OnceLock;
+        // One slot per (bits, zero level, grid): all that a grid and its levels depend on.
+        static GRIDS: [OnceLock<SmallGrid>; 32] = [const { OnceLock::new() }; 32];
+        let family_slot = usize::from(family.bits - 1) * 2 + usize::from(family.has_zero());
+        let slot = family_slot * 2 + usize::from(points == FIT_Q_GRID);
+        return f(GRIDS[slot].get_or_init(|| SmallGrid::new(family, points)));
+    }
+    f(&SmallGrid::new(family, points))
 }
 
 /// The first strictly smallest of [`search_q`]'s candidates.
@@ -1157,7 +1282,10 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
             } else {
                 Q_GRID
             };
-            let q = best_q(&search_q(k, points, Q_REFINE, GOLDEN_STEPS, mse_at_max));
+            let grid = QGrid::new(k, points);
+            let q = best_q(&search_q(&grid, Q_REFINE, GOLDEN_STEPS, |_, q| {
+                mse_at_max(q)
+            }));
             (amax, q)
         }
         ScaleRule::Mse | ScaleRule::OutputMse | ScaleRule::Correlation => {
@@ -1187,14 +1315,29 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
                 (FIT_Q_GRID, FIT_Q_REFINE, FIT_GOLDEN_STEPS)
             };
             let scorer = Scorer::new(rule, stats);
-            let candidates = search_q(k, points, refine, steps, |q| {
+            // One `q` scored, with its levels when the small grid holds them.
+            let mut score_q = |levels: Option<&SmallLevels>, q: f64| {
                 // Histograms are smooth in `a` too: the walk from the neighbour's optimum
                 // is enough there.
                 let other = (warm != amax && stats.bin_scale.is_none()).then_some(amax);
                 let best = match &small {
                     Some(atoms) => {
-                        let levels = SmallLevels::new(family, q);
-                        small_walks(&scorer, warm, other, |a| atoms.assign(&levels, a))
+                        let built;
+                        let levels = match levels {
+                            Some(levels) => levels,
+                            None => {
+                                built = SmallLevels::new(family, q);
+                                &built
+                            }
+                        };
+                        if scorer.correlation && stats.x.len() > STEP_ATOMS {
+                            let (best, next) =
+                                small_step(&scorer, warm, other, |a| atoms.assign(levels, a));
+                            warm = next;
+                            seen.push((best.0, q, best.1));
+                            return best.0;
+                        }
+                        small_walks(&scorer, warm, other, |a| atoms.assign(levels, a))
                     }
                     None => {
                         let shape = Shape::new(family, q);
@@ -1204,13 +1347,24 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
                 warm = best.1;
                 seen.push((best.0, q, best.1));
                 best.0
-            });
+            };
+            let candidates = if small.is_some() {
+                with_small_grid(family, points, |small| {
+                    search_q(&small.grid, refine, steps, |i, q| {
+                        score_q(i.map(|i| &small.levels[i]), q)
+                    })
+                })
+            } else {
+                search_q(&QGrid::new(k, points), refine, steps, |_, q| {
+                    score_q(None, q)
+                })
+            };
             // The scores above are Lloyd's local optima; the exact sweep at each candidate
             // settles which is best (histograms are smooth in `q`: the best one suffices).
             let chosen = best_q(&candidates);
             let mut best = (f64::INFINITY, amax, DEFAULT_Q);
             let histogram = stats.bin_scale.is_some();
-            let mut scratch = SweepScratch::default();
+            let mut scratch = SweepScratch::for_group(stats.x.len(), k);
             for (i, &(_, q)) in candidates.iter().enumerate() {
                 if candidates[..i].iter().any(|c| c.1 == q) || (histogram && q != chosen) {
                     continue;
