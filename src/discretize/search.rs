@@ -18,9 +18,7 @@
 //! scores the same grid, so its `q` and levels are built once (under `std`). The best few local
 //! minima of the grid are refined by golden section. Under the correlation the walks there
 //! rank candidates by a monotone stand-in for the score without its square root, the walk
-//! from `max|w|` is one assignment, and the refinement two golden steps; in groups of more
-//! than 8 atoms the walk from the neighbour is one assignment too, continued from candidate
-//! to candidate (each starts where the previous one's Lloyd step led).
+//! from `max|w|` is one assignment, and the refinement two golden steps.
 //! At the candidate `q`s (for histograms only the best one) an exact breakpoint sweep
 //! ([`sweep_a`], whose `K` sorted breakpoint lists are merged, not sorted) picks `a`: over
 //! every `a ∈ [0.01, 1.5]·max|w|` (from `0.15·max|w|` under the correlation in groups of at
@@ -102,11 +100,6 @@ const FIT_GOLDEN_STEPS_SMALL: usize = 6;
 /// constant score, so a longer refinement mostly ranks samples more finely, and the exact
 /// sweeps at the candidates settle the rest (two steps keep `tests/fit.rs`'s bounds).
 const FIT_GOLDEN_STEPS_SMALL_CORRELATION: usize = 2;
-/// Under the correlation, small groups of more atoms than this walk one assignment per
-/// candidate `q` ([`small_step`]); the tiniest keep two-assignment walks
-/// ([`small_walks`]): there a walk continued across candidates missed optima that
-/// `tests/fit.rs` bounds, and their walks are the cheapest anyway.
-const STEP_ATOMS: usize = 8;
 /// Groups of at most this many atoms count them in `split` instead of bisecting.
 const COUNT_LIMIT: usize = 64;
 /// Points of the coarse `a` grid that seeds the final Lloyd walks.
@@ -674,38 +667,6 @@ fn best_walk(
         }
     }
     best
-}
-
-/// The correlation's walk in a small group, one assignment per candidate `q`: the rank at
-/// `start` (where the previous candidate's step led) and at `other` (`max|w|`), the better
-/// `(rank, a)` of the two, and the Lloyd step of the better one's assignment, where the next
-/// candidate starts. Successive candidates differ little in `q`, so one walk continued
-/// across them samples about the scales that a walk per candidate would, with half of its
-/// assignments.
-#[inline]
-fn small_step(
-    scorer: &Scorer,
-    start: f64,
-    other: Option<f64>,
-    assign: impl Fn(f64) -> Assignment,
-) -> ((f64, f64), f64) {
-    let s = assign(start);
-    let mut best = (scorer.rank(start, &s), start, s);
-    if let Some(o) = other {
-        let t = assign(o);
-        let v = scorer.rank(o, &t);
-        if v < best.0 {
-            best = (v, o, t);
-        }
-    }
-    let (v, a, s) = best;
-    let next = s.cx / s.cc;
-    let next = if s.cc > 0.0 && next.is_finite() && next > 0.0 {
-        next
-    } else {
-        a
-    };
-    ((v, a), next)
 }
 
 /// [`best_walk`] of two assignments per walk, for small groups: both walks' steps are
@@ -1330,13 +1291,6 @@ pub(crate) fn fit(family: &Family, rule: ScaleRule, stats: &GroupStats) -> (f64,
                                 &built
                             }
                         };
-                        if scorer.correlation && stats.x.len() > STEP_ATOMS {
-                            let (best, next) =
-                                small_step(&scorer, warm, other, |a| atoms.assign(levels, a));
-                            warm = next;
-                            seen.push((best.0, q, best.1));
-                            return best.0;
-                        }
                         small_walks(&scorer, warm, other, |a| atoms.assign(levels, a))
                     }
                     None => {
