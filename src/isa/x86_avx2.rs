@@ -1611,7 +1611,11 @@ unsafe fn assign_sums_fixed<const V: usize>(
     let (cut, above) = (&levels.cut[..cuts], &levels.above[..cuts]);
     // SAFETY: the caller guarantees `8·V` floats in each slice, so vector `v < V` is in bounds.
     let load = |s: &[f32], v: usize| unsafe { _mm256_loadu_ps(s.as_ptr().add(v * ASSIGN_LANES)) };
-    let x: [__m256; V] = core::array::from_fn(|v| load(atoms.x, v));
+    // A loop rather than `array::from_fn`, as in `assign_lane_sums`.
+    let mut x = [_mm256_setzero_ps(); V];
+    for (v, x) in x.iter_mut().enumerate() {
+        *x = load(atoms.x, v);
+    }
     let mut c = [_mm256_set1_ps(levels.base); V];
     for (&t, &l) in cut.iter().zip(above) {
         let (t, l) = (_mm256_set1_ps(t), _mm256_set1_ps(l));
@@ -1669,7 +1673,10 @@ unsafe fn assign_sums_any(levels: AssignLevels<'_>, atoms: AssignAtoms<'_>) -> [
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn assign_lane_sums(acc: [__m256; 3]) -> [f64; 3] {
-    acc.map(|v| {
+    // A loop rather than `array::map`, whose closure (called from generic code without the
+    // target features) is not inlined: a call per sum in the fit's hottest loop.
+    let mut out = [0.0f64; 3];
+    for (o, v) in out.iter_mut().zip(acc) {
         let halves = _mm256_add_pd(
             _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
             _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)),
@@ -1678,8 +1685,9 @@ unsafe fn assign_lane_sums(acc: [__m256; 3]) -> [f64; 3] {
             _mm256_castpd256_pd128(halves),
             _mm256_extractf128_pd::<1>(halves),
         );
-        _mm_cvtsd_f64(_mm_add_sd(pairs, _mm_unpackhi_pd(pairs, pairs)))
-    })
+        *o = _mm_cvtsd_f64(_mm_add_sd(pairs, _mm_unpackhi_pd(pairs, pairs)));
+    }
+    out
 }
 
 /// [`portable::score`](super::portable::score) with AVX2, as two halves of eight lanes. Bit-identical to it: the same
