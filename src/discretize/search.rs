@@ -902,49 +902,17 @@ fn sweep_a(
         // flat across many pieces), so ties go to the lower MSE, which also keeps the choice
         // independent of the weights' overall scale.
         let mut best = (f64::INFINITY, f64::INFINITY, lo);
-        let visit = |sums: &Assignment, from: f64, to: f64, best: &mut (f64, f64, f64)| {
-            if !scorer.correlation && sums.cc > 0.0 {
-                // No `a` of this piece scores below the parabola's vertex, `s2 − cx²/cc`: when
-                // even that clearly exceeds the best so far (by far more than rounding), the
-                // piece can neither win nor tie, and its division is skipped.
-                let slack = 1e-9 * scorer.s2;
-                if scorer.s2 * sums.cc - sums.cx * sums.cx > (best.0 + slack) * sums.cc {
-                    return;
-                }
-            }
-            if scorer.correlation_below(sums, best.0.min(bound)) {
-                return;
-            }
-            let ls = if sums.cc > 0.0 {
-                sums.cx / sums.cc
-            } else {
-                from
-            };
-            let a = match rule {
-                // `to` already belongs to the next piece, whose assignment (and correlation)
-                // differs; the MSE is continuous there, the correlation is not.
-                ScaleRule::Correlation if !(from..to).contains(&ls) => 0.5 * (from + to),
-                _ => ls.clamp(from, to),
-            };
-            let v = scorer.score(a, sums);
-            let tie = (v - best.0).abs() <= 1e-12 * best.0.abs();
-            if !(tie || v < best.0) {
-                return;
-            }
-            // The MSE only matters for the piece that wins or ties.
-            let mse = match rule {
-                ScaleRule::Correlation => mse_scorer.score(a, sums),
-                _ => v,
-            };
-            if !tie || mse < best.1 {
-                *best = (v, mse, a);
-            }
+        let visit = PieceVisit {
+            rule,
+            scorer: &scorer,
+            mse_scorer: &mse_scorer,
+            bound,
         };
         let mut i = 0;
         while i < events.len() {
             let a = events[i].a;
             // The piece before this breakpoint still has the old assignment.
-            visit(&sums, piece_lo, a, &mut best);
+            visit.piece(&sums, piece_lo, a, &mut best);
             // Every event at this same `a` applies together.
             while i < events.len() && events[i].a == a {
                 let (j, l) = (events[i].atom as usize, events[i].level as usize);
@@ -959,7 +927,7 @@ fn sweep_a(
             }
             piece_lo = a;
         }
-        visit(&sums, piece_lo, hi, &mut best);
+        visit.piece(&sums, piece_lo, hi, &mut best);
         best
     };
     let mut best = run(bound);
@@ -968,6 +936,60 @@ fn sweep_a(
         best = run(f64::INFINITY);
     }
     (best.2, best.0)
+}
+
+/// What a sweep needs to score one piece of constant assignment: its rule, scorers and the
+/// bound pieces are dismissed against.
+struct PieceVisit<'a> {
+    rule: ScaleRule,
+    scorer: &'a Scorer,
+    mse_scorer: &'a Scorer,
+    bound: f64,
+}
+
+impl PieceVisit<'_> {
+    /// Scores the piece `[from, to)` of assignment `sums` into `best` (score, MSE, `a`) when
+    /// it wins or ties with a lower MSE. Always inlined: a sweep calls it once per piece, and
+    /// a closure in its place was compiled as a call.
+    #[inline(always)]
+    fn piece(&self, sums: &Assignment, from: f64, to: f64, best: &mut (f64, f64, f64)) {
+        if !self.scorer.correlation && sums.cc > 0.0 {
+            // No `a` of this piece scores below the parabola's vertex, `s2 − cx²/cc`: when
+            // even that clearly exceeds the best so far (by far more than rounding), the
+            // piece can neither win nor tie, and its division is skipped.
+            let slack = 1e-9 * self.scorer.s2;
+            if self.scorer.s2 * sums.cc - sums.cx * sums.cx > (best.0 + slack) * sums.cc {
+                return;
+            }
+        }
+        if self.scorer.correlation_below(sums, best.0.min(self.bound)) {
+            return;
+        }
+        let ls = if sums.cc > 0.0 {
+            sums.cx / sums.cc
+        } else {
+            from
+        };
+        let a = match self.rule {
+            // `to` already belongs to the next piece, whose assignment (and correlation)
+            // differs; the MSE is continuous there, the correlation is not.
+            ScaleRule::Correlation if !(from..to).contains(&ls) => 0.5 * (from + to),
+            _ => ls.clamp(from, to),
+        };
+        let v = self.scorer.score(a, sums);
+        let tie = (v - best.0).abs() <= 1e-12 * best.0.abs();
+        if !(tie || v < best.0) {
+            return;
+        }
+        // The MSE only matters for the piece that wins or ties.
+        let mse = match self.rule {
+            ScaleRule::Correlation => self.mse_scorer.score(a, sums),
+            _ => v,
+        };
+        if !tie || mse < best.1 {
+            *best = (v, mse, a);
+        }
+    }
 }
 
 /// The best `(a, score)` for one shape, exact where it is affordable. A Lloyd walk from
