@@ -719,6 +719,31 @@ impl Int8Rows {
     }
 }
 
+/// Each row's 16-entry int8 table in both 128-bit lanes of a register. A loop rather than
+/// `array::from_fn`, whose closure runs outside the target features and is compiled as a
+/// call per row.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn table_registers<const R: usize>(tables: [&[i8; 16]; R]) -> [__m256i; R] {
+    let mut out = [_mm256_setzero_si256(); R];
+    for (o, t) in out.iter_mut().zip(tables) {
+        // SAFETY: a table holds 16 bytes.
+        *o = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(t.as_ptr().cast()) });
+    }
+    out
+}
+
+/// Each row's accumulator summed ([`hsum`]), in a loop as [`table_registers`].
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn row_sums<const R: usize>(acc: &[__m256; R]) -> [f32; R] {
+    let mut out = [0.0f32; R];
+    for (o, &a) in out.iter_mut().zip(acc) {
+        *o = hsum(a);
+    }
+    out
+}
+
 /// How far ahead in bytes [`dot4_i8_pairs`] prefetches each row's codes: several steps of
 /// its loop, so a line is asked for well before it is read and is still in L1 when it is.
 const PREFETCH: usize = 1024;
@@ -750,9 +775,7 @@ unsafe fn dot4_i8_pairs<const R: usize, D: ByteDot>(
     // prefetch reads nothing.
     unsafe {
         let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
-        let tv: [__m256i; R] = core::array::from_fn(|r| {
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
-        });
+        let tv = table_registers(tables);
         let x = xp.as_ptr();
         let mut acc = [_mm256_setzero_ps(); R];
         // One pair of blocks: `x`, `|x|`, the tables and the accumulators of four rows fit
@@ -784,7 +807,7 @@ unsafe fn dot4_i8_pairs<const R: usize, D: ByteDot>(
             pair(b);
             b += 2;
         }
-        let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
+        let mut out = row_sums(&acc);
         if b < blocks {
             let xv = load(x, 32 * b);
             for r in 0..R {
@@ -903,9 +926,7 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool, D: ByteDot>(
     // bytes.
     unsafe {
         let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
-        let tv: [__m256i; R] = core::array::from_fn(|r| {
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
-        });
+        let tv = table_registers(tables);
         let table = |w: &GroupWindow, r: usize, o: usize, d: usize| {
             if TABLES {
                 window_table(w, o, d)
@@ -987,7 +1008,7 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool, D: ByteDot>(
                 gb += 1;
             }
         }
-        let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
+        let mut out = row_sums(&acc);
         if b < blocks {
             // A lone block.
             if gb < base || gb - base >= WINDOW {
@@ -1072,7 +1093,11 @@ unsafe fn dot4_i8_pairs_nested<const R: usize, D: ByteDot>(
             start = end;
             i += 1;
         }
-        core::array::from_fn(|r| hsum(total[r]) + lone[r])
+        let mut out = row_sums(&total);
+        for (o, lone) in out.iter_mut().zip(lone) {
+            *o += lone;
+        }
+        out
     }
 }
 
@@ -1111,9 +1136,7 @@ unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
     // scales 8 lanes each.
     unsafe {
         let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
-        let tv: [__m256i; R] = core::array::from_fn(|r| {
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
-        });
+        let tv = table_registers(tables);
         let x = xp.as_ptr();
         let mut scales = [[0.0f32; 8]; R];
         let mut acc = [_mm256_setzero_ps(); R];
@@ -1139,7 +1162,7 @@ unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
             }
             base = end;
         }
-        let mut out: [f32; R] = core::array::from_fn(|r| hsum(acc[r]));
+        let mut out = row_sums(&acc);
         if pairs < blocks {
             let b = pairs;
             let xv = load(x, 32 * b);
@@ -1186,10 +1209,7 @@ unsafe fn dot4_i8_compact<const R: usize, D: ByteDot>(
         }
     };
     if pg.is_multiple_of(2) {
-        // SAFETY: each table holds 16 bytes.
-        let tv: [__m256i; R] = core::array::from_fn(|r| unsafe {
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(tables[r].as_ptr().cast()))
-        });
+        let tv = table_registers(tables);
         // `blocks` is clamped to the groups every row's scales hold. The nested loop asks for
         // the groups in order, so eight at a time are converted in one vector.
         let mut eight = [[0.0f32; 8]; R];
