@@ -1337,7 +1337,12 @@ fn tables8_i8(zero: bool, q1: __m256, out: &mut [[i8; 16]]) {
         _mm256_mul_ps(q2, q4),
         _mm256_mul_ps(q3, q4),
     ];
-    let m = p.map(|p| _mm256_cvtps_epi32(_mm256_mul_ps(p, _mm256_set1_ps(127.0))));
+    // Loops rather than `array::map` here and below: its closure runs outside the target
+    // features and is compiled as a call per element, in a function every eight groups run.
+    let mut m = [_mm256_setzero_si256(); 8];
+    for (m, p) in m.iter_mut().zip(p) {
+        *m = _mm256_cvtps_epi32(_mm256_mul_ps(p, _mm256_set1_ps(127.0)));
+    }
     // Per 128-bit lane (groups 0–3, 4–7): bytes `4k + g` hold power `k` of group `g`.
     let b0 = _mm256_packs_epi16(
         _mm256_packs_epi32(m[0], m[1]),
@@ -1355,16 +1360,20 @@ fn tables8_i8(zero: bool, q1: __m256, out: &mut [[i8; 16]]) {
     let s1 = _mm256_shuffle_epi8(b1, by_group);
     // Per lane: groups (0, 1) | (4, 5) and (2, 3) | (6, 7), 8 magnitudes each.
     let u = [_mm256_unpacklo_epi32(s0, s1), _mm256_unpackhi_epi32(s0, s1)];
-    let z = -128i8; // `vpshufb` writes 0 for an index with its top bit set.
-                    // One 128-bit lane's indices into a group's 8 magnitudes at `h`: negated ascending then
-                    // positive descending (the zero level, written as `z`, at entries 7 and 15 when `zero`).
+    // `vpshufb` writes 0 for an index with its top bit set.
+    let z = -128i8;
+    // One 128-bit lane's indices into a group's 8 magnitudes at `h`: negated ascending then
+    // positive descending (the zero level, written as `z`, at entries 7 and 15 when `zero`).
     let spread = |h: i8| {
         let order: [i8; 16] = if zero {
             [0, 1, 2, 3, 4, 5, 6, z, 6, 5, 4, 3, 2, 1, 0, z]
         } else {
             [0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 0]
         };
-        let idx = order.map(|i| if i == z { z } else { h + i });
+        let mut idx = [0i8; 16];
+        for (idx, i) in idx.iter_mut().zip(order) {
+            *idx = if i == z { z } else { h + i };
+        }
         // SAFETY: `idx` holds 16 bytes.
         unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(idx.as_ptr().cast())) }
     };
