@@ -625,6 +625,26 @@ pub(crate) enum Int8Rows {
     Avx512Vnni(Avx512Vnni),
 }
 
+/// `$call` with `$d` naming the [`ByteDot`] of `$build`'s variant.
+macro_rules! with_byte_dot {
+    ($build:expr, $d:ident => $call:expr) => {
+        match $build {
+            Int8Rows::Avx2(_) => {
+                type $d = Maddubs;
+                $call
+            }
+            Int8Rows::AvxVnni(_) => {
+                type $d = VpdpbusdVex;
+                $call
+            }
+            Int8Rows::Avx512Vnni(_) => {
+                type $d = VpdpbusdEvex;
+                $call
+            }
+        }
+    };
+}
+
 impl Int8Rows {
     /// The build for `isa`: a VNNI one where the path has VNNI, else AVX2's; `None` off x86
     /// SIMD paths.
@@ -651,13 +671,7 @@ impl Int8Rows {
     ) -> [f32; R] {
         // SAFETY: each variant holds the proof that detection found its instructions, AVX2
         // and FMA.
-        unsafe {
-            match self {
-                Int8Rows::Avx2(_) => dot4_i8_rows::<R, Maddubs>(rows, tables, xp, ps),
-                Int8Rows::AvxVnni(_) => dot4_i8_rows::<R, VpdpbusdVex>(rows, tables, xp, ps),
-                Int8Rows::Avx512Vnni(_) => dot4_i8_rows::<R, VpdpbusdEvex>(rows, tables, xp, ps),
-            }
-        }
+        with_byte_dot!(self, D => unsafe { dot4_i8_rows::<R, D>(rows, tables, xp, ps) })
     }
 
     /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
@@ -673,19 +687,10 @@ impl Int8Rows {
         g: usize,
         scales: [&[u8]; R],
     ) -> [f32; R] {
-        let t = tables;
         // SAFETY: as in `dot4_i8_rows`.
-        unsafe {
-            match self {
-                Int8Rows::Avx2(_) => dot4_i8_compact::<R, Maddubs>(rows, t, xp, ps, g, scales),
-                Int8Rows::AvxVnni(_) => {
-                    dot4_i8_compact::<R, VpdpbusdVex>(rows, t, xp, ps, g, scales)
-                }
-                Int8Rows::Avx512Vnni(_) => {
-                    dot4_i8_compact::<R, VpdpbusdEvex>(rows, t, xp, ps, g, scales)
-                }
-            }
-        }
+        with_byte_dot!(self, D => unsafe {
+            dot4_i8_compact::<R, D>(rows, tables, xp, ps, g, scales)
+        })
     }
 
     /// Int8 dot products of `R` 4-bit rows in groups of `g` codes (a multiple of 32), each
@@ -703,19 +708,10 @@ impl Int8Rows {
         gen: &Gen16,
         params: impl Fn(usize, usize, &mut [[f32; 2]]),
     ) -> [f32; R] {
-        let n = groups;
         // SAFETY: as in `dot4_i8_rows`.
-        unsafe {
-            match self {
-                Int8Rows::Avx2(_) => dot4_i8_groups::<R, Maddubs>(rows, xp, ps, g, n, gen, params),
-                Int8Rows::AvxVnni(_) => {
-                    dot4_i8_groups::<R, VpdpbusdVex>(rows, xp, ps, g, n, gen, params)
-                }
-                Int8Rows::Avx512Vnni(_) => {
-                    dot4_i8_groups::<R, VpdpbusdEvex>(rows, xp, ps, g, n, gen, params)
-                }
-            }
-        }
+        with_byte_dot!(self, D => unsafe {
+            dot4_i8_groups::<R, D>(rows, xp, ps, g, groups, gen, params)
+        })
     }
 }
 
