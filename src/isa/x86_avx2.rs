@@ -2329,7 +2329,7 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
 mod tests {
     use super::*;
     use crate::isa::Isa;
-    use crate::test_rng::xorshift32 as rng;
+    use crate::test_rng::{f16_scales, xorshift32 as rng};
     use alloc::vec::Vec;
 
     /// [`ByteDot`] by widening to `i16` and `i32` before any sum, exact for any bytes: the
@@ -2476,13 +2476,7 @@ mod tests {
                 })
                 .collect();
             let groups = cols.div_ceil(g);
-            let scales: Vec<Vec<u8>> = (0..R)
-                .map(|_| {
-                    (0..groups)
-                        .flat_map(|_| ((0x2000 + next() % 0x3000) as u16).to_le_bytes())
-                        .collect()
-                })
-                .collect();
+            let scales: Vec<Vec<u8>> = (0..R).map(|_| f16_scales(&mut next, groups)).collect();
             let params: Vec<Vec<[f32; 2]>> = (0..R)
                 .map(|_| {
                     let pair =

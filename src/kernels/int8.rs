@@ -415,7 +415,7 @@ mod tests {
     use super::*;
     use alloc::vec::Vec;
 
-    use crate::test_rng::xorshift32 as rng;
+    use crate::test_rng::{f16_scales, xorshift32 as rng};
 
     /// Packed random 4-bit codes below `levels` and their int8 table.
     fn row(next: &mut impl FnMut() -> u32, cols: usize, levels: usize) -> (Vec<u8>, I8Table) {
@@ -523,13 +523,7 @@ mod tests {
             let packed: [&[u8]; R] = core::array::from_fn(|r| &rows[r].0[..]);
             let t16: Vec<[i8; 16]> = rows.iter().map(|(_, t)| t.t16()).collect();
             let tables: [&[i8; 16]; R] = core::array::from_fn(|r| &t16[r]);
-            let scales: Vec<Vec<u8>> = (0..R)
-                .map(|_| {
-                    (0..groups)
-                        .flat_map(|_| ((0x2000 + next() % 0x3000) as u16).to_le_bytes())
-                        .collect()
-                })
-                .collect();
+            let scales: Vec<Vec<u8>> = (0..R).map(|_| f16_scales(&mut next, groups)).collect();
             let sc: [&[u8]; R] = core::array::from_fn(|r| &scales[r][..]);
             // Half the rows share one `q` over their groups, so the table reuse runs too.
             let params: Vec<Vec<[f32; 2]>> = (0..R)
