@@ -370,11 +370,8 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn block_i8(w: __m256i, x: __m256i) -> __m256i {
-    maddubs_add(
-        _mm256_setzero_si256(),
-        _mm256_abs_epi8(x),
-        _mm256_sign_epi8(w, x),
-    )
+    // SAFETY: `Maddubs` needs AVX2 and FMA, this function's features.
+    unsafe { block_add::<Maddubs>(_mm256_setzero_si256(), w, x) }
 }
 
 /// How a batched int8 kernel sums byte products: `acc` plus, in each `i32` lane, the four
