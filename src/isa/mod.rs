@@ -190,7 +190,8 @@ impl fmt::Display for IsaKind {
 }
 
 /// Detection's answer, cached: 0 until detection ran, then one of the `STATE_*` codes (for
-/// AVX-512, with the `FLAG_*` bits of the extensions found beside it).
+/// AVX2 and AVX-512, with the `FLAG_*` bits of the extensions found beside it: VNNI means
+/// AVX-VNNI on the AVX2 path and AVX-512 VNNI on the AVX-512 path).
 static DETECTED: AtomicU8 = AtomicU8::new(0);
 const STATE_SWAR: u8 = 1;
 const STATE_AVX2: u8 = 2;
