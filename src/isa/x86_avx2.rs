@@ -1169,11 +1169,92 @@ unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
     }
 }
 
+/// How many groups' scales [`dot4_i8_pairs_pow2`] converts before a run of its pair loop
+/// (256 bytes of stack for four rows). Measured at 16384×8192 and 1024×1024 with groups of
+/// 128 codes: 16 was faster than 8 (the per-run sums and set-up) and than 32 and 64.
+const RUN_GROUPS: usize = 16;
+
+/// Int8 dot products of `R` packed 4-bit rows in groups of `pg` blocks, `pg` a power of two
+/// of at least 2, each row sharing its int8 table up to a scale per group. The rows run
+/// through the per-row loop of [`dot4_i8_pairs`] (its two pairs a step and its prefetch) a
+/// run of [`RUN_GROUPS`] groups at a time: a pair never straddles two groups, so its scale
+/// vector is the `x` scales times its group's scale, one multiply per pair and row, with
+/// the groups' scales (`group_scales8(r, i)` gives row `r`'s groups `i .. i + 8`) converted
+/// once per run. The runs' sums add up in order. Every row runs the same operations in the
+/// same order whatever rows it is batched with, so a row's result does not depend on `R`.
+///
+/// This beat [`dot4_i8_pairs_nested`], which scales each group's sum once (fewer
+/// multiplies, but eight accumulators for four rows, which spill, and a short inner loop
+/// per group), on rows that stream from memory; see BENCHMARKS.md.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
+/// `32 * blocks` values and `ps` at least `4 * blocks` floats; `pg` is a power of two, at
+/// least 2.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_i8_pairs_pow2<const R: usize, D: ByteDot>(
+    rows: [&[u8]; R],
+    tables: [&[i8; 16]; R],
+    xp: &[i8],
+    ps: &[f32],
+    blocks: usize,
+    pg: usize,
+    group_scales8: impl Fn(usize, usize) -> [f32; 8],
+) -> [f32; R] {
+    let shift = pg.trailing_zeros();
+    let mut out = [0.0f32; R];
+    let mut run_scales = [[0.0f32; RUN_GROUPS]; R];
+    let mut start = 0;
+    let mut first_group = 0;
+    while start < blocks {
+        let end = (start + RUN_GROUPS * pg).min(blocks);
+        let eights = (end - start).div_ceil(pg).div_ceil(8);
+        for (r, scales) in run_scales.iter_mut().enumerate() {
+            for (k, eight) in scales.chunks_exact_mut(8).take(eights).enumerate() {
+                eight.copy_from_slice(&group_scales8(r, first_group + 8 * k));
+            }
+        }
+        let mut run_rows: [&[u8]; R] = [&[]; R];
+        for (run, row) in run_rows.iter_mut().zip(rows) {
+            *run = &row[16 * start..];
+        }
+        let ps = &ps[4 * start..];
+        // The group of block `b` of the run; `b < RUN_GROUPS · pg`, so the remainder only
+        // shows the compiler the index is in bounds.
+        let group = |b: usize| (b >> shift) % RUN_GROUPS;
+        // SAFETY: the run's `end - start` blocks lie inside every row, `xp` and `ps` past
+        // `start` (the caller's lengths); a pair `b + 1 < end - start` reads `ps[4b .. 4b + 8]`.
+        let sums = unsafe {
+            dot4_i8_pairs::<R, D>(
+                run_rows,
+                tables,
+                &xp[32 * start..],
+                end - start,
+                |r, b| {
+                    _mm256_mul_ps(
+                        _mm256_loadu_ps(ps.as_ptr().add(4 * b)),
+                        _mm256_set1_ps(run_scales[r][group(b)]),
+                    )
+                },
+                |r, b| ps[4 * b] * run_scales[r][group(b)],
+            )
+        };
+        for (o, sum) in out.iter_mut().zip(sums) {
+            *o += sum;
+        }
+        start = end;
+        first_group += RUN_GROUPS;
+    }
+    out
+}
+
 /// [`dot4_i8_rows`] for rows in groups of `g` codes (a multiple of 32), each row sharing its
 /// int8 table up to an `f16` scale per group (`scales[r]`, two little-endian bytes a group):
-/// groups of an even number of blocks through [`dot4_i8_pairs_nested`], whose inner loop is
-/// the per-row one (the group scale joins once per group), groups of one block through
-/// [`dot4_i8_pairs_single`], others through [`dot4_i8_pairs_grouped`].
+/// groups of a power of two (at least 2) of blocks through [`dot4_i8_pairs_pow2`], whose loop
+/// is the per-row one (the group scale joins each pair's `x` scales), other even numbers of
+/// blocks through [`dot4_i8_pairs_nested`] (the group scale joins once per group), groups
+/// of one block through [`dot4_i8_pairs_single`], others through [`dot4_i8_pairs_grouped`].
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
@@ -1201,6 +1282,12 @@ unsafe fn dot4_i8_compact<const R: usize, D: ByteDot>(
             spread_scales8(v, &mut w.scale[8 * half..8 * half + 8]);
         }
     };
+    if pg >= 2 && pg.is_power_of_two() {
+        let eight = |r: usize, first: usize| group_scales8(scales[r], first);
+        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold; `pg`
+        // is a power of two, at least 2.
+        return unsafe { dot4_i8_pairs_pow2::<R, D>(rows, tables, xp, ps, blocks, pg, eight) };
+    }
     if pg.is_multiple_of(2) {
         let tv = table_registers(tables);
         // `blocks` is clamped to the groups every row's scales hold. The nested loop asks for
@@ -2448,6 +2535,7 @@ mod tests {
             (1056, 128),
             (960, 96),
             (4096, 256),
+            (8256, 128),
         ] {
             let blocks = cols / 32;
             let xp: Vec<i8> = (0..cols)
