@@ -124,6 +124,13 @@ impl ParamEncoding {
     #[inline]
     pub fn read_run(self, bytes: &[u8], first: usize, out: &mut [[f32; 2]]) {
         match self {
+            // `(a, q)` pairs, the usual case, with the chunk size known to the compiler: the
+            // int8 GEMV of groups of 32 reads a run every eight groups of every row.
+            ParamEncoding::F32 { per_group: 2 } => {
+                for (slot, b) in out.iter_mut().zip(bytes[first * 8..].chunks_exact(8)) {
+                    *slot = [read_f32(b, 0), read_f32(b, 4)];
+                }
+            }
             ParamEncoding::F32 { per_group } if per_group > 0 => {
                 let at = first * per_group * 4;
                 for (slot, b) in out.iter_mut().zip(bytes[at..].chunks_exact(per_group * 4)) {
