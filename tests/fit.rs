@@ -1,4 +1,5 @@
-//! The fit is near-optimal: its objective is within 0.5 % of a dense brute-force search.
+//! The fit is near-optimal: its objective is within 0.5 % of a dense brute-force search (small
+//! groups under `Mse` and `Correlation`: within a documented distribution, see the last test).
 mod common;
 
 use common::*;
@@ -233,13 +234,48 @@ fn small_max_abs_groups_are_near_a_dense_scan() {
     assert_group_ratios("max-abs", &ratios, &failures);
 }
 
+/// The fitted objective over a dense brute-force scan's (300 `a` × 120 `q`) for an
+/// exponential group under `Mse` (squared error) or `Correlation` (1 − correlation), with a
+/// floor (relative to the group's energy for the squared error): a fit with almost no error
+/// cannot be a large fraction worse than another.
+fn fit_to_brute_ratio(rule: ScaleRule, bits: u8, zero: bool, w: &[f64]) -> f64 {
+    let imp = vec![1.0; w.len()];
+    let objective = |cb: &expquant::Codebook<f64>| match rule {
+        ScaleRule::Mse => weighted_sse(cb, w, &imp),
+        _ => 1.0 - correlation(cb, w, &imp),
+    };
+    let d = discretizer(Scheme::Exponential, bits, rule, zero);
+    let fitted = objective(&d.fit(w, None).unwrap());
+    let brute = brute_force(
+        Scheme::Exponential,
+        bits,
+        zero,
+        w,
+        None,
+        300,
+        120,
+        objective,
+    );
+    let floor = match rule {
+        ScaleRule::Mse => 1e-12 * w.iter().map(|x| x * x).sum::<f64>(),
+        _ => 1e-12,
+    };
+    (fitted + floor) / (brute + floor)
+}
+
+/// A small group's weights: `n` of them at one of three scales, as `f64`.
+fn small_group(seed: u64, n: usize, scale: f64) -> Vec<f64> {
+    weights(seed, n, scale).iter().map(|&x| x as f64).collect()
+}
+
 #[test]
 fn small_mse_and_correlation_groups_are_near_brute_force() {
     // Groups of 8–64 weights (per-group layouts) have the most jagged error curves in `q`,
     // and the search scores each `q` by Lloyd walks rather than an exact scan of `a`: the
     // bound here is per group 2 % of the squared error and 5 % of 1 − correlation (a
     // piecewise-constant objective the walks only sample), and on average 0.1 % of a dense
-    // scan for both.
+    // scan for both. These 96 groups hold it; over more groups a few do not (the test
+    // below states that distribution).
     for (rule, per_group) in [(ScaleRule::Mse, 1.02), (ScaleRule::Correlation, 1.05)] {
         let mut ratios = Vec::new();
         let mut failures = Vec::new();
@@ -248,34 +284,8 @@ fn small_mse_and_correlation_groups_are_near_brute_force() {
                 for seed in 0..12u64 {
                     let n = [8, 16, 24, 32, 48, 64][seed as usize % 6];
                     let scale = [0.05, 1.0, 300.0][seed as usize % 3];
-                    let w: Vec<f64> = weights(seed * 17 + u64::from(bits) + 5000, n, scale)
-                        .iter()
-                        .map(|&x| x as f64)
-                        .collect();
-                    let imp = vec![1.0; n];
-                    let objective = |cb: &expquant::Codebook<f64>| match rule {
-                        ScaleRule::Mse => weighted_sse(cb, &w, &imp),
-                        _ => 1.0 - correlation(cb, &w, &imp),
-                    };
-                    let d = discretizer(Scheme::Exponential, bits, rule, zero);
-                    let fitted = objective(&d.fit(&w, None).unwrap());
-                    let brute = brute_force(
-                        Scheme::Exponential,
-                        bits,
-                        zero,
-                        &w,
-                        None,
-                        300,
-                        120,
-                        objective,
-                    );
-                    // A floor (relative to the group's energy for the squared error): a fit
-                    // with almost no error cannot be a large fraction worse than another.
-                    let floor = match rule {
-                        ScaleRule::Mse => 1e-12 * w.iter().map(|x| x * x).sum::<f64>(),
-                        _ => 1e-12,
-                    };
-                    let ratio = (fitted + floor) / (brute + floor);
+                    let w = small_group(seed * 17 + u64::from(bits) + 5000, n, scale);
+                    let ratio = fit_to_brute_ratio(rule, bits, zero, &w);
                     ratios.push(ratio);
                     if ratio > per_group {
                         failures.push(format!(
@@ -286,5 +296,62 @@ fn small_mse_and_correlation_groups_are_near_brute_force() {
             }
         }
         assert_group_ratios(&format!("{rule:?}"), &ratios, &failures);
+    }
+}
+
+/// The ratio below which a share `p` of the sorted `ratios` lie.
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+#[test]
+fn small_group_fits_over_many_groups_have_the_documented_tail() {
+    // 960 further groups per rule (2–5 bits, with and without the zero level, 8–64 weights,
+    // three scales). The search ranks each `q` by short Lloyd walks, so in groups this small
+    // a few land in another basin of `(a, q)` than a dense scan finds. What the README
+    // states, with some margin over what these groups measure (mean 0.992 / 1.0007, 95th
+    // percentile 1.008 / 1.044, worst 1.37 / 2.01; from 32 weights on, 95th percentile at
+    // most 1.013 / 1.024 and worst 1.19 / 1.15):
+    // | rule | mean | 95th percentile | worst | worst from 32 weights |
+    let bounds = [
+        (ScaleRule::Mse, 1.001, 1.01, 1.5, 1.25),
+        (ScaleRule::Correlation, 1.001, 1.05, 2.1, 1.25),
+    ];
+    for (rule, mean_bound, p95_bound, worst_bound, worst_32_bound) in bounds {
+        let mut ratios = Vec::new();
+        let mut from_32 = Vec::new();
+        for bits in 2..=5u8 {
+            for zero in [true, false] {
+                for seed in 0..120u64 {
+                    let n = [8, 16, 24, 32, 48, 64][seed as usize % 6];
+                    let scale = [0.05, 1.0, 300.0][seed as usize % 3];
+                    let w = small_group(seed * 31 + u64::from(bits) + 90_000, n, scale);
+                    let ratio = fit_to_brute_ratio(rule, bits, zero, &w);
+                    ratios.push(ratio);
+                    if n >= 32 {
+                        from_32.push(ratio);
+                    }
+                }
+            }
+        }
+        for r in [&mut ratios, &mut from_32] {
+            r.sort_by(f64::total_cmp);
+        }
+        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+        let (p95, worst) = (quantile(&ratios, 0.95), ratios[ratios.len() - 1]);
+        let worst_32 = from_32[from_32.len() - 1];
+        println!(
+            "{rule:?}: mean {mean:.5}, 95th percentile {p95:.4}, worst {worst:.4}, \
+             from 32 weights: 95th percentile {:.4}, worst {worst_32:.4} ({} groups)",
+            quantile(&from_32, 0.95),
+            ratios.len()
+        );
+        assert!(mean <= mean_bound, "{rule:?}: mean {mean}");
+        assert!(p95 <= p95_bound, "{rule:?}: 95th percentile {p95}");
+        assert!(worst <= worst_bound, "{rule:?}: worst {worst}");
+        assert!(
+            worst_32 <= worst_32_bound,
+            "{rule:?}: worst from 32 weights {worst_32}"
+        );
     }
 }
