@@ -263,9 +263,22 @@ fn fit_to_brute_ratio(rule: ScaleRule, bits: u8, zero: bool, w: &[f64]) -> f64 {
     (fitted + floor) / (brute + floor)
 }
 
-/// A small group's weights: `n` of them at one of three scales, as `f64`.
-fn small_group(seed: u64, n: usize, scale: f64) -> Vec<f64> {
-    weights(seed, n, scale).iter().map(|&x| x as f64).collect()
+/// Small groups at 2–5 bits, with and without the zero level, `seeds` of each: `(bits, zero,
+/// weights)`, the weights `[8, 16, 24, 32, 48, 64][seed % 6]` of them at one of three scales,
+/// drawn from `seed_of(seed, bits)`.
+fn small_groups(seeds: u64, seed_of: impl Fn(u64, u8) -> u64) -> Vec<(u8, bool, Vec<f64>)> {
+    let mut groups = Vec::new();
+    for bits in 2..=5u8 {
+        for zero in [true, false] {
+            for seed in 0..seeds {
+                let n = [8, 16, 24, 32, 48, 64][seed as usize % 6];
+                let scale = [0.05, 1.0, 300.0][seed as usize % 3];
+                let w = weights(seed_of(seed, bits), n, scale);
+                groups.push((bits, zero, w.iter().map(|&x| x as f64).collect()));
+            }
+        }
+    }
+    groups
 }
 
 #[test]
@@ -279,20 +292,14 @@ fn small_mse_and_correlation_groups_are_near_brute_force() {
     for (rule, per_group) in [(ScaleRule::Mse, 1.02), (ScaleRule::Correlation, 1.05)] {
         let mut ratios = Vec::new();
         let mut failures = Vec::new();
-        for bits in 2..=5u8 {
-            for zero in [true, false] {
-                for seed in 0..12u64 {
-                    let n = [8, 16, 24, 32, 48, 64][seed as usize % 6];
-                    let scale = [0.05, 1.0, 300.0][seed as usize % 3];
-                    let w = small_group(seed * 17 + u64::from(bits) + 5000, n, scale);
-                    let ratio = fit_to_brute_ratio(rule, bits, zero, &w);
-                    ratios.push(ratio);
-                    if ratio > per_group {
-                        failures.push(format!(
-                            "{rule:?} {bits} bits zero={zero} n={n}: ratio {ratio}"
-                        ));
-                    }
-                }
+        for (bits, zero, w) in small_groups(12, |seed, bits| seed * 17 + u64::from(bits) + 5000) {
+            let ratio = fit_to_brute_ratio(rule, bits, zero, &w);
+            ratios.push(ratio);
+            if ratio > per_group {
+                let n = w.len();
+                failures.push(format!(
+                    "{rule:?} {bits} bits zero={zero} n={n}: ratio {ratio}"
+                ));
             }
         }
         assert_group_ratios(&format!("{rule:?}"), &ratios, &failures);
@@ -320,18 +327,12 @@ fn small_group_fits_over_many_groups_have_the_documented_tail() {
     for (rule, mean_bound, p95_bound, worst_bound, worst_32_bound) in bounds {
         let mut ratios = Vec::new();
         let mut from_32 = Vec::new();
-        for bits in 2..=5u8 {
-            for zero in [true, false] {
-                for seed in 0..120u64 {
-                    let n = [8, 16, 24, 32, 48, 64][seed as usize % 6];
-                    let scale = [0.05, 1.0, 300.0][seed as usize % 3];
-                    let w = small_group(seed * 31 + u64::from(bits) + 90_000, n, scale);
-                    let ratio = fit_to_brute_ratio(rule, bits, zero, &w);
-                    ratios.push(ratio);
-                    if n >= 32 {
-                        from_32.push(ratio);
-                    }
-                }
+        for (bits, zero, w) in small_groups(120, |seed, bits| seed * 31 + u64::from(bits) + 90_000)
+        {
+            let ratio = fit_to_brute_ratio(rule, bits, zero, &w);
+            ratios.push(ratio);
+            if w.len() >= 32 {
+                from_32.push(ratio);
             }
         }
         for r in [&mut ratios, &mut from_32] {
