@@ -673,12 +673,24 @@ mod tests {
         extreme: bool,
     ) -> (alloc::vec::Vec<i8>, alloc::vec::Vec<f32>, [i8; 16]) {
         let xq = (0..n)
-            .map(|i| if extreme { [127, -127][i % 2] } else { int8(next) })
+            .map(|i| {
+                if extreme {
+                    [127, -127][i % 2]
+                } else {
+                    int8(next)
+                }
+            })
             .collect();
         let scales = (0..n.div_ceil(32))
             .map(|_| (next() % 10_000) as f32 * 1e-4 + 1e-3)
             .collect();
-        let t16 = core::array::from_fn(|k| if extreme { [127, -127][k % 2] } else { int8(next) });
+        let t16 = core::array::from_fn(|k| {
+            if extreme {
+                [127, -127][k % 2]
+            } else {
+                int8(next)
+            }
+        });
         (xq, scales, t16)
     }
 
@@ -687,11 +699,19 @@ mod tests {
         let mut next = rng(0x7f4a_7c15);
         let forms = forms();
         assert!(forms[0].is_some());
-        for n in [0usize, 31, 32, 33, 64, 96, 100, 128, 160, 224, 1000, 4096, 4133] {
+        for n in [
+            0usize, 31, 32, 33, 64, 96, 100, 128, 160, 224, 1000, 4096, 4133,
+        ] {
             for extreme in [true, false] {
                 let (xq, scales, t16) = case(&mut next, n, extreme);
                 let codes: alloc::vec::Vec<u8> = (0..n)
-                    .map(|i| if extreme { (i % 2) as u8 } else { (next() % 16) as u8 })
+                    .map(|i| {
+                        if extreme {
+                            (i % 2) as u8
+                        } else {
+                            (next() % 16) as u8
+                        }
+                    })
                     .collect();
                 let mut bytes = alloc::vec![0u8; n.div_ceil(2)];
                 portable::pack_reference(&codes, 4, &mut bytes);

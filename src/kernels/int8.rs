@@ -365,11 +365,7 @@ pub(crate) fn dot4_i8_scaled(
 
 /// [`portable::dot4_i8_scaled`] with each group's blocks through the NEON kernel, which
 /// sums them in the reference's order: the same bits.
-#[cfg(all(
-    feature = "alloc",
-    target_arch = "aarch64",
-    target_feature = "neon"
-))]
+#[cfg(all(feature = "alloc", target_arch = "aarch64", target_feature = "neon"))]
 fn neon_scaled(
     t: crate::isa::Neon,
     bytes: &[u8],
@@ -654,6 +650,32 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// On NEON the compact 4-bit path sums each group's blocks in the reference's order: the
+    /// same bits, for group sizes of one and several blocks and rows with a short last block.
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    #[test]
+    fn neon_scaled_rows_match_the_reference_bit_for_bit() {
+        let mut next = rng(0x6a09_e667);
+        for (g, cols) in [
+            (32usize, 96usize),
+            (64, 320),
+            (96, 1000),
+            (128, 4160),
+            (256, 4096),
+        ] {
+            let x: Vec<f32> = (0..cols)
+                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                .collect();
+            let xq = Int8X::new(&x).unwrap();
+            let (packed, t8) = row(&mut next, cols, 16);
+            let t16 = t8.t16();
+            let scales = f16_scales(&mut next, cols.div_ceil(g));
+            let reference = dot4_i8_scaled(Isa::scalar(), &packed, &xq, g, &t16, &scales);
+            let got = dot4_i8_scaled(Isa::detect(), &packed, &xq, g, &t16, &scales);
+            assert_eq!(got.to_bits(), reference.to_bits(), "g {g} cols {cols}");
         }
     }
 
