@@ -1,4 +1,4 @@
-//! AArch64 NEON (Advanced SIMD) kernels: decode, dot product and encode.
+//! AArch64 NEON (Advanced SIMD) kernels: decode, dot product, int8 dot product and encode.
 //!
 //! NEON is a baseline feature of every AArch64 target that enables `neon` (Linux, Android,
 //! macOS, Windows), and this module is compiled only there, so the [`Neon`] proof stands for
@@ -15,7 +15,13 @@
 //! bytes into four registers, byte `k` of entry `i` in lane `i` of register `k`, so one `tbl`
 //! per plane fetches byte `k` of 16 looked-up floats at once, and `vst4q_u8` (or two rounds
 //! of zips) puts the bytes of each float back together. Moving bytes changes no bits, so
-//! decoding is exact; only the dot products sum in a different order than the reference.
+//! decoding is exact; only the `f32` dot products sum in a different order than the
+//! reference.
+//!
+//! The int8 dot products total each block of 32 products exactly in `i32` and add the
+//! scaled totals in the reference's order, so they give its bits. Their one optional
+//! extension is the dot product one (`sdot`), which detection reports on the proof; without
+//! it, widening multiplies and pairwise adds give the same totals.
 
 use core::arch::aarch64::*;
 

@@ -21,7 +21,9 @@
 //!   where the CPU has AVX-512 VNNI or AVX-VNNI (same integer sums, so the same bits). Their
 //!   way in is `x86_avx2::Int8Rows`, an enum of the three builds whose variants hold the
 //!   proofs.
-//! - `aarch64_neon`: AArch64 Advanced SIMD.
+//! - `aarch64_neon`: AArch64 Advanced SIMD; its int8 dot products sum with `sdot` where the
+//!   CPU has the dot product extension (a flag on the [`Neon`] proof), else with widening
+//!   multiplies, the same integer sums either way.
 //!
 //! Each per-ISA file holds every kernel of its instruction set: decode, dot product, encode,
 //! pack and unpack, and the fit's scoring lanes. The dispatch for an operation (which path,
