@@ -512,9 +512,9 @@ const char *expq_version(void);
 
 /**
  * The SIMD path this CPU runs the kernels on, a static NUL-terminated string such as
- * `"avx2"`, `"avx2+vnni"`, `"avx512+vbmi+vnni"`, `"neon"` or `"swar"` (the portable path),
- * for logs and benchmark reports. `+vnni` means the int8-activation GEMV sums with
- * `vpdpbusd`. Never NULL; do not free it.
+ * `"avx2"`, `"avx2+vnni"`, `"avx512+vbmi+vnni"`, `"neon"`, `"neon+dotprod"` or `"swar"` (the
+ * portable path), for logs and benchmark reports. `+vnni` means the int8-activation GEMV
+ * sums with `vpdpbusd`, `+dotprod` that it sums with `sdot`. Never NULL; do not free it.
  */
 const char *expq_simd_path(void);
 

@@ -275,6 +275,70 @@ fn dot_products_match_the_reference_within_summation_error() {
     }
 }
 
+/// The int8-activation dot product on every path against the scalar int8 reference, at
+/// every width and at lengths with a short last block. The NEON kernels add the scaled block
+/// totals in the reference's order, so there the results are the same bits; the x86 ones
+/// add them in two accumulators, within the `f32` summation bound.
+#[test]
+fn int8_dot_products_match_the_scalar_int8_reference() {
+    let mut rng = Rng::new(15);
+    for bits in 1..=8u8 {
+        for count in [(1usize << bits) - usize::from(bits > 1), 16.min(1 << bits)] {
+            let levels = random_levels(&mut rng, count);
+            for n in lengths().chain([2048, 4096 + 31, 8192 + 40]) {
+                let codes: Vec<u8> = (0..n)
+                    .map(|_| (rng.next_u64() % levels.len() as u64) as u8)
+                    .collect();
+                let packed = pack::pack_to_vec(&codes, bits).unwrap();
+                // One value in eight at ±4, so blocks have values at ±127 once quantized.
+                let x: Vec<f32> = (0..n)
+                    .map(|i| match i % 8 {
+                        0 => 4.0,
+                        5 => -4.0,
+                        _ => rng.normal() as f32,
+                    })
+                    .collect();
+                let magnitude: f64 = codes
+                    .iter()
+                    .zip(&x)
+                    .map(|(&c, &xi)| f64::from(levels[c as usize] * xi).abs())
+                    .sum();
+                let reference =
+                    kernels::dot_int8_with(Isa::scalar(), bits, &packed, &levels, &x).unwrap();
+                for isa in fast_paths() {
+                    let fast = kernels::dot_int8_with(isa, bits, &packed, &levels, &x).unwrap();
+                    if isa.kind() == IsaKind::Neon {
+                        assert_eq!(
+                            fast.to_bits(),
+                            reference.to_bits(),
+                            "{isa:?} bits={bits} levels={count} n={n}: {fast} vs {reference}"
+                        );
+                    } else {
+                        assert!(
+                            close(fast, reference, magnitude),
+                            "{isa:?} bits={bits} levels={count} n={n}: {fast} vs {reference}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// On AArch64 the path's name says whether the int8 kernels sum with `sdot`: exactly when
+/// the CPU has the dot product extension.
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+#[test]
+fn the_neon_name_says_whether_the_cpu_has_dotprod() {
+    let expected = if std::arch::is_aarch64_feature_detected!("dotprod") {
+        "neon+dotprod"
+    } else {
+        "neon"
+    };
+    assert_eq!(Isa::detect().name(), expected);
+    println!("detected {}", Isa::detect());
+}
+
 /// Codebooks smaller than their code width allows (an 8-bit stream over 5 levels, a 6-bit one
 /// over 17): the table kernels pick their lookup by the number of levels, not by the width,
 /// so every size around 16, 32 and 64 levels is checked at several widths.

@@ -642,9 +642,9 @@ pub extern "C" fn expq_version() -> *const core::ffi::c_char {
 }
 
 /// The SIMD path this CPU runs the kernels on, a static NUL-terminated string such as
-/// `"avx2"`, `"avx2+vnni"`, `"avx512+vbmi+vnni"`, `"neon"` or `"swar"` (the portable path),
-/// for logs and benchmark reports. `+vnni` means the int8-activation GEMV sums with
-/// `vpdpbusd`. Never NULL; do not free it.
+/// `"avx2"`, `"avx2+vnni"`, `"avx512+vbmi+vnni"`, `"neon"`, `"neon+dotprod"` or `"swar"` (the
+/// portable path), for logs and benchmark reports. `+vnni` means the int8-activation GEMV
+/// sums with `vpdpbusd`, `+dotprod` that it sums with `sdot`. Never NULL; do not free it.
 #[no_mangle]
 pub extern "C" fn expq_simd_path() -> *const core::ffi::c_char {
     crate::kernels::Isa::detect().name_nul().as_ptr().cast()

@@ -1,4 +1,4 @@
-//! AArch64 NEON (Advanced SIMD) kernels: decode, dot product and encode.
+//! AArch64 NEON (Advanced SIMD) kernels: decode, dot product, int8 dot product and encode.
 //!
 //! NEON is a baseline feature of every AArch64 target that enables `neon` (Linux, Android,
 //! macOS, Windows), and this module is compiled only there, so the [`Neon`] proof stands for
@@ -15,7 +15,13 @@
 //! bytes into four registers, byte `k` of entry `i` in lane `i` of register `k`, so one `tbl`
 //! per plane fetches byte `k` of 16 looked-up floats at once, and `vst4q_u8` (or two rounds
 //! of zips) puts the bytes of each float back together. Moving bytes changes no bits, so
-//! decoding is exact; only the dot products sum in a different order than the reference.
+//! decoding is exact; only the `f32` dot products sum in a different order than the
+//! reference.
+//!
+//! The int8 dot products total each block of 32 products exactly in `i32` and add the
+//! scaled totals in the reference's order, so they give its bits. Their one optional
+//! extension is the dot product one (`sdot`), which detection reports on the proof; without
+//! it, widening multiplies and pairwise adds give the same totals.
 
 use core::arch::aarch64::*;
 
@@ -66,6 +72,34 @@ impl Neon {
     pub(crate) fn encode_count(self, cuts: &[f32], x: &[f32], out: &mut [u8]) {
         // SAFETY: a `Neon` proof exists only on targets that enable NEON.
         unsafe { encode_count(cuts, x, out) }
+    }
+
+    /// Int8 dot product of whole blocks (see [`portable::dot_i8`](super::portable::dot_i8)),
+    /// with the same bits: `sdot` where the CPU has the dot product extension.
+    #[inline]
+    pub(crate) fn dot_i8(self, w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
+        if self.has_dotprod() {
+            // SAFETY: the flag is set only where detection found the dot product extension,
+            // and a `Neon` proof exists only on targets that enable NEON.
+            unsafe { dot_i8_sdot(w, xq, scales) }
+        } else {
+            // SAFETY: a `Neon` proof exists only on targets that enable NEON.
+            unsafe { dot_i8_mull(w, xq, scales) }
+        }
+    }
+
+    /// Int8 dot product of whole blocks of 4-bit codes straight from packed bytes, through a
+    /// 16-entry int8 table (see [`dot4_i8_blocks`]), with the bits of
+    /// [`portable::dot_i8_span`](super::portable::dot_i8_span) over those blocks.
+    #[inline]
+    pub(crate) fn dot4_i8(self, bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
+        if self.has_dotprod() {
+            // SAFETY: as in `dot_i8`.
+            unsafe { dot4_i8_sdot(bytes, t16, xq, scales) }
+        } else {
+            // SAFETY: a `Neon` proof exists only on targets that enable NEON.
+            unsafe { dot4_i8_mull(bytes, t16, xq, scales) }
+        }
     }
 }
 
@@ -417,5 +451,290 @@ unsafe fn encode_count(cuts: &[f32], x: &[f32], out: &mut [u8]) {
     }
     for (slot, &xi) in out[i..n].iter_mut().zip(&x[i..n]) {
         *slot = cuts.iter().filter(|&&c| xi > c).count() as u8;
+    }
+}
+
+// ---- Int8 activations -------------------------------------------------------------------
+
+/// How a kernel sums byte products into `i32` lanes. Both forms sum exactly for any int8
+/// operands, so a block's total is the same integer whichever runs.
+trait ByteDot {
+    /// `acc` plus the 16 products of `a` and `b`, summed into the four `i32` lanes.
+    ///
+    /// # Safety
+    /// The CPU supports the implementation's instructions.
+    unsafe fn dot_add(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
+}
+
+/// Baseline NEON: `smull` and `smull2` widen the products to `i16` (exact: at most `128²`
+/// in magnitude), `sadalp` adds neighbouring pairs into the `i32` lanes.
+struct Mull;
+
+impl ByteDot for Mull {
+    #[inline(always)]
+    unsafe fn dot_add(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // SAFETY: the caller guarantees NEON.
+        unsafe { mull_add(acc, a, b) }
+    }
+}
+
+/// [`Mull`]'s sum.
+#[inline]
+#[target_feature(enable = "neon")]
+fn mull_add(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+    let hi = vmull_high_s8(a, b);
+    vpadalq_s16(vpadalq_s16(acc, lo), hi)
+}
+
+/// The dot product extension: one `sdot` sums each lane's four products into `i32`.
+struct Sdot;
+
+impl ByteDot for Sdot {
+    #[inline(always)]
+    unsafe fn dot_add(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // SAFETY: the caller guarantees the dot product extension.
+        unsafe { sdot_add(acc, a, b) }
+    }
+}
+
+/// [`Sdot`]'s sum, in assembly: the `vdotq_s32` intrinsic is not stable at the crate's
+/// minimum Rust version.
+///
+/// # Safety
+/// The CPU supports the dot product extension.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn sdot_add(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: the caller guarantees the instruction; it reads and writes registers only.
+    unsafe {
+        core::arch::asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// `Σ_b scales[b] · total(block(b))` over `blocks` blocks, where `block(b)` gives block `b`'s
+/// products summed into `i32` lanes, added in block order from 0 as the reference adds
+/// them, so the result has the reference's bits: four blocks' totals are reduced, converted
+/// (exactly: a total is at most `32·128²` in magnitude, below `2^24`) and scaled together,
+/// then added one at a time. The caller guarantees `blocks <= scales.len()`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn scaled_blocks(blocks: usize, scales: &[f32], mut block: impl FnMut(usize) -> int32x4_t) -> f32 {
+    let scales = &scales[..blocks];
+    let mut acc = 0.0f32;
+    let mut b = 0;
+    while b + 4 <= blocks {
+        let s = [block(b), block(b + 1), block(b + 2), block(b + 3)];
+        let totals = vpaddq_s32(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3]));
+        let four: &[f32; 4] = scales[b..b + 4].try_into().unwrap_or(&[0.0; 4]);
+        // SAFETY: `four` holds the 4 floats the load reads.
+        let sv = unsafe { vld1q_f32(four.as_ptr()) };
+        let p = vmulq_f32(vcvtq_f32_s32(totals), sv);
+        acc += vgetq_lane_f32::<0>(p);
+        acc += vgetq_lane_f32::<1>(p);
+        acc += vgetq_lane_f32::<2>(p);
+        acc += vgetq_lane_f32::<3>(p);
+        b += 4;
+    }
+    for (b, &s) in scales.iter().enumerate().skip(b) {
+        acc += s * vaddvq_s32(block(b)) as f32;
+    }
+    acc
+}
+
+/// [`ByteDot`]'s int8 dot product of whole blocks of `w` and `xq` (as many as all three
+/// slices hold), each block's total scaled by its `x` scale (see [`scaled_blocks`]).
+///
+/// # Safety
+/// The CPU supports NEON and `D`'s instructions.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn dot_i8_blocks<D: ByteDot>(w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
+    let blocks = (w.len() / 32).min(xq.len() / 32).min(scales.len());
+    scaled_blocks(blocks, scales, |b| {
+        // SAFETY: block `b < blocks` reads values `32b .. 32b + 32` of `w` and `xq`; the
+        // caller guarantees `D`'s instructions.
+        unsafe {
+            let (wp, xp) = (w.as_ptr().add(32 * b), xq.as_ptr().add(32 * b));
+            let acc = D::dot_add(vdupq_n_s32(0), vld1q_s8(wp), vld1q_s8(xp));
+            D::dot_add(acc, vld1q_s8(wp.add(16)), vld1q_s8(xp.add(16)))
+        }
+    })
+}
+
+/// [`dot_i8_blocks`] summed by [`Mull`].
+///
+/// # Safety
+/// The CPU supports NEON.
+#[inline(never)]
+#[target_feature(enable = "neon")]
+unsafe fn dot_i8_mull(w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
+    // SAFETY: NEON is all `Mull` needs.
+    unsafe { dot_i8_blocks::<Mull>(w, xq, scales) }
+}
+
+/// [`dot_i8_blocks`] summed by [`Sdot`].
+///
+/// # Safety
+/// The CPU supports NEON and the dot product extension.
+#[inline(never)]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn dot_i8_sdot(w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
+    // SAFETY: the caller guarantees the dot product extension.
+    unsafe { dot_i8_blocks::<Sdot>(w, xq, scales) }
+}
+
+/// Int8 dot product of whole blocks of 4-bit codes (as many as `bytes`, `xq` and `scales`
+/// hold): a block's 16 packed bytes hold its codes low nibble first, so the low nibbles
+/// are the even positions and the high nibbles the odd ones. Each set is looked up in the
+/// 16-entry table with one `tbl` and meets the matching half of the block's `x`, which
+/// `ld2` splits into even and odd positions; the block totals are summed as
+/// [`scaled_blocks`] sums them.
+///
+/// # Safety
+/// The CPU supports NEON and `D`'s instructions.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn dot4_i8_blocks<D: ByteDot>(
+    bytes: &[u8],
+    t16: &[i8; 16],
+    xq: &[i8],
+    scales: &[f32],
+) -> f32 {
+    let blocks = (bytes.len() / 16).min(xq.len() / 32).min(scales.len());
+    // SAFETY: `t16` holds the 16 bytes the load reads.
+    let table = unsafe { vld1q_s8(t16.as_ptr()) };
+    let mask = vdupq_n_u8(0x0f);
+    scaled_blocks(blocks, scales, |b| {
+        // SAFETY: block `b < blocks` reads bytes `16b .. 16b + 16` of `bytes` and values
+        // `32b .. 32b + 32` of `xq`; the caller guarantees `D`'s instructions.
+        unsafe {
+            let v = vld1q_u8(bytes.as_ptr().add(16 * b));
+            let x = vld2q_s8(xq.as_ptr().add(32 * b));
+            let even = vqtbl1q_s8(table, vandq_u8(v, mask));
+            let odd = vqtbl1q_s8(table, vshrq_n_u8::<4>(v));
+            D::dot_add(D::dot_add(vdupq_n_s32(0), even, x.0), odd, x.1)
+        }
+    })
+}
+
+/// [`dot4_i8_blocks`] summed by [`Mull`].
+///
+/// # Safety
+/// The CPU supports NEON.
+#[inline(never)]
+#[target_feature(enable = "neon")]
+unsafe fn dot4_i8_mull(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
+    // SAFETY: NEON is all `Mull` needs.
+    unsafe { dot4_i8_blocks::<Mull>(bytes, t16, xq, scales) }
+}
+
+/// [`dot4_i8_blocks`] summed by [`Sdot`].
+///
+/// # Safety
+/// The CPU supports NEON and the dot product extension.
+#[inline(never)]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn dot4_i8_sdot(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
+    // SAFETY: the caller guarantees the dot product extension.
+    unsafe { dot4_i8_blocks::<Sdot>(bytes, t16, xq, scales) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{portable, Isa, Neon, Path};
+    use crate::test_rng::xorshift32 as rng;
+
+    /// The NEON proofs to test: the baseline form always, the dot product form where
+    /// detection found it.
+    fn forms() -> [Option<Neon>; 2] {
+        let Path::Neon(t) = Isa::detect().path() else {
+            panic!("a NEON target detects the NEON path");
+        };
+        [Some(t.without_dotprod()), t.has_dotprod().then_some(t)]
+    }
+
+    /// An int8 value, one in eight at ±127.
+    fn int8(next: &mut impl FnMut() -> u32) -> i8 {
+        match next() % 16 {
+            0 => 127,
+            1 => -127,
+            _ => ((next() % 255) as i32 - 127) as i8,
+        }
+    }
+
+    /// `x` of `n` values with their block scales and a random 16-entry table, with all
+    /// values at ±127 for the first test case so the block totals reach their extremes.
+    #[allow(clippy::type_complexity)]
+    fn case(
+        next: &mut impl FnMut() -> u32,
+        n: usize,
+        extreme: bool,
+    ) -> (alloc::vec::Vec<i8>, alloc::vec::Vec<f32>, [i8; 16]) {
+        let xq = (0..n)
+            .map(|i| {
+                if extreme {
+                    [127, -127][i % 2]
+                } else {
+                    int8(next)
+                }
+            })
+            .collect();
+        let scales = (0..n.div_ceil(32))
+            .map(|_| (next() % 10_000) as f32 * 1e-4 + 1e-3)
+            .collect();
+        let t16 = core::array::from_fn(|k| {
+            if extreme {
+                [127, -127][k % 2]
+            } else {
+                int8(next)
+            }
+        });
+        (xq, scales, t16)
+    }
+
+    #[test]
+    fn neon_int8_kernels_match_the_reference_bit_for_bit() {
+        let mut next = rng(0x7f4a_7c15);
+        let forms = forms();
+        assert!(forms[0].is_some());
+        for n in [
+            0usize, 31, 32, 33, 64, 96, 100, 128, 160, 224, 1000, 4096, 4133,
+        ] {
+            for extreme in [true, false] {
+                let (xq, scales, t16) = case(&mut next, n, extreme);
+                let codes: alloc::vec::Vec<u8> = (0..n)
+                    .map(|i| {
+                        if extreme {
+                            (i % 2) as u8
+                        } else {
+                            (next() % 16) as u8
+                        }
+                    })
+                    .collect();
+                let mut bytes = alloc::vec![0u8; n.div_ceil(2)];
+                portable::pack_reference(&codes, 4, &mut bytes);
+                let mut table = [0i8; 256];
+                table[..16].copy_from_slice(&t16);
+                let whole = n / 32 * 32;
+                let span = portable::dot_i8_span(4, &bytes, 0, whole, &table, &xq, &scales);
+                let w: alloc::vec::Vec<i8> = codes.iter().map(|&c| t16[usize::from(c)]).collect();
+                let plain = portable::dot_i8(&w, &xq, &scales);
+                assert_eq!(span.to_bits(), plain.to_bits(), "n {n}");
+                for t in forms.into_iter().flatten() {
+                    let got = t.dot4_i8(&bytes, &t16, &xq, &scales);
+                    assert_eq!(got.to_bits(), span.to_bits(), "dot4_i8 {t:?} n {n}: {got}");
+                    let got = t.dot_i8(&w, &xq, &scales);
+                    assert_eq!(got.to_bits(), plain.to_bits(), "dot_i8 {t:?} n {n}: {got}");
+                }
+            }
+        }
     }
 }

@@ -21,7 +21,9 @@
 //!   where the CPU has AVX-512 VNNI or AVX-VNNI (same integer sums, so the same bits). Their
 //!   way in is `x86_avx2::Int8Rows`, an enum of the three builds whose variants hold the
 //!   proofs.
-//! - `aarch64_neon`: AArch64 Advanced SIMD.
+//! - `aarch64_neon`: AArch64 Advanced SIMD; its int8 dot products sum with `sdot` where the
+//!   CPU has the dot product extension (a flag on the [`Neon`] proof), else with widening
+//!   multiplies, the same integer sums either way.
 //!
 //! Each per-ISA file holds every kernel of its instruction set: decode, dot product, encode,
 //! pack and unpack, and the fit's scoring lanes. The dispatch for an operation (which path,
@@ -90,7 +92,32 @@ pub(crate) struct Avx512Vnni {
 /// targets that enable it, so there the target is the detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Neon {
-    _detected: (),
+    /// Whether the CPU also has the dot product extension (`sdot`, four byte products summed
+    /// into each `i32` lane), which the int8-activation kernels use.
+    dotprod: bool,
+}
+
+impl Neon {
+    /// Whether detection found the dot product extension on this path.
+    #[cfg_attr(
+        not(all(target_arch = "aarch64", target_feature = "neon")),
+        allow(dead_code)
+    )]
+    #[inline]
+    pub(crate) fn has_dotprod(self) -> bool {
+        self.dotprod
+    }
+
+    /// The same path without the dot product extension, so that tests can run the baseline
+    /// NEON int8 kernels on a CPU that has it.
+    #[cfg(test)]
+    #[cfg_attr(
+        not(all(target_arch = "aarch64", target_feature = "neon")),
+        allow(dead_code)
+    )]
+    pub(crate) fn without_dotprod(self) -> Neon {
+        Neon { dotprod: false }
+    }
 }
 
 impl Avx512 {
@@ -190,9 +217,15 @@ impl fmt::Display for IsaKind {
 }
 
 /// Detection's answer, cached: 0 until detection ran, then one of the `STATE_*` codes (for
-/// AVX2 and AVX-512, with the `FLAG_*` bits of the extensions found beside it: VNNI means
-/// AVX-VNNI on the AVX2 path and AVX-512 VNNI on the AVX-512 path).
+/// AVX2, AVX-512 and NEON, with the `FLAG_*` bits of the extensions found beside it: VNNI
+/// means AVX-VNNI on the AVX2 path and AVX-512 VNNI on the AVX-512 path, DOTPROD the dot
+/// product extension on the NEON path).
 static DETECTED: AtomicU8 = AtomicU8::new(0);
+// A NEON target never reports the portable path.
+#[cfg_attr(
+    all(target_arch = "aarch64", target_feature = "neon"),
+    allow(dead_code)
+)]
 const STATE_SWAR: u8 = 1;
 const STATE_AVX2: u8 = 2;
 const STATE_AVX512: u8 = 3;
@@ -200,6 +233,7 @@ const STATE_NEON: u8 = 5;
 const STATE_MASK: u8 = 0x0f;
 const FLAG_VBMI: u8 = 0x10;
 const FLAG_VNNI: u8 = 0x20;
+const FLAG_DOTPROD: u8 = 0x40;
 
 impl Isa {
     /// The fastest path this CPU runs. With `std` detected at run time on first use and
@@ -266,7 +300,9 @@ impl Isa {
 
     /// The path's name: the [`IsaKind`] name, then `+vbmi` where [`has_vbmi`](Self::has_vbmi)
     /// and `+vnni` where [`has_vnni`](Self::has_vnni), such as `avx2`, `avx2+vnni` or
-    /// `avx512+vbmi+vnni`. For logs and benchmark reports that say which kernels ran.
+    /// `avx512+vbmi+vnni`, and `neon+dotprod` for NEON on a CPU with the dot product
+    /// extension (which the int8-activation GEMV sums with). For logs and benchmark reports
+    /// that say which kernels ran.
     ///
     /// ```
     /// use expquant::kernels::Isa;
@@ -290,7 +326,10 @@ impl Isa {
             (IsaKind::Avx512, true, false) => "avx512+vbmi\0",
             (IsaKind::Avx512, false, true) => "avx512+vnni\0",
             (IsaKind::Avx512, true, true) => "avx512+vbmi+vnni\0",
-            (IsaKind::Neon, ..) => "neon\0",
+            (IsaKind::Neon, ..) => match self.0 {
+                Path::Neon(t) if t.dotprod => "neon+dotprod\0",
+                _ => "neon\0",
+            },
         }
     }
 
@@ -383,7 +422,9 @@ fn from_state(state: u8) -> Path {
             vbmi: state & FLAG_VBMI != 0,
             vnni: state & FLAG_VNNI != 0,
         }),
-        STATE_NEON => Path::Neon(Neon { _detected: () }),
+        STATE_NEON => Path::Neon(Neon {
+            dotprod: state & FLAG_DOTPROD != 0,
+        }),
         _ => Path::Swar,
     }
 }
@@ -434,9 +475,17 @@ fn probe() -> u8 {
             return STATE_AVX2 | vnni;
         }
     }
-    // Every AArch64 CPU a `neon` target runs on has it: nothing to detect.
-    if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
-        return STATE_NEON;
-    }
-    STATE_SWAR
+    // Every AArch64 CPU a `neon` target runs on has it: only its dot product extension is
+    // detected (with `std`) or taken from the build's target features (without).
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    let state = {
+        #[cfg(feature = "std")]
+        let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+        #[cfg(not(feature = "std"))]
+        let dotprod = cfg!(target_feature = "dotprod");
+        STATE_NEON | if dotprod { FLAG_DOTPROD } else { 0 }
+    };
+    #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
+    let state = STATE_SWAR;
+    state
 }
