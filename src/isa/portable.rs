@@ -675,24 +675,38 @@ pub(crate) fn dot4_i8_scaled(
     g: usize,
     scales: &[u8],
 ) -> f32 {
-    let mut acc = 0.0f32;
-    let per_group = (g / QBLOCK).max(1);
-    let blocks = (xq.len() / QBLOCK)
-        .min(xscales.len())
-        .min(scales.len() / 2 * per_group);
-    let mut b = 0;
-    while b < blocks {
-        let group = b / per_group;
-        let end = ((group + 1) * per_group).min(blocks);
+    let blocks = (xq.len() / QBLOCK).min(xscales.len());
+    scaled_groups(blocks, g, scales, |first, end| {
         let mut part = 0.0f32;
-        for (b, &xs) in xscales.iter().enumerate().take(end).skip(b) {
+        for (b, &xs) in xscales.iter().enumerate().take(end).skip(first) {
             let mut sum = 0i32;
             for k in b * QBLOCK..(b + 1) * QBLOCK {
                 sum += i32::from(t16[usize::from(code_at(bytes, 4, k))]) * i32::from(xq[k]);
             }
             part += xs * sum as f32;
         }
-        acc += (scale_at(scales, group) * INV_127) * part;
+        part
+    })
+}
+
+/// The group loop of [`dot4_i8_scaled`]: `Σ_groups (a_g / 127) · part(first, end)`, groups in
+/// order, over the first `blocks` blocks (fewer where `scales` holds fewer groups), where
+/// `part(first, end)` is the `x`-scaled sum of the group's blocks `first .. end`. Kernels that
+/// sum a group's blocks in the reference's order get its bits through it.
+pub(crate) fn scaled_groups(
+    blocks: usize,
+    g: usize,
+    scales: &[u8],
+    mut part: impl FnMut(usize, usize) -> f32,
+) -> f32 {
+    let per_group = (g / QBLOCK).max(1);
+    let blocks = blocks.min(scales.len() / 2 * per_group);
+    let mut acc = 0.0f32;
+    let mut b = 0;
+    while b < blocks {
+        let group = b / per_group;
+        let end = ((group + 1) * per_group).min(blocks);
+        acc += (scale_at(scales, group) * INV_127) * part(b, end);
         b = end;
     }
     acc

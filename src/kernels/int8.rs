@@ -375,26 +375,15 @@ fn neon_scaled(
     g: usize,
     scales: &[u8],
 ) -> f32 {
-    let per_group = (g / QBLOCK).max(1);
-    let blocks = (xq.len() / QBLOCK)
-        .min(xscales.len())
-        .min(scales.len() / 2 * per_group)
-        .min(bytes.len() / 16);
-    let mut acc = 0.0f32;
-    let mut b = 0;
-    while b < blocks {
-        let group = b / per_group;
-        let end = ((group + 1) * per_group).min(blocks);
-        let part = t.dot4_i8(
+    let blocks = (xq.len() / QBLOCK).min(xscales.len()).min(bytes.len() / 16);
+    portable::scaled_groups(blocks, g, scales, |b, end| {
+        t.dot4_i8(
             &bytes[16 * b..16 * end],
             t16,
             &xq[QBLOCK * b..QBLOCK * end],
             &xscales[b..end],
-        );
-        acc += (portable::scale_at(scales, group) * portable::INV_127) * part;
-        b = end;
-    }
-    acc
+        )
+    })
 }
 
 /// [`dot4_i8_scaled`] for `R` rows in one pass over `x` on the paths with a batched kernel;
