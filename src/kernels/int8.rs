@@ -449,6 +449,14 @@ mod tests {
 
     use crate::test_rng::{f16_scales, xorshift32 as rng};
 
+    /// A random `x` of `cols` values in `[-0.5, 0.5)`, quantized.
+    fn random_x(next: &mut impl FnMut() -> u32, cols: usize) -> Int8X {
+        let x: Vec<f32> = (0..cols)
+            .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+            .collect();
+        Int8X::new(&x).unwrap()
+    }
+
     /// Packed random 4-bit codes below `levels` and their int8 table.
     fn row(next: &mut impl FnMut() -> u32, cols: usize, levels: usize) -> (Vec<u8>, I8Table) {
         let codes: Vec<u8> = (0..cols).map(|_| (next() % levels as u32) as u8).collect();
@@ -492,10 +500,7 @@ mod tests {
     fn batched_int8_rows_match_the_reference_and_each_other() {
         let mut next = rng(0x9e37_79b9);
         for cols in [32usize, 64, 96, 100, 128, 192, 1000, 1024, 4160] {
-            let x: Vec<f32> = (0..cols)
-                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
-                .collect();
-            let xq = Int8X::new(&x).unwrap();
+            let xq = random_x(&mut next, cols);
             let rows: Vec<_> = (0..ROWS_PER_PASS)
                 .map(|r| row(&mut next, cols, if r % 2 == 0 { 16 } else { 15 }))
                 .collect();
@@ -548,10 +553,7 @@ mod tests {
             (192, 4224),
             (160, 3000),
         ] {
-            let x: Vec<f32> = (0..cols)
-                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
-                .collect();
-            let xq = Int8X::new(&x).unwrap();
+            let xq = random_x(&mut next, cols);
             let groups = cols.div_ceil(g);
             let rows: Vec<(Vec<u8>, I8Table)> = (0..R).map(|_| row(&mut next, cols, 16)).collect();
             let packed: [&[u8]; R] = core::array::from_fn(|r| &rows[r].0[..]);
@@ -656,10 +658,7 @@ mod tests {
             (128, 4160),
             (256, 4096),
         ] {
-            let x: Vec<f32> = (0..cols)
-                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
-                .collect();
-            let xq = Int8X::new(&x).unwrap();
+            let xq = random_x(&mut next, cols);
             let (packed, t8) = row(&mut next, cols, 16);
             let t16 = t8.t16();
             let scales = f16_scales(&mut next, cols.div_ceil(g));
@@ -675,10 +674,7 @@ mod tests {
     fn scaled_rows_agree_for_subnormal_group_scales() {
         let mut next = rng(0x2545_f491);
         for (g, cols) in [(32usize, 96usize), (64, 320), (128, 1024), (96, 4160)] {
-            let x: Vec<f32> = (0..cols)
-                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
-                .collect();
-            let xq = Int8X::new(&x).unwrap();
+            let xq = random_x(&mut next, cols);
             let (packed, t8) = row(&mut next, cols, 16);
             let t16 = t8.t16();
             let scales: Vec<u8> = (0..cols.div_ceil(g))
