@@ -1095,16 +1095,17 @@ unsafe fn dot4_i8_pairs_nested<const R: usize, D: ByteDot>(
 }
 
 /// Int8 dot products of `R` packed 4-bit rows in groups of one block, each row through its
-/// table `tables[r]`: the per-row pair loop of [`dot4_i8_pairs`] (one pair a step, the
-/// accumulators in registers), each pair's `x` scales multiplied by its two groups' scales,
-/// picked by one permute from the eight groups' scales `eight(r, base)` gives for groups
-/// `base .. base + 8` of row `r` (called every eight groups). Every row runs the same
-/// operations in the same order whatever rows it is batched with, so a row's result does
-/// not depend on `R`.
+/// table `tables[r]`: the per-row pair loop of [`dot4_i8_pairs`] (two pairs of blocks
+/// between prefetches, the accumulators in registers), each pair's `x` scales multiplied by
+/// its two groups' scales, picked by one permute from eight groups' scales converted from
+/// row `r`'s `f16` scales (`scales[r]`, two little-endian bytes a group) every eight
+/// groups. Every row runs the same operations in the same order whatever rows it is
+/// batched with, so a row's result does not depend on `R`.
 ///
 /// # Safety
-/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
-/// `32 * blocks` values and `ps` at least `4 * blocks` floats.
+/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes and the
+/// scales of `blocks` groups, `xp` at least `32 * blocks` values and `ps` at least
+/// `4 * blocks` floats.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
@@ -1113,7 +1114,7 @@ unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
     xp: &[i8],
     ps: &[f32],
     blocks: usize,
-    mut eight: impl FnMut(usize, usize) -> [f32; 8],
+    scales: [&[u8]; R],
 ) -> [f32; R] {
     // Lanes of the eight scales that a pair at offset `2k` of the eight takes: group `2k`'s
     // for its first block, group `2k + 1`'s for its second.
@@ -1124,43 +1125,63 @@ unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
         [6, 6, 6, 6, 7, 7, 7, 7],
     ];
     // SAFETY: a pair `b + 1 < pairs <= blocks` and the lone last block `b < blocks` read
-    // bytes `16b ..` of every row, values `32b ..` of `xp` and floats `4b ..` of `ps` inside
-    // the lengths the caller guarantees; the tables hold 16 bytes, `PICK` rows and the eight
-    // scales 8 lanes each.
+    // bytes `16b ..` of every row, values `32b ..` of `xp`, floats `4b ..` of `ps` and the
+    // scales of groups below `blocks` inside the lengths the caller guarantees; the tables
+    // hold 16 bytes, `PICK` rows and the eight scales 8 lanes each; a prefetch reads
+    // nothing.
     unsafe {
         let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
         let tv = table_registers(tables);
         let x = xp.as_ptr();
-        let mut scales = [[0.0f32; 8]; R];
+        // Opaque to the optimiser: with the constants in view LLVM turns each one-instruction
+        // `vpermps` into a shuffle and a lane permute (measured: ~4 % more instructions).
+        let picks = core::hint::black_box(PICK.map(|p| _mm256_loadu_si256(p.as_ptr().cast())));
+        let mut eight = [[0.0f32; 8]; R];
         let mut acc = [_mm256_setzero_ps(); R];
+        let mut pair = |b: usize, pick: __m256i, eight: &[[f32; 8]; R]| {
+            let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
+            let scale = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
+            for r in 0..R {
+                let c = rows[r].as_ptr().cast::<i8>();
+                let g = _mm256_permutevar8x32_ps(_mm256_loadu_ps(eight[r].as_ptr()), pick);
+                let s = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), tv[r], xe, xo));
+                acc[r] = _mm256_fmadd_ps(s, _mm256_mul_ps(scale, g), acc[r]);
+            }
+        };
         let pairs = blocks & !1;
+        // Whole runs of eight groups (four pairs) straight through, without the bounds
+        // checks a partial run needs: ~15 % fewer instructions than one loop for both.
+        let whole = pairs & !7;
         let mut base = 0;
-        while base < pairs {
-            for (r, s) in scales.iter_mut().enumerate() {
-                *s = eight(r, base);
+        while base < whole {
+            for (e, s) in eight.iter_mut().zip(&scales) {
+                _mm256_storeu_ps(e.as_mut_ptr(), halves8(s.as_ptr().add(2 * base)));
             }
-            let end = (base + 8).min(pairs);
-            let mut b = base;
-            while b < end {
-                let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
-                let scale = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
-                let pick = _mm256_loadu_si256(PICK[(b - base) / 2].as_ptr().cast());
-                for r in 0..R {
-                    let c = rows[r].as_ptr().cast::<i8>();
-                    let g = _mm256_permutevar8x32_ps(_mm256_loadu_ps(scales[r].as_ptr()), pick);
-                    let s = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), tv[r], xe, xo));
-                    acc[r] = _mm256_fmadd_ps(s, _mm256_mul_ps(scale, g), acc[r]);
-                }
-                b += 2;
+            for row in &rows {
+                let p = row.as_ptr().wrapping_add(16 * base + PREFETCH);
+                _mm_prefetch::<_MM_HINT_T0>(p.cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
             }
-            base = end;
+            pair(base, picks[0], &eight);
+            pair(base + 2, picks[1], &eight);
+            pair(base + 4, picks[2], &eight);
+            pair(base + 6, picks[3], &eight);
+            base += 8;
+        }
+        if whole < pairs {
+            for (e, s) in eight.iter_mut().zip(&scales) {
+                *e = group_scales8(s, whole);
+            }
+            for (k, b) in (whole..pairs).step_by(2).enumerate() {
+                pair(b, picks[k], &eight);
+            }
         }
         let mut out = row_sums(&acc);
         if pairs < blocks {
             let b = pairs;
             let xv = load(x, 32 * b);
             for r in 0..R {
-                let g = eight(r, b)[0];
+                let g = group_scales8(scales[r], b)[0];
                 let sum = lone_block_sum::<D>(&rows[r][16 * b..], tv[r], xv);
                 out[r] += sum * (ps[4 * b] * g);
             }
@@ -1304,9 +1325,9 @@ unsafe fn dot4_i8_compact<const R: usize, D: ByteDot>(
         return unsafe { dot4_i8_pairs_nested::<R, D>(rows, xp, ps, blocks, pg, group) };
     }
     if pg == 1 {
-        let eight = |r: usize, first: usize| group_scales8(scales[r], first);
-        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
-        return unsafe { dot4_i8_pairs_single::<R, D>(rows, tables, xp, ps, blocks, eight) };
+        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold and
+        // to the groups every row's scales hold.
+        return unsafe { dot4_i8_pairs_single::<R, D>(rows, tables, xp, ps, blocks, scales) };
     }
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, false, D>(rows, tables, xp, ps, blocks, pg, fill) }
@@ -1487,20 +1508,11 @@ fn tables8_i8(zero: bool, q1: __m256, out: &mut [[i8; 16]]) {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn group_scales8(scales: &[u8], first: usize) -> [f32; 8] {
-    use super::portable::{scale_at, F16_REBIAS, INV_127};
+    use super::portable::{scale_at, INV_127};
     let mut out = [0.0f32; 8];
     if scales.len() >= 2 * (first + 8) {
         // SAFETY: bytes `2·first .. 2·first + 16` lie inside `scales`; `out` holds 8 floats.
-        unsafe {
-            let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(scales.as_ptr().add(2 * first).cast()));
-            let bits =
-                _mm256_and_si256(_mm256_slli_epi32::<13>(h), _mm256_set1_epi32(0x7fff << 13));
-            let v = _mm256_mul_ps(
-                _mm256_castsi256_ps(bits),
-                _mm256_set1_ps(F16_REBIAS * INV_127),
-            );
-            _mm256_storeu_ps(out.as_mut_ptr(), v);
-        }
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), halves8(scales.as_ptr().add(2 * first))) };
     } else {
         for (i, o) in out.iter_mut().enumerate() {
             if 2 * (first + i) + 2 <= scales.len() {
@@ -1509,6 +1521,24 @@ fn group_scales8(scales: &[u8], first: usize) -> [f32; 8] {
         }
     }
     out
+}
+
+/// The eight positive finite `f16` group scales at `halves` (two little-endian bytes each),
+/// each times [`INV_127`](super::portable::INV_127), as [`group_scales8`] documents.
+///
+/// # Safety
+/// `halves` points to 16 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn halves8(halves: *const u8) -> __m256 {
+    use super::portable::{F16_REBIAS, INV_127};
+    // SAFETY: the caller guarantees the 16 bytes.
+    let h = _mm256_cvtepu16_epi32(unsafe { _mm_loadu_si128(halves.cast()) });
+    let bits = _mm256_and_si256(_mm256_slli_epi32::<13>(h), _mm256_set1_epi32(0x7fff << 13));
+    _mm256_mul_ps(
+        _mm256_castsi256_ps(bits),
+        _mm256_set1_ps(F16_REBIAS * INV_127),
+    )
 }
 
 /// A group's two 8-entry halves of its 16-entry table, computed as
