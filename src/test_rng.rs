@@ -20,3 +20,15 @@ pub(crate) fn f16_scales(next: &mut impl FnMut() -> u32, groups: usize) -> alloc
         .flat_map(|_| ((0x2000 + next() % 0x3000) as u16).to_le_bytes())
         .collect()
 }
+
+/// Each row's `(a, q)` as the `f32` parameter encoding stores them: little-endian `a` then
+/// `q`, group 0 first (the bytes the grouped int8 kernels may load directly).
+#[cfg(feature = "alloc")]
+pub(crate) fn stored_pairs(
+    params: &[alloc::vec::Vec<[f32; 2]>],
+) -> alloc::vec::Vec<alloc::vec::Vec<u8>> {
+    params
+        .iter()
+        .map(|row| row.iter().flatten().flat_map(|v| v.to_le_bytes()).collect())
+        .collect()
+}

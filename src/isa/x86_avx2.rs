@@ -704,10 +704,11 @@ impl Int8Rows {
         groups: usize,
         gen: &Gen16,
         params: impl Fn(usize, usize, &mut [[f32; 2]]),
+        pairs: Option<[&[u8]; R]>,
     ) -> [f32; R] {
         // SAFETY: as in `dot4_i8_rows`.
         with_byte_dot!(self, D => unsafe {
-            dot4_i8_groups::<R, D>(rows, xp, ps, g, groups, gen, params)
+            dot4_i8_groups::<R, D>(rows, xp, ps, g, groups, gen, params, pairs)
         })
     }
 }
@@ -1094,27 +1095,37 @@ unsafe fn dot4_i8_pairs_nested<const R: usize, D: ByteDot>(
     }
 }
 
-/// Int8 dot products of `R` packed 4-bit rows in groups of one block, each row through its
-/// table `tables[r]`: the per-row pair loop of [`dot4_i8_pairs`] (two pairs of blocks
-/// between prefetches, the accumulators in registers), each pair's `x` scales multiplied by
-/// its two groups' scales, picked by one permute from eight groups' scales converted from
-/// row `r`'s `f16` scales (`scales[r]`, two little-endian bytes a group) every eight
-/// groups. Every row runs the same operations in the same order whatever rows it is
-/// batched with, so a row's result does not depend on `R`.
+/// Row `r`'s parameters of eight groups of one block in [`dot4_i8_pairs_single`]: each
+/// group's `a / 127` and, for groups with their own tables, each group's int8 table (two
+/// neighbours' tables are one pair's table register).
+#[derive(Clone, Copy)]
+struct EightGroups {
+    scale: [f32; 8],
+    table: [[i8; 16]; 8],
+}
+
+/// Int8 dot products of `R` packed 4-bit rows in groups of one block: the per-row pair loop
+/// of [`dot4_i8_pairs`] (two pairs of blocks between prefetches, the accumulators in
+/// registers), each pair's `x` scales multiplied by its two groups' scales, picked by one
+/// permute from the eight groups' scales `fill(r, first, whole, out)` writes for row `r`'s
+/// groups `first .. first + 8` every eight groups (`whole`: all eight lie below `blocks`;
+/// otherwise only those below `blocks` are read). With `TABLES` each pair looks its codes up
+/// in its two groups' tables from `out`, without it in the row's `tables[r]`. Every row
+/// runs the same operations in the same order whatever rows it is batched with, so a row's
+/// result does not depend on `R`.
 ///
 /// # Safety
-/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes and the
-/// scales of `blocks` groups, `xp` at least `32 * blocks` values and `ps` at least
-/// `4 * blocks` floats.
+/// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
+/// `32 * blocks` values and `ps` at least `4 * blocks` floats.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
+unsafe fn dot4_i8_pairs_single<const R: usize, const TABLES: bool, D: ByteDot>(
     rows: [&[u8]; R],
     tables: [&[i8; 16]; R],
     xp: &[i8],
     ps: &[f32],
     blocks: usize,
-    scales: [&[u8]; R],
+    mut fill: impl FnMut(usize, usize, bool, &mut EightGroups),
 ) -> [f32; R] {
     // Lanes of the eight scales that a pair at offset `2k` of the eight takes: group `2k`'s
     // for its first block, group `2k + 1`'s for its second.
@@ -1125,10 +1136,9 @@ unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
         [6, 6, 6, 6, 7, 7, 7, 7],
     ];
     // SAFETY: a pair `b + 1 < pairs <= blocks` and the lone last block `b < blocks` read
-    // bytes `16b ..` of every row, values `32b ..` of `xp`, floats `4b ..` of `ps` and the
-    // scales of groups below `blocks` inside the lengths the caller guarantees; the tables
-    // hold 16 bytes, `PICK` rows and the eight scales 8 lanes each; a prefetch reads
-    // nothing.
+    // bytes `16b ..` of every row, values `32b ..` of `xp` and floats `4b ..` of `ps` inside
+    // the lengths the caller guarantees; the tables hold 16 bytes, a pair's two neighbouring
+    // ones 32, `PICK` rows and the eight scales 8 lanes each; a prefetch reads nothing.
     unsafe {
         let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
         let tv = table_registers(tables);
@@ -1136,15 +1146,24 @@ unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
         // Opaque to the optimiser: with the constants in view LLVM turns each one-instruction
         // `vpermps` into a shuffle and a lane permute (measured: ~4 % more instructions).
         let picks = core::hint::black_box(PICK.map(|p| _mm256_loadu_si256(p.as_ptr().cast())));
-        let mut eight = [[0.0f32; 8]; R];
+        let mut eight = [EightGroups {
+            scale: [0.0; 8],
+            table: [[0; 16]; 8],
+        }; R];
         let mut acc = [_mm256_setzero_ps(); R];
-        let mut pair = |b: usize, pick: __m256i, eight: &[[f32; 8]; R]| {
+        let mut pair = |b: usize, k: usize, eight: &[EightGroups; R]| {
             let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
             let scale = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
             for r in 0..R {
                 let c = rows[r].as_ptr().cast::<i8>();
-                let g = _mm256_permutevar8x32_ps(_mm256_loadu_ps(eight[r].as_ptr()), pick);
-                let s = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), tv[r], xe, xo));
+                let t = if TABLES {
+                    _mm256_loadu_si256(eight[r].table[2 * k..].as_ptr().cast())
+                } else {
+                    tv[r]
+                };
+                let g =
+                    _mm256_permutevar8x32_ps(_mm256_loadu_ps(eight[r].scale.as_ptr()), picks[k]);
+                let s = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), t, xe, xo));
                 acc[r] = _mm256_fmadd_ps(s, _mm256_mul_ps(scale, g), acc[r]);
             }
         };
@@ -1154,36 +1173,40 @@ unsafe fn dot4_i8_pairs_single<const R: usize, D: ByteDot>(
         let whole = pairs & !7;
         let mut base = 0;
         while base < whole {
-            for (e, s) in eight.iter_mut().zip(&scales) {
-                _mm256_storeu_ps(e.as_mut_ptr(), halves8(s.as_ptr().add(2 * base)));
+            for (r, e) in eight.iter_mut().enumerate() {
+                fill(r, base, true, e);
             }
             for row in &rows {
                 let p = row.as_ptr().wrapping_add(16 * base + PREFETCH);
                 _mm_prefetch::<_MM_HINT_T0>(p.cast());
                 _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
             }
-            pair(base, picks[0], &eight);
-            pair(base + 2, picks[1], &eight);
-            pair(base + 4, picks[2], &eight);
-            pair(base + 6, picks[3], &eight);
+            pair(base, 0, &eight);
+            pair(base + 2, 1, &eight);
+            pair(base + 4, 2, &eight);
+            pair(base + 6, 3, &eight);
             base += 8;
         }
-        if whole < pairs {
-            for (e, s) in eight.iter_mut().zip(&scales) {
-                *e = group_scales8(s, whole);
+        if whole < blocks {
+            for (r, e) in eight.iter_mut().enumerate() {
+                fill(r, whole, false, e);
             }
-            for (k, b) in (whole..pairs).step_by(2).enumerate() {
-                pair(b, picks[k], &eight);
-            }
+        }
+        for (k, b) in (whole..pairs).step_by(2).enumerate() {
+            pair(b, k, &eight);
         }
         let mut out = row_sums(&acc);
         if pairs < blocks {
-            let b = pairs;
+            let (b, k) = (pairs, pairs - whole);
             let xv = load(x, 32 * b);
             for r in 0..R {
-                let g = group_scales8(scales[r], b)[0];
-                let sum = lone_block_sum::<D>(&rows[r][16 * b..], tv[r], xv);
-                out[r] += sum * (ps[4 * b] * g);
+                let t = if TABLES {
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(eight[r].table[k].as_ptr().cast()))
+                } else {
+                    tv[r]
+                };
+                let sum = lone_block_sum::<D>(&rows[r][16 * b..], t, xv);
+                out[r] += sum * (ps[4 * b] * eight[r].scale[k]);
             }
         }
         out
@@ -1325,9 +1348,21 @@ unsafe fn dot4_i8_compact<const R: usize, D: ByteDot>(
         return unsafe { dot4_i8_pairs_nested::<R, D>(rows, xp, ps, blocks, pg, group) };
     }
     if pg == 1 {
-        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold and
-        // to the groups every row's scales hold.
-        return unsafe { dot4_i8_pairs_single::<R, D>(rows, tables, xp, ps, blocks, scales) };
+        // `blocks` is clamped to the groups every row's scales hold: a whole run's eight
+        // groups are there, a partial run's below `blocks` too.
+        let eight = |r: usize, first: usize, whole: bool, out: &mut EightGroups| {
+            let s = scales[r];
+            if whole {
+                // SAFETY: groups `first .. first + 8` lie below `blocks`, inside `s`.
+                unsafe {
+                    _mm256_storeu_ps(out.scale.as_mut_ptr(), halves8(s.as_ptr().add(2 * first)))
+                };
+            } else {
+                out.scale = group_scales8(s, first);
+            }
+        };
+        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
+        return unsafe { dot4_i8_pairs_single::<R, false, D>(rows, tables, xp, ps, blocks, eight) };
     }
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, false, D>(rows, tables, xp, ps, blocks, pg, fill) }
@@ -1351,6 +1386,7 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
     groups: usize,
     gen: &Gen16,
     params: impl Fn(usize, usize, &mut [[f32; 2]]),
+    pairs: Option<[&[u8]; R]>,
 ) -> [f32; R] {
     let pg = (g / 32).max(1);
     let blocks = rows
@@ -1366,26 +1402,25 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
         Gen16::Exp { .. } => None,
     };
     let zero = matches!(gen, Gen16::Exp { zero: true });
-    let fill = |r: usize, first: usize, w: &mut GroupWindow| {
-        for half in 0..WINDOW / 8 {
-            let start = first + 8 * half;
+    // Eight groups' `(a, q)` from row `r`'s stored pairs where they hold all eight, else
+    // through `params` (0 past the row's last group).
+    let pairs8 = |r: usize, first: usize| match pairs {
+        // SAFETY: bytes `8·first .. 8·first + 64` lie inside the row's pairs.
+        Some(b) if b[r].len() >= 8 * (first + 8) => unsafe {
+            split_pairs8(b[r].as_ptr().add(8 * first).cast())
+        },
+        _ => {
             let mut p = [[0.0f32; 2]; 8];
-            if start < groups {
-                params(r, start, &mut p[..(groups - start).min(8)]);
+            if first < groups {
+                params(r, first, &mut p[..(groups - first).min(8)]);
             }
             // SAFETY: `p` holds 16 floats.
-            let (v0, v1) = unsafe {
-                (
-                    _mm256_loadu_ps(p.as_ptr().cast()),
-                    _mm256_loadu_ps(p.as_ptr().add(4).cast()),
-                )
-            };
-            // Per 128-bit lane `[a0 a1 a4 a5 | a2 a3 a6 a7]`; the 64-bit swap orders them.
-            let order = |v: __m256| {
-                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
-            };
-            let a = order(_mm256_shuffle_ps::<0b10_00_10_00>(v0, v1));
-            let q = order(_mm256_shuffle_ps::<0b11_01_11_01>(v0, v1));
+            unsafe { split_pairs8(p.as_ptr().cast()) }
+        }
+    };
+    let fill = |r: usize, first: usize, w: &mut GroupWindow| {
+        for half in 0..WINDOW / 8 {
+            let (a, q) = pairs8(r, first + 8 * half);
             let s = _mm256_div_ps(a, _mm256_set1_ps(127.0));
             spread_scales8(s, &mut w.scale[8 * half..8 * half + 8]);
             let tables = &mut w.table[8 * half..8 * half + 8];
@@ -1396,8 +1431,41 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
         }
     };
     let none = [&[0i8; 16]; R];
+    if pg == 1 {
+        let eight = |r: usize, first: usize, _whole: bool, out: &mut EightGroups| {
+            let (a, q) = pairs8(r, first);
+            let s = _mm256_div_ps(a, _mm256_set1_ps(127.0));
+            // SAFETY: `out.scale` holds 8 floats.
+            unsafe { _mm256_storeu_ps(out.scale.as_mut_ptr(), s) };
+            match shared {
+                Some(t) => out.table = [t; 8],
+                None => tables8_i8(zero, q, &mut out.table),
+            }
+        };
+        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
+        return unsafe { dot4_i8_pairs_single::<R, true, D>(rows, none, xp, ps, blocks, eight) };
+    }
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, true, D>(rows, none, xp, ps, blocks, pg, fill) }
+}
+
+/// Eight groups' `(a, q)` pairs at `p` (16 `f32`s, any alignment) as two vectors (lane =
+/// group): `a`s, then `q`s.
+///
+/// # Safety
+/// `p` points to 64 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn split_pairs8(p: *const f32) -> (__m256, __m256) {
+    // SAFETY: the caller guarantees the 16 floats.
+    let (v0, v1) = unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) };
+    // Per 128-bit lane `[a0 a1 a4 a5 | a2 a3 a6 a7]`; the 64-bit swap orders them.
+    let order =
+        |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+    (
+        order(_mm256_shuffle_ps::<0b10_00_10_00>(v0, v1)),
+        order(_mm256_shuffle_ps::<0b11_01_11_01>(v0, v1)),
+    )
 }
 
 /// Eight groups' scales `v` (lane = group) four times each into `out` (8 groups), so that a
@@ -2443,7 +2511,7 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
 mod tests {
     use super::*;
     use crate::isa::Isa;
-    use crate::test_rng::{f16_scales, xorshift32 as rng};
+    use crate::test_rng::{f16_scales, stored_pairs, xorshift32 as rng};
     use alloc::vec::Vec;
 
     /// [`ByteDot`] by widening to `i16` and `i32` before any sum, exact for any bytes: the
@@ -2606,6 +2674,8 @@ mod tests {
             let p = |r: usize, i: usize, out: &mut [[f32; 2]]| {
                 out.copy_from_slice(&params[r][i..i + out.len()])
             };
+            let stored = stored_pairs(&params);
+            let pairs: [&[u8]; R] = core::array::from_fn(|r| &stored[r][..]);
             let gen = Gen16::Exp { zero: true };
             let bits = |v: [f32; R]| v.map(f32::to_bits);
             // The three kernels built with one `ByteDot`, as bits.
@@ -2618,7 +2688,14 @@ mod tests {
                             bits(dot4_i8_rows::<R, $d>(rows_r, tables_r, &xp, &ps)),
                             bits(dot4_i8_compact::<R, $d>(rows_r, tables_r, &xp, &ps, g, sc)),
                             bits(dot4_i8_groups::<R, $d>(
-                                rows_r, &xp, &ps, g, groups, &gen, p,
+                                rows_r,
+                                &xp,
+                                &ps,
+                                g,
+                                groups,
+                                &gen,
+                                p,
+                                Some(pairs),
                             )),
                         ]
                     }

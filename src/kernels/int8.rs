@@ -287,13 +287,15 @@ pub(crate) fn dot4_i8_groups(
             *o = params(i);
         }
     };
-    dot4_i8_groups_rows(isa, [row], x, g, gen, run).map(|[v]| v)
+    dot4_i8_groups_rows(isa, [row], x, g, gen, run, None).map(|[v]| v)
 }
 
 /// [`dot4_i8_groups`] for `R` rows (`params(r, i, out)` writes the `(a, q)` of groups
 /// `i .. i + out.len()` of row `r`, all inside the row, to `out`), in one pass over `x` on
-/// the paths with a batched kernel. A row's result does not depend on the rows
-/// batched with it.
+/// the paths with a batched kernel. Where the parameters are stored as little-endian `f32`
+/// `(a, q)` pairs, `pairs` may hold each row's (group 0 first; the values `params` gives),
+/// which the x86 kernels load straight into registers for groups of one block. A row's
+/// result does not depend on the rows batched with it, nor on `pairs`.
 #[cfg(feature = "alloc")]
 pub(crate) fn dot4_i8_groups_rows<const R: usize>(
     isa: Isa,
@@ -302,6 +304,7 @@ pub(crate) fn dot4_i8_groups_rows<const R: usize>(
     g: usize,
     gen: &portable::Gen16,
     params: impl Fn(usize, usize, &mut [[f32; 2]]),
+    pairs: Option<[&[u8]; R]>,
 ) -> Option<[f32; R]> {
     if g == 0 || !g.is_multiple_of(QBLOCK) {
         return None;
@@ -318,7 +321,7 @@ pub(crate) fn dot4_i8_groups_rows<const R: usize>(
     #[cfg(target_arch = "x86_64")]
     {
         let t = Int8Rows::of(isa)?;
-        let mut out = t.dot4_i8_groups(rows, &x.xp, &x.ps, g, groups, gen, &params);
+        let mut out = t.dot4_i8_groups(rows, &x.xp, &x.ps, g, groups, gen, &params, pairs);
         if x.xp.len() < n {
             let group = x.xp.len() / g;
             for (r, o) in out.iter_mut().enumerate() {
@@ -332,6 +335,7 @@ pub(crate) fn dot4_i8_groups_rows<const R: usize>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = pairs;
         None
     }
 }
@@ -447,7 +451,7 @@ mod tests {
     use super::*;
     use alloc::vec::Vec;
 
-    use crate::test_rng::{f16_scales, xorshift32 as rng};
+    use crate::test_rng::{f16_scales, stored_pairs, xorshift32 as rng};
 
     /// A random `x` of `cols` values in `[-0.5, 0.5)`, quantized.
     fn random_x(next: &mut impl FnMut() -> u32, cols: usize) -> Int8X {
@@ -575,6 +579,8 @@ mod tests {
                         .collect()
                 })
                 .collect();
+            let stored = stored_pairs(&params);
+            let pairs: [&[u8]; R] = core::array::from_fn(|r| &stored[r][..]);
             // Both exponential shapes, whose tables the kernel derives eight at a time, and
             // a linear one, whose table does not depend on `q`.
             let u: [f32; 16] = core::array::from_fn(|k| (k as f32 - 7.5) / 7.5);
@@ -616,9 +622,18 @@ mod tests {
                     let p = |r: usize, i: usize, out: &mut [[f32; 2]]| {
                         out.copy_from_slice(&params[r][i..i + out.len()])
                     };
-                    let Some(batched) = dot4_i8_groups_rows(isa, packed, &xq, g, &gen, p) else {
+                    let Some(batched) = dot4_i8_groups_rows(isa, packed, &xq, g, &gen, p, None)
+                    else {
                         continue;
                     };
+                    // Loaded straight from their stored bytes, the parameters give the same
+                    // bits as read one run at a time.
+                    let direct = dot4_i8_groups_rows(isa, packed, &xq, g, &gen, p, Some(pairs));
+                    assert_eq!(
+                        direct.map(|v| v.map(f32::to_bits)),
+                        Some(batched.map(f32::to_bits)),
+                        "{isa} {gen:?} g {g} cols {cols}: stored pairs"
+                    );
                     for r in 0..R {
                         let pr = |i: usize| params[r][i];
                         let reference =
@@ -637,6 +652,7 @@ mod tests {
                             g,
                             &gen,
                             |_, i, o: &mut [[f32; 2]]| p(r, i, o),
+                            None,
                         )
                         .unwrap();
                         assert_eq!(alone.to_bits(), batched[r].to_bits(), "{isa} g {g}");
