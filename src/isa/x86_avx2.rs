@@ -893,8 +893,7 @@ fn window_scales(w: &GroupWindow, o: usize, d: usize) -> __m256 {
 ///
 /// A step of two pairs whose four blocks lie in one group scales its sums by the `x` scales
 /// and then the step's sum by the group's scale, one FMA per step and row where the per-row
-/// kernel adds. With groups of one block, a step of two pairs multiplies each pair's `x`
-/// scales by its two groups' scales. Any other pair goes alone, its `x` scales multiplied by
+/// kernel adds. Any other pair goes alone, its `x` scales multiplied by
 /// its groups' scales first (a step of one pair keeps fewer vectors live than two, which
 /// pays off where a step would hold two table registers a row). Every row runs the same
 /// operations in the same order whatever rows it is batched with (the branches depend on the
@@ -902,7 +901,8 @@ fn window_scales(w: &GroupWindow, o: usize, d: usize) -> __m256 {
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
-/// `32 * blocks` values and `ps` at least `4 * blocks` floats; `pg >= 1`.
+/// `32 * blocks` values and `ps` at least `4 * blocks` floats; `pg >= 2` (groups of one
+/// block run [`dot4_i8_pairs_single`]).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool, D: ByteDot>(
@@ -933,21 +933,15 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool, D: ByteDot>(
         let mut base = usize::MAX;
         let mut acc = [_mm256_setzero_ps(); R];
         // The group of block `b` and `b`'s place in it, advanced without a division: a step
-        // crosses at most one group boundary unless groups are one block (`rem + 3 < 2·pg`
-        // for `pg >= 3`, and `rem` is 0 for `pg == 2` at an even `b`).
+        // crosses at most one group boundary (`rem + 3 < 2·pg` for `pg >= 3`, and `rem` is 0
+        // for `pg == 2` at an even `b`).
         let (mut gb, mut rem) = (0usize, 0usize);
-        let group = |gb: usize, rem: usize, k: usize| {
-            if pg == 1 {
-                gb + k
-            } else {
-                gb + usize::from(rem + k >= pg)
-            }
-        };
+        let group = |gb: usize, rem: usize, k: usize| gb + usize::from(rem + k >= pg);
         let pairs = blocks & !1;
         let mut b = 0;
         while b < pairs {
-            // Two pairs in one group (or in four groups of one block), or else one pair.
-            let four = b + 4 <= pairs && (pg == 1 || group(gb, rem, 3) == gb);
+            // Two pairs in one group, or else one pair.
+            let four = b + 4 <= pairs && group(gb, rem, 3) == gb;
             let step = if four { 4 } else { 2 };
             let last = group(gb, rem, step - 1);
             if gb < base || last - base >= WINDOW {
@@ -958,22 +952,7 @@ unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool, D: ByteDot>(
             }
             let o = gb - base;
             let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
-            if four && pg == 1 {
-                let (x1e, x1o) = (load(x, 32 * b + 64), load(x, 32 * b + 96));
-                for r in 0..R {
-                    let c = rows[r].as_ptr().cast::<i8>();
-                    let w = &win[r];
-                    let s0 = pair_sums::<D>(load(c, 16 * b), table(w, r, o, 1), xe, xo);
-                    let s1 = pair_sums::<D>(load(c, 16 * b + 32), table(w, r, o + 2, 1), x1e, x1o);
-                    let sc0 = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
-                    let sc0 = _mm256_mul_ps(sc0, window_scales(w, o, 1));
-                    let sc1 = _mm256_loadu_ps(ps.as_ptr().add(4 * b + 8));
-                    let sc1 = _mm256_mul_ps(sc1, window_scales(w, o + 2, 1));
-                    let p = _mm256_mul_ps(_mm256_cvtepi32_ps(s0), sc0);
-                    let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), sc1, p);
-                    acc[r] = _mm256_add_ps(acc[r], p);
-                }
-            } else if four {
+            if four {
                 let (x1e, x1o) = (load(x, 32 * b + 64), load(x, 32 * b + 96));
                 for r in 0..R {
                     let c = rows[r].as_ptr().cast::<i8>();
