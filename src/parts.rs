@@ -162,6 +162,17 @@ impl ParamEncoding {
         }
     }
 
+    /// The stored bytes of groups `first .. first + groups` where they are little-endian
+    /// `f32` `(a, q)` pairs (8 bytes a group, `a` first), for kernels that load them
+    /// directly; `None` for the other encodings or where `bytes` does not hold those groups.
+    #[inline]
+    pub fn f32_pairs(self, bytes: &[u8], first: usize, groups: usize) -> Option<&[u8]> {
+        match self {
+            ParamEncoding::F32 { per_group: 2 } => bytes.get(8 * first..8 * (first + groups)),
+            _ => None,
+        }
+    }
+
     /// Writes `params` for consecutive groups into `out` ([`len`](Self::len) bytes). For the
     /// compact encoding every `a` must be an `f16` value and the groups of a run share `q`
     /// (as the compact fit makes them); the first group of each run gives its `q`.

@@ -10,7 +10,7 @@ use crate::format;
 use crate::isa::portable::Gen16;
 use crate::kernels;
 use crate::layout::Granularity;
-use crate::parts::{ParamEncoding, Parts};
+use crate::parts::Parts;
 use crate::scheme::{Params, ScaleRule, Scheme};
 
 /// A quantized `rows × cols` matrix borrowed from its stored bytes (see [`format`] for the
@@ -485,21 +485,19 @@ impl<'a> QuantizedView<'a> {
         let per_row = self.granularity().groups_per_row(self.cols());
         let encoding = self.parts.shape().encoding;
         let param_bytes = self.parts.param_bytes();
-        // A row's `(a, q)` pairs as stored, for the kernels that load them directly.
-        let stored_pairs = matches!(encoding, ParamEncoding::F32 { per_group: 2 });
-        let row_pairs = |row: usize| {
-            let start = 8 * row * per_row;
-            param_bytes.get(start..start + 8 * per_row).unwrap_or(&[])
-        };
         for pass in stream_passes::<R>(y.len()) {
             let row = |s: usize| self.row_codes(rows.start + pass.at(s));
             let params = |s: usize, i: usize, out: &mut [[f32; 2]]| {
                 encoding.read_run(param_bytes, (rows.start + pass.at(s)) * per_row + i, out);
             };
-            let pairs = |s: usize| row_pairs(rows.start + pass.at(s));
+            // A row's `(a, q)` pairs as stored, for the kernels that load them directly.
+            let pairs = |s: usize| {
+                encoding.f32_pairs(param_bytes, (rows.start + pass.at(s)) * per_row, per_row)
+            };
             if pass.width == R {
                 let packed: [&[u8]; R] = core::array::from_fn(row);
-                let pairs = stored_pairs.then(|| core::array::from_fn(pairs));
+                let pairs =
+                    pairs(0).map(|_| core::array::from_fn(|s| pairs(s).unwrap_or_default()));
                 let Some(out) =
                     kernels::dot4_i8_groups_rows(isa, packed, xq, g, gen, params, pairs)
                 else {
@@ -509,7 +507,7 @@ impl<'a> QuantizedView<'a> {
                     y[pass.at(s)] = v;
                 }
             } else {
-                let pairs = stored_pairs.then(|| [pairs(0)]);
+                let pairs = pairs(0).map(|p| [p]);
                 let Some([v]) =
                     kernels::dot4_i8_groups_rows(isa, [row(0)], xq, g, gen, params, pairs)
                 else {
