@@ -95,6 +95,25 @@ proptest! {
     }
 
     #[test]
+    fn scaling_by_a_power_of_two_scales_the_result_exactly(seed in 0u64..1000, e in -20i32..=20, bits in 1u8..=8) {
+        // Every sum and comparison of a fit scales exactly by a power of two, so the fit
+        // must land on the same codes with the scale multiplied, in every layout and rule.
+        let (rows, cols) = (3, 33);
+        let c = 2f32.powi(e);
+        let w = weights(seed, rows * cols, 0.2);
+        let scaled: Vec<f32> = w.iter().map(|x| x * c).collect();
+        for config in configs(bits) {
+            let qa = quantize(&w, rows, cols, &config).unwrap();
+            let qb = quantize(&scaled, rows, cols, &config).unwrap();
+            prop_assert_eq!(qa.codes(), qb.codes(), "{:?}: c=2^{}", config, e);
+            let (a, b) = (qa.dequantize(), qb.dequantize());
+            for (x, y) in a.iter().zip(&b) {
+                prop_assert_eq!((x * c).to_bits(), y.to_bits(), "{:?}: c=2^{}", config, e);
+            }
+        }
+    }
+
+    #[test]
     fn scaling_the_weights_scales_the_result(seed in 0u64..1000, c in 0.01f32..100.0, bits in 1u8..=8) {
         let (rows, cols) = (3, 33);
         let w = weights(seed, rows * cols, 0.2);
@@ -103,6 +122,7 @@ proptest! {
             let a = quantize(&w, rows, cols, &config).unwrap().dequantize();
             let b = quantize(&scaled, rows, cols, &config).unwrap().dequantize();
             let norm = w.iter().map(|x| x.abs()).fold(0.0f32, f32::max) * c;
+            let small_groups = matches!(config.granularity(), Granularity::PerGroup(_));
             // A fit may land on a different but equally good point after rescaling, so
             // compare the errors, not the values, when the codes differ.
             if config.scale_rule() == ScaleRule::Correlation {
@@ -111,7 +131,7 @@ proptest! {
                 // than f32 rounding of the parameters: the two fits may round onto
                 // neighbouring pieces. Bound the difference by a quarter of what is left,
                 // and skip groups of a handful of weights, where slivers are the rule.
-                if matches!(config.granularity(), Granularity::PerGroup(_)) {
+                if small_groups {
                     continue;
                 }
                 for range in group_ranges(&config, rows, cols) {
@@ -120,12 +140,28 @@ proptest! {
                 }
                 continue;
             }
+            let same = a.iter().zip(&b).all(|(x, y)| (x * c - y).abs() <= 1e-4 * norm);
+            if same {
+                continue;
+            }
+            if small_groups && config.scale_rule() == ScaleRule::Mse {
+                // Groups of a handful of weights rank each `q` by short walks from the last
+                // `q`'s optimum, and a rescale moves the weights' last bits: the walk may end
+                // in another basin. Each fit is within the small-group tail the README
+                // states (worst 1.37x a dense scan, tested at 1.5x in `tests/fit.rs`), so
+                // each group's two errors are within that of each other.
+                for range in group_ranges(&config, rows, cols) {
+                    let ea = metrics::mse(&w[range.clone()], &a[range.clone()]).unwrap() * f64::from(c * c);
+                    let eb = metrics::mse(&scaled[range.clone()], &b[range]).unwrap();
+                    let floor = 1e-12 * f64::from(norm * norm);
+                    prop_assert!((eb + floor) <= 1.5 * (ea + floor) && (ea + floor) <= 1.5 * (eb + floor),
+                        "{config:?}: c={c} group err {ea} vs {eb}");
+                }
+                continue;
+            }
             let ea = metrics::mse(&w, &a).unwrap() * f64::from(c * c);
             let eb = metrics::mse(&scaled, &b).unwrap();
-            // A fit may land on a different but equally good point after rescaling, so
-            // compare the errors, not the values, when the codes differ.
-            let same = a.iter().zip(&b).all(|(x, y)| (x * c - y).abs() <= 1e-4 * norm);
-            prop_assert!(same || (eb - ea).abs() <= 1e-3 * ea.max(1e-30),
+            prop_assert!((eb - ea).abs() <= 1e-3 * ea.max(1e-30),
                 "{config:?}: c={c} err {ea} vs {eb}");
         }
     }
