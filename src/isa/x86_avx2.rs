@@ -1083,12 +1083,14 @@ struct EightGroups {
     table: [[i8; 16]; 8],
 }
 
-/// Int8 dot products of `R` packed 4-bit rows in groups of one block: the per-row pair loop
-/// of [`dot4_i8_pairs`] (two pairs of blocks between prefetches, the accumulators in
-/// registers), each pair's `x` scales multiplied by its two groups' scales, picked by one
-/// permute from the eight groups' scales `fill(r, first, whole, out)` writes for row `r`'s
-/// groups `first .. first + 8` every eight groups (`whole`: all eight lie below `blocks`;
-/// otherwise only those below `blocks` are read). With `TABLES` each pair looks its codes up
+/// Int8 dot products of `R` packed 4-bit rows in groups of one block, a run of eight groups
+/// at a time, with the eight groups' scales `fill(r, first, whole, out)` writes for row
+/// `r`'s groups `first .. first + 8` (`whole`: all eight lie below `blocks`; otherwise only
+/// those below `blocks` are read). A whole run adds each row's four pairs' `i32` sums across
+/// lanes into one vector of the eight blocks' sums and scales it once by the eight `x`
+/// scales times the eight group scales ([`run_x_scales`]'s lane order); a partial run takes
+/// the pair loop of [`dot4_i8_pairs`], each pair's `x` scales multiplied by its two groups'
+/// scales, picked by one permute. With `TABLES` each pair looks its codes up
 /// in its two groups' tables from `out`, without it in the row's `tables[r]`. Every row
 /// runs the same operations in the same order whatever rows it is batched with, so a row's
 /// result does not depend on `R`.
@@ -1129,7 +1131,54 @@ unsafe fn dot4_i8_pairs_single<const R: usize, const TABLES: bool, D: ByteDot>(
             scale: [0.0; 8],
             table: [[0; 16]; 8],
         }; R];
+        let pairs = blocks & !1;
+        // Whole runs of eight groups (four pairs) straight through, without the bounds
+        // checks a partial run needs. A whole run scales its eight blocks' sums at once: the
+        // four pairs' `i32` partial sums of each row are added across lanes into one vector,
+        // block `2k` in lane `k` and block `2k + 1` in lane `4 + k` (`vphaddd` thrice), which
+        // meets the eight `x` scales and the eight group scales in that order, one product and
+        // one FMA a row and run in place of a pick, a product and an FMA a pair.
+        let whole = pairs & !7;
         let mut acc = [_mm256_setzero_ps(); R];
+        // The lanes of the eight group scales in the order of the reduced sums (opaque, as
+        // `picks` below, so that the permute stays one instruction).
+        let order = core::hint::black_box(_mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+        let mut base = 0;
+        while base < whole {
+            for (r, e) in eight.iter_mut().enumerate() {
+                fill(r, base, true, e);
+            }
+            for row in &rows {
+                let p = row.as_ptr().wrapping_add(16 * base + PREFETCH);
+                _mm_prefetch::<_MM_HINT_T0>(p.cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
+            }
+            // Row by row, two pairs at a time: a row's two pair sums meet at once, so only
+            // the first halves of the four rows wait for their second (fewer live vectors
+            // than four pairs of all rows; the `x` of the two pairs stays in registers).
+            let sums = |r: usize, k: usize| {
+                let b = base + 2 * k;
+                let t = if TABLES {
+                    _mm256_loadu_si256(eight[r].table[2 * k..].as_ptr().cast())
+                } else {
+                    tv[r]
+                };
+                let c = rows[r].as_ptr().cast::<i8>();
+                pair_sums::<D>(load(c, 16 * b), t, load(x, 32 * b), load(x, 32 * b + 32))
+            };
+            let half = |r: usize, k: usize| _mm256_hadd_epi32(sums(r, k), sums(r, k + 1));
+            let mut low = [_mm256_setzero_si256(); R];
+            for (r, l) in low.iter_mut().enumerate() {
+                *l = half(r, 0);
+            }
+            let xs = run_x_scales(ps.as_ptr().add(4 * base));
+            for r in 0..R {
+                let blocks8 = _mm256_cvtepi32_ps(_mm256_hadd_epi32(low[r], half(r, 2)));
+                let g = _mm256_permutevar8x32_ps(_mm256_loadu_ps(eight[r].scale.as_ptr()), order);
+                acc[r] = _mm256_fmadd_ps(blocks8, _mm256_mul_ps(xs, g), acc[r]);
+            }
+            base += 8;
+        }
         let mut pair = |b: usize, k: usize, eight: &[EightGroups; R]| {
             let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
             let scale = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
@@ -1146,26 +1195,6 @@ unsafe fn dot4_i8_pairs_single<const R: usize, const TABLES: bool, D: ByteDot>(
                 acc[r] = _mm256_fmadd_ps(s, _mm256_mul_ps(scale, g), acc[r]);
             }
         };
-        let pairs = blocks & !1;
-        // Whole runs of eight groups (four pairs) straight through, without the bounds
-        // checks a partial run needs: ~15 % fewer instructions than one loop for both.
-        let whole = pairs & !7;
-        let mut base = 0;
-        while base < whole {
-            for (r, e) in eight.iter_mut().enumerate() {
-                fill(r, base, true, e);
-            }
-            for row in &rows {
-                let p = row.as_ptr().wrapping_add(16 * base + PREFETCH);
-                _mm_prefetch::<_MM_HINT_T0>(p.cast());
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
-            }
-            pair(base, 0, &eight);
-            pair(base + 2, 1, &eight);
-            pair(base + 4, 2, &eight);
-            pair(base + 6, 3, &eight);
-            base += 8;
-        }
         if whole < blocks {
             for (r, e) in eight.iter_mut().enumerate() {
                 fill(r, whole, false, e);
@@ -1190,6 +1219,24 @@ unsafe fn dot4_i8_pairs_single<const R: usize, const TABLES: bool, D: ByteDot>(
         }
         out
     }
+}
+
+/// The `x` scales of the eight blocks from `ps` on (each block's scale four times, as
+/// [`dot4_i8_rows`] takes them) in the lane order [`dot4_i8_pairs_single`]'s runs reduce
+/// their sums to: blocks 0, 2, 4, 6, then 1, 3, 5, 7. The four pairs' scale vectors already
+/// hold block `2k` in lanes 0–3 and `2k + 1` in lanes 4–7, so lane `k` and `4 + k` come
+/// from the `k`-th: three blends.
+///
+/// # Safety
+/// `ps` points to 32 readable floats.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_x_scales(ps: *const f32) -> __m256 {
+    // SAFETY: the caller guarantees the 32 floats.
+    let [p0, p1, p2, p3] = unsafe { [0, 8, 16, 24].map(|o| _mm256_loadu_ps(ps.add(o))) };
+    let v = _mm256_blend_ps::<0b0010_0010>(p0, p1);
+    let v = _mm256_blend_ps::<0b0100_0100>(v, p2);
+    _mm256_blend_ps::<0b1000_1000>(v, p3)
 }
 
 /// How many groups' scales [`dot4_i8_pairs_pow2`] converts before a run of its pair loop
