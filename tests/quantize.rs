@@ -122,7 +122,6 @@ proptest! {
             let a = quantize(&w, rows, cols, &config).unwrap().dequantize();
             let b = quantize(&scaled, rows, cols, &config).unwrap().dequantize();
             let norm = w.iter().map(|x| x.abs()).fold(0.0f32, f32::max) * c;
-            let small_groups = matches!(config.granularity(), Granularity::PerGroup(_));
             // A fit may land on a different but equally good point after rescaling, so
             // compare the errors, not the values, when the codes differ.
             if config.scale_rule() == ScaleRule::Correlation {
@@ -131,7 +130,7 @@ proptest! {
                 // than f32 rounding of the parameters: the two fits may round onto
                 // neighbouring pieces. Bound the difference by a quarter of what is left,
                 // and skip groups of a handful of weights, where slivers are the rule.
-                if small_groups {
+                if matches!(config.granularity(), Granularity::PerGroup(_)) {
                     continue;
                 }
                 for range in group_ranges(&config, rows, cols) {
@@ -144,25 +143,28 @@ proptest! {
             if same {
                 continue;
             }
-            if small_groups && config.scale_rule() == ScaleRule::Mse {
-                // Groups of a handful of weights rank each `q` by short walks from the last
-                // `q`'s optimum, and a rescale moves the weights' last bits: the walk may end
-                // in another basin. Each fit is within the small-group tail the README
-                // states (worst 1.37x a dense scan, tested at 1.5x in `tests/fit.rs`), so
-                // each group's two errors are within that of each other.
-                for range in group_ranges(&config, rows, cols) {
-                    let ea = metrics::mse(&w[range.clone()], &a[range.clone()]).unwrap() * f64::from(c * c);
-                    let eb = metrics::mse(&scaled[range.clone()], &b[range]).unwrap();
-                    let floor = 1e-12 * f64::from(norm * norm);
-                    prop_assert!((eb + floor) <= 1.5 * (ea + floor) && (ea + floor) <= 1.5 * (eb + floor),
-                        "{config:?}: c={c} group err {ea} vs {eb}");
-                }
-                continue;
+            // A fit is a search within a stated tolerance of the best point, and at another
+            // scale it sees the weights' last bits rounded differently: it may end in another
+            // basin. Groups of up to 64 weights (here groups of 7 and rows of 33) rank each
+            // `q` by short walks, with the tails the README states (worst 1.37x a dense scan
+            // in groups of 8, 1.19x from 32 weights on; `tests/fit.rs` holds them at 1.5x and
+            // 1.25x). Larger groups (the 99-weight tensor) have smooth curves, within 0.1 %,
+            // unless they have more levels than weights (7 and 8 bits here), where two
+            // searches were measured 1.04 % apart. Each group's two errors are within that
+            // of each other.
+            for range in group_ranges(&config, rows, cols) {
+                let tail = match range.len() {
+                    0..32 => 1.5,
+                    32..=64 => 1.25,
+                    n if (1usize << bits) > n => 1.02,
+                    _ => 1.001,
+                };
+                let ea = metrics::mse(&w[range.clone()], &a[range.clone()]).unwrap() * f64::from(c * c);
+                let eb = metrics::mse(&scaled[range.clone()], &b[range]).unwrap();
+                let floor = 1e-12 * f64::from(norm * norm);
+                prop_assert!((eb + floor) <= tail * (ea + floor) && (ea + floor) <= tail * (eb + floor),
+                    "{config:?}: c={c} group err {ea} vs {eb}");
             }
-            let ea = metrics::mse(&w, &a).unwrap() * f64::from(c * c);
-            let eb = metrics::mse(&scaled, &b).unwrap();
-            prop_assert!((eb - ea).abs() <= 1e-3 * ea.max(1e-30),
-                "{config:?}: c={c} err {ea} vs {eb}");
         }
     }
 
