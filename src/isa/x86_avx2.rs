@@ -902,7 +902,7 @@ fn window_scales(w: &GroupWindow, o: usize, d: usize) -> __m256 {
 /// # Safety
 /// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
 /// `32 * blocks` values and `ps` at least `4 * blocks` floats; `pg >= 2` (groups of one
-/// block run [`dot4_i8_pairs_single`]).
+/// block run [`dot4_i8_pairs_runs`]).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot4_i8_pairs_grouped<const R: usize, const TABLES: bool, D: ByteDot>(
@@ -1074,33 +1074,34 @@ unsafe fn dot4_i8_pairs_nested<const R: usize, D: ByteDot>(
     }
 }
 
-/// Row `r`'s parameters of eight groups of one block in [`dot4_i8_pairs_single`]: each
-/// group's `a / 127` and, for groups with their own tables, each group's int8 table (two
-/// neighbours' tables are one pair's table register).
+/// Row `r`'s parameters of eight groups in [`dot4_i8_pairs_runs`]: each group's `a / 127`
+/// and, for groups with their own tables, each group's int8 table (in groups of one block,
+/// two neighbours' tables are one pair's table register).
 #[derive(Clone, Copy)]
 struct EightGroups {
     scale: [f32; 8],
     table: [[i8; 16]; 8],
 }
 
-/// Int8 dot products of `R` packed 4-bit rows in groups of one block, a run of eight groups
-/// at a time, with the eight groups' scales `fill(r, first, whole, out)` writes for row
-/// `r`'s groups `first .. first + 8` (`whole`: all eight lie below `blocks`; otherwise only
-/// those below `blocks` are read). A whole run adds each row's four pairs' `i32` sums across
-/// lanes into one vector of the eight blocks' sums and scales it once by the eight `x`
-/// scales times the eight group scales ([`run_x_scales`]'s lane order); a partial run takes
-/// the pair loop of [`dot4_i8_pairs`], each pair's `x` scales multiplied by its two groups'
-/// scales, picked by one permute. With `TABLES` each pair looks its codes up
-/// in its two groups' tables from `out`, without it in the row's `tables[r]`. Every row
-/// runs the same operations in the same order whatever rows it is batched with, so a row's
-/// result does not depend on `R`.
+/// Int8 dot products of `R` packed 4-bit rows in groups of `PG` blocks (1, 2, 4 or 8), a run
+/// of eight blocks at a time, with the scales (and with `TABLES` the int8 tables) of eight
+/// groups that `fill(r, first, whole, out)` writes for row `r`'s groups `first .. first + 8`
+/// (`whole`: all eight lie below `blocks.div_ceil(PG)`; otherwise only those below are read).
+/// A run adds each row's four pairs' `i32` sums across lanes into one vector of the eight
+/// blocks' sums (`vphaddd` thrice) and scales it once by the eight `x` scales times the
+/// blocks' group scales, both in [`run_x_scales`]'s lane order (the group scales picked by
+/// one permute): one product and one FMA a row and run, where a pair loop needs them a
+/// pair. Pairs and a lone block past the last whole run go one at a time. Each pair looks
+/// its codes up in its groups' tables from `out` (`TABLES`) or in the row's `tables[r]`.
+/// Every row runs the same operations in the same order whatever rows it is batched with, so
+/// a row's result does not depend on `R`.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
-/// `32 * blocks` values and `ps` at least `4 * blocks` floats.
+/// `32 * blocks` values and `ps` at least `4 * blocks` floats; `PG` is 1, 2, 4 or 8.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_pairs_single<const R: usize, const TABLES: bool, D: ByteDot>(
+unsafe fn dot4_i8_pairs_runs<const R: usize, const PG: usize, const TABLES: bool, D: ByteDot>(
     rows: [&[u8]; R],
     tables: [&[i8; 16]; R],
     xp: &[i8],
@@ -1108,104 +1109,118 @@ unsafe fn dot4_i8_pairs_single<const R: usize, const TABLES: bool, D: ByteDot>(
     blocks: usize,
     mut fill: impl FnMut(usize, usize, bool, &mut EightGroups),
 ) -> [f32; R] {
-    // Lanes of the eight scales that a pair at offset `2k` of the eight takes: group `2k`'s
-    // for its first block, group `2k + 1`'s for its second.
-    const PICK: [[i32; 8]; 4] = [
-        [0, 0, 0, 0, 1, 1, 1, 1],
-        [2, 2, 2, 2, 3, 3, 3, 3],
-        [4, 4, 4, 4, 5, 5, 5, 5],
-        [6, 6, 6, 6, 7, 7, 7, 7],
-    ];
-    // SAFETY: a pair `b + 1 < pairs <= blocks` and the lone last block `b < blocks` read
-    // bytes `16b ..` of every row, values `32b ..` of `xp` and floats `4b ..` of `ps` inside
-    // the lengths the caller guarantees; the tables hold 16 bytes, a pair's two neighbouring
-    // ones 32, `PICK` rows and the eight scales 8 lanes each; a prefetch reads nothing.
+    // The block (of eight) whose sum a run's lane holds.
+    const ORDER: [usize; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
+    // Blocks one `fill` covers.
+    let span = 8 * PG;
+    let groups = blocks.div_ceil(PG);
+    // SAFETY: a run, a pair or the lone last block at `b` reads blocks below `blocks`: bytes
+    // `16b ..` of every row, values `32b ..` of `xp` and floats `4b ..` of `ps` inside the
+    // lengths the caller guarantees; the tables hold 16 bytes, two neighbouring ones 32 (a
+    // pair of groups of one block, whose second group is among the eight), the eight scales
+    // and the permute indices 8 lanes each; a prefetch reads nothing.
     unsafe {
         let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
         let tv = table_registers(tables);
         let x = xp.as_ptr();
-        // Opaque to the optimiser: with the constants in view LLVM turns each one-instruction
-        // `vpermps` into a shuffle and a lane permute (measured: ~4 % more instructions).
-        let picks = core::hint::black_box(PICK.map(|p| _mm256_loadu_si256(p.as_ptr().cast())));
+        // For the `j`-th run of a fill, the lane of the eight groups each block's sum takes:
+        // `(8j + ORDER[lane]) / PG`. Opaque to the optimiser, which otherwise splits a
+        // constant-index `vpermps` into a shuffle and a lane permute (~4 % more instructions).
+        let mut picks = [[0i32; 8]; PG];
+        for (j, pick) in picks.iter_mut().enumerate() {
+            for (lane, p) in pick.iter_mut().enumerate() {
+                *p = ((8 * j + ORDER[lane]) / PG) as i32;
+            }
+        }
+        let picks = core::hint::black_box(picks);
         let mut eight = [EightGroups {
             scale: [0.0; 8],
             table: [[0; 16]; 8],
         }; R];
-        let pairs = blocks & !1;
-        // Whole runs of eight groups (four pairs) straight through, without the bounds
-        // checks a partial run needs. A whole run scales its eight blocks' sums at once: the
-        // four pairs' `i32` partial sums of each row are added across lanes into one vector,
-        // block `2k` in lane `k` and block `2k + 1` in lane `4 + k` (`vphaddd` thrice), which
-        // meets the eight `x` scales and the eight group scales in that order, one product and
-        // one FMA a row and run in place of a pick, a product and an FMA a pair.
-        let whole = pairs & !7;
         let mut acc = [_mm256_setzero_ps(); R];
-        // The lanes of the eight group scales in the order of the reduced sums (opaque, as
-        // `picks` below, so that the permute stays one instruction).
-        let order = core::hint::black_box(_mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
-        let mut base = 0;
-        while base < whole {
-            for (r, e) in eight.iter_mut().enumerate() {
-                fill(r, base, true, e);
+        // The table register of row `r`'s pair whose first block is block `o` of the fill.
+        let pair_table = |eight: &[EightGroups; R], r: usize, o: usize| {
+            if !TABLES {
+                tv[r]
+            } else if PG == 1 {
+                _mm256_loadu_si256(eight[r].table[o..].as_ptr().cast())
+            } else {
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(eight[r].table[o / PG].as_ptr().cast()))
             }
-            for row in &rows {
-                let p = row.as_ptr().wrapping_add(16 * base + PREFETCH);
-                _mm_prefetch::<_MM_HINT_T0>(p.cast());
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
-            }
-            // Row by row, two pairs at a time: a row's two pair sums meet at once, so only
-            // the first halves of the four rows wait for their second (fewer live vectors
-            // than four pairs of all rows; the `x` of the two pairs stays in registers).
-            let sums = |r: usize, k: usize| {
-                let b = base + 2 * k;
-                let t = if TABLES {
-                    _mm256_loadu_si256(eight[r].table[2 * k..].as_ptr().cast())
-                } else {
-                    tv[r]
+        };
+        // Run `j` of the fill at block `start`: rows one after another, two pairs at a time,
+        // so that only the first halves of the rows wait for their second.
+        // A macro, not a closure: LLVM compiled the closure as a call, not inlined.
+        macro_rules! run {
+            ($start:expr, $j:expr) => {{
+                let (start, j) = ($start, $j);
+                let b0 = start + 8 * j;
+                for row in &rows {
+                    let p = row.as_ptr().wrapping_add(16 * b0 + PREFETCH);
+                    _mm_prefetch::<_MM_HINT_T0>(p.cast());
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
+                }
+                let sums = |r: usize, k: usize| {
+                    let b = b0 + 2 * k;
+                    let t = pair_table(&eight, r, 8 * j + 2 * k);
+                    let c = rows[r].as_ptr().cast::<i8>();
+                    pair_sums::<D>(load(c, 16 * b), t, load(x, 32 * b), load(x, 32 * b + 32))
                 };
-                let c = rows[r].as_ptr().cast::<i8>();
-                pair_sums::<D>(load(c, 16 * b), t, load(x, 32 * b), load(x, 32 * b + 32))
-            };
-            let half = |r: usize, k: usize| _mm256_hadd_epi32(sums(r, k), sums(r, k + 1));
-            let mut low = [_mm256_setzero_si256(); R];
-            for (r, l) in low.iter_mut().enumerate() {
-                *l = half(r, 0);
-            }
-            let xs = run_x_scales(ps.as_ptr().add(4 * base));
-            for r in 0..R {
-                let blocks8 = _mm256_cvtepi32_ps(_mm256_hadd_epi32(low[r], half(r, 2)));
-                let g = _mm256_permutevar8x32_ps(_mm256_loadu_ps(eight[r].scale.as_ptr()), order);
-                acc[r] = _mm256_fmadd_ps(blocks8, _mm256_mul_ps(xs, g), acc[r]);
-            }
-            base += 8;
+                let half = |r: usize, k: usize| _mm256_hadd_epi32(sums(r, k), sums(r, k + 1));
+                let mut low = [_mm256_setzero_si256(); R];
+                for (r, l) in low.iter_mut().enumerate() {
+                    *l = half(r, 0);
+                }
+                let xs = run_x_scales(ps.as_ptr().add(4 * b0));
+                let pick = _mm256_loadu_si256(picks[j].as_ptr().cast());
+                for r in 0..R {
+                    let blocks8 = _mm256_cvtepi32_ps(_mm256_hadd_epi32(low[r], half(r, 2)));
+                    let g =
+                        _mm256_permutevar8x32_ps(_mm256_loadu_ps(eight[r].scale.as_ptr()), pick);
+                    acc[r] = _mm256_fmadd_ps(blocks8, _mm256_mul_ps(xs, g), acc[r]);
+                }
+            }};
         }
-        let mut pair = |b: usize, k: usize, eight: &[EightGroups; R]| {
+        let whole = blocks / span * span;
+        let mut start = 0;
+        while start < whole {
+            for (r, e) in eight.iter_mut().enumerate() {
+                fill(r, start / PG, true, e);
+            }
+            for j in 0..PG {
+                run!(start, j);
+            }
+            start += span;
+        }
+        if start == blocks {
+            return row_sums(&acc);
+        }
+        // The last, partial fill: its whole runs, then pairs, then a lone block.
+        for (r, e) in eight.iter_mut().enumerate() {
+            fill(r, start / PG, start / PG + 8 <= groups, e);
+        }
+        let mut b = start;
+        while b + 8 <= blocks {
+            run!(start, (b - start) / 8);
+            b += 8;
+        }
+        while b + 2 <= blocks {
             let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
             let scale = _mm256_loadu_ps(ps.as_ptr().add(4 * b));
+            let (g0, g1) = ((b - start) / PG, (b + 1 - start) / PG);
             for r in 0..R {
                 let c = rows[r].as_ptr().cast::<i8>();
-                let t = if TABLES {
-                    _mm256_loadu_si256(eight[r].table[2 * k..].as_ptr().cast())
-                } else {
-                    tv[r]
-                };
-                let g =
-                    _mm256_permutevar8x32_ps(_mm256_loadu_ps(eight[r].scale.as_ptr()), picks[k]);
+                let t = pair_table(&eight, r, b - start);
+                let sc = &eight[r].scale;
+                let g = _mm256_set_m128(_mm_set1_ps(sc[g1]), _mm_set1_ps(sc[g0]));
                 let s = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), t, xe, xo));
                 acc[r] = _mm256_fmadd_ps(s, _mm256_mul_ps(scale, g), acc[r]);
             }
-        };
-        if whole < blocks {
-            for (r, e) in eight.iter_mut().enumerate() {
-                fill(r, whole, false, e);
-            }
-        }
-        for (k, b) in (whole..pairs).step_by(2).enumerate() {
-            pair(b, k, &eight);
+            b += 2;
         }
         let mut out = row_sums(&acc);
-        if pairs < blocks {
-            let (b, k) = (pairs, pairs - whole);
+        if b < blocks {
+            let k = (b - start) / PG;
             let xv = load(x, 32 * b);
             for r in 0..R {
                 let t = if TABLES {
@@ -1222,7 +1237,7 @@ unsafe fn dot4_i8_pairs_single<const R: usize, const TABLES: bool, D: ByteDot>(
 }
 
 /// The `x` scales of the eight blocks from `ps` on (each block's scale four times, as
-/// [`dot4_i8_rows`] takes them) in the lane order [`dot4_i8_pairs_single`]'s runs reduce
+/// [`dot4_i8_rows`] takes them) in the lane order [`dot4_i8_pairs_runs`]' runs reduce
 /// their sums to: blocks 0, 2, 4, 6, then 1, 3, 5, 7. The four pairs' scale vectors already
 /// hold block `2k` in lanes 0–3 and `2k + 1` in lanes 4–7, so lane `k` and `4 + k` come
 /// from the `k`-th: three blends.
@@ -1324,7 +1339,7 @@ unsafe fn dot4_i8_pairs_pow2<const R: usize, D: ByteDot>(
 /// groups of a power of two (at least 2) of blocks through [`dot4_i8_pairs_pow2`], whose loop
 /// is the per-row one (the group scale joins each pair's `x` scales), other even numbers of
 /// blocks through [`dot4_i8_pairs_nested`] (the group scale joins once per group), groups
-/// of one block through [`dot4_i8_pairs_single`], others through [`dot4_i8_pairs_grouped`].
+/// of one block through [`dot4_i8_pairs_runs`], others through [`dot4_i8_pairs_grouped`].
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
@@ -1352,6 +1367,27 @@ unsafe fn dot4_i8_compact<const R: usize, D: ByteDot>(
             spread_scales8(v, &mut w.scale[8 * half..8 * half + 8]);
         }
     };
+    if pg == 1 {
+        // `blocks` is clamped to the groups every row's scales hold: a whole run's eight
+        // groups are there, a partial run's below `blocks` too. (Groups of 2 and 4 blocks
+        // through these runs measured no faster than `dot4_i8_pairs_pow2`: 4.70–4.81 ms
+        // against 4.67–4.74 for groups of 128 at 16384×8192.)
+        let eight = |r: usize, first: usize, whole: bool, out: &mut EightGroups| {
+            let s = scales[r];
+            if whole {
+                // SAFETY: groups `first .. first + 8` lie below `blocks`, inside `s`.
+                unsafe {
+                    _mm256_storeu_ps(out.scale.as_mut_ptr(), halves8(s.as_ptr().add(2 * first)))
+                };
+            } else {
+                out.scale = group_scales8(s, first);
+            }
+        };
+        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
+        return unsafe {
+            dot4_i8_pairs_runs::<R, 1, false, D>(rows, tables, xp, ps, blocks, eight)
+        };
+    }
     if pg >= 2 && pg.is_power_of_two() {
         let eight = |r: usize, first: usize| group_scales8(scales[r], first);
         // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold; `pg`
@@ -1373,23 +1409,6 @@ unsafe fn dot4_i8_compact<const R: usize, D: ByteDot>(
         // `pg` is even and at least 2.
         return unsafe { dot4_i8_pairs_nested::<R, D>(rows, xp, ps, blocks, pg, group) };
     }
-    if pg == 1 {
-        // `blocks` is clamped to the groups every row's scales hold: a whole run's eight
-        // groups are there, a partial run's below `blocks` too.
-        let eight = |r: usize, first: usize, whole: bool, out: &mut EightGroups| {
-            let s = scales[r];
-            if whole {
-                // SAFETY: groups `first .. first + 8` lie below `blocks`, inside `s`.
-                unsafe {
-                    _mm256_storeu_ps(out.scale.as_mut_ptr(), halves8(s.as_ptr().add(2 * first)))
-                };
-            } else {
-                out.scale = group_scales8(s, first);
-            }
-        };
-        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
-        return unsafe { dot4_i8_pairs_single::<R, false, D>(rows, tables, xp, ps, blocks, eight) };
-    }
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, false, D>(rows, tables, xp, ps, blocks, pg, fill) }
 }
@@ -1398,7 +1417,8 @@ unsafe fn dot4_i8_compact<const R: usize, D: ByteDot>(
 /// own `(a, q)` (`params(r, i, out)` writes those of groups `i .. i + out.len()` of row `r`
 /// to `out`, all below `groups`, the groups a row): each
 /// group's int8 table derived in registers as [`table16_i8`] does, its sums scaled by
-/// `a / 127`, through [`dot4_i8_pairs_grouped`].
+/// `a / 127`: groups of 1, 2, 4 or 8 blocks through [`dot4_i8_pairs_runs`] (eight groups'
+/// tables derived at a time), others through [`dot4_i8_pairs_grouped`].
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
@@ -1457,19 +1477,37 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
         }
     };
     let none = [&[0i8; 16]; R];
-    if pg == 1 {
-        let eight = |r: usize, first: usize, _whole: bool, out: &mut EightGroups| {
-            let (a, q) = pairs8(r, first);
-            let s = _mm256_div_ps(a, _mm256_set1_ps(127.0));
-            // SAFETY: `out.scale` holds 8 floats.
-            unsafe { _mm256_storeu_ps(out.scale.as_mut_ptr(), s) };
-            match shared {
-                Some(t) => out.table = [t; 8],
-                None => tables8_i8(zero, q, &mut out.table),
-            }
-        };
-        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
-        return unsafe { dot4_i8_pairs_single::<R, true, D>(rows, none, xp, ps, blocks, eight) };
+    let eight = |r: usize, first: usize, _whole: bool, out: &mut EightGroups| {
+        let (a, q) = pairs8(r, first);
+        let s = _mm256_div_ps(a, _mm256_set1_ps(127.0));
+        // SAFETY: `out.scale` holds 8 floats.
+        unsafe { _mm256_storeu_ps(out.scale.as_mut_ptr(), s) };
+        match shared {
+            Some(t) => out.table = [t; 8],
+            None => tables8_i8(zero, q, &mut out.table),
+        }
+    };
+    // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold, and
+    // each build is named for its group size in blocks, `pg`.
+    let runs = unsafe {
+        match pg {
+            1 => Some(dot4_i8_pairs_runs::<R, 1, true, D>(
+                rows, none, xp, ps, blocks, eight,
+            )),
+            2 => Some(dot4_i8_pairs_runs::<R, 2, true, D>(
+                rows, none, xp, ps, blocks, eight,
+            )),
+            4 => Some(dot4_i8_pairs_runs::<R, 4, true, D>(
+                rows, none, xp, ps, blocks, eight,
+            )),
+            8 => Some(dot4_i8_pairs_runs::<R, 8, true, D>(
+                rows, none, xp, ps, blocks, eight,
+            )),
+            _ => None,
+        }
+    };
+    if let Some(out) = runs {
+        return out;
     }
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, true, D>(rows, none, xp, ps, blocks, pg, fill) }
