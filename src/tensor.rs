@@ -459,7 +459,10 @@ impl QuantizedTensor {
         let g = self.granularity().group_len(self.cols());
         let isa = kernels::Isa::detect();
         let compact = view.compact_params();
-        let plan = if compact {
+        // 4-bit groups with their own parameters run the lane-permuted kernel of groups
+        // (`gemv_derived`), which takes the AVX2 layout as the compact one does.
+        let derived = self.bits() == 4 && matches!(self.granularity(), Granularity::PerGroup(_));
+        let plan = if compact || derived {
             kernels::DotPlan::for_scaled(isa, self.bits(), x)
         } else {
             kernels::DotPlan::new(isa, self.bits(), x, g)
@@ -473,7 +476,7 @@ impl QuantizedTensor {
             if compact && view.gemv_compact(isa, x, rows.clone(), y, Some(&plan)) {
                 return Ok(());
             }
-            if view.gemv_derived(isa, x, rows.clone(), y) {
+            if view.gemv_derived(isa, x, rows.clone(), y, Some(&plan)) {
                 return Ok(());
             }
             view.gemv_with::<4>(rows, y, |packed, tables, live, start, len| {

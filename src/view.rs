@@ -297,10 +297,12 @@ impl<'a> QuantizedView<'a> {
         self.check_gemv(x, &rows, y)?;
         let isa = kernels::Isa::detect();
         #[cfg(feature = "alloc")]
-        let compact = self.gemv_compact(isa, x, rows.clone(), y, None);
+        let done = self.gemv_compact(isa, x, rows.clone(), y, None)
+            || self.gemv_derived(isa, x, rows.clone(), y, None);
         #[cfg(not(feature = "alloc"))]
-        let compact = self.gemv_compact(isa, x, rows.clone(), y);
-        if compact || self.gemv_derived(isa, x, rows.clone(), y) {
+        let done = self.gemv_compact(isa, x, rows.clone(), y)
+            || self.gemv_derived(isa, x, rows.clone(), y);
+        if done {
             return Ok(());
         }
         let bits = self.bits();
@@ -662,7 +664,11 @@ impl<'a> QuantizedView<'a> {
         if n == 1 {
             // A GEMV's `x` and `y` are X's and Y's one column: the same slices.
             let isa = kernels::Isa::detect();
-            if self.gemv_derived(isa, x, rows.clone(), y) {
+            #[cfg(feature = "alloc")]
+            let done = self.gemv_derived(isa, x, rows.clone(), y, None);
+            #[cfg(not(feature = "alloc"))]
+            let done = self.gemv_derived(isa, x, rows.clone(), y);
+            if done {
                 return;
             }
             let bits = self.bits();
@@ -721,7 +727,8 @@ impl<'a> QuantizedView<'a> {
 
     /// The GEMV of a 4-bit tensor in groups (a multiple of 16 codes, shorter than a row) on
     /// a path that derives each group's table in registers from its parameters, so groups
-    /// cost no table rebuild; `false` (nothing written) where that path does not apply.
+    /// cost no table rebuild; with a `plan` (from `DotPlan::for_scaled`) through the
+    /// lane-permuted kernel. `false` (nothing written) where that path does not apply.
     /// Shapes are checked by the caller.
     pub(crate) fn gemv_derived(
         &self,
@@ -729,6 +736,7 @@ impl<'a> QuantizedView<'a> {
         x: &[f32],
         rows: Range<usize>,
         y: &mut [f32],
+        #[cfg(feature = "alloc")] plan: Option<&kernels::DotPlan<'_>>,
     ) -> bool {
         let cols = self.cols();
         let Granularity::PerGroup(g) = self.granularity() else {
@@ -747,7 +755,20 @@ impl<'a> QuantizedView<'a> {
                 let p = self.parts.group_params(row * per_row + i);
                 [p.a, p.q]
             };
-            match kernels::dot4_groups(isa, packed, x, g, &gen, params) {
+            #[cfg(feature = "alloc")]
+            let dot = match plan {
+                Some(plan) => {
+                    let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
+                    let read = |i: usize, out: &mut [[f32; 2]]| {
+                        encoding.read_run(bytes, row * per_row + i, out)
+                    };
+                    plan.dot4_groups(packed, g, &gen, read)
+                }
+                None => kernels::dot4_groups(isa, packed, x, g, &gen, params),
+            };
+            #[cfg(not(feature = "alloc"))]
+            let dot = kernels::dot4_groups(isa, packed, x, g, &gen, params);
+            match dot {
                 Some(v) => *out = v,
                 // The first row decides for all: the path depends on `isa` and `g` only.
                 None => return false,
@@ -944,7 +965,7 @@ mod derived_table_tests {
     use super::gen16;
     use crate::discretize::Family;
     use crate::isa::portable;
-    use crate::kernels::{dot4_groups, Isa};
+    use crate::kernels::{dot4_groups, DotPlan, Isa};
     use crate::{Params, Scheme};
 
     fn families() -> [Family; 4] {
@@ -992,12 +1013,18 @@ mod derived_table_tests {
         for family in families() {
             let gen = gen16(family).unwrap();
             let levels = family.level_count() as u32;
+            // Groups of whole permuted blocks (64, 128, 192 codes) with and without a short
+            // last group take the plan's permuted kernel too.
             for (g, cols) in [
                 (16usize, 64usize),
                 (32, 1000),
                 (128, 1024),
                 (32, 70),
                 (48, 4096),
+                (64, 4160),
+                (128, 1000),
+                (192, 4224),
+                (64, 64),
             ] {
                 let codes: alloc::vec::Vec<u8> =
                     (0..cols).map(|_| (next() % levels) as u8).collect();
@@ -1024,6 +1051,15 @@ mod derived_table_tests {
                     assert!(
                         (got - reference).abs() <= 1e-5 * magnitude,
                         "{isa} {family:?} g={g} cols={cols}: {got} vs {reference}"
+                    );
+                    let plan = DotPlan::for_scaled(isa, 4, &x);
+                    let read = |i: usize, out: &mut [[f32; 2]]| {
+                        out.copy_from_slice(&params[i..i + out.len()])
+                    };
+                    let planned = plan.dot4_groups(&row, g, &gen, read).unwrap();
+                    assert!(
+                        (planned - reference).abs() <= 1e-5 * magnitude,
+                        "{isa} plan {family:?} g={g} cols={cols}: {planned} vs {reference}"
                     );
                 }
                 #[cfg(target_arch = "x86_64")]

@@ -91,6 +91,22 @@ impl Avx2 {
         unsafe { dot4_groups(bytes, x, g, params, gen) }
     }
 
+    /// Whole groups of `g` codes (a multiple of 64, the block) of a 4-bit row in the
+    /// lane-permuted layout, each group's table derived in registers from its `(a, q)` (see
+    /// [`dot_perm_groups`]).
+    #[inline]
+    pub(crate) fn dot_perm_groups(
+        self,
+        bytes: &[u8],
+        xp: &[f32],
+        g: usize,
+        params: &[[f32; 2]],
+        gen: &Gen16,
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot_perm_groups(bytes, xp, g, params, gen) }
+    }
+
     /// A 4-bit row in groups of `g` codes (a multiple of 16) that share one 16-entry table up
     /// to an `f16` scale per group (see [`dot4_scaled`]).
     #[inline]
@@ -360,6 +376,56 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
             _mm256_add_ps(acc[2], acc[3]),
         ))
     }
+}
+
+/// [`dot_perm`] at 4 bits over whole groups of `g` codes (a multiple of 64, so a group is
+/// whole blocks), group `i` through the table [`tables16`] derives from `params[i]` in
+/// registers: the lane-permuted loop of a row with one table, plus the table once a group.
+/// Runs `min(params.len(), bytes.len() / (g / 2), xp.len() / g)` groups; 0 for another `g`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_perm_groups(
+    bytes: &[u8],
+    xp: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen16,
+) -> f32 {
+    let block = perm_block(4);
+    if g == 0 || !g.is_multiple_of(block) {
+        return 0.0;
+    }
+    let per_group = g / block;
+    let groups = params.len().min(bytes.len() / (g / 2)).min(xp.len() / g);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (i, &[a, q]) in params[..groups].iter().enumerate() {
+        let (t0, t1) = tables16(gen, a, q);
+        for b in i * per_group..(i + 1) * per_group {
+            // SAFETY: block `b` of a group below `groups` reads bytes `32b .. 32b + 32` and
+            // floats `64b .. 64b + 64`, inside both slices.
+            let (mut v, xb) = unsafe {
+                (
+                    _mm256_loadu_si256(bytes.as_ptr().add(32 * b).cast()),
+                    xp.as_ptr().add(block * b),
+                )
+            };
+            for m in 0..8 {
+                let lo = _mm256_permutevar8x32_ps(t0, v);
+                let hi = _mm256_permutevar8x32_ps(t1, v);
+                let w = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(v)));
+                // SAFETY: `xb` has 64 floats from here (see above).
+                let xv = unsafe { _mm256_loadu_ps(xb.add(8 * m)) };
+                acc[m % 4] = _mm256_fmadd_ps(w, xv, acc[m % 4]);
+                v = _mm256_srli_epi32::<4>(v);
+            }
+        }
+    }
+    hsum(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ))
 }
 
 /// One block's 32 int8 products summed in `i32` lanes: `vpmaddubsw` takes an unsigned and a

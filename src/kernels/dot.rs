@@ -372,6 +372,57 @@ impl DotPlan<'_> {
     }
 }
 
+#[cfg(feature = "alloc")]
+impl DotPlan<'_> {
+    /// [`dot4_groups`](fn@dot4_groups) of a whole 4-bit row with this plan's `x` (a plan from
+    /// [`for_scaled`](Self::for_scaled)): on AVX2 and AVX-512 CPUs, groups of whole blocks of
+    /// the lane-permuted layout (a multiple of 64 codes) through the permuted kernel, which
+    /// reads codes in place where the plain one widens each to a lane first, and a row's
+    /// short last group through the plain one. `read(first, out)` writes the `(a, q)` of
+    /// groups `first .. first + out.len()` (a run at a time, as `ParamEncoding::read_run`
+    /// does). `None` where [`dot4_groups`](fn@dot4_groups) gives `None`.
+    pub fn dot4_groups(
+        &self,
+        row: &[u8],
+        g: usize,
+        gen: &portable::Gen16,
+        read: impl Fn(usize, &mut [[f32; 2]]),
+    ) -> Option<f32> {
+        let params = |i: usize| {
+            let mut p = [[0.0f32; 2]; 1];
+            read(i, &mut p);
+            p[0]
+        };
+        #[cfg(target_arch = "x86_64")]
+        if let Path::Avx2(t) = self.isa.path() {
+            if self.bits == 4 && self.block > 0 && g > 0 && g.is_multiple_of(self.block) {
+                const RUN: usize = 64;
+                let mut buf = [[0.0f32; 2]; RUN];
+                let whole = (self.xperm.len() / g).min(row.len() * 2 / g);
+                let mut acc = 0.0f32;
+                let mut first = 0;
+                while first < whole {
+                    let n = RUN.min(whole - first);
+                    read(first, &mut buf[..n]);
+                    let bytes = &row[first * g / 2..(first + n) * g / 2];
+                    let xp = &self.xperm[first * g..(first + n) * g];
+                    acc += t.dot_perm_groups(bytes, xp, g, &buf[..n], gen);
+                    first += n;
+                }
+                let done = whole * g;
+                if done < self.x.len() {
+                    let tail = &self.x[done..];
+                    acc += dot4_groups(self.isa, &row[done / 2..], tail, g, gen, |i| {
+                        params(whole + i)
+                    })?;
+                }
+                return Some(acc);
+            }
+        }
+        dot4_groups(self.isa, row, self.x, g, gen, params)
+    }
+}
+
 #[cfg(all(test, feature = "alloc"))]
 mod scaled_tests {
     use super::*;
