@@ -749,25 +749,18 @@ impl<'a> QuantizedView<'a> {
             return false;
         };
         let per_row = self.granularity().groups_per_row(cols);
+        let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
         for (row, out) in rows.zip(y.iter_mut()) {
             let packed = self.row_codes(row);
-            let params = |i: usize| {
-                let p = self.parts.group_params(row * per_row + i);
-                [p.a, p.q]
-            };
+            let read =
+                |i: usize, out: &mut [[f32; 2]]| encoding.read_run(bytes, row * per_row + i, out);
             #[cfg(feature = "alloc")]
             let dot = match plan {
-                Some(plan) => {
-                    let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
-                    let read = |i: usize, out: &mut [[f32; 2]]| {
-                        encoding.read_run(bytes, row * per_row + i, out)
-                    };
-                    plan.dot4_groups(packed, g, &gen, read)
-                }
-                None => kernels::dot4_groups(isa, packed, x, g, &gen, params),
+                Some(plan) => plan.dot4_groups(packed, g, &gen, read),
+                None => kernels::dot4_groups(isa, packed, x, g, &gen, read),
             };
             #[cfg(not(feature = "alloc"))]
-            let dot = kernels::dot4_groups(isa, packed, x, g, &gen, params);
+            let dot = kernels::dot4_groups(isa, packed, x, g, &gen, read);
             match dot {
                 Some(v) => *out = v,
                 // The first row decides for all: the path depends on `isa` and `g` only.
@@ -1041,11 +1034,12 @@ mod derived_table_tests {
                         ]
                     })
                     .collect();
-                let reference =
-                    dot4_groups(Isa::scalar(), &row, &x, g, &gen, |i| params[i]).unwrap();
+                let read =
+                    |i: usize, out: &mut [[f32; 2]]| out.copy_from_slice(&params[i..i + out.len()]);
+                let reference = dot4_groups(Isa::scalar(), &row, &x, g, &gen, read).unwrap();
                 let magnitude: f32 = x.iter().map(|v| v.abs()).sum::<f32>() * 2.0;
                 for &isa in &fast {
-                    let Some(got) = dot4_groups(isa, &row, &x, g, &gen, |i| params[i]) else {
+                    let Some(got) = dot4_groups(isa, &row, &x, g, &gen, read) else {
                         continue;
                     };
                     assert!(
@@ -1053,9 +1047,6 @@ mod derived_table_tests {
                         "{isa} {family:?} g={g} cols={cols}: {got} vs {reference}"
                     );
                     let plan = DotPlan::for_scaled(isa, 4, &x);
-                    let read = |i: usize, out: &mut [[f32; 2]]| {
-                        out.copy_from_slice(&params[i..i + out.len()])
-                    };
                     let planned = plan.dot4_groups(&row, g, &gen, read).unwrap();
                     assert!(
                         (planned - reference).abs() <= 1e-5 * magnitude,
@@ -1066,7 +1057,7 @@ mod derived_table_tests {
                 if crate::isa::Isa::detect().avx2().is_some() {
                     assert!(fast
                         .iter()
-                        .any(|i| dot4_groups(*i, &row, &x, g, &gen, |i| params[i]).is_some()));
+                        .any(|i| dot4_groups(*i, &row, &x, g, &gen, read).is_some()));
                 }
             }
         }

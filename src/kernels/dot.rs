@@ -241,7 +241,8 @@ impl DotPlan<'_> {
 }
 
 /// A 4-bit row of groups of `g` codes with each group's table derived from its parameters
-/// (`params(i)` gives group `i`'s `(a, q)`), on `isa`; `None` where no such kernel runs
+/// (`read(first, out)` writes the `(a, q)` of groups `first .. first + out.len()`, a run at
+/// a time as `ParamEncoding::read_run` does), on `isa`; `None` where no such kernel runs
 /// (then the caller takes the stored-table path). The scalar path is
 /// [`portable::dot4_groups`], the definition.
 pub(crate) fn dot4_groups(
@@ -250,7 +251,7 @@ pub(crate) fn dot4_groups(
     x: &[f32],
     g: usize,
     gen: &portable::Gen16,
-    params: impl Fn(usize) -> [f32; 2],
+    read: impl Fn(usize, &mut [[f32; 2]]),
 ) -> Option<f32> {
     if g == 0 || !g.is_multiple_of(16) {
         return None;
@@ -263,9 +264,7 @@ pub(crate) fn dot4_groups(
     let mut first = 0;
     while first < groups {
         let n = RUN.min(groups - first);
-        for (k, slot) in buf[..n].iter_mut().enumerate() {
-            *slot = params(first + k);
-        }
+        read(first, &mut buf[..n]);
         let xs = &x[first * g..((first + n) * g).min(x.len())];
         let bytes = &row[first * g / 2..];
         acc += match isa.path() {
@@ -388,11 +387,6 @@ impl DotPlan<'_> {
         gen: &portable::Gen16,
         read: impl Fn(usize, &mut [[f32; 2]]),
     ) -> Option<f32> {
-        let params = |i: usize| {
-            let mut p = [[0.0f32; 2]; 1];
-            read(i, &mut p);
-            p[0]
-        };
         #[cfg(target_arch = "x86_64")]
         if let Path::Avx2(t) = self.isa.path() {
             if self.bits == 4 && self.block > 0 && g > 0 && g.is_multiple_of(self.block) {
@@ -412,14 +406,13 @@ impl DotPlan<'_> {
                 let done = whole * g;
                 if done < self.x.len() {
                     let tail = &self.x[done..];
-                    acc += dot4_groups(self.isa, &row[done / 2..], tail, g, gen, |i| {
-                        params(whole + i)
-                    })?;
+                    let rest = |i: usize, out: &mut [[f32; 2]]| read(whole + i, out);
+                    acc += dot4_groups(self.isa, &row[done / 2..], tail, g, gen, rest)?;
                 }
                 return Some(acc);
             }
         }
-        dot4_groups(self.isa, row, self.x, g, gen, params)
+        dot4_groups(self.isa, row, self.x, g, gen, read)
     }
 }
 
