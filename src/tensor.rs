@@ -461,7 +461,9 @@ impl QuantizedTensor {
         let compact = view.compact_params();
         // 4-bit groups with their own parameters run the lane-permuted kernel of groups
         // (`gemv_derived`), which takes the AVX2 layout as the compact one does.
-        let derived = self.bits() == 4 && matches!(self.granularity(), Granularity::PerGroup(_));
+        // (Groups as long as a row are rows: they keep the plan of the per-row kernels.)
+        let derived = self.bits() == 4
+            && matches!(self.granularity(), Granularity::PerGroup(g) if g < self.cols());
         let plan = if compact || derived {
             kernels::DotPlan::for_scaled(isa, self.bits(), x)
         } else {
