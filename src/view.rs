@@ -295,22 +295,110 @@ impl<'a> QuantizedView<'a> {
     /// `y.len()` must equal the range's length. Runs on the calling thread.
     pub fn gemv_rows(&self, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> Result<()> {
         self.check_gemv(x, &rows, y)?;
-        let isa = kernels::Isa::detect();
+        self.gemv_serial(kernels::Isa::detect(), x, rows, y);
+        Ok(())
+    }
+
+    /// The GEMV of `rows` on the calling thread (also a GEMM's batch of one, so that both
+    /// give the same bits); shapes checked by the caller.
+    fn gemv_serial(&self, isa: kernels::Isa, x: &[f32], rows: Range<usize>, y: &mut [f32]) {
         #[cfg(feature = "alloc")]
         let done = self.gemv_compact(isa, x, rows.clone(), y, None)
             || self.gemv_derived(isa, x, rows.clone(), y, None);
         #[cfg(not(feature = "alloc"))]
         let done = self.gemv_compact(isa, x, rows.clone(), y)
             || self.gemv_derived(isa, x, rows.clone(), y);
-        if done {
-            return Ok(());
+        if done || self.gemv_spans(isa, x, rows.clone(), y) {
+            return;
         }
         let bits = self.bits();
         self.gemv_with::<1>(rows, y, |packed, tables, _, start, len| {
             let x = &x[start..start + len];
             [kernels::dot_span(isa, bits, packed[0], start, tables[0], x)]
         });
-        Ok(())
+    }
+
+    /// The GEMV of a tensor with one codebook per row (per row or per tensor) at 1, 2 or 4
+    /// bits on x86 with AVX2: `x` is permuted to the lane layout of the per-row kernel
+    /// (`dot_perm`, which reads codes in place) a span at a time into a stack buffer, and a
+    /// batch of rows runs span after span, so nothing is allocated. `false` (nothing
+    /// written) where the path does not apply. A row's result does not depend on the rows
+    /// batched with it. Shapes are checked by the caller.
+    fn gemv_spans(&self, isa: kernels::Isa, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            /// Values of `x` permuted at a time (4 KiB of stack), a multiple of every
+            /// width's block (256 codes at 1 bit).
+            const SPAN: usize = 1024;
+            /// Rows that share each permuted span.
+            const BATCH: usize = 32;
+            let bits = self.bits();
+            let Some(t) = isa.avx2() else {
+                return false;
+            };
+            if !matches!(bits, 1 | 2 | 4)
+                || !matches!(
+                    self.granularity(),
+                    Granularity::PerRow | Granularity::PerTensor
+                )
+            {
+                return false;
+            }
+            let cols = self.cols();
+            let block = crate::isa::x86_avx2::perm_block(u32::from(bits));
+            let whole = cols / block * block;
+            if whole == 0 {
+                return false;
+            }
+            let mut xp = [0.0f32; SPAN];
+            let mut table = kernels::Table::new();
+            let mut t16 = [[0.0f32; 16]; BATCH];
+            let mut tail_tables = [usize::MAX; BATCH];
+            for (batch, out) in y.chunks_mut(BATCH).enumerate() {
+                let first = rows.start + batch * BATCH;
+                for (k, t16) in t16.iter_mut().enumerate().take(out.len()) {
+                    let group = self.group_index(first + k, 0);
+                    table.len = self
+                        .family()
+                        .levels_into(self.parts.group_params(group), &mut table.v);
+                    *t16 = table.repeated16(bits);
+                    tail_tables[k] = group;
+                }
+                out.fill(0.0);
+                let mut start = 0;
+                while start < whole {
+                    let len = t.permute_blocks(&x[start..whole], block / 8, &mut xp);
+                    let byte0 = start * usize::from(bits) / 8;
+                    let nbytes = len * usize::from(bits) / 8;
+                    let live = out.len();
+                    for (k, o) in out.iter_mut().enumerate() {
+                        // The rows' spans are not one stream as whole rows are: ask for the
+                        // next row's span while this one runs.
+                        if k + 1 < live {
+                            t.prefetch(&self.row_codes(first + k + 1)[byte0..byte0 + nbytes]);
+                        }
+                        let row = &self.row_codes(first + k)[byte0..byte0 + nbytes];
+                        *o += kernels::dot_permuted_avx2(t, bits, row, &t16[k], &xp[..len]);
+                    }
+                    start += len;
+                }
+                if whole < cols {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        table.len = self
+                            .family()
+                            .levels_into(self.parts.group_params(tail_tables[k]), &mut table.v);
+                        let row = self.row_codes(first + k);
+                        *o += kernels::dot_span(isa, bits, row, whole, &table, &x[whole..]);
+                    }
+                }
+            }
+            true
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (isa, x, rows, y);
+            false
+        }
     }
 
     /// `y = W·x` with int8 activations, an explicit precision mode: `x` is quantized once to
@@ -663,19 +751,7 @@ impl<'a> QuantizedView<'a> {
     fn gemm_serial(&self, x: &[f32], n: usize, rows: Range<usize>, y: &mut [f32]) {
         if n == 1 {
             // A GEMV's `x` and `y` are X's and Y's one column: the same slices.
-            let isa = kernels::Isa::detect();
-            #[cfg(feature = "alloc")]
-            let done = self.gemv_derived(isa, x, rows.clone(), y, None);
-            #[cfg(not(feature = "alloc"))]
-            let done = self.gemv_derived(isa, x, rows.clone(), y);
-            if done {
-                return;
-            }
-            let bits = self.bits();
-            self.gemv_with::<1>(rows, y, |packed, tables, _, start, len| {
-                let x = &x[start..start + len];
-                [kernels::dot_span(isa, bits, packed[0], start, tables[0], x)]
-            });
+            self.gemv_serial(kernels::Isa::detect(), x, rows, y);
             return;
         }
         let src = kernels::GemmSource {

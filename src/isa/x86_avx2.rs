@@ -107,6 +107,27 @@ impl Avx2 {
         unsafe { dot_perm_groups(bytes, xp, g, params, gen) }
     }
 
+    /// Asks for every 64-byte line of `bytes` to be brought into the cache (a hint: it reads
+    /// nothing and never faults).
+    #[inline]
+    pub(crate) fn prefetch(self, bytes: &[u8]) {
+        for line in bytes.chunks(64) {
+            // SAFETY: an `Avx2` proof exists only when detection found AVX2 (and so SSE); a
+            // prefetch reads no memory.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        }
+    }
+
+    /// `x`'s whole blocks of `8 · per_lane` values in the lane-permuted order of the
+    /// 8-lane kernels (`out[b·B + m·8 + l] = x[b·B + l·per_lane + m]`, `B = 8 · per_lane`),
+    /// `per_lane` a multiple of 8, as many blocks as both slices hold; returns the values
+    /// written. Eight-by-eight transposes in registers.
+    #[inline]
+    pub(crate) fn permute_blocks(self, x: &[f32], per_lane: usize, out: &mut [f32]) -> usize {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { permute_blocks(x, per_lane, out) }
+    }
+
     /// A 4-bit row in groups of `g` codes (a multiple of 16) that share one 16-entry table up
     /// to an `f16` scale per group (see [`dot4_scaled`]).
     #[inline]
@@ -376,6 +397,68 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
             _mm256_add_ps(acc[2], acc[3]),
         ))
     }
+}
+
+/// See [`Avx2::permute_blocks`]; 0 written unless `per_lane` is a positive multiple of 8.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn permute_blocks(x: &[f32], per_lane: usize, out: &mut [f32]) -> usize {
+    if per_lane == 0 || !per_lane.is_multiple_of(8) {
+        return 0;
+    }
+    let block = 8 * per_lane;
+    let full = x.len().min(out.len()) / block * block;
+    for b in (0..full).step_by(block) {
+        for m0 in (0..per_lane).step_by(8) {
+            // SAFETY: rows `b + l·per_lane + m0 .. + 8` (l < 8, m0 + 8 <= per_lane) and the
+            // outputs `b + (m0 + j)·8 .. + 8` (j < 8) lie inside the block, below `full`.
+            unsafe {
+                let mut v = [_mm256_setzero_ps(); 8];
+                for (l, v) in v.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(x.as_ptr().add(b + l * per_lane + m0));
+                }
+                for (j, t) in transpose8(v).into_iter().enumerate() {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(b + (m0 + j) * 8), t);
+                }
+            }
+        }
+    }
+    full
+}
+
+/// The 8×8 transpose of eight rows of eight floats: lane `l` of output `j` is lane `j` of
+/// input `l`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn transpose8(v: [__m256; 8]) -> [__m256; 8] {
+    let t0 = _mm256_unpacklo_ps(v[0], v[1]);
+    let t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    let t2 = _mm256_unpacklo_ps(v[2], v[3]);
+    let t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    let t4 = _mm256_unpacklo_ps(v[4], v[5]);
+    let t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    let t6 = _mm256_unpacklo_ps(v[6], v[7]);
+    let t7 = _mm256_unpackhi_ps(v[6], v[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ]
 }
 
 /// [`dot_perm`] at 4 bits over whole groups of `g` codes (a multiple of 64, so a group is

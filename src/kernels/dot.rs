@@ -117,6 +117,47 @@ pub(crate) struct DotPlan<'x> {
     xperm: alloc::vec::Vec<f32>,
 }
 
+/// Writes `x`'s whole blocks of `block` values into `out` in the lane-permuted order of a
+/// `lanes`-lane kernel (`out[b·block + m·lanes + l]` = `x[b·block + l·(block / lanes) + m]`),
+/// as many whole blocks as both hold; returns the values written.
+pub(crate) fn permute_blocks(x: &[f32], block: usize, lanes: usize, out: &mut [f32]) -> usize {
+    if block == 0 || lanes == 0 {
+        return 0;
+    }
+    let per_lane = block / lanes;
+    let full = x.len().min(out.len()) / block * block;
+    for (blk, dst) in x[..full]
+        .chunks_exact(block)
+        .zip(out[..full].chunks_exact_mut(block))
+    {
+        for m in 0..per_lane {
+            for l in 0..lanes {
+                dst[m * lanes + l] = blk[l * per_lane + m];
+            }
+        }
+    }
+    full
+}
+
+/// Whole blocks of an AVX2 lane-permuted `x` (`xp`, from [`permute_blocks`] with 8 lanes) dotted
+/// with the codes of one row from its byte `bytes[0]` on, through the 16-entry table `t16`
+/// (`Table::repeated16`), at 1, 2 or 4 bits; 0 at other widths.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn dot_permuted_avx2(
+    t: crate::isa::Avx2,
+    bits: u8,
+    bytes: &[u8],
+    t16: &[f32; 16],
+    xp: &[f32],
+) -> f32 {
+    match bits {
+        4 => t.dot_perm::<4>(bytes, t16, xp),
+        2 => t.dot_perm::<2>(bytes, t16, xp),
+        1 => t.dot_perm::<1>(bytes, t16, xp),
+        _ => 0.0,
+    }
+}
+
 #[cfg(feature = "alloc")]
 impl<'x> DotPlan<'x> {
     /// Prepares `x` for rows of `bits`-bit codes whose spans (groups) are `group_len` long.
@@ -134,17 +175,12 @@ impl<'x> DotPlan<'x> {
             && (group_len.is_multiple_of(block) || group_len >= x.len());
         let mut xperm = alloc::vec::Vec::new();
         if usable {
-            // `max(1)`: on targets without a permuted kernel `block` is 0 and this is dead code.
-            let per_lane = block / lanes.max(1);
-            let full = x.len() / block.max(1) * block;
-            xperm.reserve_exact(full);
-            for blk in x[..full].chunks_exact(block) {
-                for m in 0..per_lane {
-                    for l in 0..lanes {
-                        xperm.push(blk[l * per_lane + m]);
-                    }
-                }
-            }
+            xperm.resize(x.len() / block * block, 0.0);
+            match isa.path() {
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx2(t) => t.permute_blocks(x, block / lanes, &mut xperm),
+                _ => permute_blocks(x, block, lanes, &mut xperm),
+            };
         }
         DotPlan {
             isa,
@@ -413,6 +449,40 @@ impl DotPlan<'_> {
             }
         }
         dot4_groups(self.isa, row, self.x, g, gen, read)
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod permute_tests {
+    use super::permute_blocks;
+    use crate::isa::Isa;
+
+    #[test]
+    fn the_avx2_transposes_give_the_reference_permutation() {
+        let Some(t) = Isa::detect().avx2() else {
+            return;
+        };
+        let x: [f32; 1000] = core::array::from_fn(|i| i as f32 * 0.5 - 7.0);
+        // The 8-lane layouts at 4, 2 and 1 bits, and a slice shorter than its output.
+        for per_lane in [8usize, 16, 32] {
+            let block = 8 * per_lane;
+            for out_len in [1000usize, 3 * block, block - 1] {
+                let (mut want, mut got) = ([f32::NAN; 1000], [f32::NAN; 1000]);
+                let n = permute_blocks(&x, block, 8, &mut want[..out_len]);
+                assert_eq!(t.permute_blocks(&x, per_lane, &mut got[..out_len]), n);
+                assert_eq!(n, out_len.min(1000) / block * block);
+                assert_eq!(
+                    want.map(f32::to_bits),
+                    got.map(f32::to_bits),
+                    "{per_lane} {out_len}"
+                );
+                for (m, l) in [(0usize, 1usize), (per_lane - 1, 7)] {
+                    if n > 0 {
+                        assert_eq!(want[m * 8 + l], x[l * per_lane + m]);
+                    }
+                }
+            }
+        }
     }
 }
 

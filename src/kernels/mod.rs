@@ -47,6 +47,8 @@ mod int8;
 pub use crate::isa::{Isa, IsaKind};
 pub(crate) use decode::decode_span;
 pub use decode::{decode, decode_with};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use dot::dot_permuted_avx2;
 #[cfg(feature = "alloc")]
 pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
@@ -126,7 +128,7 @@ impl Table {
     /// `t16[i] = v[i mod 2^bits]`: what the lane-permuted kernels index with garbage above
     /// the code bits.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    fn repeated16(&self, bits: u8) -> [f32; 16] {
+    pub(crate) fn repeated16(&self, bits: u8) -> [f32; 16] {
         let mask = (1usize << bits.min(4)) - 1;
         core::array::from_fn(|i| self.v[i & mask])
     }
