@@ -319,7 +319,7 @@ impl<'a> QuantizedView<'a> {
     }
 
     /// The GEMV of a tensor with one codebook per row (per row or per tensor) at 1, 2 or 4
-    /// bits on x86 with AVX2: `x` is permuted to the lane layout of the per-row kernel
+    /// bits on the AVX2 path: `x` is permuted to the lane layout of the per-row kernel
     /// (`dot_perm`, which reads codes in place) a span at a time into a stack buffer, and a
     /// batch of rows runs span after span, so nothing is allocated. `false` (nothing
     /// written) where the path does not apply. A row's result does not depend on the rows
@@ -333,6 +333,11 @@ impl<'a> QuantizedView<'a> {
             /// Rows that share each permuted span.
             const BATCH: usize = 32;
             let bits = self.bits();
+            // AVX2 CPUs only: on AVX-512 ones the plain kernels have 16 lanes, and this path
+            // has not been timed against them there.
+            if isa.kind() != kernels::IsaKind::Avx2 {
+                return false;
+            }
             let Some(t) = isa.avx2() else {
                 return false;
             };
