@@ -175,7 +175,8 @@ impl<'x> DotPlan<'x> {
             && (group_len.is_multiple_of(block) || group_len >= x.len());
         let mut xperm = alloc::vec::Vec::new();
         if usable {
-            xperm.resize(x.len() / block * block, 0.0);
+            // `max(1)`: on targets without a permuted kernel `block` is 0 and this is dead code.
+            xperm.resize(x.len() / block.max(1) * block, 0.0);
             match isa.path() {
                 #[cfg(target_arch = "x86_64")]
                 Path::Avx2(t) => t.permute_blocks(x, block / lanes, &mut xperm),
