@@ -15,7 +15,7 @@
 use super::{check_codes, Table, CHUNK};
 use crate::error::{Error, Result};
 use crate::isa::portable::{self, QBLOCK};
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
 use crate::isa::x86_avx2::Int8Rows;
 use crate::isa::{Isa, Path};
 use crate::pack;
