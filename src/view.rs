@@ -302,13 +302,16 @@ impl<'a> QuantizedView<'a> {
     /// The GEMV of `rows` on the calling thread (also a GEMM's batch of one, so that both
     /// give the same bits); shapes checked by the caller.
     fn gemv_serial(&self, isa: kernels::Isa, x: &[f32], rows: Range<usize>, y: &mut [f32]) {
+        if self.gemv_spans(isa, x, rows.clone(), y) {
+            return;
+        }
         #[cfg(feature = "alloc")]
         let done = self.gemv_compact(isa, x, rows.clone(), y, None)
             || self.gemv_derived(isa, x, rows.clone(), y, None);
         #[cfg(not(feature = "alloc"))]
         let done = self.gemv_compact(isa, x, rows.clone(), y)
             || self.gemv_derived(isa, x, rows.clone(), y);
-        if done || self.gemv_spans(isa, x, rows.clone(), y) {
+        if done {
             return;
         }
         let bits = self.bits();
@@ -318,10 +321,11 @@ impl<'a> QuantizedView<'a> {
         });
     }
 
-    /// The GEMV of a tensor with one codebook per row (per row or per tensor) at 1, 2 or 4
-    /// bits on the AVX2 path: `x` is permuted to the lane layout of the per-row kernel
-    /// (`dot_perm`, which reads codes in place) a span at a time into a stack buffer, and a
-    /// batch of rows runs span after span, so nothing is allocated. `false` (nothing
+    /// The GEMV of a tensor with one codebook per row (per row or per tensor), or with
+    /// compact group parameters in groups that divide the span, at 1, 2 or 4 bits on the
+    /// AVX2 path: `x` is permuted to the lane layout of the per-row kernels (`dot_perm`,
+    /// `dot_perm_scaled`, which read codes in place) a span at a time into a stack buffer,
+    /// and a batch of rows runs span after span, so nothing is allocated. `false` (nothing
     /// written) where the path does not apply. A row's result does not depend on the rows
     /// batched with it. Shapes are checked by the caller.
     fn gemv_spans(&self, isa: kernels::Isa, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> bool {
@@ -341,33 +345,58 @@ impl<'a> QuantizedView<'a> {
             let Some(t) = isa.avx2() else {
                 return false;
             };
-            if !matches!(bits, 1 | 2 | 4)
-                || !matches!(
+            let cols = self.cols();
+            let block = crate::isa::x86_avx2::perm_block(u32::from(bits));
+            let encoding = self.parts.shape().encoding;
+            let param_bytes = self.parts.param_bytes();
+            let compact = encoding.compact_run(param_bytes, 0).is_some();
+            let g = self.granularity().group_len(cols);
+            let per_tensor = self.granularity() == Granularity::PerTensor;
+            // A whole number of spans and blocks per group or of groups per span and block.
+            let unit = if compact { g.max(block) } else { block };
+            let fits = if compact {
+                g.is_multiple_of(32 / usize::from(bits).max(1))
+                    && SPAN.is_multiple_of(g)
+                    && (g.is_multiple_of(block) || block.is_multiple_of(g))
+            } else {
+                matches!(
                     self.granularity(),
                     Granularity::PerRow | Granularity::PerTensor
                 )
-            {
+            };
+            if !matches!(bits, 1 | 2 | 4) || !fits || cols < unit {
                 return false;
             }
-            let cols = self.cols();
-            let block = crate::isa::x86_avx2::perm_block(u32::from(bits));
-            let whole = cols / block * block;
-            if whole == 0 {
-                return false;
-            }
+            let whole = cols / unit * unit;
             let mut xp = [0.0f32; SPAN];
             let mut table = kernels::Table::new();
             let mut t16 = [[0.0f32; 16]; BATCH];
-            let mut tail_tables = [usize::MAX; BATCH];
-            for (batch, out) in y.chunks_mut(BATCH).enumerate() {
-                let first = rows.start + batch * BATCH;
-                for (k, t16) in t16.iter_mut().enumerate().take(out.len()) {
-                    let group = self.group_index(first + k, 0);
+            let mut scales: [&[u8]; BATCH] = [&[]; BATCH];
+            // Row `row`'s level table (at `a = 1` with compact parameters) into `table`, and
+            // its group scales with compact parameters.
+            let load = |row: usize, table: &mut kernels::Table| -> Option<&[u8]> {
+                if compact {
+                    let run = if per_tensor { 0 } else { row };
+                    let (q, sc) = encoding.compact_run(param_bytes, run)?;
                     table.len = self
                         .family()
-                        .levels_into(self.parts.group_params(group), &mut table.v);
-                    *t16 = table.repeated16(bits);
-                    tail_tables[k] = group;
+                        .levels_into(Params { a: 1.0, q }, &mut table.v);
+                    Some(sc)
+                } else {
+                    let params = self.parts.group_params(self.group_index(row, 0));
+                    table.len = self.family().levels_into(params, &mut table.v);
+                    Some(&[])
+                }
+            };
+            for (batch, out) in y.chunks_mut(BATCH).enumerate() {
+                let first = rows.start + batch * BATCH;
+                for k in 0..out.len() {
+                    let Some(sc) = load(first + k, &mut table) else {
+                        // Checked at validation: every compact row has its run.
+                        return false;
+                    };
+                    t16[k] = table.repeated16(bits);
+                    scales[k] = sc;
                 }
                 out.fill(0.0);
                 let mut start = 0;
@@ -383,17 +412,27 @@ impl<'a> QuantizedView<'a> {
                             t.prefetch(&self.row_codes(first + k + 1)[byte0..byte0 + nbytes]);
                         }
                         let row = &self.row_codes(first + k)[byte0..byte0 + nbytes];
-                        *o += kernels::dot_permuted_avx2(t, bits, row, &t16[k], &xp[..len]);
+                        let xs = &xp[..len];
+                        *o += if compact {
+                            let sc = &scales[k][2 * (start / g)..];
+                            kernels::dot_permuted_scaled_avx2(t, bits, row, &t16[k], xs, g, sc)
+                        } else {
+                            kernels::dot_permuted_avx2(t, bits, row, &t16[k], xs)
+                        };
                     }
                     start += len;
                 }
                 if whole < cols {
                     for (k, o) in out.iter_mut().enumerate() {
-                        table.len = self
-                            .family()
-                            .levels_into(self.parts.group_params(tail_tables[k]), &mut table.v);
+                        let _ = load(first + k, &mut table);
                         let row = self.row_codes(first + k);
-                        *o += kernels::dot_span(isa, bits, row, whole, &table, &x[whole..]);
+                        let rest = &x[whole..];
+                        *o += if compact {
+                            let sc = &scales[k][2 * (whole / g)..];
+                            kernels::dot_scaled_from(isa, bits, row, whole, rest, g, &table, sc)
+                        } else {
+                            kernels::dot_span(isa, bits, row, whole, &table, rest)
+                        };
                     }
                 }
             }

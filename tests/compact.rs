@@ -249,8 +249,14 @@ fn gemv_of_compact_tensors_matches_the_dequantized_product() {
         (3, 32, 160),
         (8, 32, 96),
         (4, 32, 100),
+        // Past the view's batch of 32 rows, several spans of 1024 values and a tail, with
+        // groups shorter than, as long as and longer than a permuted block.
+        (4, 32, 2500),
+        (4, 256, 2100),
+        (2, 64, 2200),
+        (1, 512, 2100),
     ] {
-        let rows = 9;
+        let rows = if cols > 1000 { 37 } else { 9 };
         let w = weights(17 + u64::from(bits), rows * cols, 0.1);
         let x = weights(19, cols, 1.0);
         for base in [Config::exponential(bits), Config::linear(bits)] {
@@ -265,6 +271,10 @@ fn gemv_of_compact_tensors_matches_the_dequantized_product() {
             t.gemv(&x, &mut y_t).unwrap();
             view.gemv(&x, &mut y_v).unwrap();
             t.gemv_int8(&x, &mut y_8).unwrap();
+            // A row range gives the full GEMV's values exactly, whatever rows share its batch.
+            let mut part = vec![0.0f32; rows - 3];
+            view.gemv_rows(&x, 3..rows, &mut part).unwrap();
+            assert_eq!(part, y_v[3..], "{config:?} view rows 3..");
             for r in 0..rows {
                 let row = &d[r * cols..(r + 1) * cols];
                 let exact: f64 = row

@@ -158,6 +158,27 @@ pub(crate) fn dot_permuted_avx2(
     }
 }
 
+/// [`dot_permuted_avx2`] for rows whose groups of `g` codes share the table up to an `f16`
+/// scale each (`scales`, from the first group of `bytes` on), as
+/// [`Avx2::dot_perm_scaled`](crate::isa::Avx2) takes them; 0 at other widths.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn dot_permuted_scaled_avx2(
+    t: crate::isa::Avx2,
+    bits: u8,
+    bytes: &[u8],
+    t16: &[f32; 16],
+    xp: &[f32],
+    g: usize,
+    scales: &[u8],
+) -> f32 {
+    match bits {
+        4 => t.dot_perm_scaled::<4>(bytes, t16, xp, g, scales),
+        2 => t.dot_perm_scaled::<2>(bytes, t16, xp, g, scales),
+        1 => t.dot_perm_scaled::<1>(bytes, t16, xp, g, scales),
+        _ => 0.0,
+    }
+}
+
 #[cfg(feature = "alloc")]
 impl<'x> DotPlan<'x> {
     /// Prepares `x` for rows of `bits`-bit codes whose spans (groups) are `group_len` long.
@@ -347,7 +368,7 @@ pub(crate) fn dot_scaled(
 /// The definition of [`dot_scaled`] from code `start` of the row on (a group boundary; `x`
 /// and `scales` begin there): each group's [`dot_span`] times its scale.
 #[allow(clippy::too_many_arguments)]
-fn dot_scaled_groups(
+pub(crate) fn dot_scaled_groups(
     isa: Isa,
     bits: u8,
     row: &[u8],

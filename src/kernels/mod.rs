@@ -47,12 +47,14 @@ mod int8;
 pub use crate::isa::{Isa, IsaKind};
 pub(crate) use decode::decode_span;
 pub use decode::{decode, decode_with};
-#[cfg(target_arch = "x86_64")]
-pub(crate) use dot::dot_permuted_avx2;
 #[cfg(feature = "alloc")]
 pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
 pub(crate) use dot::{dot4_groups, dot_scaled, dot_span};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use dot::{
+    dot_permuted_avx2, dot_permuted_scaled_avx2, dot_scaled_groups as dot_scaled_from,
+};
 #[cfg(feature = "compensate")]
 pub(crate) use encode::strict_cut;
 pub use encode::Encoder;
