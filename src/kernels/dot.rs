@@ -233,9 +233,7 @@ impl<'x> DotPlan<'x> {
                 (Path::Avx512(t), 4) => t.dot_perm::<4>(bytes, &t16, xp),
                 (Path::Avx512(t), 2) => t.dot_perm::<2>(bytes, &t16, xp),
                 (Path::Avx512(t), 1) => t.dot_perm::<1>(bytes, &t16, xp),
-                (Path::Avx2(t), 4) => t.dot_perm::<4>(bytes, &t16, xp),
-                (Path::Avx2(t), 2) => t.dot_perm::<2>(bytes, &t16, xp),
-                (Path::Avx2(t), 1) => t.dot_perm::<1>(bytes, &t16, xp),
+                (Path::Avx2(t), bits) => dot_permuted_avx2(t, bits, bytes, &t16, xp),
                 _ => 0.0,
             };
             head + dot_span(self.isa, self.bits, row, start + done, table, &x[done..])
@@ -314,25 +312,35 @@ pub(crate) fn dot4_groups(
     if g == 0 || !g.is_multiple_of(16) {
         return None;
     }
-    // Parameters are gathered a run of groups at a time onto the stack.
+    sum_param_runs(x.len().div_ceil(g), read, |first, params| {
+        let xs = &x[first * g..((first + params.len()) * g).min(x.len())];
+        let bytes = &row[first * g / 2..];
+        Some(match isa.path() {
+            Path::Scalar => portable::dot4_groups(bytes, xs, g, params, gen),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(t) => t.dot4_groups(bytes, xs, g, params, gen),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(t) => t.avx2().dot4_groups(bytes, xs, g, params, gen),
+            _ => return None,
+        })
+    })
+}
+
+/// `Σ part(first, params)` over runs of up to 64 of `groups` groups in order, each run's
+/// `(a, q)` gathered onto the stack by `read(first, out)`; `None` as soon as a part is.
+fn sum_param_runs(
+    groups: usize,
+    read: impl Fn(usize, &mut [[f32; 2]]),
+    mut part: impl FnMut(usize, &[[f32; 2]]) -> Option<f32>,
+) -> Option<f32> {
     const RUN: usize = 64;
     let mut buf = [[0.0f32; 2]; RUN];
-    let groups = x.len().div_ceil(g);
     let mut acc = 0.0f32;
     let mut first = 0;
     while first < groups {
         let n = RUN.min(groups - first);
         read(first, &mut buf[..n]);
-        let xs = &x[first * g..((first + n) * g).min(x.len())];
-        let bytes = &row[first * g / 2..];
-        acc += match isa.path() {
-            Path::Scalar => portable::dot4_groups(bytes, xs, g, &buf[..n], gen),
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx2(t) => t.dot4_groups(bytes, xs, g, &buf[..n], gen),
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx512(t) => t.avx2().dot4_groups(bytes, xs, g, &buf[..n], gen),
-            _ => return None,
-        };
+        acc += part(first, &buf[..n])?;
         first += n;
     }
     Some(acc)
@@ -415,11 +423,7 @@ impl DotPlan<'_> {
                 let bytes = &row[..done * usize::from(self.bits) / 8];
                 let t16 = unit.repeated16(self.bits);
                 let xp = &self.xperm[..done];
-                let head = match self.bits {
-                    4 => t.dot_perm_scaled::<4>(bytes, &t16, xp, g, scales),
-                    2 => t.dot_perm_scaled::<2>(bytes, &t16, xp, g, scales),
-                    _ => t.dot_perm_scaled::<1>(bytes, &t16, xp, g, scales),
-                };
+                let head = dot_permuted_scaled_avx2(t, self.bits, bytes, &t16, xp, g, scales);
                 let rest = &scales[2 * (done / g)..];
                 return head
                     + dot_scaled_groups(self.isa, self.bits, row, done, &x[done..], g, unit, rest);
@@ -448,19 +452,13 @@ impl DotPlan<'_> {
         #[cfg(target_arch = "x86_64")]
         if let Path::Avx2(t) = self.isa.path() {
             if self.bits == 4 && self.block > 0 && g > 0 && g.is_multiple_of(self.block) {
-                const RUN: usize = 64;
-                let mut buf = [[0.0f32; 2]; RUN];
                 let whole = (self.xperm.len() / g).min(row.len() * 2 / g);
-                let mut acc = 0.0f32;
-                let mut first = 0;
-                while first < whole {
-                    let n = RUN.min(whole - first);
-                    read(first, &mut buf[..n]);
-                    let bytes = &row[first * g / 2..(first + n) * g / 2];
-                    let xp = &self.xperm[first * g..(first + n) * g];
-                    acc += t.dot_perm_groups(bytes, xp, g, &buf[..n], gen);
-                    first += n;
-                }
+                let mut acc = sum_param_runs(whole, &read, |first, params| {
+                    let end = first + params.len();
+                    let bytes = &row[first * g / 2..end * g / 2];
+                    let xp = &self.xperm[first * g..end * g];
+                    Some(t.dot_perm_groups(bytes, xp, g, params, gen))
+                })?;
                 let done = whole * g;
                 if done < self.x.len() {
                     let tail = &self.x[done..];
