@@ -331,9 +331,11 @@ impl<'a> QuantizedView<'a> {
     fn gemv_spans(&self, isa: kernels::Isa, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            /// Values of `x` permuted at a time (4 KiB of stack), a multiple of every
-            /// width's block (256 codes at 1 bit).
-            const SPAN: usize = 1024;
+            /// Values of `x` permuted at a time (8 KiB of stack), a multiple of every
+            /// width's block (256 codes at 1 bit). Spans of 1024 values were up to 1.6×
+            /// slower than whole rows with compact groups of 32 and at 1 and 2 bits; spans of
+            /// 4096 no faster than 2048 (BENCHMARKS.md, eleventh pass).
+            const SPAN: usize = 2048;
             /// Rows that share each permuted span.
             const BATCH: usize = 32;
             let bits = self.bits();

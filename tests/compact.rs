@@ -249,12 +249,12 @@ fn gemv_of_compact_tensors_matches_the_dequantized_product() {
         (3, 32, 160),
         (8, 32, 96),
         (4, 32, 100),
-        // Past the view's batch of 32 rows, several spans of 1024 values and a tail, with
+        // Past the view's batch of 32 rows, several spans of 2048 values and a tail, with
         // groups shorter than, as long as and longer than a permuted block.
         (4, 32, 2500),
-        (4, 256, 2100),
+        (4, 256, 4200),
         (2, 64, 2200),
-        (1, 512, 2100),
+        (1, 512, 4700),
     ] {
         let rows = if cols > 1000 { 37 } else { 9 };
         let w = weights(17 + u64::from(bits), rows * cols, 0.1);
