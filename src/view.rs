@@ -322,12 +322,13 @@ impl<'a> QuantizedView<'a> {
     }
 
     /// The GEMV of a tensor with one codebook per row (per row or per tensor), or with
-    /// compact group parameters in groups that divide the span, at 1, 2 or 4 bits on the
+    /// compact group parameters in groups that divide the span, at 1, 2 or 4 bits, or with
+    /// `f32` `(a, q)` in 4-bit groups of whole blocks (64 codes) that divide the span, on the
     /// AVX2 path: `x` is permuted to the lane layout of the per-row kernels (`dot_perm`,
-    /// `dot_perm_scaled`, which read codes in place) a span at a time into a stack buffer,
-    /// and a batch of rows runs span after span, so nothing is allocated. `false` (nothing
-    /// written) where the path does not apply. A row's result does not depend on the rows
-    /// batched with it. Shapes are checked by the caller.
+    /// `dot_perm_scaled`, `dot_perm_groups`, which read codes in place) a span at a time into
+    /// a stack buffer, and a batch of rows runs span after span, so nothing is allocated.
+    /// `false` (nothing written) where the path does not apply. A row's result does not
+    /// depend on the rows batched with it. Shapes are checked by the caller.
     fn gemv_spans(&self, isa: kernels::Isa, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -354,12 +355,26 @@ impl<'a> QuantizedView<'a> {
             let compact = encoding.compact_run(param_bytes, 0).is_some();
             let g = self.granularity().group_len(cols);
             let per_tensor = self.granularity() == Granularity::PerTensor;
+            // 4-bit groups with their own `(a, q)` whose tables `dot_perm_groups` derives in
+            // registers: groups of whole blocks.
+            let derived = match self.granularity() {
+                Granularity::PerGroup(_) if !compact && bits == 4 && g.is_multiple_of(block) => {
+                    gen16(self.family())
+                }
+                _ => None,
+            };
             // A whole number of spans and blocks per group or of groups per span and block.
-            let unit = if compact { g.max(block) } else { block };
+            let unit = if compact || derived.is_some() {
+                g.max(block)
+            } else {
+                block
+            };
             let fits = if compact {
                 g.is_multiple_of(32 / usize::from(bits).max(1))
                     && SPAN.is_multiple_of(g)
                     && (g.is_multiple_of(block) || block.is_multiple_of(g))
+            } else if derived.is_some() {
+                SPAN.is_multiple_of(g)
             } else {
                 matches!(
                     self.granularity(),
@@ -370,12 +385,15 @@ impl<'a> QuantizedView<'a> {
                 return false;
             }
             let whole = cols / unit * unit;
+            let group_bytes = param_bytes.len() / self.group_count().max(1);
             let mut xp = [0.0f32; SPAN];
             let mut table = kernels::Table::new();
             let mut t16 = [[0.0f32; 16]; BATCH];
             let mut scales: [&[u8]; BATCH] = [&[]; BATCH];
+            // A span's groups' `(a, q)` (groups of at least one block of 64 codes).
+            let mut params = [[0.0f32; 2]; SPAN / 64];
             // Row `row`'s level table (at `a = 1` with compact parameters) into `table`, and
-            // its group scales with compact parameters.
+            // its group scales with compact parameters; nothing with derived tables.
             let load = |row: usize, table: &mut kernels::Table| -> Option<&[u8]> {
                 if compact {
                     let run = if per_tensor { 0 } else { row };
@@ -385,8 +403,10 @@ impl<'a> QuantizedView<'a> {
                         .levels_into(Params { a: 1.0, q }, &mut table.v);
                     Some(sc)
                 } else {
-                    let params = self.parts.group_params(self.group_index(row, 0));
-                    table.len = self.family().levels_into(params, &mut table.v);
+                    if derived.is_none() {
+                        let params = self.parts.group_params(self.group_index(row, 0));
+                        table.len = self.family().levels_into(params, &mut table.v);
+                    }
                     Some(&[])
                 }
             };
@@ -409,13 +429,25 @@ impl<'a> QuantizedView<'a> {
                     let live = out.len();
                     for (k, o) in out.iter_mut().enumerate() {
                         // The rows' spans are not one stream as whole rows are: ask for the
-                        // next row's span while this one runs.
+                        // next row's span while this one runs, and its groups' `(a, q)`
+                        // (256 bytes a span of groups of 64 with `f32` `(a, q)`; prefetching
+                        // the compact rows' `f16` scales measured no faster).
                         if k + 1 < live {
                             t.prefetch(&self.row_codes(first + k + 1)[byte0..byte0 + nbytes]);
+                            if derived.is_some() {
+                                let at = group_bytes * self.group_index(first + k + 1, start / g);
+                                let end = (at + group_bytes * (len / g)).min(param_bytes.len());
+                                t.prefetch(&param_bytes[at.min(end)..end]);
+                            }
                         }
                         let row = &self.row_codes(first + k)[byte0..byte0 + nbytes];
                         let xs = &xp[..len];
-                        *o += if compact {
+                        *o += if let Some(gen) = &derived {
+                            let span_params = &mut params[..len / g];
+                            let group = self.group_index(first + k, start / g);
+                            encoding.read_run(param_bytes, group, span_params);
+                            t.dot_perm_groups(row, xs, g, span_params, gen)
+                        } else if compact {
                             let sc = &scales[k][2 * (start / g)..];
                             kernels::dot_permuted_scaled_avx2(t, bits, row, &t16[k], xs, g, sc)
                         } else {
@@ -429,7 +461,14 @@ impl<'a> QuantizedView<'a> {
                         let _ = load(first + k, &mut table);
                         let row = self.row_codes(first + k);
                         let rest = &x[whole..];
-                        *o += if compact {
+                        *o += if let Some(gen) = &derived {
+                            // Less than one group: its `(a, q)` and the plain kernel, which
+                            // takes a short last group.
+                            let last = &mut params[..1];
+                            let group = self.group_index(first + k, whole / g);
+                            encoding.read_run(param_bytes, group, last);
+                            t.dot4_groups(&row[whole / 2..], rest, g, last, gen)
+                        } else if compact {
                             let sc = &scales[k][2 * (whole / g)..];
                             kernels::dot_scaled_from(isa, bits, row, whole, rest, g, &table, sc)
                         } else {

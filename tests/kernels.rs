@@ -527,6 +527,8 @@ fn batched_and_8bit_gemv_kernels_match_the_scalar_reference() {
                 Config::exponential(bits).per_tensor(),
                 Config::linear(bits).per_group(512),
                 Config::exponential(bits).per_group(96),
+                // 4-bit groups of whole permuted blocks: the view's spans derive their tables.
+                Config::exponential(bits).per_group(128),
             ] {
                 let q = quantize(&w, rows, cols, &config).unwrap();
                 let mut y = vec![0.0f32; rows];
