@@ -66,6 +66,27 @@ impl Avx2 {
         unsafe { dot4_i8(bytes, t16, xq, scales) }
     }
 
+    /// Int8 dot product of whole blocks of 1- or 2-bit codes straight from packed bytes,
+    /// through the int8 levels `t16[..2^bits]` (see [`dot_narrow_i8`]); 0 at other widths.
+    #[inline]
+    pub(crate) fn dot_narrow_i8(
+        self,
+        bits: u8,
+        bytes: &[u8],
+        t16: &[i8; 16],
+        xq: &[i8],
+        scales: &[f32],
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe {
+            match bits {
+                1 => dot_narrow_i8::<1>(bytes, t16, xq, scales),
+                2 => dot_narrow_i8::<2>(bytes, t16, xq, scales),
+                _ => 0.0,
+            }
+        }
+    }
+
     /// A group's int8 table derived in registers (see [`table16_i8`]).
     #[inline]
     pub(crate) fn table16_i8(self, gen: &Gen16, q: f32) -> [i8; 16] {
@@ -708,6 +729,78 @@ unsafe fn dot4_i8_blocks(
             let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
             let s = _mm256_set1_ps(scale(b));
             acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// Int8 dot product of whole blocks of `BITS`-bit codes (1 or 2) straight from packed bytes:
+/// each block's 32 codes (`4·BITS` bytes) become its 32 int8 levels in natural order in one
+/// register, so `x` needs no reordering, then as [`dot_i8`]. At 2 bits each byte is copied to
+/// the four positions of its codes (`vpshufb`) and a code at bits `2k` (`k` = 0, 1 in each
+/// half-byte) is kept in place, as `c` or `4c`, and looked up in a table holding `L[c]` at
+/// both; at 1 bit each byte is copied to the eight positions of its codes and a bit test
+/// picks one of the two levels.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_narrow_i8<const BITS: usize>(
+    bytes: &[u8],
+    t16: &[i8; 16],
+    xq: &[i8],
+    scales: &[f32],
+) -> f32 {
+    let block_bytes = 4 * BITS;
+    let blocks = (bytes.len() / block_bytes)
+        .min(xq.len() / 32)
+        .min(scales.len());
+    // Lane 0 takes the block's first half of bytes, lane 1 the second: a byte per code.
+    let spread = if BITS == 2 {
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7,
+            7, 7, 7,
+        )
+    } else {
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        )
+    };
+    // 2 bits: code `4i + k` sits at bits `2k` of byte `i`; codes 0 and 1 of a byte are kept
+    // in place (`c`, `4c`), codes 2 and 3 after a shift by four.
+    let keep = _mm256_set1_epi32(0x0000_0c03);
+    let keep_shifted = _mm256_set1_epi32(0x0c03_0000);
+    let [l0, l1, l2, l3] = [t16[0], t16[1], t16[2], t16[3]];
+    let table = _mm256_setr_epi8(
+        l0, l1, l2, l3, l1, 0, 0, 0, l2, 0, 0, 0, l3, 0, 0, 0, l0, l1, l2, l3, l1, 0, 0, 0, l2, 0,
+        0, 0, l3, 0, 0, 0,
+    );
+    // 1 bit: code `8i + k` is bit `k` of byte `i`.
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let (low, high) = (_mm256_set1_epi8(l0), _mm256_set1_epi8(l1));
+    let mut acc = [_mm256_setzero_ps(); 2];
+    // SAFETY: block `b < blocks` reads bytes `block_bytes·b ..` (`block_bytes` of them) of
+    // `bytes` and values `32b .. 32b + 32` of `xq`.
+    unsafe {
+        for b in 0..blocks {
+            let at = bytes.as_ptr().add(block_bytes * b);
+            let w = if BITS == 2 {
+                let v = _mm256_set1_epi64x(at.cast::<i64>().read_unaligned());
+                let r = _mm256_shuffle_epi8(v, spread);
+                let s = _mm256_srli_epi16::<4>(r);
+                let idx =
+                    _mm256_or_si256(_mm256_and_si256(r, keep), _mm256_and_si256(s, keep_shifted));
+                _mm256_shuffle_epi8(table, idx)
+            } else {
+                let v = _mm256_set1_epi32(at.cast::<i32>().read_unaligned());
+                let r = _mm256_shuffle_epi8(v, spread);
+                let on = _mm256_cmpeq_epi8(_mm256_and_si256(r, bit), bit);
+                _mm256_blendv_epi8(low, high, on)
+            };
+            let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
+            let s = _mm256_set1_ps(scales[b]);
+            acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(w, xv)), s, acc[b % 2]);
         }
         hsum(_mm256_add_ps(acc[0], acc[1]))
     }

@@ -190,6 +190,12 @@ pub(crate) fn dot_int8_span(
             Path::Avx512(t) if bits == 4 && table.len <= 16 => {
                 t.avx2().dot4_i8(bytes, &table.t16(), xs, ss)
             }
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(t) if bits <= 2 => t.dot_narrow_i8(bits, bytes, &table.t16(), xs, ss),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(t) if bits <= 2 => {
+                t.avx2().dot_narrow_i8(bits, bytes, &table.t16(), xs, ss)
+            }
             #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
             Path::Neon(t) if bits == 4 && table.len <= 16 => t.dot4_i8(bytes, &table.t16(), xs, ss),
             _ => whole_blocks(isa, bits, bytes, table, xs, ss),
