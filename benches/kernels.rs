@@ -409,9 +409,40 @@ fn gemv_compact(c: &mut Criterion) {
     }
 }
 
+/// Narrow widths (1 and 2 bits): per row and in groups of 128 with `f32` parameters, `f32`
+/// and int8 activations, the owned tensor and the view, single-threaded, one run.
+fn gemv_narrow(c: &mut Criterion) {
+    let (rows, cols) = (4096, 4096);
+    let w = common::weights(5, rows * cols, 0.05);
+    let x = common::weights(6, cols, 1.0);
+    let mut y = vec![0.0f32; rows];
+    let mut g = c.benchmark_group(format!("gemv_narrow/{rows}x{cols}"));
+    for bits in [1u8, 2] {
+        let base = Config::exponential(bits).with_scale_rule(ScaleRule::MaxAbs);
+        for (name, config) in [("per_row", base), ("group128", base.per_group(128))] {
+            let q = quantize(&w, rows, cols, &config).unwrap();
+            let bytes = q.to_bytes();
+            let view = QuantizedView::from_bytes(&bytes).unwrap();
+            g.throughput(Throughput::Bytes(
+                (bytes.len() - expquant::format::HEADER_LEN) as u64,
+            ));
+            g.bench_function(format!("{bits}bit/{name}/tensor"), |b| {
+                b.iter(|| q.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
+            });
+            g.bench_function(format!("{bits}bit/{name}/view"), |b| {
+                b.iter(|| view.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
+            });
+            g.bench_function(format!("{bits}bit/{name}/int8"), |b| {
+                b.iter(|| q.gemv_int8_rows(black_box(&x), 0..rows, &mut y).unwrap())
+            });
+        }
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = read_bandwidth, pack_unpack, dequantize, gemv, gemv_modes, gemv_compact
+    targets = read_bandwidth, pack_unpack, dequantize, gemv, gemv_modes, gemv_compact, gemv_narrow
 }
 criterion_main!(benches);
