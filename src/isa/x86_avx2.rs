@@ -401,16 +401,21 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
         for b in 0..blocks {
             let mut v = _mm256_loadu_si256(bytes.as_ptr().add(32 * b).cast());
             let xb = xp.as_ptr().add(b * 8 * per_lane);
-            for m in 0..per_lane {
-                let w = if BITS == 4 {
-                    let lo = _mm256_permutevar8x32_ps(t0, v);
-                    let hi = _mm256_permutevar8x32_ps(t1, v);
-                    _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(v)))
-                } else {
-                    _mm256_permutevar8x32_ps(t0, v)
-                };
-                acc[m % 4] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xb.add(8 * m)), acc[m % 4]);
-                v = _mm256_srli_epi32::<BITS>(v);
+            // Four steps at a time, each into its own accumulator: with the 32 steps of 1-bit
+            // codes LLVM kept a loop over `m` whose `acc[m % 4]` lived in memory (3× the
+            // instructions of 2 bits per code).
+            for m0 in (0..per_lane).step_by(4) {
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let w = if BITS == 4 {
+                        let lo = _mm256_permutevar8x32_ps(t0, v);
+                        let hi = _mm256_permutevar8x32_ps(t1, v);
+                        _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(v)))
+                    } else {
+                        _mm256_permutevar8x32_ps(t0, v)
+                    };
+                    *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(xb.add(8 * (m0 + j))), *acc);
+                    v = _mm256_srli_epi32::<BITS>(v);
+                }
             }
         }
         hsum(_mm256_add_ps(
@@ -2420,14 +2425,17 @@ unsafe fn dot_perm_scaled<const BITS: i32>(
             let mut v = _mm256_loadu_si256(bytes.as_ptr().add(32 * b).cast());
             let xb = xp.as_ptr().add(b * 8 * per_lane);
             let mut p = [_mm256_setzero_ps(); 2];
-            for m in 0..per_lane {
-                let w = if BITS == 4 {
-                    pick16(t0, t1, v)
-                } else {
-                    _mm256_permutevar8x32_ps(t0, v)
-                };
-                p[m % 2] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xb.add(8 * m)), p[m % 2]);
-                v = _mm256_srli_epi32::<BITS>(v);
+            // Two steps at a time, each into its own sum, as in `dot_perm`.
+            for m0 in (0..per_lane).step_by(2) {
+                for (j, p) in p.iter_mut().enumerate() {
+                    let w = if BITS == 4 {
+                        pick16(t0, t1, v)
+                    } else {
+                        _mm256_permutevar8x32_ps(t0, v)
+                    };
+                    *p = _mm256_fmadd_ps(w, _mm256_loadu_ps(xb.add(8 * (m0 + j))), *p);
+                    v = _mm256_srli_epi32::<BITS>(v);
+                }
             }
             let s = if g >= block {
                 _mm256_set1_ps(super::portable::scale_at(scales, b * block / g))
