@@ -6,9 +6,10 @@
 use std::hint::black_box;
 
 use bitpacking::{BitPacker, BitPacker8x};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use expquant::kernels::{self, Isa};
-use expquant::{pack, quantize, Config, QuantizedView, ScaleRule};
+use expquant::{pack, quantize, Config, QuantizedTensor, QuantizedView, ScaleRule};
 
 mod common;
 
@@ -390,23 +391,37 @@ fn gemv_compact(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("gemv_compact/{rows}x{cols}"));
         for (name, config) in layouts {
             let q = quantize(&w, rows, cols, &config).unwrap();
-            let bytes = q.to_bytes();
-            let view = QuantizedView::from_bytes(&bytes).unwrap();
-            g.throughput(Throughput::Bytes(
-                (bytes.len() - expquant::format::HEADER_LEN) as u64,
-            ));
-            g.bench_function(format!("{name}/tensor"), |b| {
-                b.iter(|| q.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
-            });
-            g.bench_function(format!("{name}/view"), |b| {
-                b.iter(|| view.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
-            });
-            g.bench_function(format!("{name}/int8"), |b| {
-                b.iter(|| q.gemv_int8_rows(black_box(&x), 0..rows, &mut y).unwrap())
-            });
+            tensor_view_int8(&mut g, name, &q, &x, &mut y);
         }
         g.finish();
     }
+}
+
+/// `q`'s single-threaded GEMV over all its rows three ways, each its own benchmark
+/// (`{name}/tensor`, `{name}/view`, `{name}/int8`): the owned tensor, the view of its stored
+/// bytes and int8 activations. Throughput is the bytes a call reads (codes and parameters).
+fn tensor_view_int8(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    q: &QuantizedTensor,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let rows = q.rows();
+    let bytes = q.to_bytes();
+    let view = QuantizedView::from_bytes(&bytes).unwrap();
+    g.throughput(Throughput::Bytes(
+        (bytes.len() - expquant::format::HEADER_LEN) as u64,
+    ));
+    g.bench_function(format!("{name}/tensor"), |b| {
+        b.iter(|| q.gemv_rows(black_box(x), 0..rows, y).unwrap())
+    });
+    g.bench_function(format!("{name}/view"), |b| {
+        b.iter(|| view.gemv_rows(black_box(x), 0..rows, y).unwrap())
+    });
+    g.bench_function(format!("{name}/int8"), |b| {
+        b.iter(|| q.gemv_int8_rows(black_box(x), 0..rows, y).unwrap())
+    });
 }
 
 /// Narrow widths (1 and 2 bits): per row and in groups of 128 with `f32` parameters, `f32`
@@ -421,20 +436,7 @@ fn gemv_narrow(c: &mut Criterion) {
         let base = Config::exponential(bits).with_scale_rule(ScaleRule::MaxAbs);
         for (name, config) in [("per_row", base), ("group128", base.per_group(128))] {
             let q = quantize(&w, rows, cols, &config).unwrap();
-            let bytes = q.to_bytes();
-            let view = QuantizedView::from_bytes(&bytes).unwrap();
-            g.throughput(Throughput::Bytes(
-                (bytes.len() - expquant::format::HEADER_LEN) as u64,
-            ));
-            g.bench_function(format!("{bits}bit/{name}/tensor"), |b| {
-                b.iter(|| q.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
-            });
-            g.bench_function(format!("{bits}bit/{name}/view"), |b| {
-                b.iter(|| view.gemv_rows(black_box(&x), 0..rows, &mut y).unwrap())
-            });
-            g.bench_function(format!("{bits}bit/{name}/int8"), |b| {
-                b.iter(|| q.gemv_int8_rows(black_box(&x), 0..rows, &mut y).unwrap())
-            });
+            tensor_view_int8(&mut g, &format!("{bits}bit/{name}"), &q, &x, &mut y);
         }
     }
     g.finish();
