@@ -478,7 +478,9 @@ impl QuantizedTensor {
             if compact && view.gemv_compact(isa, x, rows.clone(), y, Some(&plan)) {
                 return Ok(());
             }
-            if view.gemv_derived(isa, x, rows.clone(), y, Some(&plan)) {
+            if view.gemv_derived(isa, x, rows.clone(), y, Some(&plan))
+                || view.gemv_narrow_groups(rows.clone(), y, &plan)
+            {
                 return Ok(());
             }
             view.gemv_with::<4>(rows, y, |packed, tables, live, start, len| {

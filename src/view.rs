@@ -931,6 +931,43 @@ impl<'a> QuantizedView<'a> {
         true
     }
 
+    /// The GEMV of a 1- or 2-bit tensor in groups with their own `f32` parameters through
+    /// `plan` (see `DotPlan::dot_narrow_groups`): parameters read a run at a time, each
+    /// group's levels built once into a small table and its bytes run through the
+    /// lane-permuted kernel, with none of the per-group set-up of the general loop
+    /// ([`gemv_with`](Self::gemv_with)). `false` (nothing written) where it does not apply.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn gemv_narrow_groups(
+        &self,
+        rows: Range<usize>,
+        y: &mut [f32],
+        plan: &kernels::DotPlan<'_>,
+    ) -> bool {
+        let cols = self.cols();
+        let Granularity::PerGroup(g) = self.granularity() else {
+            return false;
+        };
+        let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
+        if g >= cols || encoding.compact_run(bytes, 0).is_some() {
+            return false;
+        }
+        let per_row = self.granularity().groups_per_row(cols);
+        let family = self.family();
+        let levels = |a: f32, q: f32, table: &mut kernels::Table| {
+            table.len = family.levels_into(Params { a, q }, &mut table.v);
+        };
+        for (row, out) in rows.zip(y.iter_mut()) {
+            let read =
+                |i: usize, out: &mut [[f32; 2]]| encoding.read_run(bytes, row * per_row + i, out);
+            match plan.dot_narrow_groups(self.row_codes(row), g, read, levels) {
+                Some(v) => *out = v,
+                // The first row decides for all: the path depends on the plan and `g` only.
+                None => return false,
+            }
+        }
+        true
+    }
+
     /// The GEMV of a tensor with compact parameters: a row's groups share its `q`, so its
     /// level table is built once at `a = 1` and each group's sum is scaled by its own `a`
     /// (see `kernels::dot_scaled`); with a `plan` (from `DotPlan::for_scaled`) through the

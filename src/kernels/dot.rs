@@ -475,6 +475,53 @@ impl DotPlan<'_> {
         }
         dot4_groups(self.isa, row, self.x, g, gen, read)
     }
+
+    /// The dot product of a whole 1- or 2-bit row in groups of `g` codes (a multiple of the
+    /// permuted block) with their own parameters, on AVX2: `read(first, out)` writes the
+    /// `(a, q)` of groups `first .. first + out.len()` (a run at a time), `levels(a, q,
+    /// table)` a group's levels into `table`. Each whole group runs the lane-permuted kernel
+    /// straight on its bytes, a short last group [`dot`](Self::dot); the groups of a run of
+    /// parameters are added in order, then the runs. `None` where this does not apply (other
+    /// widths and paths, groups off the block), with nothing computed.
+    pub fn dot_narrow_groups(
+        &self,
+        row: &[u8],
+        g: usize,
+        read: impl Fn(usize, &mut [[f32; 2]]),
+        levels: impl Fn(f32, f32, &mut Table),
+    ) -> Option<f32> {
+        #[cfg(target_arch = "x86_64")]
+        if let Path::Avx2(t) = self.isa.path() {
+            if matches!(self.bits, 1 | 2) && self.block > 0 && g > 0 && g.is_multiple_of(self.block)
+            {
+                let bits = usize::from(self.bits);
+                let group_bytes = g * bits / 8;
+                let whole = (self.xperm.len() / g).min(row.len() / group_bytes);
+                let mut table = Table::new();
+                let mut acc = sum_param_runs(whole, &read, |first, params| {
+                    let mut part = 0.0f32;
+                    for (i, &[a, q]) in (first..).zip(params) {
+                        levels(a, q, &mut table);
+                        let t16 = table.repeated16(self.bits);
+                        let bytes = &row[i * group_bytes..(i + 1) * group_bytes];
+                        let xp = &self.xperm[i * g..(i + 1) * g];
+                        part += dot_permuted_avx2(t, self.bits, bytes, &t16, xp);
+                    }
+                    Some(part)
+                })?;
+                let done = whole * g;
+                if done < self.x.len() {
+                    let mut last = [[0.0f32; 2]; 1];
+                    read(whole, &mut last);
+                    levels(last[0][0], last[0][1], &mut table);
+                    acc += self.dot(row, done, self.x.len() - done, &table);
+                }
+                return Some(acc);
+            }
+        }
+        let _ = (row, g, read, levels);
+        None
+    }
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
