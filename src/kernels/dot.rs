@@ -497,6 +497,11 @@ impl DotPlan<'_> {
                 let bits = usize::from(self.bits);
                 let group_bytes = g * bits / 8;
                 let whole = (self.xperm.len() / g).min(row.len() / group_bytes);
+                // The rest after the whole groups is one short group, or this is not the
+                // plan for these groups (its permuted `x` stops early): nothing computed.
+                if self.x.len() - whole * g >= g {
+                    return None;
+                }
                 let mut table = Table::new();
                 let mut acc = sum_param_runs(whole, &read, |first, params| {
                     let mut part = 0.0f32;
