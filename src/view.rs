@@ -560,6 +560,10 @@ impl<'a> QuantizedView<'a> {
         if bits == 4 && g >= cols && self.gemv_int8_batched(isa, xq, rows.clone(), y) {
             return;
         }
+        if g >= cols || g.is_multiple_of(kernels::QBLOCK) {
+            self.gemv_int8_runs(isa, xq, g, rows, y);
+            return;
+        }
         let mut table = kernels::Table::new();
         let mut t8 = kernels::I8Table::new();
         let mut loaded = usize::MAX;
@@ -583,6 +587,107 @@ impl<'a> QuantizedView<'a> {
                 start += len;
             }
             *out = acc;
+        }
+    }
+
+    /// The int8 GEMV of any width where every block of 32 codes lies in one group (one group
+    /// a row, or groups of a multiple of 32 codes). Every family's levels are `a` times unit
+    /// levels that depend on `q` alone, so a group's int8 table is that of `(1, q)` and its
+    /// scale `a · (max|unit| / 127)`: tables are made once per distinct `q` (once per row with
+    /// compact parameters), and a row's consecutive groups with equal tables run as one span,
+    /// each block's `x` scale multiplied by its group's scale beforehand. Made group by group,
+    /// a group of 32 codes cost 256 levels computed and quantized at 8 bits, and a kernel
+    /// call's set-up at every width (BENCHMARKS.md, twelfth pass). A row's result does not
+    /// depend on the rows computed with it.
+    #[cfg(feature = "alloc")]
+    fn gemv_int8_runs(
+        &self,
+        isa: kernels::Isa,
+        xq: &kernels::Int8X,
+        g: usize,
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) {
+        let bits = self.bits();
+        let cols = self.cols();
+        let mut unit = kernels::Table::new();
+        let mut t8 = kernels::I8Table::new();
+        let mut made = kernels::I8Table::new();
+        let mut unit_q = None;
+        let mut unit_step = 0.0f32;
+        let per_row = cols.div_ceil(g);
+        // Blocks of `x` per group (the last group's may be fewer).
+        let per_group = g.div_ceil(kernels::QBLOCK);
+        let encoding = self.parts.shape().encoding;
+        let param_bytes = self.parts.param_bytes();
+        // A row's parameters, then each group's scale: read and scaled in tight loops of their
+        // own, not group by group beside the table checks (4× the kernel's time for 1-bit
+        // groups of 32).
+        let mut params = alloc::vec![[0.0f32; 2]; per_row];
+        let mut group_scales = alloc::vec![0.0f32; per_row];
+        // The `x` scales times their groups' scales, indexed as `xq.scales`.
+        let mut scales = alloc::vec![0.0f32; xq.scales.len()];
+        for (row, out) in rows.zip(y) {
+            let packed = self.row_codes(row);
+            encoding.read_run(param_bytes, self.group_index(row, 0), &mut params);
+            let mut acc = 0.0f32;
+            let mut run = 0;
+            // Sums the groups `run..end` with `t8`.
+            let mut flush =
+                |run: usize, end: usize, t8: &kernels::I8Table, group_scales: &[f32]| {
+                    let blocks = run * per_group..(end * per_group).min(xq.scales.len());
+                    let (out, x) = (&mut scales[blocks.clone()], &xq.scales[blocks]);
+                    if per_group == 1 {
+                        for ((s, &x), &scale) in out.iter_mut().zip(x).zip(&group_scales[run..end])
+                        {
+                            *s = x * scale;
+                        }
+                    } else {
+                        let runs = out
+                            .chunks_mut(per_group)
+                            .zip(x.chunks(per_group))
+                            .zip(&group_scales[run..end]);
+                        for ((scales, x), &scale) in runs {
+                            for (s, &x) in scales.iter_mut().zip(x) {
+                                *s = x * scale;
+                            }
+                        }
+                    }
+                    let (start, len) = (run * g, (end * g).min(cols) - run * g);
+                    kernels::dot_int8_span(isa, bits, packed, start, len, t8, &xq.xq, &scales)
+                };
+            let mut i = 0;
+            while i < per_row {
+                let q = params[i][1];
+                if unit_q != Some(q.to_bits()) {
+                    unit.len = self.family().levels_into(Params { a: 1.0, q }, &mut unit.v);
+                    made.set(&unit);
+                    // A product per group below, not `a · max / 127`: the division was most
+                    // of a 1-bit group's time.
+                    unit_step = unit.v[..unit.len]
+                        .iter()
+                        .fold(0.0f32, |m, v| m.max(v.abs()))
+                        / 127.0;
+                    unit_q = Some(q.to_bits());
+                    if made.len != t8.len || made.v != t8.v {
+                        if i > run {
+                            acc += flush(run, i, &t8, &group_scales);
+                        }
+                        run = i;
+                        core::mem::swap(&mut t8, &mut made);
+                    }
+                }
+                // The groups from `i` on that share this `q` (all the row's, compact).
+                let same = params[i..]
+                    .iter()
+                    .take_while(|p| p[1].to_bits() == q.to_bits());
+                let end = i + same.count();
+                for (scale, p) in group_scales[i..end].iter_mut().zip(&params[i..end]) {
+                    *scale = p[0] * unit_step;
+                }
+                i = end;
+            }
+            *out = acc + flush(run, per_row, &t8, &group_scales);
         }
     }
 
@@ -1336,6 +1441,86 @@ mod derived_int8_tests {
                         let back = f32::from(t[k]) * (a / 127.0);
                         assert!((back - lv[k]).abs() <= 0.5 * a / 127.0 * 1.001);
                     }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod int8_runs_tests {
+    use crate::isa::portable;
+    use crate::kernels::{I8Table, Int8X, Table, QBLOCK};
+    use crate::{quantize, Config, Params, ScaleRule};
+
+    /// One row of the int8 GEMV by its definition, in `f64`: each group's int8 table is that
+    /// of `(1, q)`, each block's integer sum times its `x` scale times the group's
+    /// `a · max|unit| / 127`. Also the sum of the terms' magnitudes.
+    fn reference(view: &super::QuantizedView, row: usize, xq: &Int8X) -> (f64, f64) {
+        let (cols, bits) = (view.cols(), view.bits());
+        let g = view.granularity().group_len(cols);
+        let codes = view.row_codes(row);
+        let (mut sum, mut magnitude) = (0.0f64, 0.0f64);
+        for i in 0..cols.div_ceil(g) {
+            let Params { a, q } = view.parts.group_params(view.group_index(row, i));
+            let mut unit = Table::new();
+            unit.len = view.family().levels_into(Params { a: 1.0, q }, &mut unit.v);
+            let mut t8 = I8Table::new();
+            t8.set(&unit);
+            let top = unit.v[..unit.len]
+                .iter()
+                .fold(0.0f32, |m, v| m.max(v.abs()));
+            let scale = f64::from(a) * f64::from(top) / 127.0;
+            for block in (i * g..(i * g + g).min(cols)).step_by(QBLOCK) {
+                let end = (block + QBLOCK).min(cols);
+                let ints: i32 = (block..end)
+                    .map(|j| {
+                        let code = portable::code_at(codes, bits, j);
+                        i32::from(t8.v[usize::from(code)]) * i32::from(xq.xq[j])
+                    })
+                    .sum();
+                let term = scale * f64::from(xq.scales[block / QBLOCK]) * f64::from(ints);
+                sum += term;
+                magnitude += term.abs();
+            }
+        }
+        (sum, magnitude)
+    }
+
+    #[test]
+    fn int8_runs_match_the_definition_at_every_width() {
+        let mut s = 0x2545_f491_u32;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s as f32 / u32::MAX as f32 - 0.5
+        };
+        let (rows, cols) = (3, 1000);
+        let w: alloc::vec::Vec<f32> = (0..rows * cols).map(|_| next() * 0.1).collect();
+        let x: alloc::vec::Vec<f32> = (0..cols).map(|_| next()).collect();
+        let xq = Int8X::new(&x).unwrap();
+        for bits in [1u8, 2, 3, 5, 8] {
+            let base = Config::exponential(bits).with_scale_rule(ScaleRule::MaxAbs);
+            for config in [
+                base,
+                base.per_tensor(),
+                base.per_group(32).with_compact_params(true),
+                base.per_group(96).with_compact_params(true),
+                // `q` fitted per group: the tables change inside a row.
+                base.per_group(32),
+                base.per_group(64),
+                Config::linear(bits).per_group(64),
+            ] {
+                let t = quantize(&w, rows, cols, &config).unwrap();
+                let mut y = alloc::vec![0.0f32; rows];
+                t.gemv_int8(&x, &mut y).unwrap();
+                for (row, &got) in y.iter().enumerate() {
+                    let (want, magnitude) = reference(&t.view(), row, &xq);
+                    assert!(
+                        (f64::from(got) - want).abs() <= 1e-5 * magnitude + 1e-30,
+                        "bits {bits}, {config:?}, row {row}: {got} against {want}"
+                    );
                 }
             }
         }

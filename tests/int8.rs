@@ -78,6 +78,12 @@ fn configs(bits: u8) -> Vec<Config> {
         Config::exponential(bits).per_tensor(),
         Config::linear(bits),
         Config::linear(bits).per_group(32),
+        Config::exponential(bits)
+            .per_group(32)
+            .with_compact_params(true),
+        Config::exponential(bits)
+            .per_group(64)
+            .with_compact_params(true),
     ]
 }
 
@@ -190,8 +196,9 @@ fn non_finite_inputs_are_errors_and_rows_match_the_whole() {
 
 #[test]
 fn a_rows_result_does_not_depend_on_the_rows_run_with_it() {
-    // The 4-bit per-row and group kernels run rows in batches; every split of the rows must
-    // give each row the bits the whole GEMV gives it.
+    // The 4-bit per-row and group kernels run rows in batches, and the other widths carry
+    // a table from row to row; every split of the rows must give each row the bits the whole
+    // GEMV gives it.
     let (rows, cols) = (11, 1000);
     let w = common::weights(21, rows * cols, 0.05);
     let mut rng = Rng::new(3);
@@ -214,6 +221,13 @@ fn a_rows_result_does_not_depend_on_the_rows_run_with_it() {
         Config::exponential(4).per_group(96),
         Config::exponential(4).per_group(128),
         Config::linear(4).per_group(32),
+        // Other widths keep a table across rows and groups while it still fits.
+        Config::exponential(2).per_group(32),
+        Config::exponential(3)
+            .per_group(64)
+            .with_compact_params(true),
+        Config::exponential(8).per_group(32),
+        Config::exponential(1).per_tensor(),
     ] {
         let t = quantize(&w, rows, cols, &config).unwrap();
         let mut whole = vec![0.0f32; rows];

@@ -44,6 +44,8 @@ mod encode;
 mod gemm;
 mod int8;
 
+#[cfg(feature = "alloc")]
+pub(crate) use crate::isa::portable::QBLOCK;
 pub use crate::isa::{Isa, IsaKind};
 pub(crate) use decode::decode_span;
 pub use decode::{decode, decode_with};
