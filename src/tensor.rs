@@ -651,3 +651,91 @@ impl QuantizedTensor {
         }
     }
 }
+
+#[cfg(all(test, feature = "alloc"))]
+// Here rather than beside the view's int8 loop: it quantizes, and `view` must not depend on
+// `tensor`.
+mod int8_runs_tests {
+    use crate::isa::portable;
+    use crate::kernels::{I8Table, Int8X, Table, QBLOCK};
+    use crate::layout::Granularity;
+    use crate::view::QuantizedView;
+    use crate::{quantize, Config, Params, ScaleRule};
+
+    /// One row of the int8 GEMV by its definition, in `f64`: each group's int8 table is that
+    /// of `(1, q)`, each block's integer sum times its `x` scale times the group's
+    /// `a · max|unit| / 127`. Also the sum of the terms' magnitudes.
+    fn reference(view: &QuantizedView, row: usize, xq: &Int8X) -> (f64, f64) {
+        let (cols, bits) = (view.cols(), view.bits());
+        let g = view.granularity().group_len(cols);
+        let codes = &view.packed_codes()[row * view.row_bytes()..];
+        let (mut sum, mut magnitude) = (0.0f64, 0.0f64);
+        for i in 0..cols.div_ceil(g) {
+            let group = match view.granularity() {
+                Granularity::PerTensor => 0,
+                layout => layout.first_group_of_row(row, cols) + i,
+            };
+            let Params { a, q } = view.parts().group_params(group);
+            let mut unit = Table::new();
+            unit.len = view.family().levels_into(Params { a: 1.0, q }, &mut unit.v);
+            let mut t8 = I8Table::new();
+            t8.set(&unit);
+            let top = unit.v[..unit.len]
+                .iter()
+                .fold(0.0f32, |m, v| m.max(v.abs()));
+            let scale = f64::from(a) * f64::from(top) / 127.0;
+            for block in (i * g..(i * g + g).min(cols)).step_by(QBLOCK) {
+                let end = (block + QBLOCK).min(cols);
+                let ints: i32 = (block..end)
+                    .map(|j| {
+                        let code = portable::code_at(codes, bits, j);
+                        i32::from(t8.v[usize::from(code)]) * i32::from(xq.xq[j])
+                    })
+                    .sum();
+                let term = scale * f64::from(xq.scales[block / QBLOCK]) * f64::from(ints);
+                sum += term;
+                magnitude += term.abs();
+            }
+        }
+        (sum, magnitude)
+    }
+
+    #[test]
+    fn int8_runs_match_the_definition_at_every_width() {
+        let mut s = 0x2545_f491_u32;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s as f32 / u32::MAX as f32 - 0.5
+        };
+        let (rows, cols) = (3, 1000);
+        let w: alloc::vec::Vec<f32> = (0..rows * cols).map(|_| next() * 0.1).collect();
+        let x: alloc::vec::Vec<f32> = (0..cols).map(|_| next()).collect();
+        let xq = Int8X::new(&x).unwrap();
+        for bits in [1u8, 2, 3, 5, 8] {
+            let base = Config::exponential(bits).with_scale_rule(ScaleRule::MaxAbs);
+            for config in [
+                base,
+                base.per_tensor(),
+                base.per_group(32).with_compact_params(true),
+                base.per_group(96).with_compact_params(true),
+                // `q` fitted per group: the tables change inside a row.
+                base.per_group(32),
+                base.per_group(64),
+                Config::linear(bits).per_group(64),
+            ] {
+                let t = quantize(&w, rows, cols, &config).unwrap();
+                let mut y = alloc::vec![0.0f32; rows];
+                t.gemv_int8(&x, &mut y).unwrap();
+                for (row, &got) in y.iter().enumerate() {
+                    let (want, magnitude) = reference(&t.view(), row, &xq);
+                    assert!(
+                        (f64::from(got) - want).abs() <= 1e-5 * magnitude + 1e-30,
+                        "bits {bits}, {config:?}, row {row}: {got} against {want}"
+                    );
+                }
+            }
+        }
+    }
+}
