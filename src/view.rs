@@ -1144,6 +1144,11 @@ impl<'a> QuantizedView<'a> {
         let g = self.granularity().group_len(self.cols());
         let mut tables: [kernels::Table; R] = core::array::from_fn(|_| kernels::Table::new());
         let mut loaded = [usize::MAX; R];
+        // Each slot's levels of `(1, q)` and the `q` they were made for: a group's levels are
+        // `a` times them to the bit (`levels_into` multiplies exact unit magnitudes by `a`),
+        // so a group of 8-bit codes costs 256 products, not 256 levels computed in `f64`.
+        let mut units: [kernels::Table; R] = core::array::from_fn(|_| kernels::Table::new());
+        let mut unit_q = [None; R];
         for (pass, out) in y.chunks_mut(R).enumerate() {
             let first = rows.start + pass * R;
             let live = out.len();
@@ -1158,9 +1163,16 @@ impl<'a> QuantizedView<'a> {
                 for (k, (table, loaded)) in tables.iter_mut().zip(&mut loaded).enumerate() {
                     let group = self.group_index(row_of(k), i);
                     if k < live && group != *loaded {
-                        table.len = self
-                            .family()
-                            .levels_into(self.parts.group_params(group), &mut table.v);
+                        let Params { a, q } = self.parts.group_params(group);
+                        let unit = &mut units[k];
+                        if unit_q[k] != Some(q.to_bits()) {
+                            unit.len = self.family().levels_into(Params { a: 1.0, q }, &mut unit.v);
+                            unit_q[k] = Some(q.to_bits());
+                        }
+                        for (level, &u) in table.v[..unit.len].iter_mut().zip(&unit.v[..unit.len]) {
+                            *level = a * u;
+                        }
+                        table.len = unit.len;
                         *loaded = group;
                     }
                 }

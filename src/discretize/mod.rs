@@ -494,6 +494,26 @@ mod tests {
     }
 
     proptest! {
+        /// The GEMV kernels make a group's levels as `a` times the levels of `(1, q)`, made
+        /// once per `q`, and rely on getting `levels_into`'s bits.
+        #[test]
+        fn levels_are_a_times_the_unit_levels_to_the_bit(
+            linear in any::<bool>(),
+            bits in 1u8..=8,
+            zero in any::<bool>(),
+            a in 1e-6f32..1e6,
+            q in 0.05f32..0.999,
+        ) {
+            let scheme = if linear { Scheme::Linear } else { Scheme::Exponential };
+            let family = Family::new(scheme, bits, zero).unwrap();
+            let (mut levels, mut unit) = ([0.0f32; 256], [0.0f32; 256]);
+            let n = family.levels_into(Params { a, q }, &mut levels);
+            prop_assert_eq!(family.levels_into(Params { a: 1.0, q }, &mut unit), n);
+            for k in 0..n {
+                prop_assert_eq!((a * unit[k]).to_bits(), levels[k].to_bits(), "level {}", k);
+            }
+        }
+
         #[test]
         fn magnitude_check_agrees_with_the_level_table(
             exponential in any::<bool>(),
