@@ -702,13 +702,8 @@ mod int8_runs_tests {
 
     #[test]
     fn int8_runs_match_the_definition_at_every_width() {
-        let mut s = 0x2545_f491_u32;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            s as f32 / u32::MAX as f32 - 0.5
-        };
+        let mut bits32 = crate::test_rng::xorshift32(0x2545_f491);
+        let mut next = move || bits32() as f32 / u32::MAX as f32 - 0.5;
         let (rows, cols) = (3, 1000);
         let w: alloc::vec::Vec<f32> = (0..rows * cols).map(|_| next() * 0.1).collect();
         let x: alloc::vec::Vec<f32> = (0..cols).map(|_| next()).collect();
