@@ -121,7 +121,8 @@ impl ParamEncoding {
     }
 
     /// The `(a, q)` of groups `first..first + out.len()`, as [`read`](Self::read) gives them
-    /// one at a time, with the encoding matched once; `bytes` holds those groups.
+    /// one at a time (for the positive finite scales `validate_params` admits), with the
+    /// encoding matched once; `bytes` holds those groups.
     #[inline]
     pub fn read_run(self, bytes: &[u8], first: usize, out: &mut [[f32; 2]]) {
         match self {
@@ -524,6 +525,7 @@ mod tests {
         // Both answers occur, so the comparison tests something.
         assert!(outcomes[0] > 100 && outcomes[1] > 100, "{outcomes:?}");
     }
+
     #[test]
     #[cfg(feature = "alloc")]
     fn a_run_of_parameters_reads_as_each_group_alone() {
