@@ -424,17 +424,30 @@ fn tensor_view_int8(
     });
 }
 
-/// Narrow widths (1 and 2 bits): per row and in groups of 128 with `f32` parameters, `f32`
-/// and int8 activations, the owned tensor and the view, single-threaded, one run.
+/// The widths other than 4 bits: per row and in compact groups of 32 at 1, 2, 3 and 8 bits,
+/// and at 1 and 2 bits in groups of 128 with `f32` parameters; `f32` and int8 activations,
+/// the owned tensor and the view, single-threaded, one run.
 fn gemv_narrow(c: &mut Criterion) {
     let (rows, cols) = (4096, 4096);
     let w = common::weights(5, rows * cols, 0.05);
     let x = common::weights(6, cols, 1.0);
     let mut y = vec![0.0f32; rows];
     let mut g = c.benchmark_group(format!("gemv_narrow/{rows}x{cols}"));
-    for bits in [1u8, 2] {
+    for bits in [1u8, 2, 3, 8] {
         let base = Config::exponential(bits).with_scale_rule(ScaleRule::MaxAbs);
-        for (name, config) in [("per_row", base), ("group128", base.per_group(128))] {
+        let compact32 = base.per_group(32).with_compact_params(true);
+        // `f32`-parameter groups at 1 and 2 bits only: at 8 bits each group's 256 levels
+        // (and a slow max-abs fit) would dominate the group's run time.
+        let layouts = if bits <= 2 {
+            vec![
+                ("per_row", base),
+                ("group128", base.per_group(128)),
+                ("compact32", compact32),
+            ]
+        } else {
+            vec![("per_row", base), ("compact32", compact32)]
+        };
+        for (name, config) in layouts {
             let q = quantize(&w, rows, cols, &config).unwrap();
             tensor_view_int8(&mut g, &format!("{bits}bit/{name}"), &q, &x, &mut y);
         }
