@@ -610,10 +610,9 @@ impl<'a> QuantizedView<'a> {
     ) {
         let bits = self.bits();
         let cols = self.cols();
-        let mut unit = kernels::Table::new();
+        let mut units = UnitLevels::new();
         let mut t8 = kernels::I8Table::new();
         let mut made = kernels::I8Table::new();
-        let mut unit_q = None;
         let mut unit_step = 0.0f32;
         let per_row = cols.div_ceil(g);
         // Blocks of `x` per group (the last group's may be fewer).
@@ -637,6 +636,8 @@ impl<'a> QuantizedView<'a> {
                 |run: usize, end: usize, t8: &kernels::I8Table, group_scales: &[f32]| {
                     let blocks = run * per_group..(end * per_group).min(xq.scales.len());
                     let (out, x) = (&mut scales[blocks.clone()], &xq.scales[blocks]);
+                    // Groups of one block apart: the chunked loop below took ~40 instructions
+                    // a group of 32 (callgrind), this one vectorizes.
                     if per_group == 1 {
                         for ((s, &x), &scale) in out.iter_mut().zip(x).zip(&group_scales[run..end])
                         {
@@ -659,16 +660,11 @@ impl<'a> QuantizedView<'a> {
             let mut i = 0;
             while i < per_row {
                 let q = params[i][1];
-                if unit_q != Some(q.to_bits()) {
-                    unit.len = self.family().levels_into(Params { a: 1.0, q }, &mut unit.v);
-                    made.set(&unit);
-                    // A product per group below, not `a · max / 127`: the division was most
-                    // of a 1-bit group's time.
-                    unit_step = unit.v[..unit.len]
-                        .iter()
-                        .fold(0.0f32, |m, v| m.max(v.abs()))
-                        / 127.0;
-                    unit_q = Some(q.to_bits());
+                if let (unit, true) = units.of(self.family(), q) {
+                    made.set(unit);
+                    // `max|unit| / 127`, so a product per group below, not `a · max / 127`:
+                    // the division was most of a 1-bit group's time.
+                    unit_step = made.scale;
                     if made.len != t8.len || made.v != t8.v {
                         if i > run {
                             acc += flush(run, i, &t8, &group_scales);
@@ -1093,24 +1089,20 @@ impl<'a> QuantizedView<'a> {
         let bits = self.bits();
         let g = self.granularity().group_len(self.cols());
         let per_tensor = self.granularity() == Granularity::PerTensor;
-        let mut unit = kernels::Table::new();
-        let mut unit_q = f32::NAN;
+        let mut units = UnitLevels::new();
         for (row, out) in rows.zip(y.iter_mut()) {
             let run = if per_tensor { 0 } else { row };
             let Some((q, scales)) = encoding.compact_run(self.parts.param_bytes(), run) else {
                 return false;
             };
-            if q.to_bits() != unit_q.to_bits() {
-                unit.len = self.family().levels_into(Params { a: 1.0, q }, &mut unit.v);
-                unit_q = q;
-            }
+            let (unit, _) = units.of(self.family(), q);
             let packed = self.row_codes(row);
             #[cfg(feature = "alloc")]
             if let Some(plan) = plan {
-                *out = plan.dot_scaled(packed, g, &unit, scales);
+                *out = plan.dot_scaled(packed, g, unit, scales);
                 continue;
             }
-            *out = kernels::dot_scaled(isa, bits, packed, x, g, &unit, scales);
+            *out = kernels::dot_scaled(isa, bits, packed, x, g, unit, scales);
         }
         true
     }
@@ -1144,11 +1136,7 @@ impl<'a> QuantizedView<'a> {
         let g = self.granularity().group_len(self.cols());
         let mut tables: [kernels::Table; R] = core::array::from_fn(|_| kernels::Table::new());
         let mut loaded = [usize::MAX; R];
-        // Each slot's levels of `(1, q)` and the `q` they were made for: a group's levels are
-        // `a` times them to the bit (`levels_into` multiplies exact unit magnitudes by `a`),
-        // so a group of 8-bit codes costs 256 products, not 256 levels computed in `f64`.
-        let mut units: [kernels::Table; R] = core::array::from_fn(|_| kernels::Table::new());
-        let mut unit_q = [None; R];
+        let mut units: [UnitLevels; R] = core::array::from_fn(|_| UnitLevels::new());
         for (pass, out) in y.chunks_mut(R).enumerate() {
             let first = rows.start + pass * R;
             let live = out.len();
@@ -1164,11 +1152,7 @@ impl<'a> QuantizedView<'a> {
                     let group = self.group_index(row_of(k), i);
                     if k < live && group != *loaded {
                         let Params { a, q } = self.parts.group_params(group);
-                        let unit = &mut units[k];
-                        if unit_q[k] != Some(q.to_bits()) {
-                            unit.len = self.family().levels_into(Params { a: 1.0, q }, &mut unit.v);
-                            unit_q[k] = Some(q.to_bits());
-                        }
+                        let (unit, _) = units[k].of(self.family(), q);
                         for (level, &u) in table.v[..unit.len].iter_mut().zip(&unit.v[..unit.len]) {
                             *level = a * u;
                         }
@@ -1250,6 +1234,36 @@ fn stream_passes<const R: usize>(len: usize) -> impl Iterator<Item = StreamPass>
 
 /// How a group's 4-bit table follows from `(a, q)` for `family`, when it fits 16 entries in
 /// the order the derived-table kernels produce.
+/// A family's levels of `(1, q)` for the last `q` asked for. Every family's levels are `a`
+/// times these, to the bit (`levels_into` multiplies exact unit magnitudes by `a`; a property
+/// test in `discretize` checks it), so a loop over groups makes them once per distinct `q`:
+/// once per row with compact parameters, where building them per group cost 256 levels in
+/// `f64` at 8 bits.
+struct UnitLevels {
+    table: kernels::Table,
+    q: Option<u32>,
+}
+
+impl UnitLevels {
+    fn new() -> Self {
+        UnitLevels {
+            table: kernels::Table::new(),
+            q: None,
+        }
+    }
+
+    /// The levels of `(1, q)`, and whether they were made by this call (`q` differs from the
+    /// last one's).
+    fn of(&mut self, family: Family, q: f32) -> (&kernels::Table, bool) {
+        let fresh = self.q != Some(q.to_bits());
+        if fresh {
+            self.table.len = family.levels_into(Params { a: 1.0, q }, &mut self.table.v);
+            self.q = Some(q.to_bits());
+        }
+        (&self.table, fresh)
+    }
+}
+
 fn gen16(family: Family) -> Option<Gen16> {
     if family.bits != 4 {
         return None;
