@@ -459,11 +459,18 @@ impl QuantizedTensor {
         let g = self.granularity().group_len(self.cols());
         let isa = kernels::Isa::detect();
         let compact = view.compact_params();
-        // 4-bit groups with their own parameters run the lane-permuted kernel of groups
-        // (`gemv_derived`), which takes the AVX2 layout as the compact one does.
-        // (Groups as long as a row are rows: they keep the plan of the per-row kernels.)
-        let derived = self.bits() == 4
-            && matches!(self.granularity(), Granularity::PerGroup(g) if g < self.cols());
+        // 1-, 2- and 4-bit groups with their own parameters run the lane-permuted kernels of
+        // groups (`gemv_derived`, `gemv_narrow_groups`), which take the AVX2 layout as the
+        // compact one does. (Groups as long as a row are rows: they keep the plan of the
+        // per-row kernels.)
+        let derived = match self.granularity() {
+            Granularity::PerGroup(g) if g < self.cols() => match self.bits() {
+                4 => true,
+                bits @ (1 | 2) => crate::isa::portable::narrow_groups_fit(u32::from(bits), g),
+                _ => false,
+            },
+            _ => false,
+        };
         let plan = if compact || derived {
             kernels::DotPlan::for_scaled(isa, self.bits(), x)
         } else {

@@ -529,6 +529,15 @@ fn batched_and_8bit_gemv_kernels_match_the_scalar_reference() {
                 Config::exponential(bits).per_group(96),
                 // 4-bit groups of whole permuted blocks: the view's spans derive their tables.
                 Config::exponential(bits).per_group(128),
+                // 1- and 2-bit groups shorter than a permuted block (a group's lanes scaled
+                // by its own magnitudes), with and without a zero level, and linear.
+                Config::exponential(bits)
+                    .per_group(32)
+                    .with_zero_level(false),
+                Config::exponential(bits).per_group(64),
+                Config::linear(bits)
+                    .per_group(16 * bits.min(2) as usize)
+                    .with_zero_level(false),
             ] {
                 let q = quantize(&w, rows, cols, &config).unwrap();
                 let mut y = vec![0.0f32; rows];

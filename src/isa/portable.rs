@@ -605,6 +605,69 @@ pub(crate) fn dot4_groups(
     acc
 }
 
+/// How a 1- or 2-bit group's levels follow from its `(a, q)`: `a` on the codes of the top
+/// magnitude and `a·low` on those of the lower one (four levels only), `low` being `q`
+/// (exponential) or a fixed unit level (linear). Every product is by `±1` or `0`, so the
+/// levels are the codebook's to the bit, and a kernel may keep the two sign tables fixed and
+/// carry `(a, a·low)` per lane: groups shorter than a block then need no table of their own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct GenNarrow {
+    /// Per code: −1 for the lowest level, +1 for the highest, 0 otherwise.
+    pub(crate) top: [f32; 4],
+    /// Per code: −1 or +1 for the lower magnitude's two levels, 0 otherwise (all 0 with one
+    /// magnitude).
+    pub(crate) low: [f32; 4],
+    /// The lower magnitude at `a = 1`; `None` where it is `q`.
+    pub(crate) low_unit: Option<f32>,
+}
+
+impl GenNarrow {
+    /// The generator of a family with `levels` levels (2, 3 or 4: one magnitude, one and a
+    /// zero level, or two magnitudes) whose lower magnitude at `a = 1` is `low_unit` (`None`:
+    /// `q`); `None` for another count.
+    pub(crate) fn new(levels: usize, low_unit: Option<f32>) -> Option<Self> {
+        let (top, low) = match levels {
+            2 => ([-1.0, 1.0, 0.0, 0.0], [0.0; 4]),
+            3 => ([-1.0, 0.0, 1.0, 0.0], [0.0; 4]),
+            4 => ([-1.0, 0.0, 0.0, 1.0], [0.0, -1.0, 1.0, 0.0]),
+            _ => return None,
+        };
+        Some(GenNarrow { top, low, low_unit })
+    }
+
+    /// Whether the levels have a lower magnitude (four levels).
+    // The kernels that use these are x86 ones (elsewhere the general loop runs).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn two_magnitudes(&self) -> bool {
+        self.low[2] != 0.0
+    }
+
+    /// A group's two magnitudes `(a, a·low)`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn magnitudes(&self, a: f32, q: f32) -> (f32, f32) {
+        (a, a * self.low_unit.unwrap_or(q))
+    }
+}
+
+/// Whether the 8-lane permuted kernels of 1- and 2-bit groups (`dot_perm_narrow`) take
+/// groups of `g` codes at `bits` bits: each lane (`32 / bits` codes of a 32-byte block) in one
+/// group, and groups of whole blocks or blocks of whole groups.
+pub(crate) fn narrow_groups_fit(bits: u32, g: usize) -> bool {
+    let per_lane = (32 / bits.max(1)) as usize;
+    let block = 8 * per_lane;
+    g > 0 && g.is_multiple_of(per_lane) && (g.is_multiple_of(block) || block.is_multiple_of(g))
+}
+
+/// A 1- or 2-bit group's levels in code order, 0 past the level count (the reference of
+/// the kernels' derivation).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn table_narrow(gen: &GenNarrow, a: f32, q: f32) -> [f32; 4] {
+    let (hi, lo) = gen.magnitudes(a, q);
+    core::array::from_fn(|c| hi * gen.top[c] + lo * gen.low[c])
+}
+
 /// Rounds to nearest, ties to even, for `|v| <= 2^22`: adding and removing `1.5·2^23`
 /// leaves no fraction bits (the default `f32` rounding does the rest), as the SIMD
 /// conversion does.

@@ -7,7 +7,7 @@
 
 use core::arch::x86_64::*;
 
-use super::portable::{CoarseRows, Gen16, LaneTables, LANES, PAIRS_PER_SUM};
+use super::portable::{CoarseRows, Gen16, GenNarrow, LaneTables, LANES, PAIRS_PER_SUM};
 use super::{Avx2, Avx512Vnni, AvxVnni, Isa};
 
 impl Avx2 {
@@ -177,6 +177,27 @@ impl Avx2 {
     ) -> f32 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
         unsafe { dot_perm_scaled::<BITS>(bytes, t16, xp, g, scales) }
+    }
+
+    /// Whole blocks of 1- or 2-bit groups of `g` codes with their own `(a, q)` in the
+    /// lane-permuted layout, levels derived by `gen` (see [`dot_perm_narrow`]).
+    #[inline]
+    pub(crate) fn dot_perm_narrow<const BITS: i32>(
+        self,
+        bytes: &[u8],
+        xp: &[f32],
+        g: usize,
+        params: &[[f32; 2]],
+        gen: &GenNarrow,
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe {
+            if BITS == 2 && gen.two_magnitudes() {
+                dot_perm_narrow::<BITS, true>(bytes, xp, g, params, gen)
+            } else {
+                dot_perm_narrow::<BITS, false>(bytes, xp, g, params, gen)
+            }
+        }
     }
 
     /// Codes as counts of strict thresholds: `out[i] = #{t : x[i] > cuts[t]}`.
@@ -2450,6 +2471,138 @@ unsafe fn dot_perm_scaled<const BITS: i32>(
             acc[1] = _mm256_fmadd_ps(p[1], s, acc[1]);
         }
         hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// [`dot_perm`] at 1 or 2 bits over groups of `g` codes, group `i` with the levels `gen`
+/// derives from `params[i]` ([`table_narrow`](super::portable::table_narrow)). A group of
+/// whole blocks builds its table in a register once. Shorter groups (see
+/// [`narrow_groups_fit`](super::portable::narrow_groups_fit)) would need a table per lane, so each block is summed per lane
+/// against the two fixed sign tables of `gen` (one with a single magnitude: `TWO` false)
+/// and those sums multiplied by the vectors of the lanes' magnitudes `(a, a·low)`. Runs the
+/// groups of `min(bytes.len() / 32, xp.len() / B)` whole blocks that `params` covers; 0 for
+/// a `g` that does not fit.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_perm_narrow<const BITS: i32, const TWO: bool>(
+    bytes: &[u8],
+    xp: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &GenNarrow,
+) -> f32 {
+    let per_lane = (32 / BITS) as usize;
+    let block = perm_block(BITS as u32);
+    if !super::portable::narrow_groups_fit(BITS as u32, g) {
+        return 0.0;
+    }
+    let codes = params.len() * g;
+    let blocks = (bytes.len() / 32).min(xp.len() / block).min(codes / block);
+    let repeat = |t: &[f32; 4]| -> [f32; 8] { core::array::from_fn(|i| t[i % (1 << BITS)]) };
+    let (top8, low8) = (repeat(&gen.top), repeat(&gen.low));
+    // SAFETY: block `b` reads bytes `32b .. 32b + 32` and floats `b·8·C .. (b+1)·8·C`, and
+    // the parameters of its groups, all below `blocks` whole blocks of `params`.
+    unsafe {
+        let top = _mm256_loadu_ps(top8.as_ptr());
+        let low = _mm256_loadu_ps(low8.as_ptr());
+        if g >= block {
+            let per_group = g / block;
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (i, &[a, q]) in params[..blocks / per_group].iter().enumerate() {
+                let (hi, lo) = gen.magnitudes(a, q);
+                // One product of each pair is by 0: the sum is the level exactly.
+                let t = _mm256_fmadd_ps(
+                    _mm256_set1_ps(lo),
+                    low,
+                    _mm256_mul_ps(_mm256_set1_ps(hi), top),
+                );
+                for b in i * per_group..(i + 1) * per_group {
+                    let mut v = _mm256_loadu_si256(bytes.as_ptr().add(32 * b).cast());
+                    let xb = xp.as_ptr().add(b * block);
+                    for m0 in (0..per_lane).step_by(4) {
+                        for (j, acc) in acc.iter_mut().enumerate() {
+                            let w = _mm256_permutevar8x32_ps(t, v);
+                            *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(xb.add(8 * (m0 + j))), *acc);
+                            v = _mm256_srli_epi32::<BITS>(v);
+                        }
+                    }
+                }
+            }
+            return hsum(_mm256_add_ps(
+                _mm256_add_ps(acc[0], acc[1]),
+                _mm256_add_ps(acc[2], acc[3]),
+            ));
+        }
+        // Lane `l` of a block belongs to its group `l / lanes_per_group`, whose `(a, q)` are
+        // floats `2·(l / lanes_per_group)` and one after of the block's parameters.
+        let per_block = block / g;
+        let lanes_per_group = 8 / per_block;
+        let pick_a = _mm256_setr_epi32(
+            0,
+            (2 * (1 / lanes_per_group)) as i32,
+            (2 * (2 / lanes_per_group)) as i32,
+            (2 * (3 / lanes_per_group)) as i32,
+            (2 * (4 / lanes_per_group)) as i32,
+            (2 * (5 / lanes_per_group)) as i32,
+            (2 * (6 / lanes_per_group)) as i32,
+            (2 * (7 / lanes_per_group)) as i32,
+        );
+        let pick_q = _mm256_add_epi32(pick_a, _mm256_set1_epi32(1));
+        // Eight groups a block: lanes 0–3 from the first eight floats, 4–7 from the next.
+        let pick_a8 = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+        let pick_q8 = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
+        // Fewer than four groups a block: only their floats are read.
+        let first_floats = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32((2 * per_block).min(8) as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        let low_unit = gen.low_unit.map(|u| _mm256_set1_ps(u));
+        let flat = params.as_ptr().cast::<f32>();
+        let mut acc_top = _mm256_setzero_ps();
+        let mut acc_low = _mm256_setzero_ps();
+        for b in 0..blocks {
+            let mut v = _mm256_loadu_si256(bytes.as_ptr().add(32 * b).cast());
+            let xb = xp.as_ptr().add(b * block);
+            let mut p_top = [_mm256_setzero_ps(); 2];
+            let mut p_low = [_mm256_setzero_ps(); 2];
+            for m0 in (0..per_lane).step_by(2) {
+                for j in 0..2 {
+                    let xv = _mm256_loadu_ps(xb.add(8 * (m0 + j)));
+                    p_top[j] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(top, v), xv, p_top[j]);
+                    if TWO {
+                        p_low[j] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(low, v), xv, p_low[j]);
+                    }
+                    v = _mm256_srli_epi32::<BITS>(v);
+                }
+            }
+            let pf = flat.add(2 * per_block * b);
+            let (a, q) = if per_block == 8 {
+                let (p0, p1) = (_mm256_loadu_ps(pf), _mm256_loadu_ps(pf.add(8)));
+                let a = _mm256_blend_ps::<0b1111_0000>(
+                    _mm256_permutevar8x32_ps(p0, pick_a8),
+                    _mm256_permutevar8x32_ps(p1, pick_a8),
+                );
+                let q = _mm256_blend_ps::<0b1111_0000>(
+                    _mm256_permutevar8x32_ps(p0, pick_q8),
+                    _mm256_permutevar8x32_ps(p1, pick_q8),
+                );
+                (a, q)
+            } else {
+                let p = _mm256_maskload_ps(pf, first_floats);
+                (
+                    _mm256_permutevar8x32_ps(p, pick_a),
+                    _mm256_permutevar8x32_ps(p, pick_q),
+                )
+            };
+            acc_top = _mm256_fmadd_ps(_mm256_add_ps(p_top[0], p_top[1]), a, acc_top);
+            if TWO {
+                let lo = _mm256_mul_ps(a, low_unit.unwrap_or(q));
+                acc_low = _mm256_fmadd_ps(_mm256_add_ps(p_low[0], p_low[1]), lo, acc_low);
+            }
+        }
+        hsum(_mm256_add_ps(acc_top, acc_low))
     }
 }
 

@@ -476,55 +476,60 @@ impl DotPlan<'_> {
         dot4_groups(self.isa, row, self.x, g, gen, read)
     }
 
-    /// The dot product of a whole 1- or 2-bit row in groups of `g` codes (a multiple of the
-    /// permuted block) with their own parameters, on AVX2: `read(first, out)` writes the
-    /// `(a, q)` of groups `first .. first + out.len()` (a run at a time), `levels(a, q,
-    /// table)` a group's levels into `table`. Each whole group runs the lane-permuted kernel
-    /// straight on its bytes, a short last group [`dot`](Self::dot); the groups of a run of
-    /// parameters are added in order, then the runs. `None` where this does not apply (other
-    /// widths and paths, groups off the block), with nothing computed.
+    /// The dot product of a whole 1- or 2-bit row in groups of `g` codes with their own
+    /// parameters, on AVX2 (a plan from [`for_scaled`](Self::for_scaled)): `read(first,
+    /// out)` writes the `(a, q)` of groups `first .. first + out.len()` (a run at a time),
+    /// and `gen` derives a group's levels from them. Groups that fill whole blocks of the
+    /// lane-permuted layout, or whole blocks of such groups, run the lane-permuted kernel
+    /// (`dot_perm_narrow`) straight on their bytes with no table built in memory; the groups
+    /// after the last whole block run [`dot`](Self::dot) one by one. `None` where this does
+    /// not apply (other widths and paths, groups off the lanes), with nothing computed.
     pub fn dot_narrow_groups(
         &self,
         row: &[u8],
         g: usize,
         read: impl Fn(usize, &mut [[f32; 2]]),
-        levels: impl Fn(f32, f32, &mut Table),
+        gen: &portable::GenNarrow,
     ) -> Option<f32> {
         #[cfg(target_arch = "x86_64")]
         if let Path::Avx2(t) = self.isa.path() {
-            if matches!(self.bits, 1 | 2) && self.block > 0 && g > 0 && g.is_multiple_of(self.block)
+            let bits = usize::from(self.bits);
+            if matches!(self.bits, 1 | 2)
+                && self.block > 0
+                && portable::narrow_groups_fit(u32::from(self.bits), g)
             {
-                let bits = usize::from(self.bits);
-                let group_bytes = g * bits / 8;
-                let whole = (self.xperm.len() / g).min(row.len() / group_bytes);
-                // The rest after the whole groups is one short group, or this is not the
-                // plan for these groups (its permuted `x` stops early): nothing computed.
-                if self.x.len() - whole * g >= g {
-                    return None;
-                }
-                let mut table = Table::new();
+                // Whole groups in whole blocks: a multiple of both.
+                let unit = g.max(self.block);
+                let codes = self.xperm.len().min(row.len() * 8 / bits) / unit * unit;
+                let whole = codes / g;
                 let mut acc = sum_param_runs(whole, &read, |first, params| {
-                    let mut part = 0.0f32;
-                    for (i, &[a, q]) in (first..).zip(params) {
-                        levels(a, q, &mut table);
-                        let t16 = table.repeated16(self.bits);
-                        let bytes = &row[i * group_bytes..(i + 1) * group_bytes];
-                        let xp = &self.xperm[i * g..(i + 1) * g];
-                        part += dot_permuted_avx2(t, self.bits, bytes, &t16, xp);
-                    }
-                    Some(part)
+                    let (start, end) = (first * g, (first + params.len()) * g);
+                    let bytes = &row[start * bits / 8..end * bits / 8];
+                    let xp = &self.xperm[start..end];
+                    Some(if self.bits == 1 {
+                        t.dot_perm_narrow::<1>(bytes, xp, g, params, gen)
+                    } else {
+                        t.dot_perm_narrow::<2>(bytes, xp, g, params, gen)
+                    })
                 })?;
-                let done = whole * g;
-                if done < self.x.len() {
-                    let mut last = [[0.0f32; 2]; 1];
-                    read(whole, &mut last);
-                    levels(last[0][0], last[0][1], &mut table);
-                    acc += self.dot(row, done, self.x.len() - done, &table);
+                let mut table = Table::new();
+                let mut start = codes;
+                for group in whole.. {
+                    if start >= self.x.len() {
+                        break;
+                    }
+                    let len = g.min(self.x.len() - start);
+                    let mut p = [[0.0f32; 2]; 1];
+                    read(group, &mut p);
+                    table.v[..4].copy_from_slice(&portable::table_narrow(gen, p[0][0], p[0][1]));
+                    table.len = 4;
+                    acc += self.dot(row, start, len, &table);
+                    start += len;
                 }
                 return Some(acc);
             }
         }
-        let _ = (row, g, read, levels);
+        let _ = (row, g, read, gen);
         None
     }
 }
