@@ -726,6 +726,9 @@ mod int8_runs_tests {
                 base.per_group(32),
                 base.per_group(64),
                 Config::linear(bits).per_group(64),
+                // Two magnitudes at 2 bits, each group's lower one its own (`q` fitted).
+                base.with_zero_level(false).per_group(32),
+                base.with_zero_level(false).per_group(96),
             ] {
                 let t = quantize(&w, rows, cols, &config).unwrap();
                 let mut y = alloc::vec![0.0f32; rows];

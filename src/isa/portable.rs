@@ -458,12 +458,17 @@ pub(crate) fn quantize_block(x: &[f32], out: &mut [i8]) -> f32 {
     }
     let inv = 127.0 / max;
     for (o, &v) in out.iter_mut().zip(x) {
-        // `round` without `std`: half away from zero, clamped against `inv` rounding up.
-        let r = v * inv;
-        let r = if r >= 0.0 { r + 0.5 } else { r - 0.5 };
-        *o = (r as i32).clamp(-127, 127) as i8;
+        *o = round_i8(v * inv);
     }
     max / 127.0
+}
+
+/// `r` rounded half away from zero (`round` without `std`) and clamped to `[−127, 127]`
+/// (against a step that rounded up): the int8 of a value already divided by its step.
+#[inline]
+pub(crate) fn round_i8(r: f32) -> i8 {
+    let r = if r >= 0.0 { r + 0.5 } else { r - 0.5 };
+    (r as i32).clamp(-127, 127) as i8
 }
 
 /// The int8 reference: `Σ_b scales[b] · Σ_{j in block b} table[code j] · xq[j]` over codes
@@ -492,6 +497,29 @@ pub(crate) fn dot_i8_span(
         }
         acc += scales[block] * sum as f32;
         j = stop;
+    }
+    acc
+}
+
+/// The int8 reference of a 2-bit row whose blocks' tables differ only in their lower
+/// magnitude: codes `0 .. len` by blocks of [`QBLOCK`] (the last may be short), block `b`
+/// through `[−127, −lower[b], lower[b], 127]` and times `scales[b]`, blocks added in order.
+/// The caller guarantees `len` codes and their blocks' entries exist.
+pub(crate) fn dot_i8_two_magnitudes(
+    row: &[u8],
+    len: usize,
+    xq: &[i8],
+    scales: &[f32],
+    lower: &[i8],
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (b, start) in (0..len).step_by(QBLOCK).enumerate() {
+        let r = lower[b];
+        let table = [-127, -r, r, 127];
+        let sum: i32 = (start..(start + QBLOCK).min(len))
+            .map(|j| i32::from(table[usize::from(code_at(row, 2, j))]) * i32::from(xq[j]))
+            .sum();
+        acc += scales[b] * sum as f32;
     }
     acc
 }

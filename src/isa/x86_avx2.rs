@@ -87,6 +87,20 @@ impl Avx2 {
         }
     }
 
+    /// Int8 dot product of whole blocks of 2-bit codes, block `b` through the table
+    /// `[−127, −lower[b], lower[b], 127]` (see [`dot_narrow_i8_lower`]).
+    #[inline]
+    pub(crate) fn dot_narrow_i8_lower(
+        self,
+        bytes: &[u8],
+        xq: &[i8],
+        scales: &[f32],
+        lower: &[i8],
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot_narrow_i8_lower(bytes, xq, scales, lower) }
+    }
+
     /// A group's int8 table derived in registers (see [`table16_i8`]).
     #[inline]
     pub(crate) fn table16_i8(self, gen: &Gen16, q: f32) -> [i8; 16] {
@@ -824,6 +838,55 @@ unsafe fn dot_narrow_i8<const BITS: usize>(
                 let on = _mm256_cmpeq_epi8(_mm256_and_si256(r, bit), bit);
                 _mm256_blendv_epi8(low, high, on)
             };
+            let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
+            let s = _mm256_set1_ps(scales[b]);
+            acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(w, xv)), s, acc[b % 2]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// [`dot_narrow_i8`] at 2 bits where each block has its own table `[−127, −r, r, 127]`
+/// (`r = lower[b]`): the table register is made per block from the fixed top levels and
+/// `r` given its lower levels' signs (`vpsignb`), so 2-bit groups that each have their own
+/// `q` run one pass, with no table made in memory.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_narrow_i8_lower(bytes: &[u8], xq: &[i8], scales: &[f32], lower: &[i8]) -> f32 {
+    let blocks = (bytes.len() / 8)
+        .min(xq.len() / 32)
+        .min(scales.len())
+        .min(lower.len());
+    // As in `dot_narrow_i8`: a byte per code, kept at `c` or `4c`.
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7,
+        7, 7,
+    );
+    let keep = _mm256_set1_epi32(0x0000_0c03);
+    let keep_shifted = _mm256_set1_epi32(0x0c03_0000);
+    // The table layout of `dot_narrow_i8` (`L[c]` at `c` and `4c`): the top levels, and the
+    // signs of the lower ones.
+    let top = _mm256_setr_epi8(
+        -127, 0, 0, 127, 0, 0, 0, 0, 0, 0, 0, 0, 127, 0, 0, 0, -127, 0, 0, 127, 0, 0, 0, 0, 0, 0,
+        0, 0, 127, 0, 0, 0,
+    );
+    let signs = _mm256_setr_epi8(
+        0, -1, 1, 0, -1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, -1, 1, 0, -1, 0, 0, 0, 1, 0, 0, 0, 0,
+        0, 0, 0,
+    );
+    let mut acc = [_mm256_setzero_ps(); 2];
+    // SAFETY: block `b < blocks` reads bytes `8b .. 8b + 8` of `bytes`, values `32b .. 32b +
+    // 32` of `xq` and entry `b` of `scales` and `lower`.
+    unsafe {
+        for b in 0..blocks {
+            let table = _mm256_add_epi8(top, _mm256_sign_epi8(_mm256_set1_epi8(lower[b]), signs));
+            let v = _mm256_set1_epi64x(bytes.as_ptr().add(8 * b).cast::<i64>().read_unaligned());
+            let r = _mm256_shuffle_epi8(v, spread);
+            let s = _mm256_srli_epi16::<4>(r);
+            let idx = _mm256_or_si256(_mm256_and_si256(r, keep), _mm256_and_si256(s, keep_shifted));
+            let w = _mm256_shuffle_epi8(table, idx);
             let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
             let s = _mm256_set1_ps(scales[b]);
             acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(w, xv)), s, acc[b % 2]);

@@ -152,6 +152,46 @@ pub(crate) fn table16_i8(isa: Isa, gen: &portable::Gen16, q: f32) -> [i8; 16] {
     portable::table16_i8(gen, q)
 }
 
+/// `Σ_b scales[b] · Σ_{j in block b} [−127, −lower[b], lower[b], 127][code j] · xq[j]` over
+/// codes `0 .. len` of one packed 2-bit row, blocks of [`QBLOCK`]: the int8 sums of 2-bit
+/// groups whose tables differ only in their lower magnitude, each block with its own.
+/// `None` where no kernel does this in one pass (the caller then sums the two magnitudes
+/// apart). The caller guarantees the codes and every block's entries exist.
+pub(crate) fn dot_int8_two_magnitudes(
+    isa: Isa,
+    row: &[u8],
+    len: usize,
+    xq: &[i8],
+    scales: &[f32],
+    lower: &[i8],
+) -> Option<f32> {
+    if isa.path() == Path::Scalar {
+        return Some(portable::dot_i8_two_magnitudes(row, len, xq, scales, lower));
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let t = match isa.path() {
+            Path::Avx2(t) => t,
+            Path::Avx512(t) => t.avx2(),
+            _ => return None,
+        };
+        let whole = len / QBLOCK;
+        let head = t.dot_narrow_i8_lower(&row[..8 * whole], xq, scales, lower);
+        let done = whole * QBLOCK;
+        // The short last block through the reference, on its own slices.
+        let tail = portable::dot_i8_two_magnitudes(
+            &row[done / 4..],
+            len - done,
+            &xq[done..],
+            &scales[whole..],
+            &lower[whole..],
+        );
+        Some(head + tail)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 /// `Σ_b scales[b] · Σ table.v[code j] · xq[j]` over codes `start .. start + len` of one packed
 /// row (`xq`, `scales` indexed over the whole vector; multiply by `table.scale` for the dot
 /// product). The caller guarantees the codes exist and index the table.
@@ -502,6 +542,44 @@ mod tests {
             assert_eq!(xp[128 + k], xq[128 + 2 * k]);
             assert_eq!(xp[144 + k], xq[128 + 2 * k + 1]);
         }
+    }
+
+    /// The one-pass kernel of 2-bit blocks with their own lower magnitude agrees with its
+    /// definition on every path that has it: exact integer sums per block, within `f32`
+    /// summation error; an off-by-one in `r` or a table slot fails it.
+    #[test]
+    fn two_magnitude_blocks_match_their_definition() {
+        let mut next = rng(0x51ed_270b);
+        let mut ran = 0;
+        for cols in [32usize, 64, 100, 1000, 4096, 4096 + 31] {
+            let xq = random_x(&mut next, cols);
+            let codes: Vec<u8> = (0..cols).map(|_| (next() % 4) as u8).collect();
+            let mut packed = alloc::vec![0u8; cols.div_ceil(4)];
+            portable::pack_reference(&codes, 2, &mut packed);
+            let blocks = cols.div_ceil(QBLOCK);
+            let lower: Vec<i8> = (0..blocks).map(|_| (next() % 128) as i8).collect();
+            let scales: Vec<f32> = (0..blocks)
+                .map(|b| xq.scales[b] * (0.5 + (next() % 100) as f32 / 100.0))
+                .collect();
+            let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
+            for (j, &c) in codes.iter().enumerate() {
+                let r = lower[j / QBLOCK];
+                let level = [-127, -r, r, 127][usize::from(c)];
+                let term = f64::from(scales[j / QBLOCK]) * f64::from(level) * f64::from(xq.xq[j]);
+                exact += term;
+                magnitude += term.abs();
+            }
+            for isa in Isa::available() {
+                let got = dot_int8_two_magnitudes(isa, &packed, cols, &xq.xq, &scales, &lower);
+                let Some(got) = got else { continue };
+                ran += 1;
+                assert!(
+                    (f64::from(got) - exact).abs() <= 1e-6 * magnitude,
+                    "{isa} cols {cols}: {got} vs {exact}"
+                );
+            }
+        }
+        assert!(ran >= 6, "the scalar path always runs");
     }
 
     /// The batched rows agree with the scalar reference on every path, and a row's result is

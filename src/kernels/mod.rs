@@ -68,7 +68,7 @@ pub(crate) use int8::dot4_i8_groups;
 #[cfg(feature = "alloc")]
 pub(crate) use int8::{
     dot4_i8_groups_rows, dot4_i8_rows, dot4_i8_scaled, dot4_i8_scaled_rows, dot_int8_span,
-    table16_i8, I8Table, Int8X, ROWS_PER_PASS,
+    dot_int8_two_magnitudes, table16_i8, I8Table, Int8X, ROWS_PER_PASS,
 };
 pub use int8::{dot_int8, dot_int8_with};
 
