@@ -39,6 +39,13 @@ impl Avx2 {
         unsafe { dot4(bytes, table, x) }
     }
 
+    /// 3-bit dot product straight from packed bytes (at most 8 levels; see [`dot3`]).
+    #[inline]
+    pub(crate) fn dot3(self, bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot3(bytes, table, x) }
+    }
+
     /// Dot product of whole blocks of the lane-permuted layout (see [`dot_perm`]).
     #[inline]
     pub(crate) fn dot_perm<const BITS: i32>(
@@ -99,6 +106,14 @@ impl Avx2 {
     ) -> f32 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
         unsafe { dot_narrow_i8_lower(bytes, xq, scales, lower) }
+    }
+
+    /// Int8 dot product of whole blocks of 3-bit codes straight from packed bytes, through
+    /// the int8 levels `t16[..8]` (see [`dot3_i8`]).
+    #[inline]
+    pub(crate) fn dot3_i8(self, bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot3_i8(bytes, t16, xq, scales) }
     }
 
     /// A group's int8 table derived in registers (see [`table16_i8`]).
@@ -408,6 +423,60 @@ unsafe fn dot4(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
     };
     for (k, &xk) in x.iter().enumerate().take(n).skip(i) {
         acc += table[usize::from((bytes[k / 2] >> ((k % 2) * 4)) & 0x0f)] * xk;
+    }
+    acc
+}
+
+/// 3-bit dot product straight from packed bytes, codes in stream order (code `j` at bits
+/// `3j ..`): eight codes are three bytes, so a step broadcasts the 32 bits from an 8-code
+/// group's first byte to every lane, shifts lane `l` right by `3l` (`vpsrlvd`) and looks
+/// the result up in the 8-entry table (`vpermps` reads only its low three bits): no unpack
+/// to bytes and no mask.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot3(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
+    let n = x.len().min(bytes.len() * 8 / 3);
+    // A step's 4-byte load reaches one byte past its group: the steps stop where that byte
+    // is missing, and the scalar tail takes the rest.
+    let loadable = if bytes.len() >= 4 {
+        ((bytes.len() - 4) / 3 + 1) * 8
+    } else {
+        0
+    };
+    let vector = n.min(loadable);
+    let mut i = 0;
+    // SAFETY: a step at code `i` reads bytes `3i/8 .. 3i/8 + 4` (inside while `i + 8 <=
+    // loadable`) and floats `i .. i + 8` (inside while `i + 8 <= n`).
+    let mut acc = unsafe {
+        let t = _mm256_loadu_ps(table.as_ptr());
+        let shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+        let (b, xp) = (bytes.as_ptr(), x.as_ptr());
+        let codes = |i: usize| {
+            let word = b.add(i / 8 * 3).cast::<i32>().read_unaligned();
+            _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts)
+        };
+        let mut acc = [_mm256_setzero_ps(); 4];
+        while i + 32 <= vector {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let w = _mm256_permutevar8x32_ps(t, codes(i + 8 * k));
+                *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i + 8 * k)), *acc);
+            }
+            i += 32;
+        }
+        while i + 8 <= vector {
+            let w = _mm256_permutevar8x32_ps(t, codes(i));
+            acc[0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i)), acc[0]);
+            i += 8;
+        }
+        hsum(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ))
+    };
+    for (k, &xk) in x.iter().enumerate().take(n).skip(i) {
+        acc += table[usize::from(super::portable::code_at(bytes, 3, k))] * xk;
     }
     acc
 }
@@ -844,6 +913,82 @@ unsafe fn dot_narrow_i8<const BITS: usize>(
         }
         hsum(_mm256_add_ps(acc[0], acc[1]))
     }
+}
+
+/// Int8 dot product of whole blocks of 3-bit codes straight from packed bytes: a block's 32
+/// codes are 12 bytes, loaded (16 bytes) into both halves; each 32-bit lane takes the two
+/// bytes that hold its four codes (`vpshufb`, then a shift by 4 in odd lanes), and two
+/// shifts put codes 0 and 2 at bits 0 and 16 and codes 1 and 3 at bits 8 and 24, so each
+/// byte holds its code in natural order for the table lookup (`vpshufb`), then as
+/// [`dot_i8`]. Blocks whose 16-byte load would pass the end of `bytes` are left to the
+/// caller: runs `min(⌊(bytes.len() − 4) / 12⌋, xq.len() / 32, scales.len())` blocks and
+/// returns their sum and count.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot3_i8_blocks(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> (f32, usize) {
+    let blocks = (bytes.len().saturating_sub(4) / 12)
+        .min(xq.len() / 32)
+        .min(scales.len());
+    // Lane `l` holds codes `4l .. 4l + 4`, bits `12l ..`: bytes `⌊3l/2⌋` and the next, from
+    // bit 0 (even lanes) or 4 (odd lanes). Both halves see the block's 16 bytes.
+    let windows = _mm256_setr_epi8(
+        0, 1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1, 4, 5, -1, -1, 6, 7, -1, -1, 7, 8, -1, -1, 9, 10,
+        -1, -1, 10, 11, -1, -1,
+    );
+    let odd = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4);
+    let even_bytes = _mm256_set1_epi32(0x0007_0007);
+    let odd_bytes = _mm256_set1_epi32(0x0700_0700);
+    // SAFETY: `t16` holds 16 bytes.
+    let t = unsafe { _mm_loadu_si128(t16.as_ptr().cast()) };
+    let table = _mm256_set_m128i(t, t);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    // SAFETY: block `b < blocks` reads bytes `12b .. 12b + 16` (inside: `12b + 16 <=
+    // bytes.len()`), values `32b .. 32b + 32` of `xq` and entry `b` of `scales`.
+    unsafe {
+        for b in 0..blocks {
+            let v = _mm_loadu_si128(bytes.as_ptr().add(12 * b).cast());
+            let w = _mm256_shuffle_epi8(_mm256_set_m128i(v, v), windows);
+            let w = _mm256_srlv_epi32(w, odd);
+            // Codes 0, 1 at bits 0, 3; 2, 3 at bits 6, 9: to bits 0 and 16, then 8 and 24.
+            let p = _mm256_or_si256(w, _mm256_slli_epi32::<10>(w));
+            let q = _mm256_slli_epi32::<5>(p);
+            let idx = _mm256_or_si256(
+                _mm256_and_si256(p, even_bytes),
+                _mm256_and_si256(q, odd_bytes),
+            );
+            let wv = _mm256_shuffle_epi8(table, idx);
+            let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
+            let s = _mm256_set1_ps(scales[b]);
+            acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
+        }
+        (hsum(_mm256_add_ps(acc[0], acc[1])), blocks)
+    }
+}
+
+/// [`dot3_i8_blocks`] over every whole block, the last ones (whose 16-byte load would pass
+/// the end of `bytes`) through the reference.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot3_i8(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f32 {
+    // SAFETY: the caller guarantees AVX2 and FMA.
+    let (head, done) = unsafe { dot3_i8_blocks(bytes, t16, xq, scales) };
+    let whole = (bytes.len() / 12).min(xq.len() / 32).min(scales.len());
+    let mut table = [0i8; 256];
+    table[..16].copy_from_slice(t16);
+    let rest = (whole - done.min(whole)) * 32;
+    head + super::portable::dot_i8_span(
+        3,
+        &bytes[12 * done..],
+        0,
+        rest,
+        &table,
+        &xq[32 * done..],
+        &scales[done..],
+    )
 }
 
 /// [`dot_narrow_i8`] at 2 bits where each block has its own table `[−127, −r, r, 127]`

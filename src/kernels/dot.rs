@@ -66,6 +66,12 @@ pub(crate) fn dot_span(
         #[cfg(target_arch = "x86_64")]
         Path::Avx2(t) if bits == 4 && table.len <= 16 => return acc + t.dot4(bytes, v, rest),
         #[cfg(target_arch = "x86_64")]
+        Path::Avx2(t) if bits == 3 && table.len <= 8 => return acc + t.dot3(bytes, v, rest),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512(t) if bits == 3 && table.len <= 8 => {
+            return acc + t.avx2().dot3(bytes, v, rest)
+        }
+        #[cfg(target_arch = "x86_64")]
         Path::Avx512(t) if bits == 8 => {
             if let Some(vbmi) = t.vbmi() {
                 return acc + vbmi.dot8(bytes, v, rest);

@@ -233,6 +233,10 @@ pub(crate) fn dot_int8_span(
             #[cfg(target_arch = "x86_64")]
             Path::Avx2(t) if bits <= 2 => t.dot_narrow_i8(bits, bytes, &table.t16(), xs, ss),
             #[cfg(target_arch = "x86_64")]
+            Path::Avx2(t) if bits == 3 => t.dot3_i8(bytes, &table.t16(), xs, ss),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(t) if bits == 3 => t.avx2().dot3_i8(bytes, &table.t16(), xs, ss),
+            #[cfg(target_arch = "x86_64")]
             Path::Avx512(t) if bits <= 2 => {
                 t.avx2().dot_narrow_i8(bits, bytes, &table.t16(), xs, ss)
             }
