@@ -255,6 +255,10 @@ fn gemv_of_compact_tensors_matches_the_dequantized_product() {
         (4, 256, 4200),
         (2, 64, 2200),
         (1, 512, 4700),
+        // 3-bit groups of 8, 32 and 40 codes, a short last group at the end of the codes.
+        (3, 8, 1000),
+        (3, 32, 4100),
+        (3, 40, 1000),
     ] {
         let rows = if cols > 1000 { 37 } else { 9 };
         let w = weights(17 + u64::from(bits), rows * cols, 0.1);

@@ -46,6 +46,21 @@ impl Avx2 {
         unsafe { dot3(bytes, table, x) }
     }
 
+    /// A 3-bit row in groups of `g` codes (a multiple of 8) that share one 8-entry table up
+    /// to an `f16` scale per group (see [`dot3_scaled`]).
+    #[inline]
+    pub(crate) fn dot3_scaled(
+        self,
+        bytes: &[u8],
+        table: &[f32; 256],
+        x: &[f32],
+        g: usize,
+        scales: &[u8],
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot3_scaled(bytes, table, x, g, scales) }
+    }
+
     /// Dot product of whole blocks of the lane-permuted layout (see [`dot_perm`]).
     #[inline]
     pub(crate) fn dot_perm<const BITS: i32>(
@@ -438,14 +453,7 @@ unsafe fn dot4(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot3(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
     let n = x.len().min(bytes.len() * 8 / 3);
-    // A step's 4-byte load reaches one byte past its group: the steps stop where that byte
-    // is missing, and the scalar tail takes the rest.
-    let loadable = if bytes.len() >= 4 {
-        ((bytes.len() - 4) / 3 + 1) * 8
-    } else {
-        0
-    };
-    let vector = n.min(loadable);
+    let vector = n.min(loadable3(bytes));
     let mut i = 0;
     // SAFETY: a step at code `i` reads bytes `3i/8 .. 3i/8 + 4` (inside while `i + 8 <=
     // loadable`) and floats `i .. i + 8` (inside while `i + 8 <= n`).
@@ -453,10 +461,7 @@ unsafe fn dot3(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
         let t = _mm256_loadu_ps(table.as_ptr());
         let shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
         let (b, xp) = (bytes.as_ptr(), x.as_ptr());
-        let codes = |i: usize| {
-            let word = b.add(i / 8 * 3).cast::<i32>().read_unaligned();
-            _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts)
-        };
+        let codes = |i: usize| codes3(b, i, shifts);
         let mut acc = [_mm256_setzero_ps(); 4];
         while i + 32 <= vector {
             for (k, acc) in acc.iter_mut().enumerate() {
@@ -477,6 +482,91 @@ unsafe fn dot3(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
     };
     for (k, &xk) in x.iter().enumerate().take(n).skip(i) {
         acc += table[usize::from(super::portable::code_at(bytes, 3, k))] * xk;
+    }
+    acc
+}
+
+/// The codes of the 3-bit steps that may load 4 bytes at each 8-code group of `bytes`
+/// (a step's load reaches one byte past its group, so the last group of a slice that ends
+/// there is left to the scalar code).
+fn loadable3(bytes: &[u8]) -> usize {
+    if bytes.len() >= 4 {
+        ((bytes.len() - 4) / 3 + 1) * 8
+    } else {
+        0
+    }
+}
+
+/// Codes `i .. i + 8` (`i` a multiple of 8) of a 3-bit stream at `b`, one per lane in its
+/// low three bits (`shifts` = `3l` in lane `l`; higher bits are the next codes').
+///
+/// # Safety
+/// The CPU supports AVX2; bytes `3i/8 .. 3i/8 + 4` of `b` are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn codes3(b: *const u8, i: usize, shifts: __m256i) -> __m256i {
+    // SAFETY: the caller guarantees the four bytes.
+    let word = unsafe { b.add(i / 8 * 3).cast::<i32>().read_unaligned() };
+    _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts)
+}
+
+/// [`dot3`] over groups of `g` codes (a multiple of 8) that share `table` up to an `f16`
+/// scale per group (`scales`, two little-endian bytes a group, positive and finite): a
+/// group's products are summed apart and multiplied once by its scale, as
+/// [`dot4_scaled`] does at 4 bits. Groups past the last loadable step (and a short last
+/// group) go through the reference.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot3_scaled(bytes: &[u8], table: &[f32; 256], x: &[f32], g: usize, scales: &[u8]) -> f32 {
+    let n = x.len().min(bytes.len() * 8 / 3);
+    let groups = (scales.len() / 2).min(n.div_ceil(g.max(1)));
+    let vector = n.min(loadable3(bytes));
+    let steps = if g.is_multiple_of(8) { g / 8 } else { 0 };
+    let mut i = 0;
+    let mut group = 0;
+    // SAFETY: each step at code `i` reads bytes `3i/8 .. 3i/8 + 4` and floats `i .. i + 8`,
+    // inside because the group ends at `i + g <= vector`; the table holds 256 floats.
+    let mut acc = unsafe {
+        let t = _mm256_loadu_ps(table.as_ptr());
+        let shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+        let (b, xp) = (bytes.as_ptr(), x.as_ptr());
+        // Four sums a group, as in `dot3`: two left the steps waiting on the FMA latency
+        // (groups of 128 ran at half the per-row speed).
+        let mut acc = [_mm256_setzero_ps(); 4];
+        while steps > 0 && group < groups && i + g <= vector {
+            let mut p = [_mm256_setzero_ps(); 4];
+            // Four steps at a time with fixed sums (a `k % 4` index kept them in memory),
+            // then the group's last one to three.
+            for _ in 0..steps / 4 {
+                for (k, p) in p.iter_mut().enumerate() {
+                    let w = _mm256_permutevar8x32_ps(t, codes3(b, i + 8 * k, shifts));
+                    *p = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i + 8 * k)), *p);
+                }
+                i += 32;
+            }
+            for _ in 0..steps % 4 {
+                let w = _mm256_permutevar8x32_ps(t, codes3(b, i, shifts));
+                p[0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i)), p[0]);
+                i += 8;
+            }
+            let a = _mm256_set1_ps(super::portable::scale_at(scales, group));
+            for (acc, p) in acc.iter_mut().zip(p) {
+                *acc = _mm256_fmadd_ps(p, a, *acc);
+            }
+            group += 1;
+        }
+        hsum(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ))
+    };
+    while group < groups && i < n {
+        let end = (i + g).min(n);
+        let part = super::portable::dot_span(3, bytes, i, table, &x[i..end]);
+        acc += super::portable::scale_at(scales, group) * part;
+        (i, group) = (end, group + 1);
     }
     acc
 }

@@ -379,6 +379,9 @@ pub(crate) fn dot_scaled(
             if bits == 4 && unit.len <= 16 && g.is_multiple_of(16) {
                 return t.dot4_scaled(row, &unit.v, x, g, scales);
             }
+            if bits == 3 && unit.len <= 8 && g.is_multiple_of(8) {
+                return t.dot3_scaled(row, &unit.v, x, g, scales);
+            }
         }
     }
     dot_scaled_groups(isa, bits, row, 0, x, g, unit, scales)
