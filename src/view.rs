@@ -7,7 +7,7 @@ use crate::codebook::Codebook;
 use crate::discretize::Family;
 use crate::error::{Error, Result};
 use crate::format;
-use crate::isa::portable::{Gen16, GenNarrow};
+use crate::isa::portable::{Gen16, Gen8, GenNarrow};
 use crate::kernels;
 use crate::layout::Granularity;
 use crate::parts::Parts;
@@ -1117,10 +1117,10 @@ impl<'a> QuantizedView<'a> {
         expect_len("gemm output y (rows x n)", y_len, y.len())
     }
 
-    /// The GEMV of a 4-bit tensor in groups (a multiple of 16 codes, shorter than a row) on
-    /// a path that derives each group's table in registers from its parameters, so groups
-    /// cost no table rebuild; with a `plan` (from `DotPlan::for_scaled`) through the
-    /// lane-permuted kernel. `false` (nothing written) where that path does not apply.
+    /// The GEMV of a 3- or 4-bit tensor in groups (a multiple of 8 or 16 codes, shorter
+    /// than a row) on a path that derives each group's table in registers from its
+    /// parameters, so groups cost no table rebuild; at 4 bits with a `plan` (from
+    /// `DotPlan::for_scaled`) through the lane-permuted kernel. `false` (nothing written) where that path does not apply.
     /// Shapes are checked by the caller.
     pub(crate) fn gemv_derived(
         &self,
@@ -1137,11 +1137,24 @@ impl<'a> QuantizedView<'a> {
         if g >= cols || isa.kind() == kernels::IsaKind::Scalar {
             return false;
         }
+        let per_row = self.granularity().groups_per_row(cols);
+        let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
+        if let Some(gen) = gen8(self.family()) {
+            for (row, out) in rows.zip(y.iter_mut()) {
+                let read = |i: usize, out: &mut [[f32; 2]]| {
+                    encoding.read_run(bytes, row * per_row + i, out)
+                };
+                match kernels::dot3_groups(isa, self.row_codes(row), x, g, &gen, read) {
+                    Some(v) => *out = v,
+                    // The first row decides for all: the path depends on `isa` and `g` only.
+                    None => return false,
+                }
+            }
+            return true;
+        }
         let Some(gen) = gen16(self.family()) else {
             return false;
         };
-        let per_row = self.granularity().groups_per_row(cols);
-        let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
         for (row, out) in rows.zip(y.iter_mut()) {
             let packed = self.row_codes(row);
             let read =
@@ -1406,6 +1419,24 @@ fn narrow_gen(family: Family) -> Option<GenNarrow> {
     GenNarrow::new(n, low_unit)
 }
 
+/// How a 3-bit family's 8-entry tables follow from `(a, q)` (see `Gen8`); `None` at other
+/// widths.
+fn gen8(family: Family) -> Option<Gen8> {
+    if family.bits != 3 {
+        return None;
+    }
+    match family.scheme {
+        Scheme::Exponential => Some(Gen8::Exp {
+            zero: family.has_zero(),
+        }),
+        Scheme::Linear => {
+            let mut u = [0.0f32; 256];
+            let n = family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut u);
+            (n <= 8).then(|| Gen8::Scaled(core::array::from_fn(|i| u[i])))
+        }
+    }
+}
+
 fn gen16(family: Family) -> Option<Gen16> {
     if family.bits != 4 {
         return None;
@@ -1525,6 +1556,101 @@ mod narrow_group_tests {
             assert!(ran > 0, "the narrow group kernels did not run");
         }
         let _ = ran;
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod derived_table8_tests {
+    use super::gen8;
+    use crate::discretize::Family;
+    use crate::isa::portable;
+    use crate::kernels::{dot3_groups, Isa};
+    use crate::{Params, Scheme};
+
+    fn families() -> [Family; 4] {
+        [
+            Family::new(Scheme::Exponential, 3, false).unwrap(),
+            Family::new(Scheme::Exponential, 3, true).unwrap(),
+            Family::new(Scheme::Linear, 3, false).unwrap(),
+            Family::new(Scheme::Linear, 3, true).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn derived_3bit_tables_are_the_codebooks_levels() {
+        for family in families() {
+            let gen = gen8(family).expect("every 3-bit family has a derived table");
+            for (a, q) in [(1.0f32, 0.5f32), (0.037, 0.71), (3.5, 0.93), (1e-3, 0.2)] {
+                let mut levels = [0.0f32; 256];
+                let n = family.levels_into(Params { a, q }, &mut levels);
+                let t = portable::table8(&gen, a, q);
+                for k in 0..8 {
+                    let want = if k < n { levels[k] } else { 0.0 };
+                    // `q³` is taken in `f32` here, in `f64` by the codebook.
+                    assert!(
+                        (t[k] - want).abs() <= 2.0 * f32::EPSILON * a,
+                        "{family:?} a={a} q={q} level {k}: {} vs {want}",
+                        t[k]
+                    );
+                }
+            }
+        }
+    }
+
+    /// The SIMD 3-bit group kernels against the scalar definition: groups of 8, 32, 40 and
+    /// 128 codes, a short last group, rows whose last group ends at the end of the bytes.
+    #[test]
+    fn derived_3bit_group_kernels_match_the_reference() {
+        let mut next = crate::test_rng::xorshift32(0x3b17_5eed);
+        let mut ran = 0;
+        for family in families() {
+            let gen = gen8(family).unwrap();
+            let levels = family.level_count() as u32;
+            for (g, cols) in [
+                (8usize, 64usize),
+                (32, 4096),
+                (32, 1000),
+                (40, 1000),
+                (128, 4100),
+            ] {
+                let codes: alloc::vec::Vec<u8> =
+                    (0..cols).map(|_| (next() % levels) as u8).collect();
+                let mut row = alloc::vec![0u8; (cols * 3).div_ceil(8)];
+                portable::pack_reference(&codes, 3, &mut row);
+                let x: alloc::vec::Vec<f32> = (0..cols)
+                    .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                    .collect();
+                let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
+                    .map(|_| {
+                        [
+                            0.1 + (next() % 100) as f32 * 0.01,
+                            0.3 + (next() % 60) as f32 * 0.01,
+                        ]
+                    })
+                    .collect();
+                let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
+                for (j, (&c, &xj)) in codes.iter().zip(&x).enumerate() {
+                    let [a, q] = params[j / g];
+                    let term =
+                        f64::from(portable::table8(&gen, a, q)[usize::from(c)]) * f64::from(xj);
+                    exact += term;
+                    magnitude += term.abs();
+                }
+                let read =
+                    |i: usize, out: &mut [[f32; 2]]| out.copy_from_slice(&params[i..i + out.len()]);
+                for isa in Isa::available() {
+                    let Some(got) = dot3_groups(isa, &row, &x, g, &gen, read) else {
+                        continue;
+                    };
+                    ran += 1;
+                    assert!(
+                        (f64::from(got) - exact).abs() <= 2e-6 * magnitude,
+                        "{isa} {family:?} g={g} cols={cols}: {got} vs {exact}"
+                    );
+                }
+            }
+        }
+        assert!(ran >= 20, "the scalar path always runs");
     }
 }
 

@@ -612,6 +612,59 @@ pub(crate) fn table16(gen: &Gen16, a: f32, q: f32) -> [f32; 16] {
     }
 }
 
+/// How a 3-bit group's 8-entry table follows from its parameters `(a, q)` (the 3-bit twin
+/// of [`Gen16`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Gen8 {
+    /// Exponential, 4 magnitudes `a·q^k` and no zero level (8 levels), or 3 and a zero level
+    /// (7 levels, the 8th entry 0).
+    Exp { zero: bool },
+    /// Levels `a·u[k]`, `u` fixed for the tensor (linear families).
+    Scaled([f32; 8]),
+}
+
+/// The 8-entry table of a 3-bit group (the reference of the kernels' derivation): ascending
+/// levels, as `Family::levels_into` orders them, with `q³ = q·q²` taken in `f32` (the
+/// codebook takes powers in `f64`: the last bit may differ).
+pub(crate) fn table8(gen: &Gen8, a: f32, q: f32) -> [f32; 8] {
+    match gen {
+        Gen8::Scaled(u) => u.map(|u| a * u),
+        Gen8::Exp { zero } => {
+            let q2 = q * q;
+            let p = [1.0, q, q2, q * q2];
+            let k = if *zero { 3 } else { 4 };
+            let mut t = [0.0f32; 8];
+            for i in 0..k {
+                t[i] = p[i] * -a;
+                // Magnitude `a·q^i` sits `i` places below the top level.
+                t[7 - i - usize::from(*zero)] = p[i] * a;
+            }
+            t
+        }
+    }
+}
+
+/// `Σ_groups Σ_j table8(gen, a_g, q_g)[code j] · x[j]` over one packed 3-bit row cut into
+/// groups of `g` codes (`params[i]` the `(a, q)` of group `i`; the last group may be short).
+pub(crate) fn dot3_groups(
+    bytes: &[u8],
+    x: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen8,
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, xs) in x.chunks(g).enumerate() {
+        let t = table8(gen, params[i][0], params[i][1]);
+        let mut part = 0.0f32;
+        for (j, &xj) in xs.iter().enumerate() {
+            part += t[usize::from(code_at(bytes, 3, i * g + j))] * xj;
+        }
+        acc += part;
+    }
+    acc
+}
+
 /// `Σ_groups Σ_j table16(gen, a_g, q_g)[code j] · x[j]` over one packed 4-bit row cut into
 /// groups of `g` codes (`params[i]` the `(a, q)` of group `i`; the last group may be short).
 pub(crate) fn dot4_groups(

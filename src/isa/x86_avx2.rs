@@ -7,7 +7,7 @@
 
 use core::arch::x86_64::*;
 
-use super::portable::{CoarseRows, Gen16, GenNarrow, LaneTables, LANES, PAIRS_PER_SUM};
+use super::portable::{CoarseRows, Gen16, Gen8, GenNarrow, LaneTables, LANES, PAIRS_PER_SUM};
 use super::{Avx2, Avx512Vnni, AvxVnni, Isa};
 
 impl Avx2 {
@@ -154,6 +154,21 @@ impl Avx2 {
     ) -> f32 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
         unsafe { dot4_groups(bytes, x, g, params, gen) }
+    }
+
+    /// A 3-bit row cut into groups of `g` codes (a multiple of 8), each group's table
+    /// derived in registers from its `(a, q)` (see [`dot3_groups`]).
+    #[inline]
+    pub(crate) fn dot3_groups(
+        self,
+        bytes: &[u8],
+        x: &[f32],
+        g: usize,
+        params: &[[f32; 2]],
+        gen: &Gen8,
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot3_groups(bytes, x, g, params, gen) }
     }
 
     /// Whole groups of `g` codes (a multiple of 64, the block) of a 4-bit row in the
@@ -2327,6 +2342,91 @@ unsafe fn dot4_groups(bytes: &[u8], x: &[f32], g: usize, params: &[[f32; 2]], ge
             acc += t[usize::from((bytes[j / 2] >> ((j % 2) * 4)) & 0x0f)] * xj;
         }
         k = stop;
+    }
+    acc
+}
+
+/// A 3-bit group's table in a register, as [`portable::table8`](super::portable::table8)
+/// computes it: lane `i` holds `q^e` with `e` the lane's exponent (`q` and `q²` blended in by
+/// its bits, `q³ = q·q²`), times `−a` in the lower half and `a` in the upper.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn table8(gen: &Gen8, a: f32, q: f32) -> __m256 {
+    match gen {
+        Gen8::Scaled(u) => {
+            // SAFETY: `u` holds 8 floats.
+            let u = unsafe { _mm256_loadu_ps(u.as_ptr()) };
+            _mm256_mul_ps(_mm256_set1_ps(a), u)
+        }
+        Gen8::Exp { zero } => {
+            let one = _mm256_set1_ps(1.0);
+            let (vq, vq2) = (_mm256_set1_ps(q), _mm256_set1_ps(q * q));
+            let sign = _mm256_blend_ps::<0b1111_0000>(_mm256_set1_ps(-a), _mm256_set1_ps(a));
+            if *zero {
+                // Exponents [0, 1, 2, –, 2, 1, 0, –]; lanes 3 and 7 hold 0.
+                let b1 = _mm256_blend_ps::<0b0010_0010>(one, vq);
+                let b2 = _mm256_blend_ps::<0b0001_0100>(one, vq2);
+                let t = _mm256_mul_ps(_mm256_mul_ps(b1, b2), sign);
+                _mm256_blend_ps::<0b1000_1000>(t, _mm256_setzero_ps())
+            } else {
+                // Exponents [0, 1, 2, 3, 3, 2, 1, 0].
+                let b1 = _mm256_blend_ps::<0b0101_1010>(one, vq);
+                let b2 = _mm256_blend_ps::<0b0011_1100>(one, vq2);
+                _mm256_mul_ps(_mm256_mul_ps(b1, b2), sign)
+            }
+        }
+    }
+}
+
+/// 3-bit dot product over a row of groups of `g` codes (a multiple of 8), each group's table
+/// derived in registers from its `(a, q)` ([`table8`]) and its codes read as [`dot3`] does.
+/// The groups past the last loadable step (and a short last group) go through the reference
+/// table.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot3_groups(bytes: &[u8], x: &[f32], g: usize, params: &[[f32; 2]], gen: &Gen8) -> f32 {
+    let n = x.len().min(bytes.len() * 8 / 3);
+    let vector = n.min(loadable3(bytes));
+    let steps = if g.is_multiple_of(8) { g / 8 } else { 0 };
+    let mut i = 0;
+    let mut group = 0;
+    // SAFETY: each step at code `i` reads bytes `3i/8 .. 3i/8 + 4` and floats `i .. i + 8`,
+    // inside because the group ends at `i + g <= vector`.
+    let mut acc = unsafe {
+        let shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+        let (b, xp) = (bytes.as_ptr(), x.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        while steps > 0 && group < params.len() && i + g <= vector {
+            let [a, q] = params[group];
+            let t = table8(gen, a, q);
+            // Four steps at a time with fixed sums, then the group's last one to three.
+            for _ in 0..steps / 4 {
+                for (k, acc) in acc.iter_mut().enumerate() {
+                    let w = _mm256_permutevar8x32_ps(t, codes3(b, i + 8 * k, shifts));
+                    *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i + 8 * k)), *acc);
+                }
+                i += 32;
+            }
+            for _ in 0..steps % 4 {
+                let w = _mm256_permutevar8x32_ps(t, codes3(b, i, shifts));
+                acc[0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i)), acc[0]);
+                i += 8;
+            }
+            group += 1;
+        }
+        hsum(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ))
+    };
+    while group < params.len() && i < n {
+        let end = (i + g).min(n);
+        let [a, q] = params[group];
+        let t = super::portable::table8(gen, a, q);
+        acc += super::portable::dot_span(3, bytes, i, &t, &x[i..end]);
+        (i, group) = (end, group + 1);
     }
     acc
 }

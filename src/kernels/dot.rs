@@ -337,6 +337,35 @@ pub(crate) fn dot4_groups(
     })
 }
 
+/// A 3-bit row of groups of `g` codes (a multiple of 8) with each group's table derived from
+/// its parameters (`read` as for [`dot4_groups`]), on `isa`; `None` where no such kernel
+/// runs (then the caller takes the stored-table path). The scalar path is
+/// [`portable::dot3_groups`], the definition.
+pub(crate) fn dot3_groups(
+    isa: Isa,
+    row: &[u8],
+    x: &[f32],
+    g: usize,
+    gen: &portable::Gen8,
+    read: impl Fn(usize, &mut [[f32; 2]]),
+) -> Option<f32> {
+    if g == 0 || !g.is_multiple_of(8) {
+        return None;
+    }
+    sum_param_runs(x.len().div_ceil(g), read, |first, params| {
+        let xs = &x[first * g..((first + params.len()) * g).min(x.len())];
+        let bytes = &row[first * g * 3 / 8..];
+        Some(match isa.path() {
+            Path::Scalar => portable::dot3_groups(bytes, xs, g, params, gen),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(t) => t.dot3_groups(bytes, xs, g, params, gen),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(t) => t.avx2().dot3_groups(bytes, xs, g, params, gen),
+            _ => return None,
+        })
+    })
+}
+
 /// `Σ part(first, params)` over runs of up to 64 of `groups` groups in order, each run's
 /// `(a, q)` gathered onto the stack by `read(first, out)`; `None` as soon as a part is.
 fn sum_param_runs(

@@ -52,7 +52,7 @@ pub use decode::{decode, decode_with};
 #[cfg(feature = "alloc")]
 pub(crate) use dot::DotPlan;
 pub use dot::{dot, dot_with};
-pub(crate) use dot::{dot4_groups, dot_scaled, dot_span};
+pub(crate) use dot::{dot3_groups, dot4_groups, dot_scaled, dot_span};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use dot::{
     dot_permuted_avx2, dot_permuted_scaled_avx2, dot_scaled_groups as dot_scaled_from,
