@@ -644,6 +644,38 @@ pub(crate) fn table8(gen: &Gen8, a: f32, q: f32) -> [f32; 8] {
     }
 }
 
+/// A 3-bit group's int8 table: [`quantize_block`] of `table8(gen, 1, q)` (whose largest
+/// level is exactly 1, so the step is `1 / 127` and the group's scale `a / 127`), as
+/// `I8Table::set` makes it from the group's levels of `(1, q)`.
+pub(crate) fn table8_i8(gen: &Gen8, q: f32) -> [i8; 8] {
+    let mut t = [0i8; 8];
+    let _ = quantize_block(&table8(gen, 1.0, q), &mut t);
+    t
+}
+
+/// The int8 reference over a 3-bit row in groups of `g` codes (a multiple of [`QBLOCK`]):
+/// block `b` of group `i` through [`table8_i8`] of `q_i`, times `scales[b] · (a_i / 127)`,
+/// blocks in order (the last may be short).
+pub(crate) fn dot3_i8_groups(
+    bytes: &[u8],
+    xq: &[i8],
+    scales: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen8,
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (b, start) in (0..xq.len()).step_by(QBLOCK).enumerate() {
+        let [a, q] = params[start / g];
+        let t = table8_i8(gen, q);
+        let sum: i32 = (start..(start + QBLOCK).min(xq.len()))
+            .map(|j| i32::from(t[usize::from(code_at(bytes, 3, j))]) * i32::from(xq[j]))
+            .sum();
+        acc += scales[b] * (a * (1.0 / 127.0)) * sum as f32;
+    }
+    acc
+}
+
 /// `Σ_groups Σ_j table8(gen, a_g, q_g)[code j] · x[j]` over one packed 3-bit row cut into
 /// groups of `g` codes (`params[i]` the `(a, q)` of group `i`; the last group may be short).
 pub(crate) fn dot3_groups(

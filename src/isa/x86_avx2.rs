@@ -131,6 +131,22 @@ impl Avx2 {
         unsafe { dot3_i8(bytes, t16, xq, scales) }
     }
 
+    /// Int8 dot product of a 3-bit row in groups of `g` codes (a multiple of 32), each
+    /// group's int8 table derived in registers from its `q` (see [`dot3_i8_groups`]).
+    #[inline]
+    pub(crate) fn dot3_i8_groups(
+        self,
+        bytes: &[u8],
+        xq: &[i8],
+        scales: &[f32],
+        g: usize,
+        params: &[[f32; 2]],
+        gen: &Gen8,
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot3_i8_groups(bytes, xq, scales, g, params, gen) }
+    }
+
     /// A group's int8 table derived in registers (see [`table16_i8`]).
     #[inline]
     pub(crate) fn table16_i8(self, gen: &Gen16, q: f32) -> [i8; 16] {
@@ -1038,13 +1054,6 @@ unsafe fn dot3_i8_blocks(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]
         .min(scales.len());
     // Lane `l` holds codes `4l .. 4l + 4`, bits `12l ..`: bytes `⌊3l/2⌋` and the next, from
     // bit 0 (even lanes) or 4 (odd lanes). Both halves see the block's 16 bytes.
-    let windows = _mm256_setr_epi8(
-        0, 1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1, 4, 5, -1, -1, 6, 7, -1, -1, 7, 8, -1, -1, 9, 10,
-        -1, -1, 10, 11, -1, -1,
-    );
-    let odd = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4);
-    let even_bytes = _mm256_set1_epi32(0x0007_0007);
-    let odd_bytes = _mm256_set1_epi32(0x0700_0700);
     // SAFETY: `t16` holds 16 bytes.
     let t = unsafe { _mm_loadu_si128(t16.as_ptr().cast()) };
     let table = _mm256_set_m128i(t, t);
@@ -1053,16 +1062,7 @@ unsafe fn dot3_i8_blocks(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]
     // bytes.len()`), values `32b .. 32b + 32` of `xq` and entry `b` of `scales`.
     unsafe {
         for b in 0..blocks {
-            let v = _mm_loadu_si128(bytes.as_ptr().add(12 * b).cast());
-            let w = _mm256_shuffle_epi8(_mm256_set_m128i(v, v), windows);
-            let w = _mm256_srlv_epi32(w, odd);
-            // Codes 0, 1 at bits 0, 3; 2, 3 at bits 6, 9: to bits 0 and 16, then 8 and 24.
-            let p = _mm256_or_si256(w, _mm256_slli_epi32::<10>(w));
-            let q = _mm256_slli_epi32::<5>(p);
-            let idx = _mm256_or_si256(
-                _mm256_and_si256(p, even_bytes),
-                _mm256_and_si256(q, odd_bytes),
-            );
+            let idx = block_codes3(bytes.as_ptr().add(12 * b));
             let wv = _mm256_shuffle_epi8(table, idx);
             let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
             let s = _mm256_set1_ps(scales[b]);
@@ -1070,6 +1070,110 @@ unsafe fn dot3_i8_blocks(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]
         }
         (hsum(_mm256_add_ps(acc[0], acc[1])), blocks)
     }
+}
+
+/// The 32 codes of a 3-bit block at `at` (12 bytes, 16 read), one per byte in natural order:
+/// each 32-bit lane takes the two bytes that hold its four codes (`vpshufb`, both halves
+/// seeing the block, then a shift by 4 in odd lanes), and two shifts put codes 0 and 2 at
+/// bits 0 and 16 and codes 1 and 3 at bits 8 and 24.
+///
+/// # Safety
+/// The CPU supports AVX2; 16 bytes from `at` are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_codes3(at: *const u8) -> __m256i {
+    // Lane `l` holds codes `4l .. 4l + 4`, bits `12l ..`: bytes `⌊3l/2⌋` and the next, from
+    // bit 0 (even lanes) or 4 (odd lanes).
+    let windows = _mm256_setr_epi8(
+        0, 1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1, 4, 5, -1, -1, 6, 7, -1, -1, 7, 8, -1, -1, 9, 10,
+        -1, -1, 10, 11, -1, -1,
+    );
+    // SAFETY: the caller guarantees the 16 bytes.
+    let v = unsafe { _mm_loadu_si128(at.cast()) };
+    let w = _mm256_shuffle_epi8(_mm256_set_m128i(v, v), windows);
+    let w = _mm256_srlv_epi32(w, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
+    // Codes 0, 1 at bits 0, 3; 2, 3 at bits 6, 9: to bits 0 and 16, then 8 and 24.
+    let p = _mm256_or_si256(w, _mm256_slli_epi32::<10>(w));
+    let q = _mm256_slli_epi32::<5>(p);
+    _mm256_or_si256(
+        _mm256_and_si256(p, _mm256_set1_epi32(0x0007_0007)),
+        _mm256_and_si256(q, _mm256_set1_epi32(0x0700_0700)),
+    )
+}
+
+/// A 3-bit group's int8 table in both halves, as
+/// [`portable::table8_i8`](super::portable::table8_i8) computes it: `table8(gen, 1, q)`
+/// times 127, rounded half away from zero by adding `±0.5` and truncating (the steps of
+/// `quantize_block`), packed to bytes `0 .. 8` of each half.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn table8_i8(gen: &Gen8, q: f32) -> __m256i {
+    let v = _mm256_mul_ps(table8(gen, 1.0, q), _mm256_set1_ps(127.0));
+    let sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0));
+    let r = _mm256_cvttps_epi32(_mm256_add_ps(v, _mm256_or_ps(_mm256_set1_ps(0.5), sign)));
+    let w = _mm256_packs_epi32(r, r);
+    let b = _mm256_packs_epi16(w, w);
+    // Per 128-bit lane the low 4 bytes are that lane's four entries.
+    let t = _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b));
+    _mm256_set_m128i(t, t)
+}
+
+/// [`dot3_i8_blocks`] over groups of `g` codes (a multiple of 32), group `i` through the
+/// int8 table [`table8_i8`] derives from `params[i]` and each of its blocks' `x` scales times
+/// `a_i / 127`. Blocks whose 16-byte load would pass the end of `bytes` go through the
+/// reference.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot3_i8_groups(
+    bytes: &[u8],
+    xq: &[i8],
+    scales: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen8,
+) -> f32 {
+    if g == 0 || !g.is_multiple_of(32) {
+        return 0.0;
+    }
+    let per_group = g / 32;
+    // Whole groups of loadable blocks.
+    let fast = (bytes.len().saturating_sub(4) / 12)
+        .min(xq.len() / 32)
+        .min(scales.len())
+        / per_group;
+    let fast = fast.min(params.len());
+    let mut acc = [_mm256_setzero_ps(); 2];
+    // SAFETY: block `b` of a group below `fast` reads bytes `12b .. 12b + 16`, values `32b
+    // .. 32b + 32` of `xq` and entry `b` of `scales`, all inside (`fast` is clamped to them).
+    unsafe {
+        for (i, &[a, q]) in params[..fast].iter().enumerate() {
+            let table = table8_i8(gen, q);
+            let step = a * (1.0 / 127.0);
+            for b in i * per_group..(i + 1) * per_group {
+                let wv = _mm256_shuffle_epi8(table, block_codes3(bytes.as_ptr().add(12 * b)));
+                let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
+                let s = _mm256_set1_ps(scales[b] * step);
+                acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(wv, xv)), s, acc[b % 2]);
+            }
+        }
+    }
+    let head = hsum(_mm256_add_ps(acc[0], acc[1]));
+    // The groups left (at most the last few of the row) through the reference.
+    let first = fast * per_group;
+    let end = xq.len().min(params.len() * g);
+    if first * 32 >= end {
+        return head;
+    }
+    head + super::portable::dot3_i8_groups(
+        &bytes[first * 12..],
+        &xq[first * 32..end],
+        &scales[first..],
+        g,
+        &params[fast..],
+        gen,
+    )
 }
 
 /// [`dot3_i8_blocks`] over every whole block, the last ones (whose 16-byte load would pass

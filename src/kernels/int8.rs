@@ -192,6 +192,38 @@ pub(crate) fn dot_int8_two_magnitudes(
     None
 }
 
+/// The int8 dot product of a whole 3-bit row in groups of `g` codes (a multiple of
+/// [`QBLOCK`]) with their own `(a, q)` (`params`, one per group), each group's int8 table
+/// derived from its `q` (`portable::table8_i8`, scale `a / 127`); `None` where no kernel
+/// does this (the caller then makes each group's table). The scalar path is the reference.
+#[cfg(feature = "alloc")]
+pub(crate) fn dot3_i8_groups(
+    isa: Isa,
+    row: &[u8],
+    x: &Int8X,
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &portable::Gen8,
+) -> Option<f32> {
+    if g == 0 || !g.is_multiple_of(QBLOCK) || params.len() < x.xq.len().div_ceil(g) {
+        return None;
+    }
+    match isa.path() {
+        Path::Scalar => Some(portable::dot3_i8_groups(
+            row, &x.xq, &x.scales, g, params, gen,
+        )),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2(t) => Some(t.dot3_i8_groups(row, &x.xq, &x.scales, g, params, gen)),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512(t) => Some(
+            t.avx2()
+                .dot3_i8_groups(row, &x.xq, &x.scales, g, params, gen),
+        ),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
 /// `Σ_b scales[b] · Σ table.v[code j] · xq[j]` over codes `start .. start + len` of one packed
 /// row (`xq`, `scales` indexed over the whole vector; multiply by `table.scale` for the dot
 /// product). The caller guarantees the codes exist and index the table.
@@ -546,6 +578,57 @@ mod tests {
             assert_eq!(xp[128 + k], xq[128 + 2 * k]);
             assert_eq!(xp[144 + k], xq[128 + 2 * k + 1]);
         }
+    }
+
+    /// The 3-bit group kernel (int8 tables derived in registers) agrees with its scalar
+    /// reference on every path, for groups of one and of three blocks, a short last group and
+    /// rows whose bytes end with the codes (the last blocks go through the reference).
+    #[test]
+    fn derived_3bit_int8_groups_match_the_reference() {
+        let mut next = rng(0x3b18_0001);
+        let gens = [
+            portable::Gen8::Exp { zero: false },
+            portable::Gen8::Exp { zero: true },
+            portable::Gen8::Scaled([-1.0, -0.6, -0.3, 0.0, 0.3, 0.6, 1.0, 0.0]),
+        ];
+        let mut ran = 0;
+        for gen in &gens {
+            for (g, cols) in [(32usize, 4096usize), (32, 1000), (96, 1000), (64, 64)] {
+                let xq = random_x(&mut next, cols);
+                let codes: Vec<u8> = (0..cols).map(|_| (next() % 7) as u8).collect();
+                let mut packed = alloc::vec![0u8; (cols * 3).div_ceil(8)];
+                portable::pack_reference(&codes, 3, &mut packed);
+                let params: Vec<[f32; 2]> = (0..cols.div_ceil(g))
+                    .map(|_| {
+                        [
+                            0.1 + (next() % 100) as f32 * 0.01,
+                            0.3 + (next() % 60) as f32 * 0.01,
+                        ]
+                    })
+                    .collect();
+                let reference =
+                    portable::dot3_i8_groups(&packed, &xq.xq, &xq.scales, g, &params, gen);
+                let magnitude: f32 = (0..cols)
+                    .map(|j| {
+                        let [a, q] = params[j / g];
+                        let t = portable::table8_i8(gen, q);
+                        let w = f32::from(t[usize::from(codes[j])]);
+                        (w * f32::from(xq.xq[j]) * xq.scales[j / QBLOCK] * a / 127.0).abs()
+                    })
+                    .sum();
+                for isa in Isa::available() {
+                    let Some(got) = dot3_i8_groups(isa, &packed, &xq, g, &params, gen) else {
+                        continue;
+                    };
+                    ran += 1;
+                    assert!(
+                        (got - reference).abs() <= 1e-5 * magnitude,
+                        "{isa} {gen:?} g={g} cols={cols}: {got} vs {reference}"
+                    );
+                }
+            }
+        }
+        assert!(ran >= 12, "the scalar path always runs");
     }
 
     /// The one-pass kernel of 2-bit blocks with their own lower magnitude agrees with its

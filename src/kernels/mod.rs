@@ -67,8 +67,8 @@ pub(crate) use gemm::{gemm_rows, GemmSource};
 pub(crate) use int8::dot4_i8_groups;
 #[cfg(feature = "alloc")]
 pub(crate) use int8::{
-    dot4_i8_groups_rows, dot4_i8_rows, dot4_i8_scaled, dot4_i8_scaled_rows, dot_int8_span,
-    dot_int8_two_magnitudes, table16_i8, I8Table, Int8X, ROWS_PER_PASS,
+    dot3_i8_groups, dot4_i8_groups_rows, dot4_i8_rows, dot4_i8_scaled, dot4_i8_scaled_rows,
+    dot_int8_span, dot_int8_two_magnitudes, table16_i8, I8Table, Int8X, ROWS_PER_PASS,
 };
 pub use int8::{dot_int8, dot_int8_with};
 
