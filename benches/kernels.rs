@@ -425,8 +425,9 @@ fn tensor_view_int8(
 }
 
 /// The widths other than 4 bits: per row and in compact groups of 32 at 1, 2, 3 and 8 bits,
-/// and at 1 and 2 bits in groups of 128 with `f32` parameters; `f32` and int8 activations,
-/// the owned tensor and the view, single-threaded, one run.
+/// and at 1 to 3 bits in groups of 128 and 32 with `f32` parameters (at 2 bits also without
+/// a zero level); `f32` and int8 activations, the owned tensor and the view,
+/// single-threaded, one run.
 fn gemv_narrow(c: &mut Criterion) {
     let (rows, cols) = (4096, 4096);
     let w = common::weights(5, rows * cols, 0.05);
@@ -436,17 +437,18 @@ fn gemv_narrow(c: &mut Criterion) {
     for bits in [1u8, 2, 3, 8] {
         let base = Config::exponential(bits).with_scale_rule(ScaleRule::MaxAbs);
         let compact32 = base.per_group(32).with_compact_params(true);
-        // `f32`-parameter groups at 1 and 2 bits only: at 8 bits each group's 256 levels
-        // (and a slow max-abs fit) would dominate the group's run time.
-        let layouts = if bits <= 2 {
-            vec![
-                ("per_row", base),
-                ("group128", base.per_group(128)),
-                ("compact32", compact32),
-            ]
-        } else {
-            vec![("per_row", base), ("compact32", compact32)]
-        };
+        // `f32`-parameter groups at 1 to 3 bits only: at 8 bits each group's 256 levels
+        // (and a slow max-abs fit) would dominate the group's run time. Groups of 32 are
+        // shorter than the 1- and 2-bit permuted blocks (lanes scaled per group); 2-bit
+        // levels without a zero level take a lower magnitude per group (`q`).
+        let mut layouts = vec![("per_row", base), ("compact32", compact32)];
+        if bits <= 3 {
+            layouts.push(("group128", base.per_group(128)));
+            layouts.push(("group32", base.per_group(32)));
+        }
+        if bits == 2 {
+            layouts.push(("group32_nozero", base.per_group(32).with_zero_level(false)));
+        }
         for (name, config) in layouts {
             let q = quantize(&w, rows, cols, &config).unwrap();
             tensor_view_int8(&mut g, &format!("{bits}bit/{name}"), &q, &x, &mut y);
