@@ -147,6 +147,20 @@ impl Avx2 {
         unsafe { dot3_i8_groups(bytes, xq, scales, g, params, gen) }
     }
 
+    /// `out[i] = table[codes[i]]` for int8 tables of up to 128 entries (codes below
+    /// `levels`), see [`lut_i8`].
+    #[inline]
+    pub(crate) fn lut_i8(
+        self,
+        codes: &[u8],
+        table: &[i8; 256],
+        levels: usize,
+        out: &mut [i8],
+    ) -> usize {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { lut_i8(codes, table, levels, out) }
+    }
+
     /// A group's int8 table derived in registers (see [`table16_i8`]).
     #[inline]
     pub(crate) fn table16_i8(self, gen: &Gen16, q: f32) -> [i8; 16] {
@@ -1198,6 +1212,56 @@ unsafe fn dot3_i8(bytes: &[u8], t16: &[i8; 16], xq: &[i8], scales: &[f32]) -> f3
         &xq[32 * done..],
         &scales[done..],
     )
+}
+
+/// `out[i] = table[codes[i]]` for codes below `levels` (at most 128), 32 codes a step: each
+/// 16-entry slice of the table is a `vpshufb` (which reads a code's low four bits), and the
+/// code's higher bits pick among the slices' results with `vpblendvb` (bit 4, then 5, then 6
+/// moved to the byte's top bit). 32, 64 and 128 entries cost 2, 4 and 8 lookups a step, in
+/// place of a scalar load per code. Tables of more entries are left to the caller (0 done).
+/// Returns the codes done (whole steps); the caller finishes the rest.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lut_i8(codes: &[u8], table: &[i8; 256], levels: usize, out: &mut [i8]) -> usize {
+    let n = codes.len().min(out.len());
+    let slices = levels.div_ceil(16).next_power_of_two();
+    if slices > 8 {
+        return 0;
+    }
+    let mut t = [_mm256_setzero_si256(); 8];
+    for (k, t) in t.iter_mut().enumerate().take(slices) {
+        // SAFETY: slice `k < 8` reads entries `16k .. 16k + 16` of the 256.
+        let v = unsafe { _mm_loadu_si128(table.as_ptr().add(16 * k).cast()) };
+        *t = _mm256_set_m128i(v, v);
+    }
+    let mut i = 0;
+    // SAFETY: each step reads codes `i .. i + 32` and writes `out[i .. i + 32]`, `i + 32 <= n`.
+    unsafe {
+        while i + 32 <= n {
+            let c = _mm256_loadu_si256(codes.as_ptr().add(i).cast());
+            // Bit 7 of every code is clear (codes are below 128): no lookup zeroes.
+            let mut r = [_mm256_setzero_si256(); 8];
+            for k in 0..slices {
+                r[k] = _mm256_shuffle_epi8(t[k], c);
+            }
+            // Bit 4 picks within pairs of slices, bit 5 within pairs of pairs, bit 6 last.
+            let mut width = slices;
+            let mut shift = 3;
+            while width > 1 {
+                let m = _mm256_sll_epi16(c, _mm_cvtsi32_si128(shift));
+                for k in 0..width / 2 {
+                    r[k] = _mm256_blendv_epi8(r[2 * k], r[2 * k + 1], m);
+                }
+                width /= 2;
+                shift -= 1;
+            }
+            _mm256_storeu_si256(out.as_mut_ptr().add(i).cast(), r[0]);
+            i += 32;
+        }
+    }
+    i
 }
 
 /// [`dot_narrow_i8`] at 2 bits where each block has its own table `[−127, −r, r, 127]`

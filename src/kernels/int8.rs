@@ -296,7 +296,16 @@ fn whole_blocks(
     for (k, (x, b)) in xq.chunks(CHUNK).zip(bytes.chunks(chunk_bytes)).enumerate() {
         let n = x.len();
         pack::unpack_fast(isa, b, bits, &mut codes[..n]);
-        for (w, &c) in w[..n].iter_mut().zip(&codes[..n]) {
+        let done = match isa.path() {
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(t) => t.lut_i8(&codes[..n], &table.v, table.len, &mut w[..n]),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(t) => t
+                .avx2()
+                .lut_i8(&codes[..n], &table.v, table.len, &mut w[..n]),
+            _ => 0,
+        };
+        for (w, &c) in w[done..n].iter_mut().zip(&codes[done..n]) {
             *w = table.v[usize::from(c)];
         }
         let s = &scales[k * (CHUNK / QBLOCK)..];
