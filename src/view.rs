@@ -1496,31 +1496,96 @@ fn gen16(family: Family) -> Option<Gen16> {
     }
 }
 
+/// The tables derived from `(a, q)` at 1, 2 and 3 bits (`GenNarrow`, `Gen8`) and the kernels
+/// that use them, against the codebooks' levels and their definition in `f64`.
 #[cfg(all(test, feature = "alloc"))]
-mod narrow_group_tests {
-    use super::narrow_gen;
+mod derived_narrow_tests {
+    use super::{gen8, narrow_gen};
     use crate::discretize::Family;
     use crate::isa::portable;
-    use crate::kernels::{DotPlan, Isa};
+    use crate::kernels::{dot3_groups, DotPlan, Isa};
     use crate::{Params, Scheme};
+    use alloc::vec::Vec;
 
-    fn families() -> alloc::vec::Vec<Family> {
-        let mut out = alloc::vec::Vec::new();
-        for bits in [1u8, 2] {
-            for scheme in [Scheme::Exponential, Scheme::Linear] {
-                for zero in [false, true] {
-                    out.push(Family::new(scheme, bits, zero).unwrap());
-                }
+    /// Both schemes, zero level on and off, at `bits`.
+    fn families(bits: u8) -> Vec<Family> {
+        let mut out = Vec::new();
+        for scheme in [Scheme::Exponential, Scheme::Linear] {
+            for zero in [false, true] {
+                out.push(Family::new(scheme, bits, zero).unwrap());
             }
         }
         out
     }
 
+    /// The `(a, q)` the table checks try.
+    const PARAMS: [(f32, f32); 4] = [(1.0, 0.5), (0.037, 0.71), (3.5, 0.93), (1e-3, 0.2)];
+
+    /// A random row: `cols` codes below `levels` packed at `bits`, its `x` in `[-0.5, 0.5)`
+    /// and an `(a, q)` per group of `g`.
+    struct Case {
+        codes: Vec<u8>,
+        row: Vec<u8>,
+        x: Vec<f32>,
+        params: Vec<[f32; 2]>,
+    }
+
+    impl Case {
+        fn random(
+            next: &mut impl FnMut() -> u32,
+            bits: u8,
+            levels: usize,
+            g: usize,
+            cols: usize,
+        ) -> Case {
+            let codes: Vec<u8> = (0..cols).map(|_| (next() % levels as u32) as u8).collect();
+            let mut row = alloc::vec![0u8; (cols * usize::from(bits)).div_ceil(8)];
+            portable::pack_reference(&codes, bits, &mut row);
+            let x = (0..cols)
+                .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
+                .collect();
+            let params = (0..cols.div_ceil(g))
+                .map(|_| {
+                    [
+                        0.1 + (next() % 100) as f32 * 0.01,
+                        0.3 + (next() % 60) as f32 * 0.01,
+                    ]
+                })
+                .collect();
+            Case {
+                codes,
+                row,
+                x,
+                params,
+            }
+        }
+
+        /// `Σ table(a, q)[code j] · x[j]` in `f64`, and the sum of the terms' magnitudes.
+        fn definition<const N: usize>(
+            &self,
+            g: usize,
+            table: impl Fn(f32, f32) -> [f32; N],
+        ) -> (f64, f64) {
+            let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
+            for (j, (&c, &xj)) in self.codes.iter().zip(&self.x).enumerate() {
+                let [a, q] = self.params[j / g];
+                let term = f64::from(table(a, q)[usize::from(c)]) * f64::from(xj);
+                exact += term;
+                magnitude += term.abs();
+            }
+            (exact, magnitude)
+        }
+
+        fn read(&self) -> impl Fn(usize, &mut [[f32; 2]]) + '_ {
+            |i, out| out.copy_from_slice(&self.params[i..i + out.len()])
+        }
+    }
+
     #[test]
     fn narrow_tables_are_the_codebooks_levels_to_the_bit() {
-        for family in families() {
+        for family in families(1).into_iter().chain(families(2)) {
             let gen = narrow_gen(family).expect("every 1- and 2-bit family has a generator");
-            for (a, q) in [(1.0f32, 0.5f32), (0.037, 0.71), (3.5, 0.93), (1e-3, 0.2)] {
+            for (a, q) in PARAMS {
                 let mut levels = [0.0f32; 256];
                 let n = family.levels_into(Params { a, q }, &mut levels);
                 let t = portable::table_narrow(&gen, a, q);
@@ -1532,96 +1597,11 @@ mod narrow_group_tests {
         }
     }
 
-    /// The 1- and 2-bit group kernels (groups of whole blocks, blocks of whole groups, and
-    /// the groups after the last whole block) against their definition in `f64`, within
-    /// `2e-6 · Σ|terms|`: tight enough that a 0.1 % error in either magnitude of the groups
-    /// fails it.
-    #[test]
-    fn narrow_group_kernels_match_their_definition() {
-        let mut next = crate::test_rng::xorshift32(0x5eed_0002);
-        let mut ran = 0;
-        for family in families() {
-            let gen = narrow_gen(family).unwrap();
-            let bits = family.bits;
-            let levels = family.level_count() as u32;
-            for (g, cols) in [
-                (16usize, 4096usize),
-                (32, 4096),
-                (32, 1000),
-                (64, 2048 + 96),
-                (128, 4096 + 7),
-                (256, 1024),
-                (512, 4096 + 300),
-                (48, 960),
-            ] {
-                let codes: alloc::vec::Vec<u8> =
-                    (0..cols).map(|_| (next() % levels) as u8).collect();
-                let mut row = alloc::vec![0u8; (cols * usize::from(bits)).div_ceil(8)];
-                portable::pack_reference(&codes, bits, &mut row);
-                let x: alloc::vec::Vec<f32> = (0..cols)
-                    .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
-                    .collect();
-                let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
-                    .map(|_| {
-                        [
-                            0.1 + (next() % 100) as f32 * 0.01,
-                            0.3 + (next() % 60) as f32 * 0.01,
-                        ]
-                    })
-                    .collect();
-                let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
-                for (j, (&c, &xj)) in codes.iter().zip(&x).enumerate() {
-                    let [a, q] = params[j / g];
-                    let term = f64::from(portable::table_narrow(&gen, a, q)[usize::from(c)])
-                        * f64::from(xj);
-                    exact += term;
-                    magnitude += term.abs();
-                }
-                let read =
-                    |i: usize, out: &mut [[f32; 2]]| out.copy_from_slice(&params[i..i + out.len()]);
-                for isa in Isa::available() {
-                    let plan = DotPlan::for_scaled(isa, bits, &x);
-                    let Some(got) = plan.dot_narrow_groups(&row, g, read, &gen) else {
-                        continue;
-                    };
-                    ran += 1;
-                    assert!(
-                        (f64::from(got) - exact).abs() <= 2e-6 * magnitude,
-                        "{isa} {family:?} g={g} cols={cols}: {got} vs {exact}"
-                    );
-                }
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if Isa::detect().avx2().is_some() {
-            assert!(ran > 0, "the narrow group kernels did not run");
-        }
-        let _ = ran;
-    }
-}
-
-#[cfg(all(test, feature = "alloc"))]
-mod derived_table8_tests {
-    use super::gen8;
-    use crate::discretize::Family;
-    use crate::isa::portable;
-    use crate::kernels::{dot3_groups, Isa};
-    use crate::{Params, Scheme};
-
-    fn families() -> [Family; 4] {
-        [
-            Family::new(Scheme::Exponential, 3, false).unwrap(),
-            Family::new(Scheme::Exponential, 3, true).unwrap(),
-            Family::new(Scheme::Linear, 3, false).unwrap(),
-            Family::new(Scheme::Linear, 3, true).unwrap(),
-        ]
-    }
-
     #[test]
     fn derived_3bit_tables_are_the_codebooks_levels() {
-        for family in families() {
+        for family in families(3) {
             let gen = gen8(family).expect("every 3-bit family has a derived table");
-            for (a, q) in [(1.0f32, 0.5f32), (0.037, 0.71), (3.5, 0.93), (1e-3, 0.2)] {
+            for (a, q) in PARAMS {
                 let mut levels = [0.0f32; 256];
                 let n = family.levels_into(Params { a, q }, &mut levels);
                 let t = portable::table8(&gen, a, q);
@@ -1638,15 +1618,58 @@ mod derived_table8_tests {
         }
     }
 
+    /// The 1- and 2-bit group kernels (groups of whole blocks, blocks of whole groups, and
+    /// the groups after the last whole block) against their definition in `f64`, within
+    /// `2e-6 · Σ|terms|`: tight enough that a 0.1 % error in either magnitude of the groups
+    /// fails it.
+    #[test]
+    fn narrow_group_kernels_match_their_definition() {
+        let mut next = crate::test_rng::xorshift32(0x5eed_0002);
+        let mut ran = 0;
+        for family in families(1).into_iter().chain(families(2)) {
+            let gen = narrow_gen(family).unwrap();
+            let bits = family.bits;
+            for (g, cols) in [
+                (16usize, 4096usize),
+                (32, 4096),
+                (32, 1000),
+                (64, 2048 + 96),
+                (128, 4096 + 7),
+                (256, 1024),
+                (512, 4096 + 300),
+                (48, 960),
+            ] {
+                let case = Case::random(&mut next, bits, family.level_count(), g, cols);
+                let (exact, magnitude) =
+                    case.definition(g, |a, q| portable::table_narrow(&gen, a, q));
+                for isa in Isa::available() {
+                    let plan = DotPlan::for_scaled(isa, bits, &case.x);
+                    let Some(got) = plan.dot_narrow_groups(&case.row, g, case.read(), &gen) else {
+                        continue;
+                    };
+                    ran += 1;
+                    assert!(
+                        (f64::from(got) - exact).abs() <= 2e-6 * magnitude,
+                        "{isa} {family:?} g={g} cols={cols}: {got} vs {exact}"
+                    );
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if Isa::detect().avx2().is_some() {
+            assert!(ran > 0, "the narrow group kernels did not run");
+        }
+        let _ = ran;
+    }
+
     /// The SIMD 3-bit group kernels against the scalar definition: groups of 8, 32, 40 and
     /// 128 codes, a short last group, rows whose last group ends at the end of the bytes.
     #[test]
     fn derived_3bit_group_kernels_match_the_reference() {
         let mut next = crate::test_rng::xorshift32(0x3b17_5eed);
         let mut ran = 0;
-        for family in families() {
+        for family in families(3) {
             let gen = gen8(family).unwrap();
-            let levels = family.level_count() as u32;
             for (g, cols) in [
                 (8usize, 64usize),
                 (32, 4096),
@@ -1654,33 +1677,11 @@ mod derived_table8_tests {
                 (40, 1000),
                 (128, 4100),
             ] {
-                let codes: alloc::vec::Vec<u8> =
-                    (0..cols).map(|_| (next() % levels) as u8).collect();
-                let mut row = alloc::vec![0u8; (cols * 3).div_ceil(8)];
-                portable::pack_reference(&codes, 3, &mut row);
-                let x: alloc::vec::Vec<f32> = (0..cols)
-                    .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
-                    .collect();
-                let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
-                    .map(|_| {
-                        [
-                            0.1 + (next() % 100) as f32 * 0.01,
-                            0.3 + (next() % 60) as f32 * 0.01,
-                        ]
-                    })
-                    .collect();
-                let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
-                for (j, (&c, &xj)) in codes.iter().zip(&x).enumerate() {
-                    let [a, q] = params[j / g];
-                    let term =
-                        f64::from(portable::table8(&gen, a, q)[usize::from(c)]) * f64::from(xj);
-                    exact += term;
-                    magnitude += term.abs();
-                }
-                let read =
-                    |i: usize, out: &mut [[f32; 2]]| out.copy_from_slice(&params[i..i + out.len()]);
+                let case = Case::random(&mut next, 3, family.level_count(), g, cols);
+                let (exact, magnitude) = case.definition(g, |a, q| portable::table8(&gen, a, q));
                 for isa in Isa::available() {
-                    let Some(got) = dot3_groups(isa, &row, &x, g, &gen, read) else {
+                    let Some(got) = dot3_groups(isa, &case.row, &case.x, g, &gen, case.read())
+                    else {
                         continue;
                     };
                     ran += 1;

@@ -676,8 +676,30 @@ pub(crate) fn dot3_i8_groups(
     acc
 }
 
-/// `Σ_groups Σ_j table8(gen, a_g, q_g)[code j] · x[j]` over one packed 3-bit row cut into
-/// groups of `g` codes (`params[i]` the `(a, q)` of group `i`; the last group may be short).
+/// `Σ_groups Σ_j table(a_g, q_g)[code j] · x[j]` over one packed `bits`-bit row cut into
+/// groups of `g` codes (`params[i]` the `(a, q)` of group `i`; the last group may be short):
+/// the definition of the kernels that derive a group's table from its parameters.
+fn dot_derived_groups<const N: usize>(
+    bits: u8,
+    bytes: &[u8],
+    x: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    table: impl Fn(f32, f32) -> [f32; N],
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, xs) in x.chunks(g).enumerate() {
+        let t = table(params[i][0], params[i][1]);
+        let mut part = 0.0f32;
+        for (j, &xj) in xs.iter().enumerate() {
+            part += t[usize::from(code_at(bytes, bits, i * g + j))] * xj;
+        }
+        acc += part;
+    }
+    acc
+}
+
+/// [`dot_derived_groups`] of a 3-bit row with [`table8`] tables.
 pub(crate) fn dot3_groups(
     bytes: &[u8],
     x: &[f32],
@@ -685,20 +707,10 @@ pub(crate) fn dot3_groups(
     params: &[[f32; 2]],
     gen: &Gen8,
 ) -> f32 {
-    let mut acc = 0.0f32;
-    for (i, xs) in x.chunks(g).enumerate() {
-        let t = table8(gen, params[i][0], params[i][1]);
-        let mut part = 0.0f32;
-        for (j, &xj) in xs.iter().enumerate() {
-            part += t[usize::from(code_at(bytes, 3, i * g + j))] * xj;
-        }
-        acc += part;
-    }
-    acc
+    dot_derived_groups(3, bytes, x, g, params, |a, q| table8(gen, a, q))
 }
 
-/// `Σ_groups Σ_j table16(gen, a_g, q_g)[code j] · x[j]` over one packed 4-bit row cut into
-/// groups of `g` codes (`params[i]` the `(a, q)` of group `i`; the last group may be short).
+/// [`dot_derived_groups`] of a 4-bit row with [`table16`] tables.
 pub(crate) fn dot4_groups(
     bytes: &[u8],
     x: &[f32],
@@ -706,16 +718,7 @@ pub(crate) fn dot4_groups(
     params: &[[f32; 2]],
     gen: &Gen16,
 ) -> f32 {
-    let mut acc = 0.0f32;
-    for (i, xs) in x.chunks(g).enumerate() {
-        let t = table16(gen, params[i][0], params[i][1]);
-        let mut part = 0.0f32;
-        for (j, &xj) in xs.iter().enumerate() {
-            part += t[usize::from(code_at(bytes, 4, i * g + j))] * xj;
-        }
-        acc += part;
-    }
-    acc
+    dot_derived_groups(4, bytes, x, g, params, |a, q| table16(gen, a, q))
 }
 
 /// How a 1- or 2-bit group's levels follow from its `(a, q)`: `a` on the codes of the top
