@@ -1597,24 +1597,35 @@ mod derived_narrow_tests {
         }
     }
 
+    /// `table(a, q)` holds `family`'s levels (0 past them) within `eps · a`, for each of
+    /// [`PARAMS`]: the derived tables take powers of `q` in `f32`, the codebook in `f64`.
+    pub(super) fn assert_near_levels<const N: usize>(
+        family: Family,
+        eps: f32,
+        table: impl Fn(f32, f32) -> [f32; N],
+    ) {
+        for (a, q) in PARAMS {
+            let mut levels = [0.0f32; 256];
+            let n = family.levels_into(Params { a, q }, &mut levels);
+            let t = table(a, q);
+            for k in 0..N {
+                let want = if k < n { levels[k] } else { 0.0 };
+                assert!(
+                    (t[k] - want).abs() <= eps * a,
+                    "{family:?} a={a} q={q} level {k}: {} vs {want}",
+                    t[k]
+                );
+            }
+        }
+    }
+
     #[test]
     fn derived_3bit_tables_are_the_codebooks_levels() {
         for family in families(3) {
             let gen = gen8(family).expect("every 3-bit family has a derived table");
-            for (a, q) in PARAMS {
-                let mut levels = [0.0f32; 256];
-                let n = family.levels_into(Params { a, q }, &mut levels);
-                let t = portable::table8(&gen, a, q);
-                for k in 0..8 {
-                    let want = if k < n { levels[k] } else { 0.0 };
-                    // `q³` is taken in `f32` here, in `f64` by the codebook.
-                    assert!(
-                        (t[k] - want).abs() <= 2.0 * f32::EPSILON * a,
-                        "{family:?} a={a} q={q} level {k}: {} vs {want}",
-                        t[k]
-                    );
-                }
-            }
+            assert_near_levels(family, 2.0 * f32::EPSILON, |a, q| {
+                portable::table8(&gen, a, q)
+            });
         }
     }
 
@@ -1702,7 +1713,7 @@ mod derived_table_tests {
     use crate::discretize::Family;
     use crate::isa::portable;
     use crate::kernels::{dot4_groups, DotPlan, Isa};
-    use crate::{Params, Scheme};
+    use crate::Scheme;
 
     fn families() -> [Family; 4] {
         [
@@ -1717,20 +1728,9 @@ mod derived_table_tests {
     fn derived_tables_are_the_codebooks_levels() {
         for family in families() {
             let gen = gen16(family).expect("every 4-bit family has a derived table");
-            for (a, q) in [(1.0f32, 0.5f32), (0.037, 0.71), (3.5, 0.93), (1e-3, 0.2)] {
-                let mut levels = [0.0f32; 256];
-                let n = family.levels_into(Params { a, q }, &mut levels);
-                let t = portable::table16(&gen, a, q);
-                for k in 0..16 {
-                    let want = if k < n { levels[k] } else { 0.0 };
-                    // The powers of q are taken in f32 here, in f64 by the codebook.
-                    assert!(
-                        (t[k] - want).abs() <= 4.0 * f32::EPSILON * a,
-                        "{family:?} a={a} q={q} level {k}: {} vs {want}",
-                        t[k]
-                    );
-                }
-            }
+            super::derived_narrow_tests::assert_near_levels(family, 4.0 * f32::EPSILON, |a, q| {
+                portable::table16(&gen, a, q)
+            });
         }
     }
 
