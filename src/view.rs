@@ -797,9 +797,13 @@ impl<'a> QuantizedView<'a> {
         let mut group_scales = alloc::vec![0.0f32; per_row];
         // The `x` scales times their groups' scales, indexed as `xq.scales`.
         let mut scales = alloc::vec![0.0f32; xq.scales.len()];
+        // Compact groups: each row's one `q` and its groups' `f16` scales read straight from
+        // the bytes (through `read_run` and the `q` comparisons below, the scales took half
+        // the kernel's time with 3-bit groups of 32).
+        let compact = matches!(self.granularity(), Granularity::PerGroup(_))
+            && encoding.compact_run(param_bytes, 0).is_some();
         for (row, out) in rows.zip(y) {
             let packed = self.row_codes(row);
-            encoding.read_run(param_bytes, self.group_index(row, 0), &mut params);
             let mut acc = 0.0f32;
             let mut run = 0;
             // Sums the groups `run..end` with `t8`.
@@ -828,6 +832,22 @@ impl<'a> QuantizedView<'a> {
                     let (start, len) = (run * g, (end * g).min(cols) - run * g);
                     kernels::dot_int8_span(isa, bits, packed, start, len, t8, &xq.xq, &scales)
                 };
+            if let Some((q, halves)) = compact
+                .then(|| encoding.compact_run(param_bytes, row))
+                .flatten()
+            {
+                if let (unit, true) = units.of(self.family(), q) {
+                    t8.set(unit);
+                    unit_step = t8.scale;
+                }
+                for (scale, h) in group_scales.iter_mut().zip(halves.chunks_exact(2)) {
+                    let half = u16::from_le_bytes([h[0], h[1]]);
+                    *scale = crate::isa::portable::f16_positive(half) * unit_step;
+                }
+                *out = flush(0, per_row, &t8, &group_scales);
+                continue;
+            }
+            encoding.read_run(param_bytes, self.group_index(row, 0), &mut params);
             let mut i = 0;
             while i < per_row {
                 let q = params[i][1];
