@@ -1435,8 +1435,6 @@ fn stream_passes<const R: usize>(len: usize) -> impl Iterator<Item = StreamPass>
     whole.chain(lone)
 }
 
-/// How a group's 4-bit table follows from `(a, q)` for `family`, when it fits 16 entries in
-/// the order the derived-table kernels produce.
 /// A family's levels of `(1, q)` for the last `q` asked for. Every family's levels are `a`
 /// times these, to the bit (`levels_into` multiplies exact unit magnitudes by `a`; a property
 /// test in `discretize` checks it), so a loop over groups makes them once per distinct `q`:
@@ -1473,11 +1471,25 @@ fn narrow_gen(family: Family) -> Option<GenNarrow> {
     if !matches!(family.bits, 1 | 2) {
         return None;
     }
-    let mut unit = [0.0f32; 256];
-    let n = family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut unit);
+    let (unit, n) = unit_levels_at_one(family);
     // Four levels `[−1, −low, low, 1]`: `low` is `q` where `q` moves the levels.
     let low_unit = (!family.uses_q()).then_some(unit[n / 2]);
     GenNarrow::new(n, low_unit)
+}
+
+/// `family`'s levels of `(1, 1)` and their count: the fixed unit levels of the families
+/// whose levels `q` does not move (linear, or one magnitude).
+fn unit_levels_at_one(family: Family) -> ([f32; 256], usize) {
+    let mut unit = [0.0f32; 256];
+    let n = family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut unit);
+    (unit, n)
+}
+
+/// The first `N` of [`unit_levels_at_one`], where the family has at most `N` levels: the
+/// `Scaled` tables of the derived-table generators.
+fn fixed_unit_table<const N: usize>(family: Family) -> Option<[f32; N]> {
+    let (unit, n) = unit_levels_at_one(family);
+    (n <= N).then(|| core::array::from_fn(|i| unit[i]))
 }
 
 /// How a 3-bit family's 8-entry tables follow from `(a, q)` (see `Gen8`); `None` at other
@@ -1490,14 +1502,12 @@ fn gen8(family: Family) -> Option<Gen8> {
         Scheme::Exponential => Some(Gen8::Exp {
             zero: family.has_zero(),
         }),
-        Scheme::Linear => {
-            let mut u = [0.0f32; 256];
-            let n = family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut u);
-            (n <= 8).then(|| Gen8::Scaled(core::array::from_fn(|i| u[i])))
-        }
+        Scheme::Linear => fixed_unit_table(family).map(Gen8::Scaled),
     }
 }
 
+/// How a group's 4-bit table follows from `(a, q)` for `family`, when it fits 16 entries in
+/// the order the derived-table kernels produce.
 fn gen16(family: Family) -> Option<Gen16> {
     if family.bits != 4 {
         return None;
@@ -1508,11 +1518,7 @@ fn gen16(family: Family) -> Option<Gen16> {
             let k = family.magnitude_count();
             (k == 8 - usize::from(zero)).then_some(Gen16::Exp { zero })
         }
-        Scheme::Linear => {
-            let mut u = [0.0f32; 256];
-            let n = family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut u);
-            (n <= 16).then(|| Gen16::Scaled(core::array::from_fn(|i| u[i])))
-        }
+        Scheme::Linear => fixed_unit_table(family).map(Gen16::Scaled),
     }
 }
 
