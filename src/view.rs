@@ -495,9 +495,7 @@ impl<'a> QuantizedView<'a> {
                                 let group = self.group_index(first + k, whole / g + i);
                                 encoding.read_run(param_bytes, group, &mut last);
                                 let [a, q] = last[0];
-                                let levels = crate::isa::portable::table_narrow(gen, a, q);
-                                table.v[..4].copy_from_slice(&levels);
-                                table.len = 4;
+                                table.set(&crate::isa::portable::table_narrow(gen, a, q));
                                 let at = whole + i * g;
                                 sum += kernels::dot_span(isa, bits, row, at, &table, xs);
                             }

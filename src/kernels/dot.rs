@@ -559,8 +559,7 @@ impl DotPlan<'_> {
                     let len = g.min(self.x.len() - start);
                     let mut p = [[0.0f32; 2]; 1];
                     read(group, &mut p);
-                    table.v[..4].copy_from_slice(&portable::table_narrow(gen, p[0][0], p[0][1]));
-                    table.len = 4;
+                    table.set(&portable::table_narrow(gen, p[0][0], p[0][1]));
                     acc += self.dot(row, start, len, &table);
                     start += len;
                 }

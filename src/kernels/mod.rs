@@ -123,10 +123,16 @@ impl Table {
 
     pub fn from_levels(levels: &[f32]) -> Self {
         let mut t = Table::new();
-        let n = levels.len().min(256);
-        t.v[..n].copy_from_slice(&levels[..n]);
-        t.len = n.max(1);
+        t.set(levels);
         t
+    }
+
+    /// Makes `levels` (at most 256) this table's first entries and its length, in place
+    /// (the entries past them keep their values).
+    pub fn set(&mut self, levels: &[f32]) {
+        let n = levels.len().min(256);
+        self.v[..n].copy_from_slice(&levels[..n]);
+        self.len = n.max(1);
     }
 
     /// `t16[i] = v[i mod 2^bits]`: what the lane-permuted kernels index with garbage above
