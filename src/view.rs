@@ -352,7 +352,7 @@ impl<'a> QuantizedView<'a> {
             let block = crate::isa::x86_avx2::perm_block(u32::from(bits));
             let encoding = self.parts.shape().encoding;
             let param_bytes = self.parts.param_bytes();
-            let compact = encoding.compact_run(param_bytes, 0).is_some();
+            let compact = self.compact_params();
             let g = self.granularity().group_len(cols);
             let per_tensor = self.granularity() == Granularity::PerTensor;
             // 4-bit groups with their own `(a, q)` whose tables `dot_perm_groups` derives in
@@ -579,8 +579,7 @@ impl<'a> QuantizedView<'a> {
         // 4-bit groups of a multiple of 32 codes: each group's int8 table derived in registers.
         if let (Granularity::PerGroup(g), Some(gen)) = (self.granularity(), gen16(self.family())) {
             if g < cols && g.is_multiple_of(32) && isa.kind() != kernels::IsaKind::Scalar {
-                let encoding = self.parts.shape().encoding;
-                if encoding.compact_run(self.parts.param_bytes(), 0).is_some() {
+                if self.compact_params() {
                     self.gemv_int8_compact(isa, xq, g, &gen, rows, y);
                     return;
                 }
@@ -591,10 +590,8 @@ impl<'a> QuantizedView<'a> {
         }
         // 3-bit groups with their own `(a, q)`: each group's int8 table derived in registers.
         if let (Granularity::PerGroup(g), Some(gen)) = (self.granularity(), gen8(self.family())) {
-            let encoding = self.parts.shape().encoding;
-            let compact = encoding.compact_run(self.parts.param_bytes(), 0).is_some();
             if g < cols
-                && !compact
+                && !self.compact_params()
                 && isa.kind() != kernels::IsaKind::Scalar
                 && self.gemv_int8_groups3(isa, xq, g, &gen, rows.clone(), y)
             {
@@ -693,7 +690,7 @@ impl<'a> QuantizedView<'a> {
         let param_bytes = self.parts.param_bytes();
         if family.bits != 2
             || !family.uses_q()
-            || encoding.compact_run(param_bytes, 0).is_some()
+            || self.compact_params()
             || !matches!(self.granularity(), Granularity::PerGroup(_))
         {
             return false;
@@ -799,7 +796,7 @@ impl<'a> QuantizedView<'a> {
         // the bytes (through `read_run` and the `q` comparisons below, the scales took half
         // the kernel's time with 3-bit groups of 32).
         let compact = matches!(self.granularity(), Granularity::PerGroup(_))
-            && encoding.compact_run(param_bytes, 0).is_some();
+            && self.compact_params();
         for (row, out) in rows.zip(y) {
             let packed = self.row_codes(row);
             let mut acc = 0.0f32;
@@ -1251,7 +1248,7 @@ impl<'a> QuantizedView<'a> {
             return false;
         };
         let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
-        if g >= cols || encoding.compact_run(bytes, 0).is_some() {
+        if g >= cols || self.compact_params() {
             return false;
         }
         let Some(gen) = narrow_gen(self.family()) else {
