@@ -795,8 +795,8 @@ impl<'a> QuantizedView<'a> {
         // Compact groups: each row's one `q` and its groups' `f16` scales read straight from
         // the bytes (through `read_run` and the `q` comparisons below, the scales took half
         // the kernel's time with 3-bit groups of 32).
-        let compact = matches!(self.granularity(), Granularity::PerGroup(_))
-            && self.compact_params();
+        let compact =
+            matches!(self.granularity(), Granularity::PerGroup(_)) && self.compact_params();
         for (row, out) in rows.zip(y) {
             let packed = self.row_codes(row);
             let mut acc = 0.0f32;

@@ -402,6 +402,16 @@ unsafe fn lut_dot(codes: &[u8], table: &[f32; 256], levels: usize, x: &[f32]) ->
     acc
 }
 
+/// The sum of four vectors' lanes, added pairwise first.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum4(v: [__m256; 4]) -> f32 {
+    hsum(_mm256_add_ps(
+        _mm256_add_ps(v[0], v[1]),
+        _mm256_add_ps(v[2], v[3]),
+    ))
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn hsum(v: __m256) -> f32 {
@@ -499,32 +509,14 @@ unsafe fn dot4(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
 unsafe fn dot3(bytes: &[u8], table: &[f32; 256], x: &[f32]) -> f32 {
     let n = x.len().min(bytes.len() * 8 / 3);
     let vector = n.min(loadable3(bytes));
-    let mut i = 0;
+    let mut sums = [_mm256_setzero_ps(); 4];
     // SAFETY: a step at code `i` reads bytes `3i/8 .. 3i/8 + 4` (inside while `i + 8 <=
     // loadable`) and floats `i .. i + 8` (inside while `i + 8 <= n`).
-    let mut acc = unsafe {
+    let i = unsafe {
         let t = _mm256_loadu_ps(table.as_ptr());
-        let shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
-        let (b, xp) = (bytes.as_ptr(), x.as_ptr());
-        let codes = |i: usize| codes3(b, i, shifts);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        while i + 32 <= vector {
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let w = _mm256_permutevar8x32_ps(t, codes(i + 8 * k));
-                *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i + 8 * k)), *acc);
-            }
-            i += 32;
-        }
-        while i + 8 <= vector {
-            let w = _mm256_permutevar8x32_ps(t, codes(i));
-            acc[0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i)), acc[0]);
-            i += 8;
-        }
-        hsum(_mm256_add_ps(
-            _mm256_add_ps(acc[0], acc[1]),
-            _mm256_add_ps(acc[2], acc[3]),
-        ))
+        steps3(t, bytes.as_ptr(), x.as_ptr(), 0, vector / 8, &mut sums)
     };
+    let mut acc = hsum4(sums);
     for (k, &xk) in x.iter().enumerate().take(n).skip(i) {
         acc += table[usize::from(super::portable::code_at(bytes, 3, k))] * xk;
     }
@@ -555,6 +547,44 @@ unsafe fn codes3(b: *const u8, i: usize, shifts: __m256i) -> __m256i {
     _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts)
 }
 
+/// `steps` 8-code steps of the 3-bit stream at `b` from code `i` through the 8-entry table
+/// `t`, against `x` at `xp`: four steps at a time into the four `sums` (an index `k % 4`
+/// kept them in memory, and fewer sums left the steps waiting on the FMA latency), then the
+/// last one to three into the first. Returns the code after the last step. The loop of
+/// `dot3`, `dot3_scaled` and `dot3_groups`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; each step's bytes (as [`codes3`]) and 8 floats are
+/// readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn steps3(
+    t: __m256,
+    b: *const u8,
+    xp: *const f32,
+    mut i: usize,
+    steps: usize,
+    sums: &mut [__m256; 4],
+) -> usize {
+    let shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+    // SAFETY: the caller guarantees every step's bytes and floats.
+    unsafe {
+        for _ in 0..steps / 4 {
+            for (k, sum) in sums.iter_mut().enumerate() {
+                let w = _mm256_permutevar8x32_ps(t, codes3(b, i + 8 * k, shifts));
+                *sum = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i + 8 * k)), *sum);
+            }
+            i += 32;
+        }
+        for _ in 0..steps % 4 {
+            let w = _mm256_permutevar8x32_ps(t, codes3(b, i, shifts));
+            sums[0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i)), sums[0]);
+            i += 8;
+        }
+    }
+    i
+}
+
 /// [`dot3`] over groups of `g` codes (a multiple of 8) that share `table` up to an `f16`
 /// scale per group (`scales`, two little-endian bytes a group, positive and finite): a
 /// group's products are summed apart and multiplied once by its scale, as
@@ -575,37 +605,19 @@ unsafe fn dot3_scaled(bytes: &[u8], table: &[f32; 256], x: &[f32], g: usize, sca
     // inside because the group ends at `i + g <= vector`; the table holds 256 floats.
     let mut acc = unsafe {
         let t = _mm256_loadu_ps(table.as_ptr());
-        let shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
         let (b, xp) = (bytes.as_ptr(), x.as_ptr());
-        // Four sums a group, as in `dot3`: two left the steps waiting on the FMA latency
-        // (groups of 128 ran at half the per-row speed).
+        // Four sums a group (two ran groups of 128 at half the per-row speed).
         let mut acc = [_mm256_setzero_ps(); 4];
         while steps > 0 && group < groups && i + g <= vector {
             let mut p = [_mm256_setzero_ps(); 4];
-            // Four steps at a time with fixed sums (a `k % 4` index kept them in memory),
-            // then the group's last one to three.
-            for _ in 0..steps / 4 {
-                for (k, p) in p.iter_mut().enumerate() {
-                    let w = _mm256_permutevar8x32_ps(t, codes3(b, i + 8 * k, shifts));
-                    *p = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i + 8 * k)), *p);
-                }
-                i += 32;
-            }
-            for _ in 0..steps % 4 {
-                let w = _mm256_permutevar8x32_ps(t, codes3(b, i, shifts));
-                p[0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i)), p[0]);
-                i += 8;
-            }
+            i = steps3(t, b, xp, i, steps, &mut p);
             let a = _mm256_set1_ps(super::portable::scale_at(scales, group));
             for (acc, p) in acc.iter_mut().zip(p) {
                 *acc = _mm256_fmadd_ps(p, a, *acc);
             }
             group += 1;
         }
-        hsum(_mm256_add_ps(
-            _mm256_add_ps(acc[0], acc[1]),
-            _mm256_add_ps(acc[2], acc[3]),
-        ))
+        hsum4(acc)
     };
     while group < groups && i < n {
         let end = (i + g).min(n);
@@ -657,10 +669,7 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
                 }
             }
         }
-        hsum(_mm256_add_ps(
-            _mm256_add_ps(acc[0], acc[1]),
-            _mm256_add_ps(acc[2], acc[3]),
-        ))
+        hsum4(acc)
     }
 }
 
@@ -770,10 +779,7 @@ unsafe fn dot_perm_groups(
             }
         }
     }
-    hsum(_mm256_add_ps(
-        _mm256_add_ps(acc[0], acc[1]),
-        _mm256_add_ps(acc[2], acc[3]),
-    ))
+    hsum4(acc)
 }
 
 /// One block's 32 int8 products summed in `i32` lanes: `vpmaddubsw` takes an unsigned and a
@@ -2562,31 +2568,14 @@ unsafe fn dot3_groups(bytes: &[u8], x: &[f32], g: usize, params: &[[f32; 2]], ge
     // SAFETY: each step at code `i` reads bytes `3i/8 .. 3i/8 + 4` and floats `i .. i + 8`,
     // inside because the group ends at `i + g <= vector`.
     let mut acc = unsafe {
-        let shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
         let (b, xp) = (bytes.as_ptr(), x.as_ptr());
         let mut acc = [_mm256_setzero_ps(); 4];
         while steps > 0 && group < params.len() && i + g <= vector {
             let [a, q] = params[group];
-            let t = table8(gen, a, q);
-            // Four steps at a time with fixed sums, then the group's last one to three.
-            for _ in 0..steps / 4 {
-                for (k, acc) in acc.iter_mut().enumerate() {
-                    let w = _mm256_permutevar8x32_ps(t, codes3(b, i + 8 * k, shifts));
-                    *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i + 8 * k)), *acc);
-                }
-                i += 32;
-            }
-            for _ in 0..steps % 4 {
-                let w = _mm256_permutevar8x32_ps(t, codes3(b, i, shifts));
-                acc[0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xp.add(i)), acc[0]);
-                i += 8;
-            }
+            i = steps3(table8(gen, a, q), b, xp, i, steps, &mut acc);
             group += 1;
         }
-        hsum(_mm256_add_ps(
-            _mm256_add_ps(acc[0], acc[1]),
-            _mm256_add_ps(acc[2], acc[3]),
-        ))
+        hsum4(acc)
     };
     while group < params.len() && i < n {
         let end = (i + g).min(n);
@@ -3095,10 +3084,7 @@ unsafe fn dot_perm_narrow<const BITS: i32, const TWO: bool>(
                     }
                 }
             }
-            return hsum(_mm256_add_ps(
-                _mm256_add_ps(acc[0], acc[1]),
-                _mm256_add_ps(acc[2], acc[3]),
-            ));
+            return hsum4(acc);
         }
         // Lane `l` of a block belongs to its group `l / lanes_per_group`, whose `(a, q)` are
         // floats `2·(l / lanes_per_group)` and one after of the block's parameters.
