@@ -1005,22 +1005,12 @@ unsafe fn dot_narrow_i8<const BITS: usize>(
     let blocks = (bytes.len() / block_bytes)
         .min(xq.len() / 32)
         .min(scales.len());
-    // Lane 0 takes the block's first half of bytes, lane 1 the second: a byte per code.
-    let spread = if BITS == 2 {
-        _mm256_setr_epi8(
-            0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7,
-            7, 7, 7,
-        )
-    } else {
-        _mm256_setr_epi8(
-            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
-            3, 3, 3,
-        )
-    };
-    // 2 bits: code `4i + k` sits at bits `2k` of byte `i`; codes 0 and 1 of a byte are kept
-    // in place (`c`, `4c`), codes 2 and 3 after a shift by four.
-    let keep = _mm256_set1_epi32(0x0000_0c03);
-    let keep_shifted = _mm256_set1_epi32(0x0c03_0000);
+    // 1 bit: lane 0 takes the block's first half of bytes, lane 1 the second, a byte per code.
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
+    );
+    // 2 bits: the layout of `block_codes2`, `L[c]` at `c` and `4c`.
     let [l0, l1, l2, l3] = [t16[0], t16[1], t16[2], t16[3]];
     let table = _mm256_setr_epi8(
         l0, l1, l2, l3, l1, 0, 0, 0, l2, 0, 0, 0, l3, 0, 0, 0, l0, l1, l2, l3, l1, 0, 0, 0, l2, 0,
@@ -1036,12 +1026,7 @@ unsafe fn dot_narrow_i8<const BITS: usize>(
         for b in 0..blocks {
             let at = bytes.as_ptr().add(block_bytes * b);
             let w = if BITS == 2 {
-                let v = _mm256_set1_epi64x(at.cast::<i64>().read_unaligned());
-                let r = _mm256_shuffle_epi8(v, spread);
-                let s = _mm256_srli_epi16::<4>(r);
-                let idx =
-                    _mm256_or_si256(_mm256_and_si256(r, keep), _mm256_and_si256(s, keep_shifted));
-                _mm256_shuffle_epi8(table, idx)
+                _mm256_shuffle_epi8(table, block_codes2(at))
             } else {
                 let v = _mm256_set1_epi32(at.cast::<i32>().read_unaligned());
                 let r = _mm256_shuffle_epi8(v, spread);
@@ -1269,6 +1254,31 @@ unsafe fn lut_i8(codes: &[u8], table: &[i8; 256], levels: usize, out: &mut [i8])
     i
 }
 
+/// The 32 codes of a 2-bit block at `at` (8 bytes), a byte each for a `vpshufb` lookup:
+/// lane 0 takes the first four bytes, lane 1 the next four, each byte copied to its four
+/// codes' positions. Code `4i + k` sits at bits `2k` of byte `i`; codes 0 and 1 of a byte
+/// are kept in place (as `c` and `4c`), codes 2 and 3 after a shift by four, so a table
+/// holds `L[c]` at both `c` and `4c`.
+///
+/// # Safety
+/// The CPU supports AVX2; 8 bytes from `at` are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_codes2(at: *const u8) -> __m256i {
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7,
+        7, 7,
+    );
+    // SAFETY: the caller guarantees the 8 bytes.
+    let v = _mm256_set1_epi64x(unsafe { at.cast::<i64>().read_unaligned() });
+    let r = _mm256_shuffle_epi8(v, spread);
+    let s = _mm256_srli_epi16::<4>(r);
+    _mm256_or_si256(
+        _mm256_and_si256(r, _mm256_set1_epi32(0x0000_0c03)),
+        _mm256_and_si256(s, _mm256_set1_epi32(0x0c03_0000)),
+    )
+}
+
 /// [`dot_narrow_i8`] at 2 bits where each block has its own table `[−127, −r, r, 127]`
 /// (`r = lower[b]`): the table register is made per block from the fixed top levels and
 /// `r` given its lower levels' signs (`vpsignb`), so 2-bit groups that each have their own
@@ -1282,14 +1292,7 @@ unsafe fn dot_narrow_i8_lower(bytes: &[u8], xq: &[i8], scales: &[f32], lower: &[
         .min(xq.len() / 32)
         .min(scales.len())
         .min(lower.len());
-    // As in `dot_narrow_i8`: a byte per code, kept at `c` or `4c`.
-    let spread = _mm256_setr_epi8(
-        0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7,
-        7, 7,
-    );
-    let keep = _mm256_set1_epi32(0x0000_0c03);
-    let keep_shifted = _mm256_set1_epi32(0x0c03_0000);
-    // The table layout of `dot_narrow_i8` (`L[c]` at `c` and `4c`): the top levels, and the
+    // The table layout of `block_codes2` (`L[c]` at `c` and `4c`): the top levels, and the
     // signs of the lower ones.
     let top = _mm256_setr_epi8(
         -127, 0, 0, 127, 0, 0, 0, 0, 0, 0, 0, 0, 127, 0, 0, 0, -127, 0, 0, 127, 0, 0, 0, 0, 0, 0,
@@ -1305,11 +1308,7 @@ unsafe fn dot_narrow_i8_lower(bytes: &[u8], xq: &[i8], scales: &[f32], lower: &[
     unsafe {
         for b in 0..blocks {
             let table = _mm256_add_epi8(top, _mm256_sign_epi8(_mm256_set1_epi8(lower[b]), signs));
-            let v = _mm256_set1_epi64x(bytes.as_ptr().add(8 * b).cast::<i64>().read_unaligned());
-            let r = _mm256_shuffle_epi8(v, spread);
-            let s = _mm256_srli_epi16::<4>(r);
-            let idx = _mm256_or_si256(_mm256_and_si256(r, keep), _mm256_and_si256(s, keep_shifted));
-            let w = _mm256_shuffle_epi8(table, idx);
+            let w = _mm256_shuffle_epi8(table, block_codes2(bytes.as_ptr().add(8 * b)));
             let xv = _mm256_loadu_si256(xq.as_ptr().add(32 * b).cast());
             let s = _mm256_set1_ps(scales[b]);
             acc[b % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_i8(w, xv)), s, acc[b % 2]);
