@@ -713,25 +713,14 @@ impl<'a> QuantizedView<'a> {
             for ((scale, r), &[a, q]) in groups.zip(&params) {
                 (*scale, *r) = (a * unit_step, crate::isa::portable::round_i8(q * 127.0));
             }
+            spread_group_scales(&mut scales, &xq.scales, &group_scales, per_group);
             if per_group == 1 {
-                // Groups of one block apart, as in `gemv_int8_runs`: the chunked loop below
-                // cost as much as the kernel with groups of 32, this one vectorizes.
-                let blocks = scales.iter_mut().zip(lower.iter_mut());
-                let groups = xq.scales.iter().zip(group_scales.iter().zip(&group_lower));
-                for ((s, l), (&x, (&scale, &r))) in blocks.zip(groups) {
-                    (*s, *l) = (x * scale, r);
+                // Apart, as in `spread_group_scales`: chunks of one cost 1.4× the kernel.
+                for (l, &r) in lower.iter_mut().zip(&group_lower) {
+                    *l = r;
                 }
             } else {
-                let blocks = scales
-                    .chunks_mut(per_group)
-                    .zip(lower.chunks_mut(per_group))
-                    .zip(xq.scales.chunks(per_group));
-                for (((s, l), xs), (&scale, &r)) in
-                    blocks.zip(group_scales.iter().zip(&group_lower))
-                {
-                    for (s, &x) in s.iter_mut().zip(xs) {
-                        *s = x * scale;
-                    }
+                for (l, &r) in lower.chunks_mut(per_group).zip(&group_lower) {
                     l.fill(r);
                 }
             }
@@ -806,24 +795,7 @@ impl<'a> QuantizedView<'a> {
                 |run: usize, end: usize, t8: &kernels::I8Table, group_scales: &[f32]| {
                     let blocks = run * per_group..(end * per_group).min(xq.scales.len());
                     let (out, x) = (&mut scales[blocks.clone()], &xq.scales[blocks]);
-                    // Groups of one block apart: the chunked loop below took ~40 instructions
-                    // a group of 32 (callgrind), this one vectorizes.
-                    if per_group == 1 {
-                        for ((s, &x), &scale) in out.iter_mut().zip(x).zip(&group_scales[run..end])
-                        {
-                            *s = x * scale;
-                        }
-                    } else {
-                        let runs = out
-                            .chunks_mut(per_group)
-                            .zip(x.chunks(per_group))
-                            .zip(&group_scales[run..end]);
-                        for ((scales, x), &scale) in runs {
-                            for (s, &x) in scales.iter_mut().zip(x) {
-                                *s = x * scale;
-                            }
-                        }
-                    }
+                    spread_group_scales(out, x, &group_scales[run..end], per_group);
                     let (start, len) = (run * g, (end * g).min(cols) - run * g);
                     kernels::dot_int8_span(isa, bits, packed, start, len, t8, &xq.xq, &scales)
                 };
@@ -1428,6 +1400,29 @@ fn stream_passes<const R: usize>(len: usize) -> impl Iterator<Item = StreamPass>
         width: 1,
     });
     whole.chain(lone)
+}
+
+/// `out[b] = x[b] · groups[b / per_group]`: each block's `x` scale times its group's scale,
+/// for the int8 loops that run a row's groups as one kernel call. Groups of one block have a
+/// loop of their own, which vectorizes; the chunked one took ~40 instructions a group of 32
+/// (callgrind).
+#[cfg(feature = "alloc")]
+fn spread_group_scales(out: &mut [f32], x: &[f32], groups: &[f32], per_group: usize) {
+    if per_group == 1 {
+        for ((s, &x), &scale) in out.iter_mut().zip(x).zip(groups) {
+            *s = x * scale;
+        }
+    } else {
+        let runs = out
+            .chunks_mut(per_group)
+            .zip(x.chunks(per_group))
+            .zip(groups);
+        for ((out, x), &scale) in runs {
+            for (s, &x) in out.iter_mut().zip(x) {
+                *s = x * scale;
+            }
+        }
+    }
 }
 
 /// A family's levels of `(1, q)` for the last `q` asked for. Every family's levels are `a`
