@@ -1148,8 +1148,8 @@ impl<'a> QuantizedView<'a> {
     /// The GEMV of a 3- or 4-bit tensor in groups (a multiple of 8 or 16 codes, shorter
     /// than a row) on a path that derives each group's table in registers from its
     /// parameters, so groups cost no table rebuild; at 4 bits with a `plan` (from
-    /// `DotPlan::for_scaled`) through the lane-permuted kernel. `false` (nothing written) where that path does not apply.
-    /// Shapes are checked by the caller.
+    /// `DotPlan::for_scaled`) through the lane-permuted kernel. `false` (nothing written)
+    /// where that path does not apply. Shapes are checked by the caller.
     pub(crate) fn gemv_derived(
         &self,
         isa: kernels::Isa,
