@@ -12,6 +12,18 @@ pub(crate) fn xorshift32(seed: u32) -> impl FnMut() -> u32 {
     }
 }
 
+/// An exponential ratio `q` from 0.3 to 0.89 on a grid of 0.01: the group kernels' tests
+/// draw each group's or row's `q` this way.
+pub(crate) fn ratio(next: &mut impl FnMut() -> u32) -> f32 {
+    0.3 + (next() % 60) as f32 * 0.01
+}
+
+/// A group's `(a, q)`: `a` from 0.1 to 1.09 on a grid of 0.01, then `q` from [`ratio`].
+pub(crate) fn group_params(next: &mut impl FnMut() -> u32) -> [f32; 2] {
+    let a = 0.1 + (next() % 100) as f32 * 0.01;
+    [a, ratio(next)]
+}
+
 /// `groups` positive normal `f16` group scales from `next`, two little-endian bytes each, with
 /// exponents from 2^-7 to 2^4: the compact-parameter kernels' tests draw them this way.
 #[cfg(feature = "alloc")]

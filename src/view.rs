@@ -1561,12 +1561,7 @@ mod derived_narrow_tests {
                 .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
                 .collect();
             let params = (0..cols.div_ceil(g))
-                .map(|_| {
-                    [
-                        0.1 + (next() % 100) as f32 * 0.01,
-                        0.3 + (next() % 60) as f32 * 0.01,
-                    ]
-                })
+                .map(|_| crate::test_rng::group_params(next))
                 .collect();
             Case {
                 codes,
@@ -1786,12 +1781,7 @@ mod derived_table_tests {
                     .map(|_| next() as f32 / u32::MAX as f32 - 0.5)
                     .collect();
                 let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
-                    .map(|_| {
-                        [
-                            0.1 + (next() % 100) as f32 * 0.01,
-                            0.3 + (next() % 60) as f32 * 0.01,
-                        ]
-                    })
+                    .map(|_| crate::test_rng::group_params(&mut next))
                     .collect();
                 let read =
                     |i: usize, out: &mut [[f32; 2]]| out.copy_from_slice(&params[i..i + out.len()]);
@@ -1863,11 +1853,10 @@ mod derived_int8_tests {
                 // Half the cases share one `q` across the row's groups (compact parameters),
                 // so the kernels' reuse of a row's table is checked too.
                 let shared_q = (g / 32 + cols) % 2 == 0;
-                let row_q = 0.3 + (next() % 60) as f32 * 0.01;
+                let row_q = crate::test_rng::ratio(&mut next);
                 let params: alloc::vec::Vec<[f32; 2]> = (0..cols.div_ceil(g))
                     .map(|_| {
-                        let a = 0.1 + (next() % 100) as f32 * 0.01;
-                        let q = 0.3 + (next() % 60) as f32 * 0.01;
+                        let [a, q] = crate::test_rng::group_params(&mut next);
                         [a, if shared_q { row_q } else { q }]
                     })
                     .collect();

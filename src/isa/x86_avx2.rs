@@ -3528,7 +3528,7 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
 mod tests {
     use super::*;
     use crate::isa::Isa;
-    use crate::test_rng::{f16_scales, stored_pairs, xorshift32 as rng};
+    use crate::test_rng::{f16_scales, group_params, stored_pairs, xorshift32 as rng};
     use alloc::vec::Vec;
 
     /// [`ByteDot`] by widening to `i16` and `i32` before any sum, exact for any bytes: the
@@ -3679,11 +3679,7 @@ mod tests {
             let groups = cols.div_ceil(g);
             let scales: Vec<Vec<u8>> = (0..R).map(|_| f16_scales(&mut next, groups)).collect();
             let params: Vec<Vec<[f32; 2]>> = (0..R)
-                .map(|_| {
-                    let pair =
-                        |n: u32| [0.1 + (n % 100) as f32 * 0.01, 0.3 + (n % 60) as f32 * 0.01];
-                    (0..groups).map(|_| pair(next())).collect()
-                })
+                .map(|_| (0..groups).map(|_| group_params(&mut next)).collect())
                 .collect();
             let rows_r: [&[u8]; R] = core::array::from_fn(|r| &rows[r][..]);
             let tables_r: [&[i8; 16]; R] = core::array::from_fn(|r| &tables[r]);

@@ -608,12 +608,7 @@ mod tests {
                 let mut packed = alloc::vec![0u8; (cols * 3).div_ceil(8)];
                 portable::pack_reference(&codes, 3, &mut packed);
                 let params: Vec<[f32; 2]> = (0..cols.div_ceil(g))
-                    .map(|_| {
-                        [
-                            0.1 + (next() % 100) as f32 * 0.01,
-                            0.3 + (next() % 60) as f32 * 0.01,
-                        ]
-                    })
+                    .map(|_| crate::test_rng::group_params(&mut next))
                     .collect();
                 let reference =
                     portable::dot3_i8_groups(&packed, &xq.xq, &xq.scales, g, &params, gen);
@@ -749,11 +744,10 @@ mod tests {
             // Half the rows share one `q` over their groups, so the table reuse runs too.
             let params: Vec<Vec<[f32; 2]>> = (0..R)
                 .map(|r| {
-                    let row_q = 0.3 + (next() % 60) as f32 * 0.01;
+                    let row_q = crate::test_rng::ratio(&mut next);
                     (0..groups)
                         .map(|_| {
-                            let a = 0.1 + (next() % 100) as f32 * 0.01;
-                            let q = 0.3 + (next() % 60) as f32 * 0.01;
+                            let [a, q] = crate::test_rng::group_params(&mut next);
                             [a, if r % 2 == 0 { row_q } else { q }]
                         })
                         .collect()
