@@ -652,18 +652,11 @@ impl<'a> QuantizedView<'a> {
         rows: Range<usize>,
         y: &mut [f32],
     ) -> bool {
-        let per_row = self.cols().div_ceil(g);
-        let (encoding, param_bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
-        let mut params = alloc::vec![[0.0f32; 2]; per_row];
-        for (row, out) in rows.zip(y) {
-            encoding.read_run(param_bytes, self.group_index(row, 0), &mut params);
-            match kernels::dot3_i8_groups(isa, self.row_codes(row), xq, g, &params, gen) {
-                Some(v) => *out = v,
-                // The first row decides for all: the path depends on `isa` and `g` only.
-                None => return false,
-            }
-        }
-        true
+        let mut params = alloc::vec![[0.0f32; 2]; self.cols().div_ceil(g)];
+        each_row(rows, y, |row| {
+            self.row_params(row)(0, &mut params);
+            kernels::dot3_i8_groups(isa, self.row_codes(row), xq, g, &params, gen)
+        })
     }
 
     /// The int8 GEMV of 2-bit groups (a multiple of 32 codes) that each have their own `q`
@@ -1165,42 +1158,22 @@ impl<'a> QuantizedView<'a> {
         if g >= cols || isa.kind() == kernels::IsaKind::Scalar {
             return false;
         }
-        let per_row = self.granularity().groups_per_row(cols);
-        let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
         if let Some(gen) = gen8(self.family()) {
-            for (row, out) in rows.zip(y.iter_mut()) {
-                let read = |i: usize, out: &mut [[f32; 2]]| {
-                    encoding.read_run(bytes, row * per_row + i, out)
-                };
-                match kernels::dot3_groups(isa, self.row_codes(row), x, g, &gen, read) {
-                    Some(v) => *out = v,
-                    // The first row decides for all: the path depends on `isa` and `g` only.
-                    None => return false,
-                }
-            }
-            return true;
+            return each_row(rows, y, |row| {
+                kernels::dot3_groups(isa, self.row_codes(row), x, g, &gen, self.row_params(row))
+            });
         }
         let Some(gen) = gen16(self.family()) else {
             return false;
         };
-        for (row, out) in rows.zip(y.iter_mut()) {
-            let packed = self.row_codes(row);
-            let read =
-                |i: usize, out: &mut [[f32; 2]]| encoding.read_run(bytes, row * per_row + i, out);
+        each_row(rows, y, |row| {
+            let (packed, read) = (self.row_codes(row), self.row_params(row));
             #[cfg(feature = "alloc")]
-            let dot = match plan {
-                Some(plan) => plan.dot4_groups(packed, g, &gen, read),
-                None => kernels::dot4_groups(isa, packed, x, g, &gen, read),
-            };
-            #[cfg(not(feature = "alloc"))]
-            let dot = kernels::dot4_groups(isa, packed, x, g, &gen, read);
-            match dot {
-                Some(v) => *out = v,
-                // The first row decides for all: the path depends on `isa` and `g` only.
-                None => return false,
+            if let Some(plan) = plan {
+                return plan.dot4_groups(packed, g, &gen, read);
             }
-        }
-        true
+            kernels::dot4_groups(isa, packed, x, g, &gen, read)
+        })
     }
 
     /// The GEMV of a 1- or 2-bit tensor in groups with their own `f32` parameters through
@@ -1219,24 +1192,15 @@ impl<'a> QuantizedView<'a> {
         let Granularity::PerGroup(g) = self.granularity() else {
             return false;
         };
-        let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
         if g >= cols || self.compact_params() {
             return false;
         }
         let Some(gen) = narrow_gen(self.family()) else {
             return false;
         };
-        let per_row = self.granularity().groups_per_row(cols);
-        for (row, out) in rows.zip(y.iter_mut()) {
-            let read =
-                |i: usize, out: &mut [[f32; 2]]| encoding.read_run(bytes, row * per_row + i, out);
-            match plan.dot_narrow_groups(self.row_codes(row), g, read, &gen) {
-                Some(v) => *out = v,
-                // The first row decides for all: the path depends on the plan and `g` only.
-                None => return false,
-            }
-        }
-        true
+        each_row(rows, y, |row| {
+            plan.dot_narrow_groups(self.row_codes(row), g, self.row_params(row), &gen)
+        })
     }
 
     /// The GEMV of a tensor with compact parameters: a row's groups share its `q`, so its
@@ -1349,6 +1313,28 @@ impl<'a> QuantizedView<'a> {
             layout => layout.first_group_of_row(row, self.cols()) + group_in_row,
         }
     }
+
+    /// Row `row`'s group parameters a run at a time, as the group kernels read them:
+    /// `read(i, out)` writes those of the row's groups `i .. i + out.len()`.
+    #[inline]
+    fn row_params(&self, row: usize) -> impl Fn(usize, &mut [[f32; 2]]) + '_ {
+        let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
+        let first = self.group_index(row, 0);
+        move |i, out| encoding.read_run(bytes, first + i, out)
+    }
+}
+
+/// Writes `dot(row)` for every row of `rows` to `y`. `false` at the first row `dot` does not
+/// apply to (`None`): a kernel's path depends on the ISA, the plan and the group size, not on
+/// the row, so the first row decides for all and nothing has been written.
+fn each_row(rows: Range<usize>, y: &mut [f32], mut dot: impl FnMut(usize) -> Option<f32>) -> bool {
+    for (row, out) in rows.zip(y.iter_mut()) {
+        match dot(row) {
+            Some(v) => *out = v,
+            None => return false,
+        }
+    }
+    true
 }
 
 fn expect_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
