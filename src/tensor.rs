@@ -471,8 +471,10 @@ impl QuantizedTensor {
             },
             _ => false,
         };
-        let plan = if compact || derived {
+        let plan = if compact {
             kernels::DotPlan::for_scaled(isa, self.bits(), x)
+        } else if derived {
+            kernels::DotPlan::for_groups(isa, self.bits(), x, g)
         } else {
             kernels::DotPlan::new(isa, self.bits(), x, g)
         };

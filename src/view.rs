@@ -1746,11 +1746,15 @@ mod derived_table_tests {
         for family in families() {
             let gen = gen16(family).unwrap();
             let levels = family.level_count() as u32;
-            // Groups of whole permuted blocks (64, 128, 192 codes) with and without a short
-            // last group take the plan's permuted kernel too.
+            // Groups of whole permuted blocks (64, 128, 192 codes) and of whole quad blocks
+            // (32, 96, 160), with and without a short last group, take the plans' kernels
+            // too.
             for (g, cols) in [
                 (16usize, 64usize),
                 (32, 1000),
+                (32, 1024),
+                (96, 4000),
+                (160, 160),
                 (128, 1024),
                 (32, 70),
                 (48, 4096),
@@ -1781,12 +1785,18 @@ mod derived_table_tests {
                         (got - reference).abs() <= 1e-5 * magnitude,
                         "{isa} {family:?} g={g} cols={cols}: {got} vs {reference}"
                     );
-                    let plan = DotPlan::for_scaled(isa, 4, &x);
-                    let planned = plan.dot4_groups(&row, g, &gen, read).unwrap();
-                    assert!(
-                        (planned - reference).abs() <= 1e-5 * magnitude,
-                        "{isa} plan {family:?} g={g} cols={cols}: {planned} vs {reference}"
-                    );
+                    // Both plans: the lane-permuted `x` and the one the tensor makes for
+                    // groups (the quad layout for odd multiples of 32 codes).
+                    for (name, plan) in [
+                        ("scaled", DotPlan::for_scaled(isa, 4, &x)),
+                        ("groups", DotPlan::for_groups(isa, 4, &x, g)),
+                    ] {
+                        let planned = plan.dot4_groups(&row, g, &gen, read).unwrap();
+                        assert!(
+                            (planned - reference).abs() <= 1e-5 * magnitude,
+                            "{isa} {name} plan {family:?} g={g} cols={cols}: {planned} vs {reference}"
+                        );
+                    }
                 }
                 #[cfg(target_arch = "x86_64")]
                 if crate::isa::Isa::detect().avx2().is_some() {

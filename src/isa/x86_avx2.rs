@@ -217,6 +217,22 @@ impl Avx2 {
         unsafe { dot_perm_groups(bytes, xp, g, params, gen) }
     }
 
+    /// Whole groups of `g` codes (a multiple of 32) of a 4-bit row with `x` in the quad
+    /// layout, each group's table derived in registers from its `(a, q)` (see
+    /// [`dot_quad_groups`]).
+    #[inline]
+    pub(crate) fn dot_quad_groups(
+        self,
+        bytes: &[u8],
+        xq: &[f32],
+        g: usize,
+        params: &[[f32; 2]],
+        gen: &Gen16,
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot_quad_groups(bytes, xq, g, params, gen) }
+    }
+
     /// Asks for every 64-byte line of `bytes` to be brought into the cache (a hint: it reads
     /// nothing and never faults).
     #[inline]
@@ -780,6 +796,170 @@ unsafe fn dot_perm_groups(
         }
     }
     hsum4(acc)
+}
+
+/// Codes in a block of the quad layout: 32 4-bit codes, 16 bytes, which widen to eight 32-bit
+/// lanes of four codes each.
+pub(crate) const QUAD_BLOCK: usize = 32;
+
+/// [`dot_perm_groups`] for groups of `g` codes that are a multiple of 32 but not of the
+/// lane-permuted block (64): each block of 32 codes (16 bytes, half a group of 32) widens to
+/// eight 32-bit lanes of four codes (`vpmovzxwd`), so every lane of a step belongs to the
+/// same group and one table serves the whole vector; `xq` is `x` in the matching quad layout
+/// (`xq[b·32 + m·8 + l]` = `x[b·32 + 4l + m]`, see `kernels::permute_blocks`). A group costs
+/// its table and one widening per block over the per-row loop's steps, where the plain
+/// kernel ([`dot4_groups`]) unpacks every code to a byte first. Runs `min(params.len(),
+/// bytes.len() / (g / 2), xq.len() / g)` groups; 0 for another `g`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_quad_groups(
+    bytes: &[u8],
+    xq: &[f32],
+    g: usize,
+    params: &[[f32; 2]],
+    gen: &Gen16,
+) -> f32 {
+    if g == 0 || !g.is_multiple_of(QUAD_BLOCK) {
+        return 0.0;
+    }
+    let groups = params.len().min(bytes.len() / (g / 2)).min(xq.len() / g);
+    let mut run = QuadRun {
+        acc: [_mm256_setzero_ps(); 4],
+        codes: bytes.as_ptr(),
+        xq: xq.as_ptr(),
+        blocks: g / QUAD_BLOCK,
+    };
+    let params = &params[..groups];
+    // SAFETY: `groups` whole groups lie inside `bytes` and `xq`.
+    unsafe {
+        match gen {
+            // Groups of one block (32 codes, the common case) without the block loop.
+            Gen16::Exp { zero: false } if g == QUAD_BLOCK => run.exp_groups::<false, true>(params),
+            Gen16::Exp { zero: true } if g == QUAD_BLOCK => run.exp_groups::<true, true>(params),
+            Gen16::Exp { zero: false } => run.exp_groups::<false, false>(params),
+            Gen16::Exp { zero: true } => run.exp_groups::<true, false>(params),
+            Gen16::Scaled(_) => {
+                for &[a, q] in params {
+                    run.group::<false>(tables16(gen, a, q));
+                }
+            }
+        }
+    }
+    hsum4(run.acc)
+}
+
+/// [`dot_quad_groups`]' walk through a row: its accumulators and where the next group's
+/// codes and `x` start.
+struct QuadRun {
+    acc: [__m256; 4],
+    codes: *const u8,
+    xq: *const f32,
+    /// Quad blocks a group.
+    blocks: usize,
+}
+
+impl QuadRun {
+    /// The next group's blocks with its table `(t0, t1)`; `ONE`: the group is one block.
+    ///
+    /// # Safety
+    /// The group's `16 · blocks` bytes and `32 · blocks` floats lie inside the row's slices.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn group<const ONE: bool>(&mut self, (t0, t1): (__m256, __m256)) {
+        for _ in 0..if ONE { 1 } else { self.blocks } {
+            // SAFETY: the caller guarantees the block's bytes and floats.
+            unsafe {
+                let mut v = _mm256_cvtepu16_epi32(_mm_loadu_si128(self.codes.cast()));
+                for (m, acc) in self.acc.iter_mut().enumerate() {
+                    let xv = _mm256_loadu_ps(self.xq.add(8 * m));
+                    *acc = _mm256_fmadd_ps(pick16(t0, t1, v), xv, *acc);
+                    v = _mm256_srli_epi32::<4>(v);
+                }
+                self.codes = self.codes.add(QUAD_BLOCK / 2);
+                self.xq = self.xq.add(QUAD_BLOCK);
+            }
+        }
+    }
+
+    /// The next `params.len()` exponential groups, their tables made eight at a time: the
+    /// eight groups' powers of `q` share their products. `ONE` as for [`group`](Self::group).
+    ///
+    /// # Safety
+    /// As for [`group`](Self::group), for every group of `params`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp_groups<const ZERO: bool, const ONE: bool>(&mut self, params: &[[f32; 2]]) {
+        let mut eights = params.chunks_exact(8);
+        for eight in &mut eights {
+            // SAFETY: `eight` holds 16 floats.
+            let (a, q) = unsafe { split_pairs8(eight.as_ptr().cast()) };
+            for m in magnitudes8::<ZERO>(a, q) {
+                // SAFETY: the caller guarantees every group of `params`.
+                unsafe { self.group::<ONE>(spread16::<ZERO>(m)) };
+            }
+        }
+        let rest = eights.remainder();
+        if !rest.is_empty() {
+            let mut p = [[0.0f32; 2]; 8];
+            p[..rest.len()].copy_from_slice(rest);
+            // SAFETY: `p` holds 16 floats.
+            let (a, q) = unsafe { split_pairs8(p.as_ptr().cast()) };
+            for m in magnitudes8::<ZERO>(a, q).into_iter().take(rest.len()) {
+                // SAFETY: as above.
+                unsafe { self.group::<ONE>(spread16::<ZERO>(m)) };
+            }
+        }
+    }
+}
+
+/// Eight exponential groups' magnitudes `a·q^k` (`k` = 0..7) from their `a` and `q` (lane =
+/// group): one vector a group, lane `k` holding `a·q^k` (lane 7 holding 0 with `ZERO`, the
+/// zero level's place), with the bits of
+/// [`portable::table16`](super::portable::table16)'s `p[k]·a` (the powers taken as
+/// [`powers8`](super::portable::powers8) takes them, for all eight groups at once, then
+/// transposed).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn magnitudes8<const ZERO: bool>(a: __m256, q: __m256) -> [__m256; 8] {
+    let q2 = _mm256_mul_ps(q, q);
+    let q4 = _mm256_mul_ps(q2, q2);
+    let q3 = _mm256_mul_ps(q, q2);
+    let p = [
+        _mm256_set1_ps(1.0),
+        q,
+        q2,
+        q3,
+        q4,
+        _mm256_mul_ps(q, q4),
+        _mm256_mul_ps(q2, q4),
+        _mm256_mul_ps(q3, q4),
+    ];
+    let mut m = [_mm256_setzero_ps(); 8];
+    // With a zero level, lane 7 (the eighth magnitude) is the zero level's 0.
+    for (m, p) in m.iter_mut().zip(p).take(if ZERO { 7 } else { 8 }) {
+        *m = _mm256_mul_ps(p, a);
+    }
+    transpose8(m)
+}
+
+/// A group's 16-entry table from its magnitudes `m` (from [`magnitudes8`] with the same
+/// `ZERO`), with the entries of [`tables16`]: `−a·q^k` ascending in the lower half, `a·q^k`
+/// descending in the upper (the zero level, `m`'s lane 7, at entries 7 and 15 with `ZERO`).
+/// `−(p·a)` and `p·(−a)` round alike, so flipping the sign gives the same bits; the zero
+/// level keeps its `+0`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn spread16<const ZERO: bool>(m: __m256) -> (__m256, __m256) {
+    let top = if ZERO { 0.0 } else { -0.0 };
+    let sign = _mm256_setr_ps(-0.0, -0.0, -0.0, -0.0, -0.0, -0.0, -0.0, top);
+    let order = if ZERO {
+        _mm256_setr_epi32(6, 5, 4, 3, 2, 1, 0, 7)
+    } else {
+        _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0)
+    };
+    (_mm256_xor_ps(m, sign), _mm256_permutevar8x32_ps(m, order))
 }
 
 /// One block's 32 int8 products summed in `i32` lanes: `vpmaddubsw` takes an unsigned and a
@@ -3530,6 +3710,60 @@ mod tests {
     use crate::isa::Isa;
     use crate::test_rng::{f16_scales, group_params, stored_pairs, xorshift32 as rng};
     use alloc::vec::Vec;
+
+    /// Eight groups' tables made at once ([`magnitudes8`], [`spread16`]) hold the bits of the
+    /// reference table of each group, for every `(a, q)` drawn, with and without the zero
+    /// level.
+    #[test]
+    fn batched_group_tables_are_the_reference_tables_to_the_bit() {
+        if Isa::detect().avx2().is_none() {
+            return;
+        }
+        let mut next = rng(0x7ab1_e5ed);
+        for _ in 0..200 {
+            let params: [[f32; 2]; 8] = core::array::from_fn(|_| group_params(&mut next));
+            for zero in [false, true] {
+                let gen = Gen16::Exp { zero };
+                // SAFETY: detection found AVX2 and FMA.
+                let got = unsafe { batched_tables(&params, zero) };
+                for (p, got) in params.iter().zip(&got) {
+                    let want = super::super::portable::table16(&gen, p[0], p[1]);
+                    assert_eq!(
+                        got.map(f32::to_bits),
+                        want.map(f32::to_bits),
+                        "{p:?} {zero}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn batched_tables(params: &[[f32; 2]; 8], zero: bool) -> Vec<[f32; 16]> {
+        // SAFETY: `params` holds 16 floats.
+        let (a, q) = unsafe { split_pairs8(params.as_ptr().cast()) };
+        let tables: Vec<(__m256, __m256)> = if zero {
+            magnitudes8::<true>(a, q)
+                .map(|m| spread16::<true>(m))
+                .into()
+        } else {
+            magnitudes8::<false>(a, q)
+                .map(|m| spread16::<false>(m))
+                .into()
+        };
+        tables
+            .into_iter()
+            .map(|(lo, hi)| {
+                let mut out = [0.0f32; 16];
+                // SAFETY: `out` holds 16 floats.
+                unsafe {
+                    _mm256_storeu_ps(out.as_mut_ptr(), lo);
+                    _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
+                }
+                out
+            })
+            .collect()
+    }
 
     /// [`ByteDot`] by widening to `i16` and `i32` before any sum, exact for any bytes: the
     /// definition `vpdpbusd` implements, in AVX2 instructions, so that the kernels can be run

@@ -126,6 +126,11 @@ pub(crate) struct DotPlan<'x> {
     x: &'x [f32],
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     xperm: alloc::vec::Vec<f32>,
+    /// `x` in the quad layout of the AVX2 `dot_quad_groups` (4-bit groups of an odd multiple
+    /// of 32 codes, from [`for_groups`](Self::for_groups)); empty otherwise. Only
+    /// [`dot4_groups`](Self::dot4_groups) reads it.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    xquads: alloc::vec::Vec<f32>,
 }
 
 /// Writes `x`'s whole blocks of `block` values into `out` in the lane-permuted order of a
@@ -221,6 +226,7 @@ impl<'x> DotPlan<'x> {
             block: if usable { block } else { 0 },
             x,
             xperm,
+            xquads: alloc::vec::Vec::new(),
         }
     }
 
@@ -445,6 +451,33 @@ impl DotPlan<'_> {
         DotPlan::new(isa.without_avx512(), bits, x, x.len())
     }
 
+    /// A plan for rows in groups of `g` codes with their own `(a, q)`
+    /// ([`dot4_groups`](Self::dot4_groups), [`dot_narrow_groups`](Self::dot_narrow_groups)):
+    /// [`for_scaled`](Self::for_scaled)'s, except for 4-bit groups of an odd multiple of 32
+    /// codes (32, 96, …), which are not whole blocks of the lane-permuted layout: for them on
+    /// AVX2 and AVX-512 CPUs `x` goes to the quad layout of `dot_quad_groups` instead, and
+    /// the plan's other methods take the ordinary path.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    pub fn for_groups(isa: Isa, bits: u8, x: &[f32], g: usize) -> DotPlan<'_> {
+        #[cfg(target_arch = "x86_64")]
+        if let Path::Avx2(_) = isa.without_avx512().path() {
+            let quad = x86_avx2::QUAD_BLOCK;
+            if bits == 4 && g.is_multiple_of(quad) && !g.is_multiple_of(2 * quad) {
+                let mut xquads = alloc::vec![0.0; x.len() / quad * quad];
+                permute_blocks(x, quad, 8, &mut xquads);
+                return DotPlan {
+                    isa: isa.without_avx512(),
+                    bits,
+                    block: 0,
+                    x,
+                    xperm: alloc::vec::Vec::new(),
+                    xquads,
+                };
+            }
+        }
+        Self::for_scaled(isa, bits, x)
+    }
+
     /// [`dot_scaled`](fn@dot_scaled) of a whole row with this plan's `x` (a plan from
     /// [`for_scaled`](Self::for_scaled)): whole blocks through the lane-permuted kernel when
     /// group boundaries fall on its lanes, the rest group by group.
@@ -494,13 +527,16 @@ impl DotPlan<'_> {
     ) -> Option<f32> {
         #[cfg(target_arch = "x86_64")]
         if let Path::Avx2(t) = self.isa.path() {
-            if self.bits == 4 && self.block > 0 && g > 0 && g.is_multiple_of(self.block) {
-                let whole = (self.xperm.len() / g).min(row.len() * 2 / g);
+            // Whole groups of a rearranged `x` through `kernel`, the rest through the plain
+            // kernel.
+            type Kernel =
+                fn(crate::isa::Avx2, &[u8], &[f32], usize, &[[f32; 2]], &portable::Gen16) -> f32;
+            let whole_groups = |xs: &[f32], kernel: Kernel| {
+                let whole = (xs.len() / g).min(row.len() * 2 / g);
                 let mut acc = sum_param_runs(whole, &read, |first, params| {
                     let end = first + params.len();
                     let bytes = &row[first * g / 2..end * g / 2];
-                    let xp = &self.xperm[first * g..end * g];
-                    Some(t.dot_perm_groups(bytes, xp, g, params, gen))
+                    Some(kernel(t, bytes, &xs[first * g..end * g], g, params, gen))
                 })?;
                 let done = whole * g;
                 if done < self.x.len() {
@@ -508,7 +544,14 @@ impl DotPlan<'_> {
                     let rest = |i: usize, out: &mut [[f32; 2]]| read(whole + i, out);
                     acc += dot4_groups(self.isa, &row[done / 2..], tail, g, gen, rest)?;
                 }
-                return Some(acc);
+                Some(acc)
+            };
+            let quad = x86_avx2::QUAD_BLOCK;
+            if self.bits == 4 && !self.xquads.is_empty() && g > 0 && g.is_multiple_of(quad) {
+                return whole_groups(&self.xquads, crate::isa::Avx2::dot_quad_groups);
+            }
+            if self.bits == 4 && self.block > 0 && g > 0 && g.is_multiple_of(self.block) {
+                return whole_groups(&self.xperm, crate::isa::Avx2::dot_perm_groups);
             }
         }
         dot4_groups(self.isa, row, self.x, g, gen, read)
