@@ -752,9 +752,10 @@ fn transpose8(v: [__m256; 8]) -> [__m256; 8] {
 }
 
 /// [`dot_perm`] at 4 bits over whole groups of `g` codes (a multiple of 64, so a group is
-/// whole blocks), group `i` through the table [`tables16`] derives from `params[i]` in
-/// registers: the lane-permuted loop of a row with one table, plus the table once a group.
-/// Runs `min(params.len(), bytes.len() / (g / 2), xp.len() / g)` groups; 0 for another `g`.
+/// whole blocks), group `i` through the table derived from `params[i]` in registers (see
+/// [`GroupRun`]): the lane-permuted loop of a row with one table, plus the table once a
+/// group. Runs `min(params.len(), bytes.len() / (g / 2), xp.len() / g)` groups; 0 for
+/// another `g`.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
@@ -766,36 +767,8 @@ unsafe fn dot_perm_groups(
     params: &[[f32; 2]],
     gen: &Gen16,
 ) -> f32 {
-    let block = perm_block(4);
-    if g == 0 || !g.is_multiple_of(block) {
-        return 0.0;
-    }
-    let per_group = g / block;
-    let groups = params.len().min(bytes.len() / (g / 2)).min(xp.len() / g);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for (i, &[a, q]) in params[..groups].iter().enumerate() {
-        let (t0, t1) = tables16(gen, a, q);
-        for b in i * per_group..(i + 1) * per_group {
-            // SAFETY: block `b` of a group below `groups` reads bytes `32b .. 32b + 32` and
-            // floats `64b .. 64b + 64`, inside both slices.
-            let (mut v, xb) = unsafe {
-                (
-                    _mm256_loadu_si256(bytes.as_ptr().add(32 * b).cast()),
-                    xp.as_ptr().add(block * b),
-                )
-            };
-            for m in 0..8 {
-                let lo = _mm256_permutevar8x32_ps(t0, v);
-                let hi = _mm256_permutevar8x32_ps(t1, v);
-                let w = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(v)));
-                // SAFETY: `xb` has 64 floats from here (see above).
-                let xv = unsafe { _mm256_loadu_ps(xb.add(8 * m)) };
-                acc[m % 4] = _mm256_fmadd_ps(w, xv, acc[m % 4]);
-                v = _mm256_srli_epi32::<4>(v);
-            }
-        }
-    }
-    hsum4(acc)
+    // SAFETY: the CPU supports AVX2 and FMA.
+    unsafe { GroupRun::<false>::dot(bytes, xp, g, params, gen) }
 }
 
 /// Codes in a block of the quad layout: 32 4-bit codes, 16 bytes, which widen to eight 32-bit
@@ -821,70 +794,95 @@ unsafe fn dot_quad_groups(
     params: &[[f32; 2]],
     gen: &Gen16,
 ) -> f32 {
-    if g == 0 || !g.is_multiple_of(QUAD_BLOCK) {
-        return 0.0;
-    }
-    let groups = params.len().min(bytes.len() / (g / 2)).min(xq.len() / g);
-    let mut run = QuadRun {
-        acc: [_mm256_setzero_ps(); 4],
-        codes: bytes.as_ptr(),
-        xq: xq.as_ptr(),
-        blocks: g / QUAD_BLOCK,
-    };
-    let params = &params[..groups];
-    // SAFETY: `groups` whole groups lie inside `bytes` and `xq`.
-    unsafe {
-        match gen {
-            // Groups of one block (32 codes, the common case) without the block loop.
-            Gen16::Exp { zero: false } if g == QUAD_BLOCK => run.exp_groups::<false, true>(params),
-            Gen16::Exp { zero: true } if g == QUAD_BLOCK => run.exp_groups::<true, true>(params),
-            Gen16::Exp { zero: false } => run.exp_groups::<false, false>(params),
-            Gen16::Exp { zero: true } => run.exp_groups::<true, false>(params),
-            Gen16::Scaled(_) => {
-                for &[a, q] in params {
-                    run.group::<false>(tables16(gen, a, q));
-                }
-            }
-        }
-    }
-    hsum4(run.acc)
+    // SAFETY: the CPU supports AVX2 and FMA.
+    unsafe { GroupRun::<true>::dot(bytes, xq, g, params, gen) }
 }
 
-/// [`dot_quad_groups`]' walk through a row: its accumulators and where the next group's
-/// codes and `x` start.
-struct QuadRun {
+/// The walk of [`dot_perm_groups`] (`QUAD` false: blocks of 64 codes, 32 bytes read as eight
+/// lanes of eight codes) and [`dot_quad_groups`] (`QUAD`: blocks of 32 codes, 16 bytes
+/// widened to eight lanes of four) through a row of 4-bit groups: its accumulators and
+/// where the next group's codes and `x` start. Exponential groups make their tables eight
+/// at a time ([`magnitudes8`], [`spread16`]: the eight groups' powers of `q` share their
+/// products), linear ones one by one ([`tables16`]).
+struct GroupRun<const QUAD: bool> {
     acc: [__m256; 4],
     codes: *const u8,
-    xq: *const f32,
-    /// Quad blocks a group.
+    x: *const f32,
+    /// Blocks a group.
     blocks: usize,
 }
 
-impl QuadRun {
+impl<const QUAD: bool> GroupRun<QUAD> {
+    /// Codes a block.
+    const BLOCK: usize = if QUAD { QUAD_BLOCK } else { perm_block(4) };
+
+    /// The sum over the whole groups of `g` codes that `params`, `bytes` and `x` hold; 0
+    /// unless `g` is a positive multiple of the block.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2 and FMA.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot(bytes: &[u8], x: &[f32], g: usize, params: &[[f32; 2]], gen: &Gen16) -> f32 {
+        if g == 0 || !g.is_multiple_of(Self::BLOCK) {
+            return 0.0;
+        }
+        let groups = params.len().min(bytes.len() / (g / 2)).min(x.len() / g);
+        let mut run = Self {
+            acc: [_mm256_setzero_ps(); 4],
+            codes: bytes.as_ptr(),
+            x: x.as_ptr(),
+            blocks: g / Self::BLOCK,
+        };
+        let params = &params[..groups];
+        let one = g == Self::BLOCK;
+        // SAFETY: `groups` whole groups lie inside `bytes` and `x`.
+        unsafe {
+            match gen {
+                // Groups of one block (the common case) without the block loop.
+                Gen16::Exp { zero: false } if one => run.exp_groups::<false, true>(params),
+                Gen16::Exp { zero: true } if one => run.exp_groups::<true, true>(params),
+                Gen16::Exp { zero: false } => run.exp_groups::<false, false>(params),
+                Gen16::Exp { zero: true } => run.exp_groups::<true, false>(params),
+                Gen16::Scaled(_) => {
+                    for &[a, q] in params {
+                        run.group::<false>(tables16(gen, a, q));
+                    }
+                }
+            }
+        }
+        hsum4(run.acc)
+    }
+
     /// The next group's blocks with its table `(t0, t1)`; `ONE`: the group is one block.
     ///
     /// # Safety
-    /// The group's `16 · blocks` bytes and `32 · blocks` floats lie inside the row's slices.
+    /// The group's `BLOCK / 2 · blocks` bytes and `BLOCK · blocks` floats lie inside the
+    /// row's slices.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn group<const ONE: bool>(&mut self, (t0, t1): (__m256, __m256)) {
         for _ in 0..if ONE { 1 } else { self.blocks } {
             // SAFETY: the caller guarantees the block's bytes and floats.
             unsafe {
-                let mut v = _mm256_cvtepu16_epi32(_mm_loadu_si128(self.codes.cast()));
-                for (m, acc) in self.acc.iter_mut().enumerate() {
-                    let xv = _mm256_loadu_ps(self.xq.add(8 * m));
-                    *acc = _mm256_fmadd_ps(pick16(t0, t1, v), xv, *acc);
+                let mut v = if QUAD {
+                    _mm256_cvtepu16_epi32(_mm_loadu_si128(self.codes.cast()))
+                } else {
+                    _mm256_loadu_si256(self.codes.cast())
+                };
+                for m in 0..Self::BLOCK / 8 {
+                    let xv = _mm256_loadu_ps(self.x.add(8 * m));
+                    self.acc[m % 4] = _mm256_fmadd_ps(pick16(t0, t1, v), xv, self.acc[m % 4]);
                     v = _mm256_srli_epi32::<4>(v);
                 }
-                self.codes = self.codes.add(QUAD_BLOCK / 2);
-                self.xq = self.xq.add(QUAD_BLOCK);
+                self.codes = self.codes.add(Self::BLOCK / 2);
+                self.x = self.x.add(Self::BLOCK);
             }
         }
     }
 
-    /// The next `params.len()` exponential groups, their tables made eight at a time: the
-    /// eight groups' powers of `q` share their products. `ONE` as for [`group`](Self::group).
+    /// The next `params.len()` exponential groups, their tables made eight at a time. `ONE`
+    /// as for [`group`](Self::group).
     ///
     /// # Safety
     /// As for [`group`](Self::group), for every group of `params`.
