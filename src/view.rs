@@ -323,9 +323,10 @@ impl<'a> QuantizedView<'a> {
 
     /// The GEMV of a tensor with one codebook per row (per row or per tensor), or with
     /// compact group parameters in groups that divide the span, at 1, 2 or 4 bits, or with
-    /// `f32` `(a, q)` in 4-bit groups of whole blocks (64 codes) that divide the span, on the
+    /// `f32` `(a, q)` in 4-bit groups of a multiple of 32 codes that divide the span, on the
     /// AVX2 path: `x` is permuted to the lane layout of the per-row kernels (`dot_perm`,
-    /// `dot_perm_scaled`, `dot_perm_groups`, which read codes in place) a span at a time into
+    /// `dot_perm_scaled`, `dot_perm_groups`, which read codes in place; the quad layout of
+    /// `dot_quad_groups` for groups of an odd multiple of 32) a span at a time into
     /// a stack buffer, and a batch of rows runs span after span, so nothing is allocated.
     /// `false` (nothing written) where the path does not apply. A row's result does not
     /// depend on the rows batched with it. Shapes are checked by the caller.
@@ -356,13 +357,18 @@ impl<'a> QuantizedView<'a> {
             let g = self.granularity().group_len(cols);
             let per_tensor = self.granularity() == Granularity::PerTensor;
             // 4-bit groups with their own `(a, q)` whose tables `dot_perm_groups` derives in
-            // registers: groups of whole blocks.
+            // registers: groups of whole blocks, or of whole quad blocks in the quad layout
+            // (`dot_quad_groups`).
+            let quad_block = crate::isa::x86_avx2::QUAD_BLOCK;
             let derived = match self.granularity() {
-                Granularity::PerGroup(_) if !compact && bits == 4 && g.is_multiple_of(block) => {
+                Granularity::PerGroup(_)
+                    if !compact && bits == 4 && g.is_multiple_of(quad_block) =>
+                {
                     gen16(self.family())
                 }
                 _ => None,
             };
+            let quad = derived.is_some() && !g.is_multiple_of(block);
             // 1- and 2-bit groups with their own `(a, q)` whose levels `dot_perm_narrow`
             // derives: groups of whole blocks or blocks of whole groups, lanes in one group.
             let narrow = match self.granularity() {
@@ -374,7 +380,9 @@ impl<'a> QuantizedView<'a> {
                 _ => None,
             };
             // A whole number of spans and blocks per group or of groups per span and block.
-            let unit = if compact || derived.is_some() || narrow.is_some() {
+            let unit = if quad {
+                g
+            } else if compact || derived.is_some() || narrow.is_some() {
                 g.max(block)
             } else {
                 block
@@ -433,7 +441,8 @@ impl<'a> QuantizedView<'a> {
                 out.fill(0.0);
                 let mut start = 0;
                 while start < whole {
-                    let len = t.permute_blocks(&x[start..whole], block / 8, &mut xp);
+                    let per_lane = if quad { quad_block / 8 } else { block / 8 };
+                    let len = t.permute_blocks(&x[start..whole], per_lane, &mut xp);
                     let byte0 = start * usize::from(bits) / 8;
                     let nbytes = len * usize::from(bits) / 8;
                     let live = out.len();
@@ -456,7 +465,11 @@ impl<'a> QuantizedView<'a> {
                             let span_params = &mut params[..len / g];
                             let group = self.group_index(first + k, start / g);
                             encoding.read_run(param_bytes, group, span_params);
-                            t.dot_perm_groups(row, xs, g, span_params, gen)
+                            if quad {
+                                t.dot_quad_groups(row, xs, g, span_params, gen)
+                            } else {
+                                t.dot_perm_groups(row, xs, g, span_params, gen)
+                            }
                         } else if let Some(gen) = &narrow {
                             let span_params = &mut params[..len / g];
                             let group = self.group_index(first + k, start / g);

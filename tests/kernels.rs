@@ -535,6 +535,9 @@ fn batched_and_8bit_gemv_kernels_match_the_scalar_reference() {
                     .per_group(32)
                     .with_zero_level(false),
                 Config::exponential(bits).per_group(64),
+                // 4-bit groups of 32 in the quad layout (the tensor's plan and the view's
+                // spans), with the zero level.
+                Config::exponential(bits).per_group(32),
                 Config::linear(bits)
                     .per_group(16 * bits.min(2) as usize)
                     .with_zero_level(false),

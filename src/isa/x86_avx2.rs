@@ -246,8 +246,9 @@ impl Avx2 {
 
     /// `x`'s whole blocks of `8 · per_lane` values in the lane-permuted order of the
     /// 8-lane kernels (`out[b·B + m·8 + l] = x[b·B + l·per_lane + m]`, `B = 8 · per_lane`),
-    /// `per_lane` a multiple of 8, as many blocks as both slices hold; returns the values
-    /// written. Eight-by-eight transposes in registers.
+    /// `per_lane` 4 (the quad layout of [`dot_quad_groups`]) or a multiple of 8, as many
+    /// blocks as both slices hold; returns the values written (0 for another `per_lane`).
+    /// Transposes in registers.
     #[inline]
     pub(crate) fn permute_blocks(self, x: &[f32], per_lane: usize, out: &mut [f32]) -> usize {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
@@ -689,12 +690,15 @@ unsafe fn dot_perm<const BITS: i32>(bytes: &[u8], t16: &[f32; 16], xp: &[f32]) -
     }
 }
 
-/// See [`Avx2::permute_blocks`]; 0 written unless `per_lane` is a positive multiple of 8.
+/// See [`Avx2::permute_blocks`]; 0 written unless `per_lane` is 4 or a positive multiple of 8.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
 #[target_feature(enable = "avx2,fma")]
 unsafe fn permute_blocks(x: &[f32], per_lane: usize, out: &mut [f32]) -> usize {
+    if per_lane == 4 {
+        return permute_quads(x, out);
+    }
     if per_lane == 0 || !per_lane.is_multiple_of(8) {
         return 0;
     }
@@ -712,6 +716,52 @@ unsafe fn permute_blocks(x: &[f32], per_lane: usize, out: &mut [f32]) -> usize {
                 for (j, t) in transpose8(v).into_iter().enumerate() {
                     _mm256_storeu_ps(out.as_mut_ptr().add(b + (m0 + j) * 8), t);
                 }
+            }
+        }
+    }
+    full
+}
+
+/// [`permute_blocks`] with four values a lane (blocks of 32): each 128-bit half of the
+/// block's four vectors is one lane's four values, so pairing halves `l` and `l + 4` and a
+/// 4×4 transpose in each 128-bit half give step `m`'s eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn permute_quads(x: &[f32], out: &mut [f32]) -> usize {
+    let full = x.len().min(out.len()) / QUAD_BLOCK * QUAD_BLOCK;
+    for b in (0..full).step_by(QUAD_BLOCK) {
+        // SAFETY: values `b .. b + 32` of both slices lie below `full`.
+        unsafe {
+            let v = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(x.as_ptr().add(b + o)));
+            // Lanes (l, l + 4) of the layout: halves `l` of `v[l / 2]` and of `v[2 + l / 2]`.
+            let r0 = _mm256_permute2f128_ps::<0x20>(v[0], v[2]);
+            let r1 = _mm256_permute2f128_ps::<0x31>(v[0], v[2]);
+            let r2 = _mm256_permute2f128_ps::<0x20>(v[1], v[3]);
+            let r3 = _mm256_permute2f128_ps::<0x31>(v[1], v[3]);
+            let t0 = _mm256_unpacklo_ps(r0, r1);
+            let t1 = _mm256_unpackhi_ps(r0, r1);
+            let t2 = _mm256_unpacklo_ps(r2, r3);
+            let t3 = _mm256_unpackhi_ps(r2, r3);
+            let steps = [
+                _mm256_castpd_ps(_mm256_unpacklo_pd(
+                    _mm256_castps_pd(t0),
+                    _mm256_castps_pd(t2),
+                )),
+                _mm256_castpd_ps(_mm256_unpackhi_pd(
+                    _mm256_castps_pd(t0),
+                    _mm256_castps_pd(t2),
+                )),
+                _mm256_castpd_ps(_mm256_unpacklo_pd(
+                    _mm256_castps_pd(t1),
+                    _mm256_castps_pd(t3),
+                )),
+                _mm256_castpd_ps(_mm256_unpackhi_pd(
+                    _mm256_castps_pd(t1),
+                    _mm256_castps_pd(t3),
+                )),
+            ];
+            for (m, step) in steps.into_iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(b + 8 * m), step);
             }
         }
     }

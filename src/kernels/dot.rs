@@ -460,11 +460,11 @@ impl DotPlan<'_> {
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     pub fn for_groups(isa: Isa, bits: u8, x: &[f32], g: usize) -> DotPlan<'_> {
         #[cfg(target_arch = "x86_64")]
-        if let Path::Avx2(_) = isa.without_avx512().path() {
+        if let Path::Avx2(t) = isa.without_avx512().path() {
             let quad = x86_avx2::QUAD_BLOCK;
             if bits == 4 && g.is_multiple_of(quad) && !g.is_multiple_of(2 * quad) {
                 let mut xquads = alloc::vec![0.0; x.len() / quad * quad];
-                permute_blocks(x, quad, 8, &mut xquads);
+                t.permute_blocks(x, quad / 8, &mut xquads);
                 return DotPlan {
                     isa: isa.without_avx512(),
                     bits,
@@ -625,8 +625,9 @@ mod permute_tests {
             return;
         };
         let x: [f32; 1000] = core::array::from_fn(|i| i as f32 * 0.5 - 7.0);
-        // The 8-lane layouts at 4, 2 and 1 bits, and a slice shorter than its output.
-        for per_lane in [8usize, 16, 32] {
+        // The quad layout, the 8-lane layouts at 4, 2 and 1 bits, and a slice shorter than
+        // its output.
+        for per_lane in [4usize, 8, 16, 32] {
             let block = 8 * per_lane;
             for out_len in [1000usize, 3 * block, block - 1] {
                 let (mut want, mut got) = ([f32::NAN; 1000], [f32::NAN; 1000]);
