@@ -201,9 +201,11 @@ impl Avx2 {
         unsafe { dot3_groups(bytes, x, g, params, gen) }
     }
 
-    /// Whole groups of `g` codes (a multiple of 64, the block) of a 4-bit row in the
-    /// lane-permuted layout, each group's table derived in registers from its `(a, q)` (see
-    /// [`dot_perm_groups`]).
+    /// [`dot_perm`] at 4 bits over whole groups of `g` codes (a multiple of 64, so a group
+    /// is whole blocks) in the lane-permuted layout, group `i` through the table derived from
+    /// `params[i]` in registers (see [`GroupRun`]): the lane-permuted loop of a row with one
+    /// table, plus the table once a group. Runs `min(params.len(), bytes.len() / (g / 2),
+    /// xp.len() / g)` groups; 0 for another `g`.
     #[inline]
     pub(crate) fn dot_perm_groups(
         self,
@@ -214,12 +216,18 @@ impl Avx2 {
         gen: &Gen16,
     ) -> f32 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot_perm_groups(bytes, xp, g, params, gen) }
+        unsafe { GroupRun::<false>::dot(bytes, xp, g, params, gen) }
     }
 
-    /// Whole groups of `g` codes (a multiple of 32) of a 4-bit row with `x` in the quad
-    /// layout, each group's table derived in registers from its `(a, q)` (see
-    /// [`dot_quad_groups`]).
+    /// [`dot_perm_groups`](Self::dot_perm_groups) for groups of `g` codes that are a multiple
+    /// of 32 but not of the lane-permuted block (64): each block of 32 codes (16 bytes, half
+    /// a group of 32) widens to eight 32-bit lanes of four codes (`vpmovzxwd`), so every lane
+    /// of a step belongs to the same group and one table serves the whole vector; `xq` is `x`
+    /// in the matching quad layout (`xq[b·32 + m·8 + l]` = `x[b·32 + 4l + m]`, see
+    /// [`permute_blocks`](Self::permute_blocks)). A group costs its table and one widening
+    /// per block over the per-row loop's steps, where the plain kernel ([`dot4_groups`])
+    /// unpacks every code to a byte first. Runs `min(params.len(), bytes.len() / (g / 2),
+    /// xq.len() / g)` groups; 0 for another `g`.
     #[inline]
     pub(crate) fn dot_quad_groups(
         self,
@@ -230,7 +238,7 @@ impl Avx2 {
         gen: &Gen16,
     ) -> f32 {
         // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
-        unsafe { dot_quad_groups(bytes, xq, g, params, gen) }
+        unsafe { GroupRun::<true>::dot(bytes, xq, g, params, gen) }
     }
 
     /// Asks for every 64-byte line of `bytes` to be brought into the cache (a hint: it reads
@@ -246,7 +254,8 @@ impl Avx2 {
 
     /// `x`'s whole blocks of `8 · per_lane` values in the lane-permuted order of the
     /// 8-lane kernels (`out[b·B + m·8 + l] = x[b·B + l·per_lane + m]`, `B = 8 · per_lane`),
-    /// `per_lane` 4 (the quad layout of [`dot_quad_groups`]) or a multiple of 8, as many
+    /// `per_lane` 4 (the quad layout of [`dot_quad_groups`](Self::dot_quad_groups)) or a
+    /// multiple of 8, as many
     /// blocks as both slices hold; returns the values written (0 for another `per_lane`).
     /// Transposes in registers.
     #[inline]
@@ -801,55 +810,12 @@ fn transpose8(v: [__m256; 8]) -> [__m256; 8] {
     ]
 }
 
-/// [`dot_perm`] at 4 bits over whole groups of `g` codes (a multiple of 64, so a group is
-/// whole blocks), group `i` through the table derived from `params[i]` in registers (see
-/// [`GroupRun`]): the lane-permuted loop of a row with one table, plus the table once a
-/// group. Runs `min(params.len(), bytes.len() / (g / 2), xp.len() / g)` groups; 0 for
-/// another `g`.
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_perm_groups(
-    bytes: &[u8],
-    xp: &[f32],
-    g: usize,
-    params: &[[f32; 2]],
-    gen: &Gen16,
-) -> f32 {
-    // SAFETY: the CPU supports AVX2 and FMA.
-    unsafe { GroupRun::<false>::dot(bytes, xp, g, params, gen) }
-}
-
 /// Codes in a block of the quad layout: 32 4-bit codes, 16 bytes, which widen to eight 32-bit
 /// lanes of four codes each.
 pub(crate) const QUAD_BLOCK: usize = 32;
 
-/// [`dot_perm_groups`] for groups of `g` codes that are a multiple of 32 but not of the
-/// lane-permuted block (64): each block of 32 codes (16 bytes, half a group of 32) widens to
-/// eight 32-bit lanes of four codes (`vpmovzxwd`), so every lane of a step belongs to the
-/// same group and one table serves the whole vector; `xq` is `x` in the matching quad layout
-/// (`xq[b·32 + m·8 + l]` = `x[b·32 + 4l + m]`, see `kernels::permute_blocks`). A group costs
-/// its table and one widening per block over the per-row loop's steps, where the plain
-/// kernel ([`dot4_groups`]) unpacks every code to a byte first. Runs `min(params.len(),
-/// bytes.len() / (g / 2), xq.len() / g)` groups; 0 for another `g`.
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_quad_groups(
-    bytes: &[u8],
-    xq: &[f32],
-    g: usize,
-    params: &[[f32; 2]],
-    gen: &Gen16,
-) -> f32 {
-    // SAFETY: the CPU supports AVX2 and FMA.
-    unsafe { GroupRun::<true>::dot(bytes, xq, g, params, gen) }
-}
-
-/// The walk of [`dot_perm_groups`] (`QUAD` false: blocks of 64 codes, 32 bytes read as eight
-/// lanes of eight codes) and [`dot_quad_groups`] (`QUAD`: blocks of 32 codes, 16 bytes
+/// The walk of [`Avx2::dot_perm_groups`] (`QUAD` false: blocks of 64 codes, 32 bytes read as
+/// eight lanes of eight codes) and [`Avx2::dot_quad_groups`] (`QUAD`: blocks of 32 codes, 16 bytes
 /// widened to eight lanes of four) through a row of 4-bit groups: its accumulators and
 /// where the next group's codes and `x` start. Exponential groups make their tables eight
 /// at a time ([`magnitudes8`], [`spread16`]: the eight groups' powers of `q` share their
@@ -962,6 +928,27 @@ impl<const QUAD: bool> GroupRun<QUAD> {
     }
 }
 
+/// The powers `q^0 .. q^7` of eight groups' `q` (lane = group), one vector a power, with
+/// the bits of [`powers8`](super::portable::powers8): `q^k` is the product of `q`, `q²`, `q⁴`
+/// over the set bits of `k`, in its order.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn powers8x8(q: __m256) -> [__m256; 8] {
+    let q2 = _mm256_mul_ps(q, q);
+    let q4 = _mm256_mul_ps(q2, q2);
+    let q3 = _mm256_mul_ps(q, q2);
+    [
+        _mm256_set1_ps(1.0),
+        q,
+        q2,
+        q3,
+        q4,
+        _mm256_mul_ps(q, q4),
+        _mm256_mul_ps(q2, q4),
+        _mm256_mul_ps(q3, q4),
+    ]
+}
+
 /// Eight exponential groups' magnitudes `a·q^k` (`k` = 0..7) from their `a` and `q` (lane =
 /// group): one vector a group, lane `k` holding `a·q^k` (lane 7 holding 0 with `ZERO`, the
 /// zero level's place), with the bits of
@@ -971,19 +958,7 @@ impl<const QUAD: bool> GroupRun<QUAD> {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn magnitudes8<const ZERO: bool>(a: __m256, q: __m256) -> [__m256; 8] {
-    let q2 = _mm256_mul_ps(q, q);
-    let q4 = _mm256_mul_ps(q2, q2);
-    let q3 = _mm256_mul_ps(q, q2);
-    let p = [
-        _mm256_set1_ps(1.0),
-        q,
-        q2,
-        q3,
-        q4,
-        _mm256_mul_ps(q, q4),
-        _mm256_mul_ps(q2, q4),
-        _mm256_mul_ps(q3, q4),
-    ];
+    let p = powers8x8(q);
     let mut m = [_mm256_setzero_ps(); 8];
     // With a zero level, lane 7 (the eighth magnitude) is the zero level's 0.
     for (m, p) in m.iter_mut().zip(p).take(if ZERO { 7 } else { 8 }) {
@@ -2538,19 +2513,7 @@ fn spread_scales8(v: __m256, out: &mut [[f32; 4]]) {
 #[target_feature(enable = "avx2,fma")]
 fn tables8_i8(zero: bool, q1: __m256, out: &mut [[i8; 16]]) {
     let out = &mut out[..8];
-    let q2 = _mm256_mul_ps(q1, q1);
-    let q4 = _mm256_mul_ps(q2, q2);
-    let q3 = _mm256_mul_ps(q1, q2);
-    let p = [
-        _mm256_set1_ps(1.0),
-        q1,
-        q2,
-        q3,
-        q4,
-        _mm256_mul_ps(q1, q4),
-        _mm256_mul_ps(q2, q4),
-        _mm256_mul_ps(q3, q4),
-    ];
+    let p = powers8x8(q1);
     // Loops rather than `array::map` here and below: its closure runs outside the target
     // features and is compiled as a call per element, in a function every eight groups run.
     let mut m = [_mm256_setzero_si256(); 8];
