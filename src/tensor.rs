@@ -461,8 +461,9 @@ impl QuantizedTensor {
         let compact = view.compact_params();
         // 1-, 2- and 4-bit groups with their own parameters run the lane-permuted kernels of
         // groups (`gemv_derived`, `gemv_narrow_groups`), which take the AVX2 layout as the
-        // compact one does. (Groups as long as a row are rows: they keep the plan of the
-        // per-row kernels.)
+        // compact one does, or for 4-bit groups of an odd multiple of 32 codes the quad
+        // layout (`DotPlan::for_groups`). (Groups as long as a row are rows: they keep the
+        // plan of the per-row kernels.)
         let derived = match self.granularity() {
             Granularity::PerGroup(g) if g < self.cols() => match self.bits() {
                 4 => true,

@@ -512,10 +512,11 @@ impl DotPlan<'_> {
 #[cfg(feature = "alloc")]
 impl DotPlan<'_> {
     /// [`dot4_groups`](fn@dot4_groups) of a whole 4-bit row with this plan's `x` (a plan from
-    /// [`for_scaled`](Self::for_scaled)): on AVX2 and AVX-512 CPUs, groups of whole blocks of
-    /// the lane-permuted layout (a multiple of 64 codes) through the permuted kernel, which
-    /// reads codes in place where the plain one widens each to a lane first, and a row's
-    /// short last group through the plain one. `read(first, out)` writes the `(a, q)` of
+    /// [`for_scaled`](Self::for_scaled) or [`for_groups`](Self::for_groups)): on AVX2 and
+    /// AVX-512 CPUs, groups of whole blocks of the lane-permuted layout (a multiple of 64
+    /// codes), or of the quad layout (a `for_groups` plan, an odd multiple of 32), through
+    /// the kernels that read codes in place where the plain one widens each to a lane first,
+    /// and a row's short last group through the plain one. `read(first, out)` writes the `(a, q)` of
     /// groups `first .. first + out.len()` (a run at a time, as `ParamEncoding::read_run`
     /// does). `None` where [`dot4_groups`](fn@dot4_groups) gives `None`.
     pub fn dot4_groups(
