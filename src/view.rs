@@ -368,7 +368,7 @@ impl<'a> QuantizedView<'a> {
                 }
                 _ => None,
             };
-            let quad = derived.is_some() && !g.is_multiple_of(block);
+            let quad = derived.is_some() && crate::isa::x86_avx2::quad_groups(g);
             // 1- and 2-bit groups with their own `(a, q)` whose levels `dot_perm_narrow`
             // derives: groups of whole blocks or blocks of whole groups, lanes in one group.
             let narrow = match self.granularity() {

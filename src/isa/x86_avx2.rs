@@ -814,6 +814,13 @@ fn transpose8(v: [__m256; 8]) -> [__m256; 8] {
 /// lanes of four codes each.
 pub(crate) const QUAD_BLOCK: usize = 32;
 
+/// Whether 4-bit groups of `g` codes run in the quad layout ([`Avx2::dot_quad_groups`]):
+/// an odd multiple of 32 codes, so not whole blocks of the lane-permuted layout, which
+/// [`Avx2::dot_perm_groups`] takes.
+pub(crate) const fn quad_groups(g: usize) -> bool {
+    g.is_multiple_of(QUAD_BLOCK) && !g.is_multiple_of(perm_block(4))
+}
+
 /// The walk of [`Avx2::dot_perm_groups`] (`QUAD` false: blocks of 64 codes, 32 bytes read as
 /// eight lanes of eight codes) and [`Avx2::dot_quad_groups`] (`QUAD`: blocks of 32 codes, 16 bytes
 /// widened to eight lanes of four) through a row of 4-bit groups: its accumulators and

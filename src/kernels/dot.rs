@@ -462,7 +462,7 @@ impl DotPlan<'_> {
         #[cfg(target_arch = "x86_64")]
         if let Path::Avx2(t) = isa.without_avx512().path() {
             let quad = x86_avx2::QUAD_BLOCK;
-            if bits == 4 && g.is_multiple_of(quad) && !g.is_multiple_of(2 * quad) {
+            if bits == 4 && x86_avx2::quad_groups(g) {
                 let mut xquads = alloc::vec![0.0; x.len() / quad * quad];
                 t.permute_blocks(x, quad / 8, &mut xquads);
                 return DotPlan {
