@@ -1797,6 +1797,11 @@ unsafe fn dot4_i8_rows<const R: usize, D: ByteDot>(
     unsafe { dot4_i8_pairs::<R, D>(rows, tables, xp, blocks, pair, |_, b| ps[4 * b]) }
 }
 
+/// How far ahead in bytes the grouped int8 kernels prefetch each row's stored `(a, q)`
+/// pairs: 32 groups, at least as far ahead as [`PREFETCH`] reaches in the codes for groups
+/// of 64 codes or more.
+const PARAM_PREFETCH: usize = 256;
+
 /// Groups of one row that the grouped int8 kernels hold parameters for at a time.
 const WINDOW: usize = 16;
 
@@ -2414,9 +2419,14 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
     // Eight groups' `(a, q)` from row `r`'s stored pairs where they hold all eight, else
     // through `params` (0 past the row's last group).
     let pairs8 = |r: usize, first: usize| match pairs {
-        // SAFETY: bytes `8·first .. 8·first + 64` lie inside the row's pairs.
+        // SAFETY: bytes `8·first .. 8·first + 64` lie inside the row's pairs; a prefetch
+        // reads nothing.
         Some(b) if b[r].len() >= 8 * (first + 8) => unsafe {
-            split_pairs8(b[r].as_ptr().add(8 * first).cast())
+            let at = b[r].as_ptr().add(8 * first);
+            // The parameters stream beside the codes, one 64-byte line for every eight
+            // groups; unasked, each fill waited for its line.
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PARAM_PREFETCH).cast());
+            split_pairs8(at.cast())
         },
         _ => {
             let mut p = [[0.0f32; 2]; 8];
