@@ -1706,8 +1706,9 @@ fn row_sums<const R: usize>(acc: &[__m256; R]) -> [f32; R] {
 const PREFETCH: usize = 1024;
 
 /// Int8 dot products of `R` packed 4-bit rows with one `x` in
-/// [`pair_order`](super::portable::pair_order) (`xp`, `blocks` whole blocks), each row
-/// through its 16-entry table. A pair of blocks scales its `i32` sums by the vector
+/// [`pair_order`](super::portable::pair_order) (`xp`, `blocks` whole blocks), the pair (or
+/// lone last block) at block `b` of row `r` looking its codes up in the 16-entry table
+/// `table(r, b)` holds in both 128-bit lanes. A pair of blocks scales its `i32` sums by the vector
 /// `pair_scale(r, b)` (block `b`'s scale in lanes 0–3, block `b + 1`'s in lanes 4–7); a last
 /// lone block by `block_scale(r, b)`. The rows share each load of `x`, and every row runs
 /// the same operations in the same order whatever rows it is batched with, so a row's result
@@ -1720,7 +1721,7 @@ const PREFETCH: usize = 1024;
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot4_i8_pairs<const R: usize, D: ByteDot>(
     rows: [&[u8]; R],
-    tables: [&[i8; 16]; R],
+    table: impl Fn(usize, usize) -> __m256i,
     xp: &[i8],
     blocks: usize,
     pair_scale: impl Fn(usize, usize) -> __m256,
@@ -1728,11 +1729,9 @@ unsafe fn dot4_i8_pairs<const R: usize, D: ByteDot>(
 ) -> [f32; R] {
     // SAFETY: the blocks from `b` on that a step reads (two pairs, a pair, or the lone last
     // one) are below `blocks`: bytes `16b ..` of every row and values `32b ..` of `xp` past
-    // them stay inside the lengths the caller guarantees; the tables hold 16 bytes; a
-    // prefetch reads nothing.
+    // them stay inside the lengths the caller guarantees; a prefetch reads nothing.
     unsafe {
         let load = |p: *const i8, k: usize| _mm256_loadu_si256(p.add(k).cast::<__m256i>());
-        let tv = table_registers(tables);
         let x = xp.as_ptr();
         let mut acc = [_mm256_setzero_ps(); R];
         // One pair of blocks: `x`, `|x|`, the tables and the accumulators of four rows fit
@@ -1742,7 +1741,7 @@ unsafe fn dot4_i8_pairs<const R: usize, D: ByteDot>(
             let (xe, xo) = (load(x, 32 * b), load(x, 32 * b + 32));
             for r in 0..R {
                 let c = rows[r].as_ptr().cast::<i8>();
-                let s = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), tv[r], xe, xo));
+                let s = _mm256_cvtepi32_ps(pair_sums::<D>(load(c, 16 * b), table(r, b), xe, xo));
                 acc[r] = _mm256_fmadd_ps(s, pair_scale(r, b), acc[r]);
             }
         };
@@ -1768,7 +1767,8 @@ unsafe fn dot4_i8_pairs<const R: usize, D: ByteDot>(
         if b < blocks {
             let xv = load(x, 32 * b);
             for r in 0..R {
-                out[r] += lone_block_sum::<D>(&rows[r][16 * b..], tv[r], xv) * block_scale(r, b);
+                let sum = lone_block_sum::<D>(&rows[r][16 * b..], table(r, b), xv);
+                out[r] += sum * block_scale(r, b);
             }
         }
         out
@@ -1793,8 +1793,9 @@ unsafe fn dot4_i8_rows<const R: usize, D: ByteDot>(
         .min(ps.len() / 4);
     // SAFETY: a pair `b + 1 < blocks` reads `ps[4b .. 4b + 8]`, inside `ps`.
     let pair = |_, b: usize| unsafe { _mm256_loadu_ps(ps.as_ptr().add(4 * b)) };
+    let tv = table_registers(tables);
     // SAFETY: `blocks` is clamped to the whole blocks every row and `xp` hold.
-    unsafe { dot4_i8_pairs::<R, D>(rows, tables, xp, blocks, pair, |_, b| ps[4 * b]) }
+    unsafe { dot4_i8_pairs::<R, D>(rows, |r, _| tv[r], xp, blocks, pair, |_, b| ps[4 * b]) }
 }
 
 /// How far ahead in bytes the grouped int8 kernels prefetch each row's stored `(a, q)`
@@ -2228,17 +2229,20 @@ unsafe fn run_x_scales(ps: *const f32) -> __m256 {
 const RUN_GROUPS: usize = 16;
 
 /// Int8 dot products of `R` packed 4-bit rows in groups of `pg` blocks, `pg` a power of two
-/// of at least 2, each row sharing its int8 table up to a scale per group. The rows run
-/// through the per-row loop of [`dot4_i8_pairs`] (its two pairs a step and its prefetch) a
-/// run of [`RUN_GROUPS`] groups at a time: a pair never straddles two groups, so its scale
-/// vector is the `x` scales times its group's scale, one multiply per pair and row, with
-/// the groups' scales (`group_scales8(r, i)` gives row `r`'s groups `i .. i + 8`) converted
-/// once per run. The runs' sums add up in order. Every row runs the same operations in the
-/// same order whatever rows it is batched with, so a row's result does not depend on `R`.
+/// of at least 2, each group with its own scale and, with `TABLES`, its own int8 table
+/// (without, row `r` looks every group up in `tables[r]`). The rows run through the per-row
+/// loop of [`dot4_i8_pairs`] (its two pairs a step and its prefetch) a run of
+/// [`RUN_GROUPS`] groups at a time: a pair never straddles two groups, so its scale vector
+/// is the `x` scales times its group's scale, one multiply per pair and row, and its table
+/// one broadcast load. `fill8(r, i, scales, tables)` writes row `r`'s groups `i .. i + 8`
+/// (their `a / 127`, and with `TABLES` their tables) once per run. The runs' sums add up in
+/// order. Every row runs the same operations in the same order whatever rows it is batched
+/// with, so a row's result does not depend on `R`.
 ///
 /// This beat [`dot4_i8_pairs_nested`], which scales each group's sum once (fewer
 /// multiplies, but eight accumulators for four rows, which spill, and a short inner loop
-/// per group), on rows that stream from memory; see BENCHMARKS.md.
+/// per group), on rows that stream from memory, and with `TABLES` [`dot4_i8_pairs_runs`],
+/// which reduces eight blocks' sums across lanes before it scales them; see BENCHMARKS.md.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; every row holds at least `16 * blocks` bytes, `xp` at least
@@ -2246,26 +2250,34 @@ const RUN_GROUPS: usize = 16;
 /// least 2.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_i8_pairs_pow2<const R: usize, D: ByteDot>(
+unsafe fn dot4_i8_pairs_pow2<const R: usize, const TABLES: bool, D: ByteDot>(
     rows: [&[u8]; R],
     tables: [&[i8; 16]; R],
     xp: &[i8],
     ps: &[f32],
     blocks: usize,
     pg: usize,
-    group_scales8: impl Fn(usize, usize) -> [f32; 8],
+    mut fill8: impl FnMut(usize, usize, &mut [f32], &mut [[i8; 16]]),
 ) -> [f32; R] {
     let shift = pg.trailing_zeros();
+    let tv = table_registers(tables);
     let mut out = [0.0f32; R];
     let mut run_scales = [[0.0f32; RUN_GROUPS]; R];
+    let mut run_tables = [[[0i8; 16]; RUN_GROUPS]; R];
     let mut start = 0;
     let mut first_group = 0;
     while start < blocks {
         let end = (start + RUN_GROUPS * pg).min(blocks);
         let eights = (end - start).div_ceil(pg).div_ceil(8);
-        for (r, scales) in run_scales.iter_mut().enumerate() {
-            for (k, eight) in scales.chunks_exact_mut(8).take(eights).enumerate() {
-                eight.copy_from_slice(&group_scales8(r, first_group + 8 * k));
+        for r in 0..R {
+            for k in 0..eights {
+                let at = 8 * k..8 * k + 8;
+                fill8(
+                    r,
+                    first_group + 8 * k,
+                    &mut run_scales[r][at.clone()],
+                    &mut run_tables[r][at],
+                );
             }
         }
         let mut run_rows: [&[u8]; R] = [&[]; R];
@@ -2276,12 +2288,21 @@ unsafe fn dot4_i8_pairs_pow2<const R: usize, D: ByteDot>(
         // The group of block `b` of the run; `b < RUN_GROUPS · pg`, so the remainder only
         // shows the compiler the index is in bounds.
         let group = |b: usize| (b >> shift) % RUN_GROUPS;
+        let table = |r: usize, b: usize| {
+            if TABLES {
+                let t = &run_tables[r][group(b)];
+                // SAFETY: a table holds 16 bytes.
+                unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast())) }
+            } else {
+                tv[r]
+            }
+        };
         // SAFETY: the run's `end - start` blocks lie inside every row, `xp` and `ps` past
         // `start` (the caller's lengths); a pair `b + 1 < end - start` reads `ps[4b .. 4b + 8]`.
         let sums = unsafe {
             dot4_i8_pairs::<R, D>(
                 run_rows,
-                tables,
+                table,
                 &xp[32 * start..],
                 end - start,
                 |r, b| {
@@ -2357,10 +2378,14 @@ unsafe fn dot4_i8_compact<const R: usize, D: ByteDot>(
         };
     }
     if pg >= 2 && pg.is_power_of_two() {
-        let eight = |r: usize, first: usize| group_scales8(scales[r], first);
+        let eight = |r: usize, first: usize, out: &mut [f32], _: &mut [[i8; 16]]| {
+            out.copy_from_slice(&group_scales8(scales[r], first));
+        };
         // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold; `pg`
         // is a power of two, at least 2.
-        return unsafe { dot4_i8_pairs_pow2::<R, D>(rows, tables, xp, ps, blocks, pg, eight) };
+        return unsafe {
+            dot4_i8_pairs_pow2::<R, false, D>(rows, tables, xp, ps, blocks, pg, eight)
+        };
     }
     if pg.is_multiple_of(2) {
         let tv = table_registers(tables);
@@ -2385,8 +2410,10 @@ unsafe fn dot4_i8_compact<const R: usize, D: ByteDot>(
 /// own `(a, q)` (`params(r, i, out)` writes those of groups `i .. i + out.len()` of row `r`
 /// to `out`, all below `groups`, the groups a row): each
 /// group's int8 table derived in registers as [`table16_i8`] does, its sums scaled by
-/// `a / 127`: groups of 1, 2, 4 or 8 blocks through [`dot4_i8_pairs_runs`] (eight groups'
-/// tables derived at a time), others through [`dot4_i8_pairs_grouped`].
+/// `a / 127`, eight groups' tables derived at a time: groups of one block through
+/// [`dot4_i8_pairs_runs`], of a power of two of blocks through [`dot4_i8_pairs_pow2`] (the
+/// per-row loop, each pair loading its group's table), others through
+/// [`dot4_i8_pairs_grouped`].
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
@@ -2460,27 +2487,25 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
             None => tables8_i8(zero, q, &mut out.table),
         }
     };
-    // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold, and
-    // each build is named for its group size in blocks, `pg`.
-    let runs = unsafe {
-        match pg {
-            1 => Some(dot4_i8_pairs_runs::<R, 1, true, D>(
-                rows, none, xp, ps, blocks, eight,
-            )),
-            2 => Some(dot4_i8_pairs_runs::<R, 2, true, D>(
-                rows, none, xp, ps, blocks, eight,
-            )),
-            4 => Some(dot4_i8_pairs_runs::<R, 4, true, D>(
-                rows, none, xp, ps, blocks, eight,
-            )),
-            8 => Some(dot4_i8_pairs_runs::<R, 8, true, D>(
-                rows, none, xp, ps, blocks, eight,
-            )),
-            _ => None,
-        }
-    };
-    if let Some(out) = runs {
-        return out;
+    if pg == 1 {
+        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
+        return unsafe { dot4_i8_pairs_runs::<R, 1, true, D>(rows, none, xp, ps, blocks, eight) };
+    }
+    if pg.is_power_of_two() {
+        let eight = |r: usize, first: usize, scales: &mut [f32], tables: &mut [[i8; 16]]| {
+            let (a, q) = pairs8(r, first);
+            let s = _mm256_div_ps(a, _mm256_set1_ps(127.0));
+            let scales = &mut scales[..8];
+            // SAFETY: `scales` holds 8 floats.
+            unsafe { _mm256_storeu_ps(scales.as_mut_ptr(), s) };
+            match shared {
+                Some(t) => tables.iter_mut().for_each(|o| *o = t),
+                None => tables8_i8(zero, q, tables),
+            }
+        };
+        // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold; `pg`
+        // is a power of two, at least 2.
+        return unsafe { dot4_i8_pairs_pow2::<R, true, D>(rows, none, xp, ps, blocks, pg, eight) };
     }
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, true, D>(rows, none, xp, ps, blocks, pg, fill) }

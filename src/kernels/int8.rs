@@ -732,6 +732,7 @@ mod tests {
             (256, 4096),
             (192, 4224),
             (160, 3000),
+            (512, 4160),
         ] {
             let xq = random_x(&mut next, cols);
             let groups = cols.div_ceil(g);
