@@ -2443,6 +2443,7 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
         Gen16::Exp { .. } => None,
     };
     let zero = matches!(gen, Gen16::Exp { zero: true });
+    let order = neighbour_lanes();
     // Eight groups' `(a, q)` from row `r`'s stored pairs where they hold all eight, else
     // through `params` (0 past the row's last group).
     let pairs8 = |r: usize, first: usize| match pairs {
@@ -2472,7 +2473,8 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
             let tables = &mut w.table[8 * half..8 * half + 8];
             match shared {
                 Some(t) => tables.iter_mut().for_each(|o| *o = t),
-                None => tables8_i8(zero, q, tables),
+                None if zero => tables8_i8::<true>(q, order, tables),
+                None => tables8_i8::<false>(q, order, tables),
             }
         }
     };
@@ -2484,7 +2486,8 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
         unsafe { _mm256_storeu_ps(out.scale.as_mut_ptr(), s) };
         match shared {
             Some(t) => out.table = [t; 8],
-            None => tables8_i8(zero, q, &mut out.table),
+            None if zero => tables8_i8::<true>(q, order, &mut out.table),
+            None => tables8_i8::<false>(q, order, &mut out.table),
         }
     };
     if pg == 1 {
@@ -2500,7 +2503,8 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
             unsafe { _mm256_storeu_ps(scales.as_mut_ptr(), s) };
             match shared {
                 Some(t) => tables.iter_mut().for_each(|o| *o = t),
-                None => tables8_i8(zero, q, tables),
+                None if zero => tables8_i8::<true>(q, order, tables),
+                None => tables8_i8::<false>(q, order, tables),
             }
         };
         // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold; `pg`
@@ -2545,24 +2549,45 @@ fn spread_scales8(v: __m256, out: &mut [[f32; 4]]) {
     }
 }
 
-/// Eight exponential groups' int8 tables from their `q` (lane = group) at once, with the bits
-/// [`table16_i8`] gives each: the powers `q^k · 127` of all eight in one vector per `k`
-/// (lane = group, the products in [`powers8`](super::portable::powers8)'s order), rounded,
-/// then transposed to one 8-byte magnitude row per group and spread to its 16 entries
-/// (negated magnitudes ascending, then the positive ones descending, with the zero level at
-/// entries 7 and 15 when `zero`). `out` holds at least 8 tables.
+/// The `vpermps` indices that put eight groups' lanes in the order [`tables8_i8`] gathers
+/// them: groups 0, 2, 4, 6, then 1, 3, 5, 7. Opaque to the optimiser, which otherwise moves
+/// a constant permute past the products that follow it, as two shuffles per power; made
+/// once per call of a kernel.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn tables8_i8(zero: bool, q1: __m256, out: &mut [[i8; 16]]) {
+fn neighbour_lanes() -> __m256i {
+    let order = core::hint::black_box([0i32, 2, 4, 6, 1, 3, 5, 7]);
+    // SAFETY: `order` holds 8 `i32`s.
+    unsafe { _mm256_loadu_si256(order.as_ptr().cast()) }
+}
+
+/// Eight exponential groups' int8 tables from their `q` (lane = group) at once, with the bits
+/// [`table16_i8`] gives each: the powers `q^k · 127` of all eight in one vector per `k`
+/// (lane = group, the products in [`powers8`](super::portable::powers8)'s order), rounded and
+/// packed to bytes, then gathered to each group's 16 entries (negated magnitudes ascending,
+/// then the positive ones descending, with the zero level at entries 7 and 15 with `ZERO`)
+/// by two `vpshufb` a pair of groups, one into the powers 0–3 and one into 4–7. `order` is
+/// [`neighbour_lanes`]; `out` holds at least 8 tables.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn tables8_i8<const ZERO: bool>(q: __m256, order: __m256i, out: &mut [[i8; 16]]) {
     let out = &mut out[..8];
-    let p = powers8x8(q1);
-    // Loops rather than `array::map` here and below: its closure runs outside the target
-    // features and is compiled as a call per element, in a function every eight groups run.
-    let mut m = [_mm256_setzero_si256(); 8];
-    for (m, p) in m.iter_mut().zip(p) {
+    // Groups 0, 2, 4, 6 in the lower 128-bit lane and 1, 3, 5, 7 in the upper, so that each
+    // gathered register holds two neighbouring tables, one 32-byte store.
+    let q = _mm256_permutevar8x32_ps(q, order);
+    let p = powers8x8(q);
+    // `q^0 · 127` is 127 exactly; with `ZERO` the eighth magnitude is the zero level's 0.
+    // Loops rather than `array::map` here: its closure runs outside the target features and
+    // is compiled as a call per element, in a function every eight groups run.
+    let mut m = [_mm256_set1_epi32(127); 8];
+    for (m, p) in m.iter_mut().zip(p).skip(1).take(if ZERO { 6 } else { 7 }) {
         *m = _mm256_cvtps_epi32(_mm256_mul_ps(p, _mm256_set1_ps(127.0)));
     }
-    // Per 128-bit lane (groups 0–3, 4–7): bytes `4k + g` hold power `k` of group `g`.
+    if ZERO {
+        m[7] = _mm256_setzero_si256();
+    }
+    // Per 128-bit lane (four groups): byte `4k + g` holds power `k` (`k + 4` in `b1`) of the
+    // lane's `g`-th group.
     let b0 = _mm256_packs_epi16(
         _mm256_packs_epi32(m[0], m[1]),
         _mm256_packs_epi32(m[2], m[3]),
@@ -2571,49 +2596,35 @@ fn tables8_i8(zero: bool, q1: __m256, out: &mut [[i8; 16]]) {
         _mm256_packs_epi32(m[4], m[5]),
         _mm256_packs_epi32(m[6], m[7]),
     );
-    let by_group = _mm256_setr_epi8(
-        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10,
-        14, 3, 7, 11, 15,
-    );
-    let s0 = _mm256_shuffle_epi8(b0, by_group);
-    let s1 = _mm256_shuffle_epi8(b1, by_group);
-    // Per lane: groups (0, 1) | (4, 5) and (2, 3) | (6, 7), 8 magnitudes each.
-    let u = [_mm256_unpacklo_epi32(s0, s1), _mm256_unpackhi_epi32(s0, s1)];
+    // A table's entries by power: negated ascending then positive descending (with `ZERO`,
+    // power 7 is the zero level's 0, at entries 7 and 15).
+    let entries: [usize; 16] = if ZERO {
+        [0, 1, 2, 3, 4, 5, 6, 7, 6, 5, 4, 3, 2, 1, 0, 7]
+    } else {
+        [0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 0]
+    };
     // `vpshufb` writes 0 for an index with its top bit set.
-    let z = -128i8;
-    // One 128-bit lane's indices into a group's 8 magnitudes at `h`: negated ascending then
-    // positive descending (the zero level, written as `z`, at entries 7 and 15 when `zero`).
-    let spread = |h: i8| {
-        let order: [i8; 16] = if zero {
-            [0, 1, 2, 3, 4, 5, 6, z, 6, 5, 4, 3, 2, 1, 0, z]
-        } else {
-            [0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 0]
-        };
-        let mut idx = [0i8; 16];
-        for (idx, i) in idx.iter_mut().zip(order) {
-            *idx = if i == z { z } else { h + i };
+    let gather = |g: usize, high: bool| {
+        let mut idx = [-128i8; 16];
+        for (idx, k) in idx.iter_mut().zip(entries) {
+            if (k >= 4) == high {
+                *idx = (4 * (k % 4) + g) as i8;
+            }
         }
         // SAFETY: `idx` holds 16 bytes.
         unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(idx.as_ptr().cast())) }
     };
-    let (lo, hi) = (spread(0), spread(8));
     let sign = _mm256_setr_epi8(
         -1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1, 1,
         1, 1, 1, 1, 1, 1, 1,
     );
-    for (j, u) in u.into_iter().enumerate() {
-        for (h, idx) in [lo, hi].into_iter().enumerate() {
-            let t = _mm256_sign_epi8(_mm256_shuffle_epi8(u, idx), sign);
-            let g = 2 * j + h;
-            // SAFETY: tables `g` and `g + 4` hold 16 bytes each.
-            unsafe {
-                _mm_storeu_si128(out[g].as_mut_ptr().cast(), _mm256_castsi256_si128(t));
-                _mm_storeu_si128(
-                    out[g + 4].as_mut_ptr().cast(),
-                    _mm256_extracti128_si256::<1>(t),
-                );
-            }
-        }
+    for (g, pair) in out.chunks_exact_mut(2).enumerate() {
+        let t = _mm256_or_si256(
+            _mm256_shuffle_epi8(b0, gather(g, false)),
+            _mm256_shuffle_epi8(b1, gather(g, true)),
+        );
+        // SAFETY: `pair` holds two neighbouring 16-byte tables, 32 contiguous bytes.
+        unsafe { _mm256_storeu_si256(pair.as_mut_ptr().cast(), _mm256_sign_epi8(t, sign)) };
     }
 }
 
@@ -3786,6 +3797,35 @@ mod tests {
                         want.map(f32::to_bits),
                         "{p:?} {zero}"
                     );
+                }
+            }
+        }
+    }
+
+    /// Eight groups' int8 tables made at once ([`tables8_i8`]) are each group's reference
+    /// int8 table, for every `q` drawn, with and without the zero level.
+    #[test]
+    fn batched_int8_tables_are_the_reference_tables() {
+        if Isa::detect().avx2().is_none() {
+            return;
+        }
+        let mut next = rng(0x7ab1_e5e8);
+        for _ in 0..200 {
+            let q: [f32; 8] = core::array::from_fn(|_| group_params(&mut next)[1]);
+            for zero in [false, true] {
+                let mut got = [[0i8; 16]; 8];
+                // SAFETY: detection found AVX2 and FMA; `q` holds 8 floats.
+                unsafe {
+                    let q = _mm256_loadu_ps(q.as_ptr());
+                    if zero {
+                        tables8_i8::<true>(q, neighbour_lanes(), &mut got);
+                    } else {
+                        tables8_i8::<false>(q, neighbour_lanes(), &mut got);
+                    }
+                }
+                for (q, got) in q.iter().zip(got) {
+                    let want = super::super::portable::table16_i8(&Gen16::Exp { zero }, *q);
+                    assert_eq!(got, want, "q {q} zero {zero}");
                 }
             }
         }
