@@ -2465,52 +2465,44 @@ unsafe fn dot4_i8_groups<const R: usize, D: ByteDot>(
             unsafe { split_pairs8(p.as_ptr().cast()) }
         }
     };
-    let fill = |r: usize, first: usize, w: &mut GroupWindow| {
-        for half in 0..WINDOW / 8 {
-            let (a, q) = pairs8(r, first + 8 * half);
-            let s = _mm256_div_ps(a, _mm256_set1_ps(127.0));
-            spread_scales8(s, &mut w.scale[8 * half..8 * half + 8]);
-            let tables = &mut w.table[8 * half..8 * half + 8];
-            match shared {
-                Some(t) => tables.iter_mut().for_each(|o| *o = t),
-                None if zero => tables8_i8::<true>(q, order, tables),
-                None => tables8_i8::<false>(q, order, tables),
-            }
+    // Row `r`'s groups `first .. first + 8`: their tables into `tables`, their `a / 127`
+    // returned (lane = group).
+    let derive8 = |r: usize, first: usize, tables: &mut [[i8; 16]]| {
+        let (a, q) = pairs8(r, first);
+        match shared {
+            Some(t) => tables[..8].iter_mut().for_each(|o| *o = t),
+            None if zero => tables8_i8::<true>(q, order, tables),
+            None => tables8_i8::<false>(q, order, tables),
         }
+        _mm256_div_ps(a, _mm256_set1_ps(127.0))
     };
     let none = [&[0i8; 16]; R];
-    let eight = |r: usize, first: usize, _whole: bool, out: &mut EightGroups| {
-        let (a, q) = pairs8(r, first);
-        let s = _mm256_div_ps(a, _mm256_set1_ps(127.0));
-        // SAFETY: `out.scale` holds 8 floats.
-        unsafe { _mm256_storeu_ps(out.scale.as_mut_ptr(), s) };
-        match shared {
-            Some(t) => out.table = [t; 8],
-            None if zero => tables8_i8::<true>(q, order, &mut out.table),
-            None => tables8_i8::<false>(q, order, &mut out.table),
-        }
-    };
     if pg == 1 {
+        let eight = |r: usize, first: usize, _whole: bool, out: &mut EightGroups| {
+            let s = derive8(r, first, &mut out.table);
+            // SAFETY: `out.scale` holds 8 floats.
+            unsafe { _mm256_storeu_ps(out.scale.as_mut_ptr(), s) };
+        };
         // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
         return unsafe { dot4_i8_pairs_runs::<R, 1, true, D>(rows, none, xp, ps, blocks, eight) };
     }
     if pg.is_power_of_two() {
         let eight = |r: usize, first: usize, scales: &mut [f32], tables: &mut [[i8; 16]]| {
-            let (a, q) = pairs8(r, first);
-            let s = _mm256_div_ps(a, _mm256_set1_ps(127.0));
+            let s = derive8(r, first, tables);
             let scales = &mut scales[..8];
             // SAFETY: `scales` holds 8 floats.
             unsafe { _mm256_storeu_ps(scales.as_mut_ptr(), s) };
-            match shared {
-                Some(t) => tables.iter_mut().for_each(|o| *o = t),
-                None if zero => tables8_i8::<true>(q, order, tables),
-                None => tables8_i8::<false>(q, order, tables),
-            }
         };
         // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold; `pg`
         // is a power of two, at least 2.
         return unsafe { dot4_i8_pairs_pow2::<R, true, D>(rows, none, xp, ps, blocks, pg, eight) };
     }
+    let fill = |r: usize, first: usize, w: &mut GroupWindow| {
+        for half in 0..WINDOW / 8 {
+            let s = derive8(r, first + 8 * half, &mut w.table[8 * half..8 * half + 8]);
+            spread_scales8(s, &mut w.scale[8 * half..8 * half + 8]);
+        }
+    };
     // SAFETY: `blocks` is clamped to the whole blocks every row, `xp` and `ps` hold.
     unsafe { dot4_i8_pairs_grouped::<R, true, D>(rows, none, xp, ps, blocks, pg, fill) }
 }
