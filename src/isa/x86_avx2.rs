@@ -1153,7 +1153,7 @@ unsafe fn dot4_i8_blocks(
     // `b + 1 < blocks` reads `16b .. 16b + 32`), `32b .. 32b + 32` of `xq`, and the table's
     // 16 bytes.
     unsafe {
-        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(t16.as_ptr().cast()));
+        let table = both_lanes(t16);
         let mask = _mm_set1_epi8(0x0f);
         let mask2 = _mm256_set1_epi8(0x0f);
         let mut acc = [_mm256_setzero_ps(); 2];
@@ -1676,6 +1676,15 @@ impl Int8Rows {
     }
 }
 
+/// 16 bytes (an int8 table, or `vpshufb` indices) in both 128-bit lanes of a register: one
+/// broadcast load.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn both_lanes(t: &[i8; 16]) -> __m256i {
+    // SAFETY: `t` holds 16 bytes.
+    _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(t.as_ptr().cast()) })
+}
+
 /// Each row's 16-entry int8 table in both 128-bit lanes of a register. A loop rather than
 /// `array::from_fn`, whose closure runs outside the target features and is compiled as a
 /// call per row.
@@ -1684,8 +1693,7 @@ impl Int8Rows {
 fn table_registers<const R: usize>(tables: [&[i8; 16]; R]) -> [__m256i; R] {
     let mut out = [_mm256_setzero_si256(); R];
     for (o, t) in out.iter_mut().zip(tables) {
-        // SAFETY: a table holds 16 bytes.
-        *o = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(t.as_ptr().cast()) });
+        *o = both_lanes(t);
     }
     out
 }
@@ -1708,9 +1716,9 @@ const PREFETCH: usize = 1024;
 /// Int8 dot products of `R` packed 4-bit rows with one `x` in
 /// [`pair_order`](super::portable::pair_order) (`xp`, `blocks` whole blocks), the pair (or
 /// lone last block) at block `b` of row `r` looking its codes up in the 16-entry table
-/// `table(r, b)` holds in both 128-bit lanes. A pair of blocks scales its `i32` sums by the vector
-/// `pair_scale(r, b)` (block `b`'s scale in lanes 0–3, block `b + 1`'s in lanes 4–7); a last
-/// lone block by `block_scale(r, b)`. The rows share each load of `x`, and every row runs
+/// `table(r, b)` holds in both 128-bit lanes. A pair of blocks scales its `i32` sums by the
+/// vector `pair_scale(r, b)` (block `b`'s scale in lanes 0–3, block `b + 1`'s in lanes 4–7);
+/// a last lone block by `block_scale(r, b)`. The rows share each load of `x`, and every row runs
 /// the same operations in the same order whatever rows it is batched with, so a row's result
 /// does not depend on `R`.
 ///
@@ -1831,8 +1839,7 @@ impl GroupWindow {
 fn window_table(w: &GroupWindow, o: usize, d: usize) -> __m256i {
     let t = &w.table[o..o + 2];
     if d == 0 {
-        // SAFETY: `t[0]` holds 16 bytes.
-        unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t[0].as_ptr().cast())) }
+        both_lanes(&t[0])
     } else {
         // SAFETY: `t` holds two neighbouring 16-byte tables, 32 contiguous bytes.
         unsafe { _mm256_loadu_si256(t.as_ptr().cast()) }
@@ -2114,7 +2121,7 @@ unsafe fn dot4_i8_pairs_runs<const R: usize, const PG: usize, const TABLES: bool
             } else if PG == 1 {
                 _mm256_loadu_si256(eight[r].table[o..].as_ptr().cast())
             } else {
-                _mm256_broadcastsi128_si256(_mm_loadu_si128(eight[r].table[o / PG].as_ptr().cast()))
+                both_lanes(&eight[r].table[o / PG])
             }
         };
         // Run `j` of the fill at block `start`: rows one after another, two pairs at a time,
@@ -2193,7 +2200,7 @@ unsafe fn dot4_i8_pairs_runs<const R: usize, const PG: usize, const TABLES: bool
             let xv = load(x, 32 * b);
             for r in 0..R {
                 let t = if TABLES {
-                    _mm256_broadcastsi128_si256(_mm_loadu_si128(eight[r].table[k].as_ptr().cast()))
+                    both_lanes(&eight[r].table[k])
                 } else {
                     tv[r]
                 };
@@ -2290,9 +2297,7 @@ unsafe fn dot4_i8_pairs_pow2<const R: usize, const TABLES: bool, D: ByteDot>(
         let group = |b: usize| (b >> shift) % RUN_GROUPS;
         let table = |r: usize, b: usize| {
             if TABLES {
-                let t = &run_tables[r][group(b)];
-                // SAFETY: a table holds 16 bytes.
-                unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast())) }
+                both_lanes(&run_tables[r][group(b)])
             } else {
                 tv[r]
             }
@@ -2603,8 +2608,7 @@ fn tables8_i8<const ZERO: bool>(q: __m256, order: __m256i, out: &mut [[i8; 16]])
                 *idx = (4 * (k % 4) + g) as i8;
             }
         }
-        // SAFETY: `idx` holds 16 bytes.
-        unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(idx.as_ptr().cast())) }
+        both_lanes(&idx)
     };
     let sign = _mm256_setr_epi8(
         -1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1, 1,
