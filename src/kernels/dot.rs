@@ -516,9 +516,10 @@ impl DotPlan<'_> {
     /// AVX-512 CPUs, groups of whole blocks of the lane-permuted layout (a multiple of 64
     /// codes), or of the quad layout (a `for_groups` plan, an odd multiple of 32), through
     /// the kernels that read codes in place where the plain one widens each to a lane first,
-    /// and a row's short last group through the plain one. `read(first, out)` writes the `(a, q)` of
-    /// groups `first .. first + out.len()` (a run at a time, as `ParamEncoding::read_run`
-    /// does). `None` where [`dot4_groups`](fn@dot4_groups) gives `None`.
+    /// and a row's short last group through the plain one. `read(first, out)` writes the
+    /// `(a, q)` of groups `first .. first + out.len()` (a run at a time, as
+    /// `ParamEncoding::read_run` does). `None` where [`dot4_groups`](fn@dot4_groups) gives
+    /// `None`.
     pub fn dot4_groups(
         &self,
         row: &[u8],
