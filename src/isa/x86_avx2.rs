@@ -3764,6 +3764,153 @@ unsafe fn gemm4_narrow_v<const NC: usize, const S: usize>(
     out
 }
 
+// ---- Quantizing x to int8 ----------------------------------------------------------------
+
+use super::portable::{quantize_block, QBLOCK};
+
+impl Avx2 {
+    /// `x` quantized for the int8 kernels, with the reference's bits: `xq` and `scales` block
+    /// by block as [`quantize_block`](super::portable::quantize_block), `xp` as
+    /// [`pair_order`](super::portable::pair_order) and `ps` each whole block's scale four
+    /// times. `x` is finite; `xq` holds `x.len()` values, `scales` one per block (the last
+    /// possibly short), `xp` and `ps` the whole blocks' `32` and `4` each.
+    pub(crate) fn quantize_x(
+        self,
+        x: &[f32],
+        xq: &mut [i8],
+        scales: &mut [f32],
+        xp: &mut [i8],
+        ps: &mut [f32],
+    ) {
+        let whole = x.len() / QBLOCK;
+        assert!(
+            xq.len() >= x.len()
+                && scales.len() >= x.len().div_ceil(QBLOCK)
+                && xp.len() >= whole * QBLOCK
+                && ps.len() >= 4 * whole
+        );
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA; the lengths
+        // were checked just above.
+        unsafe { quantize_x(x, xq, scales, xp, ps) }
+    }
+}
+
+/// [`Avx2::quantize_x`], whose lengths it relies on.
+///
+/// # Safety
+/// AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_x(x: &[f32], xq: &mut [i8], scales: &mut [f32], xp: &mut [i8], ps: &mut [f32]) {
+    let whole = x.len() / QBLOCK;
+    let mut b = 0;
+    while b < whole {
+        // The pair order takes two blocks at a time; only the last may stand alone.
+        let width = if b + 1 < whole { 2 } else { 1 };
+        let mut halves = [_mm256_setzero_si256(); 2];
+        for (k, half) in halves.iter_mut().enumerate().take(width) {
+            let at = (b + k) * QBLOCK;
+            let (scale, codes) = quantize_block32(&x[at..at + QBLOCK], &mut xq[at..at + QBLOCK]);
+            scales[b + k] = scale;
+            ps[4 * (b + k)..4 * (b + k) + 4].fill(scale);
+            *half = codes;
+        }
+        // SAFETY: the destination holds `32 · width` bytes.
+        unsafe { store_pair_order(halves, width, &mut xp[b * QBLOCK..(b + width) * QBLOCK]) };
+        b += width;
+    }
+    if whole * QBLOCK < x.len() {
+        let at = whole * QBLOCK;
+        scales[whole] = quantize_block(&x[at..], &mut xq[at..x.len()]);
+    }
+}
+
+/// One whole block of finite `x` quantized as [`quantize_block`] does, bit for bit (the same
+/// products and sums in the same order, and truncation as `as i32`), its codes stored in `out`
+/// and returned as a vector with each 128-bit lane's 16 codes reordered even positions first
+/// (what [`store_pair_order`] takes). Where `127 / max|x|` overflows (`max|x|` below about
+/// `2^-120`) the block goes through the reference, whose `NaN` and infinite quotients `as i32`
+/// settles differently from `vcvttps2dq`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn quantize_block32(block: &[f32], out: &mut [i8]) -> (f32, __m256i) {
+    let (block, out) = (&block[..QBLOCK], &mut out[..QBLOCK]);
+    // Loops rather than `array::from_fn`, whose closure runs outside the target features.
+    let mut v = [_mm256_setzero_ps(); 4];
+    let mut m = _mm256_setzero_ps();
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    for (k, v) in v.iter_mut().enumerate() {
+        // SAFETY: `block` holds 32 floats.
+        *v = unsafe { _mm256_loadu_ps(block.as_ptr().add(8 * k)) };
+        m = _mm256_max_ps(m, _mm256_and_ps(*v, magnitude));
+    }
+    let m = _mm256_max_ps(m, _mm256_permute2f128_ps::<1>(m, m));
+    let m = _mm256_max_ps(m, _mm256_permute_ps::<0b0100_1110>(m));
+    let m = _mm256_max_ps(m, _mm256_permute_ps::<0b1011_0001>(m));
+    let max = _mm256_cvtss_f32(m);
+    let inv = 127.0 / max;
+    // `max == 0` is the reference's all-zero block; a non-finite `inv` its fallback.
+    if !(max > 0.0 && inv.is_finite()) {
+        let scale = quantize_block(block, out);
+        // SAFETY: `out` holds 32 bytes.
+        let codes = unsafe { _mm256_loadu_si256(out.as_ptr().cast()) };
+        return (scale, _mm256_shuffle_epi8(codes, evens_first()));
+    }
+    let inv = _mm256_set1_ps(inv);
+    let sign = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
+    let half = _mm256_set1_ps(0.5);
+    // `r ± 0.5` by the sign of `r`, then truncation: the reference's rounding half away from
+    // zero (for `r = −0` it adds −0.5 where the reference adds 0.5; both truncate to 0).
+    let mut t = [_mm256_setzero_si256(); 4];
+    for (t, &v) in t.iter_mut().zip(&v) {
+        let r = _mm256_mul_ps(v, inv);
+        *t = _mm256_cvttps_epi32(_mm256_add_ps(r, _mm256_or_ps(_mm256_and_ps(r, sign), half)));
+    }
+    // The packs interleave the 128-bit lanes; the permute puts the values back in order.
+    let packed = _mm256_packs_epi16(
+        _mm256_packs_epi32(t[0], t[1]),
+        _mm256_packs_epi32(t[2], t[3]),
+    );
+    let ordered = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // The reference clamps to [−127, 127]; a finite quotient stays within ±127.5 anyway.
+    let codes = _mm256_max_epi8(ordered, _mm256_set1_epi8(-127));
+    // SAFETY: `out` holds 32 bytes.
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), codes) };
+    (max / 127.0, _mm256_shuffle_epi8(codes, evens_first()))
+}
+
+/// Per 128-bit lane, the 8 even-position bytes, then the 8 odd-position ones.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn evens_first() -> __m256i {
+    both_lanes(&[0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15])
+}
+
+/// Stores one pair of blocks (`width` 2) or a lone last block (`width` 1) in
+/// [`pair_order`](super::portable::pair_order), each block given as [`quantize_block32`]
+/// returns it: within a block the even positions of both lanes, then the odd ones.
+///
+/// # Safety
+/// AVX2; `dst` holds `32 · width` bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn store_pair_order(blocks: [__m256i; 2], width: usize, dst: &mut [i8]) {
+    // Each block's 64-bit quarters: evens of lane 0, odds of lane 0, evens of lane 1, odds
+    // of lane 1; the block's 16 even positions are quarters 0 and 2.
+    let split = |v: __m256i| _mm256_permute4x64_epi64::<0b11_01_10_00>(v);
+    let first = split(blocks[0]);
+    let p = dst.as_mut_ptr().cast::<__m256i>();
+    // SAFETY: the caller's `dst` holds `32 · width` bytes.
+    unsafe {
+        if width == 1 {
+            _mm256_storeu_si256(p, first);
+        } else {
+            let second = split(blocks[1]);
+            _mm256_storeu_si256(p, _mm256_permute2x128_si256::<0x20>(first, second));
+            _mm256_storeu_si256(p.add(1), _mm256_permute2x128_si256::<0x31>(first, second));
+        }
+    }
+}
+
 #[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;

@@ -54,6 +54,11 @@ impl I8Table {
 
 /// Checks that `x` is finite: a NaN or infinity would make its block's scale meaningless.
 pub(crate) fn check_finite(x: &[f32]) -> Result<()> {
+    // One pass the compiler vectorizes (a search that stops at the first hit stays scalar);
+    // the position only where some value is not finite.
+    if x.iter().fold(true, |finite, v| finite & v.is_finite()) {
+        return Ok(());
+    }
     match x.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(index) => Err(Error::NonFiniteInput {
@@ -96,15 +101,31 @@ pub(crate) struct Int8X {
 impl Int8X {
     /// Quantizes `x`; an error if it holds a NaN or infinity.
     pub fn new(x: &[f32]) -> Result<Self> {
+        Self::on(Isa::detect(), x)
+    }
+
+    /// [`new`](Self::new) on `isa`: the same values on every path.
+    pub fn on(isa: Isa, x: &[f32]) -> Result<Self> {
         check_finite(x)?;
-        let mut xq = alloc::vec![0i8; x.len()];
-        let mut scales = alloc::vec![0.0f32; x.len().div_ceil(QBLOCK)];
-        quantize_x(x, &mut xq, &mut scales);
         let whole = x.len() / QBLOCK;
-        let mut xp = alloc::vec![0i8; whole * QBLOCK];
-        portable::pair_order(&xq, &mut xp);
-        let ps = scales[..whole].iter().flat_map(|&s| [s; 4]).collect();
-        Ok(Int8X { xq, scales, xp, ps })
+        let mut out = Int8X {
+            xq: alloc::vec![0; x.len()],
+            scales: alloc::vec![0.0; x.len().div_ceil(QBLOCK)],
+            xp: alloc::vec![0; whole * QBLOCK],
+            ps: alloc::vec![0.0; 4 * whole],
+        };
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = isa.avx2() {
+            t.quantize_x(x, &mut out.xq, &mut out.scales, &mut out.xp, &mut out.ps);
+            return Ok(out);
+        }
+        let _ = isa;
+        quantize_x(x, &mut out.xq, &mut out.scales);
+        portable::pair_order(&out.xq, &mut out.xp);
+        for (p, &s) in out.ps.chunks_exact_mut(4).zip(&out.scales) {
+            p.fill(s);
+        }
+        Ok(out)
     }
 }
 
@@ -587,6 +608,77 @@ mod tests {
             assert_eq!(xp[128 + k], xq[128 + 2 * k]);
             assert_eq!(xp[144 + k], xq[128 + 2 * k + 1]);
         }
+    }
+
+    /// `x` quantizes to the same int8 values, scales, pair order and scale lanes on every
+    /// path as on the scalar one (the reference: `quantize_block` per block, `pair_order`),
+    /// bit for bit: lengths around whole blocks and pairs, and blocks of zeros, of values
+    /// whose quotient is an exact half, of subnormals (whose `127 / max` overflows) and of
+    /// values near `f32::MAX`.
+    #[test]
+    fn x_quantizes_alike_on_every_path() {
+        let mut next = rng(0x1a78_0002);
+        let mut uniform = move || next() as f32 / u32::MAX as f32 - 0.5;
+        let kinds: [&dyn Fn(usize, f32) -> f32; 7] = [
+            &|_, u| u,
+            &|_, _| 0.0,
+            // A block's max `127/128` makes `127/max` 128 exactly, so `v · 127/max` lands on
+            // the halves −15.5 … 15.5: the rounding's ties, away from zero.
+            &|i, _| match i % QBLOCK {
+                0 => 127.0 / 128.0,
+                k => (k as f32 - 15.5) / 128.0,
+            },
+            &|i, u| f32::from_bits(1 + (i as u32 % 7)) * if u < 0.0 { -1.0 } else { 1.0 },
+            &|_, u| u * 1e-38,
+            // Small, but `127 / max` still finite.
+            &|_, u| u * 1e-36,
+            &|_, u| u * f32::MAX,
+        ];
+        let scalar = Isa::scalar();
+        let mut checked = 0;
+        for len in [
+            0usize, 1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 128, 160, 1000,
+        ] {
+            for round in 0..12 {
+                // Each block from one kind, so whole blocks see each case.
+                let x: Vec<f32> = (0..len)
+                    .map(|i| kinds[(i / QBLOCK + round) % kinds.len()](i, uniform()))
+                    .collect();
+                let want = Int8X::on(scalar, &x).unwrap();
+                for isa in Isa::available() {
+                    let got = Int8X::on(isa, &x).unwrap();
+                    let ctx = alloc::format!("{isa:?} len {len} round {round}");
+                    assert_eq!(got.xq, want.xq, "{ctx}");
+                    assert_eq!(got.xp, want.xp, "{ctx}");
+                    let bits = |v: &[f32]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got.scales), bits(&want.scales), "{ctx}");
+                    assert_eq!(bits(&got.ps), bits(&want.ps), "{ctx}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 14 * 12);
+    }
+
+    /// A NaN or infinity anywhere in `x` is an error naming the first such value.
+    #[test]
+    fn non_finite_x_is_an_error_at_its_index() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0usize, 5, 31, 32, 99] {
+                let mut x = alloc::vec![0.25f32; 100];
+                x[at] = bad;
+                x[at + 1..]
+                    .iter_mut()
+                    .step_by(3)
+                    .for_each(|v| *v = f32::NAN);
+                match Int8X::new(&x) {
+                    Err(Error::NonFiniteInput { index, .. }) => assert_eq!(index, at),
+                    other => panic!("{bad} at {at}: {:?}", other.map(|_| ())),
+                }
+            }
+        }
+        let finite = [f32::MAX, -f32::MAX, f32::MIN_POSITIVE, -0.0];
+        assert!(check_finite(&finite).is_ok());
     }
 
     /// The 3-bit group kernel (int8 tables derived in registers) agrees with its scalar
