@@ -369,6 +369,9 @@ impl<'a> QuantizedView<'a> {
                 _ => None,
             };
             let quad = derived.is_some() && crate::isa::x86_avx2::quad_groups(g);
+            // 4-bit rows with one table each (per row or per tensor) run the byte-plane kernel
+            // (`dot_planes4`), `x` in its run order; the other layouts the lane-permuted ones.
+            let planes = bits == 4 && !compact && derived.is_none();
             // 1- and 2-bit groups with their own `(a, q)` whose levels `dot_perm_narrow`
             // derives: groups of whole blocks or blocks of whole groups, lanes in one group.
             let narrow = match self.granularity() {
@@ -441,8 +444,12 @@ impl<'a> QuantizedView<'a> {
                 out.fill(0.0);
                 let mut start = 0;
                 while start < whole {
-                    let per_lane = if quad { quad_block / 8 } else { block / 8 };
-                    let len = t.permute_blocks(&x[start..whole], per_lane, &mut xp);
+                    let len = if planes {
+                        t.permute_runs64(&x[start..whole], &mut xp)
+                    } else {
+                        let per_lane = if quad { quad_block / 8 } else { block / 8 };
+                        t.permute_blocks(&x[start..whole], per_lane, &mut xp)
+                    };
                     let byte0 = start * usize::from(bits) / 8;
                     let nbytes = len * usize::from(bits) / 8;
                     let live = out.len();
@@ -482,6 +489,8 @@ impl<'a> QuantizedView<'a> {
                         } else if compact {
                             let sc = &scales[k][2 * (start / g)..];
                             kernels::dot_permuted_scaled_avx2(t, bits, row, &t16[k], xs, g, sc)
+                        } else if planes {
+                            t.dot_planes4(row, &t16[k], xs)
                         } else {
                             kernels::dot_permuted_avx2(t, bits, row, &t16[k], xs)
                         };

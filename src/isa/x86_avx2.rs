@@ -73,6 +73,22 @@ impl Avx2 {
         unsafe { dot_perm::<BITS>(bytes, t16, xp) }
     }
 
+    /// Dot product of a 4-bit row's whole runs of 64 codes with `x` in run order (see
+    /// [`dot_planes4`]).
+    #[inline]
+    pub(crate) fn dot_planes4(self, bytes: &[u8], t16: &[f32; 16], xr: &[f32]) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot_planes4(bytes, t16, xr) }
+    }
+
+    /// `x` in the order [`dot_planes4`] meets a row's codes (see [`permute_runs64`]); returns
+    /// the values written.
+    #[inline]
+    pub(crate) fn permute_runs64(self, x: &[f32], out: &mut [f32]) -> usize {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { permute_runs64(x, out) }
+    }
+
     /// Int8 dot product of whole blocks (see [`portable::dot_i8`](super::portable::dot_i8)).
     #[inline]
     pub(crate) fn dot_i8(self, w: &[i8], xq: &[i8], scales: &[f32]) -> f32 {
@@ -3631,6 +3647,91 @@ fn look32(planes: &[__m256i; 4], idx: __m256i) -> [__m256; 4] {
     ]
 }
 
+/// Codes in a run of the byte-plane kernels: 32 bytes, the low nibbles (even codes) and the
+/// high nibbles (odd codes) each one vector of 32 table indices.
+pub(crate) const RUN64: usize = 64;
+
+/// The dot product of a 4-bit row's whole runs of [`RUN64`] codes (byte `b` holding code `2b`
+/// in its low nibble) with `xr`, which holds `x` run by run in
+/// [`gemm_xt_pos`](super::portable::gemm_xt_pos) order (as [`permute_runs64`] writes it),
+/// through the 16-entry table `t16`: each run's low and high nibbles look their entries up
+/// one byte plane at a time ([`look32`]), 12 byte shuffles per 32 codes where the
+/// lane-permuted kernel ([`dot_perm`]) spends two `vpermps`, a blend and two shifts per 8.
+/// As many runs as both slices hold. The sum runs in four accumulators (vector `m` of each
+/// half run into the `m`-th), added pairwise at the end.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_planes4(bytes: &[u8], t16: &[f32; 16], xr: &[f32]) -> f32 {
+    let runs = (bytes.len() / (RUN64 / 2)).min(xr.len() / RUN64);
+    // SAFETY: `t16` holds 16 floats.
+    let [lo, hi] = unsafe {
+        planes16(
+            _mm256_loadu_ps(t16.as_ptr()),
+            _mm256_loadu_ps(t16.as_ptr().add(8)),
+        )
+    };
+    // `planes16` holds planes 0 and 2 in `lo`'s lanes and 1 and 3 in `hi`'s.
+    let planes = [
+        _mm256_permute2x128_si256::<0x00>(lo, lo),
+        _mm256_permute2x128_si256::<0x00>(hi, hi),
+        _mm256_permute2x128_si256::<0x11>(lo, lo),
+        _mm256_permute2x128_si256::<0x11>(hi, hi),
+    ];
+    let nib = _mm256_set1_epi8(0x0f);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..runs {
+        // SAFETY: run `i < runs` reads bytes `32i .. 32i + 32` and floats `64i .. 64i + 64`,
+        // inside both slices.
+        unsafe {
+            let v = _mm256_loadu_si256(bytes.as_ptr().add(RUN64 / 2 * i).cast());
+            let halves = [
+                _mm256_and_si256(v, nib),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib),
+            ];
+            for (h, &idx) in halves.iter().enumerate() {
+                let w = look32(&planes, idx);
+                for (m, (a, &w)) in acc.iter_mut().zip(&w).enumerate() {
+                    let xv = _mm256_loadu_ps(xr.as_ptr().add(RUN64 * i + 32 * h + 8 * m));
+                    *a = _mm256_fmadd_ps(w, xv, *a);
+                }
+            }
+        }
+    }
+    hsum4(acc)
+}
+
+/// `out[64r + gemm_xt_pos(k, 64)] = x[64r + k]` for the whole runs of [`RUN64`] values both
+/// slices hold: per run, vector `m` of the low (high) half takes the even (odd) values of
+/// `x`'s vectors `m` and `m + 4`, the order in which [`look32`] returns the entries of a run's
+/// low (high) nibbles. Returns the values written.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn permute_runs64(x: &[f32], out: &mut [f32]) -> usize {
+    let runs = x.len().min(out.len()) / RUN64;
+    // Per 128-bit lane the two inputs' picks are `[a a b b]`; the 64-bit order 0, 2, 1, 3
+    // puts `a`'s four before `b`'s.
+    let order =
+        |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+    for r in 0..runs {
+        // SAFETY: run `r < runs` covers floats `64r .. 64r + 64` of both slices.
+        unsafe {
+            let src = x.as_ptr().add(RUN64 * r);
+            let dst = out.as_mut_ptr().add(RUN64 * r);
+            for m in 0..4 {
+                let a = _mm256_loadu_ps(src.add(8 * m));
+                let b = _mm256_loadu_ps(src.add(8 * m + 32));
+                _mm256_storeu_ps(dst.add(8 * m), order(_mm256_shuffle_ps::<0x88>(a, b)));
+                _mm256_storeu_ps(dst.add(32 + 8 * m), order(_mm256_shuffle_ps::<0xdd>(a, b)));
+            }
+        }
+    }
+    runs * RUN64
+}
+
 /// `NC` columns, `S` accumulator sets (1, 2, 4 or 8, taken in turn vector by vector, so that
 /// `NC·S` FMA chains stay in flight). A whole run of 64 codes is 32 bytes: their low nibbles
 /// (even codes) and high nibbles (odd codes) are two vectors of 32 indices, each looked up
@@ -3917,6 +4018,66 @@ mod tests {
     use crate::isa::Isa;
     use crate::test_rng::{f16_scales, group_params, stored_pairs, xorshift32 as rng};
     use alloc::vec::Vec;
+
+    /// The run order puts `x[64r + k]` at `64r + gemm_xt_pos(k, 64)`, exactly, for whole
+    /// runs only.
+    #[test]
+    fn runs_of_64_are_in_lookup_order() {
+        let Some(t) = Isa::detect().avx2() else {
+            return;
+        };
+        let x: Vec<f32> = (0..200).map(|i| i as f32).collect();
+        let mut out = alloc::vec![-1.0f32; 200];
+        assert_eq!(t.permute_runs64(&x, &mut out), 192);
+        for r in 0..3 {
+            for k in 0..64 {
+                let pos = super::super::portable::gemm_xt_pos(k, 64);
+                assert_eq!(out[64 * r + pos], x[64 * r + k], "run {r} code {k}");
+            }
+        }
+        assert!(out[192..].iter().all(|&v| v == -1.0));
+        assert_eq!(t.permute_runs64(&x[..100], &mut out), 64);
+    }
+
+    /// The byte-plane kernel sums `t16[code]·x` over whole runs of 64 codes within `f32`
+    /// rounding of the reference, for random tables, codes and lengths, and stops at the
+    /// shorter slice.
+    #[test]
+    fn byte_plane_dot_matches_the_reference() {
+        let Some(t) = Isa::detect().avx2() else {
+            return;
+        };
+        let mut next = rng(0xb97e_0064);
+        let mut unit = move || next() as f32 / u32::MAX as f32 - 0.5;
+        for runs in [0usize, 1, 2, 5, 32, 33] {
+            let t16: [f32; 16] = core::array::from_fn(|_| unit() * 4.0);
+            let bytes: Vec<u8> = (0..32 * runs)
+                .map(|_| (unit() * 255.0 + 128.0) as u8)
+                .collect();
+            let x: Vec<f32> = (0..64 * runs).map(|_| unit()).collect();
+            let mut xr = alloc::vec![0.0f32; x.len()];
+            t.permute_runs64(&x, &mut xr);
+            let (mut want, mut magnitude) = (0.0f64, 0.0f64);
+            for (k, &v) in x.iter().enumerate() {
+                let code = (bytes[k / 2] >> (4 * (k % 2))) & 0x0f;
+                let p = f64::from(t16[usize::from(code)]) * f64::from(v);
+                want += p;
+                magnitude += p.abs();
+            }
+            let got = f64::from(t.dot_planes4(&bytes, &t16, &xr));
+            assert!(
+                (got - want).abs() <= 1e-6 * magnitude.max(1.0),
+                "{runs}: {got} {want}"
+            );
+            if runs > 1 {
+                // One run fewer in either slice: that run is left out.
+                let short = f64::from(t.dot_planes4(&bytes[..32 * (runs - 1)], &t16, &xr));
+                let fewer = f64::from(t.dot_planes4(&bytes, &t16, &xr[..64 * (runs - 1) + 63]));
+                assert_eq!(short, fewer);
+                assert!((got - short).abs() > 0.0 || magnitude == 0.0);
+            }
+        }
+    }
 
     /// Eight groups' tables made at once ([`magnitudes8`], [`spread16`]) hold the bits of the
     /// reference table of each group, for every `(a, q)` drawn, with and without the zero

@@ -123,6 +123,10 @@ pub(crate) struct DotPlan<'x> {
     bits: u8,
     /// Codes per block of the permuted layout; 0 when it is not used.
     block: usize,
+    /// Whether `xperm` is in the run order of the AVX2 byte-plane kernel (`dot_planes4`,
+    /// 4-bit rows through [`dot`](Self::dot)) rather than the lane-permuted layout.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    runs: bool,
     x: &'x [f32],
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     xperm: alloc::vec::Vec<f32>,
@@ -198,7 +202,21 @@ pub(crate) fn dot_permuted_scaled_avx2(
 #[cfg(feature = "alloc")]
 impl<'x> DotPlan<'x> {
     /// Prepares `x` for rows of `bits`-bit codes whose spans (groups) are `group_len` long.
+    /// On AVX2 4-bit rows take the byte-plane kernel, which reads `x` in its own run order.
     pub fn new(isa: Isa, bits: u8, x: &'x [f32], group_len: usize) -> Self {
+        Self::with_layout(isa, bits, x, group_len, true)
+    }
+
+    /// [`new`](Self::new), with `runs` whether AVX2 4-bit rows take the byte-plane kernel
+    /// (else `x` stays in the lane-permuted layout, which the scaled and group kernels read).
+    fn with_layout(isa: Isa, bits: u8, x: &'x [f32], group_len: usize, runs: bool) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let runs = runs && bits == 4 && matches!(isa.path(), Path::Avx2(_));
+        #[cfg(not(target_arch = "x86_64"))]
+        let runs = {
+            let _ = runs;
+            false
+        };
         let (lanes, block) = match (isa.path(), bits) {
             #[cfg(target_arch = "x86_64")]
             (Path::Avx512(_), 1 | 2 | 4) => (16, x86_avx512::perm_block(u32::from(bits))),
@@ -215,6 +233,9 @@ impl<'x> DotPlan<'x> {
             // `max(1)`: on targets without a permuted kernel `block` is 0 and this is dead code.
             xperm.resize(x.len() / block.max(1) * block, 0.0);
             match isa.path() {
+                // A 4-bit block is one run of the byte-plane kernel (64 codes).
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx2(t) if runs => t.permute_runs64(x, &mut xperm),
                 #[cfg(target_arch = "x86_64")]
                 Path::Avx2(t) => t.permute_blocks(x, block / lanes, &mut xperm),
                 _ => permute_blocks(x, block, lanes, &mut xperm),
@@ -224,6 +245,7 @@ impl<'x> DotPlan<'x> {
             isa,
             bits,
             block: if usable { block } else { 0 },
+            runs,
             x,
             xperm,
             xquads: alloc::vec::Vec::new(),
@@ -250,6 +272,7 @@ impl<'x> DotPlan<'x> {
                 (Path::Avx512(t), 4) => t.dot_perm::<4>(bytes, &t16, xp),
                 (Path::Avx512(t), 2) => t.dot_perm::<2>(bytes, &t16, xp),
                 (Path::Avx512(t), 1) => t.dot_perm::<1>(bytes, &t16, xp),
+                (Path::Avx2(t), 4) if self.runs => t.dot_planes4(bytes, &t16, xp),
                 (Path::Avx2(t), bits) => dot_permuted_avx2(t, bits, bytes, &t16, xp),
                 _ => 0.0,
             };
@@ -448,7 +471,7 @@ impl DotPlan<'_> {
     /// A plan for [`dot_scaled`](Self::dot_scaled): `x` in the AVX2 lane layout at 1, 2 and
     /// 4 bits on AVX2 and AVX-512 CPUs (the scaled kernel is the AVX2 one on both).
     pub fn for_scaled(isa: Isa, bits: u8, x: &[f32]) -> DotPlan<'_> {
-        DotPlan::new(isa.without_avx512(), bits, x, x.len())
+        DotPlan::with_layout(isa.without_avx512(), bits, x, x.len(), false)
     }
 
     /// A plan for rows in groups of `g` codes with their own `(a, q)`
@@ -469,6 +492,7 @@ impl DotPlan<'_> {
                     isa: isa.without_avx512(),
                     bits,
                     block: 0,
+                    runs: false,
                     x,
                     xperm: alloc::vec::Vec::new(),
                     xquads,
