@@ -473,7 +473,7 @@ impl QuantizedTensor {
             _ => false,
         };
         let plan = if compact {
-            kernels::DotPlan::for_scaled(isa, self.bits(), x)
+            kernels::DotPlan::for_compact(isa, self.bits(), x, g)
         } else if derived {
             kernels::DotPlan::for_groups(isa, self.bits(), x, g)
         } else {

@@ -369,9 +369,12 @@ impl<'a> QuantizedView<'a> {
                 _ => None,
             };
             let quad = derived.is_some() && crate::isa::x86_avx2::quad_groups(g);
-            // 4-bit rows with one table each (per row or per tensor) run the byte-plane kernel
-            // (`dot_planes4`), `x` in its run order; the other layouts the lane-permuted ones.
-            let planes = bits == 4 && !compact && derived.is_none();
+            // 4-bit rows with one table each (per row or per tensor), and compact groups of 32
+            // or of whole runs, run the byte-plane kernels (`dot_planes4`,
+            // `dot_planes4_scaled`), `x` in their run order; the other layouts the
+            // lane-permuted ones.
+            let planes =
+                bits == 4 && derived.is_none() && (!compact || g == 32 || g.is_multiple_of(block));
             // 1- and 2-bit groups with their own `(a, q)` whose levels `dot_perm_narrow`
             // derives: groups of whole blocks or blocks of whole groups, lanes in one group.
             let narrow = match self.granularity() {
@@ -486,6 +489,9 @@ impl<'a> QuantizedView<'a> {
                             } else {
                                 t.dot_perm_narrow::<2>(row, xs, g, span_params, gen)
                             }
+                        } else if compact && planes {
+                            let sc = &scales[k][2 * (start / g)..];
+                            t.dot_planes4_scaled(row, &t16[k], xs, g, sc)
                         } else if compact {
                             let sc = &scales[k][2 * (start / g)..];
                             kernels::dot_permuted_scaled_avx2(t, bits, row, &t16[k], xs, g, sc)

@@ -81,6 +81,21 @@ impl Avx2 {
         unsafe { dot_planes4(bytes, t16, xr) }
     }
 
+    /// [`dot_planes4`] for rows whose groups of `g` codes share `t16` up to an `f16` scale
+    /// each (see [`dot_planes4_scaled`]).
+    #[inline]
+    pub(crate) fn dot_planes4_scaled(
+        self,
+        bytes: &[u8],
+        t16: &[f32; 16],
+        xr: &[f32],
+        g: usize,
+        scales: &[u8],
+    ) -> f32 {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { dot_planes4_scaled(bytes, t16, xr, g, scales) }
+    }
+
     /// `x` in the order [`dot_planes4`] meets a row's codes (see [`permute_runs64`]); returns
     /// the values written.
     #[inline]
@@ -3665,20 +3680,7 @@ pub(crate) const RUN64: usize = 64;
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_planes4(bytes: &[u8], t16: &[f32; 16], xr: &[f32]) -> f32 {
     let runs = (bytes.len() / (RUN64 / 2)).min(xr.len() / RUN64);
-    // SAFETY: `t16` holds 16 floats.
-    let [lo, hi] = unsafe {
-        planes16(
-            _mm256_loadu_ps(t16.as_ptr()),
-            _mm256_loadu_ps(t16.as_ptr().add(8)),
-        )
-    };
-    // `planes16` holds planes 0 and 2 in `lo`'s lanes and 1 and 3 in `hi`'s.
-    let planes = [
-        _mm256_permute2x128_si256::<0x00>(lo, lo),
-        _mm256_permute2x128_si256::<0x00>(hi, hi),
-        _mm256_permute2x128_si256::<0x11>(lo, lo),
-        _mm256_permute2x128_si256::<0x11>(hi, hi),
-    ];
+    let planes = lane_planes(t16);
     let nib = _mm256_set1_epi8(0x0f);
     let mut acc = [_mm256_setzero_ps(); 4];
     for i in 0..runs {
@@ -3700,6 +3702,143 @@ unsafe fn dot_planes4(bytes: &[u8], t16: &[f32; 16], xr: &[f32]) -> f32 {
         }
     }
     hsum4(acc)
+}
+
+/// The four byte planes of `t16` (see [`planes16`]), each in both 128-bit lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn lane_planes(t16: &[f32; 16]) -> [__m256i; 4] {
+    // SAFETY: `t16` holds 16 floats.
+    let [lo, hi] = unsafe {
+        planes16(
+            _mm256_loadu_ps(t16.as_ptr()),
+            _mm256_loadu_ps(t16.as_ptr().add(8)),
+        )
+    };
+    // `planes16` holds planes 0 and 2 in `lo`'s lanes and 1 and 3 in `hi`'s.
+    [
+        _mm256_permute2x128_si256::<0x00>(lo, lo),
+        _mm256_permute2x128_si256::<0x00>(hi, hi),
+        _mm256_permute2x128_si256::<0x11>(lo, lo),
+        _mm256_permute2x128_si256::<0x11>(hi, hi),
+    ]
+}
+
+/// The entries of one run's codes times their `x` (`xr` at the run), summed over the two
+/// halves: vector `m` lane `l` holds the products of the run's codes `8m + 2l, 8m + 2l + 1`
+/// for `l < 4` and `32 + 8m + 2(l − 4), …` for the rest ([`look32`]'s order).
+///
+/// # Safety
+/// AVX2 and FMA; `run` points to 32 readable bytes and `xr` to 64 floats.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_products(planes: &[__m256i; 4], run: *const u8, xr: *const f32) -> [__m256; 4] {
+    let nib = _mm256_set1_epi8(0x0f);
+    // SAFETY: the caller guarantees the 32 bytes and 64 floats.
+    unsafe {
+        let v = _mm256_loadu_si256(run.cast());
+        let even = look32(planes, _mm256_and_si256(v, nib));
+        let odd = look32(planes, _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib));
+        let mut p = [_mm256_setzero_ps(); 4];
+        for (m, p) in p.iter_mut().enumerate() {
+            let low = _mm256_mul_ps(even[m], _mm256_loadu_ps(xr.add(8 * m)));
+            *p = _mm256_fmadd_ps(odd[m], _mm256_loadu_ps(xr.add(32 + 8 * m)), low);
+        }
+        p
+    }
+}
+
+/// [`dot_planes4`] over groups of `g` codes (32 or a multiple of [`RUN64`]) that share `t16`
+/// up to an `f16` scale per group (`scales`, two little-endian bytes a group, positive and
+/// finite): each run's products ([`run_products`]) meet the vector of their lanes' scales
+/// once. A run's low 128-bit lane holds its first 32 codes and the high lane its last 32, so
+/// groups of 32 take lanes 0–3 and 4–7 of a run, and their scales are converted eight at a
+/// time. Whole runs of whole groups only, as many as the slices hold; 0 for another `g`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_planes4_scaled(
+    bytes: &[u8],
+    t16: &[f32; 16],
+    xr: &[f32],
+    g: usize,
+    scales: &[u8],
+) -> f32 {
+    if g != 32 && (g == 0 || !g.is_multiple_of(RUN64)) {
+        return 0.0;
+    }
+    let groups = scales.len() / 2;
+    let runs = (bytes.len() / (RUN64 / 2))
+        .min(xr.len() / RUN64)
+        .min(groups * g / RUN64);
+    let planes = lane_planes(t16);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    // Not a closure: one would be compiled without the target features, out of line.
+    macro_rules! add {
+        ($r:expr, $s:expr) => {{
+            let (r, s) = ($r, $s);
+            // SAFETY: run `r < runs` reads bytes `32r ..` and floats `64r ..`, inside the
+            // slices.
+            let p = unsafe {
+                run_products(
+                    &planes,
+                    bytes.as_ptr().add(RUN64 / 2 * r),
+                    xr.as_ptr().add(RUN64 * r),
+                )
+            };
+            for (a, p) in acc.iter_mut().zip(p) {
+                *a = _mm256_fmadd_ps(p, s, *a);
+            }
+        }};
+    }
+    if g == 32 {
+        // Eight groups (four runs) a conversion; run `j` of them takes groups `2j`, `2j + 1`.
+        let mut r = 0;
+        while r + 4 <= runs {
+            // SAFETY: groups `2r .. 2r + 8` lie below `groups` (`2r + 8 <= 2·runs`).
+            let eight = unsafe { f16_scales8(scales.as_ptr().add(4 * r)) };
+            for j in 0..4 {
+                let (a, b) = (2 * j as i32, 2 * j as i32 + 1);
+                let pick = _mm256_setr_epi32(a, a, a, a, b, b, b, b);
+                add!(r + j, _mm256_permutevar8x32_ps(eight, pick));
+            }
+            r += 4;
+        }
+        for r in r..runs {
+            let (a, b) = (
+                super::portable::scale_at(scales, 2 * r),
+                super::portable::scale_at(scales, 2 * r + 1),
+            );
+            add!(r, _mm256_setr_ps(a, a, a, a, b, b, b, b));
+        }
+    } else {
+        let per_group = g / RUN64;
+        for (i, first) in (0..runs).step_by(per_group).enumerate() {
+            let s = _mm256_set1_ps(super::portable::scale_at(scales, i));
+            for r in first..(first + per_group).min(runs) {
+                add!(r, s);
+            }
+        }
+    }
+    hsum4(acc)
+}
+
+/// Eight positive finite `f16` scales at `halves` (two little-endian bytes each) as `f32`,
+/// exactly as [`scale_at`](super::portable::scale_at) converts them.
+///
+/// # Safety
+/// `halves` points to 16 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f16_scales8(halves: *const u8) -> __m256 {
+    // SAFETY: the caller guarantees the 16 bytes.
+    let h = _mm256_cvtepu16_epi32(unsafe { _mm_loadu_si128(halves.cast()) });
+    let bits = _mm256_and_si256(_mm256_slli_epi32::<13>(h), _mm256_set1_epi32(0x7fff << 13));
+    _mm256_mul_ps(
+        _mm256_castsi256_ps(bits),
+        _mm256_set1_ps(super::portable::F16_REBIAS),
+    )
 }
 
 /// `out[64r + gemm_xt_pos(k, 64)] = x[64r + k]` for the whole runs of [`RUN64`] values both

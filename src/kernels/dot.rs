@@ -477,6 +477,15 @@ impl DotPlan<'_> {
         DotPlan::with_layout(isa.without_avx512(), bits, x, x.len(), false)
     }
 
+    /// A plan for [`dot_scaled`](Self::dot_scaled) of rows in groups of `g` codes (compact
+    /// parameters): [`for_scaled`](Self::for_scaled)'s, except that on AVX2 and AVX-512 CPUs
+    /// 4-bit groups of 32 or of a multiple of 64 codes take the byte-plane kernel, `x` in
+    /// its run order.
+    pub fn for_compact(isa: Isa, bits: u8, x: &[f32], g: usize) -> DotPlan<'_> {
+        let runs = bits == 4 && (g == 32 || (g > 0 && g.is_multiple_of(64)));
+        DotPlan::with_layout(isa.without_avx512(), bits, x, x.len(), runs)
+    }
+
     /// A plan for rows in groups of `g` codes with their own `(a, q)`
     /// ([`dot4_groups`](Self::dot4_groups), [`dot_narrow_groups`](Self::dot_narrow_groups)):
     /// [`for_scaled`](Self::for_scaled)'s, except for 4-bit groups of an odd multiple of 32
@@ -515,7 +524,20 @@ impl DotPlan<'_> {
         if let Path::Avx2(t) = self.isa.path() {
             let per_lane = 32 / usize::from(self.bits);
             let block = self.block;
+            // A `for_compact` plan: `x` in run order, whose blocks (runs of 64 codes) hold two
+            // groups of 32 or are whole in a group (the plan was made for this `g`).
+            if self.runs && block > 0 && unit.len <= 16 && (g == 32 || g.is_multiple_of(block)) {
+                let blocks = (self.xperm.len() / block) / (g / block).max(1) * (g / block).max(1);
+                let done = blocks * block;
+                let bytes = &row[..done / 2];
+                let t16 = unit.repeated16(self.bits);
+                let head = t.dot_planes4_scaled(bytes, &t16, &self.xperm[..done], g, scales);
+                let rest = &scales[2 * (done / g)..];
+                return head
+                    + dot_scaled_groups(self.isa, self.bits, row, done, &x[done..], g, unit, rest);
+            }
             if block > 0
+                && !self.runs
                 && unit.len <= 16
                 && g.is_multiple_of(per_lane)
                 && (g.is_multiple_of(block) || block.is_multiple_of(g))
@@ -726,12 +748,14 @@ mod scaled_tests {
                     .sum();
                 for isa in Isa::available() {
                     let plan = DotPlan::for_scaled(isa, bits, &x);
+                    let compact = DotPlan::for_compact(isa, bits, &x, g);
                     for (what, got) in [
                         (
                             "dot_scaled",
                             dot_scaled(isa, bits, &row, &x, g, &table, &scales),
                         ),
                         ("plan", plan.dot_scaled(&row, g, &table, &scales)),
+                        ("compact plan", compact.dot_scaled(&row, g, &table, &scales)),
                     ] {
                         assert!(
                             (got - reference).abs() <= 1e-5 * mag,
