@@ -3666,6 +3666,9 @@ fn look32(planes: &[__m256i; 4], idx: __m256i) -> [__m256; 4] {
 /// high nibbles (odd codes) each one vector of 32 table indices.
 pub(crate) const RUN64: usize = 64;
 
+// The view's spans and `DotPlan` take a 4-bit block of the lane layout for one run.
+const _: () = assert!(perm_block(4) == RUN64);
+
 /// The dot product of a 4-bit row's whole runs of [`RUN64`] codes (byte `b` holding code `2b`
 /// in its low nibble) with `xr`, which holds `x` run by run in
 /// [`gemm_xt_pos`](super::portable::gemm_xt_pos) order (as [`permute_runs64`] writes it),
