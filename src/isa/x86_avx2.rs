@@ -2687,14 +2687,11 @@ fn group_scales8(scales: &[u8], first: usize) -> [f32; 8] {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn halves8(halves: *const u8) -> __m256 {
-    use super::portable::{F16_REBIAS, INV_127};
+    // The scale times `2^112` is exact, so one more product rounds the same real number
+    // that a single product with `2^112 · INV_127` rounds.
     // SAFETY: the caller guarantees the 16 bytes.
-    let h = _mm256_cvtepu16_epi32(unsafe { _mm_loadu_si128(halves.cast()) });
-    let bits = _mm256_and_si256(_mm256_slli_epi32::<13>(h), _mm256_set1_epi32(0x7fff << 13));
-    _mm256_mul_ps(
-        _mm256_castsi256_ps(bits),
-        _mm256_set1_ps(F16_REBIAS * INV_127),
-    )
+    let scales = unsafe { f16_scales8(halves) };
+    _mm256_mul_ps(scales, _mm256_set1_ps(super::portable::INV_127))
 }
 
 /// A group's two 8-entry halves of its 16-entry table, computed as
