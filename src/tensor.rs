@@ -490,6 +490,7 @@ impl QuantizedTensor {
             }
             if view.gemv_derived(isa, x, rows.clone(), y, Some(&plan))
                 || view.gemv_narrow_groups(rows.clone(), y, &plan)
+                || view.gemv_row_planes(rows.clone(), y, &plan)
             {
                 return Ok(());
             }

@@ -434,15 +434,30 @@ impl<'a> QuantizedView<'a> {
                     Some(&[])
                 }
             };
+            // 4-bit rows with one table each: eight rows' tables at a time from their
+            // `(a, q)`, the bits `load` gives.
+            let row_gen = match self.granularity() {
+                Granularity::PerRow | Granularity::PerTensor if planes && !compact => {
+                    gen16(self.family())
+                }
+                _ => None,
+            };
             for (batch, out) in y.chunks_mut(BATCH).enumerate() {
                 let first = rows.start + batch * BATCH;
-                for k in 0..out.len() {
-                    let Some(sc) = load(first + k, &mut table) else {
-                        // Checked at validation: every compact row has its run.
-                        return false;
-                    };
-                    t16[k] = table.repeated16(bits);
-                    scales[k] = sc;
+                if let Some(gen) = &row_gen {
+                    for (i, tables) in t16[..out.len()].chunks_mut(8).enumerate() {
+                        let params = self.row_params8(first + 8 * i, tables.len());
+                        tables.copy_from_slice(&t.row_tables16(&params, gen)[..tables.len()]);
+                    }
+                } else {
+                    for k in 0..out.len() {
+                        let Some(sc) = load(first + k, &mut table) else {
+                            // Checked at validation: every compact row has its run.
+                            return false;
+                        };
+                        t16[k] = table.repeated16(bits);
+                        scales[k] = sc;
+                    }
                 }
                 out.fill(0.0);
                 let mut start = 0;
@@ -1334,6 +1349,74 @@ impl<'a> QuantizedView<'a> {
         }
     }
 
+    /// 4-bit rows with one table each (per row or per tensor, `f32` parameters) on the AVX2
+    /// byte-plane kernel, `plan` from [`DotPlan::new`](kernels::DotPlan): the tables of
+    /// eight rows at a time come from their `(a, q)` in registers (`Avx2::row_tables16`,
+    /// the bits of `Family::levels_into`), where [`gemv_with`](Self::gemv_with) built each
+    /// row's through `levels_into` and a table in memory, about 45 % of a 1024-code row's
+    /// instructions. Same bits as that path. `false` where this does not apply, with
+    /// nothing written.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn gemv_row_planes(
+        &self,
+        rows: Range<usize>,
+        y: &mut [f32],
+        plan: &kernels::DotPlan,
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let one_table = matches!(
+                self.granularity(),
+                Granularity::PerRow | Granularity::PerTensor
+            );
+            if !one_table || self.compact_params() || self.bits() != 4 {
+                return false;
+            }
+            let (Some(gen), Some((t, xr))) = (gen16(self.family()), plan.row_planes()) else {
+                return false;
+            };
+            let levels = self.family().level_count();
+            let (cols, whole) = (self.cols(), xr.len());
+            // The codes after the whole runs: a row's table in memory, as `dot` takes it.
+            let mut table = kernels::Table::new();
+            for (pass, out) in y.chunks_mut(8).enumerate() {
+                let first = rows.start + pass * 8;
+                let tables = t.row_tables16(&self.row_params8(first, out.len()), &gen);
+                for (k, (o, t16)) in out.iter_mut().zip(&tables).enumerate() {
+                    let row = self.row_codes(first + k);
+                    let mut sum = t.dot_planes4(&row[..whole / 2], t16, xr);
+                    if whole < cols {
+                        table.set(&t16[..levels]);
+                        sum += plan.dot(row, whole, cols - whole, &table);
+                    }
+                    *o = sum;
+                }
+            }
+            true
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (rows, y, plan);
+            false
+        }
+    }
+
+    /// The `(a, q)` of rows `first .. first + n` (at most 8) of a tensor with one table a
+    /// row (per row, or per tensor: every row's the same), `f32` parameters; lanes past
+    /// `n` get harmless ones.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn row_params8(&self, first: usize, n: usize) -> [[f32; 2]; 8] {
+        let mut params = [[1.0f32, 0.5]; 8];
+        if self.granularity() == Granularity::PerTensor {
+            let Params { a, q } = self.parts.group_params(0);
+            params = [[a, q]; 8];
+        } else {
+            let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
+            encoding.read_run(bytes, self.group_index(first, 0), &mut params[..n.min(8)]);
+        }
+        params
+    }
+
     #[inline]
     fn group_index(&self, row: usize, group_in_row: usize) -> usize {
         match self.granularity() {
@@ -1831,6 +1914,84 @@ mod derived_table_tests {
                     assert!(fast
                         .iter()
                         .any(|i| dot4_groups(*i, &row, &x, g, &gen, read).is_some()));
+                }
+            }
+        }
+    }
+}
+
+/// The per-row GEMV with the tables of eight rows derived at once (`gemv_row_planes`) gives
+/// the bits of the path that builds each row's table through `levels_into` (`gemv_with`),
+/// and runs wherever its kernel does.
+#[cfg(all(test, feature = "alloc"))]
+mod row_planes_tests {
+    use crate::kernels::{DotPlan, Isa, IsaKind};
+    use crate::{quantize, Config, Scheme};
+
+    #[test]
+    fn derived_row_tables_give_the_stored_table_bits() {
+        let mut next = crate::test_rng::xorshift32(0x0017_0001);
+        let mut uniform = move || next() as f32 / u32::MAX as f32 - 0.5;
+        for scheme in [Scheme::Exponential, Scheme::Linear] {
+            for zero in [true, false] {
+                for per_tensor in [false, true] {
+                    let config = Config::new(scheme, 4).with_zero_level(zero);
+                    let config = if per_tensor {
+                        config.per_tensor()
+                    } else {
+                        config.per_row()
+                    };
+                    for (rows, cols) in [
+                        (1, 64),
+                        (13, 100),
+                        (9, 1000),
+                        (16, 1024),
+                        (11, 1093),
+                        (41, 128),
+                    ] {
+                        let w: alloc::vec::Vec<f32> =
+                            (0..rows * cols).map(|_| uniform() * 0.2).collect();
+                        let x: alloc::vec::Vec<f32> = (0..cols).map(|_| uniform()).collect();
+                        let tensor = quantize(&w, rows, cols, &config).unwrap();
+                        let view = tensor.view();
+                        for isa in Isa::available() {
+                            let plan = DotPlan::new(isa, 4, &x, cols);
+                            for range in [0..rows, rows / 2..rows] {
+                                let mut derived = alloc::vec![f32::NAN; range.len()];
+                                let mut stored = alloc::vec![f32::NAN; range.len()];
+                                let ran = view.gemv_row_planes(range.clone(), &mut derived, &plan);
+                                let expected = cfg!(target_arch = "x86_64")
+                                    && isa.kind() == IsaKind::Avx2
+                                    && cols >= 64;
+                                assert_eq!(ran, expected, "{isa} {config:?} {cols}");
+                                if !ran {
+                                    continue;
+                                }
+                                view.gemv_with::<4>(range.clone(), &mut stored, |p, t, l, s, n| {
+                                    plan.dot_rows(p, t, l, s, n)
+                                });
+                                let bits = |y: &[f32]| {
+                                    y.iter()
+                                        .map(|v| v.to_bits())
+                                        .collect::<alloc::vec::Vec<_>>()
+                                };
+                                assert_eq!(
+                                    bits(&derived),
+                                    bits(&stored),
+                                    "{isa} {config:?} {rows}x{cols} rows {range:?}"
+                                );
+                                // The view's span path derives its batches' tables the
+                                // same way; within one span it sums as the tensor does.
+                                let mut spans = alloc::vec![f32::NAN; range.len()];
+                                assert!(view.gemv_spans(isa, &x, range.clone(), &mut spans));
+                                assert_eq!(
+                                    bits(&spans),
+                                    bits(&derived),
+                                    "spans: {isa} {config:?} {rows}x{cols} rows {range:?}"
+                                );
+                            }
+                        }
+                    }
                 }
             }
         }

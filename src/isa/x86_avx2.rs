@@ -73,6 +73,14 @@ impl Avx2 {
         unsafe { dot_perm::<BITS>(bytes, t16, xp) }
     }
 
+    /// Eight rows' 4-bit tables from their `(a, q)`, each the row's levels in code order as
+    /// `Family::levels_into` writes them, to the bit (see [`row_tables16`]).
+    #[inline]
+    pub(crate) fn row_tables16(self, params: &[[f32; 2]; 8], gen: &Gen16) -> [[f32; 16]; 8] {
+        // SAFETY: an `Avx2` proof exists only when detection found AVX2 and FMA.
+        unsafe { row_tables16(params, gen) }
+    }
+
     /// Dot product of a 4-bit row's whole runs of 64 codes with `x` in run order (see
     /// [`dot_planes4`]).
     #[inline]
@@ -1003,6 +1011,57 @@ fn magnitudes8<const ZERO: bool>(a: __m256, q: __m256) -> [__m256; 8] {
         *m = _mm256_mul_ps(p, a);
     }
     transpose8(m)
+}
+
+/// Eight rows' 16-entry tables from their `(a, q)` (`params[r]`), each bit for bit the
+/// levels `Family::levels_into` writes for the family `gen` describes (ascending, entry 15
+/// 0 where 15 levels have a zero): the per-row GEMV's tables, made eight at a time where
+/// `levels_into` cost a 1024-code row a seventh of its time. The exponential magnitudes
+/// repeat `levels_into`'s operations lane by lane: the unit magnitudes from the top down
+/// in `f64` (`1, q, q², …`, each the last times `q`), each narrowed to `f32` and times `a`
+/// (where the group kernels' [`magnitudes8`] take `f32` powers, within an ulp or two of
+/// these). A linear family's table is `a` times its fixed unit levels, as `levels_into`'s.
+#[target_feature(enable = "avx2,fma")]
+fn row_tables16(params: &[[f32; 2]; 8], gen: &Gen16) -> [[f32; 16]; 8] {
+    let mut out = [[0.0f32; 16]; 8];
+    match gen {
+        Gen16::Exp { zero } => {
+            // SAFETY: `params` is 16 floats.
+            let (a, q) = unsafe { split_pairs8(params.as_ptr().cast()) };
+            let q_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(q));
+            let q_hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(q));
+            let (mut unit_lo, mut unit_hi) = (_mm256_set1_pd(1.0), _mm256_set1_pd(1.0));
+            // Power `k` of every row (lane = row); with a zero level the eighth stays 0,
+            // the zero level's place in `magnitudes8`'s layout.
+            let mut powers = [_mm256_setzero_ps(); 8];
+            for p in powers.iter_mut().take(if *zero { 7 } else { 8 }) {
+                let unit = _mm256_set_m128(_mm256_cvtpd_ps(unit_hi), _mm256_cvtpd_ps(unit_lo));
+                *p = _mm256_mul_ps(a, unit);
+                unit_lo = _mm256_mul_pd(unit_lo, q_lo);
+                unit_hi = _mm256_mul_pd(unit_hi, q_hi);
+            }
+            for (m, t) in transpose8(powers).into_iter().zip(out.iter_mut()) {
+                let (low, high) = if *zero {
+                    spread16::<true>(m)
+                } else {
+                    spread16::<false>(m)
+                };
+                // SAFETY: `t` is 16 floats.
+                unsafe {
+                    _mm256_storeu_ps(t.as_mut_ptr(), low);
+                    _mm256_storeu_ps(t.as_mut_ptr().add(8), high);
+                }
+            }
+        }
+        Gen16::Scaled(unit) => {
+            for (t, &[a, _]) in out.iter_mut().zip(params) {
+                for (level, &u) in t.iter_mut().zip(unit) {
+                    *level = a * u;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A group's 16-entry table from its magnitudes `m` (from [`magnitudes8`] with the same
@@ -4157,6 +4216,57 @@ mod tests {
     use crate::isa::Isa;
     use crate::test_rng::{f16_scales, group_params, stored_pairs, xorshift32 as rng};
     use alloc::vec::Vec;
+
+    /// Eight rows' tables derived at once are, bit for bit, the levels `levels_into`
+    /// writes for each row (entry 15 the 0 of a table of 15), for both schemes with and
+    /// without a zero level, over `a` and `q` from tiny (subnormal levels) to large.
+    #[test]
+    fn row_tables_are_the_levels_of_each_row() {
+        use crate::discretize::Family;
+        use crate::{Params, Scheme};
+        let Some(t) = Isa::detect().avx2() else {
+            return;
+        };
+        let mut next = rng(0x5eed_0017);
+        for scheme in [Scheme::Exponential, Scheme::Linear] {
+            for zero in [true, false] {
+                let family = Family::new(scheme, 4, zero).unwrap();
+                let gen = match scheme {
+                    Scheme::Exponential => Gen16::Exp { zero },
+                    Scheme::Linear => {
+                        let mut unit = [0.0f32; 256];
+                        family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut unit);
+                        Gen16::Scaled(core::array::from_fn(|i| unit[i]))
+                    }
+                };
+                for round in 0..400 {
+                    let params: [[f32; 2]; 8] = core::array::from_fn(|_| {
+                        // `a` over 2^-40 .. 2^40; `q` over the whole of (0, 1) on a
+                        // third of the rounds, else the fitted range.
+                        let a = f32::from_bits(0x2b80_0000 + next() % 0x2800_0000);
+                        let q = if round % 3 == 0 {
+                            (next() % 0x00ff_ffff + 1) as f32 / 16_777_216.0
+                        } else {
+                            0.3 + (next() % 6000) as f32 * 1e-4
+                        };
+                        [a, q]
+                    });
+                    let tables = t.row_tables16(&params, &gen);
+                    for (r, (&[a, q], table)) in params.iter().zip(&tables).enumerate() {
+                        let mut want = [0.0f32; 256];
+                        let n = family.levels_into(Params { a, q }, &mut want);
+                        assert_eq!(n, 16 - usize::from(zero));
+                        let want_bits: Vec<u32> = want[..16].iter().map(|v| v.to_bits()).collect();
+                        let got_bits: Vec<u32> = table.iter().map(|v| v.to_bits()).collect();
+                        assert_eq!(
+                            got_bits, want_bits,
+                            "{scheme:?} zero {zero} row {r} a {a} q {q}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// The run order puts `x[64r + k]` at `64r + gemm_xt_pos(k, 64)`, exactly, for whole
     /// runs only.

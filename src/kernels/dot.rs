@@ -252,6 +252,20 @@ impl<'x> DotPlan<'x> {
         }
     }
 
+    /// The AVX2 proof and `x`'s whole runs of 64 values in run order, where this plan feeds
+    /// whole 4-bit rows to [`Avx2::dot_planes4`](crate::isa::Avx2) (a plan from
+    /// [`new`](Self::new) on an AVX2 CPU, rows of at least one run); `None` otherwise. The
+    /// codes after the runs take [`dot`](Self::dot).
+    #[cfg(target_arch = "x86_64")]
+    pub fn row_planes(&self) -> Option<(crate::isa::Avx2, &[f32])> {
+        match self.isa.path() {
+            Path::Avx2(t) if self.runs && self.block > 0 && !self.xperm.is_empty() => {
+                Some((t, &self.xperm))
+            }
+            _ => None,
+        }
+    }
+
     /// `Σ table[code j] · x[j]` for `j` in `start .. start + len` of one packed row.
     pub fn dot(&self, row: &[u8], start: usize, len: usize, table: &Table) -> f32 {
         let x = &self.x[start..start + len];
