@@ -1266,6 +1266,12 @@ impl<'a> QuantizedView<'a> {
         let bits = self.bits();
         let g = self.granularity().group_len(self.cols());
         let per_tensor = self.granularity() == Granularity::PerTensor;
+        #[cfg(feature = "alloc")]
+        if let Some(plan) = plan {
+            if self.gemv_compact_planes(rows.clone(), y, plan) {
+                return true;
+            }
+        }
         let mut units = UnitLevels::new();
         for (row, out) in rows.zip(y.iter_mut()) {
             let run = if per_tensor { 0 } else { row };
@@ -1282,6 +1288,81 @@ impl<'a> QuantizedView<'a> {
             *out = kernels::dot_scaled(isa, bits, packed, x, g, unit, scales);
         }
         true
+    }
+
+    /// [`gemv_compact`](Self::gemv_compact) of 4-bit rows on the AVX2 byte-plane kernel
+    /// (`plan` from [`DotPlan::for_compact`](kernels::DotPlan)): the unit tables of eight
+    /// rows at a time from their `q` in registers (`Avx2::row_tables16` at `a = 1`, the bits
+    /// of `Family::levels_into`), where each row's went through `levels_into` and a table
+    /// in memory. Same bits as that path. `false` where this does not apply, with nothing
+    /// written.
+    #[cfg(feature = "alloc")]
+    fn gemv_compact_planes(
+        &self,
+        rows: Range<usize>,
+        y: &mut [f32],
+        plan: &kernels::DotPlan,
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (bits, cols) = (self.bits(), self.cols());
+            let g = self.granularity().group_len(cols);
+            let (Some(gen), Some((t, _))) = (gen16(self.family()), plan.row_planes()) else {
+                return false;
+            };
+            if bits != 4 || !(g == 32 || g.is_multiple_of(crate::isa::x86_avx2::RUN64)) {
+                return false;
+            }
+            // The plan's: the tails take the path the stored-table loop's plan gives them.
+            let isa = plan.isa();
+            let (encoding, param_bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
+            let per_tensor = self.granularity() == Granularity::PerTensor;
+            let levels = self.family().level_count();
+            let mut table = kernels::Table::new();
+            let mut scales: [&[u8]; 8] = [&[]; 8];
+            for (pass, out) in y.chunks_mut(8).enumerate() {
+                let first = rows.start + pass * 8;
+                // Lanes past the last row get a harmless `q`.
+                let mut params = [[1.0f32, 0.5]; 8];
+                for (k, (p, sc)) in params
+                    .iter_mut()
+                    .zip(&mut scales)
+                    .take(out.len())
+                    .enumerate()
+                {
+                    let run = if per_tensor { 0 } else { first + k };
+                    let Some((q, row_scales)) = encoding.compact_run(param_bytes, run) else {
+                        // Checked at validation: every compact row has its run. Nothing of
+                        // this pass is written yet, and earlier passes' rows are the
+                        // fallback's bits too.
+                        return false;
+                    };
+                    *p = [1.0, q];
+                    *sc = row_scales;
+                }
+                let tables = t.row_tables16(&params, &gen);
+                for (k, o) in out.iter_mut().enumerate() {
+                    let row = self.row_codes(first + k);
+                    let Some((head, done)) = plan.scaled_runs(row, g, &tables[k], scales[k]) else {
+                        return false;
+                    };
+                    let mut sum = head;
+                    if done < cols {
+                        table.set(&tables[k][..levels]);
+                        let rest = &scales[k][2 * (done / g)..];
+                        let x = &plan.x()[done..];
+                        sum += kernels::dot_scaled_from(isa, bits, row, done, x, g, &table, rest);
+                    }
+                    *o = sum;
+                }
+            }
+            true
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (rows, y, plan);
+            false
+        }
     }
 
     /// Checks the shapes of a GEMV call.
@@ -1988,6 +2069,69 @@ mod row_planes_tests {
                                     bits(&spans),
                                     bits(&derived),
                                     "spans: {isa} {config:?} {rows}x{cols} rows {range:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Compact 4-bit groups with the unit tables of eight rows derived at once
+    /// (`gemv_compact_planes`) give the bits of the loop that builds each row's through
+    /// `levels_into` (`DotPlan::dot_scaled`), for groups of 32 and of multiples of 64, rows
+    /// with short last groups, and decline other group sizes.
+    #[test]
+    fn derived_unit_tables_give_the_compact_bits() {
+        use crate::discretize::Family;
+        use crate::kernels::Table;
+        use crate::Params;
+        let mut next = crate::test_rng::xorshift32(0x0017_0002);
+        let mut uniform = move || next() as f32 / u32::MAX as f32 - 0.5;
+        for scheme in [Scheme::Exponential, Scheme::Linear] {
+            for zero in [true, false] {
+                let family = Family::new(scheme, 4, zero).unwrap();
+                for (g, rows, cols) in [
+                    (32, 13, 100),
+                    (32, 9, 1024),
+                    (64, 11, 1000),
+                    (128, 17, 1024),
+                    (128, 5, 1093),
+                    (192, 3, 4224),
+                    (48, 3, 96),
+                ] {
+                    let config = Config::new(scheme, 4)
+                        .with_zero_level(zero)
+                        .per_group(g)
+                        .with_compact_params(true);
+                    let w: alloc::vec::Vec<f32> =
+                        (0..rows * cols).map(|_| uniform() * 0.2).collect();
+                    let x: alloc::vec::Vec<f32> = (0..cols).map(|_| uniform()).collect();
+                    let tensor = quantize(&w, rows, cols, &config).unwrap();
+                    let view = tensor.view();
+                    let (encoding, bytes) = (view.parts.shape().encoding, view.parts.param_bytes());
+                    for isa in Isa::available() {
+                        let plan = DotPlan::for_compact(isa, 4, &x, g);
+                        for range in [0..rows, rows / 2..rows] {
+                            let mut derived = alloc::vec![f32::NAN; range.len()];
+                            let ran = view.gemv_compact_planes(range.clone(), &mut derived, &plan);
+                            let expected = cfg!(target_arch = "x86_64")
+                                && matches!(isa.kind(), IsaKind::Avx2 | IsaKind::Avx512)
+                                && (g == 32 || g % 64 == 0);
+                            assert_eq!(ran, expected, "{isa} {config:?} {cols}");
+                            if !ran {
+                                continue;
+                            }
+                            for (row, &got) in range.clone().zip(&derived) {
+                                let (q, scales) = encoding.compact_run(bytes, row).unwrap();
+                                let mut unit = Table::new();
+                                unit.len = family.levels_into(Params { a: 1.0, q }, &mut unit.v);
+                                let want = plan.dot_scaled(view.row_codes(row), g, &unit, scales);
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "{isa} {config:?} {rows}x{cols} row {row}"
                                 );
                             }
                         }

@@ -252,6 +252,18 @@ impl<'x> DotPlan<'x> {
         }
     }
 
+    /// The instruction set this plan's kernels run on.
+    #[cfg(target_arch = "x86_64")]
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// `x` as the plan was made for it (not rearranged).
+    #[cfg(target_arch = "x86_64")]
+    pub fn x(&self) -> &[f32] {
+        self.x
+    }
+
     /// The AVX2 proof and `x`'s whole runs of 64 values in run order, where this plan feeds
     /// whole 4-bit rows to [`Avx2::dot_planes4`](crate::isa::Avx2) (a plan from
     /// [`new`](Self::new) on an AVX2 CPU, rows of at least one run); `None` otherwise. The
@@ -528,6 +540,33 @@ impl DotPlan<'_> {
         Self::for_scaled(isa, bits, x)
     }
 
+    /// The whole runs of whole groups of a 4-bit row in compact groups of `g` codes, through
+    /// the byte-plane kernel (`Avx2::dot_planes4_scaled`, `t16` the row's unit table in code
+    /// order): their sum and the codes they cover, which the caller finishes with
+    /// [`dot_scaled_groups`]. `None` where the plan is not a byte-plane one for `g` (a
+    /// [`for_compact`](Self::for_compact) plan for 4-bit groups of 32 or of a multiple of
+    /// 64, on AVX2).
+    #[cfg(target_arch = "x86_64")]
+    pub fn scaled_runs(
+        &self,
+        row: &[u8],
+        g: usize,
+        t16: &[f32; 16],
+        scales: &[u8],
+    ) -> Option<(f32, usize)> {
+        let Path::Avx2(t) = self.isa.path() else {
+            return None;
+        };
+        let block = self.block;
+        if !(self.runs && block > 0 && (g == 32 || (g > 0 && g.is_multiple_of(block)))) {
+            return None;
+        }
+        let whole = (g / block).max(1);
+        let done = (self.xperm.len() / block) / whole * whole * block;
+        let head = t.dot_planes4_scaled(&row[..done / 2], t16, &self.xperm[..done], g, scales);
+        Some((head, done))
+    }
+
     /// [`dot_scaled`](fn@dot_scaled) of a whole row with this plan's `x` (a plan from
     /// [`for_scaled`](Self::for_scaled)): whole blocks through the lane-permuted kernel when
     /// group boundaries fall on its lanes, the rest group by group.
@@ -540,15 +579,23 @@ impl DotPlan<'_> {
             let block = self.block;
             // A `for_compact` plan: `x` in run order, whose blocks (runs of 64 codes) hold two
             // groups of 32 or are whole in a group (the plan was made for this `g`).
-            if self.runs && block > 0 && unit.len <= 16 && (g == 32 || g.is_multiple_of(block)) {
-                let blocks = (self.xperm.len() / block) / (g / block).max(1) * (g / block).max(1);
-                let done = blocks * block;
-                let bytes = &row[..done / 2];
-                let t16 = unit.repeated16(self.bits);
-                let head = t.dot_planes4_scaled(bytes, &t16, &self.xperm[..done], g, scales);
-                let rest = &scales[2 * (done / g)..];
-                return head
-                    + dot_scaled_groups(self.isa, self.bits, row, done, &x[done..], g, unit, rest);
+            if unit.len <= 16 && self.runs {
+                if let Some((head, done)) =
+                    self.scaled_runs(row, g, &unit.repeated16(self.bits), scales)
+                {
+                    let rest = &scales[2 * (done / g)..];
+                    return head
+                        + dot_scaled_groups(
+                            self.isa,
+                            self.bits,
+                            row,
+                            done,
+                            &x[done..],
+                            g,
+                            unit,
+                            rest,
+                        );
+                }
             }
             if block > 0
                 && !self.runs
