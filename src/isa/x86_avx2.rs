@@ -3809,10 +3809,18 @@ unsafe fn run_products(planes: &[__m256i; 4], run: *const u8, xr: *const f32) ->
 
 /// [`dot_planes4`] over groups of `g` codes (32 or a multiple of [`RUN64`]) that share `t16`
 /// up to an `f16` scale per group (`scales`, two little-endian bytes a group, positive and
-/// finite): each run's products ([`run_products`]) meet the vector of their lanes' scales
-/// once. A run's low 128-bit lane holds its first 32 codes and the high lane its last 32, so
-/// groups of 32 take lanes 0–3 and 4–7 of a run, and their scales are converted eight at a
-/// time. Whole runs of whole groups only, as many as the slices hold; 0 for another `g`.
+/// finite). Whole runs of whole groups only, as many as the slices hold; 0 for another `g`.
+///
+/// - Groups of a multiple of 64 codes sum their runs as [`dot_planes4`] does, in four
+///   accumulators of their own, which meet the group's scale once (eight groups' scales
+///   converted at a time).
+/// - Groups of 32 share a run: its low 128-bit lane holds the first group's codes and the
+///   high lane the second's. A run's products ([`run_products`]) are added into one vector
+///   that meets the vector of its lanes' scales (eight groups' converted at a time).
+///
+/// Few live vectors either way: the four byte planes stay in registers, where the former
+/// form (four accumulators, each product vector times the scales) spilled them and ran at
+/// twice [`dot_planes4`]'s instructions per run.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA (lengths are clamped to the slices).
@@ -3832,36 +3840,42 @@ unsafe fn dot_planes4_scaled(
         .min(xr.len() / RUN64)
         .min(groups * g / RUN64);
     let planes = lane_planes(t16);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    // Not a closure: one would be compiled without the target features, out of line.
-    macro_rules! add {
-        ($r:expr, $s:expr) => {{
-            let (r, s) = ($r, $s);
+    macro_rules! products {
+        ($r:expr) => {
             // SAFETY: run `r < runs` reads bytes `32r ..` and floats `64r ..`, inside the
             // slices.
-            let p = unsafe {
+            unsafe {
                 run_products(
                     &planes,
-                    bytes.as_ptr().add(RUN64 / 2 * r),
-                    xr.as_ptr().add(RUN64 * r),
+                    bytes.as_ptr().add(RUN64 / 2 * $r),
+                    xr.as_ptr().add(RUN64 * $r),
                 )
-            };
-            for (a, p) in acc.iter_mut().zip(p) {
-                *a = _mm256_fmadd_ps(p, s, *a);
             }
-        }};
+        };
     }
     if g == 32 {
-        // Eight groups (four runs) a conversion; run `j` of them takes groups `2j`, `2j + 1`.
+        let mut acc = [_mm256_setzero_ps(); 2];
+        // Run `r` holds groups `2r` (low lane) and `2r + 1` (high lane); eight groups (four
+        // runs) a conversion.
         let mut r = 0;
+        // Run `r + j` of four, its lanes' scales picked from the eight converted (written
+        // out: a loop over `j` was left rolled, its picks built at run time).
+        macro_rules! run_of_four {
+            ($eight:expr, $j:literal, $acc:expr) => {{
+                let (a, b) = (2 * $j, 2 * $j + 1);
+                let pick = _mm256_setr_epi32(a, a, a, a, b, b, b, b);
+                let p = products!(r + $j);
+                let run = _mm256_add_ps(_mm256_add_ps(p[0], p[1]), _mm256_add_ps(p[2], p[3]));
+                $acc = _mm256_fmadd_ps(run, _mm256_permutevar8x32_ps($eight, pick), $acc);
+            }};
+        }
         while r + 4 <= runs {
             // SAFETY: groups `2r .. 2r + 8` lie below `groups` (`2r + 8 <= 2·runs`).
             let eight = unsafe { f16_scales8(scales.as_ptr().add(4 * r)) };
-            for j in 0..4 {
-                let (a, b) = (2 * j as i32, 2 * j as i32 + 1);
-                let pick = _mm256_setr_epi32(a, a, a, a, b, b, b, b);
-                add!(r + j, _mm256_permutevar8x32_ps(eight, pick));
-            }
+            run_of_four!(eight, 0, acc[0]);
+            run_of_four!(eight, 1, acc[1]);
+            run_of_four!(eight, 2, acc[0]);
+            run_of_four!(eight, 3, acc[1]);
             r += 4;
         }
         for r in r..runs {
@@ -3869,18 +3883,54 @@ unsafe fn dot_planes4_scaled(
                 super::portable::scale_at(scales, 2 * r),
                 super::portable::scale_at(scales, 2 * r + 1),
             );
-            add!(r, _mm256_setr_ps(a, a, a, a, b, b, b, b));
+            let p = products!(r);
+            let run = _mm256_add_ps(_mm256_add_ps(p[0], p[1]), _mm256_add_ps(p[2], p[3]));
+            acc[0] = _mm256_fmadd_ps(run, _mm256_setr_ps(a, a, a, a, b, b, b, b), acc[0]);
         }
-    } else {
-        let per_group = g / RUN64;
-        for (i, first) in (0..runs).step_by(per_group).enumerate() {
-            let s = _mm256_set1_ps(super::portable::scale_at(scales, i));
-            for r in first..(first + per_group).min(runs) {
-                add!(r, s);
+        return hsum(_mm256_add_ps(acc[0], acc[1]));
+    }
+    let per_group = g / RUN64;
+    let whole_groups = runs / per_group;
+    let nib = _mm256_set1_epi8(0x0f);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut eight = [0.0f32; 8];
+    for i in 0..whole_groups {
+        if i % 8 == 0 {
+            // Eight groups' scales a conversion, each then broadcast from memory.
+            if i + 8 <= whole_groups {
+                // SAFETY: groups `i .. i + 8` lie below `whole_groups <= groups`.
+                let v = unsafe { f16_scales8(scales.as_ptr().add(2 * i)) };
+                // SAFETY: `eight` is 8 floats.
+                unsafe { _mm256_storeu_ps(eight.as_mut_ptr(), v) };
+            } else {
+                for (j, s) in eight.iter_mut().enumerate().take(whole_groups - i) {
+                    *s = super::portable::scale_at(scales, i + j);
+                }
             }
         }
+        let mut sums = [_mm256_setzero_ps(); 4];
+        for r in i * per_group..(i + 1) * per_group {
+            // SAFETY: run `r < runs` reads bytes `32r ..` and floats `64r ..`, inside the slices.
+            unsafe {
+                let v = _mm256_loadu_si256(bytes.as_ptr().add(RUN64 / 2 * r).cast());
+                let halves = [
+                    _mm256_and_si256(v, nib),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib),
+                ];
+                for (h, &idx) in halves.iter().enumerate() {
+                    let w = look32(&planes, idx);
+                    for (m, (a, &w)) in sums.iter_mut().zip(&w).enumerate() {
+                        let xv = _mm256_loadu_ps(xr.as_ptr().add(RUN64 * r + 32 * h + 8 * m));
+                        *a = _mm256_fmadd_ps(w, xv, *a);
+                    }
+                }
+            }
+        }
+        let s = _mm256_broadcast_ss(&eight[i % 8]);
+        acc[0] = _mm256_fmadd_ps(_mm256_add_ps(sums[0], sums[1]), s, acc[0]);
+        acc[1] = _mm256_fmadd_ps(_mm256_add_ps(sums[2], sums[3]), s, acc[1]);
     }
-    hsum4(acc)
+    hsum(_mm256_add_ps(acc[0], acc[1]))
 }
 
 /// Eight positive finite `f16` scales at `halves` (two little-endian bytes each) as `f32`,

@@ -786,6 +786,11 @@ mod scaled_tests {
                 (8, 64),
                 (32, 100),
                 (256, 1024),
+                // Eight groups' scales a conversion in the byte-plane kernel, and the
+                // groups and runs after the last eight.
+                (32, 700),
+                (64, 1100),
+                (128, 2112),
             ] {
                 let row_bytes = pack::packed_len(cols, bits).unwrap();
                 let codes: Vec<u8> = (0..cols).map(|_| (next() % levels as u32) as u8).collect();
