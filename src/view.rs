@@ -436,17 +436,26 @@ impl<'a> QuantizedView<'a> {
             };
             // 4-bit rows with one table each: eight rows' tables at a time from their
             // `(a, q)`, the bits `load` gives.
-            let row_gen = match self.granularity() {
-                Granularity::PerRow | Granularity::PerTensor if planes && !compact => {
-                    gen16(self.family())
-                }
-                _ => None,
-            };
+            // With compact parameters, their unit tables (at `a = 1`).
+            let row_gen = if planes { gen16(self.family()) } else { None };
             for (batch, out) in y.chunks_mut(BATCH).enumerate() {
                 let first = rows.start + batch * BATCH;
                 if let Some(gen) = &row_gen {
-                    for (i, tables) in t16[..out.len()].chunks_mut(8).enumerate() {
-                        let params = self.row_params8(first + 8 * i, tables.len());
+                    let live = out.len();
+                    for (i, (tables, scales)) in t16[..live]
+                        .chunks_mut(8)
+                        .zip(scales[..live].chunks_mut(8))
+                        .enumerate()
+                    {
+                        let params = if compact {
+                            // Checked at validation: every compact row has its run.
+                            let Some(p) = self.compact_params8(first + 8 * i, scales) else {
+                                return false;
+                            };
+                            p
+                        } else {
+                            self.row_params8(first + 8 * i, tables.len())
+                        };
                         tables.copy_from_slice(&t.row_tables16(&params, gen)[..tables.len()]);
                     }
                 } else {
@@ -1307,46 +1316,30 @@ impl<'a> QuantizedView<'a> {
         {
             let (bits, cols) = (self.bits(), self.cols());
             let g = self.granularity().group_len(cols);
-            let (Some(gen), Some((t, _))) = (gen16(self.family()), plan.row_planes()) else {
+            let (Some(gen), Some((t, xr))) = (gen16(self.family()), plan.scaled_runs(g)) else {
                 return false;
             };
-            if bits != 4 || !(g == 32 || g.is_multiple_of(crate::isa::x86_avx2::RUN64)) {
+            if bits != 4 {
                 return false;
             }
+            let done = xr.len();
             // The plan's: the tails take the path the stored-table loop's plan gives them.
             let isa = plan.isa();
-            let (encoding, param_bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
-            let per_tensor = self.granularity() == Granularity::PerTensor;
             let levels = self.family().level_count();
             let mut table = kernels::Table::new();
             let mut scales: [&[u8]; 8] = [&[]; 8];
             for (pass, out) in y.chunks_mut(8).enumerate() {
                 let first = rows.start + pass * 8;
-                // Lanes past the last row get a harmless `q`.
-                let mut params = [[1.0f32, 0.5]; 8];
-                for (k, (p, sc)) in params
-                    .iter_mut()
-                    .zip(&mut scales)
-                    .take(out.len())
-                    .enumerate()
-                {
-                    let run = if per_tensor { 0 } else { first + k };
-                    let Some((q, row_scales)) = encoding.compact_run(param_bytes, run) else {
-                        // Checked at validation: every compact row has its run. Nothing of
-                        // this pass is written yet, and earlier passes' rows are the
-                        // fallback's bits too.
-                        return false;
-                    };
-                    *p = [1.0, q];
-                    *sc = row_scales;
-                }
+                // Checked at validation: every compact row has its run. (Earlier passes'
+                // rows are the fallback's bits too.)
+                let Some(params) = self.compact_params8(first, &mut scales[..out.len()]) else {
+                    return false;
+                };
                 let tables = t.row_tables16(&params, &gen);
                 for (k, o) in out.iter_mut().enumerate() {
                     let row = self.row_codes(first + k);
-                    let Some((head, done)) = plan.scaled_runs(row, g, &tables[k], scales[k]) else {
-                        return false;
-                    };
-                    let mut sum = head;
+                    let mut sum =
+                        t.dot_planes4_scaled(&row[..done / 2], &tables[k], xr, g, scales[k]);
                     if done < cols {
                         table.set(&tables[k][..levels]);
                         let rest = &scales[k][2 * (done / g)..];
@@ -1480,6 +1473,28 @@ impl<'a> QuantizedView<'a> {
             let _ = (rows, y, plan);
             false
         }
+    }
+
+    /// The `(1, q)` of rows `first .. first + n` (at most 8, `n` the length of `scales`) in
+    /// compact groups, for their unit tables, with each row's group scales into `scales`;
+    /// lanes past `n` get a harmless `q`. `None` where a row has no compact run (validation
+    /// rules that out).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn compact_params8<'s>(
+        &'s self,
+        first: usize,
+        scales: &mut [&'s [u8]],
+    ) -> Option<[[f32; 2]; 8]> {
+        let (encoding, bytes) = (self.parts.shape().encoding, self.parts.param_bytes());
+        let per_tensor = self.granularity() == Granularity::PerTensor;
+        let mut params = [[1.0f32, 0.5]; 8];
+        for (k, (p, sc)) in params.iter_mut().zip(scales).enumerate() {
+            let run = if per_tensor { 0 } else { first + k };
+            let (q, row_scales) = encoding.compact_run(bytes, run)?;
+            *p = [1.0, q];
+            *sc = row_scales;
+        }
+        Some(params)
     }
 
     /// The `(a, q)` of rows `first .. first + n` (at most 8) of a tensor with one table a
@@ -2099,6 +2114,7 @@ mod row_planes_tests {
                     (128, 17, 1024),
                     (128, 5, 1093),
                     (192, 3, 4224),
+                    (64, 41, 640),
                     (48, 3, 96),
                 ] {
                     let config = Config::new(scheme, 4)
@@ -2132,6 +2148,22 @@ mod row_planes_tests {
                                     got.to_bits(),
                                     want.to_bits(),
                                     "{isa} {config:?} {rows}x{cols} row {row}"
+                                );
+                            }
+                            // The view's span path derives its batches' unit tables the same
+                            // way; within one span it sums as the tensor does.
+                            if isa.kind() == IsaKind::Avx2 && cols <= 2048 {
+                                let mut spans = alloc::vec![f32::NAN; range.len()];
+                                assert!(view.gemv_spans(isa, &x, range.clone(), &mut spans));
+                                let bits = |y: &[f32]| {
+                                    y.iter()
+                                        .map(|v| v.to_bits())
+                                        .collect::<alloc::vec::Vec<_>>()
+                                };
+                                assert_eq!(
+                                    bits(&spans),
+                                    bits(&derived),
+                                    "spans: {config:?} {cols}"
                                 );
                             }
                         }

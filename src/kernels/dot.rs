@@ -540,20 +540,14 @@ impl DotPlan<'_> {
         Self::for_scaled(isa, bits, x)
     }
 
-    /// The whole runs of whole groups of a 4-bit row in compact groups of `g` codes, through
-    /// the byte-plane kernel (`Avx2::dot_planes4_scaled`, `t16` the row's unit table in code
-    /// order): their sum and the codes they cover, which the caller finishes with
-    /// [`dot_scaled_groups`]. `None` where the plan is not a byte-plane one for `g` (a
+    /// The byte-plane kernel of 4-bit rows in compact groups of `g` codes
+    /// (`Avx2::dot_planes4_scaled`) and the part of this plan's run-order `x` it covers:
+    /// whole runs of whole groups, which the caller finishes with [`dot_scaled_groups`].
+    /// `None` where the plan is not a byte-plane one for `g` (a
     /// [`for_compact`](Self::for_compact) plan for 4-bit groups of 32 or of a multiple of
-    /// 64, on AVX2).
+    /// 64, on AVX2). The same for every row: a loop over rows asks once.
     #[cfg(target_arch = "x86_64")]
-    pub fn scaled_runs(
-        &self,
-        row: &[u8],
-        g: usize,
-        t16: &[f32; 16],
-        scales: &[u8],
-    ) -> Option<(f32, usize)> {
+    pub fn scaled_runs(&self, g: usize) -> Option<(crate::isa::Avx2, &[f32])> {
         let Path::Avx2(t) = self.isa.path() else {
             return None;
         };
@@ -563,8 +557,7 @@ impl DotPlan<'_> {
         }
         let whole = (g / block).max(1);
         let done = (self.xperm.len() / block) / whole * whole * block;
-        let head = t.dot_planes4_scaled(&row[..done / 2], t16, &self.xperm[..done], g, scales);
-        Some((head, done))
+        Some((t, &self.xperm[..done]))
     }
 
     /// [`dot_scaled`](fn@dot_scaled) of a whole row with this plan's `x` (a plan from
@@ -579,10 +572,11 @@ impl DotPlan<'_> {
             let block = self.block;
             // A `for_compact` plan: `x` in run order, whose blocks (runs of 64 codes) hold two
             // groups of 32 or are whole in a group (the plan was made for this `g`).
-            if unit.len <= 16 && self.runs {
-                if let Some((head, done)) =
-                    self.scaled_runs(row, g, &unit.repeated16(self.bits), scales)
-                {
+            if unit.len <= 16 {
+                if let Some((t, xr)) = self.scaled_runs(g) {
+                    let done = xr.len();
+                    let t16 = unit.repeated16(self.bits);
+                    let head = t.dot_planes4_scaled(&row[..done / 2], &t16, xr, g, scales);
                     let rest = &scales[2 * (done / g)..];
                     return head
                         + dot_scaled_groups(
