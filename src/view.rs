@@ -2024,6 +2024,10 @@ mod row_planes_tests {
     use crate::kernels::{DotPlan, Isa, IsaKind};
     use crate::{quantize, Config, Scheme};
 
+    fn bits(y: &[f32]) -> alloc::vec::Vec<u32> {
+        y.iter().map(|v| v.to_bits()).collect()
+    }
+
     #[test]
     fn derived_row_tables_give_the_stored_table_bits() {
         let mut next = crate::test_rng::xorshift32(0x0017_0001);
@@ -2066,11 +2070,6 @@ mod row_planes_tests {
                                 view.gemv_with::<4>(range.clone(), &mut stored, |p, t, l, s, n| {
                                     plan.dot_rows(p, t, l, s, n)
                                 });
-                                let bits = |y: &[f32]| {
-                                    y.iter()
-                                        .map(|v| v.to_bits())
-                                        .collect::<alloc::vec::Vec<_>>()
-                                };
                                 assert_eq!(
                                     bits(&derived),
                                     bits(&stored),
@@ -2155,11 +2154,6 @@ mod row_planes_tests {
                             if isa.kind() == IsaKind::Avx2 && cols <= 2048 {
                                 let mut spans = alloc::vec![f32::NAN; range.len()];
                                 assert!(view.gemv_spans(isa, &x, range.clone(), &mut spans));
-                                let bits = |y: &[f32]| {
-                                    y.iter()
-                                        .map(|v| v.to_bits())
-                                        .collect::<alloc::vec::Vec<_>>()
-                                };
                                 assert_eq!(
                                     bits(&spans),
                                     bits(&derived),
