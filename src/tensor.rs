@@ -748,3 +748,162 @@ mod int8_runs_tests {
         }
     }
 }
+
+/// The per-row GEMV with the tables of eight rows derived at once (`gemv_row_planes`) gives
+/// the bits of the path that builds each row's table through `levels_into` (`gemv_with`),
+/// and runs wherever its kernel does.
+#[cfg(all(test, feature = "alloc"))]
+mod row_planes_tests {
+    use crate::kernels::{DotPlan, Isa, IsaKind};
+    use crate::{quantize, Config, Scheme};
+
+    fn bits(y: &[f32]) -> alloc::vec::Vec<u32> {
+        y.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn derived_row_tables_give_the_stored_table_bits() {
+        let mut next = crate::test_rng::xorshift32(0x0017_0001);
+        let mut uniform = move || next() as f32 / u32::MAX as f32 - 0.5;
+        for scheme in [Scheme::Exponential, Scheme::Linear] {
+            for zero in [true, false] {
+                for per_tensor in [false, true] {
+                    let config = Config::new(scheme, 4).with_zero_level(zero);
+                    let config = if per_tensor {
+                        config.per_tensor()
+                    } else {
+                        config.per_row()
+                    };
+                    for (rows, cols) in [
+                        (1, 64),
+                        (13, 100),
+                        (9, 1000),
+                        (16, 1024),
+                        (11, 1093),
+                        (41, 128),
+                    ] {
+                        let w: alloc::vec::Vec<f32> =
+                            (0..rows * cols).map(|_| uniform() * 0.2).collect();
+                        let x: alloc::vec::Vec<f32> = (0..cols).map(|_| uniform()).collect();
+                        let tensor = quantize(&w, rows, cols, &config).unwrap();
+                        let view = tensor.view();
+                        for isa in Isa::available() {
+                            let plan = DotPlan::new(isa, 4, &x, cols);
+                            for range in [0..rows, rows / 2..rows] {
+                                let mut derived = alloc::vec![f32::NAN; range.len()];
+                                let mut stored = alloc::vec![f32::NAN; range.len()];
+                                let ran = view.gemv_row_planes(range.clone(), &mut derived, &plan);
+                                let expected = cfg!(target_arch = "x86_64")
+                                    && isa.kind() == IsaKind::Avx2
+                                    && cols >= 64;
+                                assert_eq!(ran, expected, "{isa} {config:?} {cols}");
+                                if !ran {
+                                    continue;
+                                }
+                                view.gemv_with::<4>(range.clone(), &mut stored, |p, t, l, s, n| {
+                                    plan.dot_rows(p, t, l, s, n)
+                                });
+                                assert_eq!(
+                                    bits(&derived),
+                                    bits(&stored),
+                                    "{isa} {config:?} {rows}x{cols} rows {range:?}"
+                                );
+                                // The view's span path derives its batches' tables the
+                                // same way; within one span it sums as the tensor does.
+                                let mut spans = alloc::vec![f32::NAN; range.len()];
+                                assert!(view.gemv_spans(isa, &x, range.clone(), &mut spans));
+                                assert_eq!(
+                                    bits(&spans),
+                                    bits(&derived),
+                                    "spans: {isa} {config:?} {rows}x{cols} rows {range:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Compact 4-bit groups with the unit tables of eight rows derived at once
+    /// (`gemv_compact_planes`) give the bits of the loop that builds each row's through
+    /// `levels_into` (`DotPlan::dot_scaled`), for groups of 32 and of multiples of 64, rows
+    /// with short last groups, and decline other group sizes.
+    #[test]
+    fn derived_unit_tables_give_the_compact_bits() {
+        use crate::discretize::Family;
+        use crate::kernels::Table;
+        use crate::Params;
+        let mut next = crate::test_rng::xorshift32(0x0017_0002);
+        let mut uniform = move || next() as f32 / u32::MAX as f32 - 0.5;
+        for scheme in [Scheme::Exponential, Scheme::Linear] {
+            for zero in [true, false] {
+                let family = Family::new(scheme, 4, zero).unwrap();
+                for (g, rows, cols) in [
+                    (32, 13, 100),
+                    (32, 9, 1024),
+                    (64, 11, 1000),
+                    (128, 17, 1024),
+                    (128, 5, 1093),
+                    (192, 3, 4224),
+                    (64, 41, 640),
+                    (48, 3, 96),
+                ] {
+                    let config = Config::new(scheme, 4)
+                        .with_zero_level(zero)
+                        .per_group(g)
+                        .with_compact_params(true);
+                    let w: alloc::vec::Vec<f32> =
+                        (0..rows * cols).map(|_| uniform() * 0.2).collect();
+                    let x: alloc::vec::Vec<f32> = (0..cols).map(|_| uniform()).collect();
+                    let tensor = quantize(&w, rows, cols, &config).unwrap();
+                    let view = tensor.view();
+                    let (codes, rb) = (tensor.packed_codes(), tensor.row_bytes());
+                    let (encoding, bytes) =
+                        (view.parts().shape().encoding, view.parts().param_bytes());
+                    for isa in Isa::available() {
+                        let plan = DotPlan::for_compact(isa, 4, &x, g);
+                        for range in [0..rows, rows / 2..rows] {
+                            let mut derived = alloc::vec![f32::NAN; range.len()];
+                            let ran = view.gemv_compact_planes(range.clone(), &mut derived, &plan);
+                            let expected = cfg!(target_arch = "x86_64")
+                                && matches!(isa.kind(), IsaKind::Avx2 | IsaKind::Avx512)
+                                && (g == 32 || g % 64 == 0);
+                            assert_eq!(ran, expected, "{isa} {config:?} {cols}");
+                            if !ran {
+                                continue;
+                            }
+                            for (row, &got) in range.clone().zip(&derived) {
+                                let (q, scales) = encoding.compact_run(bytes, row).unwrap();
+                                let mut unit = Table::new();
+                                unit.len = family.levels_into(Params { a: 1.0, q }, &mut unit.v);
+                                let want = plan.dot_scaled(
+                                    &codes[row * rb..(row + 1) * rb],
+                                    g,
+                                    &unit,
+                                    scales,
+                                );
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "{isa} {config:?} {rows}x{cols} row {row}"
+                                );
+                            }
+                            // The view's span path derives its batches' unit tables the same
+                            // way; within one span it sums as the tensor does.
+                            if isa.kind() == IsaKind::Avx2 && cols <= 2048 {
+                                let mut spans = alloc::vec![f32::NAN; range.len()];
+                                assert!(view.gemv_spans(isa, &x, range.clone(), &mut spans));
+                                assert_eq!(
+                                    bits(&spans),
+                                    bits(&derived),
+                                    "spans: {config:?} {cols}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -330,7 +330,13 @@ impl<'a> QuantizedView<'a> {
     /// a stack buffer, and a batch of rows runs span after span, so nothing is allocated.
     /// `false` (nothing written) where the path does not apply. A row's result does not
     /// depend on the rows batched with it. Shapes are checked by the caller.
-    fn gemv_spans(&self, isa: kernels::Isa, x: &[f32], rows: Range<usize>, y: &mut [f32]) -> bool {
+    pub(crate) fn gemv_spans(
+        &self,
+        isa: kernels::Isa,
+        x: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             /// Values of `x` permuted at a time (8 KiB of stack), a multiple of every
@@ -434,9 +440,9 @@ impl<'a> QuantizedView<'a> {
                     Some(&[])
                 }
             };
-            // 4-bit rows with one table each: eight rows' tables at a time from their
-            // `(a, q)`, the bits `load` gives.
-            // With compact parameters, their unit tables (at `a = 1`).
+            // The byte-plane layouts (4-bit rows with one table each, compact 4-bit groups):
+            // eight rows' tables at a time from their `(a, q)` (compact: their unit tables,
+            // `(1, q)`), the bits `load` gives.
             let row_gen = if planes { gen16(self.family()) } else { None };
             for (batch, out) in y.chunks_mut(BATCH).enumerate() {
                 let first = rows.start + batch * BATCH;
@@ -1303,10 +1309,11 @@ impl<'a> QuantizedView<'a> {
     /// (`plan` from [`DotPlan::for_compact`](kernels::DotPlan)): the unit tables of eight
     /// rows at a time from their `q` in registers (`Avx2::row_tables16` at `a = 1`, the bits
     /// of `Family::levels_into`), where each row's went through `levels_into` and a table
-    /// in memory. Same bits as that path. `false` where this does not apply, with nothing
-    /// written.
+    /// in memory. Same bits as that path. `false` where this does not apply (decided before
+    /// anything is written), or at a row without its compact run, which validation rules
+    /// out (the caller's fallback then writes every row).
     #[cfg(feature = "alloc")]
-    fn gemv_compact_planes(
+    pub(crate) fn gemv_compact_planes(
         &self,
         rows: Range<usize>,
         y: &mut [f32],
@@ -2016,151 +2023,60 @@ mod derived_table_tests {
     }
 }
 
-/// The per-row GEMV with the tables of eight rows derived at once (`gemv_row_planes`) gives
-/// the bits of the path that builds each row's table through `levels_into` (`gemv_with`),
-/// and runs wherever its kernel does.
-#[cfg(all(test, feature = "alloc"))]
-mod row_planes_tests {
-    use crate::kernels::{DotPlan, Isa, IsaKind};
-    use crate::{quantize, Config, Scheme};
-
-    fn bits(y: &[f32]) -> alloc::vec::Vec<u32> {
-        y.iter().map(|v| v.to_bits()).collect()
-    }
-
+/// The tables the per-row GEMV makes eight rows at a time (`Avx2::row_tables16`) are the
+/// levels `Family::levels_into` writes, to the bit. (The GEMV paths that use them are tested
+/// in `tensor`, which makes the tensors.)
+#[cfg(all(test, feature = "alloc", target_arch = "x86_64"))]
+mod row_tables_tests {
+    /// Eight rows' tables derived at once are, bit for bit, the levels `levels_into`
+    /// writes for each row (entry 15 the 0 of a table of 15), for both schemes with and
+    /// without a zero level, over `a` and `q` from tiny (subnormal levels) to large.
     #[test]
-    fn derived_row_tables_give_the_stored_table_bits() {
-        let mut next = crate::test_rng::xorshift32(0x0017_0001);
-        let mut uniform = move || next() as f32 / u32::MAX as f32 - 0.5;
-        for scheme in [Scheme::Exponential, Scheme::Linear] {
-            for zero in [true, false] {
-                for per_tensor in [false, true] {
-                    let config = Config::new(scheme, 4).with_zero_level(zero);
-                    let config = if per_tensor {
-                        config.per_tensor()
-                    } else {
-                        config.per_row()
-                    };
-                    for (rows, cols) in [
-                        (1, 64),
-                        (13, 100),
-                        (9, 1000),
-                        (16, 1024),
-                        (11, 1093),
-                        (41, 128),
-                    ] {
-                        let w: alloc::vec::Vec<f32> =
-                            (0..rows * cols).map(|_| uniform() * 0.2).collect();
-                        let x: alloc::vec::Vec<f32> = (0..cols).map(|_| uniform()).collect();
-                        let tensor = quantize(&w, rows, cols, &config).unwrap();
-                        let view = tensor.view();
-                        for isa in Isa::available() {
-                            let plan = DotPlan::new(isa, 4, &x, cols);
-                            for range in [0..rows, rows / 2..rows] {
-                                let mut derived = alloc::vec![f32::NAN; range.len()];
-                                let mut stored = alloc::vec![f32::NAN; range.len()];
-                                let ran = view.gemv_row_planes(range.clone(), &mut derived, &plan);
-                                let expected = cfg!(target_arch = "x86_64")
-                                    && isa.kind() == IsaKind::Avx2
-                                    && cols >= 64;
-                                assert_eq!(ran, expected, "{isa} {config:?} {cols}");
-                                if !ran {
-                                    continue;
-                                }
-                                view.gemv_with::<4>(range.clone(), &mut stored, |p, t, l, s, n| {
-                                    plan.dot_rows(p, t, l, s, n)
-                                });
-                                assert_eq!(
-                                    bits(&derived),
-                                    bits(&stored),
-                                    "{isa} {config:?} {rows}x{cols} rows {range:?}"
-                                );
-                                // The view's span path derives its batches' tables the
-                                // same way; within one span it sums as the tensor does.
-                                let mut spans = alloc::vec![f32::NAN; range.len()];
-                                assert!(view.gemv_spans(isa, &x, range.clone(), &mut spans));
-                                assert_eq!(
-                                    bits(&spans),
-                                    bits(&derived),
-                                    "spans: {isa} {config:?} {rows}x{cols} rows {range:?}"
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Compact 4-bit groups with the unit tables of eight rows derived at once
-    /// (`gemv_compact_planes`) give the bits of the loop that builds each row's through
-    /// `levels_into` (`DotPlan::dot_scaled`), for groups of 32 and of multiples of 64, rows
-    /// with short last groups, and decline other group sizes.
-    #[test]
-    fn derived_unit_tables_give_the_compact_bits() {
+    fn row_tables_are_the_levels_of_each_row() {
         use crate::discretize::Family;
-        use crate::kernels::Table;
-        use crate::Params;
-        let mut next = crate::test_rng::xorshift32(0x0017_0002);
-        let mut uniform = move || next() as f32 / u32::MAX as f32 - 0.5;
+        use crate::isa::portable::Gen16;
+        use crate::isa::Isa;
+        use crate::test_rng::xorshift32 as rng;
+        use crate::{Params, Scheme};
+        use alloc::vec::Vec;
+        let Some(t) = Isa::detect().avx2() else {
+            return;
+        };
+        let mut next = rng(0x5eed_0017);
         for scheme in [Scheme::Exponential, Scheme::Linear] {
             for zero in [true, false] {
                 let family = Family::new(scheme, 4, zero).unwrap();
-                for (g, rows, cols) in [
-                    (32, 13, 100),
-                    (32, 9, 1024),
-                    (64, 11, 1000),
-                    (128, 17, 1024),
-                    (128, 5, 1093),
-                    (192, 3, 4224),
-                    (64, 41, 640),
-                    (48, 3, 96),
-                ] {
-                    let config = Config::new(scheme, 4)
-                        .with_zero_level(zero)
-                        .per_group(g)
-                        .with_compact_params(true);
-                    let w: alloc::vec::Vec<f32> =
-                        (0..rows * cols).map(|_| uniform() * 0.2).collect();
-                    let x: alloc::vec::Vec<f32> = (0..cols).map(|_| uniform()).collect();
-                    let tensor = quantize(&w, rows, cols, &config).unwrap();
-                    let view = tensor.view();
-                    let (encoding, bytes) = (view.parts.shape().encoding, view.parts.param_bytes());
-                    for isa in Isa::available() {
-                        let plan = DotPlan::for_compact(isa, 4, &x, g);
-                        for range in [0..rows, rows / 2..rows] {
-                            let mut derived = alloc::vec![f32::NAN; range.len()];
-                            let ran = view.gemv_compact_planes(range.clone(), &mut derived, &plan);
-                            let expected = cfg!(target_arch = "x86_64")
-                                && matches!(isa.kind(), IsaKind::Avx2 | IsaKind::Avx512)
-                                && (g == 32 || g % 64 == 0);
-                            assert_eq!(ran, expected, "{isa} {config:?} {cols}");
-                            if !ran {
-                                continue;
-                            }
-                            for (row, &got) in range.clone().zip(&derived) {
-                                let (q, scales) = encoding.compact_run(bytes, row).unwrap();
-                                let mut unit = Table::new();
-                                unit.len = family.levels_into(Params { a: 1.0, q }, &mut unit.v);
-                                let want = plan.dot_scaled(view.row_codes(row), g, &unit, scales);
-                                assert_eq!(
-                                    got.to_bits(),
-                                    want.to_bits(),
-                                    "{isa} {config:?} {rows}x{cols} row {row}"
-                                );
-                            }
-                            // The view's span path derives its batches' unit tables the same
-                            // way; within one span it sums as the tensor does.
-                            if isa.kind() == IsaKind::Avx2 && cols <= 2048 {
-                                let mut spans = alloc::vec![f32::NAN; range.len()];
-                                assert!(view.gemv_spans(isa, &x, range.clone(), &mut spans));
-                                assert_eq!(
-                                    bits(&spans),
-                                    bits(&derived),
-                                    "spans: {config:?} {cols}"
-                                );
-                            }
-                        }
+                let gen = match scheme {
+                    Scheme::Exponential => Gen16::Exp { zero },
+                    Scheme::Linear => {
+                        let mut unit = [0.0f32; 256];
+                        family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut unit);
+                        Gen16::Scaled(core::array::from_fn(|i| unit[i]))
+                    }
+                };
+                for round in 0..400 {
+                    let params: [[f32; 2]; 8] = core::array::from_fn(|_| {
+                        // `a` over 2^-40 .. 2^40; `q` over the whole of (0, 1) on a
+                        // third of the rounds, else the fitted range.
+                        let a = f32::from_bits(0x2b80_0000 + next() % 0x2800_0000);
+                        let q = if round % 3 == 0 {
+                            (next() % 0x00ff_ffff + 1) as f32 / 16_777_216.0
+                        } else {
+                            0.3 + (next() % 6000) as f32 * 1e-4
+                        };
+                        [a, q]
+                    });
+                    let tables = t.row_tables16(&params, &gen);
+                    for (r, (&[a, q], table)) in params.iter().zip(&tables).enumerate() {
+                        let mut want = [0.0f32; 256];
+                        let n = family.levels_into(Params { a, q }, &mut want);
+                        assert_eq!(n, 16 - usize::from(zero));
+                        let want_bits: Vec<u32> = want[..16].iter().map(|v| v.to_bits()).collect();
+                        let got_bits: Vec<u32> = table.iter().map(|v| v.to_bits()).collect();
+                        assert_eq!(
+                            got_bits, want_bits,
+                            "{scheme:?} zero {zero} row {r} a {a} q {q}"
+                        );
                     }
                 }
             }

@@ -4267,57 +4267,6 @@ mod tests {
     use crate::test_rng::{f16_scales, group_params, stored_pairs, xorshift32 as rng};
     use alloc::vec::Vec;
 
-    /// Eight rows' tables derived at once are, bit for bit, the levels `levels_into`
-    /// writes for each row (entry 15 the 0 of a table of 15), for both schemes with and
-    /// without a zero level, over `a` and `q` from tiny (subnormal levels) to large.
-    #[test]
-    fn row_tables_are_the_levels_of_each_row() {
-        use crate::discretize::Family;
-        use crate::{Params, Scheme};
-        let Some(t) = Isa::detect().avx2() else {
-            return;
-        };
-        let mut next = rng(0x5eed_0017);
-        for scheme in [Scheme::Exponential, Scheme::Linear] {
-            for zero in [true, false] {
-                let family = Family::new(scheme, 4, zero).unwrap();
-                let gen = match scheme {
-                    Scheme::Exponential => Gen16::Exp { zero },
-                    Scheme::Linear => {
-                        let mut unit = [0.0f32; 256];
-                        family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut unit);
-                        Gen16::Scaled(core::array::from_fn(|i| unit[i]))
-                    }
-                };
-                for round in 0..400 {
-                    let params: [[f32; 2]; 8] = core::array::from_fn(|_| {
-                        // `a` over 2^-40 .. 2^40; `q` over the whole of (0, 1) on a
-                        // third of the rounds, else the fitted range.
-                        let a = f32::from_bits(0x2b80_0000 + next() % 0x2800_0000);
-                        let q = if round % 3 == 0 {
-                            (next() % 0x00ff_ffff + 1) as f32 / 16_777_216.0
-                        } else {
-                            0.3 + (next() % 6000) as f32 * 1e-4
-                        };
-                        [a, q]
-                    });
-                    let tables = t.row_tables16(&params, &gen);
-                    for (r, (&[a, q], table)) in params.iter().zip(&tables).enumerate() {
-                        let mut want = [0.0f32; 256];
-                        let n = family.levels_into(Params { a, q }, &mut want);
-                        assert_eq!(n, 16 - usize::from(zero));
-                        let want_bits: Vec<u32> = want[..16].iter().map(|v| v.to_bits()).collect();
-                        let got_bits: Vec<u32> = table.iter().map(|v| v.to_bits()).collect();
-                        assert_eq!(
-                            got_bits, want_bits,
-                            "{scheme:?} zero {zero} row {r} a {a} q {q}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
     /// The run order puts `x[64r + k]` at `64r + gemm_xt_pos(k, 64)`, exactly, for whole
     /// runs only.
     #[test]
