@@ -3746,21 +3746,47 @@ unsafe fn dot_planes4(bytes: &[u8], t16: &[f32; 16], xr: &[f32]) -> f32 {
         // SAFETY: run `i < runs` reads bytes `32i .. 32i + 32` and floats `64i .. 64i + 64`,
         // inside both slices.
         unsafe {
-            let v = _mm256_loadu_si256(bytes.as_ptr().add(RUN64 / 2 * i).cast());
-            let halves = [
-                _mm256_and_si256(v, nib),
-                _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib),
-            ];
-            for (h, &idx) in halves.iter().enumerate() {
-                let w = look32(&planes, idx);
-                for (m, (a, &w)) in acc.iter_mut().zip(&w).enumerate() {
-                    let xv = _mm256_loadu_ps(xr.as_ptr().add(RUN64 * i + 32 * h + 8 * m));
-                    *a = _mm256_fmadd_ps(w, xv, *a);
-                }
+            add_run(
+                &planes,
+                nib,
+                bytes.as_ptr().add(RUN64 / 2 * i),
+                xr.as_ptr().add(RUN64 * i),
+                &mut acc,
+            )
+        };
+    }
+    hsum4(acc)
+}
+
+/// One run's entries times their `x` added into `acc` (vector `m` of each half run into the
+/// `m`-th), FMAs straight into the accumulators: [`dot_planes4`]'s step, and the step of
+/// [`dot_planes4_scaled`]'s groups of whole runs. `nib` is `0x0f` in every byte.
+///
+/// # Safety
+/// AVX2 and FMA; `run` points to 32 readable bytes and `xr` to 64 floats.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_run(
+    planes: &[__m256i; 4],
+    nib: __m256i,
+    run: *const u8,
+    xr: *const f32,
+    acc: &mut [__m256; 4],
+) {
+    // SAFETY: the caller guarantees the 32 bytes and 64 floats.
+    unsafe {
+        let v = _mm256_loadu_si256(run.cast());
+        let halves = [
+            _mm256_and_si256(v, nib),
+            _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib),
+        ];
+        for (h, &idx) in halves.iter().enumerate() {
+            let w = look32(planes, idx);
+            for (m, (a, &w)) in acc.iter_mut().zip(&w).enumerate() {
+                *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(xr.add(32 * h + 8 * m)), *a);
             }
         }
     }
-    hsum4(acc)
 }
 
 /// The four byte planes of `t16` (see [`planes16`]), each in both 128-bit lanes.
@@ -3912,18 +3938,8 @@ unsafe fn dot_planes4_scaled(
         for r in i * per_group..(i + 1) * per_group {
             // SAFETY: run `r < runs` reads bytes `32r ..` and floats `64r ..`, inside the slices.
             unsafe {
-                let v = _mm256_loadu_si256(bytes.as_ptr().add(RUN64 / 2 * r).cast());
-                let halves = [
-                    _mm256_and_si256(v, nib),
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib),
-                ];
-                for (h, &idx) in halves.iter().enumerate() {
-                    let w = look32(&planes, idx);
-                    for (m, (a, &w)) in sums.iter_mut().zip(&w).enumerate() {
-                        let xv = _mm256_loadu_ps(xr.as_ptr().add(RUN64 * r + 32 * h + 8 * m));
-                        *a = _mm256_fmadd_ps(w, xv, *a);
-                    }
-                }
+                let run = bytes.as_ptr().add(RUN64 / 2 * r);
+                add_run(&planes, nib, run, xr.as_ptr().add(RUN64 * r), &mut sums);
             }
         }
         let s = _mm256_broadcast_ss(&eight[i % 8]);
