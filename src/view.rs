@@ -2034,7 +2034,6 @@ mod row_tables_tests {
     #[test]
     fn row_tables_are_the_levels_of_each_row() {
         use crate::discretize::Family;
-        use crate::isa::portable::Gen16;
         use crate::isa::Isa;
         use crate::test_rng::xorshift32 as rng;
         use crate::{Params, Scheme};
@@ -2046,14 +2045,7 @@ mod row_tables_tests {
         for scheme in [Scheme::Exponential, Scheme::Linear] {
             for zero in [true, false] {
                 let family = Family::new(scheme, 4, zero).unwrap();
-                let gen = match scheme {
-                    Scheme::Exponential => Gen16::Exp { zero },
-                    Scheme::Linear => {
-                        let mut unit = [0.0f32; 256];
-                        family.levels_into(Params { a: 1.0f32, q: 1.0 }, &mut unit);
-                        Gen16::Scaled(core::array::from_fn(|i| unit[i]))
-                    }
-                };
+                let gen = super::gen16(family).expect("every 4-bit family has a derived table");
                 for round in 0..400 {
                     let params: [[f32; 2]; 8] = core::array::from_fn(|_| {
                         // `a` over 2^-40 .. 2^40; `q` over the whole of (0, 1) on a
